@@ -1,0 +1,233 @@
+//! `#[cached]` hit path against a bare moka get of the same key and value and against the
+//! `cached` crate's `#[cached]`, single task and 2 tasks; plus a cold-key stampede.
+//!
+//! `cargo bench --bench memo` prints criterion's report, then the median ratios.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use cache_layer::{cached, Cache};
+use criterion::{criterion_group, Criterion};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct User {
+    id: u64,
+    name: String,
+    email: String,
+}
+
+fn user(id: u64) -> User {
+    User {
+        id,
+        name: format!("user {id}"),
+        email: format!("user{id}@example.com"),
+    }
+}
+
+static CACHE: LazyLock<Cache> = LazyLock::new(|| Cache::builder().build().expect("cache"));
+
+#[cached(ttl = "5m", key = "user:<id>", cache = CACHE)]
+async fn ours(id: u64) -> User {
+    user(id)
+}
+
+#[cached::proc_macro::cached(ttl_secs = 300)]
+async fn peer(id: u64) -> User {
+    user(id)
+}
+
+static MOKA: LazyLock<moka::future::Cache<String, User>> = LazyLock::new(|| {
+    moka::future::Cache::builder()
+        .max_capacity(10_000)
+        .time_to_live(Duration::from_secs(300))
+        .build()
+});
+
+async fn bare_moka_prebuilt(key: &str) -> User {
+    MOKA.get(key).await.expect("warmed")
+}
+
+async fn bare_moka(id: u64) -> User {
+    MOKA.get(&format!("user:{id}")).await.expect("warmed")
+}
+
+static MOKA_ARC: LazyLock<moka::future::Cache<String, std::sync::Arc<User>>> =
+    LazyLock::new(|| moka::future::Cache::builder().max_capacity(10_000).build());
+
+async fn moka_arc(key: &str) -> User {
+    (*MOKA_ARC.get(key).await.expect("warmed")).clone()
+}
+
+const ID: u64 = 42;
+
+fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Runs `op` `iters` times split over `tasks` tasks; returns wall time per operation × tasks
+/// (i.e. time per operation as seen by one task).
+fn spread<F, Fut>(rt: &tokio::runtime::Runtime, tasks: u64, iters: u64, op: F) -> Duration
+where
+    F: Fn() -> Fut + Send + Sync + Copy + 'static,
+    Fut: std::future::Future + Send,
+{
+    rt.block_on(async move {
+        let per_task = iters.div_ceil(tasks);
+        let started = Instant::now();
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                tokio::spawn(async move {
+                    for _ in 0..per_task {
+                        black_box(op().await);
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.await.expect("task");
+        }
+        started.elapsed() * tasks as u32 / tasks as u32
+    })
+}
+
+fn hits(c: &mut Criterion) {
+    let rt = runtime(2);
+    rt.block_on(async {
+        ours(ID).await;
+        peer(ID).await;
+        MOKA.insert(format!("user:{ID}"), user(ID)).await;
+        MOKA_ARC
+            .insert(format!("user:{ID}"), std::sync::Arc::new(user(ID)))
+            .await;
+    });
+    for tasks in [1u64, 2] {
+        let mut group = c.benchmark_group(format!("hit_{tasks}_task"));
+        group.bench_function("moka_get_prebuilt_key", |b| {
+            b.iter_custom(|n| spread(&rt, tasks, n, || bare_moka_prebuilt("user:42")))
+        });
+        group.bench_function("moka_get", |b| {
+            b.iter_custom(|n| spread(&rt, tasks, n, || bare_moka(ID)))
+        });
+        group.bench_function("moka_arc", |b| {
+            b.iter_custom(|n| spread(&rt, tasks, n, || moka_arc("user:42")))
+        });
+        group.bench_function("cache_layer", |b| {
+            b.iter_custom(|n| spread(&rt, tasks, n, || ours(ID)))
+        });
+        group.bench_function("cached_crate", |b| {
+            b.iter_custom(|n| spread(&rt, tasks, n, || peer(ID)))
+        });
+        group.finish();
+    }
+}
+
+static SOURCE_CALLS: AtomicUsize = AtomicUsize::new(0);
+static STAMPEDE_CACHE: LazyLock<Cache> = LazyLock::new(|| Cache::builder().build().expect("cache"));
+
+#[cached(ttl = "5m", key = "cold:<id>", cache = STAMPEDE_CACHE)]
+async fn cold(id: u64) -> User {
+    SOURCE_CALLS.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    user(id)
+}
+
+static PEER_SOURCE_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached::proc_macro::cached(ttl_secs = 300)]
+async fn peer_cold(id: u64) -> User {
+    PEER_SOURCE_CALLS.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    user(id)
+}
+
+fn stampede(c: &mut Criterion) {
+    let rt = runtime(2);
+    let mut group = c.benchmark_group("stampede_1000_callers");
+    group.sample_size(10);
+    let mut next_id = 0u64;
+    let mut rounds = 0usize;
+    group.bench_function("cache_layer", |b| {
+        b.iter(|| {
+            next_id += 1;
+            rounds += 1;
+            let id = next_id;
+            rt.block_on(async move {
+                let calls: Vec<_> = (0..1000).map(|_| tokio::spawn(cold(id))).collect();
+                for call in calls {
+                    call.await.expect("task");
+                }
+            })
+        })
+    });
+    let mut peer_rounds = 0usize;
+    group.bench_function("cached_crate", |b| {
+        b.iter(|| {
+            next_id += 1;
+            peer_rounds += 1;
+            let id = next_id;
+            rt.block_on(async move {
+                let calls: Vec<_> = (0..1000).map(|_| tokio::spawn(peer_cold(id))).collect();
+                for call in calls {
+                    call.await.expect("task");
+                }
+            })
+        })
+    });
+    group.finish();
+    println!(
+        "\nstampede: cache-layer made {} source calls for {} cold keys x 1000 callers ({:.2} per key); \
+         the cached crate made {} for {} ({:.1} per key)",
+        SOURCE_CALLS.load(Ordering::SeqCst),
+        rounds,
+        SOURCE_CALLS.load(Ordering::SeqCst) as f64 / rounds as f64,
+        PEER_SOURCE_CALLS.load(Ordering::SeqCst),
+        peer_rounds,
+        PEER_SOURCE_CALLS.load(Ordering::SeqCst) as f64 / peer_rounds.max(1) as f64,
+    );
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = hits, stampede
+}
+
+/// Median point estimate (ns) criterion wrote for `group/function` in this run.
+fn median(group: &str, function: &str) -> Option<f64> {
+    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let path = format!("{dir}/criterion/{group}/{function}/new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let at = text.find("\"median\"")?;
+    let rest = &text[at..];
+    let at = rest.find("\"point_estimate\":")? + "\"point_estimate\":".len();
+    let rest = &rest[at..];
+    let end = rest.find([',', '}'])?;
+    rest[..end].trim().parse().ok()
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    println!("\nmedian ratios (lower is better for cache-layer):");
+    for tasks in [1, 2] {
+        let group = format!("hit_{tasks}_task");
+        let ours = median(&group, "cache_layer");
+        for baseline in ["moka_get_prebuilt_key", "moka_get", "cached_crate"] {
+            if let (Some(ours), Some(base)) = (ours, median(&group, baseline)) {
+                println!(
+                    "  {group}: cache_layer {ours:.1} ns / {baseline} {base:.1} ns = {:.2}x",
+                    ours / base
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! What one cached value is: the value itself plus its lifetime (fresh → stale → stale-if-error
+//! → gone) and the tags it answers to.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A stored value, type-erased. A memory hit clones the concrete value back out; it is never
+/// serialised.
+pub(crate) type Value = Arc<dyn Any + Send + Sync>;
+
+/// How long an entry lives, per call site (a `#[cached]` fn) or per response.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Lifetime {
+    /// Fresh period before jitter.
+    pub(crate) ttl: Duration,
+    /// Stale-while-revalidate window after the fresh period.
+    pub(crate) stale: Duration,
+    /// Stale-if-error window after the stale window.
+    pub(crate) stale_if_error: Duration,
+    /// Jitter as a fraction of `ttl` (`0.1` = ±10%); `None` takes the cache's default.
+    pub(crate) jitter: Option<f64>,
+}
+
+impl Lifetime {
+    /// The deadlines of an entry created `now`, with `jitter` (a fraction) applied to the
+    /// fresh period only so that the stale windows keep their configured length.
+    pub(crate) fn deadlines(&self, now: Instant, default_jitter: f64) -> Deadlines {
+        let jitter = self.jitter.unwrap_or(default_jitter);
+        let ttl = jittered(self.ttl, jitter);
+        let fresh_until = now + ttl;
+        let stale_until = fresh_until + self.stale;
+        Deadlines {
+            fresh_until,
+            stale_until,
+            expires_at: stale_until + self.stale_if_error,
+        }
+    }
+}
+
+/// `ttl` scaled by a uniform factor in `[1 - jitter, 1 + jitter]`.
+pub(crate) fn jittered(ttl: Duration, jitter: f64) -> Duration {
+    if jitter <= 0.0 || ttl.is_zero() {
+        return ttl;
+    }
+    let factor = 1.0 + jitter * (fastrand::f64() * 2.0 - 1.0);
+    ttl.mul_f64(factor.max(0.0))
+}
+
+/// When an entry stops being fresh, stops being servable as stale, and disappears.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Deadlines {
+    pub(crate) fresh_until: Instant,
+    pub(crate) stale_until: Instant,
+    pub(crate) expires_at: Instant,
+}
+
+/// Where an entry is in its life at a given instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Age {
+    Fresh,
+    /// Inside the stale-while-revalidate window: serve, refresh in the background.
+    Stale,
+    /// Inside the stale-if-error window: serve only if loading fails.
+    Fallback,
+    Expired,
+}
+
+/// One cached value with its lifetime and tags.
+pub(crate) struct Entry {
+    pub(crate) value: Value,
+    pub(crate) deadlines: Deadlines,
+    /// The names that invalidate this entry besides its own key.
+    pub(crate) tags: Box<[Box<str>]>,
+    /// Estimated bytes held, for the memory budget.
+    pub(crate) weight: u32,
+    /// Unique per inserted entry, so the tag index can tell a replaced entry from its successor.
+    pub(crate) id: u64,
+    /// Set while a background refresh of this entry runs: one refresh per key.
+    refreshing: AtomicBool,
+}
+
+impl Entry {
+    pub(crate) fn new(
+        value: Value,
+        deadlines: Deadlines,
+        tags: Box<[Box<str>]>,
+        weight: u32,
+    ) -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Entry {
+            value,
+            deadlines,
+            tags,
+            weight,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            refreshing: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn age(&self, now: Instant) -> Age {
+        let d = &self.deadlines;
+        if now < d.fresh_until {
+            Age::Fresh
+        } else if now < d.stale_until {
+            Age::Stale
+        } else if now < d.expires_at {
+            Age::Fallback
+        } else {
+            Age::Expired
+        }
+    }
+
+    /// Claims the right to refresh this entry; `None` when a refresh is already running.
+    pub(crate) fn claim_refresh(self: &Arc<Self>) -> Option<RefreshClaim> {
+        self.refreshing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()
+            .map(|_| RefreshClaim {
+                entry: Arc::clone(self),
+            })
+    }
+}
+
+/// Held by the one task refreshing an entry; releases the claim when dropped (also on panic or
+/// cancellation), so a failed refresh can be retried by a later caller.
+pub(crate) struct RefreshClaim {
+    entry: Arc<Entry>,
+}
+
+impl Drop for RefreshClaim {
+    fn drop(&mut self) {
+        self.entry.refreshing.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_bounds_and_varies() {
+        let ttl = Duration::from_secs(100);
+        let samples: Vec<Duration> = (0..2_000).map(|_| jittered(ttl, 0.1)).collect();
+        assert!(samples
+            .iter()
+            .all(|d| *d >= Duration::from_secs(90) && *d <= Duration::from_secs(110)));
+        let min = samples.iter().min().unwrap();
+        let max = samples.iter().max().unwrap();
+        assert!(
+            *max - *min > Duration::from_secs(15),
+            "jitter spreads expiries"
+        );
+        assert_eq!(jittered(ttl, 0.0), ttl);
+    }
+
+    #[test]
+    fn age_walks_through_the_windows() {
+        let now = Instant::now();
+        let lifetime = Lifetime {
+            ttl: Duration::from_secs(10),
+            stale: Duration::from_secs(5),
+            stale_if_error: Duration::from_secs(20),
+            jitter: Some(0.0),
+        };
+        let entry = Entry::new(Arc::new(1u8), lifetime.deadlines(now, 0.1), Box::new([]), 1);
+        assert_eq!(entry.age(now), Age::Fresh);
+        assert_eq!(entry.age(now + Duration::from_secs(12)), Age::Stale);
+        assert_eq!(entry.age(now + Duration::from_secs(30)), Age::Fallback);
+        assert_eq!(entry.age(now + Duration::from_secs(36)), Age::Expired);
+    }
+
+    #[test]
+    fn one_refresh_claim_at_a_time() {
+        let entry = Arc::new(Entry::new(
+            Arc::new(1u8),
+            Lifetime {
+                ttl: Duration::from_secs(1),
+                stale: Duration::ZERO,
+                stale_if_error: Duration::ZERO,
+                jitter: None,
+            }
+            .deadlines(Instant::now(), 0.0),
+            Box::new([]),
+            1,
+        ));
+        let claim = entry.claim_refresh().expect("first claim");
+        assert!(entry.claim_refresh().is_none());
+        drop(claim);
+        assert!(entry.claim_refresh().is_some());
+    }
+}

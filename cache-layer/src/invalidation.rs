@@ -1,0 +1,88 @@
+//! The invalidation log: closes the race between a load that started before a write and an
+//! invalidation that ran while it was in flight. Without it, the load would store the value it
+//! read before the write, and the cache would serve it for a whole TTL.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+/// How many recent invalidations are remembered by name. A load that began before the oldest
+/// remembered one is not stored at all (it cannot prove it was not invalidated).
+const REMEMBERED: usize = 4096;
+
+pub(crate) struct InvalidationLog {
+    seq: AtomicU64,
+    recent: Mutex<VecDeque<(u64, Box<str>)>>,
+}
+
+impl InvalidationLog {
+    pub(crate) fn new() -> Self {
+        InvalidationLog {
+            seq: AtomicU64::new(0),
+            recent: Mutex::new(VecDeque::with_capacity(64)),
+        }
+    }
+
+    /// The sequence number a load records when it starts.
+    pub(crate) fn current(&self) -> u64 {
+        self.seq.load(Ordering::SeqCst)
+    }
+
+    /// Records an invalidation of `name`. Must run *before* the entries are removed, so that a
+    /// concurrent insert either is removed or sees this record.
+    pub(crate) fn record(&self, name: &str) {
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        if recent.len() == REMEMBERED {
+            recent.pop_front();
+        }
+        recent.push_back((seq, name.into()));
+    }
+
+    /// Whether `key` or any of `tags` was invalidated after `since`. Must run *after* the entry
+    /// was inserted.
+    pub(crate) fn touched_since(&self, since: u64, key: &str, tags: &[Box<str>]) -> bool {
+        if self.seq.load(Ordering::SeqCst) == since {
+            return false;
+        }
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        match recent.front() {
+            Some((oldest, _)) if *oldest > since + 1 => return true,
+            None => return true,
+            Some(_) => {}
+        }
+        recent
+            .iter()
+            .rev()
+            .take_while(|(seq, _)| *seq > since)
+            .any(|(_, name)| &**name == key || tags.iter().any(|t| t == name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_matching_names_after_the_start_count() {
+        let log = InvalidationLog::new();
+        log.record("user:1");
+        let start = log.current();
+        assert!(!log.touched_since(start, "user:1", &[]));
+        log.record("user:2");
+        assert!(!log.touched_since(start, "user:1", &["users".into()]));
+        assert!(log.touched_since(start, "user:2", &[]));
+        log.record("users");
+        assert!(log.touched_since(start, "user:1", &["users".into()]));
+    }
+
+    #[test]
+    fn forgotten_history_is_treated_as_touched() {
+        let log = InvalidationLog::new();
+        let start = log.current();
+        for i in 0..REMEMBERED + 2 {
+            log.record(&format!("other:{i}"));
+        }
+        assert!(log.touched_since(start, "user:1", &[]));
+    }
+}

@@ -1,0 +1,332 @@
+//! Get-or-load for memoised functions: what `#[cached]` expands to.
+//!
+//! The expansion is two steps so that the cache-hit path does no work for the miss path:
+//! [`lookup`] answers from the store (fresh, or stale with a claim to refresh it in the
+//! background); only on a miss does the caller render the tags and hand its loader to
+//! [`Miss::load`], which runs it under single-flight.
+
+use std::future::Future;
+use std::io;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cache::Cache;
+use crate::entry::{Age, Entry, Lifetime, RefreshClaim, Value};
+use crate::flight::{Join, Leader, Waited};
+use crate::shape::{Cacheable, Outcome, Shape};
+use crate::stats::Counter;
+use crate::store::ENTRY_OVERHEAD;
+
+/// The configuration of one `#[cached]` function, built by the macro as a `static`.
+#[derive(Debug)]
+pub struct Site {
+    /// Name for events (default: module path and fn name).
+    pub name: &'static str,
+    /// Fresh period.
+    pub ttl: Duration,
+    /// Stale-while-revalidate window.
+    pub stale: Duration,
+    /// Stale-if-error window.
+    pub stale_if_error: Duration,
+    /// Lifetime of a negative (`None`) entry; `None` means negative results are not cached.
+    pub none_ttl: Option<Duration>,
+    /// TTL jitter fraction; `None` takes the cache's default.
+    pub jitter: Option<f64>,
+    /// Distributed lock duration (used by shared stores; single-flight covers one process).
+    pub lock: Option<Duration>,
+}
+
+impl Site {
+    fn lifetime(&self) -> Lifetime {
+        Lifetime {
+            ttl: self.ttl,
+            stale: self.stale,
+            stale_if_error: self.stale_if_error,
+            jitter: self.jitter,
+        }
+    }
+
+    fn negative_lifetime(&self) -> Option<Lifetime> {
+        self.none_ttl.map(|ttl| Lifetime {
+            ttl,
+            stale: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
+            jitter: self.jitter,
+        })
+    }
+}
+
+/// The answer of [`lookup`].
+pub enum Lookup<'a, R, S> {
+    /// A fresh value.
+    Hit(R),
+    /// A stale value, and, for the first caller to see it stale, the right to refresh it.
+    Stale(R, Option<Refresh<S>>),
+    /// Nothing usable: load.
+    Miss(Miss<'a, S>),
+}
+
+/// Looks `key` up for a function of shape `S` returning `R`.
+pub async fn lookup<'a, R, S>(
+    cache: &'a Cache,
+    site: &'static Site,
+    _shape: S,
+    key: &'a str,
+) -> Lookup<'a, R, S>
+where
+    S: Shape<R>,
+    S::Value: Cacheable,
+{
+    let inner = cache.inner();
+    let mut fallback = None;
+    if let Some(entry) = inner.memory.get(key) {
+        // A value of another type under this key (two functions sharing a key template) is
+        // a miss and will be overwritten.
+        if let Some(value) = entry.value.downcast_ref::<S::Value>() {
+            match entry.age(Instant::now()) {
+                Age::Fresh => {
+                    inner.counters.add(Counter::Hit);
+                    return Lookup::Hit(S::rebuild(value.clone()));
+                }
+                Age::Stale => {
+                    inner.counters.add(Counter::Stale);
+                    let refresh = entry.claim_refresh().map(|claim| Refresh {
+                        cache: cache.clone(),
+                        site,
+                        key: key.to_owned(),
+                        claim,
+                        shape: PhantomData,
+                    });
+                    return Lookup::Stale(S::rebuild(value.clone()), refresh);
+                }
+                Age::Fallback => fallback = Some(entry),
+                Age::Expired => {}
+            }
+        }
+    }
+    inner.counters.add(Counter::Miss);
+    tracing::debug!(
+        cache = inner.counters.name(),
+        site = site.name,
+        key,
+        "cache miss"
+    );
+    Lookup::Miss(Miss {
+        cache,
+        site,
+        key,
+        fallback,
+        shape: PhantomData,
+    })
+}
+
+/// A miss on a key: [`Miss::load`] runs the loader once per key across concurrent callers.
+pub struct Miss<'a, S> {
+    cache: &'a Cache,
+    site: &'static Site,
+    key: &'a str,
+    /// An entry in its stale-if-error window, served if the load fails.
+    fallback: Option<Arc<Entry>>,
+    shape: PhantomData<S>,
+}
+
+impl<S> Miss<'_, S> {
+    /// Loads the value with `load` (or waits for a concurrent caller's load of the same key),
+    /// stores it tagged with `tags`, and returns it.
+    ///
+    /// # Concurrent calls on the same key
+    /// One caller runs its loader; the others wait for its value (a bounded time, then they
+    /// load themselves). If the leader is cancelled, panics or fails, a waiter takes over with
+    /// its own loader. A failed load is never cached.
+    pub async fn load<R, F>(self, tags: Vec<String>, load: F) -> R
+    where
+        S: Shape<R>,
+        S::Value: Cacheable,
+        F: Future<Output = R>,
+    {
+        let inner = self.cache.inner();
+        let tags: Box<[Box<str>]> = tags.into_iter().map(String::into_boxed_str).collect();
+        loop {
+            match inner.flights.join(self.key, &tags) {
+                Join::Lead(leader) => return self.run(load, &tags, Some(leader)).await,
+                Join::Wait(waiter) => {
+                    inner.counters.add(Counter::Coalesced);
+                    match waiter.wait(inner.max_wait).await {
+                        Waited::Done(value) => {
+                            if let Some(value) = value.downcast_ref::<S::Value>() {
+                                return S::rebuild(value.clone());
+                            }
+                            return self.run(load, &tags, None).await;
+                        }
+                        Waited::TimedOut => {
+                            tracing::warn!(
+                                cache = inner.counters.name(),
+                                site = self.site.name,
+                                key = self.key,
+                                "waited too long for a concurrent load; loading independently"
+                            );
+                            return self.run(load, &tags, None).await;
+                        }
+                        Waited::Retry => {
+                            if let Some(hit) = self.fresh::<R>() {
+                                return hit;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A fresh value stored by a leader that finished between our look-up and our wait.
+    fn fresh<R>(&self) -> Option<R>
+    where
+        S: Shape<R>,
+        S::Value: Cacheable,
+    {
+        let entry = self.cache.inner().memory.get(self.key)?;
+        let value = entry.value.downcast_ref::<S::Value>()?;
+        (entry.age(Instant::now()) == Age::Fresh).then(|| S::rebuild(value.clone()))
+    }
+
+    async fn run<R, F>(&self, load: F, tags: &[Box<str>], leader: Option<Leader<'_>>) -> R
+    where
+        S: Shape<R>,
+        S::Value: Cacheable,
+        F: Future<Output = R>,
+    {
+        let (result, stored) =
+            load_and_store::<R, S, F>(self.cache, self.site, self.key, tags, load).await;
+        if let Some(value) = stored {
+            if let Some(leader) = leader {
+                leader.complete(value);
+            }
+            return result;
+        }
+        let Some((stale, value)) = self.fallback.as_ref().and_then(|entry| {
+            let value = entry.value.downcast_ref::<S::Value>()?;
+            (entry.age(Instant::now()) != Age::Expired).then(|| (entry.value.clone(), value))
+        }) else {
+            // Dropping the leader without a value hands the load to a waiter.
+            return result;
+        };
+        let inner = self.cache.inner();
+        inner.counters.add(Counter::StaleIfError);
+        tracing::warn!(
+            cache = inner.counters.name(),
+            site = self.site.name,
+            key = self.key,
+            "loader failed; serving the stale value (stale-if-error)"
+        );
+        if let Some(leader) = leader {
+            leader.complete(stale);
+        }
+        S::rebuild(value.clone())
+    }
+}
+
+/// The right to refresh one stale entry in the background; see [`Refresh::spawn`].
+pub struct Refresh<S> {
+    cache: Cache,
+    site: &'static Site,
+    key: String,
+    claim: RefreshClaim,
+    shape: PhantomData<S>,
+}
+
+impl<S> Refresh<S> {
+    /// Runs `load` on the Tokio runtime and stores its value, tagged with `tags`; the caller
+    /// returns the stale value without waiting. Outside a Tokio runtime nothing is spawned and
+    /// the entry is refreshed by a later miss.
+    pub fn spawn<R, F>(self, tags: Vec<String>, load: F)
+    where
+        S: Shape<R>,
+        S::Value: Cacheable,
+        R: Send + 'static,
+        F: Future<Output = R> + Send + 'static,
+    {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let Refresh {
+                cache,
+                site,
+                key,
+                claim,
+                ..
+            } = self;
+            let tags: Box<[Box<str>]> = tags.into_iter().map(String::into_boxed_str).collect();
+            let _ = load_and_store::<R, S, F>(&cache, site, &key, &tags, load).await;
+            drop(claim);
+        });
+    }
+}
+
+/// Runs `load`, records it, and stores what its shape allows. Returns the caller's value and,
+/// when the call succeeded, the shared value waiters receive.
+async fn load_and_store<R, S, F>(
+    cache: &Cache,
+    site: &'static Site,
+    key: &str,
+    tags: &[Box<str>],
+    load: F,
+) -> (R, Option<Value>)
+where
+    S: Shape<R>,
+    S::Value: Cacheable,
+    F: Future<Output = R>,
+{
+    let inner = cache.inner();
+    let since = inner.log.current();
+    inner.counters.add(Counter::Load);
+    let started = Instant::now();
+    let result = load.await;
+    inner.counters.record_load(started.elapsed());
+    let (value, lifetime) = match S::classify(&result) {
+        Outcome::Value(value) => (value, Some(site.lifetime())),
+        Outcome::Negative(value) => (value, site.negative_lifetime()),
+        Outcome::Failure => {
+            inner.counters.add(Counter::LoadError);
+            tracing::debug!(
+                cache = inner.counters.name(),
+                site = site.name,
+                key,
+                "loader failed"
+            );
+            return (result, None);
+        }
+    };
+    let weight = weigh(key, tags, value);
+    let shared: Value = Arc::new(value.clone());
+    if let Some(lifetime) = lifetime {
+        let deadlines = lifetime.deadlines(Instant::now(), inner.jitter);
+        let entry = Entry::new(Arc::clone(&shared), deadlines, tags.into(), weight);
+        cache.store(key, entry, since);
+    }
+    (result, Some(shared))
+}
+
+/// Estimated bytes an entry holds: bookkeeping, key, tags, the value inline, and its heap
+/// data (measured as its MessagePack length, written to a counter, not a buffer).
+fn weigh<V: serde::Serialize>(key: &str, tags: &[Box<str>], value: &V) -> u32 {
+    struct Counted(usize);
+    impl io::Write for Counted {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut heap = Counted(0);
+    let _ = rmp_serde::encode::write(&mut heap, value);
+    let bytes = ENTRY_OVERHEAD
+        + key.len()
+        + tags.iter().map(|t| t.len() + 16).sum::<usize>()
+        + std::mem::size_of::<V>()
+        + heap.0;
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,165 @@
+//! What a memoised function returns, and so what is cached: `Result<T, E>` caches `Ok(T)` and
+//! never `Err`; `Option<T>` caches `Some(T)`, and `None` only with a `none_ttl`; any other type
+//! is cached as is.
+//!
+//! The macro picks the shape from the function's return type at compile time with
+//! auto-deref specialisation (see [`Probe`]), so type aliases such as `io::Result<T>` or
+//! `type DbResult<T> = Result<T, DbError>` are recognised as results.
+
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// What a return value means for the cache.
+pub enum Outcome<'r, V> {
+    /// Cache this value.
+    Value(&'r V),
+    /// Cache this value only as a negative entry (`none_ttl`).
+    Negative(&'r V),
+    /// Do not cache; the call failed.
+    Failure,
+}
+
+/// A value that can be cached: cloned out of memory on a hit, serialised for a shared store.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached",
+    label = "the cached value of this function",
+    note = "a cached value must be `Clone + Send + Sync + Serialize + DeserializeOwned + 'static`"
+)]
+pub trait Cacheable: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {}
+
+impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> Cacheable for T {}
+
+/// How a return type `R` maps to the value that is stored.
+pub trait Shape<R>: Copy + Send + Sync + 'static {
+    /// What is stored for a successful return.
+    type Value;
+    /// Classifies a return value.
+    fn classify(r: &R) -> Outcome<'_, Self::Value>;
+    /// Turns a stored value back into the return type.
+    fn rebuild(value: Self::Value) -> R;
+    /// Whether a writer returning `r` succeeded (for `#[invalidates]`).
+    fn succeeded(r: &R) -> bool {
+        !matches!(Self::classify(r), Outcome::Failure)
+    }
+}
+
+/// `Result<T, E>`: `Ok` is cached, `Err` never.
+#[derive(Clone, Copy, Debug)]
+pub struct ResultShape;
+/// `Option<T>`: `Some` is cached, `None` only as a negative entry.
+#[derive(Clone, Copy, Debug)]
+pub struct OptionShape;
+/// Any other type: cached as is.
+#[derive(Clone, Copy, Debug)]
+pub struct PlainShape;
+
+impl<T, E> Shape<Result<T, E>> for ResultShape {
+    type Value = T;
+    fn classify(r: &Result<T, E>) -> Outcome<'_, T> {
+        match r {
+            Ok(value) => Outcome::Value(value),
+            Err(_) => Outcome::Failure,
+        }
+    }
+    fn rebuild(value: T) -> Result<T, E> {
+        Ok(value)
+    }
+}
+
+impl<T> Shape<Option<T>> for OptionShape {
+    type Value = Option<T>;
+    fn classify(r: &Option<T>) -> Outcome<'_, Option<T>> {
+        match r {
+            Some(_) => Outcome::Value(r),
+            None => Outcome::Negative(r),
+        }
+    }
+    fn rebuild(value: Option<T>) -> Option<T> {
+        value
+    }
+    fn succeeded(_: &Option<T>) -> bool {
+        true
+    }
+}
+
+impl<T> Shape<T> for PlainShape {
+    type Value = T;
+    fn classify(r: &T) -> Outcome<'_, T> {
+        Outcome::Value(r)
+    }
+    fn rebuild(value: T) -> T {
+        value
+    }
+}
+
+/// Picks a [`Shape`] for `R`: `(&&&Probe::<R>::new()).shape()` resolves to [`ViaResult`] for
+/// results, else [`ViaOption`] for options, else [`ViaPlain`].
+pub struct Probe<R>(PhantomData<fn() -> R>);
+
+impl<R> Probe<R> {
+    /// A probe for `R`.
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        Probe(PhantomData)
+    }
+}
+
+/// Picks [`ResultShape`]; highest priority.
+pub trait ViaResult {
+    /// The shape.
+    fn shape(&self) -> ResultShape {
+        ResultShape
+    }
+}
+impl<T, E> ViaResult for &&Probe<Result<T, E>> {}
+
+/// Picks [`OptionShape`].
+pub trait ViaOption {
+    /// The shape.
+    fn shape(&self) -> OptionShape {
+        OptionShape
+    }
+}
+impl<T> ViaOption for &Probe<Option<T>> {}
+
+/// Picks [`PlainShape`]; the fallback.
+pub trait ViaPlain {
+    /// The shape.
+    fn shape(&self) -> PlainShape {
+        PlainShape
+    }
+}
+impl<T> ViaPlain for Probe<T> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type DbResult<T> = Result<T, std::io::Error>;
+
+    #[test]
+    #[allow(clippy::needless_borrow)] // the borrows are the point: they rank the impls
+    fn probe_picks_the_shape_through_aliases() {
+        let _: ResultShape = (&&&Probe::<DbResult<u32>>::new()).shape();
+        let _: OptionShape = (&&&Probe::<Option<u32>>::new()).shape();
+        let _: PlainShape = (&&&Probe::<u32>::new()).shape();
+    }
+
+    #[test]
+    fn results_cache_ok_only() {
+        assert!(matches!(
+            ResultShape::classify(&Ok::<u8, ()>(1)),
+            Outcome::Value(1)
+        ));
+        assert!(matches!(
+            ResultShape::classify(&Err::<u8, ()>(())),
+            Outcome::Failure
+        ));
+        assert!(matches!(
+            OptionShape::classify(&None::<u8>),
+            Outcome::Negative(None)
+        ));
+    }
+}

@@ -1,0 +1,185 @@
+//! Parsing the arguments of `#[cached(...)]` and `#[invalidates(...)]`.
+
+use std::time::Duration;
+
+use proc_macro2::Span;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{bracketed, Expr, Ident, LitBool, LitFloat, LitStr, Token};
+
+const CACHED_ARGS: &str =
+    "`ttl`, `key`, `invalidate_on`, `stale`, `stale_if_error`, `none_ttl`, `jitter`, `lock`, `cache`, `name`";
+
+/// `#[cached(...)]`, parsed and checked.
+pub(crate) struct CachedArgs {
+    pub(crate) ttl: Duration,
+    pub(crate) key: Option<LitStr>,
+    pub(crate) invalidate_on: Vec<LitStr>,
+    pub(crate) stale: Option<Duration>,
+    pub(crate) stale_if_error: Option<Duration>,
+    pub(crate) none_ttl: Option<Duration>,
+    pub(crate) jitter: Option<f64>,
+    pub(crate) lock: Option<Duration>,
+    pub(crate) cache: Option<Expr>,
+    pub(crate) name: Option<LitStr>,
+}
+
+impl Parse for CachedArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut ttl = None;
+        let mut args = CachedArgs {
+            ttl: Duration::ZERO,
+            key: None,
+            invalidate_on: Vec::new(),
+            stale: None,
+            stale_if_error: None,
+            none_ttl: None,
+            jitter: None,
+            lock: None,
+            cache: None,
+            name: None,
+        };
+        let mut seen: Vec<String> = Vec::new();
+        while !input.is_empty() {
+            let ident: Ident = input.call(syn::ext::IdentExt::parse_any)?;
+            let name = ident.to_string();
+            if seen.contains(&name) {
+                return Err(syn::Error::new(
+                    ident.span(),
+                    format!("duplicate argument `{name}`"),
+                ));
+            }
+            if !CACHED_ARGS.contains(&format!("`{name}`")) {
+                return Err(syn::Error::new(
+                    ident.span(),
+                    format!("unknown argument `{name}`; expected one of {CACHED_ARGS}"),
+                ));
+            }
+            seen.push(name.clone());
+            input.parse::<Token![=]>()?;
+            match name.as_str() {
+                "ttl" => ttl = Some(duration(input)?),
+                "key" => args.key = Some(input.parse()?),
+                "invalidate_on" => {
+                    let content;
+                    bracketed!(content in input);
+                    let tags = Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?;
+                    args.invalidate_on = tags.into_iter().collect();
+                }
+                "stale" => args.stale = Some(duration(input)?),
+                "stale_if_error" => args.stale_if_error = Some(duration(input)?),
+                "none_ttl" => args.none_ttl = Some(duration(input)?),
+                "jitter" => args.jitter = Some(jitter(input)?),
+                "lock" => args.lock = Some(duration(input)?),
+                "cache" => args.cache = Some(input.parse()?),
+                "name" => args.name = Some(input.parse()?),
+                _ => unreachable!("checked against CACHED_ARGS"),
+            }
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        args.ttl = ttl.ok_or_else(|| {
+            syn::Error::new(
+                Span::call_site(),
+                "missing `ttl`: how long a value stays fresh, e.g. `#[cached(ttl = \"5m\")]`",
+            )
+        })?;
+        Ok(args)
+    }
+}
+
+/// `#[invalidates("user:<id>", "users", cache = expr)]`.
+pub(crate) struct InvalidatesArgs {
+    pub(crate) names: Vec<LitStr>,
+    pub(crate) cache: Option<Expr>,
+}
+
+impl Parse for InvalidatesArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut args = InvalidatesArgs {
+            names: Vec::new(),
+            cache: None,
+        };
+        while !input.is_empty() {
+            let lookahead = input.lookahead1();
+            if lookahead.peek(LitStr) {
+                args.names.push(input.parse()?);
+            } else if lookahead.peek(Ident) {
+                let ident: Ident = input.parse()?;
+                if ident != "cache" {
+                    return Err(syn::Error::new(
+                        ident.span(),
+                        format!("unknown argument `{ident}`; expected key or tag templates (\"user:<id>\") or `cache = <expr>`"),
+                    ));
+                }
+                if args.cache.is_some() {
+                    return Err(syn::Error::new(ident.span(), "duplicate argument `cache`"));
+                }
+                input.parse::<Token![=]>()?;
+                args.cache = Some(input.parse()?);
+            } else {
+                return Err(lookahead.error());
+            }
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        if args.names.is_empty() {
+            return Err(syn::Error::new(
+                Span::call_site(),
+                "#[invalidates] needs at least one key or tag template, e.g. #[invalidates(\"user:<id>\")]",
+            ));
+        }
+        Ok(args)
+    }
+}
+
+/// A duration string such as `"30s"`, `"5m"`, `"1h30m"`.
+fn duration(input: ParseStream<'_>) -> syn::Result<Duration> {
+    let lit: LitStr = input.parse()?;
+    let text = lit.value();
+    let parsed = humantime::parse_duration(text.trim()).map_err(|e| {
+        syn::Error::new(
+            lit.span(),
+            format!("invalid duration \"{text}\": {e}; write it like \"30s\", \"5m\" or \"1h30m\""),
+        )
+    })?;
+    if parsed.is_zero() {
+        return Err(syn::Error::new(
+            lit.span(),
+            "duration must be longer than zero",
+        ));
+    }
+    Ok(parsed)
+}
+
+/// `jitter = 0.1` (a fraction in [0, 1)) or `jitter = false` (none).
+fn jitter(input: ParseStream<'_>) -> syn::Result<f64> {
+    if input.peek(LitBool) {
+        let lit: LitBool = input.parse()?;
+        if lit.value {
+            return Err(syn::Error::new(
+                lit.span(),
+                "`jitter = true` is the default; give a fraction such as `jitter = 0.2`, or `false`",
+            ));
+        }
+        return Ok(0.0);
+    }
+    let lit: LitFloat = input.parse().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "expected a fraction such as `jitter = 0.1`, or `jitter = false`",
+        )
+    })?;
+    let value: f64 = lit.base10_parse()?;
+    if !(0.0..1.0).contains(&value) {
+        return Err(syn::Error::new(
+            lit.span(),
+            format!("jitter must be a fraction in [0, 1), got {value}"),
+        ));
+    }
+    Ok(value)
+}

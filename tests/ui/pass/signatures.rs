@@ -1,0 +1,49 @@
+use cache_layer::{cached, invalidates, Cache, KeyArg};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Serialize, Deserialize)]
+struct User {
+    id: u64,
+    org: String,
+}
+
+#[derive(Debug)]
+struct DbError;
+
+type DbResult<T> = Result<T, DbError>;
+
+#[derive(Clone)]
+struct Service {
+    cache: Cache,
+}
+
+impl Service {
+    #[cached(ttl = "30s", key = "user:<user.id>", invalidate_on = ["org:<user.org>"], cache = self.cache)]
+    async fn profile(&self, user: &User) -> DbResult<User> {
+        Ok(user.clone())
+    }
+
+    #[cached(ttl = "1h30m", stale = "5m", stale_if_error = "1h", key = "name:<name>")]
+    async fn by_name(&self, name: &str) -> Option<u64> {
+        self.lookup(name).await
+    }
+
+    async fn lookup(&self, name: &str) -> Option<u64> {
+        name.parse().ok()
+    }
+
+    #[invalidates("user:<id>", "users", cache = self.cache)]
+    async fn rename(&self, id: u64, name: String) -> DbResult<()> {
+        let _ = (id, name);
+        Ok(())
+    }
+}
+
+#[cached(ttl = "10s", none_ttl = "1s", jitter = false, lock = "5s", name = "tagged")]
+async fn generic<K: KeyArg + Send + Sync>(k: K) -> std::io::Result<String> {
+    let mut out = String::new();
+    k.write_key(&mut out);
+    Ok(out)
+}
+
+fn main() {}
