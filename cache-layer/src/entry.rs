@@ -4,7 +4,9 @@
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::Instant;
 
 /// A stored value, type-erased. A memory hit clones the concrete value back out; it is never
 /// serialised.
@@ -138,6 +140,7 @@ impl Drop for RefreshClaim {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock;
 
     #[test]
     fn jitter_stays_within_bounds_and_varies() {
@@ -157,7 +160,7 @@ mod tests {
 
     #[test]
     fn age_walks_through_the_windows() {
-        let now = Instant::now();
+        let now = clock::now();
         let lifetime = Lifetime {
             ttl: Duration::from_secs(10),
             stale: Duration::from_secs(5),
@@ -181,7 +184,7 @@ mod tests {
                 stale_if_error: Duration::ZERO,
                 jitter: None,
             }
-            .deadlines(Instant::now(), 0.0),
+            .deadlines(clock::now(), 0.0),
             Box::new([]),
             1,
         ));

@@ -1,6 +1,7 @@
 //! How arguments become parts of cache keys and tags.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -12,19 +13,20 @@ use std::sync::Arc;
 /// different argument lists never render to the same key. Implement it for your own id types:
 ///
 /// ```
-/// use cache_layer::KeyArg;
+/// use cache_layer::{KeyArg, KeyBuf};
 ///
 /// struct UserId(u64);
 ///
 /// impl KeyArg for UserId {
-///     fn write_key(&self, out: &mut String) {
+///     fn write_key(&self, out: &mut KeyBuf) {
 ///         self.0.write_key(out);
 ///     }
 /// }
 ///
-/// let mut key = String::from("user:");
+/// let mut key = cache_layer::KeyBuf::new();
+/// key.push_str("user:");
 /// UserId(7).write_key(&mut key);
-/// assert_eq!(key, "user:7");
+/// assert_eq!(key.as_str(), "user:7");
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be part of a cache key",
@@ -33,14 +35,74 @@ use std::sync::Arc;
 )]
 pub trait KeyArg {
     /// Appends this value's key form to `out`.
-    fn write_key(&self, out: &mut String);
+    fn write_key(&self, out: &mut KeyBuf);
+}
+
+/// A key or tag being rendered. Short keys (up to 64 bytes) stay on the stack, so rendering
+/// the key of a cache hit allocates nothing.
+#[derive(Clone, Default)]
+pub struct KeyBuf {
+    inline: arrayvec::ArrayString<64>,
+    spilled: Option<String>,
+}
+
+impl KeyBuf {
+    /// An empty key.
+    pub fn new() -> Self {
+        KeyBuf::default()
+    }
+
+    /// Appends `s` as is (no escaping: use [`KeyArg::write_key`] for values).
+    #[inline]
+    pub fn push_str(&mut self, s: &str) {
+        match &mut self.spilled {
+            Some(heap) => heap.push_str(s),
+            None => {
+                if self.inline.try_push_str(s).is_err() {
+                    let mut heap = String::with_capacity(self.inline.len() + s.len() + 64);
+                    heap.push_str(&self.inline);
+                    heap.push_str(s);
+                    self.spilled = Some(heap);
+                }
+            }
+        }
+    }
+
+    /// Appends one character as is.
+    #[inline]
+    pub fn push(&mut self, c: char) {
+        self.push_str(c.encode_utf8(&mut [0; 4]));
+    }
+
+    /// The key rendered so far.
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        match &self.spilled {
+            Some(heap) => heap,
+            None => &self.inline,
+        }
+    }
+
+    /// The key as an owned string.
+    pub fn into_string(self) -> String {
+        match self.spilled {
+            Some(heap) => heap,
+            None => self.inline.as_str().to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for KeyBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 macro_rules! integer_keys {
     ($($t:ty),*) => {$(
         impl KeyArg for $t {
             #[inline]
-            fn write_key(&self, out: &mut String) {
+            fn write_key(&self, out: &mut KeyBuf) {
                 // Digits by hand: `write!` goes through `fmt` machinery, a measurable share of
                 // a cache hit.
                 let mut digits = [0u8; 40];
@@ -58,9 +120,7 @@ macro_rules! integer_keys {
                 if negative {
                     out.push('-');
                 }
-                for &d in &digits[at..] {
-                    out.push(char::from(d));
-                }
+                out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
             }
         }
     )*};
@@ -69,78 +129,77 @@ macro_rules! integer_keys {
 integer_keys!(u8, u16, u32, u64, usize, i8, i16, i32, i64, i128, isize);
 
 impl KeyArg for u128 {
-    fn write_key(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let _ = write!(out, "{self}");
+    fn write_key(&self, out: &mut KeyBuf) {
+        out.push_str(&self.to_string());
     }
 }
 
 impl KeyArg for bool {
-    fn write_key(&self, out: &mut String) {
+    fn write_key(&self, out: &mut KeyBuf) {
         out.push_str(if *self { "true" } else { "false" });
     }
 }
 
 impl KeyArg for char {
-    fn write_key(&self, out: &mut String) {
+    fn write_key(&self, out: &mut KeyBuf) {
         escape_into(self.encode_utf8(&mut [0; 4]), out);
     }
 }
 
 impl KeyArg for str {
     #[inline]
-    fn write_key(&self, out: &mut String) {
+    fn write_key(&self, out: &mut KeyBuf) {
         escape_into(self, out);
     }
 }
 
 impl KeyArg for String {
     #[inline]
-    fn write_key(&self, out: &mut String) {
+    fn write_key(&self, out: &mut KeyBuf) {
         escape_into(self, out);
     }
 }
 
 impl KeyArg for Cow<'_, str> {
-    fn write_key(&self, out: &mut String) {
+    fn write_key(&self, out: &mut KeyBuf) {
         escape_into(self, out);
     }
 }
 
 impl<T: KeyArg + ?Sized> KeyArg for &T {
     #[inline]
-    fn write_key(&self, out: &mut String) {
+    fn write_key(&self, out: &mut KeyBuf) {
         (**self).write_key(out);
     }
 }
 
 impl<T: KeyArg + ?Sized> KeyArg for &mut T {
-    fn write_key(&self, out: &mut String) {
+    fn write_key(&self, out: &mut KeyBuf) {
         (**self).write_key(out);
     }
 }
 
 impl<T: KeyArg + ?Sized> KeyArg for Box<T> {
-    fn write_key(&self, out: &mut String) {
+    fn write_key(&self, out: &mut KeyBuf) {
         (**self).write_key(out);
     }
 }
 
 impl<T: KeyArg + ?Sized> KeyArg for Arc<T> {
-    fn write_key(&self, out: &mut String) {
+    fn write_key(&self, out: &mut KeyBuf) {
         (**self).write_key(out);
     }
 }
 
 impl<T: KeyArg + ?Sized> KeyArg for Rc<T> {
-    fn write_key(&self, out: &mut String) {
+    fn write_key(&self, out: &mut KeyBuf) {
         (**self).write_key(out);
     }
 }
 
 impl<T: KeyArg> KeyArg for Option<T> {
     /// `None` renders as `%N`, which no escaped value can produce.
-    fn write_key(&self, out: &mut String) {
+    fn write_key(&self, out: &mut KeyBuf) {
         match self {
             Some(value) => value.write_key(out),
             None => out.push_str("%N"),
@@ -150,7 +209,7 @@ impl<T: KeyArg> KeyArg for Option<T> {
 
 impl<T: KeyArg> KeyArg for [T] {
     /// Elements joined by `,`.
-    fn write_key(&self, out: &mut String) {
+    fn write_key(&self, out: &mut KeyBuf) {
         for (i, item) in self.iter().enumerate() {
             if i > 0 {
                 out.push(',');
@@ -161,12 +220,12 @@ impl<T: KeyArg> KeyArg for [T] {
 }
 
 impl<T: KeyArg> KeyArg for Vec<T> {
-    fn write_key(&self, out: &mut String) {
+    fn write_key(&self, out: &mut KeyBuf) {
         self.as_slice().write_key(out);
     }
 }
 
-fn escape_into(s: &str, out: &mut String) {
+fn escape_into(s: &str, out: &mut KeyBuf) {
     if !s.contains(['%', ':', ',']) {
         out.push_str(s);
         return;
@@ -185,15 +244,15 @@ fn escape_into(s: &str, out: &mut String) {
 mod tests {
     use super::*;
 
-    fn key(parts: &[&dyn Fn(&mut String)]) -> String {
-        let mut out = String::new();
+    fn key(parts: &[&dyn Fn(&mut KeyBuf)]) -> String {
+        let mut out = KeyBuf::new();
         for (i, part) in parts.iter().enumerate() {
             if i > 0 {
                 out.push(':');
             }
             part(&mut out);
         }
-        out
+        out.into_string()
     }
 
     #[test]
@@ -207,24 +266,35 @@ mod tests {
     #[test]
     fn integers_render_like_display() {
         for n in [0i64, 7, -7, 10, i64::MIN, i64::MAX] {
-            let mut out = String::new();
+            let mut out = KeyBuf::new();
             n.write_key(&mut out);
-            assert_eq!(out, n.to_string());
+            assert_eq!(out.as_str(), n.to_string());
         }
-        let mut out = String::new();
+        let mut out = KeyBuf::new();
         u64::MAX.write_key(&mut out);
         i128::MIN.write_key(&mut out);
-        assert_eq!(out, format!("{}{}", u64::MAX, i128::MIN));
+        assert_eq!(out.as_str(), format!("{}{}", u64::MAX, i128::MIN));
+    }
+
+    #[test]
+    fn long_keys_spill_to_the_heap_intact() {
+        let mut out = KeyBuf::new();
+        let long = "x".repeat(100);
+        out.push_str("k:");
+        long.write_key(&mut out);
+        out.push('!');
+        assert_eq!(out.as_str(), format!("k:{long}!"));
+        assert_eq!(out.into_string(), format!("k:{long}!"));
     }
 
     #[test]
     fn options_and_slices() {
-        let mut out = String::new();
+        let mut out = KeyBuf::new();
         None::<u8>.write_key(&mut out);
         out.push('|');
         Some("%N").write_key(&mut out);
         out.push('|');
         vec![1u8, 2].write_key(&mut out);
-        assert_eq!(out, "%N|%25N|1,2");
+        assert_eq!(out.as_str(), "%N|%25N|1,2");
     }
 }

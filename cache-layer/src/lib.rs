@@ -46,6 +46,7 @@
 //! value. A caller that is cancelled or panics while loading hands the load to a waiter.
 
 mod cache;
+mod clock;
 mod entry;
 mod flight;
 mod invalidation;
@@ -61,7 +62,7 @@ pub mod __private;
 
 pub use cache::{BuildError, Cache, CacheBuilder};
 pub use cache_macros::{cached, invalidates};
-pub use key::KeyArg;
+pub use key::{KeyArg, KeyBuf};
 pub use stats::Stats;
 
 /// The README's examples, compiled as doctests.

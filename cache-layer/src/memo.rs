@@ -11,6 +11,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock;
+
 use crate::cache::Cache;
 use crate::entry::{Age, Entry, Lifetime, RefreshClaim, Value};
 use crate::flight::{Join, Leader, Waited};
@@ -84,7 +86,7 @@ where
         // A value of another type under this key (two functions sharing a key template) is
         // a miss and will be overwritten.
         if let Some(value) = entry.value.downcast_ref::<S::Value>() {
-            match entry.age(Instant::now()) {
+            match entry.age(clock::now()) {
                 Age::Fresh => {
                     inner.counters.add(Counter::Hit);
                     return Lookup::Hit(S::rebuild(value.clone()));
@@ -101,7 +103,7 @@ where
                     return Lookup::Stale(S::rebuild(value.clone()), refresh);
                 }
                 Age::Fallback => fallback = Some(entry),
-                Age::Expired => {}
+                Age::Expired => inner.memory.remove(key),
             }
         }
     }
@@ -187,7 +189,7 @@ impl<S> Miss<'_, S> {
     {
         let entry = self.cache.inner().memory.get(self.key)?;
         let value = entry.value.downcast_ref::<S::Value>()?;
-        (entry.age(Instant::now()) == Age::Fresh).then(|| S::rebuild(value.clone()))
+        (entry.age(clock::now()) == Age::Fresh).then(|| S::rebuild(value.clone()))
     }
 
     async fn run<R, F>(&self, load: F, tags: &[Box<str>], leader: Option<Leader<'_>>) -> R
@@ -206,7 +208,7 @@ impl<S> Miss<'_, S> {
         }
         let Some((stale, value)) = self.fallback.as_ref().and_then(|entry| {
             let value = entry.value.downcast_ref::<S::Value>()?;
-            (entry.age(Instant::now()) != Age::Expired).then(|| (entry.value.clone(), value))
+            (entry.age(clock::now()) != Age::Expired).then(|| (entry.value.clone(), value))
         }) else {
             // Dropping the leader without a value hands the load to a waiter.
             return result;
@@ -301,7 +303,7 @@ where
     let weight = weigh(key, tags, value);
     let shared: Value = Arc::new(value.clone());
     if let Some(lifetime) = lifetime {
-        let deadlines = lifetime.deadlines(Instant::now(), inner.jitter);
+        let deadlines = lifetime.deadlines(clock::now(), inner.jitter);
         let entry = Entry::new(Arc::clone(&shared), deadlines, tags.into(), weight);
         cache.store(key, entry, since);
     }

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-pub use crate::key::KeyArg;
+pub use crate::key::{KeyArg, KeyBuf};
 pub use crate::memo::{lookup, Lookup, Miss, Refresh, Site};
 pub use crate::shape::{
     Cacheable, OptionShape, Outcome, PlainShape, Probe, ResultShape, Shape, ViaOption, ViaPlain,
@@ -27,7 +27,7 @@ pub fn typed<R, F: Future<Output = R>>(body: F) -> F {
 
 /// Appends a key part to a key being rendered.
 #[inline(always)]
-pub fn push<T: KeyArg + ?Sized>(out: &mut String, part: &T) {
+pub fn push<T: KeyArg + ?Sized>(out: &mut KeyBuf, part: &T) {
     part.write_key(out);
 }
 

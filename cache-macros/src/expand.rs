@@ -182,7 +182,13 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
         Some(template) => template.render(),
         None => default_key(&params),
     };
-    let tags: Vec<TokenStream> = tags.iter().map(Template::render).collect();
+    let tags: Vec<TokenStream> = tags
+        .iter()
+        .map(|t| {
+            let render = t.render();
+            quote! { #render.into_string() }
+        })
+        .collect();
     let stale_arm = if args.stale.is_some() {
         let (copies, rebinds) = owned_copies(&params);
         let body = rewrite_self(block.to_token_stream());
@@ -220,8 +226,8 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
             };
             let __cl_cache: &::cache_layer::Cache = #cache;
             let __cl_shape = #shape;
-            let __cl_key: ::std::string::String = #key;
-            match ::cache_layer::__private::lookup(__cl_cache, &__CL_SITE, __cl_shape, &__cl_key).await {
+            let __cl_key: ::cache_layer::__private::KeyBuf = #key;
+            match ::cache_layer::__private::lookup(__cl_cache, &__CL_SITE, __cl_shape, __cl_key.as_str()).await {
                 ::cache_layer::__private::Lookup::Hit(__cl_value) => __cl_value,
                 #stale_arm
                 ::cache_layer::__private::Lookup::Miss(__cl_miss) => {
@@ -244,7 +250,8 @@ fn default_key(params: &Params) -> TokenStream {
         }
     });
     quote! {{
-        let mut __cl_out = ::std::string::String::from(__CL_SITE.name);
+        let mut __cl_out = ::cache_layer::__private::KeyBuf::new();
+        __cl_out.push_str(__CL_SITE.name);
         #(#args)*
         __cl_out
     }}
@@ -380,7 +387,10 @@ fn expand_invalidates(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStrea
     let ret = return_type(&func);
     let cache = cache_expr(args.cache.as_ref());
     let shape = shape_of(&ret);
-    let names = names.iter().map(Template::render);
+    let names = names.iter().map(|t| {
+        let render = t.render();
+        quote! { #render.into_string() }
+    });
     Ok(quote! {
         #(#attrs)*
         #vis #sig {

@@ -76,17 +76,9 @@ impl Template {
         })
     }
 
-    /// An expression rendering the template to a `String`.
+    /// An expression rendering the template to a `KeyBuf`.
     pub(crate) fn render(&self) -> TokenStream {
         let span = self.lit.span();
-        let capacity: usize = self
-            .parts
-            .iter()
-            .map(|p| match p {
-                Part::Text(t) => t.len(),
-                Part::Placeholder(_) => 8,
-            })
-            .sum();
         let pushes = self.parts.iter().map(|part| match part {
             Part::Text(text) => quote! { __cl_out.push_str(#text); },
             Part::Placeholder(path) => {
@@ -95,7 +87,7 @@ impl Template {
             }
         });
         quote! {{
-            let mut __cl_out = ::std::string::String::with_capacity(#capacity);
+            let mut __cl_out = ::cache_layer::__private::KeyBuf::new();
             #(#pushes)*
             __cl_out
         }}

@@ -3,10 +3,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
 
 use moka::notification::RemovalCause;
-use moka::policy::{EvictionPolicy, Expiry};
+use moka::policy::EvictionPolicy;
 
 use crate::entry::Entry;
 use crate::stats::{Counter, Counters};
@@ -24,47 +23,16 @@ pub(crate) struct MemoryStore {
     tags: Arc<TagIndex>,
 }
 
-/// Entries expire when their last window (stale-if-error) closes; freshness within that
-/// lifetime is decided on read.
-struct ExpireAtDeadline;
-
-impl Expiry<Box<str>, Arc<Entry>> for ExpireAtDeadline {
-    fn expire_after_create(
-        &self,
-        _key: &Box<str>,
-        entry: &Arc<Entry>,
-        created_at: Instant,
-    ) -> Option<Duration> {
-        Some(
-            entry
-                .deadlines
-                .expires_at
-                .saturating_duration_since(created_at),
-        )
-    }
-
-    fn expire_after_update(
-        &self,
-        _key: &Box<str>,
-        entry: &Arc<Entry>,
-        updated_at: Instant,
-        _duration_until_expiry: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(
-            entry
-                .deadlines
-                .expires_at
-                .saturating_duration_since(updated_at),
-        )
-    }
-}
-
 impl MemoryStore {
     /// A store holding at most `budget` bytes (as estimated by each entry's weight).
     ///
     /// Eviction is LRU rather than moka's default TinyLFU: TinyLFU may refuse to admit a key it
     /// has not seen often, and a memoised value that was just loaded at the source's expense
     /// should be served on the next call.
+    ///
+    /// Entries carry their own deadlines, checked on every read; moka's per-entry expiry is not
+    /// used because it costs a timer-wheel update on every hit. An entry past its last window is
+    /// removed when it is next read, and otherwise ages out of the LRU order within the budget.
     pub(crate) fn new(budget: u64, counters: Arc<Counters>) -> Self {
         let tags: Arc<TagIndex> = Arc::default();
         let index = Arc::clone(&tags);
@@ -72,7 +40,6 @@ impl MemoryStore {
             .max_capacity(budget)
             .weigher(weigh_entry)
             .eviction_policy(EvictionPolicy::lru())
-            .expire_after(ExpireAtDeadline)
             .eviction_listener(move |key: Arc<Box<str>>, entry: Arc<Entry>, cause| {
                 if cause == RemovalCause::Size {
                     counters.add(Counter::Eviction);

@@ -41,9 +41,9 @@ impl Service {
 
 #[cached(ttl = "10s", none_ttl = "1s", jitter = false, lock = "5s", name = "tagged")]
 async fn generic<K: KeyArg + Send + Sync>(k: K) -> std::io::Result<String> {
-    let mut out = String::new();
+    let mut out = cache_layer::KeyBuf::new();
     k.write_key(&mut out);
-    Ok(out)
+    Ok(out.into_string())
 }
 
 fn main() {}
