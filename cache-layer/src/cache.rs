@@ -8,7 +8,7 @@ use crate::entry::Entry;
 use crate::flight::Flights;
 use crate::invalidation::InvalidationLog;
 use crate::stats::{Counter, Counters, Stats};
-use crate::store::MemoryStore;
+use crate::store::{MemoryStore, RedisConfig, RedisStore, Remote};
 
 /// A cache: stores, single-flight, invalidation and counters behind one cheap-to-clone handle.
 ///
@@ -39,6 +39,29 @@ pub(crate) struct Inner {
     pub(crate) jitter: f64,
     /// How long a caller waits for a concurrent load of the same key before loading itself.
     pub(crate) max_wait: Duration,
+    /// The shared tier, when configured.
+    pub(crate) remote: Option<Remote>,
+}
+
+impl Inner {
+    /// The in-process store when it may be used now: always without a shared tier; as L1
+    /// only while invalidations from other instances can be heard.
+    #[inline]
+    pub(crate) fn local(&self) -> Option<&MemoryStore> {
+        match &self.remote {
+            None => Some(&self.memory),
+            Some(remote) if remote.l1_usable() => Some(&self.memory),
+            Some(_) => None,
+        }
+    }
+
+    /// The in-process part of an invalidation (also run for invalidations published by other
+    /// instances).
+    pub(crate) fn invalidate_local(&self, name: &str) {
+        self.log.record(name);
+        self.flights.forget(name);
+        self.memory.invalidate(name);
+    }
 }
 
 static GLOBAL: OnceLock<Cache> = OnceLock::new();
@@ -84,9 +107,10 @@ impl Cache {
         let inner = &*self.inner;
         inner.counters.add(Counter::Invalidation);
         tracing::debug!(cache = inner.counters.name(), name, "invalidate");
-        inner.log.record(name);
-        inner.flights.forget(name);
-        inner.memory.invalidate(name);
+        inner.invalidate_local(name);
+        if let Some(remote) = &inner.remote {
+            remote.store.invalidate(name).await;
+        }
     }
 
     /// A snapshot of this cache's counters.
@@ -111,16 +135,43 @@ impl Cache {
         &self.inner
     }
 
-    /// Stores `entry` under `key` unless `key` or one of its tags was invalidated after the
-    /// load began (`since`); returns whether it was kept.
-    pub(crate) fn store(&self, key: &str, entry: Entry, since: u64) -> bool {
+    /// The shared tier, with its invalidation subscriber started.
+    pub(crate) fn remote(&self) -> Option<&Remote> {
+        let remote = self.inner.remote.as_ref()?;
+        remote.ensure_subscriber(Arc::downgrade(&self.inner));
+        Some(remote)
+    }
+
+    /// Stores `entry` under `key` (in memory, and `encoded` in the shared tier) unless `key` or
+    /// one of its tags was invalidated after the load began (`since`); returns whether it was
+    /// kept.
+    pub(crate) async fn store(
+        &self,
+        key: &str,
+        entry: Entry,
+        since: u64,
+        encoded: Option<Vec<u8>>,
+    ) -> bool {
         let inner = &*self.inner;
         let entry = Arc::new(entry);
-        inner.memory.insert(key, Arc::clone(&entry));
+        if let Some(memory) = inner.local() {
+            memory.insert(key, Arc::clone(&entry));
+        }
+        let remote = self.remote();
+        if let (Some(remote), Some(bytes)) = (remote, encoded) {
+            let ttl = entry
+                .deadlines
+                .expires_at
+                .saturating_duration_since(crate::clock::now());
+            remote.store.set(key, bytes, ttl, &entry.tags).await;
+        }
         inner.counters.add(Counter::Insert);
         // Checked after the insert: an invalidation either removed our entry or is in the log.
         if inner.log.touched_since(since, key, &entry.tags) {
             inner.memory.remove(key);
+            if let Some(remote) = remote {
+                remote.store.delete(key).await;
+            }
             tracing::debug!(
                 cache = inner.counters.name(),
                 key,
@@ -149,6 +200,10 @@ pub struct CacheBuilder {
     memory_budget: u64,
     jitter: f64,
     max_wait: Duration,
+    redis: Option<(RedisConfig, bool)>,
+    key_prefix: String,
+    redis_connect_timeout: Duration,
+    redis_timeout: Duration,
 }
 
 impl Default for CacheBuilder {
@@ -158,6 +213,10 @@ impl Default for CacheBuilder {
             memory_budget: 64 * 1024 * 1024,
             jitter: 0.1,
             max_wait: Duration::from_secs(10),
+            redis: None,
+            key_prefix: String::new(),
+            redis_connect_timeout: Duration::from_millis(250),
+            redis_timeout: Duration::from_millis(100),
         }
     }
 }
@@ -191,6 +250,56 @@ impl CacheBuilder {
         self
     }
 
+    /// Stores entries in Redis only (no in-process copy), shared by every instance using the
+    /// same Redis and key prefix. `url`: `redis://[user:password@]host:port[/db]`.
+    ///
+    /// Redis is connected on first use. If it is down or slow, calls fall back to the source
+    /// (fail open); a circuit breaker then skips Redis for a second at a time until it
+    /// answers again.
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.redis = Some((self.redis_config(url.into()), false));
+        self
+    }
+
+    /// Memory in front of Redis: hits are served from memory (L1); misses read Redis (L2)
+    /// before the source. Invalidations reach every instance's L1 over Redis pub/sub; while
+    /// an instance is not subscribed, its L1 is bypassed.
+    pub fn tiered(mut self, url: impl Into<String>) -> Self {
+        self.redis = Some((self.redis_config(url.into()), true));
+        self
+    }
+
+    /// A prefix for every Redis key and channel (default none): applications sharing one
+    /// Redis with different prefixes never see each other's entries or invalidations.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        if let Some((config, _)) = &mut self.redis {
+            config.prefix = self.key_prefix.clone();
+        }
+        self
+    }
+
+    /// How long one Redis operation may take before the call falls back (default 100 ms), and
+    /// how long connecting may take (default 250 ms).
+    pub fn redis_timeouts(mut self, operation: Duration, connect: Duration) -> Self {
+        self.redis_timeout = operation;
+        self.redis_connect_timeout = connect;
+        if let Some((config, _)) = &mut self.redis {
+            config.op_timeout = operation;
+            config.connect_timeout = connect;
+        }
+        self
+    }
+
+    fn redis_config(&self, url: String) -> RedisConfig {
+        RedisConfig {
+            url,
+            prefix: self.key_prefix.clone(),
+            connect_timeout: self.redis_connect_timeout,
+            op_timeout: self.redis_timeout,
+        }
+    }
+
     /// Builds the cache.
     ///
     /// # Errors
@@ -209,6 +318,13 @@ impl CacheBuilder {
             return Err(BuildError("max_wait must be longer than zero".into()));
         }
         let counters = Arc::new(Counters::new(&self.name));
+        let remote = match &self.redis {
+            Some((config, tiered)) => Some(Remote::new(
+                RedisStore::new(config, Arc::clone(&counters)).map_err(BuildError)?,
+                *tiered,
+            )),
+            None => None,
+        };
         Ok(Cache {
             inner: Arc::new(Inner {
                 memory: MemoryStore::new(self.memory_budget, Arc::clone(&counters)),
@@ -217,6 +333,7 @@ impl CacheBuilder {
                 log: InvalidationLog::new(),
                 jitter: self.jitter,
                 max_wait: self.max_wait,
+                remote,
             }),
         })
     }

@@ -18,6 +18,7 @@ use crate::entry::{Age, Entry, Lifetime, RefreshClaim, Value};
 use crate::flight::{Join, Leader, Waited};
 use crate::shape::{Cacheable, Outcome, Shape};
 use crate::stats::Counter;
+use crate::store::codec::{self, WallDeadlines};
 use crate::store::ENTRY_OVERHEAD;
 
 /// The configuration of one `#[cached]` function, built by the macro as a `static`.
@@ -81,30 +82,28 @@ where
     S::Value: Cacheable,
 {
     let inner = cache.inner();
+    let now = clock::now();
     let mut fallback = None;
-    if let Some(entry) = inner.memory.get(key) {
-        // A value of another type under this key (two functions sharing a key template) is
-        // a miss and will be overwritten.
-        if let Some(value) = entry.value.downcast_ref::<S::Value>() {
-            match entry.age(clock::now()) {
-                Age::Fresh => {
-                    inner.counters.add(Counter::Hit);
-                    return Lookup::Hit(S::rebuild(value.clone()));
-                }
-                Age::Stale => {
-                    inner.counters.add(Counter::Stale);
-                    let refresh = entry.claim_refresh().map(|claim| Refresh {
-                        cache: cache.clone(),
-                        site,
-                        key: key.to_owned(),
-                        claim,
-                        shape: PhantomData,
-                    });
-                    return Lookup::Stale(S::rebuild(value.clone()), refresh);
-                }
-                Age::Fallback => fallback = Some(entry),
-                Age::Expired => inner.memory.remove(key),
+    if let Some(memory) = inner.local() {
+        if let Some(entry) = memory.get(key) {
+            match answer::<R, S>(cache, site, key, entry, now) {
+                Found::Answer(lookup) => return lookup,
+                Found::Fallback(entry) => fallback = Some(entry),
+                Found::Expired => memory.remove(key),
+                Found::OtherType => {}
             }
+        }
+    }
+    if let Some(entry) = remote_entry::<S::Value>(cache, key).await {
+        match answer::<R, S>(cache, site, key, entry, now) {
+            Found::Answer(lookup) => {
+                if matches!(lookup, Lookup::Hit(_)) {
+                    inner.counters.add(Counter::SharedHit);
+                }
+                return lookup;
+            }
+            Found::Fallback(entry) => fallback = Some(entry),
+            Found::Expired | Found::OtherType => {}
         }
     }
     inner.counters.add(Counter::Miss);
@@ -121,6 +120,85 @@ where
         fallback,
         shape: PhantomData,
     })
+}
+
+enum Found<'a, R, S> {
+    Answer(Lookup<'a, R, S>),
+    Fallback(Arc<Entry>),
+    Expired,
+    /// A value of another type under this key (two functions sharing a key template): a
+    /// miss, and it will be overwritten.
+    OtherType,
+}
+
+/// What a stored entry answers at `now`.
+fn answer<'a, R, S>(
+    cache: &'a Cache,
+    site: &'static Site,
+    key: &str,
+    entry: Arc<Entry>,
+    now: clock::Instant,
+) -> Found<'a, R, S>
+where
+    S: Shape<R>,
+    S::Value: Cacheable,
+{
+    let Some(value) = entry.value.downcast_ref::<S::Value>() else {
+        return Found::OtherType;
+    };
+    let counters = &cache.inner().counters;
+    match entry.age(now) {
+        Age::Fresh => {
+            counters.add(Counter::Hit);
+            Found::Answer(Lookup::Hit(S::rebuild(value.clone())))
+        }
+        Age::Stale => {
+            counters.add(Counter::Stale);
+            let refresh = entry.claim_refresh().map(|claim| Refresh {
+                cache: cache.clone(),
+                site,
+                key: key.to_owned(),
+                claim,
+                shape: PhantomData,
+            });
+            Found::Answer(Lookup::Stale(S::rebuild(value.clone()), refresh))
+        }
+        Age::Fallback => Found::Fallback(entry),
+        Age::Expired => Found::Expired,
+    }
+}
+
+/// The entry the shared tier holds for `key`, decoded, and copied into L1 when L1 is usable.
+/// Bytes that do not decode as `V` are a miss (counted and logged); the next store overwrites
+/// them.
+async fn remote_entry<V: Cacheable>(cache: &Cache, key: &str) -> Option<Arc<Entry>> {
+    let remote = cache.remote()?;
+    let bytes = remote.store.get(key).await?;
+    let inner = cache.inner();
+    let decoded = match codec::decode::<V>(&bytes) {
+        Ok(decoded) => decoded,
+        Err(error) => {
+            inner.counters.add(Counter::DecodeError);
+            tracing::warn!(
+                cache = inner.counters.name(),
+                key,
+                ?error,
+                "undecodable value in the shared store: treated as a miss"
+            );
+            return None;
+        }
+    };
+    let weight = u32::try_from(ENTRY_OVERHEAD + key.len() + bytes.len()).unwrap_or(u32::MAX);
+    let entry = Arc::new(Entry::new(
+        Arc::new(decoded.value),
+        decoded.deadlines.to_local(clock::now()),
+        decoded.tags.into(),
+        weight,
+    ));
+    if let Some(memory) = inner.local() {
+        memory.insert(key, Arc::clone(&entry));
+    }
+    Some(entry)
 }
 
 /// A miss on a key: [`Miss::load`] runs the loader once per key across concurrent callers.
@@ -198,8 +276,29 @@ impl<S> Miss<'_, S> {
         S::Value: Cacheable,
         F: Future<Output = R>,
     {
+        let mut held_lock = None;
+        if let (Some(ttl), Some(remote)) = (self.site.lock, self.cache.remote()) {
+            let token = format!("{:016x}", fastrand::u64(..));
+            match remote.store.try_lock(self.key, &token, ttl).await {
+                Some(true) => held_lock = Some(token),
+                Some(false) => {
+                    if let Some(entry) = self.wait_for_other_instance(ttl).await {
+                        if let Some(leader) = leader {
+                            leader.complete(entry.value.clone());
+                        }
+                        let value = entry.value.downcast_ref::<S::Value>().cloned();
+                        return S::rebuild(value.expect("checked by wait_for_other_instance"));
+                    }
+                }
+                // Redis unavailable: load without the lock (fail open).
+                None => {}
+            }
+        }
         let (result, stored) =
             load_and_store::<R, S, F>(self.cache, self.site, self.key, tags, load).await;
+        if let (Some(token), Some(remote)) = (held_lock, self.cache.remote()) {
+            remote.store.unlock(self.key, &token).await;
+        }
         if let Some(value) = stored {
             if let Some(leader) = leader {
                 leader.complete(value);
@@ -225,6 +324,28 @@ impl<S> Miss<'_, S> {
             leader.complete(stale);
         }
         S::rebuild(value.clone())
+    }
+}
+
+impl<S> Miss<'_, S> {
+    /// Another instance holds the load lock: poll the shared tier for its value, at most for
+    /// the lock's time (a crashed holder's lock expires by then).
+    async fn wait_for_other_instance<R>(&self, lock: Duration) -> Option<Arc<Entry>>
+    where
+        S: Shape<R>,
+        S::Value: Cacheable,
+    {
+        let deadline = clock::now() + lock;
+        while clock::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if let Some(entry) = remote_entry::<S::Value>(self.cache, self.key).await {
+                if entry.age(clock::now()) == Age::Fresh {
+                    self.cache.inner().counters.add(Counter::Coalesced);
+                    return Some(entry);
+                }
+            }
+        }
+        None
     }
 }
 
@@ -260,7 +381,15 @@ impl<S> Refresh<S> {
                 ..
             } = self;
             let tags: Box<[Box<str>]> = tags.into_iter().map(String::into_boxed_str).collect();
-            let _ = load_and_store::<R, S, F>(&cache, site, &key, &tags, load).await;
+            // One refresh per key in this process, also when entries come from a shared store
+            // (where each read yields its own copy of the entry and its refresh claim).
+            let Join::Lead(leader) = cache.inner().flights.join(&key, &tags) else {
+                return;
+            };
+            let (_, stored) = load_and_store::<R, S, F>(&cache, site, &key, &tags, load).await;
+            if let Some(value) = stored {
+                leader.complete(value);
+            }
             drop(claim);
         });
     }
@@ -303,9 +432,13 @@ where
     let weight = weigh(key, tags, value);
     let shared: Value = Arc::new(value.clone());
     if let Some(lifetime) = lifetime {
-        let deadlines = lifetime.deadlines(clock::now(), inner.jitter);
+        let now = clock::now();
+        let deadlines = lifetime.deadlines(now, inner.jitter);
+        let encoded = cache
+            .remote()
+            .and_then(|_| codec::encode(value, WallDeadlines::from_local(&deadlines, now), tags));
         let entry = Entry::new(Arc::clone(&shared), deadlines, tags.into(), weight);
-        cache.store(key, entry, since);
+        cache.store(key, entry, since, encoded).await;
     }
     (result, Some(shared))
 }

@@ -15,6 +15,8 @@ use std::time::Duration;
 pub struct Stats {
     /// Lookups answered with a fresh value.
     pub hits: u64,
+    /// Of the `hits`, those answered by the shared store (Redis) rather than memory.
+    pub shared_hits: u64,
     /// Lookups that found nothing usable and had to load (or wait for a load).
     pub misses: u64,
     /// Lookups answered with a stale value while a background refresh runs.
@@ -33,6 +35,11 @@ pub struct Stats {
     pub invalidations: u64,
     /// Entries evicted to stay inside the memory budget.
     pub evictions: u64,
+    /// Shared-store (Redis) operations that failed or timed out; each fell back to the source.
+    pub store_errors: u64,
+    /// Shared-store values that could not be decoded (garbage, another type or format); each
+    /// was treated as a miss and overwritten.
+    pub decode_errors: u64,
 }
 
 /// The live counters behind [`Stats`], with their `metrics` handles registered once so that
@@ -72,10 +79,13 @@ pub(crate) enum Counter {
     Insert,
     Invalidation,
     Eviction,
+    StoreError,
+    DecodeError,
+    SharedHit,
 }
 
 impl Counter {
-    const COUNT: usize = 10;
+    const COUNT: usize = 13;
     const ALL: [Counter; Counter::COUNT] = [
         Counter::Hit,
         Counter::Miss,
@@ -87,6 +97,9 @@ impl Counter {
         Counter::Insert,
         Counter::Invalidation,
         Counter::Eviction,
+        Counter::StoreError,
+        Counter::DecodeError,
+        Counter::SharedHit,
     ];
 
     fn metric_name(self) -> &'static str {
@@ -101,6 +114,9 @@ impl Counter {
             Counter::Insert => "cache_inserts_total",
             Counter::Invalidation => "cache_invalidations_total",
             Counter::Eviction => "cache_evictions_total",
+            Counter::StoreError => "cache_store_errors_total",
+            Counter::DecodeError => "cache_decode_errors_total",
+            Counter::SharedHit => "cache_shared_hits_total",
         }
     }
 }
@@ -140,6 +156,7 @@ impl Counters {
         };
         Stats {
             hits: get(Counter::Hit),
+            shared_hits: get(Counter::SharedHit),
             misses: get(Counter::Miss),
             stale: get(Counter::Stale),
             stale_if_error: get(Counter::StaleIfError),
@@ -149,6 +166,8 @@ impl Counters {
             inserts: get(Counter::Insert),
             invalidations: get(Counter::Invalidation),
             evictions: get(Counter::Eviction),
+            store_errors: get(Counter::StoreError),
+            decode_errors: get(Counter::DecodeError),
         }
     }
 }

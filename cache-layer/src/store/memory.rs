@@ -83,6 +83,15 @@ impl MemoryStore {
         }
     }
 
+    /// Drops every entry.
+    pub(crate) fn invalidate_all(&self) {
+        self.entries.invalidate_all();
+        self.tags
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
     /// Drops only the entry stored under `key`.
     pub(crate) fn remove(&self, key: &str) {
         self.entries.invalidate(key);

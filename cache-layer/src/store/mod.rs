@@ -1,5 +1,12 @@
-//! Where entries live. Today: [`MemoryStore`], in process.
+//! Where entries live: [`MemoryStore`] in process, [`RedisStore`] shared between instances,
+//! and the tiered set-up of both ([`Remote`]).
 
+mod breaker;
+pub(crate) mod codec;
 mod memory;
+mod redis;
+mod tiered;
 
+pub(crate) use self::redis::{RedisConfig, RedisStore};
 pub(crate) use memory::{MemoryStore, ENTRY_OVERHEAD};
+pub(crate) use tiered::Remote;

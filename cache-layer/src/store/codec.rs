@@ -1,0 +1,216 @@
+//! The value layout in shared stores (Redis). A stable contract: instances running different
+//! versions of an application read each other's entries.
+//!
+//! ```text
+//! offset  size  field
+//! 0       1     format: 1 = MessagePack with field names (rmp-serde `to_vec_named`)
+//! 1       8     type fingerprint: FNV-1a 64 of `std::any::type_name` of the value, big-endian
+//! 9       8     fresh until, Unix milliseconds, big-endian
+//! 17      8     stale (stale-while-revalidate) until, Unix milliseconds
+//! 25      8     usable (stale-if-error) until, Unix milliseconds
+//! 33      2     number of tags N, big-endian
+//! 35      ...   N times: 2-byte big-endian length, then the tag's UTF-8 bytes
+//! ...     ...   the value, MessagePack
+//! ```
+//!
+//! Anything that does not parse (garbage, truncation, another format, another type) is a
+//! [`DecodeError`]: the caller treats it as a miss and overwrites it.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::clock::Instant;
+use crate::entry::Deadlines;
+
+const FORMAT_MSGPACK_NAMED: u8 = 1;
+const HEADER: usize = 35;
+
+/// Entry deadlines on the wall clock, which instances share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WallDeadlines {
+    pub(crate) fresh_until: u64,
+    pub(crate) stale_until: u64,
+    pub(crate) expires_at: u64,
+}
+
+impl WallDeadlines {
+    /// The wall-clock form of deadlines measured on the local clock from `now`.
+    pub(crate) fn from_local(local: &Deadlines, now: Instant) -> Self {
+        let base = now_millis();
+        let at = |deadline: Instant| {
+            base.saturating_add(
+                u64::try_from(deadline.saturating_duration_since(now).as_millis())
+                    .unwrap_or(u64::MAX),
+            )
+        };
+        WallDeadlines {
+            fresh_until: at(local.fresh_until),
+            stale_until: at(local.stale_until),
+            expires_at: at(local.expires_at),
+        }
+    }
+
+    /// The same deadlines on the local clock, from `now`.
+    pub(crate) fn to_local(self, now: Instant) -> Deadlines {
+        Deadlines {
+            fresh_until: now + millis_until(self.fresh_until),
+            stale_until: now + millis_until(self.stale_until),
+            expires_at: now + millis_until(self.expires_at),
+        }
+    }
+}
+
+/// A decoded entry.
+pub(crate) struct Decoded<T> {
+    pub(crate) value: T,
+    pub(crate) deadlines: WallDeadlines,
+    pub(crate) tags: Vec<Box<str>>,
+}
+
+/// Why stored bytes could not be used.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum DecodeError {
+    Truncated,
+    Format(u8),
+    OtherType,
+    Payload,
+}
+
+pub(crate) fn unix_millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+pub(crate) fn now_millis() -> u64 {
+    unix_millis(SystemTime::now())
+}
+
+/// Milliseconds from now until `deadline` (zero if past).
+pub(crate) fn millis_until(deadline: u64) -> Duration {
+    Duration::from_millis(deadline.saturating_sub(now_millis()))
+}
+
+/// The type fingerprint: stable across builds of the same source, unlike `TypeId`.
+pub(crate) fn fingerprint<T: ?Sized>() -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in std::any::type_name::<T>().bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+pub(crate) fn encode<T: Serialize>(
+    value: &T,
+    deadlines: WallDeadlines,
+    tags: &[Box<str>],
+) -> Option<Vec<u8>> {
+    let payload = rmp_serde::to_vec_named(value).ok()?;
+    let tag_bytes: usize = tags
+        .iter()
+        .map(|t| t.len().min(u16::MAX as usize) + 2)
+        .sum();
+    let mut out = Vec::with_capacity(HEADER + tag_bytes + payload.len());
+    out.push(FORMAT_MSGPACK_NAMED);
+    out.extend_from_slice(&fingerprint::<T>().to_be_bytes());
+    out.extend_from_slice(&deadlines.fresh_until.to_be_bytes());
+    out.extend_from_slice(&deadlines.stale_until.to_be_bytes());
+    out.extend_from_slice(&deadlines.expires_at.to_be_bytes());
+    let count = u16::try_from(tags.len()).ok()?;
+    out.extend_from_slice(&count.to_be_bytes());
+    for tag in tags {
+        let len = u16::try_from(tag.len()).ok()?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(tag.as_bytes());
+    }
+    out.extend_from_slice(&payload);
+    Some(out)
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<Decoded<T>, DecodeError> {
+    let header = bytes.get(..HEADER).ok_or(DecodeError::Truncated)?;
+    if header[0] != FORMAT_MSGPACK_NAMED {
+        return Err(DecodeError::Format(header[0]));
+    }
+    let word = |at: usize| {
+        let mut buf = [0u8; 8];
+        buf.copy_from_slice(&header[at..at + 8]);
+        u64::from_be_bytes(buf)
+    };
+    if word(1) != fingerprint::<T>() {
+        return Err(DecodeError::OtherType);
+    }
+    let deadlines = WallDeadlines {
+        fresh_until: word(9),
+        stale_until: word(17),
+        expires_at: word(25),
+    };
+    let count = u16::from_be_bytes([header[33], header[34]]);
+    let mut rest = &bytes[HEADER..];
+    let mut tags = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        let len = rest.get(..2).ok_or(DecodeError::Truncated)?;
+        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        let tag = rest.get(2..2 + len).ok_or(DecodeError::Truncated)?;
+        let tag = std::str::from_utf8(tag).map_err(|_| DecodeError::Payload)?;
+        tags.push(tag.into());
+        rest = &rest[2 + len..];
+    }
+    let value = rmp_serde::from_slice(rest).map_err(|_| DecodeError::Payload)?;
+    Ok(Decoded {
+        value,
+        deadlines,
+        tags,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct User {
+        id: u64,
+        name: String,
+    }
+
+    const D: WallDeadlines = WallDeadlines {
+        fresh_until: 10,
+        stale_until: 20,
+        expires_at: 30,
+    };
+
+    #[test]
+    fn round_trip_keeps_value_deadlines_and_tags() {
+        let user = User {
+            id: 7,
+            name: "Ada".into(),
+        };
+        let bytes = encode(&user, D, &["users".into(), "org:1".into()]).unwrap();
+        let decoded = decode::<User>(&bytes).unwrap();
+        assert_eq!(decoded.value, user);
+        assert_eq!(decoded.deadlines, D);
+        assert_eq!(decoded.tags, vec![Box::from("users"), Box::from("org:1")]);
+    }
+
+    #[test]
+    fn garbage_truncation_and_other_types_are_errors_not_panics() {
+        let bytes = encode(&7u64, D, &["t".into()]).unwrap();
+        for cut in 0..bytes.len() {
+            assert!(decode::<u64>(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        assert_eq!(decode::<String>(&bytes).err(), Some(DecodeError::OtherType));
+        assert_eq!(
+            decode::<u64>(b"hello world").err(),
+            Some(DecodeError::Truncated)
+        );
+        let mut other_format = bytes.clone();
+        other_format[0] = 9;
+        assert_eq!(
+            decode::<u64>(&other_format).err(),
+            Some(DecodeError::Format(9))
+        );
+    }
+}

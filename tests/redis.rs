@@ -1,0 +1,370 @@
+//! The shared tier against a real `redis-server` that each test starts on a free port:
+//! sharing and invalidation between instances, outages (killed, paused), undecodable bytes,
+//! the distributed lock and key prefixes.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cache_layer::{cached, invalidates, Cache};
+use serde::{Deserialize, Serialize};
+use support::redis_server::RedisServer;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct User {
+    id: u64,
+    name: String,
+}
+
+#[derive(Debug, PartialEq)]
+struct DbError;
+
+/// The database every instance shares.
+#[derive(Clone, Default)]
+struct Db {
+    names: Arc<Mutex<HashMap<u64, String>>>,
+    queries: Arc<AtomicUsize>,
+    delay: Duration,
+}
+
+impl Db {
+    async fn user(&self, id: u64) -> Result<User, DbError> {
+        self.queries.fetch_add(1, Ordering::SeqCst);
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let name = self.names.lock().unwrap().get(&id).cloned();
+        Ok(User {
+            id,
+            name: name.unwrap_or_else(|| format!("user{id}")),
+        })
+    }
+
+    fn queries(&self) -> usize {
+        self.queries.load(Ordering::SeqCst)
+    }
+}
+
+/// One service instance: its own cache handle, the shared database.
+#[derive(Clone)]
+struct Instance {
+    cache: Cache,
+    db: Db,
+}
+
+impl Instance {
+    #[cached(ttl = "1m", key = "user:<id>", invalidate_on = ["users"], cache = self.cache)]
+    async fn user(&self, id: u64) -> Result<User, DbError> {
+        self.db.user(id).await
+    }
+
+    #[cached(ttl = "1m", key = "locked:<id>", lock = "5s", cache = self.cache)]
+    async fn locked_user(&self, id: u64) -> Result<User, DbError> {
+        self.db.user(id).await
+    }
+
+    #[invalidates("user:<id>", cache = self.cache)]
+    async fn rename(&self, id: u64, name: &str) -> Result<(), DbError> {
+        self.db.names.lock().unwrap().insert(id, name.to_owned());
+        Ok(())
+    }
+}
+
+fn tiered(server: &RedisServer, prefix: &str) -> Cache {
+    Cache::builder()
+        .tiered(server.url())
+        .key_prefix(prefix)
+        .build()
+        .expect("valid configuration")
+}
+
+fn shared(server: &RedisServer, prefix: &str) -> Cache {
+    Cache::builder()
+        .redis(server.url())
+        .key_prefix(prefix)
+        .redis_timeouts(Duration::from_millis(50), Duration::from_millis(100))
+        .build()
+        .expect("valid configuration")
+}
+
+/// Polls `check` every 5 ms for up to 5 s; returns how long it took to hold.
+async fn eventually(mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        if check().await {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("condition not reached within 5 s");
+}
+
+#[tokio::test]
+async fn entries_are_shared_and_invalidations_reach_every_instances_l1() {
+    let server = RedisServer::start();
+    let db = Db::default();
+    let a = Instance {
+        cache: tiered(&server, "app:"),
+        db: db.clone(),
+    };
+    let b = Instance {
+        cache: tiered(&server, "app:"),
+        db: db.clone(),
+    };
+    assert_eq!(a.user(1).await.unwrap().name, "user1");
+    assert_eq!(b.user(1).await.unwrap().name, "user1");
+    assert_eq!(
+        db.queries(),
+        1,
+        "instance b read instance a's entry from Redis"
+    );
+
+    // Let b subscribe and serve the entry from its L1 (memory), not from Redis.
+    eventually(async || {
+        let before = b.cache.stats();
+        b.user(1).await.unwrap();
+        let after = b.cache.stats();
+        after.hits > before.hits && after.shared_hits == before.shared_hits
+    })
+    .await;
+
+    a.rename(1, "Ada").await.unwrap();
+    let took = eventually(async || b.user(1).await.unwrap().name == "Ada").await;
+    println!("invalidation reached the other instance's L1 in {took:?}");
+    assert!(took < Duration::from_secs(1));
+
+    b.user(2).await.unwrap();
+    let before = db.queries();
+    a.cache.invalidate("users").await;
+    eventually(async || {
+        b.user(2).await.unwrap();
+        db.queries() > before
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tags_and_expiry_through_redis() {
+    let server = RedisServer::start();
+    let db = Db::default();
+    let one = Instance {
+        cache: shared(&server, "t:"),
+        db: db.clone(),
+    };
+    one.user(1).await.unwrap();
+    one.user(2).await.unwrap();
+    one.user(1).await.unwrap();
+    assert_eq!(db.queries(), 2);
+    assert!(one.cache.stats().hits >= 1);
+
+    one.cache.invalidate("users").await;
+    one.user(1).await.unwrap();
+    one.user(2).await.unwrap();
+    assert_eq!(db.queries(), 4, "the tag set dropped both entries");
+
+    let mut raw = server.raw().await;
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("t:v:user:1")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(
+        ttl > 50_000 && ttl <= 66_000,
+        "entry expires with its lifetime: {ttl} ms"
+    );
+    let tag_ttl: i64 = redis::cmd("PTTL")
+        .arg("t:t:users")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(tag_ttl > 0, "the tag set expires too: {tag_ttl} ms");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_redis_fails_no_call_and_is_used_again_after_restart() {
+    let mut server = RedisServer::start();
+    let db = Db {
+        delay: Duration::from_millis(1),
+        ..Db::default()
+    };
+    let instance = Instance {
+        cache: shared(&server, "k:"),
+        db: db.clone(),
+    };
+    let worst = Arc::new(Mutex::new(Duration::ZERO));
+    let tasks: Vec<_> = (0..50u64)
+        .map(|task| {
+            let instance = instance.clone();
+            let worst = Arc::clone(&worst);
+            tokio::spawn(async move {
+                for call in 0..200u64 {
+                    let started = Instant::now();
+                    let user = instance.user((task * 200 + call) % 100).await;
+                    let took = started.elapsed();
+                    assert!(user.is_ok(), "no call fails");
+                    let mut worst = worst.lock().unwrap();
+                    *worst = (*worst).max(took);
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.kill();
+    for task in tasks {
+        task.await.expect("10,000 calls, none failed");
+    }
+    let worst = *worst.lock().unwrap();
+    println!("slowest call while Redis died: {worst:?}");
+    assert!(
+        worst < Duration::from_secs(2),
+        "bounded by the timeouts, not TCP's: {worst:?}"
+    );
+    assert!(instance.cache.stats().store_errors > 0);
+
+    server.restart();
+    let mut raw = server.raw().await;
+    eventually(async || {
+        instance.user(4242).await.unwrap();
+        let stored: Option<Vec<u8>> = redis::cmd("GET")
+            .arg("k:v:user:4242")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        stored.is_some()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_paused_redis_costs_at_most_the_timeout() {
+    let mut server = RedisServer::start();
+    let db = Db::default();
+    let instance = Instance {
+        cache: shared(&server, "p:"),
+        db: db.clone(),
+    };
+    instance.user(1).await.unwrap();
+    server.pause();
+    for id in 0..20 {
+        let started = Instant::now();
+        assert!(instance.user(id).await.is_ok());
+        assert!(
+            started.elapsed() < Duration::from_millis(1_000),
+            "call {id} took {:?}",
+            started.elapsed()
+        );
+    }
+    server.resume();
+}
+
+#[tokio::test]
+async fn garbage_truncated_and_wrong_type_bytes_are_a_miss_then_healed() {
+    let server = RedisServer::start();
+    let db = Db::default();
+    let instance = Instance {
+        cache: shared(&server, "g:"),
+        db: db.clone(),
+    };
+    let mut raw = server.raw().await;
+    // A valid entry of another type, to truncate.
+    instance.user(99).await.unwrap();
+    let valid: Vec<u8> = redis::cmd("GET")
+        .arg("g:v:user:99")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let samples: Vec<Vec<u8>> = vec![
+        b"not a cache entry".to_vec(),
+        valid[..valid.len() / 2].to_vec(),
+        Vec::new(),
+    ];
+    for (id, bytes) in samples.into_iter().enumerate() {
+        let key = format!("g:v:user:{id}");
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(bytes)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let before = db.queries();
+        assert_eq!(instance.user(id as u64).await.unwrap().id, id as u64);
+        assert_eq!(db.queries(), before + 1, "undecodable bytes are a miss");
+        instance.user(id as u64).await.unwrap();
+        assert_eq!(db.queries(), before + 1, "and were overwritten (healed)");
+    }
+    assert_eq!(instance.cache.stats().decode_errors, 3);
+
+    // The same key read as another type by another function.
+    #[cached(ttl = "1m", key = "user:<id>", cache = cache)]
+    async fn as_text(cache: &Cache, id: u64) -> String {
+        let _ = cache;
+        format!("text {id}")
+    }
+    assert_eq!(as_text(&instance.cache, 99).await, "text 99");
+    assert_eq!(instance.cache.stats().decode_errors, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_distributed_lock_lets_one_instance_load() {
+    let server = RedisServer::start();
+    let db = Db {
+        delay: Duration::from_millis(200),
+        ..Db::default()
+    };
+    let instances: Vec<Instance> = (0..4)
+        .map(|_| Instance {
+            cache: shared(&server, "l:"),
+            db: db.clone(),
+        })
+        .collect();
+    let barrier = Arc::new(tokio::sync::Barrier::new(200));
+    let mut calls = Vec::new();
+    for instance in &instances {
+        for _ in 0..50 {
+            let instance = instance.clone();
+            let barrier = Arc::clone(&barrier);
+            calls.push(tokio::spawn(async move {
+                barrier.wait().await;
+                instance.locked_user(7).await
+            }));
+        }
+    }
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap().id, 7);
+    }
+    assert_eq!(db.queries(), 1, "4 instances x 50 callers, one source call");
+}
+
+#[tokio::test]
+async fn a_key_prefix_isolates_applications() {
+    let server = RedisServer::start();
+    let (db_a, db_b) = (Db::default(), Db::default());
+    let a = Instance {
+        cache: shared(&server, "shop:"),
+        db: db_a.clone(),
+    };
+    let b = Instance {
+        cache: shared(&server, "blog:"),
+        db: db_b.clone(),
+    };
+    db_b.names.lock().unwrap().insert(1, "blog author".into());
+    assert_eq!(a.user(1).await.unwrap().name, "user1");
+    assert_eq!(b.user(1).await.unwrap().name, "blog author");
+    assert_eq!((db_a.queries(), db_b.queries()), (1, 1));
+    b.cache.invalidate("user:1").await;
+    a.user(1).await.unwrap();
+    assert_eq!(
+        db_a.queries(),
+        1,
+        "b's invalidation did not touch a's entry"
+    );
+}
+
+#[test]
+fn a_bad_redis_url_is_a_build_error() {
+    let error = Cache::builder().redis("http://nope").build().unwrap_err();
+    assert!(error.to_string().contains("invalid Redis URL"), "{error}");
+}

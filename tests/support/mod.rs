@@ -1,0 +1,5 @@
+//! Test support shared by the end-to-end tests.
+
+#![allow(dead_code, unreachable_pub)]
+
+pub mod redis_server;
