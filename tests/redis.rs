@@ -363,6 +363,54 @@ async fn a_key_prefix_isolates_applications() {
     );
 }
 
+#[tokio::test]
+async fn acl_credentials_from_the_url_and_every_key_under_the_prefix() {
+    // The ACL user may only touch keys under "app:": proof that every key and channel the
+    // cache uses lives under its prefix.
+    let server = RedisServer::start_with(&[
+        "--requirepass",
+        "admin-secret",
+        "--user",
+        "app",
+        "on",
+        ">app-password",
+        "~app:*",
+        "&*",
+        "+@all",
+    ]);
+    let db = Db::default();
+    let cache = Cache::builder()
+        .tiered(server.url_as("app", "app-password"))
+        .key_prefix("app:")
+        .build()
+        .expect("valid configuration");
+    let instance = Instance {
+        cache,
+        db: db.clone(),
+    };
+    instance.user(1).await.unwrap();
+    instance.rename(1, "Ada").await.unwrap();
+    assert_eq!(instance.user(1).await.unwrap().name, "Ada");
+    instance.user(1).await.unwrap();
+    assert_eq!(db.queries(), 2);
+    let stats = instance.cache.stats();
+    assert_eq!(
+        stats.store_errors, 0,
+        "authenticated, and no key outside the prefix"
+    );
+
+    let wrong = Instance {
+        cache: Cache::builder()
+            .redis(server.url_as("app", "wrong"))
+            .key_prefix("app:")
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+    };
+    assert!(wrong.user(5).await.is_ok(), "bad credentials fail open");
+    assert!(wrong.cache.stats().store_errors > 0);
+}
+
 #[test]
 fn a_bad_redis_url_is_a_build_error() {
     let error = Cache::builder().redis("http://nope").build().unwrap_err();

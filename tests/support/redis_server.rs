@@ -11,6 +11,7 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     paused: bool,
+    extra: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -20,9 +21,10 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn(port: u16) -> Child {
+fn spawn(port: u16, extra: &[String]) -> Child {
     Command::new("redis-server")
         .args(["--port", &port.to_string()])
+        .args(extra)
         .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .args(["--protected-mode", "no", "--loglevel", "warning"])
         .stdout(Stdio::null())
@@ -45,17 +47,25 @@ fn ping(port: u16) -> bool {
         return false;
     }
     let mut reply = [0u8; 7];
-    matches!(stream.read(&mut reply), Ok(n) if reply[..n].starts_with(b"+PONG"))
+    // A server that requires a password answers -NOAUTH: it is up.
+    matches!(stream.read(&mut reply), Ok(n) if reply[..n].starts_with(b"+PONG") || reply[..n].starts_with(b"-NOAUTH"))
 }
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts it with extra `redis-server` arguments (e.g. `--requirepass`).
+    pub fn start_with(extra: &[&str]) -> Self {
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
         for _ in 0..5 {
             let port = free_port();
             let mut server = RedisServer {
-                child: Some(spawn(port)),
+                child: Some(spawn(port, &extra)),
                 port,
                 paused: false,
+                extra: extra.clone(),
             };
             if server.wait_ready() {
                 return server;
@@ -85,6 +95,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// The URL with ACL credentials.
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!("redis://{user}:{password}@127.0.0.1:{}/", self.port)
+    }
+
     pub fn kill(&mut self) {
         self.resume();
         if let Some(mut child) = self.child.take() {
@@ -96,7 +111,7 @@ impl RedisServer {
     /// Starts it again on the same port (empty: it does not persist).
     pub fn restart(&mut self) {
         self.kill();
-        self.child = Some(spawn(self.port));
+        self.child = Some(spawn(self.port, &self.extra));
         assert!(
             self.wait_ready(),
             "redis-server restarts on port {}",
