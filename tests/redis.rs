@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use cache_layer::{cached, invalidates, Cache};
 use serde::{Deserialize, Serialize};
-use support::redis_server::RedisServer;
+use support::redis_server::{RedisCluster, RedisServer};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct User {
@@ -409,6 +409,157 @@ async fn acl_credentials_from_the_url_and_every_key_under_the_prefix() {
     };
     assert!(wrong.user(5).await.is_ok(), "bad credentials fail open");
     assert!(wrong.cache.stats().store_errors > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_keys_and_tags_across_slots_still_invalidate() {
+    let cluster = RedisCluster::start();
+    let db = Db::default();
+    let a = Instance {
+        cache: Cache::builder()
+            .tiered_cluster(cluster.urls())
+            .key_prefix("c:")
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+    };
+    let b = Instance {
+        cache: Cache::builder()
+            .redis_cluster(cluster.urls())
+            .key_prefix("c:")
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+    };
+    for id in 0..60 {
+        a.user(id).await.unwrap();
+    }
+    assert_eq!(db.queries(), 60);
+    for id in 0..60 {
+        b.user(id).await.unwrap();
+    }
+    assert_eq!(
+        db.queries(),
+        60,
+        "instance b read every entry from the cluster"
+    );
+    let counts = cluster.key_counts();
+    assert!(
+        counts.iter().filter(|&&n| n > 0).count() == 3,
+        "keys spread over the three masters: {counts:?}"
+    );
+    assert_eq!(
+        a.cache.stats().store_errors + b.cache.stats().store_errors,
+        0
+    );
+
+    // One tag set, its members on every node.
+    a.cache.invalidate("users").await;
+    for id in 0..60 {
+        b.user(id).await.unwrap();
+    }
+    assert_eq!(db.queries(), 120, "the tag dropped entries on every node");
+
+    b.rename(7, "Ada").await.unwrap();
+    eventually(async || a.user(7).await.unwrap().name == "Ada").await;
+}
+
+#[tokio::test]
+async fn tls_with_a_private_ca() {
+    let dir = std::env::temp_dir().join(format!("cache-layer-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A private CA and a server certificate it signs (webpki refuses a CA as end entity).
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl (Debian: apt-get install -y openssl)");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let (ca, ca_key) = (path("ca.pem"), path("ca.key"));
+    let (cert, key, csr) = (path("server.pem"), path("server.key"), path("server.csr"));
+    openssl(
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ]
+        .into_iter()
+        .chain([
+            "-subj",
+            "/CN=cache-layer test CA",
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca,
+        ])
+        .collect::<Vec<_>>(),
+    );
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+        ]
+        .into_iter()
+        .chain(["-keyout", &key, "-out", &csr])
+        .collect::<Vec<_>>(),
+    );
+    openssl(
+        &[
+            "x509", "-req", "-days", "1", "-in", &csr, "-CA", &ca, "-CAkey", &ca_key,
+        ]
+        .into_iter()
+        .chain([
+            "-CAcreateserial",
+            "-out",
+            &cert,
+            "-extfile",
+            &path("san.ext"),
+        ])
+        .collect::<Vec<_>>(),
+    );
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = RedisServer::start_with(&[
+        "--tls-port",
+        &tls_port.to_string(),
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let db = Db::default();
+    let instance = Instance {
+        cache: Cache::builder()
+            .redis(format!("rediss://127.0.0.1:{tls_port}/"))
+            .redis_root_certificate(std::fs::read(&ca).unwrap())
+            .key_prefix("tls:")
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+    };
+    instance.user(1).await.unwrap();
+    instance.user(1).await.unwrap();
+    assert_eq!(db.queries(), 1);
+    assert_eq!(instance.cache.stats().shared_hits, 1, "served over TLS");
+    let mut raw = server.raw().await;
+    let stored: Option<Vec<u8>> = redis::cmd("GET")
+        .arg("tls:v:user:1")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(stored.is_some());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

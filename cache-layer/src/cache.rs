@@ -204,6 +204,7 @@ pub struct CacheBuilder {
     key_prefix: String,
     redis_connect_timeout: Duration,
     redis_timeout: Duration,
+    redis_root_certificate: Option<Vec<u8>>,
 }
 
 impl Default for CacheBuilder {
@@ -217,6 +218,7 @@ impl Default for CacheBuilder {
             key_prefix: String::new(),
             redis_connect_timeout: Duration::from_millis(250),
             redis_timeout: Duration::from_millis(100),
+            redis_root_certificate: None,
         }
     }
 }
@@ -251,13 +253,37 @@ impl CacheBuilder {
     }
 
     /// Stores entries in Redis only (no in-process copy), shared by every instance using the
-    /// same Redis and key prefix. `url`: `redis://[user:password@]host:port[/db]`.
+    /// same Redis and key prefix. `url`: `redis://[user:password@]host:port[/db]`, or
+    /// `rediss://...` for TLS (feature `tls`, on by default).
     ///
     /// Redis is connected on first use. If it is down or slow, calls fall back to the source
     /// (fail open); a circuit breaker then skips Redis for a second at a time until it
     /// answers again.
     pub fn redis(mut self, url: impl Into<String>) -> Self {
-        self.redis = Some((self.redis_config(url.into()), false));
+        self.redis = Some((self.redis_config(vec![url.into()], false), false));
+        self
+    }
+
+    /// Like [`redis`](Self::redis), on a Redis Cluster (or Valkey cluster) given some of its
+    /// nodes' URLs; the rest are discovered.
+    pub fn redis_cluster<I, U>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = U>,
+        U: Into<String>,
+    {
+        let nodes = nodes.into_iter().map(Into::into).collect();
+        self.redis = Some((self.redis_config(nodes, true), false));
+        self
+    }
+
+    /// Like [`tiered`](Self::tiered), with a Redis Cluster as L2.
+    pub fn tiered_cluster<I, U>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = U>,
+        U: Into<String>,
+    {
+        let nodes = nodes.into_iter().map(Into::into).collect();
+        self.redis = Some((self.redis_config(nodes, true), true));
         self
     }
 
@@ -265,7 +291,7 @@ impl CacheBuilder {
     /// before the source. Invalidations reach every instance's L1 over Redis pub/sub; while
     /// an instance is not subscribed, its L1 is bypassed.
     pub fn tiered(mut self, url: impl Into<String>) -> Self {
-        self.redis = Some((self.redis_config(url.into()), true));
+        self.redis = Some((self.redis_config(vec![url.into()], false), true));
         self
     }
 
@@ -291,9 +317,20 @@ impl CacheBuilder {
         self
     }
 
-    fn redis_config(&self, url: String) -> RedisConfig {
+    /// For `rediss://` URLs: trust this CA certificate (PEM) instead of the system's roots.
+    pub fn redis_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.redis_root_certificate = Some(pem.into());
+        if let Some((config, _)) = &mut self.redis {
+            config.root_certificate = self.redis_root_certificate.clone();
+        }
+        self
+    }
+
+    fn redis_config(&self, urls: Vec<String>, cluster: bool) -> RedisConfig {
         RedisConfig {
-            url,
+            urls,
+            cluster,
+            root_certificate: self.redis_root_certificate.clone(),
             prefix: self.key_prefix.clone(),
             connect_timeout: self.redis_connect_timeout,
             op_timeout: self.redis_timeout,

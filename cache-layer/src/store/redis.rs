@@ -11,14 +11,22 @@
 //! | `P` `t:` tag | set | the value keys (`P v:...`) tagged with the tag; expires with its longest-lived entry |
 //! | `P` `l:` key | string | the distributed single-flight lock: a random token, `PX` = the lock time |
 //! | `P` `invalidate` | pub/sub channel | names (keys or tags) invalidated by any instance |
+//!
+//! No command touches two keys, so the layout is correct on Redis Cluster (keys and tag sets
+//! may live in different slots); on a cluster, commands are sent one by one instead of
+//! pipelined.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use redis::io::tcp::TcpSettings;
-use redis::{Client, IntoConnectionInfo, RedisError, RedisResult};
+use redis::{
+    Client, Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult, Value,
+};
 use tokio::sync::OnceCell;
 
 use super::breaker::Breaker;
@@ -27,15 +35,78 @@ use crate::stats::{Counter, Counters};
 /// How a [`RedisStore`] connects and how long it waits.
 #[derive(Clone, Debug)]
 pub(crate) struct RedisConfig {
-    pub(crate) url: String,
+    /// One URL, or a cluster's seed nodes.
+    pub(crate) urls: Vec<String>,
+    pub(crate) cluster: bool,
     pub(crate) prefix: String,
     pub(crate) connect_timeout: Duration,
     pub(crate) op_timeout: Duration,
+    /// A PEM CA certificate to trust for `rediss://` instead of the system's roots.
+    pub(crate) root_certificate: Option<Vec<u8>>,
+}
+
+/// A connection to one Redis or to a cluster; both reconnect by themselves.
+#[derive(Clone)]
+enum Link {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Link::Single(c) => c.req_packed_command(cmd),
+            Link::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Link::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Link::Single(c) => c.get_db(),
+            Link::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Link {
+    /// Runs `commands`: pipelined on one Redis; one by one on a cluster, where a pipeline's
+    /// keys would span slots.
+    async fn exec(&mut self, commands: Vec<Cmd>) -> RedisResult<()> {
+        match self {
+            Link::Single(_) => {
+                let mut pipe = redis::pipe();
+                for command in commands {
+                    pipe.add_command(command).ignore();
+                }
+                pipe.query_async::<()>(self).await
+            }
+            Link::Cluster(_) => {
+                for command in commands {
+                    command.query_async::<()>(self).await?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 pub(crate) struct RedisStore {
-    client: Client,
-    manager: OnceCell<ConnectionManager>,
+    /// Per node (one unless a cluster): for the pub/sub subscriber.
+    clients: Vec<Client>,
+    cluster: Option<ClusterClient>,
+    link: OnceCell<Link>,
     prefix: String,
     connect_timeout: Duration,
     op_timeout: Duration,
@@ -47,20 +118,89 @@ pub(crate) struct RedisStore {
 /// another instance is not ours to delete).
 const UNLOCK: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
 
+#[cfg(feature = "tls")]
+fn open(info: redis::ConnectionInfo, root: Option<&[u8]>) -> RedisResult<Client> {
+    match root {
+        Some(pem) => Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.to_vec()),
+            },
+        ),
+        None => Client::open(info),
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+fn open(info: redis::ConnectionInfo, _root: Option<&[u8]>) -> RedisResult<Client> {
+    Client::open(info)
+}
+
+#[cfg(feature = "tls")]
+fn with_root_certificate(
+    builder: redis::cluster::ClusterClientBuilder,
+    root: Option<&[u8]>,
+) -> Result<redis::cluster::ClusterClientBuilder, String> {
+    Ok(match root {
+        Some(pem) => builder.certs(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.to_vec()),
+        }),
+        None => builder,
+    })
+}
+
+#[cfg(not(feature = "tls"))]
+fn with_root_certificate(
+    builder: redis::cluster::ClusterClientBuilder,
+    root: Option<&[u8]>,
+) -> Result<redis::cluster::ClusterClientBuilder, String> {
+    match root {
+        Some(_) => Err("a Redis root certificate needs the `tls` feature".into()),
+        None => Ok(builder),
+    }
+}
+
 impl RedisStore {
     /// Validates the URL; connects lazily, on first use, so that building a cache never
     /// blocks and a Redis that is down at start-up does not stop the application.
     pub(crate) fn new(config: &RedisConfig, counters: Arc<Counters>) -> Result<Self, String> {
-        let info = config
-            .url
-            .as_str()
-            .into_connection_info()
+        if config.urls.is_empty() {
+            return Err("a Redis cluster needs at least one node URL".into());
+        }
+        let tcp = || TcpSettings::default().set_nodelay(true);
+        let mut infos = Vec::new();
+        for url in &config.urls {
+            let info = url
+                .as_str()
+                .into_connection_info()
+                .map_err(|e| format!("invalid Redis URL {url:?}: {e}"))?;
+            infos.push(info.set_tcp_settings(tcp()));
+        }
+        let clients = infos
+            .iter()
+            .map(|info| open(info.clone(), config.root_certificate.as_deref()))
+            .collect::<RedisResult<Vec<_>>>()
             .map_err(|e| format!("invalid Redis URL: {e}"))?;
-        let info = info.set_tcp_settings(TcpSettings::default().set_nodelay(true));
-        let client = Client::open(info).map_err(|e| format!("invalid Redis URL: {e}"))?;
+        let cluster = if config.cluster {
+            let builder = ClusterClient::builder(infos)
+                .connection_timeout(config.connect_timeout)
+                .response_timeout(config.op_timeout)
+                .retries(1)
+                .tcp_settings(tcp());
+            let builder = with_root_certificate(builder, config.root_certificate.as_deref())?;
+            let client = builder
+                .build()
+                .map_err(|e| format!("invalid Redis cluster configuration: {e}"))?;
+            Some(client)
+        } else {
+            None
+        };
         Ok(RedisStore {
-            client,
-            manager: OnceCell::new(),
+            clients,
+            cluster,
+            link: OnceCell::new(),
             prefix: config.prefix.clone(),
             connect_timeout: config.connect_timeout,
             op_timeout: config.op_timeout,
@@ -73,8 +213,10 @@ impl RedisStore {
         self.connect_timeout
     }
 
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
+    /// A client for the subscriber's `attempt`-th connection: a cluster's nodes in turn (a
+    /// classic PUBLISH reaches subscribers on every node).
+    pub(crate) fn subscribe_client(&self, attempt: usize) -> &Client {
+        &self.clients[attempt % self.clients.len()]
     }
 
     pub(crate) fn value_key(&self, key: &str) -> String {
@@ -98,14 +240,22 @@ impl RedisStore {
         self.breaker.is_open()
     }
 
-    async fn connection(&self) -> RedisResult<ConnectionManager> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.op_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        self.manager
-            .get_or_try_init(|| self.client.get_connection_manager_with_config(config))
+    async fn connection(&self) -> RedisResult<Link> {
+        self.link
+            .get_or_try_init(|| async {
+                if let Some(cluster) = &self.cluster {
+                    return Ok(Link::Cluster(cluster.get_async_connection().await?));
+                }
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_response_timeout(Some(self.op_timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(200));
+                let manager = self.clients[0]
+                    .get_connection_manager_with_config(config)
+                    .await?;
+                Ok(Link::Single(manager))
+            })
             .await
             .cloned()
     }
@@ -114,7 +264,7 @@ impl RedisStore {
     /// answer": counted, logged, and treated by the caller like a miss.
     async fn run<T, F, Fut>(&self, what: &'static str, op: F) -> Option<T>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Link) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         if !self.breaker.allow() {
@@ -164,28 +314,22 @@ impl RedisStore {
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let tag_keys: Vec<String> = tags.iter().map(|t| self.tag_key(t)).collect();
         self.run("SET", |mut c| async move {
-            let mut pipe = redis::pipe();
-            pipe.cmd("SET")
-                .arg(&value_key)
-                .arg(bytes)
-                .arg("PX")
-                .arg(millis)
-                .ignore();
+            let mut commands = Vec::with_capacity(1 + 3 * tag_keys.len());
+            let mut set = redis::cmd("SET");
+            set.arg(&value_key).arg(bytes).arg("PX").arg(millis);
+            commands.push(set);
             for tag_key in &tag_keys {
-                pipe.cmd("SADD").arg(tag_key).arg(&value_key).ignore();
+                let mut add = redis::cmd("SADD");
+                add.arg(tag_key).arg(&value_key);
+                commands.push(add);
                 // A new set has no TTL (NX sets one); an existing one only grows (GT).
-                pipe.cmd("PEXPIRE")
-                    .arg(tag_key)
-                    .arg(millis)
-                    .arg("NX")
-                    .ignore();
-                pipe.cmd("PEXPIRE")
-                    .arg(tag_key)
-                    .arg(millis)
-                    .arg("GT")
-                    .ignore();
+                for flag in ["NX", "GT"] {
+                    let mut expire = redis::cmd("PEXPIRE");
+                    expire.arg(tag_key).arg(millis).arg(flag);
+                    commands.push(expire);
+                }
             }
-            pipe.query_async::<()>(&mut c).await
+            c.exec(commands).await
         })
         .await;
     }
@@ -209,14 +353,19 @@ impl RedisStore {
                 .arg(&tag_key)
                 .query_async(&mut c)
                 .await?;
-            let mut pipe = redis::pipe();
-            pipe.cmd("DEL").arg(&value_key).ignore();
-            for key in &tagged {
-                pipe.cmd("DEL").arg(key).ignore();
+            let mut commands = Vec::with_capacity(tagged.len() + 3);
+            for key in std::iter::once(&value_key).chain(&tagged) {
+                let mut del = redis::cmd("DEL");
+                del.arg(key);
+                commands.push(del);
             }
-            pipe.cmd("DEL").arg(&tag_key).ignore();
-            pipe.cmd("PUBLISH").arg(&channel).arg(name).ignore();
-            pipe.query_async::<()>(&mut c).await
+            let mut del = redis::cmd("DEL");
+            del.arg(&tag_key);
+            commands.push(del);
+            let mut publish = redis::cmd("PUBLISH");
+            publish.arg(&channel).arg(name);
+            commands.push(publish);
+            c.exec(commands).await
         })
         .await;
     }

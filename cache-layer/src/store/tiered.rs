@@ -55,11 +55,11 @@ impl Remote {
 /// Keeps a subscription to the invalidation channel, reconnecting with a short back-off.
 async fn subscribe(weak: Weak<Inner>) {
     let mut backoff = Duration::from_millis(50);
-    loop {
+    for attempt in 0.. {
         let Some((client, channel, connect_timeout)) = weak.upgrade().and_then(|inner| {
             let remote = inner.remote.as_ref()?;
             Some((
-                remote.store.client().clone(),
+                remote.store.subscribe_client(attempt).clone(),
                 remote.store.channel(),
                 remote.store.connect_timeout(),
             ))
