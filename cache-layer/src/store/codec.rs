@@ -1,20 +1,6 @@
-//! The value layout in shared stores (Redis). A stable contract: instances running different
-//! versions of an application read each other's entries.
-//!
-//! ```text
-//! offset  size  field
-//! 0       1     format: 1 = MessagePack with field names (rmp-serde `to_vec_named`)
-//! 1       8     type fingerprint: FNV-1a 64 of `std::any::type_name` of the value, big-endian
-//! 9       8     fresh until, Unix milliseconds, big-endian
-//! 17      8     stale (stale-while-revalidate) until, Unix milliseconds
-//! 25      8     usable (stale-if-error) until, Unix milliseconds
-//! 33      2     number of tags N, big-endian
-//! 35      ...   N times: 2-byte big-endian length, then the tag's UTF-8 bytes
-//! ...     ...   the value, MessagePack
-//! ```
-//!
-//! Anything that does not parse (garbage, truncation, another format, another type) is a
-//! [`DecodeError`]: the caller treats it as a miss and overwrites it.
+//! The value layout in shared stores, documented as a stable contract in the crate docs
+//! ("Redis layout"). Anything that does not parse (garbage, truncation, another format,
+//! another type) is a [`DecodeError`]: the caller treats it as a miss and overwrites it.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

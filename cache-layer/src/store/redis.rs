@@ -2,19 +2,7 @@
 //! itself), with TCP_NODELAY, tight timeouts and a circuit breaker. Every operation fails
 //! open: an error or a timeout is counted and logged, and the caller proceeds as on a miss.
 //!
-//! # Key layout (a stable contract)
-//! With the cache's key prefix `P` (default empty):
-//!
-//! | Redis key / channel | type | holds |
-//! | --- | --- | --- |
-//! | `P` `v:` key | string | the entry, in the [`codec`](super::codec) layout; `PX` = its whole lifetime |
-//! | `P` `t:` tag | set | the value keys (`P v:...`) tagged with the tag; expires with its longest-lived entry |
-//! | `P` `l:` key | string | the distributed single-flight lock: a random token, `PX` = the lock time |
-//! | `P` `invalidate` | pub/sub channel | names (keys or tags) invalidated by any instance |
-//!
-//! No command touches two keys, so the layout is correct on Redis Cluster (keys and tag sets
-//! may live in different slots); on a cluster, commands are sent one by one instead of
-//! pipelined.
+//! The key layout is documented, as a stable contract, in the crate docs ("Redis layout").
 
 use std::future::Future;
 use std::sync::Arc;
@@ -118,6 +106,30 @@ pub(crate) struct RedisStore {
 /// another instance is not ours to delete).
 const UNLOCK: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
 
+/// Keys and tags longer than this are stored under a digest (see [`bounded`]).
+const MAX_NAME: usize = 200;
+
+/// `name` itself, or when longer than [`MAX_NAME`] bytes, its first 64 bytes (for humans
+/// reading `redis-cli`), `#`, and the hex SHA-256 of the whole name (for uniqueness).
+fn bounded(name: &str) -> std::borrow::Cow<'_, str> {
+    use sha2::Digest as _;
+    if name.len() <= MAX_NAME {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut cut = 64;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let mut out = String::with_capacity(cut + 1 + 64);
+    out.push_str(&name[..cut]);
+    out.push('#');
+    for byte in digest {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(feature = "tls")]
 fn open(info: redis::ConnectionInfo, root: Option<&[u8]>) -> RedisResult<Client> {
     match root {
@@ -220,15 +232,15 @@ impl RedisStore {
     }
 
     pub(crate) fn value_key(&self, key: &str) -> String {
-        format!("{}v:{key}", self.prefix)
+        format!("{}v:{}", self.prefix, bounded(key))
     }
 
     fn tag_key(&self, tag: &str) -> String {
-        format!("{}t:{tag}", self.prefix)
+        format!("{}t:{}", self.prefix, bounded(tag))
     }
 
     fn lock_key(&self, key: &str) -> String {
-        format!("{}l:{key}", self.prefix)
+        format!("{}l:{}", self.prefix, bounded(key))
     }
 
     pub(crate) fn channel(&self) -> String {
@@ -399,5 +411,22 @@ impl RedisStore {
                 .await
         })
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_names_are_bounded_and_stay_distinct() {
+        assert_eq!(bounded("user:7"), "user:7");
+        let a = format!("search:{}", "x".repeat(300));
+        let b = format!("search:{}y", "x".repeat(299));
+        assert_eq!(bounded(&a).len(), 64 + 1 + 64);
+        assert_ne!(bounded(&a), bounded(&b));
+        assert!(bounded(&a).starts_with("search:xxx"));
+        let multibyte = "é".repeat(150);
+        assert!(bounded(&multibyte).len() <= 129);
     }
 }
