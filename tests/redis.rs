@@ -147,6 +147,45 @@ async fn entries_are_shared_and_invalidations_reach_every_instances_l1() {
 }
 
 #[tokio::test]
+async fn an_instance_that_cannot_hear_invalidations_does_not_serve_its_l1() {
+    let mut server = RedisServer::start();
+    let db = Db::default();
+    let b = Instance {
+        cache: Cache::builder()
+            .tiered(server.url())
+            .key_prefix("sub:")
+            .redis_timeouts(Duration::from_millis(50), Duration::from_millis(100))
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+    };
+    eventually(async || {
+        let before = b.cache.stats();
+        b.user(1).await.unwrap();
+        let after = b.cache.stats();
+        after.hits > before.hits && after.shared_hits == before.shared_hits
+    })
+    .await;
+    let before = db.queries();
+    server.kill();
+    // Writes made elsewhere now cannot reach b: its L1 copy must not be served.
+    eventually(async || {
+        b.user(1).await.unwrap();
+        db.queries() > before
+    })
+    .await;
+    server.restart();
+    // Resubscribed (and L1 emptied): memory hits again.
+    eventually(async || {
+        let before = b.cache.stats();
+        b.user(1).await.unwrap();
+        let after = b.cache.stats();
+        after.hits > before.hits && after.shared_hits == before.shared_hits
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn tags_and_expiry_through_redis() {
     let server = RedisServer::start();
     let db = Db::default();
