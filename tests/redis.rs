@@ -102,6 +102,17 @@ async fn eventually(mut check: impl AsyncFnMut() -> bool) -> Duration {
     panic!("condition not reached within 5 s");
 }
 
+/// Waits until `instance` answers `user(id)` from its memory tier (subscribed, L1 filled).
+async fn until_served_from_memory(instance: &Instance, id: u64) {
+    eventually(async || {
+        let before = instance.cache.stats();
+        instance.user(id).await.unwrap();
+        let after = instance.cache.stats();
+        after.hits > before.hits && after.shared_hits == before.shared_hits
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn entries_are_shared_and_invalidations_reach_every_instances_l1() {
     let server = RedisServer::start();
@@ -123,13 +134,7 @@ async fn entries_are_shared_and_invalidations_reach_every_instances_l1() {
     );
 
     // Let b subscribe and serve the entry from its L1 (memory), not from Redis.
-    eventually(async || {
-        let before = b.cache.stats();
-        b.user(1).await.unwrap();
-        let after = b.cache.stats();
-        after.hits > before.hits && after.shared_hits == before.shared_hits
-    })
-    .await;
+    until_served_from_memory(&b, 1).await;
 
     a.rename(1, "Ada").await.unwrap();
     let took = eventually(async || b.user(1).await.unwrap().name == "Ada").await;
@@ -159,13 +164,7 @@ async fn an_instance_that_cannot_hear_invalidations_does_not_serve_its_l1() {
             .expect("valid configuration"),
         db: db.clone(),
     };
-    eventually(async || {
-        let before = b.cache.stats();
-        b.user(1).await.unwrap();
-        let after = b.cache.stats();
-        after.hits > before.hits && after.shared_hits == before.shared_hits
-    })
-    .await;
+    until_served_from_memory(&b, 1).await;
     let before = db.queries();
     server.kill();
     // Writes made elsewhere now cannot reach b: its L1 copy must not be served.
@@ -176,13 +175,7 @@ async fn an_instance_that_cannot_hear_invalidations_does_not_serve_its_l1() {
     .await;
     server.restart();
     // Resubscribed (and L1 emptied): memory hits again.
-    eventually(async || {
-        let before = b.cache.stats();
-        b.user(1).await.unwrap();
-        let after = b.cache.stats();
-        after.hits > before.hits && after.shared_hits == before.shared_hits
-    })
-    .await;
+    until_served_from_memory(&b, 1).await;
 }
 
 #[tokio::test]

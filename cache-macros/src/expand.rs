@@ -98,23 +98,46 @@ fn with_original(error: syn::Error, item: TokenStream) -> TokenStream {
     quote! { #error #item }
 }
 
-pub(crate) fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
+/// Parses the function and runs `expand` on it; any error is emitted with the original item.
+fn expand_with(
+    attr: TokenStream,
+    item: TokenStream,
+    expand: fn(TokenStream, ItemFn) -> syn::Result<TokenStream>,
+) -> TokenStream {
     let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(func) => func,
         Err(error) => return with_original(error, item),
     };
-    match expand_cached(attr, func) {
+    match expand(attr, func) {
         Ok(tokens) => tokens,
         Err(error) => with_original(error, item),
     }
 }
 
+/// Collects every error so that one compile shows them all.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+pub(crate) fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand_with(attr, item, expand_cached)
+}
+
 fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
-    let mut errors: Option<syn::Error> = None;
-    let mut push = |e: syn::Error| match &mut errors {
-        Some(all) => all.combine(e),
-        None => errors = Some(e),
-    };
+    let mut errors = Errors::default();
+    let mut push = |e: syn::Error| errors.push(e);
     if let Err(e) = require_async(&func, "cached") {
         push(e);
     }
@@ -150,9 +173,7 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
             }
         }
     }
-    if let Some(errors) = errors {
-        return Err(errors);
-    }
+    errors.finish()?;
     let args = args.expect("no errors means the arguments parsed");
 
     let ItemFn {
@@ -344,22 +365,12 @@ fn rewrite_self(tokens: TokenStream) -> TokenStream {
 }
 
 pub(crate) fn invalidates(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let func: ItemFn = match syn::parse2(item.clone()) {
-        Ok(func) => func,
-        Err(error) => return with_original(error, item),
-    };
-    match expand_invalidates(attr, func) {
-        Ok(tokens) => tokens,
-        Err(error) => with_original(error, item),
-    }
+    expand_with(attr, item, expand_invalidates)
 }
 
 fn expand_invalidates(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
-    let mut errors: Option<syn::Error> = None;
-    let mut push = |e: syn::Error| match &mut errors {
-        Some(all) => all.combine(e),
-        None => errors = Some(e),
-    };
+    let mut errors = Errors::default();
+    let mut push = |e: syn::Error| errors.push(e);
     if let Err(e) = require_async(&func, "invalidates") {
         push(e);
     }
@@ -374,9 +385,7 @@ fn expand_invalidates(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStrea
                 .ok()
         })
         .collect();
-    if let Some(errors) = errors {
-        return Err(errors);
-    }
+    errors.finish()?;
     let args = args.expect("no errors means the arguments parsed");
     let ItemFn {
         attrs,
