@@ -71,7 +71,14 @@ impl KeyBuf {
     /// Appends one character as is.
     #[inline]
     pub fn push(&mut self, c: char) {
-        self.push_str(c.encode_utf8(&mut [0; 4]));
+        match &mut self.spilled {
+            Some(heap) => heap.push(c),
+            None => {
+                if self.inline.try_push(c).is_err() {
+                    self.push_str(c.encode_utf8(&mut [0; 4]));
+                }
+            }
+        }
     }
 
     /// The key rendered so far.
@@ -120,7 +127,9 @@ macro_rules! integer_keys {
                 if negative {
                     out.push('-');
                 }
-                out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+                for &digit in &digits[at..] {
+                    out.push(char::from(digit));
+                }
             }
         }
     )*};
