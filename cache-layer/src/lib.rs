@@ -51,6 +51,7 @@ mod entry;
 mod flight;
 mod invalidation;
 mod key;
+mod layer;
 mod memo;
 mod shape;
 mod stats;
@@ -63,6 +64,9 @@ pub mod __private;
 pub use cache::{BuildError, Cache, CacheBuilder};
 pub use cache_macros::{cached, invalidates};
 pub use key::{KeyArg, KeyBuf};
+#[doc(hidden)]
+pub use layer::__fuzz;
+pub use layer::{CacheBody, CacheLayer, CacheService, CacheTags, EtagMode, ResponseFuture};
 pub use stats::Stats;
 
 /// The README's examples, compiled as doctests.
