@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::header::ETAG;
-use http::{HeaderMap, HeaderName, StatusCode};
+use http::header::{CONTENT_LENGTH, ETAG};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::cache_control::ResponseDirectives;
 use super::etag::EntityTag;
@@ -181,6 +181,10 @@ impl PendingStore {
             leader,
         } = self;
         add_etag(&mut headers, &body, config.etag);
+        if !headers.contains_key(CONTENT_LENGTH) && status != StatusCode::NO_CONTENT {
+            // Replayed bodies are whole: say how long, which HEAD answers need too.
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
         let response = Arc::new(CachedResponse::new(
             status,
             headers,
