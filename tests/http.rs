@@ -822,3 +822,156 @@ async fn stale_responses_are_revalidated_and_a_304_refreshes_them() {
         (1, 1)
     );
 }
+
+#[tokio::test]
+async fn a_key_fn_can_drop_the_query_and_bypass_paths() {
+    let calls = counter();
+    let server = start(
+        counted(&calls, &[("cache-control", "max-age=60")]),
+        |cache| {
+            CacheLayer::new(cache).key_fn(|parts| {
+                let path = parts.uri.path();
+                (path != "/r" || parts.uri.query() != Some("nocache"))
+                    .then(|| format!("page:{path}"))
+            })
+        },
+    )
+    .await;
+    assert_eq!(server.get("/r?a=1", &[]).await.text(), "body-1");
+    assert_eq!(server.get("/r?b=2", &[]).await.text(), "body-1");
+    let bypassed = server.get("/r?nocache", &[]).await;
+    assert_eq!(bypassed.text(), "body-2");
+    assert_eq!(bypassed.cache_status(), "cache-layer; fwd=bypass");
+    server.cache.invalidate("page:/r").await;
+    assert_eq!(server.get("/r", &[]).await.text(), "body-3");
+}
+
+#[tokio::test]
+async fn a_write_invalidates_its_same_origin_location() {
+    let calls = counter();
+    let counted_calls = Arc::clone(&calls);
+    let app = Router::new()
+        .route(
+            "/items/9",
+            get(move || {
+                let n = counted_calls.fetch_add(1, Ordering::SeqCst) + 1;
+                async move { ([("cache-control", "max-age=60")], format!("item v{n}")) }
+            }),
+        )
+        .route(
+            "/items",
+            axum::routing::post(|| async { (StatusCode::CREATED, [("location", "/items/9")], "") }),
+        )
+        .route(
+            "/elsewhere",
+            axum::routing::post(|| async {
+                (
+                    StatusCode::SEE_OTHER,
+                    [("location", "http://other.example/items/9")],
+                    "",
+                )
+            }),
+        );
+    let server = start(app, CacheLayer::new).await;
+    server.get("/items/9", &[]).await;
+    server.send(Method::POST, "/elsewhere", &[]).await;
+    assert_eq!(server.get("/items/9", &[]).await.text(), "item v1");
+    server.send(Method::POST, "/items", &[]).await;
+    assert_eq!(server.get("/items/9", &[]).await.text(), "item v2");
+}
+
+#[tokio::test]
+async fn only_the_newest_variants_are_kept() {
+    let calls = counter();
+    let counted_calls = Arc::clone(&calls);
+    let app = Router::new().route(
+        "/r",
+        get(move |headers: HeaderMap| {
+            counted_calls.fetch_add(1, Ordering::SeqCst);
+            let lang = headers["accept-language"].to_str().unwrap().to_owned();
+            async move {
+                (
+                    [("cache-control", "max-age=60"), ("vary", "accept-language")],
+                    lang,
+                )
+            }
+        }),
+    );
+    let server = start(app, |cache| CacheLayer::new(cache).max_variants(2)).await;
+    for lang in ["en", "fr", "de"] {
+        server.get("/r", &[("accept-language", lang)]).await;
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let de = server.get("/r", &[("accept-language", "de")]).await;
+    assert!(de.cache_status().contains("hit"));
+    let en = server.get("/r", &[("accept-language", "en")]).await;
+    assert!(
+        en.cache_status().contains("fwd=vary-miss"),
+        "{}",
+        en.cache_status()
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn requests_for_uncacheable_urls_are_not_serialised() {
+    let running = counter();
+    let most = counter();
+    let (r, m) = (Arc::clone(&running), Arc::clone(&most));
+    let app = Router::new().route(
+        "/live",
+        get(move || {
+            let (r, m) = (Arc::clone(&r), Arc::clone(&m));
+            async move {
+                let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                r.fetch_sub(1, Ordering::SeqCst);
+                ([("cache-control", "no-store")], "live")
+            }
+        }),
+    );
+    let server = Arc::new(start(app, CacheLayer::new).await);
+    // The first response teaches the layer that the URL is not cacheable.
+    server.get("/live", &[]).await;
+    let requests: Vec<_> = (0..5)
+        .map(|_| {
+            let server = Arc::clone(&server);
+            tokio::spawn(async move { server.get("/live", &[]).await })
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.unwrap().text(), "live");
+    }
+    assert!(most.load(Ordering::SeqCst) > 1, "requests ran concurrently");
+}
+
+#[tokio::test]
+async fn layer_defaults_give_stale_windows_to_responses_without_them() {
+    let calls = counter();
+    let counted_calls = Arc::clone(&calls);
+    let app = Router::new().route(
+        "/r",
+        get(move || {
+            let n = counted_calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    (StatusCode::OK, [("cache-control", "max-age=1")], "good")
+                } else {
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        [("cache-control", "no-store")],
+                        "bad",
+                    )
+                }
+            }
+        }),
+    );
+    let server = start(app, |cache| {
+        CacheLayer::new(cache).stale_if_error(Duration::from_secs(60))
+    })
+    .await;
+    server.get("/r", &[]).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(server.get("/r", &[]).await.text(), "good");
+}
