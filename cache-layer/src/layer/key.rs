@@ -10,23 +10,27 @@ use http::{HeaderMap, HeaderName, Method, Uri};
 /// from the URI (proxies, HTTP/2) or else the `Host` header, lowercased.
 pub(crate) fn primary_key(uri: &Uri, headers: &HeaderMap) -> String {
     let authority = match uri.authority() {
-        Some(authority) => authority.as_str().to_ascii_lowercase(),
+        Some(authority) => authority.as_str(),
         None => headers
             .get(HOST)
             .and_then(|h| h.to_str().ok())
-            .map(str::to_ascii_lowercase)
             .unwrap_or_default(),
     };
-    let mut key = String::with_capacity(8 + authority.len() + uri.path().len());
+    let query = uri.query().unwrap_or_default();
+    let mut key = String::with_capacity(6 + authority.len() + uri.path().len() + query.len());
     key.push_str("GET ");
-    key.push_str(&authority);
+    key.extend(authority.chars().map(|c| c.to_ascii_lowercase()));
     key.push_str(uri.path());
-    if let Some(query) = uri.query().filter(|q| !q.is_empty()) {
-        // `?b=2&a=1` and `?a=1&b=2` name the same resource for nearly every application.
-        let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
-        pairs.sort_unstable();
+    if !query.is_empty() {
         key.push('?');
-        key.push_str(&pairs.join("&"));
+        if query.contains('&') {
+            // `?b=2&a=1` and `?a=1&b=2` name the same resource for nearly every application.
+            let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+            pairs.sort_unstable();
+            key.push_str(&pairs.join("&"));
+        } else {
+            key.push_str(query);
+        }
     }
     key
 }

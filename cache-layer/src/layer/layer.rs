@@ -63,7 +63,9 @@ pub(crate) struct Config {
 #[must_use]
 pub struct CacheLayer {
     cache: Cache,
-    config: Config,
+    // Shared with every service built, so that `layer` (which axum may call per route) is
+    // two reference-count increments.
+    config: Arc<Config>,
 }
 
 impl CacheLayer {
@@ -73,7 +75,7 @@ impl CacheLayer {
     pub fn new(cache: Cache) -> Self {
         CacheLayer {
             cache,
-            config: Config {
+            config: Arc::new(Config {
                 default_ttl: None,
                 max_body: 1024 * 1024,
                 etag: EtagMode::Strong,
@@ -83,7 +85,7 @@ impl CacheLayer {
                 max_variants: 8,
                 request_cache_control: true,
                 uncacheable_for: Duration::from_secs(5),
-            },
+            }),
         }
     }
 
@@ -91,21 +93,21 @@ impl CacheLayer {
     /// `Expires`, no `Last-Modified`). Off by default: a cache that invents freshness serves
     /// outdated data the application never allowed.
     pub fn default_ttl(mut self, ttl: Duration) -> Self {
-        self.config.default_ttl = Some(ttl);
+        Arc::make_mut(&mut self.config).default_ttl = Some(ttl);
         self
     }
 
     /// The largest body stored, in bytes (default 1 MiB). Larger (or endless) bodies stream
     /// through to the client untouched and are not stored.
     pub fn max_body(mut self, bytes: usize) -> Self {
-        self.config.max_body = bytes;
+        Arc::make_mut(&mut self.config).max_body = bytes;
         self
     }
 
     /// Whether and how stored responses without an `ETag` get one (default
     /// [`EtagMode::Strong`]).
     pub fn etag(mut self, mode: EtagMode) -> Self {
-        self.config.etag = mode;
+        Arc::make_mut(&mut self.config).etag = mode;
         self
     }
 
@@ -130,27 +132,27 @@ impl CacheLayer {
     where
         F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
     {
-        self.config.key_fn = Some(Arc::new(key));
+        Arc::make_mut(&mut self.config).key_fn = Some(Arc::new(key));
         self
     }
 
     /// Stale-while-revalidate window for responses that do not set one (default none): a
     /// stale response is served at once while one background request refreshes it.
     pub fn stale_while_revalidate(mut self, window: Duration) -> Self {
-        self.config.stale_while_revalidate = window;
+        Arc::make_mut(&mut self.config).stale_while_revalidate = window;
         self
     }
 
     /// Stale-if-error window for responses that do not set one (default none): a stale
     /// response is served when the inner service fails or answers 5xx.
     pub fn stale_if_error(mut self, window: Duration) -> Self {
-        self.config.stale_if_error = window;
+        Arc::make_mut(&mut self.config).stale_if_error = window;
         self
     }
 
     /// How many `Vary` variants of one URL are kept (default 8); the oldest goes first.
     pub fn max_variants(mut self, variants: usize) -> Self {
-        self.config.max_variants = variants.max(1);
+        Arc::make_mut(&mut self.config).max_variants = variants.max(1);
         self
     }
 
@@ -160,7 +162,7 @@ impl CacheLayer {
     /// the cache call the application at all. `max-stale` and `only-if-cached` are always
     /// honoured.
     pub fn request_cache_control(mut self, honour: bool) -> Self {
-        self.config.request_cache_control = honour;
+        Arc::make_mut(&mut self.config).request_cache_control = honour;
         self
     }
 }
@@ -169,7 +171,7 @@ impl<S> Layer<S> for CacheLayer {
     type Service = CacheService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CacheService::new(inner, self.cache.clone(), Arc::new(self.config.clone()))
+        CacheService::new(inner, self.cache.clone(), Arc::clone(&self.config))
     }
 }
 

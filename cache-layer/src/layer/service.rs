@@ -10,6 +10,7 @@ use http::header::{
     AGE, CONTENT_LENGTH, CONTENT_LOCATION, COOKIE, DATE, HOST, IF_MATCH, IF_MODIFIED_SINCE,
     IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, LOCATION,
 };
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -96,17 +97,63 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        // The instance `poll_ready` prepared is the one to call; keep a fresh clone for next time.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         if is_cacheable_method(request.method()) {
-            self.read(inner, request)
-        } else if is_unsafe_method(request.method()) {
+            let (parts, body) = request.into_parts();
+            let decision = self.decide(&parts);
+            let request = Request::from_parts(parts, body);
+            return match decision {
+                // A hit needs no inner service: nothing is cloned.
+                Decision::Respond(response) => ResponseFuture::ready(response),
+                Decision::Refresh {
+                    served,
+                    plan,
+                    claim,
+                } => {
+                    let inner = self.take_ready();
+                    self.refresh_in_background(inner, request, plan, claim);
+                    ResponseFuture::ready(served)
+                }
+                Decision::Fetch(plan) => {
+                    let inner = self.take_ready();
+                    let future = fetch(
+                        self.cache.clone(),
+                        Arc::clone(&self.config),
+                        inner,
+                        request,
+                        plan,
+                    );
+                    ResponseFuture::boxed(Box::pin(future))
+                }
+                Decision::Bypass => ResponseFuture::passthrough(
+                    self.take_ready().call(request),
+                    CacheStatus::forward(Forward::Bypass),
+                ),
+            };
+        }
+        let inner = self.take_ready();
+        if is_unsafe_method(request.method()) {
             self.write(inner, request)
         } else {
+            let mut inner = inner;
             ResponseFuture::passthrough(inner.call(request), CacheStatus::forward(Forward::Method))
         }
     }
+}
+
+/// How [`CacheService::decide`] answers a GET or HEAD.
+enum Decision<B: Body> {
+    /// From the cache (or a 504 for `only-if-cached`), without the inner service.
+    Respond(Response<CacheBody<B>>),
+    /// Stale-while-revalidate: `served` now, `plan` refreshes in the background.
+    Refresh {
+        served: Response<CacheBody<B>>,
+        plan: Plan,
+        claim: RefreshClaim,
+    },
+    /// Forward to the inner service (under single-flight).
+    Fetch(Plan),
+    /// The key function declined the request.
+    Bypass,
 }
 
 /// What a miss does: which key to coalesce and store under, and what stale copy it has.
@@ -365,32 +412,26 @@ fn join(first: Option<Bytes>, rest: BytesMut) -> Bytes {
 }
 
 impl<S> CacheService<S> {
-    fn read<ReqBody, ResBody>(
-        &self,
-        mut inner: S,
-        request: Request<ReqBody>,
-    ) -> ResponseFuture<S::Future, ResBody, S::Error>
+    /// The instance `poll_ready` prepared is the one to call; a fresh clone stays for next time.
+    fn take_ready(&mut self) -> S
     where
-        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-        ReqBody: Send + 'static,
-        ResBody: Body<Data = Bytes> + Send + 'static,
-        ResBody::Error: Send + 'static,
+        S: Clone,
     {
-        let (parts, body) = request.into_parts();
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
+    }
+
+    /// Looks a GET or HEAD request up and decides how to answer it.
+    fn decide<B: Body>(&self, parts: &Parts) -> Decision<B> {
         let key = match &self.config.key_fn {
             None => Some(primary_key(&parts.uri, &parts.headers)),
-            Some(key_fn) => key_fn(&parts),
+            Some(key_fn) => key_fn(parts),
         };
-        let request = Request::from_parts(parts, body);
         let Some(primary) = key else {
-            return ResponseFuture::passthrough(
-                inner.call(request),
-                CacheStatus::forward(Forward::Bypass),
-            );
+            return Decision::Bypass;
         };
-        let directives = request_directives(&self.config, request.headers());
+        let (method, headers) = (&parts.method, &parts.headers);
+        let directives = request_directives(&self.config, headers);
         let counters = &self.cache.inner().counters;
         let now = SystemTime::now();
         let mut plan = Plan {
@@ -400,7 +441,7 @@ impl<S> CacheService<S> {
             forward: Forward::UriMiss,
             coalesce: true,
         };
-        match lookup(&self.cache, &plan.primary, request.headers()) {
+        match lookup(&self.cache, &plan.primary, headers) {
             Found::Stored {
                 variant,
                 entry,
@@ -411,29 +452,28 @@ impl<S> CacheService<S> {
                     Usability::Fresh | Usability::StaleAccepted => {
                         counters.add(Counter::Hit);
                         let status = CacheStatus::hit().ttl(remaining_ttl(&response, now));
-                        return ResponseFuture::ready(serve(
-                            &response,
-                            request.method(),
-                            request.headers(),
-                            status,
-                            now,
-                        ));
+                        return Decision::Respond(serve(&response, method, headers, status, now));
                     }
                     Usability::StaleWhileRevalidate => {
                         counters.add(Counter::Stale);
                         let status = CacheStatus::hit()
                             .ttl(remaining_ttl(&response, now))
                             .detail("stale-while-revalidate");
-                        let served =
-                            serve(&response, request.method(), request.headers(), status, now);
-                        if request.method() == Method::GET {
-                            if let Some(claim) = entry.claim_refresh() {
-                                plan.stale = Some((response, false));
-                                plan.forward = Forward::Stale;
-                                self.refresh_in_background(inner, request, plan, claim);
-                            }
-                        }
-                        return ResponseFuture::ready(served);
+                        let served = serve(&response, method, headers, status, now);
+                        // HEAD gets no body to store: the next GET refreshes.
+                        let claim = (method == Method::GET)
+                            .then(|| entry.claim_refresh())
+                            .flatten();
+                        let Some(claim) = claim else {
+                            return Decision::Respond(served);
+                        };
+                        plan.stale = Some((response, false));
+                        plan.forward = Forward::Stale;
+                        return Decision::Refresh {
+                            served,
+                            plan,
+                            claim,
+                        };
                     }
                     Usability::Revalidate { stale_if_error } => {
                         let fresh_for_anyone = response
@@ -459,20 +499,13 @@ impl<S> CacheService<S> {
             Found::Nothing => {}
         }
         if directives.only_if_cached {
-            return ResponseFuture::ready(empty_response(
+            return Decision::Respond(empty_response(
                 StatusCode::GATEWAY_TIMEOUT,
                 CacheStatus::default().detail("only-if-cached"),
             ));
         }
         counters.add(Counter::Miss);
-        let future = fetch(
-            self.cache.clone(),
-            Arc::clone(&self.config),
-            inner,
-            request,
-            plan,
-        );
-        ResponseFuture::boxed(Box::pin(future))
+        Decision::Fetch(plan)
     }
 
     fn refresh_in_background<ReqBody, ResBody>(

@@ -19,10 +19,11 @@ pub(crate) struct CachedResponse {
     /// Headers as served, `Cache-Tag` removed, `Date` present.
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
-    /// Local clock just before the inner service was called (RFC 9111 §4.2.3 `request_time`).
-    pub(crate) request_time: SystemTime,
-    /// Local clock when the response head arrived (`response_time`).
+    /// Local clock when the response head arrived (RFC 9111 §4.2.3 `response_time`).
     pub(crate) response_time: SystemTime,
+    /// `corrected_initial_age` (RFC 9111 §4.2.3), computed once: a hit only adds the
+    /// resident time instead of parsing `Date` and `Age` again.
+    initial_age: Duration,
     /// Freshness lifetime (explicit, heuristic or the layer's default TTL).
     pub(crate) lifetime: Duration,
     pub(crate) stale_while_revalidate: Duration,
@@ -94,11 +95,11 @@ impl CachedResponse {
     ) -> Self {
         CachedResponse {
             status,
+            initial_age: current_age(&headers, times.0, times.1, times.1),
             etag: EntityTag::from_etag_header(&headers),
             last_modified: header_date(&headers, &LAST_MODIFIED),
             headers,
             body,
-            request_time: times.0,
             response_time: times.1,
             lifetime,
             stale_while_revalidate: cc.stale_while_revalidate.unwrap_or(defaults.0),
@@ -113,7 +114,10 @@ impl CachedResponse {
 
     /// Current age (RFC 9111 §4.2.3).
     pub(crate) fn age(&self, now: SystemTime) -> Duration {
-        current_age(&self.headers, self.request_time, self.response_time, now)
+        let resident = now
+            .duration_since(self.response_time)
+            .unwrap_or(Duration::ZERO);
+        self.initial_age.saturating_add(resident)
     }
 
     /// Whether the response has validators to revalidate with.
