@@ -975,3 +975,68 @@ async fn layer_defaults_give_stale_windows_to_responses_without_them() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(server.get("/r", &[]).await.text(), "good");
 }
+
+#[tokio::test]
+async fn streamed_bodies_under_the_cap_are_stored_once_complete() {
+    let calls = counter();
+    let counted_calls = Arc::clone(&calls);
+    let app = Router::new().route(
+        "/stream",
+        get(move || {
+            counted_calls.fetch_add(1, Ordering::SeqCst);
+            async {
+                let chunks = (0..4).map(|i| Ok::<_, Infallible>(Bytes::from(format!("part {i};"))));
+                (
+                    [("cache-control", "max-age=60")],
+                    Body::from_stream(futures_util::stream::iter(chunks)),
+                )
+            }
+        }),
+    );
+    let server = start(app, CacheLayer::new).await;
+    let first = server.get("/stream", &[]).await;
+    assert_eq!(first.text(), "part 0;part 1;part 2;part 3;");
+    assert!(first.cache_status().contains("fwd=uri-miss"));
+    let second = server.get("/stream", &[]).await;
+    assert_eq!(second.text(), first.text());
+    assert!(
+        second.cache_status().contains("hit"),
+        "{}",
+        second.cache_status()
+    );
+    assert_eq!(second.header("content-length"), "28");
+    assert!(second.headers.contains_key(header::ETAG));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn max_stale_accepts_stale_responses_unless_they_must_revalidate() {
+    type Case = (&'static [(&'static str, &'static str)], &'static str);
+    let cases: [Case; 2] = [
+        (&[("cache-control", "max-age=1")], "body-1"),
+        (&[("cache-control", "max-age=1, must-revalidate")], "body-2"),
+    ];
+    for (headers, expected) in cases {
+        let calls = counter();
+        let server = start(counted(&calls, headers), CacheLayer::new).await;
+        server.get("/r", &[]).await;
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let reply = server.get("/r", &[("cache-control", "max-stale=60")]).await;
+        assert_eq!(reply.text(), expected, "{headers:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_no_store_is_not_stored_and_does_not_stop_caching() {
+    let calls = counter();
+    let server = start(
+        counted(&calls, &[("cache-control", "max-age=60")]),
+        CacheLayer::new,
+    )
+    .await;
+    let reply = server.get("/r", &[("cache-control", "no-store")]).await;
+    assert!(reply.cache_status().contains("detail=no-store"));
+    server.get("/r", &[]).await;
+    assert_eq!(server.get("/r", &[]).await.text(), "body-2");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use bytes::{Bytes, BytesMut};
 use http::header::{
     AGE, CONTENT_LENGTH, CONTENT_LOCATION, COOKIE, DATE, HOST, IF_MATCH, IF_MODIFIED_SINCE,
-    IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, LOCATION,
+    IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, LOCATION, RANGE,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
@@ -814,7 +814,13 @@ where
     .and_then(|()| check_size(&parts.headers, &body.size_hint(), config.max_body));
     let status = CacheStatus::forward(plan.forward).forward_status(parts.status.as_u16());
     if let Err(reason) = verdict {
-        if reason.is_response_driven() {
+        // A request's own `no-store` or `Range` says nothing about the URL's other requests.
+        let request_caused = match reason {
+            NotStorable::NoStore => RequestDirectives::parse(&client).no_store,
+            NotStorable::Status => client.contains_key(RANGE),
+            _ => false,
+        };
+        if reason.is_response_driven() && !request_caused {
             mark_uncacheable(&cache, &config, &plan.primary);
         }
         drop(leader);
