@@ -1,5 +1,6 @@
 //! `CacheLayer` against the handler it caches: a cache hit through the layer vs a plain axum
-//! handler returning the same bytes, and the 304 path (hit + matching `If-None-Match`).
+//! handler returning the same bytes, the 304 path (hit + matching `If-None-Match`), and the
+//! hit paths of the peers `axum-response-cache` and `http-cache-tower-server`.
 //!
 //! - `http_1k`: the `Router` driven in process with `oneshot` (the layer's own cost, exposed).
 //! - `loopback_1k`: real servers on `127.0.0.1:0` and a keep-alive hyper client, one request
@@ -11,17 +12,18 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{Request, Response, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use cache_layer::{Cache, CacheLayer};
 use criterion::{criterion_group, Criterion};
 use http_body_util::{BodyExt, Empty};
+use http_cache_tower_server::ServerCacheLayer;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tower::ServiceExt;
+use tower::{Layer, Service, ServiceExt};
 
 /// A 1 KiB JSON-ish payload, as a typical API response.
 fn payload() -> String {
@@ -52,16 +54,22 @@ fn app() -> Router {
     )
 }
 
-async fn call(router: &Router, if_none_match: Option<&str>) -> usize {
+async fn call<S, B>(service: &S, if_none_match: Option<&str>) -> usize
+where
+    S: Service<Request<Body>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
     let mut request = Request::get("http://bench.local/users");
     if let Some(tag) = if_none_match {
         request = request.header("if-none-match", tag);
     }
-    let response = router
+    let response = service
         .clone()
         .oneshot(request.body(Body::empty()).expect("request"))
         .await
-        .expect("infallible");
+        .expect("a response");
     let status = response.status();
     let body = response
         .into_body()
@@ -80,11 +88,17 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-fn measure(rt: &tokio::runtime::Runtime, n: u64, router: &Router, tag: Option<&str>) -> Duration {
+fn measure<S, B>(rt: &tokio::runtime::Runtime, n: u64, service: &S, tag: Option<&str>) -> Duration
+where
+    S: Service<Request<Body>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
     rt.block_on(async {
         let start = Instant::now();
         for _ in 0..n {
-            black_box(call(router, tag).await);
+            black_box(call(service, tag).await);
         }
         start.elapsed()
     })
@@ -117,6 +131,23 @@ fn hits(c: &mut Criterion) {
     });
     group.bench_function("cache_layer_304", |b| {
         b.iter_custom(|n| measure(&rt, n, &cached, Some(&etag)))
+    });
+    // Peers, layered the same way where they can be (http-cache-tower-server changes the error
+    // type, which `Router::layer` does not accept, so it wraps the router from outside).
+    let peer = app()
+        .layer(axum_response_cache::CacheLayer::with_lifespan(
+            Duration::from_secs(3600),
+        ))
+        .with_state(());
+    rt.block_on(call(&peer, None));
+    group.bench_function("axum_response_cache_hit", |b| {
+        b.iter_custom(|n| measure(&rt, n, &peer, None))
+    });
+    let peer =
+        ServerCacheLayer::new(http_cache::MokaManager::default()).layer(app().with_state(()));
+    rt.block_on(call(&peer, None));
+    group.bench_function("http_cache_tower_server_hit", |b| {
+        b.iter_custom(|n| measure(&rt, n, &peer, None))
     });
     group.finish();
 }
@@ -221,7 +252,12 @@ fn main() {
         let Some(plain) = median(group, "plain_handler") else {
             continue;
         };
-        for arm in ["cache_layer_hit", "cache_layer_304"] {
+        for arm in [
+            "cache_layer_hit",
+            "cache_layer_304",
+            "axum_response_cache_hit",
+            "http_cache_tower_server_hit",
+        ] {
             if let Some(ours) = median(group, arm) {
                 println!(
                     "  {group}/{arm} {ours:.0} ns vs plain_handler {plain:.0} ns: {:.2}x throughput",

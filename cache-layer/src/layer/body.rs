@@ -31,9 +31,10 @@ pin_project! {
         B: Body,
     {
         // Bytes in hand: a stored response, or a small body read before the head was sent.
+        // Trailers boxed: they are rare, and a smaller body is cheaper to move on every hit.
         Buffered {
             data: Option<Bytes>,
-            trailers: Option<HeaderMap>,
+            trailers: Option<Box<HeaderMap>>,
             error: Option<B::Error>,
         },
         Inner {
@@ -84,7 +85,7 @@ impl<B: Body> CacheBody<B> {
         CacheBody {
             kind: Kind::Buffered {
                 data: data.filter(|d| !d.is_empty()),
-                trailers,
+                trailers: trailers.map(Box::new),
                 error,
             },
         }
@@ -129,7 +130,7 @@ where
                 if let Some(error) = error.take() {
                     return Poll::Ready(Some(Err(error)));
                 }
-                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))))
+                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(*t))))
             }
             KindProj::Inner { body } => body.poll_frame(cx),
             KindProj::Tee { body, recording } => {

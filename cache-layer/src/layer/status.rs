@@ -1,5 +1,7 @@
 //! The RFC 9211 `Cache-Status` member this layer adds to each response.
 
+use std::fmt::Write as _;
+
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -86,7 +88,8 @@ impl CacheStatus {
     }
 
     pub(crate) fn append_to(&self, headers: &mut HeaderMap) {
-        let mut member = String::from("cache-layer");
+        let mut member = String::with_capacity(64);
+        member.push_str("cache-layer");
         if self.hit {
             member.push_str("; hit");
         }
@@ -95,19 +98,20 @@ impl CacheStatus {
             member.push_str(forward.as_str());
         }
         if let Some(status) = self.forward_status {
-            member.push_str(&format!("; fwd-status={status}"));
+            let _ = write!(member, "; fwd-status={status}");
         }
         if self.stored {
             member.push_str("; stored");
         }
         if let Some(ttl) = self.ttl {
-            member.push_str(&format!("; ttl={ttl}"));
+            let _ = write!(member, "; ttl={ttl}");
         }
         if let Some(detail) = self.detail {
             member.push_str("; detail=");
             member.push_str(detail);
         }
-        if let Ok(value) = HeaderValue::from_str(&member) {
+        // Hands the buffer over instead of copying it.
+        if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(member)) {
             headers.append(CACHE_STATUS.clone(), value);
         }
     }
