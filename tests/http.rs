@@ -1040,3 +1040,38 @@ async fn a_request_no_store_is_not_stored_and_does_not_stop_caching() {
     assert_eq!(server.get("/r", &[]).await.text(), "body-2");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn uncached_responses_get_a_generated_etag_and_304s() {
+    let calls = counter();
+    let server = start(
+        per_user(
+            &calls,
+            &[("cache-control", "private"), ("set-cookie", "seen=1")],
+        ),
+        CacheLayer::new,
+    )
+    .await;
+    let first = server.get("/r", &[("x-user", "ada")]).await;
+    let etag = first.header("etag").to_owned();
+    assert!(etag.starts_with('"'), "a strong generated ETag: {etag:?}");
+    let again = server
+        .get("/r", &[("x-user", "ada"), ("if-none-match", &etag)])
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(
+        again.header("set-cookie"),
+        "seen=1",
+        "the cookie survives the 304"
+    );
+    let other = server
+        .get("/r", &[("x-user", "bob"), ("if-none-match", &etag)])
+        .await;
+    assert_eq!(other.status, StatusCode::OK);
+    assert_eq!(other.text(), "data of bob");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "never served from the cache"
+    );
+}

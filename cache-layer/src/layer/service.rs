@@ -7,11 +7,11 @@ use std::time::{Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
-    AGE, CONTENT_LENGTH, CONTENT_LOCATION, COOKIE, DATE, HOST, IF_MATCH, IF_MODIFIED_SINCE,
-    IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, LOCATION, RANGE,
+    AGE, CONTENT_LENGTH, CONTENT_LOCATION, COOKIE, DATE, ETAG, HOST, IF_MATCH, IF_MODIFIED_SINCE,
+    IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, LOCATION, RANGE, SET_COOKIE,
 };
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::BodyExt;
 use tower_service::Service;
@@ -25,8 +25,8 @@ use super::future::ResponseFuture;
 use super::key::{
     is_cacheable_method, is_unsafe_method, primary_key, secondary_key, variant_key, vary_names,
 };
-use super::layer::Config;
-use super::record::{live_entry, mark_uncacheable, store_response, PendingStore};
+use super::layer::{Config, EtagMode};
+use super::record::{add_etag, live_entry, mark_uncacheable, store_response, PendingStore};
 use super::status::{CacheStatus, Forward};
 use super::storable::{storable, NotStorable};
 use super::stored::{lifetime_of, CachedResponse, Uncacheable, Usability, Variants};
@@ -326,8 +326,11 @@ fn apply_preconditions<B: Body>(
     } else {
         HeaderMap::new()
     };
-    for value in parts.headers.get_all("cache-status") {
-        headers.append("cache-status", value.clone());
+    // Meant for this client whatever the status: a 304 must not lose a new cookie.
+    for name in [HeaderName::from_static("cache-status"), SET_COOKIE] {
+        for value in parts.headers.get_all(&name) {
+            headers.append(name.clone(), value.clone());
+        }
     }
     let mut response = Response::new(CacheBody::empty());
     *response.status_mut() = code;
@@ -824,10 +827,27 @@ where
             mark_uncacheable(&cache, &config, &plan.primary);
         }
         drop(leader);
-        let mut response = Response::from_parts(parts, CacheBody::inner(body));
-        status
-            .detail(reason.as_str())
-            .append_to(response.headers_mut());
+        status.detail(reason.as_str()).append_to(&mut parts.headers);
+        // Not stored, but still answerable conditionally: a small body of known size gets the
+        // generated ETag a stored one would have.
+        let small = body
+            .size_hint()
+            .exact()
+            .is_some_and(|n| n <= config.max_body as u64);
+        let wants_etag = config.etag != EtagMode::Off
+            && method == Method::GET
+            && parts.status.is_success()
+            && !parts.headers.contains_key(ETAG);
+        if small && wants_etag {
+            let (data, trailers, error) = read_body(body).await;
+            if trailers.is_none() && error.is_none() {
+                add_etag(&mut parts.headers, &data, config.etag);
+            }
+            let response =
+                Response::from_parts(parts, CacheBody::buffered(Some(data), trailers, error));
+            return Ok(apply_preconditions(response, &method, &client));
+        }
+        let response = Response::from_parts(parts, CacheBody::inner(body));
         return Ok(apply_preconditions(response, &method, &client));
     }
     let names = vary_names(&parts.headers).unwrap_or_default();
