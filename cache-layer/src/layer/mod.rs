@@ -10,12 +10,15 @@ mod body;
 mod cache_control;
 mod conditional;
 mod etag;
+mod forward;
 mod freshness;
 mod future;
 mod key;
 #[allow(clippy::module_inception)] // tower-http's layout: `<middleware>/layer.rs` holds the config.
 mod layer;
+mod lookup;
 mod record;
+mod respond;
 mod service;
 mod status;
 mod storable;
