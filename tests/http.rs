@@ -1075,3 +1075,47 @@ async fn uncached_responses_get_a_generated_etag_and_304s() {
         "never served from the cache"
     );
 }
+
+#[tokio::test]
+async fn no_cache_responses_are_stored_and_revalidated_on_every_use() {
+    let full = counter();
+    let not_modified = counter();
+    let (f, nm) = (Arc::clone(&full), Arc::clone(&not_modified));
+    let app = Router::new().route(
+        "/r",
+        get(move |headers: HeaderMap| {
+            let matched = headers.get("if-none-match").is_some_and(|v| v == "\"v7\"");
+            let counter = if matched { &nm } else { &f };
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let cc = [("cache-control", "no-cache"), ("etag", "\"v7\"")];
+                if matched {
+                    (StatusCode::NOT_MODIFIED, cc, "")
+                } else {
+                    (StatusCode::OK, cc, "validated body")
+                }
+            }
+        }),
+    );
+    let server = start(app, CacheLayer::new).await;
+    assert_eq!(server.get("/r", &[]).await.text(), "validated body");
+    for _ in 0..3 {
+        let reply = server.get("/r", &[]).await;
+        assert_eq!(reply.text(), "validated body");
+        assert!(
+            reply.cache_status().contains("fwd-status=304"),
+            "{}",
+            reply.cache_status()
+        );
+    }
+    // A client that has the body gets a 304 from the validated response.
+    let reply = server.get("/r", &[("if-none-match", "\"v7\"")]).await;
+    assert_eq!(reply.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(
+        (
+            full.load(Ordering::SeqCst),
+            not_modified.load(Ordering::SeqCst)
+        ),
+        (1, 4)
+    );
+}

@@ -131,8 +131,9 @@
 //!   `If-None-Match`/`If-Modified-Since`; a 304 refreshes its headers and freshness.
 //!   `stale-while-revalidate` serves it at once and refreshes in the background;
 //!   `stale-if-error` serves it when the inner service fails or answers 5xx.
-//! - **Conditional requests**: stored responses without an `ETag` get a strong one from their
-//!   bytes ([`EtagMode`]). `If-Match`, `If-Unmodified-Since`, `If-None-Match`,
+//! - **Conditional requests**: responses without an `ETag` get a strong one from their bytes
+//!   ([`EtagMode`]) when they are stored, or small enough to read before sending (bodies of
+//!   unknown length stream out without one on their first, storing, pass). `If-Match`, `If-Unmodified-Since`, `If-None-Match`,
 //!   `If-Modified-Since` are evaluated in RFC 9110 §13.2.2 order, on hits (without calling the
 //!   inner service) and on forwarded responses alike: 304 or 412.
 //! - **Invalidation**: a successful POST/PUT/PATCH/DELETE drops its URL and same-origin
