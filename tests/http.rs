@@ -1119,3 +1119,18 @@ async fn no_cache_responses_are_stored_and_revalidated_on_every_use() {
         (1, 4)
     );
 }
+
+#[tokio::test]
+async fn upgrade_requests_bypass_the_cache() {
+    let calls = counter();
+    let server = start(
+        counted(&calls, &[("cache-control", "max-age=60")]),
+        CacheLayer::new,
+    )
+    .await;
+    let reply = server
+        .get("/r", &[("upgrade", "websocket"), ("connection", "upgrade")])
+        .await;
+    assert_eq!(reply.cache_status(), "cache-layer; fwd=bypass");
+    assert_eq!(server.get("/r", &[]).await.text(), "body-2");
+}

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LOCATION, HOST, IF_MATCH, IF_UNMODIFIED_SINCE, LOCATION};
+use http::header::{CONTENT_LOCATION, HOST, IF_MATCH, IF_UNMODIFIED_SINCE, LOCATION, UPGRADE};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
@@ -90,7 +90,8 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        if is_cacheable_method(request.method()) {
+        // Protocol upgrades (WebSocket) are a connection, not a response to store.
+        if is_cacheable_method(request.method()) && !request.headers().contains_key(UPGRADE) {
             let (parts, body) = request.into_parts();
             let decision = self.decide(&parts);
             let request = Request::from_parts(parts, body);
@@ -126,6 +127,9 @@ where
         let inner = self.take_ready();
         if is_unsafe_method(request.method()) {
             self.write(inner, request)
+        } else if request.headers().contains_key(UPGRADE) {
+            let mut inner = inner;
+            ResponseFuture::passthrough(inner.call(request), CacheStatus::forward(Forward::Bypass))
         } else {
             let mut inner = inner;
             ResponseFuture::passthrough(inner.call(request), CacheStatus::forward(Forward::Method))
