@@ -318,10 +318,23 @@ async fn a_hit_with_a_matching_if_none_match_is_304_without_calling_the_handler(
     }
     let reply = server.get("/r", &[("if-none-match", "\"other\"")]).await;
     assert_eq!(reply.status, StatusCode::OK);
-    // If-Modified-Since is ignored when If-None-Match is present, and used alone.
+    // If-Modified-Since alone: without Last-Modified, a hit compares with the stored Date
+    // (RFC 9111 §4.3.2); it is ignored when If-None-Match is present.
     let future = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3600));
     let reply = server.get("/r", &[("if-modified-since", &future)]).await;
-    // No Last-Modified: If-Modified-Since cannot be evaluated.
+    assert_eq!(reply.status, StatusCode::NOT_MODIFIED);
+    let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(3600));
+    let reply = server.get("/r", &[("if-modified-since", &past)]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let reply = server
+        .get(
+            "/r",
+            &[
+                ("if-modified-since", &future),
+                ("if-none-match", "\"other\""),
+            ],
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }

@@ -35,7 +35,7 @@ pub(crate) fn serve<B: Body>(
 ) -> Response<CacheBody<B>> {
     let current = Representation {
         etag: stored.etag.as_ref(),
-        last_modified: stored.last_modified,
+        last_modified: stored.modified_for_hits,
     };
     let (code, mut headers, body) = match evaluate(method, request, stored.status, Some(current)) {
         Precondition::Proceed => {

@@ -34,6 +34,9 @@ pub(crate) struct CachedResponse {
     pub(crate) must_revalidate: bool,
     pub(crate) etag: Option<EntityTag>,
     pub(crate) last_modified: Option<SystemTime>,
+    /// What `If-Modified-Since` on a hit is compared with: `Last-Modified`, else `Date`
+    /// (RFC 9111 §4.3.2).
+    pub(crate) modified_for_hits: Option<SystemTime>,
     /// The varied header names and the secondary key this response was stored for.
     pub(crate) vary: Box<[HeaderName]>,
     pub(crate) secondary: String,
@@ -98,6 +101,8 @@ impl CachedResponse {
             initial_age: current_age(&headers, times.0, times.1, times.1),
             etag: EntityTag::from_etag_header(&headers),
             last_modified: header_date(&headers, &LAST_MODIFIED),
+            modified_for_hits: header_date(&headers, &LAST_MODIFIED)
+                .or_else(|| header_date(&headers, &DATE)),
             headers,
             body,
             response_time: times.1,
