@@ -19,7 +19,8 @@ pub(crate) fn primary_key(uri: &Uri, headers: &HeaderMap) -> String {
     let query = uri.query().unwrap_or_default();
     let mut key = String::with_capacity(6 + authority.len() + uri.path().len() + query.len());
     key.push_str("GET ");
-    key.extend(authority.chars().map(|c| c.to_ascii_lowercase()));
+    key.push_str(authority);
+    key[4..].make_ascii_lowercase();
     key.push_str(uri.path());
     if !query.is_empty() {
         key.push('?');

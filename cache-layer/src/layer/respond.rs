@@ -37,28 +37,31 @@ pub(crate) fn serve<B: Body>(
         etag: stored.etag.as_ref(),
         last_modified: stored.modified_for_hits,
     };
-    let (code, mut headers, body) = match evaluate(method, request, stored.status, Some(current)) {
+    let age = HeaderValue::from(stored.age(now).as_secs());
+    let (code, headers, body) = match evaluate(method, request, stored.status, Some(current)) {
         Precondition::Proceed => {
             let body = if method == Method::HEAD {
                 CacheBody::empty()
             } else {
                 CacheBody::full(stored.body.clone())
             };
-            (stored.status, stored.headers.clone(), body)
+            let mut headers = stored.served.clone();
+            headers.insert(AGE, age);
+            status.replace_last_in(&mut headers);
+            (stored.status, headers, body)
         }
-        Precondition::NotModified => (
-            StatusCode::NOT_MODIFIED,
-            not_modified_headers(&stored.headers),
-            CacheBody::empty(),
-        ),
-        Precondition::Failed => (
-            StatusCode::PRECONDITION_FAILED,
-            HeaderMap::new(),
-            CacheBody::empty(),
-        ),
+        Precondition::NotModified => {
+            let mut headers = not_modified_headers(&stored.headers);
+            headers.insert(AGE, age);
+            status.append_to(&mut headers);
+            (StatusCode::NOT_MODIFIED, headers, CacheBody::empty())
+        }
+        Precondition::Failed => {
+            let mut headers = HeaderMap::new();
+            status.append_to(&mut headers);
+            (StatusCode::PRECONDITION_FAILED, headers, CacheBody::empty())
+        }
     };
-    headers.insert(AGE, HeaderValue::from(stored.age(now).as_secs()));
-    status.append_to(&mut headers);
     let mut response = Response::new(body);
     *response.status_mut() = code;
     *response.headers_mut() = headers;

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use http::header::Entry;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -88,6 +89,26 @@ impl CacheStatus {
     }
 
     pub(crate) fn append_to(&self, headers: &mut HeaderMap) {
+        if let Some(value) = self.render() {
+            headers.append(CACHE_STATUS.clone(), value);
+        }
+    }
+
+    /// Writes this member over the last `Cache-Status` value, which [`placeholder`] put there.
+    pub(crate) fn replace_last_in(&self, headers: &mut HeaderMap) {
+        let Some(value) = self.render() else {
+            return;
+        };
+        if let Entry::Occupied(mut entry) = headers.entry(&CACHE_STATUS) {
+            if let Some(last) = entry.iter_mut().last() {
+                *last = value;
+                return;
+            }
+        }
+        headers.append(CACHE_STATUS.clone(), value);
+    }
+
+    fn render(&self) -> Option<HeaderValue> {
         let mut member = String::with_capacity(64);
         member.push_str("cache-layer");
         if self.hit {
@@ -111,10 +132,17 @@ impl CacheStatus {
             member.push_str(detail);
         }
         // Hands the buffer over instead of copying it.
-        if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(member)) {
-            headers.append(CACHE_STATUS.clone(), value);
-        }
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(member)).ok()
     }
+}
+
+/// Appends a `Cache-Status` member to be replaced on each hit, so that a clone of `headers`
+/// already has room for it.
+pub(crate) fn placeholder(headers: &mut HeaderMap) {
+    headers.append(
+        CACHE_STATUS.clone(),
+        HeaderValue::from_static("cache-layer"),
+    );
 }
 
 #[cfg(test)]

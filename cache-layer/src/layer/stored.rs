@@ -12,12 +12,16 @@ use super::cache_control::{RequestDirectives, ResponseDirectives};
 use super::etag::EntityTag;
 use super::freshness::{current_age, freshness_lifetime, header_date};
 use super::key::secondary_key;
+use super::status::placeholder;
 
 /// A complete response as stored: no trailers, body in one piece.
 pub(crate) struct CachedResponse {
     pub(crate) status: StatusCode,
     /// Headers as served, `Cache-Tag` removed, `Date` present.
     pub(crate) headers: HeaderMap,
+    /// `headers` plus an `Age` and a `Cache-Status` placeholder: what a hit clones, so that
+    /// setting both replaces values instead of growing the map.
+    pub(crate) served: HeaderMap,
     pub(crate) body: Bytes,
     /// Local clock when the response head arrived (RFC 9111 §4.2.3 `response_time`).
     pub(crate) response_time: SystemTime,
@@ -96,8 +100,12 @@ impl CachedResponse {
         vary: (Box<[HeaderName]>, String),
         tags: Vec<String>,
     ) -> Self {
+        let mut served = headers.clone();
+        served.insert(AGE, HeaderValue::from_static("0"));
+        placeholder(&mut served);
         CachedResponse {
             status,
+            served,
             initial_age: current_age(&headers, times.0, times.1, times.1),
             etag: EntityTag::from_etag_header(&headers),
             last_modified: header_date(&headers, &LAST_MODIFIED),
@@ -245,7 +253,8 @@ impl CachedResponse {
             .headers
             .iter()
             .map(|(n, v)| n.as_str().len() + v.len() + 32)
-            .sum();
+            .sum::<usize>()
+            * 2; // `headers` and `served`
         std::mem::size_of::<Self>()
             + headers
             + self.body.len()
