@@ -51,9 +51,9 @@ pub(crate) fn serve<B: Body>(
             (stored.status, headers, body)
         }
         Precondition::NotModified => {
-            let mut headers = not_modified_headers(&stored.headers);
+            let mut headers = stored.not_modified.clone();
             headers.insert(AGE, age);
-            status.append_to(&mut headers);
+            status.replace_last_in(&mut headers);
             (StatusCode::NOT_MODIFIED, headers, CacheBody::empty())
         }
         Precondition::Failed => {

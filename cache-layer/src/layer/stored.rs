@@ -9,6 +9,7 @@ use http::header::{AGE, DATE, LAST_MODIFIED};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::cache_control::{RequestDirectives, ResponseDirectives};
+use super::conditional::not_modified_headers;
 use super::etag::EntityTag;
 use super::freshness::{current_age, freshness_lifetime, header_date};
 use super::key::secondary_key;
@@ -22,6 +23,8 @@ pub(crate) struct CachedResponse {
     /// `headers` plus an `Age` and a `Cache-Status` placeholder: what a hit clones, so that
     /// setting both replaces values instead of growing the map.
     pub(crate) served: HeaderMap,
+    /// The same for a 304: the fields RFC 9110 §15.4.5 requires, and the two slots.
+    pub(crate) not_modified: HeaderMap,
     pub(crate) body: Bytes,
     /// Local clock when the response head arrived (RFC 9111 §4.2.3 `response_time`).
     pub(crate) response_time: SystemTime,
@@ -103,9 +106,13 @@ impl CachedResponse {
         let mut served = headers.clone();
         served.insert(AGE, HeaderValue::from_static("0"));
         placeholder(&mut served);
+        let mut not_modified = not_modified_headers(&headers);
+        not_modified.insert(AGE, HeaderValue::from_static("0"));
+        placeholder(&mut not_modified);
         CachedResponse {
             status,
             served,
+            not_modified,
             initial_age: current_age(&headers, times.0, times.1, times.1),
             etag: EntityTag::from_etag_header(&headers),
             last_modified: header_date(&headers, &LAST_MODIFIED),
@@ -254,7 +261,7 @@ impl CachedResponse {
             .iter()
             .map(|(n, v)| n.as_str().len() + v.len() + 32)
             .sum::<usize>()
-            * 2; // `headers` and `served`
+            * 3; // `headers`, `served` and (at most) `not_modified`
         std::mem::size_of::<Self>()
             + headers
             + self.body.len()
