@@ -135,7 +135,9 @@
 //!   ([`EtagMode`]) when they are stored, or small enough to read before sending (bodies of
 //!   unknown length stream out without one on their first, storing, pass). `If-Match`, `If-Unmodified-Since`, `If-None-Match`,
 //!   `If-Modified-Since` are evaluated in RFC 9110 §13.2.2 order, on hits (without calling the
-//!   inner service) and on forwarded responses alike: 304 or 412.
+//!   inner service) and on forwarded responses alike: 304 or 412. A write's `If-Match` /
+//!   `If-Unmodified-Since` is checked against a fresh stored representation before the write
+//!   runs; without one, the application decides.
 //! - **Invalidation**: a successful POST/PUT/PATCH/DELETE drops its URL and same-origin
 //!   `Location`/`Content-Location`; the [`CacheTags`] extension or a `Cache-Tag` header
 //!   (removed before the client sees it) tag a response, and `cache.invalidate(tag)` drops it.
