@@ -55,6 +55,18 @@ impl Inner {
         }
     }
 
+    /// The in-process store for what is only ever kept in memory (HTTP responses), when it
+    /// may be used now: always without a shared tier; with one, while invalidations from other
+    /// instances can be heard.
+    #[inline]
+    pub(crate) fn memory_only_tier(&self) -> Option<&MemoryStore> {
+        match &self.remote {
+            None => Some(&self.memory),
+            Some(remote) if remote.hears_invalidations() => Some(&self.memory),
+            Some(_) => None,
+        }
+    }
+
     /// The in-process part of an invalidation (also run for invalidations published by other
     /// instances).
     pub(crate) fn invalidate_local(&self, name: &str) {
@@ -140,6 +152,26 @@ impl Cache {
         let remote = self.inner.remote.as_ref()?;
         remote.ensure_subscriber(Arc::downgrade(&self.inner));
         Some(remote)
+    }
+
+    /// Stores `entry` under `key` in memory only (see [`Inner::memory_only_tier`]), unless `key`
+    /// or one of its tags was invalidated after the load began (`since`); returns whether it
+    /// was kept.
+    pub(crate) fn store_in_memory(&self, key: &str, entry: Entry, since: u64) -> bool {
+        let inner = &*self.inner;
+        // Starts the subscriber that makes memory usable next to a shared tier.
+        let _ = self.remote();
+        let Some(memory) = inner.memory_only_tier() else {
+            return false;
+        };
+        let entry = Arc::new(entry);
+        memory.insert(key, Arc::clone(&entry));
+        inner.counters.add(Counter::Insert);
+        if inner.log.touched_since(since, key, &entry.tags) {
+            memory.remove(key);
+            return false;
+        }
+        true
     }
 
     /// Stores `entry` under `key` (in memory, and `encoded` in the shared tier) unless `key` or

@@ -8,15 +8,19 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::entry::Value;
 
+/// Slots by key, shared with each [`Leader`] so that a leader can outlive a borrow of the
+/// cache (the HTTP layer hands it to a response body that finishes the load).
+type SlotMap = Arc<Mutex<HashMap<Box<str>, Slot>>>;
+
 pub(crate) struct Flights {
-    map: Mutex<HashMap<Box<str>, Slot>>,
+    map: SlotMap,
     next_id: AtomicU64,
 }
 
@@ -26,15 +30,15 @@ struct Slot {
     tags: Box<[Box<str>]>,
 }
 
-pub(crate) enum Join<'a> {
-    Lead(Leader<'a>),
+pub(crate) enum Join {
+    Lead(Leader),
     Wait(Waiter),
 }
 
 /// The one caller loading a key. Dropping it without [`Leader::complete`] hands leadership to a
 /// waiter.
-pub(crate) struct Leader<'a> {
-    flights: &'a Flights,
+pub(crate) struct Leader {
+    map: SlotMap,
     key: Box<str>,
     id: u64,
     result: watch::Sender<Option<Value>>,
@@ -56,13 +60,13 @@ pub(crate) enum Waited {
 impl Flights {
     pub(crate) fn new() -> Self {
         Flights {
-            map: Mutex::new(HashMap::new()),
+            map: Arc::default(),
             next_id: AtomicU64::new(1),
         }
     }
 
     /// Joins the flight for `key`, or starts one if there is none.
-    pub(crate) fn join(&self, key: &str, tags: &[Box<str>]) -> Join<'_> {
+    pub(crate) fn join(&self, key: &str, tags: &[Box<str>]) -> Join {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(slot) = map.get(key) {
             return Join::Wait(Waiter {
@@ -80,7 +84,7 @@ impl Flights {
             },
         );
         Join::Lead(Leader {
-            flights: self,
+            map: Arc::clone(&self.map),
             key: key.into(),
             id,
             result: tx,
@@ -100,7 +104,7 @@ impl Flights {
     }
 }
 
-impl Leader<'_> {
+impl Leader {
     /// Hands `value` to every waiter and ends the flight.
     pub(crate) fn complete(self, value: Value) {
         // `send_replace` stores the value even when no waiter is subscribed yet: a caller that
@@ -109,13 +113,9 @@ impl Leader<'_> {
     }
 }
 
-impl Drop for Leader<'_> {
+impl Drop for Leader {
     fn drop(&mut self) {
-        let mut map = self
-            .flights
-            .map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         if map.get(&self.key).is_some_and(|slot| slot.id == self.id) {
             map.remove(&self.key);
         }
@@ -139,7 +139,6 @@ impl Waiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[tokio::test]
     async fn waiters_get_the_leaders_value() {

@@ -1,6 +1,7 @@
 //! Caching for Rust web back ends: memoised `async fn`s with `#[cached]`, invalidated by
-//! writers with `#[invalidates]`, on one engine with single-flight, TTL jitter,
-//! stale-while-revalidate, stale-if-error and negative caching.
+//! writers with `#[invalidates]`, and RFC 9111 HTTP response caching with [`CacheLayer`], on
+//! one engine with single-flight, TTL jitter, stale-while-revalidate, stale-if-error and
+//! negative caching.
 //!
 //! ```
 //! use cache_layer::{cached, invalidates};
@@ -83,6 +84,108 @@
 //! value. A caller that is cancelled or panics while loading hands the load to a waiter. With
 //! `lock = "5s"` and Redis, instances also take a distributed lock (`SET NX PX` with a token):
 //! the others wait for the holder's value, at most the lock time.
+//!
+//! # HTTP response caching
+//! [`CacheLayer`] puts the same [`Cache`] in front of any `tower::Service<http::Request<B>>`
+//! (an axum `Router`, a hyper service) as an RFC 9111 *shared* cache, and evaluates the
+//! RFC 9110 §13 preconditions for it:
+//!
+//! ```text
+//! let app = Router::new()
+//!     .route("/users/{id}", get(user).put(update_user))
+//!     .layer(CacheLayer::new(cache.clone()));
+//! ```
+//!
+//! A runnable version with a hand-written service:
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::future::{ready, Ready};
+//! use std::task::{Context, Poll};
+//!
+//! use bytes::Bytes;
+//! use cache_layer::{Cache, CacheLayer};
+//! use http::{Request, Response};
+//! use http_body_util::{BodyExt, Full};
+//! use tower_layer::Layer;
+//! use tower_service::Service;
+//!
+//! #[derive(Clone)]
+//! struct Hello;
+//!
+//! impl Service<Request<()>> for Hello {
+//!     type Response = Response<Full<Bytes>>;
+//!     type Error = Infallible;
+//!     type Future = Ready<Result<Self::Response, Infallible>>;
+//!
+//!     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+//!         Poll::Ready(Ok(()))
+//!     }
+//!
+//!     fn call(&mut self, _: Request<()>) -> Self::Future {
+//!         let response = Response::builder()
+//!             .header("cache-control", "max-age=60")
+//!             .body(Full::new(Bytes::from("hello")))
+//!             .unwrap();
+//!         ready(Ok(response))
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let mut service = CacheLayer::new(Cache::builder().build().unwrap()).layer(Hello);
+//! let request = || Request::get("http://example.com/").body(()).unwrap();
+//!
+//! let first = service.call(request()).await.unwrap();
+//! assert_eq!(
+//!     first.headers()["cache-status"],
+//!     "cache-layer; fwd=uri-miss; fwd-status=200; stored"
+//! );
+//! let again = service.call(request()).await.unwrap(); // served from the cache
+//! assert!(again.headers()["cache-status"].to_str().unwrap().starts_with("cache-layer; hit"));
+//! assert_eq!(again.into_body().collect().await.unwrap().to_bytes(), "hello");
+//! # }
+//! ```
+//!
+//! - **What is stored**: responses to GET (HEAD is answered from them) that give freshness
+//!   (`s-maxage`, `max-age`, `Expires`, or heuristically `Last-Modified`), or any storable
+//!   response once you opt in with [`CacheLayer::default_ttl`]. Never stored: `no-store`,
+//!   `private`, `Vary: *`, `Set-Cookie`, status 206/304/1xx, responses to requests with
+//!   `Authorization` unless `public`/`s-maxage`/`must-revalidate`, responses to requests with
+//!   `Cookie` unless `public`/`s-maxage`/`Vary: Cookie`, bodies over
+//!   [`max_body`](CacheLayer::max_body) or with trailers. `no-cache` is stored and revalidated
+//!   on every use.
+//! - **Keys**: `GET <authority><path>?<query pairs sorted>` (or [`CacheLayer::key_fn`]), plus
+//!   the request headers the response `Vary`s on (up to
+//!   [`max_variants`](CacheLayer::max_variants) variants per URL).
+//! - **Serving**: `Age` per RFC 9111 §4.2.3, `Date` kept as the origin sent it (added once
+//!   when missing), an RFC 9211 `Cache-Status` member such as `cache-layer; hit; ttl=42` or
+//!   `cache-layer; fwd=uri-miss; fwd-status=200; stored`.
+//! - **Request `Cache-Control`**: by default `max-age`, `min-fresh`, `no-cache` (and
+//!   `Pragma: no-cache`) force a revalidation, which is coalesced with concurrent ones;
+//!   `max-stale` accepts stale responses (never past `must-revalidate`); `only-if-cached` gets
+//!   504 on a miss. [`CacheLayer::request_cache_control`]`(false)` stops clients from forcing
+//!   revalidations at all.
+//! - **Revalidation**: a stale response with an `ETag` or `Last-Modified` is revalidated with
+//!   `If-None-Match`/`If-Modified-Since`; a 304 refreshes its headers and freshness.
+//!   `stale-while-revalidate` serves it at once and refreshes in the background;
+//!   `stale-if-error` serves it when the inner service fails or answers 5xx.
+//! - **Conditional requests**: responses without an `ETag` get a strong one from their bytes
+//!   ([`EtagMode`]) when they are stored, or small enough to read before sending (bodies of
+//!   unknown length stream out without one on their first, storing, pass). `If-Match`, `If-Unmodified-Since`, `If-None-Match`,
+//!   `If-Modified-Since` are evaluated in RFC 9110 §13.2.2 order, on hits (without calling the
+//!   inner service) and on forwarded responses alike: 304 or 412. A write's `If-Match` /
+//!   `If-Unmodified-Since` is checked against a fresh stored representation before the write
+//!   runs; without one, the application decides.
+//! - **Invalidation**: a successful POST/PUT/PATCH/DELETE drops its URL and same-origin
+//!   `Location`/`Content-Location`; the [`CacheTags`] extension or a `Cache-Tag` header
+//!   (removed before the client sees it) tag a response, and `cache.invalidate(tag)` drops it.
+//! - **Load**: concurrent misses on one key make one inner call; a response that may not be
+//!   stored is never shared with the waiters, and its URL skips coalescing for a few seconds.
+//! - **Bodies**: the decision is made from the headers first. Bodies of known size up to the
+//!   cap are read before the head is sent; others are streamed to the client while a copy is
+//!   kept up to the cap. Larger or endless bodies, server-sent events and trailers pass
+//!   through; the inner service's error type is never changed.
 
 mod cache;
 mod clock;
@@ -90,6 +193,7 @@ mod entry;
 mod flight;
 mod invalidation;
 mod key;
+mod layer;
 mod memo;
 mod shape;
 mod stats;
@@ -102,6 +206,9 @@ pub mod __private;
 pub use cache::{BuildError, Cache, CacheBuilder};
 pub use cache_macros::{cached, invalidates};
 pub use key::{KeyArg, KeyBuf};
+#[doc(hidden)]
+pub use layer::__fuzz;
+pub use layer::{CacheBody, CacheLayer, CacheService, CacheTags, EtagMode, ResponseFuture};
 pub use stats::Stats;
 
 /// The README's examples, compiled as doctests.

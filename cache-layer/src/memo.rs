@@ -270,7 +270,7 @@ impl<S> Miss<'_, S> {
         (entry.age(clock::now()) == Age::Fresh).then(|| S::rebuild(value.clone()))
     }
 
-    async fn run<R, F>(&self, load: F, tags: &[Box<str>], leader: Option<Leader<'_>>) -> R
+    async fn run<R, F>(&self, load: F, tags: &[Box<str>], leader: Option<Leader>) -> R
     where
         S: Shape<R>,
         S::Value: Cacheable,

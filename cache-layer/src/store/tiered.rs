@@ -1,8 +1,12 @@
-//! The tiered set-up: the memory store as L1 in front of Redis (L2). Every invalidation is
-//! published on the prefix's `invalidate` channel; each instance's subscriber drops its L1
+//! The shared tier and what may be kept in memory in front of it. Every invalidation is
+//! published on the prefix's `invalidate` channel; each instance's subscriber drops its memory
 //! copies. An instance that is not subscribed (not yet, or connection lost) cannot hear
-//! invalidations, so it neither reads nor writes L1 until it has resubscribed, and it empties
-//! L1 on every (re)subscription.
+//! invalidations, so it neither reads nor writes memory until it has resubscribed, and it
+//! empties memory on every (re)subscription.
+//!
+//! Memoised values use memory as L1 only in the tiered set-up; HTTP responses (which
+//! `CacheLayer` keeps in memory) use it with every shared set-up, so the subscriber always
+//! runs.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Weak;
@@ -31,15 +35,21 @@ impl Remote {
         }
     }
 
-    /// Whether L1 may serve and hold entries now.
+    /// Whether memoised values may use memory as L1 now.
     #[inline]
     pub(crate) fn l1_usable(&self) -> bool {
-        self.tiered && self.subscribed.load(Ordering::Acquire) && !self.store.is_down()
+        self.tiered && self.hears_invalidations()
+    }
+
+    /// Whether this instance can hear the other instances' invalidations now.
+    #[inline]
+    pub(crate) fn hears_invalidations(&self) -> bool {
+        self.subscribed.load(Ordering::Acquire) && !self.store.is_down()
     }
 
     /// Starts the invalidation subscriber once, on the current Tokio runtime.
     pub(crate) fn ensure_subscriber(&self, inner: Weak<Inner>) {
-        if !self.tiered || self.subscriber_started.load(Ordering::Relaxed) {
+        if self.subscriber_started.load(Ordering::Relaxed) {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {

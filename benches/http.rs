@@ -1,0 +1,269 @@
+//! `CacheLayer` against the handler it caches: a cache hit through the layer vs a plain axum
+//! handler returning the same bytes, the 304 path (hit + matching `If-None-Match`), and the
+//! hit paths of the peers `axum-response-cache` and `http-cache-tower-server`.
+//!
+//! - `http_1k`: the `Router` driven in process with `oneshot` (the layer's own cost, exposed).
+//! - `loopback_1k`: real servers on `127.0.0.1:0` and a keep-alive hyper client, one request
+//!   at a time (what a client sees).
+//!
+//! `cargo bench --bench http` prints criterion's report, then the median ratios.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, Response, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use cache_layer::{Cache, CacheLayer};
+use criterion::{criterion_group, Criterion};
+use http_body_util::{BodyExt, Empty};
+use http_cache_tower_server::ServerCacheLayer;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tower::{Layer, Service, ServiceExt};
+
+/// A 1 KiB JSON-ish payload, as a typical API response.
+fn payload() -> String {
+    let mut body = String::from("[");
+    while body.len() < 1000 {
+        body.push_str("{\"id\":42,\"name\":\"Ada\"},");
+    }
+    body.push_str("{}]");
+    body
+}
+
+fn app() -> Router {
+    let body = payload();
+    Router::new().route(
+        "/users",
+        get(move || {
+            let body = body.clone();
+            async move {
+                (
+                    [
+                        ("cache-control", "max-age=3600"),
+                        ("content-type", "application/json"),
+                    ],
+                    body,
+                )
+            }
+        }),
+    )
+}
+
+async fn call<S, B>(service: &S, if_none_match: Option<&str>) -> usize
+where
+    S: Service<Request<Body>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let mut request = Request::get("http://bench.local/users");
+    if let Some(tag) = if_none_match {
+        request = request.header("if-none-match", tag);
+    }
+    let response = service
+        .clone()
+        .oneshot(request.body(Body::empty()).expect("request"))
+        .await
+        .expect("a response");
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    assert!(status == StatusCode::OK || status == StatusCode::NOT_MODIFIED);
+    body.len()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn measure<S, B>(rt: &tokio::runtime::Runtime, n: u64, service: &S, tag: Option<&str>) -> Duration
+where
+    S: Service<Request<Body>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    rt.block_on(async {
+        let start = Instant::now();
+        for _ in 0..n {
+            black_box(call(service, tag).await);
+        }
+        start.elapsed()
+    })
+}
+
+fn hits(c: &mut Criterion) {
+    let rt = runtime();
+    // `with_state` finalises the routes once, as `axum::serve` does.
+    let plain = app().with_state(());
+    let cache = Cache::builder().build().expect("cache");
+    let cached = app().layer(CacheLayer::new(cache)).with_state(());
+    let etag = rt.block_on(async {
+        let response = cached
+            .clone()
+            .oneshot(
+                Request::get("http://bench.local/users")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        response.headers()["etag"].to_str().unwrap().to_owned()
+    });
+    let mut group = c.benchmark_group("http_1k");
+    group.bench_function("plain_handler", |b| {
+        b.iter_custom(|n| measure(&rt, n, &plain, None))
+    });
+    group.bench_function("cache_layer_hit", |b| {
+        b.iter_custom(|n| measure(&rt, n, &cached, None))
+    });
+    group.bench_function("cache_layer_304", |b| {
+        b.iter_custom(|n| measure(&rt, n, &cached, Some(&etag)))
+    });
+    // Peers, layered the same way where they can be (http-cache-tower-server changes the error
+    // type, which `Router::layer` does not accept, so it wraps the router from outside).
+    let peer = app()
+        .layer(axum_response_cache::CacheLayer::with_lifespan(
+            Duration::from_secs(3600),
+        ))
+        .with_state(());
+    rt.block_on(call(&peer, None));
+    group.bench_function("axum_response_cache_hit", |b| {
+        b.iter_custom(|n| measure(&rt, n, &peer, None))
+    });
+    let peer =
+        ServerCacheLayer::new(http_cache::MokaManager::default()).layer(app().with_state(()));
+    rt.block_on(call(&peer, None));
+    group.bench_function("http_cache_tower_server_hit", |b| {
+        b.iter_custom(|n| measure(&rt, n, &peer, None))
+    });
+    group.finish();
+}
+
+/// Serves `router` on an ephemeral loopback port; returns its base URL.
+async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}/users")
+}
+
+type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+async fn fetch(client: &HttpClient, url: &str, if_none_match: Option<&str>) -> usize {
+    let mut request = Request::get(url);
+    if let Some(tag) = if_none_match {
+        request = request.header("if-none-match", tag);
+    }
+    let response = client
+        .request(request.body(Empty::new()).expect("request"))
+        .await
+        .expect("response");
+    response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+        .len()
+}
+
+fn loopback(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let cache = Cache::builder().build().expect("cache");
+    let (plain, cached) = rt.block_on(async {
+        let plain = serve(app()).await;
+        let cached = serve(app().layer(CacheLayer::new(cache))).await;
+        fetch(&client, &cached, None).await;
+        (plain, cached)
+    });
+    let etag = rt.block_on(async {
+        let response = client
+            .request(Request::get(&cached).body(Empty::new()).unwrap())
+            .await
+            .unwrap();
+        response.headers()["etag"].to_str().unwrap().to_owned()
+    });
+    let run = |n: u64, url: &str, tag: Option<&str>| {
+        rt.block_on(async {
+            let start = Instant::now();
+            for _ in 0..n {
+                black_box(fetch(&client, url, tag).await);
+            }
+            start.elapsed()
+        })
+    };
+    let mut group = c.benchmark_group("loopback_1k");
+    group.bench_function("plain_handler", |b| b.iter_custom(|n| run(n, &plain, None)));
+    group.bench_function("cache_layer_hit", |b| {
+        b.iter_custom(|n| run(n, &cached, None))
+    });
+    group.bench_function("cache_layer_304", |b| {
+        b.iter_custom(|n| run(n, &cached, Some(&etag)))
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = hits, loopback
+}
+
+/// Median point estimate (ns) criterion wrote for `group/function` in this run.
+fn median(group: &str, function: &str) -> Option<f64> {
+    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let path = format!("{dir}/criterion/{group}/{function}/new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let at = text.find("\"median\"")?;
+    let rest = &text[at..];
+    let at = rest.find("\"point_estimate\":")? + "\"point_estimate\":".len();
+    let rest = &rest[at..];
+    let end = rest.find([',', '}'])?;
+    rest[..end].trim().parse().ok()
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    println!("\nmedian ratios (throughput relative to the plain handler; higher is better):");
+    for group in ["http_1k", "loopback_1k"] {
+        let Some(plain) = median(group, "plain_handler") else {
+            continue;
+        };
+        for arm in [
+            "cache_layer_hit",
+            "cache_layer_304",
+            "axum_response_cache_hit",
+            "http_cache_tower_server_hit",
+        ] {
+            if let Some(ours) = median(group, arm) {
+                println!(
+                    "  {group}/{arm} {ours:.0} ns vs plain_handler {plain:.0} ns: {:.2}x throughput",
+                    plain / ours
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! [`CacheBody`]: the response body of [`CacheService`](crate::CacheService).
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use super::record::PendingStore;
+
+pin_project! {
+    /// The body of a response from [`CacheService`](crate::CacheService): stored bytes, the
+    /// inner service's body passed through untouched, or the inner body teed into the cache
+    /// while it streams to the client.
+    pub struct CacheBody<B>
+    where
+        B: Body,
+    {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B>
+    where
+        B: Body,
+    {
+        // Bytes in hand: a stored response, or a small body read before the head was sent.
+        // Trailers boxed: they are rare, and a smaller body is cheaper to move on every hit.
+        Buffered {
+            data: Option<Bytes>,
+            trailers: Option<Box<HeaderMap>>,
+            error: Option<B::Error>,
+        },
+        Inner {
+            #[pin]
+            body: B,
+        },
+        // Streams `body` to the client and copies it until the cap; stores it if it ends
+        // under the cap without trailers.
+        Tee {
+            #[pin]
+            body: B,
+            recording: Option<Recording>,
+        },
+    }
+}
+
+/// A body being copied for the cache.
+pub(crate) struct Recording {
+    buffer: BytesMut,
+    cap: usize,
+    store: PendingStore,
+}
+
+impl Recording {
+    pub(crate) fn new(cap: usize, store: PendingStore) -> Self {
+        Recording {
+            buffer: BytesMut::new(),
+            cap,
+            store,
+        }
+    }
+}
+
+impl<B: Body> CacheBody<B> {
+    pub(crate) fn full(data: Bytes) -> Self {
+        Self::buffered(Some(data), None, None)
+    }
+
+    pub(crate) fn empty() -> Self {
+        Self::buffered(None, None, None)
+    }
+
+    pub(crate) fn buffered(
+        data: Option<Bytes>,
+        trailers: Option<HeaderMap>,
+        error: Option<B::Error>,
+    ) -> Self {
+        CacheBody {
+            kind: Kind::Buffered {
+                data: data.filter(|d| !d.is_empty()),
+                trailers: trailers.map(Box::new),
+                error,
+            },
+        }
+    }
+
+    pub(crate) fn inner(body: B) -> Self {
+        CacheBody {
+            kind: Kind::Inner { body },
+        }
+    }
+
+    pub(crate) fn tee(body: B, recording: Recording) -> Self {
+        CacheBody {
+            kind: Kind::Tee {
+                body,
+                recording: Some(recording),
+            },
+        }
+    }
+}
+
+impl<B> Body for CacheBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Buffered {
+                data,
+                trailers,
+                error,
+            } => {
+                if let Some(data) = data.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                if let Some(error) = error.take() {
+                    return Poll::Ready(Some(Err(error)));
+                }
+                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(*t))))
+            }
+            KindProj::Inner { body } => body.poll_frame(cx),
+            KindProj::Tee { body, recording } => {
+                let frame = ready!(body.poll_frame(cx));
+                match &frame {
+                    Some(Ok(frame)) => match frame.data_ref() {
+                        Some(data) => {
+                            if let Some(rec) = recording.as_mut() {
+                                if rec.buffer.len() + data.len() > rec.cap {
+                                    if let Some(rec) = recording.take() {
+                                        rec.store.abandon("too-large");
+                                    }
+                                } else {
+                                    rec.buffer.extend_from_slice(data);
+                                }
+                            }
+                        }
+                        // Trailers are not stored: the response is not replayable as is.
+                        None => *recording = None,
+                    },
+                    Some(Err(_)) => *recording = None,
+                    None => {
+                        if let Some(rec) = recording.take() {
+                            rec.store.complete(rec.buffer.freeze());
+                        }
+                    }
+                }
+                Poll::Ready(frame)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Buffered {
+                data,
+                trailers,
+                error,
+            } => data.is_none() && trailers.is_none() && error.is_none(),
+            Kind::Inner { body } => body.is_end_stream(),
+            // Reported as unfinished until `poll_frame` has seen the end and stored the copy.
+            Kind::Tee { body, recording } => recording.is_none() && body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Buffered { data, .. } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Kind::Inner { body } | Kind::Tee { body, .. } => body.size_hint(),
+        }
+    }
+}
+
+impl<B: Body> fmt::Debug for CacheBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Buffered { .. } => "buffered",
+            Kind::Inner { .. } => "inner",
+            Kind::Tee { .. } => "tee",
+        };
+        f.debug_struct("CacheBody")
+            .field("kind", &kind)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,568 @@
+//! `Cache-Control` (and request `Pragma`) parsing (RFC 9111 §5.2, §5.4).
+//!
+//! Owns the directive tokenizer, delta-seconds parsing (§1.2.2) and the typed
+//! request/response directive sets. Parsing never fails: malformed input is
+//! mapped to the most conservative interpretation.
+
+use std::time::Duration;
+
+use http::header::{CACHE_CONTROL, PRAGMA};
+use http::{HeaderMap, HeaderName};
+
+/// Largest delta-seconds value; larger values clamp to it (RFC 9111 §1.2.2).
+pub(crate) const DELTA_SECONDS_MAX: u64 = 2_147_483_648;
+
+/// Parses a delta-seconds value: ASCII digits only, clamped to 2^31 seconds.
+///
+/// Returns `None` for an empty or non-digit value (including signs and spaces).
+pub(crate) fn parse_delta_seconds(s: &str) -> Option<Duration> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for b in s.bytes() {
+        v = v.saturating_mul(10).saturating_add(u64::from(b - b'0'));
+        // Stop early so arbitrarily long digit strings cannot overflow.
+        if v >= DELTA_SECONDS_MAX {
+            return Some(Duration::from_secs(DELTA_SECONDS_MAX));
+        }
+    }
+    Some(Duration::from_secs(v))
+}
+
+/// One directive: lowercase name plus optional argument (quotes/escapes removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Directive {
+    /// Lowercased directive name.
+    name: String,
+    /// Argument; a malformed quoted-string becomes `Some("")` so typed
+    /// arguments (delta-seconds) are rejected rather than guessed.
+    arg: Option<String>,
+}
+
+/// Whether `b` is optional whitespace (SP / HTAB).
+fn is_ows(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// Trims leading and trailing OWS from a byte slice.
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = s {
+        if !is_ows(*first) {
+            break;
+        }
+        s = rest;
+    }
+    while let [rest @ .., last] = s {
+        if !is_ows(*last) {
+            break;
+        }
+        s = rest;
+    }
+    s
+}
+
+/// Splits one field line into directives, appending to `out`.
+fn split_directives(value: &[u8], out: &mut Vec<Directive>) {
+    let n = value.len();
+    let mut i = 0;
+    while i < n {
+        while i < n && (is_ows(value[i]) || value[i] == b',') {
+            i += 1;
+        }
+        if i >= n {
+            break;
+        }
+        let start = i;
+        while i < n && value[i] != b'=' && value[i] != b',' {
+            i += 1;
+        }
+        let name = trim_ows(&value[start..i]);
+        let mut arg = None;
+        if i < n && value[i] == b'=' {
+            i += 1;
+            while i < n && is_ows(value[i]) {
+                i += 1;
+            }
+            if i < n && value[i] == b'"' {
+                i += 1;
+                let mut buf = Vec::new();
+                let mut closed = false;
+                while i < n {
+                    match value[i] {
+                        b'\\' if i + 1 < n => {
+                            buf.push(value[i + 1]);
+                            i += 2;
+                        }
+                        b'"' => {
+                            closed = true;
+                            i += 1;
+                            break;
+                        }
+                        b => {
+                            buf.push(b);
+                            i += 1;
+                        }
+                    }
+                }
+                let rest_start = i;
+                while i < n && value[i] != b',' {
+                    i += 1;
+                }
+                // Junk after the closing quote makes the argument malformed.
+                let ok = closed && trim_ows(&value[rest_start..i]).is_empty();
+                arg = Some(if ok {
+                    String::from_utf8_lossy(&buf).into_owned()
+                } else {
+                    String::new()
+                });
+            } else {
+                let arg_start = i;
+                while i < n && value[i] != b',' {
+                    i += 1;
+                }
+                arg = Some(String::from_utf8_lossy(trim_ows(&value[arg_start..i])).into_owned());
+            }
+        }
+        if !name.is_empty() {
+            out.push(Directive {
+                name: String::from_utf8_lossy(name).to_ascii_lowercase(),
+                arg,
+            });
+        }
+    }
+}
+
+/// Collects directives from every field line named `name`.
+fn directives(headers: &HeaderMap, name: &HeaderName) -> Vec<Directive> {
+    let mut out = Vec::new();
+    for v in headers.get_all(name) {
+        split_directives(v.as_bytes(), &mut out);
+    }
+    out
+}
+
+/// Accumulator for a delta-seconds directive that may repeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Not seen.
+    Absent,
+    /// Seen with a consistent valid value.
+    Value(Duration),
+    /// Seen with an invalid value or conflicting duplicates.
+    Invalid,
+}
+
+impl Slot {
+    /// Folds one more occurrence into the slot.
+    fn merge(self, arg: Option<&str>) -> Self {
+        match (self, arg.and_then(parse_delta_seconds)) {
+            (Slot::Invalid, _) | (_, None) => Slot::Invalid,
+            (Slot::Absent, Some(d)) => Slot::Value(d),
+            (Slot::Value(a), Some(d)) if a == d => Slot::Value(a),
+            (Slot::Value(_), Some(_)) => Slot::Invalid,
+        }
+    }
+
+    /// For freshness directives: invalid means "already stale" (RFC 9111 §4.2.1).
+    fn stale_if_invalid(self) -> Option<Duration> {
+        match self {
+            Slot::Absent => None,
+            Slot::Value(d) => Some(d),
+            Slot::Invalid => Some(Duration::ZERO),
+        }
+    }
+
+    /// For stale-serving extensions: invalid means "not granted".
+    fn none_if_invalid(self) -> Option<Duration> {
+        match self {
+            Slot::Value(d) => Some(d),
+            Slot::Absent | Slot::Invalid => None,
+        }
+    }
+}
+
+/// Response `Cache-Control` directives relevant to a shared cache.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ResponseDirectives {
+    /// `max-age`; `Some(ZERO)` when invalid or conflicting.
+    pub(crate) max_age: Option<Duration>,
+    /// `s-maxage`; `Some(ZERO)` when invalid or conflicting.
+    pub(crate) s_maxage: Option<Duration>,
+    /// `no-store`.
+    pub(crate) no_store: bool,
+    /// `no-cache`, qualified or not.
+    pub(crate) no_cache: bool,
+    /// `private`, qualified or not.
+    pub(crate) private: bool,
+    /// `public`.
+    pub(crate) public: bool,
+    /// `must-revalidate`.
+    pub(crate) must_revalidate: bool,
+    /// `proxy-revalidate`.
+    pub(crate) proxy_revalidate: bool,
+    /// `stale-while-revalidate` (RFC 5861); `None` when invalid.
+    pub(crate) stale_while_revalidate: Option<Duration>,
+    /// `stale-if-error` (RFC 5861); `None` when invalid.
+    pub(crate) stale_if_error: Option<Duration>,
+    /// `immutable` (RFC 8246).
+    pub(crate) immutable: bool,
+}
+
+impl ResponseDirectives {
+    /// Parses all `Cache-Control` lines of a response.
+    pub(crate) fn parse(headers: &HeaderMap) -> Self {
+        let mut out = Self::default();
+        let (mut max_age, mut s_maxage) = (Slot::Absent, Slot::Absent);
+        let (mut swr, mut sie) = (Slot::Absent, Slot::Absent);
+        for d in directives(headers, &CACHE_CONTROL) {
+            let arg = d.arg.as_deref();
+            match d.name.as_str() {
+                "max-age" => max_age = max_age.merge(arg),
+                "s-maxage" => s_maxage = s_maxage.merge(arg),
+                "stale-while-revalidate" => swr = swr.merge(arg),
+                "stale-if-error" => sie = sie.merge(arg),
+                "no-store" => out.no_store = true,
+                // Qualified forms are treated as unqualified: safer for a shared cache.
+                "no-cache" => out.no_cache = true,
+                "private" => out.private = true,
+                "public" => out.public = true,
+                "must-revalidate" => out.must_revalidate = true,
+                "proxy-revalidate" => out.proxy_revalidate = true,
+                "immutable" => out.immutable = true,
+                _ => {}
+            }
+        }
+        out.max_age = max_age.stale_if_invalid();
+        out.s_maxage = s_maxage.stale_if_invalid();
+        out.stale_while_revalidate = swr.none_if_invalid();
+        out.stale_if_error = sie.none_if_invalid();
+        out
+    }
+}
+
+/// Request `Cache-Control` directives (RFC 9111 §5.2.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RequestDirectives {
+    /// `max-age`; invalid values are ignored, duplicates take the minimum.
+    pub(crate) max_age: Option<Duration>,
+    /// `max-stale`: `Some(None)` accepts any staleness, `Some(Some(d))` bounds it.
+    pub(crate) max_stale: Option<Option<Duration>>,
+    /// `min-fresh`; duplicates take the maximum.
+    pub(crate) min_fresh: Option<Duration>,
+    /// `no-cache`, or `Pragma: no-cache` without any `Cache-Control`.
+    pub(crate) no_cache: bool,
+    /// `no-store`.
+    pub(crate) no_store: bool,
+    /// `only-if-cached`.
+    pub(crate) only_if_cached: bool,
+}
+
+impl RequestDirectives {
+    /// Parses all `Cache-Control` lines of a request, falling back to `Pragma`.
+    pub(crate) fn parse(headers: &HeaderMap) -> Self {
+        let mut out = Self::default();
+        for d in directives(headers, &CACHE_CONTROL) {
+            // Invalid arguments drop the directive (RFC 9111 §5.2.1 allows ignoring).
+            let delta = d.arg.as_deref().and_then(parse_delta_seconds);
+            match d.name.as_str() {
+                "max-age" => {
+                    if let Some(v) = delta {
+                        out.max_age = Some(out.max_age.map_or(v, |old| old.min(v)));
+                    }
+                }
+                "max-stale" => match (&d.arg, delta) {
+                    (None, _) => {
+                        if out.max_stale.is_none() {
+                            out.max_stale = Some(None);
+                        }
+                    }
+                    (Some(_), Some(v)) => {
+                        // A bound is stricter than "any", so it wins.
+                        let bound = match out.max_stale {
+                            Some(Some(old)) => old.min(v),
+                            _ => v,
+                        };
+                        out.max_stale = Some(Some(bound));
+                    }
+                    (Some(_), None) => {}
+                },
+                "min-fresh" => {
+                    if let Some(v) = delta {
+                        out.min_fresh = Some(out.min_fresh.map_or(v, |old| old.max(v)));
+                    }
+                }
+                "no-cache" => out.no_cache = true,
+                "no-store" => out.no_store = true,
+                "only-if-cached" => out.only_if_cached = true,
+                _ => {}
+            }
+        }
+        // RFC 9111 §5.4: Pragma only counts when Cache-Control is absent.
+        if headers.get(CACHE_CONTROL).is_none()
+            && directives(headers, &PRAGMA)
+                .iter()
+                .any(|d| d.name == "no-cache")
+        {
+            out.no_cache = true;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn map(name: HeaderName, lines: &[&[u8]]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for l in lines {
+            h.append(
+                name.clone(),
+                HeaderValue::from_bytes(l).expect("valid test header"),
+            );
+        }
+        h
+    }
+
+    fn resp(lines: &[&str]) -> ResponseDirectives {
+        let lines: Vec<&[u8]> = lines.iter().map(|s| s.as_bytes()).collect();
+        ResponseDirectives::parse(&map(CACHE_CONTROL, &lines))
+    }
+
+    fn req(lines: &[&str]) -> RequestDirectives {
+        let lines: Vec<&[u8]> = lines.iter().map(|s| s.as_bytes()).collect();
+        RequestDirectives::parse(&map(CACHE_CONTROL, &lines))
+    }
+
+    fn secs(s: u64) -> Option<Duration> {
+        Some(Duration::from_secs(s))
+    }
+
+    #[test]
+    fn delta_seconds_table() {
+        let cases: &[(&str, Option<u64>)] = &[
+            ("0", Some(0)),
+            ("60", Some(60)),
+            ("007", Some(7)),
+            ("2147483647", Some(2_147_483_647)),
+            ("2147483648", Some(DELTA_SECONDS_MAX)),
+            ("2147483649", Some(DELTA_SECONDS_MAX)),
+            ("99999999999999999999999999999999", Some(DELTA_SECONDS_MAX)),
+            ("", None),
+            ("-1", None),
+            ("+1", None),
+            ("1.5", None),
+            ("abc", None),
+            (" 1", None),
+            ("1 ", None),
+            ("１", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                parse_delta_seconds(input),
+                want.map(Duration::from_secs),
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn response_basic_and_case_insensitive() {
+        let d = resp(&["Max-Age=60, PUBLIC, s-MaxAge=120, Must-Revalidate, Immutable"]);
+        assert_eq!(d.max_age, secs(60));
+        assert_eq!(d.s_maxage, secs(120));
+        assert!(d.public && d.must_revalidate && d.immutable);
+        assert!(!d.private && !d.no_store && !d.no_cache && !d.proxy_revalidate);
+    }
+
+    #[test]
+    fn response_flags() {
+        let d = resp(&["no-store, no-cache, private, proxy-revalidate"]);
+        assert!(d.no_store && d.no_cache && d.private && d.proxy_revalidate);
+        assert_eq!(d, resp(&["NO-STORE,NO-CACHE,PRIVATE,PROXY-REVALIDATE"]));
+    }
+
+    #[test]
+    fn multiple_lines_merge() {
+        let d = resp(&[
+            "max-age=10",
+            "public",
+            "stale-while-revalidate=30, stale-if-error=60",
+        ]);
+        assert_eq!(d.max_age, secs(10));
+        assert!(d.public);
+        assert_eq!(d.stale_while_revalidate, secs(30));
+        assert_eq!(d.stale_if_error, secs(60));
+    }
+
+    #[test]
+    fn whitespace_and_empty_members() {
+        let d = resp(&["  ,, max-age = 5 ,\t public ,, "]);
+        assert_eq!(d.max_age, secs(5));
+        assert!(d.public);
+        assert_eq!(resp(&[""]), ResponseDirectives::default());
+        assert_eq!(resp(&[",,,  ,"]), ResponseDirectives::default());
+    }
+
+    #[test]
+    fn quoted_strings() {
+        // Comma and escaped quote inside a quoted argument must not split directives.
+        let d = resp(&[r#"private="set-cookie, x-foo", max-age=30"#]);
+        assert!(d.private);
+        assert_eq!(d.max_age, secs(30));
+        let d = resp(&[r#"no-cache="a\"b, max-age=1", public"#]);
+        assert!(d.no_cache && d.public);
+        assert_eq!(d.max_age, None);
+        // Quoted delta-seconds is accepted (RFC 9111 §5.2).
+        assert_eq!(resp(&[r#"max-age="42""#]).max_age, secs(42));
+        assert_eq!(resp(&[r#"max-age="4\2""#]).max_age, secs(42));
+    }
+
+    #[test]
+    fn malformed_quoted_arguments() {
+        assert_eq!(resp(&[r#"max-age="10"#]).max_age, Some(Duration::ZERO));
+        assert_eq!(resp(&[r#"max-age="10"x"#]).max_age, Some(Duration::ZERO));
+        assert_eq!(resp(&[r#"max-age="10\"#]).max_age, Some(Duration::ZERO));
+        // Unterminated quote swallows the rest of the line, conservatively.
+        let d = resp(&[r#"private="foo, public"#]);
+        assert!(d.private && !d.public);
+    }
+
+    #[test]
+    fn invalid_max_age_is_stale() {
+        for v in [
+            "max-age=abc",
+            "max-age=-1",
+            "max-age=",
+            "max-age",
+            "max-age=1 2",
+            "max-age=1.0",
+        ] {
+            assert_eq!(resp(&[v]).max_age, Some(Duration::ZERO), "{v}");
+        }
+        for v in ["s-maxage=abc", "s-maxage=", "s-maxage=-5"] {
+            assert_eq!(resp(&[v]).s_maxage, Some(Duration::ZERO), "{v}");
+        }
+    }
+
+    #[test]
+    fn duplicate_max_age() {
+        assert_eq!(resp(&["max-age=10, max-age=10"]).max_age, secs(10));
+        assert_eq!(resp(&["max-age=10", "max-age=10"]).max_age, secs(10));
+        assert_eq!(
+            resp(&["max-age=10, max-age=20"]).max_age,
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            resp(&["max-age=10", "MAX-AGE=20"]).max_age,
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            resp(&["max-age=x, max-age=10"]).max_age,
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            resp(&["max-age=10, max-age=x"]).max_age,
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            resp(&["s-maxage=1, s-maxage=2"]).s_maxage,
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn overflow_clamps() {
+        let d = resp(&["max-age=99999999999999999999, s-maxage=4294967296"]);
+        assert_eq!(d.max_age, secs(DELTA_SECONDS_MAX));
+        assert_eq!(d.s_maxage, secs(DELTA_SECONDS_MAX));
+    }
+
+    #[test]
+    fn invalid_stale_extensions_are_ignored() {
+        let d = resp(&["stale-while-revalidate=x, stale-if-error"]);
+        assert_eq!(d.stale_while_revalidate, None);
+        assert_eq!(d.stale_if_error, None);
+    }
+
+    #[test]
+    fn unknown_directives_ignored() {
+        let d = resp(&[r#"foo, bar=baz, qux="a,b", max-age=3, community="UCI""#]);
+        assert_eq!(d.max_age, secs(3));
+        assert_eq!(
+            d,
+            ResponseDirectives {
+                max_age: secs(3),
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn non_utf8_does_not_panic() {
+        let h = map(
+            CACHE_CONTROL,
+            &[b"max-age=\xff\xfe, \xff=\"\xfe\\", b"\xff"],
+        );
+        assert_eq!(ResponseDirectives::parse(&h).max_age, Some(Duration::ZERO));
+        let _ = RequestDirectives::parse(&h);
+    }
+
+    #[test]
+    fn request_directives() {
+        let r = req(&["Max-Age=5, Min-Fresh=7, No-Cache, NO-STORE, only-if-cached"]);
+        assert_eq!(r.max_age, secs(5));
+        assert_eq!(r.min_fresh, secs(7));
+        assert!(r.no_cache && r.no_store && r.only_if_cached);
+        assert_eq!(r.max_stale, None);
+    }
+
+    #[test]
+    fn request_invalid_ignored_and_duplicates() {
+        assert_eq!(req(&["max-age=abc"]).max_age, None);
+        assert_eq!(req(&["max-age=-1"]).max_age, None);
+        assert_eq!(
+            req(&["max-age=10, max-age=5", "max-age=x"]).max_age,
+            secs(5)
+        );
+        assert_eq!(req(&["min-fresh=10, min-fresh=20"]).min_fresh, secs(20));
+        assert_eq!(req(&["min-fresh="]).min_fresh, None);
+    }
+
+    #[test]
+    fn request_max_stale() {
+        assert_eq!(req(&["max-stale"]).max_stale, Some(None));
+        assert_eq!(req(&["max-stale=30"]).max_stale, Some(secs(30)));
+        assert_eq!(req(&[r#"max-stale="30""#]).max_stale, Some(secs(30)));
+        assert_eq!(req(&["max-stale=bad"]).max_stale, None);
+        assert_eq!(req(&["max-stale, max-stale=30"]).max_stale, Some(secs(30)));
+        assert_eq!(
+            req(&["max-stale=30", "max-stale"]).max_stale,
+            Some(secs(30))
+        );
+        assert_eq!(
+            req(&["max-stale=30, max-stale=10"]).max_stale,
+            Some(secs(10))
+        );
+    }
+
+    #[test]
+    fn pragma_no_cache() {
+        let h = map(PRAGMA, &[b"No-Cache"]);
+        assert!(RequestDirectives::parse(&h).no_cache);
+        let h = map(PRAGMA, &[b"foo, no-cache"]);
+        assert!(RequestDirectives::parse(&h).no_cache);
+        let h = map(PRAGMA, &[b"foo"]);
+        assert!(!RequestDirectives::parse(&h).no_cache);
+        // Cache-Control present: Pragma ignored.
+        let mut h = map(PRAGMA, &[b"no-cache"]);
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=5"));
+        let r = RequestDirectives::parse(&h);
+        assert!(!r.no_cache);
+        assert_eq!(r.max_age, secs(5));
+        // Pragma on a response is not consulted.
+        assert!(!ResponseDirectives::parse(&map(PRAGMA, &[b"no-cache"])).no_cache);
+    }
+}

@@ -1,0 +1,526 @@
+//! Entity tags (RFC 9110 §8.8.3): parsing, comparison, `If-Match` /
+//! `If-None-Match` list parsing, and generation of tags from body bytes.
+
+use std::fmt;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// An entity tag; `tag` holds the opaque-tag without its quotes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct EntityTag {
+    /// Whether the tag carries the `W/` weakness indicator.
+    pub(crate) weak: bool,
+    /// Opaque tag contents, unquoted.
+    pub(crate) tag: String,
+}
+
+/// `etagc = %x21 / %x23-7E / obs-text` (RFC 9110 §8.8.3).
+fn is_etagc(b: u8) -> bool {
+    b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80
+}
+
+/// Whether `b` is optional whitespace (SP / HTAB).
+fn is_ows(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// Trims leading and trailing OWS from a byte slice.
+fn trim_ows(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|&b| !is_ows(b)).unwrap_or(s.len());
+    let end = s.iter().rposition(|&b| !is_ows(b)).map_or(start, |p| p + 1);
+    s.get(start..end).unwrap_or(&[])
+}
+
+impl EntityTag {
+    /// Builds a strong tag; `None` if `tag` contains a non-etagc byte.
+    #[cfg(test)]
+    pub(crate) fn strong(tag: &str) -> Option<Self> {
+        tag.bytes().all(is_etagc).then(|| Self {
+            weak: false,
+            tag: tag.to_owned(),
+        })
+    }
+
+    /// Builds a weak tag; `None` if `tag` contains a non-etagc byte.
+    #[cfg(test)]
+    pub(crate) fn weak(tag: &str) -> Option<Self> {
+        tag.bytes().all(is_etagc).then(|| Self {
+            weak: true,
+            tag: tag.to_owned(),
+        })
+    }
+
+    /// Parses `"abc"` or `W/"abc"` (surrounding whitespace tolerated).
+    #[cfg(test)]
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Self::parse_bytes(s.as_bytes())
+    }
+
+    /// Parses a tag from raw field bytes.
+    ///
+    /// Non-UTF-8 obs-text is rejected because `tag` is a `String`; rejecting
+    /// (rather than lossy conversion) avoids false matches.
+    pub(crate) fn parse_bytes(b: &[u8]) -> Option<Self> {
+        let b = trim_ows(b);
+        let (weak, rest) = match b.strip_prefix(b"W/") {
+            Some(r) => (true, r),
+            None => (false, b),
+        };
+        let inner = rest.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+        if !inner.iter().all(|&c| is_etagc(c)) {
+            return None;
+        }
+        let tag = std::str::from_utf8(inner).ok()?.to_owned();
+        Some(Self { weak, tag })
+    }
+
+    /// Parses the (single) `ETag` field of a response.
+    pub(crate) fn from_etag_header(headers: &HeaderMap) -> Option<Self> {
+        let mut lines = headers.get_all(http::header::ETAG).iter();
+        let first = lines.next()?;
+        // More than one ETag line is ambiguous; refuse to pick one.
+        if lines.next().is_some() {
+            return None;
+        }
+        Self::parse_bytes(first.as_bytes())
+    }
+
+    /// Strong comparison: both strong and identical tags (RFC 9110 §8.8.3.2).
+    pub(crate) fn strong_eq(&self, other: &Self) -> bool {
+        !self.weak && !other.weak && self.tag == other.tag
+    }
+
+    /// Weak comparison: identical tags regardless of weakness.
+    pub(crate) fn weak_eq(&self, other: &Self) -> bool {
+        self.tag == other.tag
+    }
+
+    /// The wire form as a header value.
+    pub(crate) fn to_header_value(&self) -> Option<HeaderValue> {
+        HeaderValue::from_str(&self.to_string()).ok()
+    }
+
+    /// Strong tag derived from a hash of the full body.
+    pub(crate) fn strong_from_bytes(body: &[u8]) -> Self {
+        Self {
+            weak: false,
+            tag: body_tag(body),
+        }
+    }
+
+    /// Weak tag derived from a hash of the full body.
+    pub(crate) fn weak_from_bytes(body: &[u8]) -> Self {
+        Self {
+            weak: true,
+            tag: body_tag(body),
+        }
+    }
+}
+
+impl fmt::Display for EntityTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.weak {
+            f.write_str("W/")?;
+        }
+        write!(f, "\"{}\"", self.tag)
+    }
+}
+
+/// `<len hex>-<16 hex hash>`; the length prefix makes collisions need equal sizes.
+fn body_tag(body: &[u8]) -> String {
+    format!("{:x}-{:016x}", body.len(), hash64(body))
+}
+
+/// Odd 64-bit multipliers (golden ratio, xxHash prime 2).
+const P1: u64 = 0x9E37_79B9_7F4A_7C15;
+/// Second mixing multiplier.
+const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+
+/// Mixes one 64-bit word (multiply-rotate-multiply).
+fn mix(k: u64) -> u64 {
+    k.wrapping_mul(P2).rotate_left(31).wrapping_mul(P1)
+}
+
+/// Little-endian load of up to 8 bytes; panic-free for any slice length.
+fn load_le(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .rev()
+        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+}
+
+/// Murmur3 finalizer for full avalanche.
+fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// Fast, well-distributed, platform-independent 64-bit hash (not cryptographic).
+pub(crate) fn hash64(data: &[u8]) -> u64 {
+    let len = data.len() as u64;
+    let mut h = 0x2545_F491_4F6C_DD1D ^ len.wrapping_mul(P1);
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        h = (h ^ mix(load_le(c)))
+            .rotate_left(27)
+            .wrapping_mul(P1)
+            .wrapping_add(P2);
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        // Tag the tail with its length so trailing zero bytes still matter.
+        let k = load_le(tail) ^ ((tail.len() as u64) << 56);
+        h = (h ^ mix(k)).rotate_left(23).wrapping_mul(P2);
+    }
+    fmix64(h)
+}
+
+/// Parsed `If-Match` / `If-None-Match` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EntityTagList {
+    /// `*`.
+    Any,
+    /// Listed tags; empty when nothing valid parsed (matches nothing).
+    Tags(Vec<EntityTag>),
+}
+
+impl EntityTagList {
+    /// Parses all lines of header `name`; `None` when the header is absent.
+    ///
+    /// `*` counts only as the sole member; invalid members are skipped.
+    pub(crate) fn from_headers(headers: &HeaderMap, name: &HeaderName) -> Option<Self> {
+        let mut lines = headers.get_all(name).iter().peekable();
+        lines.peek()?;
+        let mut acc = ListAcc::default();
+        for v in lines {
+            acc.scan(v.as_bytes());
+        }
+        Some(acc.finish())
+    }
+
+    /// Parses a single raw field value (used by fuzzing and tests).
+    pub(crate) fn parse_bytes(value: &[u8]) -> Self {
+        let mut acc = ListAcc::default();
+        acc.scan(value);
+        acc.finish()
+    }
+
+    /// True if any member strongly matches `current` (`*` matches anything).
+    pub(crate) fn matches_strong(&self, current: &EntityTag) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Tags(tags) => tags.iter().any(|t| t.strong_eq(current)),
+        }
+    }
+
+    /// True if any member weakly matches `current` (`*` matches anything).
+    pub(crate) fn matches_weak(&self, current: &EntityTag) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Tags(tags) => tags.iter().any(|t| t.weak_eq(current)),
+        }
+    }
+}
+
+/// Accumulates list members across field lines.
+#[derive(Default)]
+struct ListAcc {
+    /// Number of `*` members seen.
+    stars: usize,
+    /// Number of non-`*` members seen, valid or not.
+    others: usize,
+    /// Valid tags in order.
+    tags: Vec<EntityTag>,
+}
+
+impl ListAcc {
+    /// Scans one field line. Commas inside quotes are part of the tag.
+    fn scan(&mut self, v: &[u8]) {
+        let n = v.len();
+        let mut i = 0;
+        while i < n {
+            while i < n && (is_ows(v[i]) || v[i] == b',') {
+                i += 1;
+            }
+            if i >= n {
+                break;
+            }
+            let start = i;
+            let quote = if v[i..].starts_with(b"W/\"") {
+                Some(i + 3)
+            } else if v[i] == b'"' {
+                Some(i + 1)
+            } else {
+                None
+            };
+            if let Some(q) = quote {
+                // Find the closing quote; etagc cannot contain '"', so no escapes.
+                let end = v[q..]
+                    .iter()
+                    .position(|&b| b == b'"')
+                    .map_or(n, |p| q + p + 1);
+                i = end;
+                while i < n && v[i] != b',' {
+                    i += 1;
+                }
+                self.others += 1;
+                if trim_ows(&v[end..i]).is_empty() {
+                    if let Some(t) = EntityTag::parse_bytes(&v[start..end]) {
+                        self.tags.push(t);
+                    }
+                }
+            } else {
+                while i < n && v[i] != b',' {
+                    i += 1;
+                }
+                if trim_ows(&v[start..i]) == b"*" {
+                    self.stars += 1;
+                } else {
+                    self.others += 1;
+                }
+            }
+        }
+    }
+
+    /// Produces the list; `*` mixed with other members is invalid and dropped.
+    fn finish(self) -> EntityTagList {
+        if self.stars > 0 && self.others == 0 {
+            EntityTagList::Any
+        } else {
+            EntityTagList::Tags(self.tags)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::header::{ETAG, IF_MATCH, IF_NONE_MATCH};
+
+    fn s(tag: &str) -> EntityTag {
+        EntityTag {
+            weak: false,
+            tag: tag.into(),
+        }
+    }
+    fn w(tag: &str) -> EntityTag {
+        EntityTag {
+            weak: true,
+            tag: tag.into(),
+        }
+    }
+
+    #[test]
+    fn parse_table() {
+        let cases: &[(&str, Option<EntityTag>)] = &[
+            (r#""abc""#, Some(s("abc"))),
+            (r#"W/"abc""#, Some(w("abc"))),
+            (r#""""#, Some(s(""))),
+            (r#"W/"""#, Some(w(""))),
+            (r#"  "x"  "#, Some(s("x"))),
+            (r#""a,b!#~""#, Some(s("a,b!#~"))),
+            (r#""ü""#, Some(s("ü"))),
+            ("abc", None),
+            (r#""abc"#, None),
+            (r#"abc""#, None),
+            (r#"""#, None),
+            (r#"w/"abc""#, None),
+            (r#"W/ "abc""#, None),
+            (r#""a"b""#, None),
+            (r#""a b""#, None),
+            ("\"a\tb\"", None),
+            ("\"a\u{7f}\"", None),
+            (r#""abc" x"#, None),
+            ("*", None),
+            ("", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(&EntityTag::parse(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn non_utf8_obs_text_rejected() {
+        assert_eq!(EntityTag::parse_bytes(b"\"\xff\""), None);
+    }
+
+    #[test]
+    fn display_roundtrip() {
+        for t in [s("abc"), w("abc"), s(""), w("a,b")] {
+            assert_eq!(EntityTag::parse(&t.to_string()), Some(t.clone()));
+            assert_eq!(
+                t.to_header_value().expect("valid").to_str().ok(),
+                Some(t.to_string().as_str())
+            );
+        }
+        assert_eq!(w("x").to_string(), r#"W/"x""#);
+        assert_eq!(s("x").to_string(), r#""x""#);
+    }
+
+    #[test]
+    fn constructors_validate() {
+        assert_eq!(EntityTag::strong("ok"), Some(s("ok")));
+        assert_eq!(EntityTag::weak("ok"), Some(w("ok")));
+        assert_eq!(EntityTag::strong("a\"b"), None);
+        assert_eq!(EntityTag::weak("a b"), None);
+    }
+
+    #[test]
+    fn comparison_table() {
+        // RFC 9110 §8.8.3.2 example table.
+        let cases = [
+            (w("1"), w("1"), false, true),
+            (w("1"), w("2"), false, false),
+            (w("1"), s("1"), false, true),
+            (s("1"), s("1"), true, true),
+            (s("1"), s("2"), false, false),
+        ];
+        for (a, b, strong, weak) in cases {
+            assert_eq!(a.strong_eq(&b), strong, "{a} {b}");
+            assert_eq!(b.strong_eq(&a), strong, "{b} {a}");
+            assert_eq!(a.weak_eq(&b), weak, "{a} {b}");
+            assert_eq!(b.weak_eq(&a), weak, "{b} {a}");
+        }
+    }
+
+    fn list(lines: &[&[u8]]) -> Option<EntityTagList> {
+        let mut h = HeaderMap::new();
+        for l in lines {
+            h.append(IF_NONE_MATCH, HeaderValue::from_bytes(l).expect("valid"));
+        }
+        EntityTagList::from_headers(&h, &IF_NONE_MATCH)
+    }
+
+    #[test]
+    fn list_parsing() {
+        use EntityTagList::{Any, Tags};
+        assert_eq!(list(&[]), None);
+        assert_eq!(list(&[b"*"]), Some(Any));
+        assert_eq!(list(&[b"  *  "]), Some(Any));
+        assert_eq!(list(&[b"*", b"*"]), Some(Any));
+        assert_eq!(list(&[b"\"a\", W/\"b\""]), Some(Tags(vec![s("a"), w("b")])));
+        assert_eq!(
+            list(&[b"\"a\"", b"W/\"b\""]),
+            Some(Tags(vec![s("a"), w("b")]))
+        );
+        assert_eq!(
+            list(&[b"\"a,b\", \"c\""]),
+            Some(Tags(vec![s("a,b"), s("c")]))
+        );
+        assert_eq!(list(&[b",, \"a\" ,,"]), Some(Tags(vec![s("a")])));
+        assert_eq!(
+            list(&[b"bogus, \"a\", \"b\"x, w/\"c\""]),
+            Some(Tags(vec![s("a")]))
+        );
+        assert_eq!(list(&[b"bogus"]), Some(Tags(vec![])));
+        assert_eq!(list(&[b""]), Some(Tags(vec![])));
+        assert_eq!(list(&[b"\"unterminated"]), Some(Tags(vec![])));
+        assert_eq!(list(&[b"*, \"a\""]), Some(Tags(vec![s("a")])));
+        assert_eq!(list(&[b"*", b"junk"]), Some(Tags(vec![])));
+        assert_eq!(list(&[b"\"\xff\", \"ok\""]), Some(Tags(vec![s("ok")])));
+    }
+
+    #[test]
+    fn list_header_name_respected() {
+        let mut h = HeaderMap::new();
+        h.insert(IF_MATCH, HeaderValue::from_static("\"a\""));
+        assert_eq!(EntityTagList::from_headers(&h, &IF_NONE_MATCH), None);
+        assert_eq!(
+            EntityTagList::from_headers(&h, &IF_MATCH),
+            Some(EntityTagList::Tags(vec![s("a")]))
+        );
+    }
+
+    #[test]
+    fn list_matching() {
+        let l = EntityTagList::parse_bytes(b"W/\"a\", \"b\"");
+        assert!(l.matches_weak(&s("a")));
+        assert!(!l.matches_strong(&s("a")));
+        assert!(l.matches_strong(&s("b")));
+        assert!(!l.matches_weak(&s("c")));
+        assert!(EntityTagList::Any.matches_strong(&w("z")));
+        assert!(!EntityTagList::Tags(vec![]).matches_weak(&s("")));
+    }
+
+    #[test]
+    fn etag_header() {
+        let mut h = HeaderMap::new();
+        assert_eq!(EntityTag::from_etag_header(&h), None);
+        h.insert(ETAG, HeaderValue::from_static("W/\"v1\""));
+        assert_eq!(EntityTag::from_etag_header(&h), Some(w("v1")));
+        h.append(ETAG, HeaderValue::from_static("\"v2\""));
+        assert_eq!(EntityTag::from_etag_header(&h), None);
+    }
+
+    #[test]
+    fn body_tags() {
+        let a = EntityTag::strong_from_bytes(b"hello world");
+        assert!(!a.weak);
+        assert!(a.tag.starts_with("b-"), "{a}");
+        assert_eq!(a.tag.len(), 2 + 16);
+        assert!(a.tag[2..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert_eq!(a, EntityTag::strong_from_bytes(b"hello world"));
+        let wk = EntityTag::weak_from_bytes(b"hello world");
+        assert!(wk.weak && wk.weak_eq(&a) && !wk.strong_eq(&a));
+        assert_eq!(EntityTag::parse(&a.to_string()), Some(a));
+        assert!(EntityTag::strong_from_bytes(b"").tag.starts_with("0-"));
+        assert_eq!(
+            EntityTag::strong_from_bytes(&[0u8; 0x1a2]).tag.len(),
+            4 + 16
+        );
+    }
+
+    #[test]
+    fn hash_is_stable_and_spreads() {
+        // Pinned values: tags must not change across platforms/releases.
+        assert_eq!(EntityTag::strong_from_bytes(b"").tag, "0-b800bd6c02472607");
+        assert_eq!(
+            EntityTag::strong_from_bytes(b"hello world").tag,
+            "b-b544969868a9f401"
+        );
+        assert_ne!(hash64(b"\0"), hash64(b""));
+        assert_ne!(hash64(b"\0"), hash64(b"\0\0"));
+        assert_ne!(hash64(&[0u8; 8]), hash64(&[0u8; 9]));
+        let mut seen = std::collections::HashSet::new();
+        // Single-bit flips in a 64-byte buffer: no collisions.
+        for bit in 0..512 {
+            let mut buf = [0u8; 64];
+            buf[bit / 8] ^= 1 << (bit % 8);
+            assert!(seen.insert(hash64(&buf)), "collision at bit {bit}");
+        }
+        // All lengths 0..300 of a repeated byte: no collisions.
+        for n in 0..300 {
+            assert!(seen.insert(hash64(&vec![0xab; n])), "collision at len {n}");
+        }
+        // Avalanche sanity: flipping one input bit flips ~half the output bits.
+        let base = hash64(b"The quick brown fox jumps over the lazy dog");
+        let flipped = hash64(b"The quick brown fox jumps over the lazy dof");
+        let d = (base ^ flipped).count_ones();
+        assert!((16..=48).contains(&d), "{d}");
+    }
+
+    #[test]
+    fn hash_avalanche_average() {
+        // Every single-bit flip over several lengths should flip ~32 of 64 output bits.
+        let (mut total, mut n) = (0u64, 0u64);
+        for len in [1usize, 7, 8, 9, 16, 31, 64] {
+            let base: Vec<u8> = (0..len)
+                .map(|i| (i as u8).wrapping_mul(37).wrapping_add(11))
+                .collect();
+            let h0 = hash64(&base);
+            for bit in 0..len * 8 {
+                let mut m = base.clone();
+                m[bit / 8] ^= 1 << (bit % 8);
+                total += u64::from((h0 ^ hash64(&m)).count_ones());
+                n += 1;
+            }
+        }
+        let avg = total as f64 / n as f64;
+        assert!((30.0..=34.0).contains(&avg), "{avg}");
+    }
+}

@@ -1,0 +1,389 @@
+//! Misses: waiting on a concurrent load of the same key or leading one, calling the inner
+//! service (conditionally when revalidating), and turning its answer into the client's response
+//! while storing what may be stored.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{
+    CONTENT_LENGTH, COOKIE, DATE, ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE,
+    IF_UNMODIFIED_SINCE, RANGE,
+};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::BodyExt;
+use tower_service::Service;
+
+use super::body::{CacheBody, Recording};
+use super::cache_control::{RequestDirectives, ResponseDirectives};
+use super::etag::EntityTag;
+use super::key::{secondary_key, vary_names};
+use super::layer::{Config, EtagMode};
+use super::lookup::{lookup, request_directives, Found};
+use super::record::{add_etag, mark_uncacheable, store_response, PendingStore};
+use super::respond::{apply_preconditions, remaining_ttl, serve};
+use super::status::{CacheStatus, Forward};
+use super::storable::{storable, NotStorable};
+use super::stored::{lifetime_of, CachedResponse, Usability};
+use super::tags::take_tags;
+use crate::flight::{Join, Leader, Waited};
+use crate::stats::Counter;
+use crate::Cache;
+
+/// What a miss does: which key to coalesce and store under, and what stale copy it has.
+pub(crate) struct Plan {
+    pub(crate) primary: String,
+    /// The variant key, when the URL's responses vary.
+    pub(crate) variant: Option<String>,
+    /// A stored response to revalidate, and whether it may be served if the inner service fails.
+    pub(crate) stale: Option<(Arc<CachedResponse>, bool)>,
+    pub(crate) forward: Forward,
+    pub(crate) coalesce: bool,
+}
+
+impl Plan {
+    fn key(&self) -> &str {
+        self.variant.as_deref().unwrap_or(&self.primary)
+    }
+}
+
+/// A shared cache does not store responses to requests with cookies unless the response
+/// varies on `Cookie` or is explicitly shared: applications commonly personalise by session
+/// cookie without saying so.
+pub(crate) fn check_cookie(
+    request: &HeaderMap,
+    response: &HeaderMap,
+    cc: &ResponseDirectives,
+) -> Result<(), NotStorable> {
+    let varies_on_cookie = vary_names(response).is_some_and(|names| names.contains(&COOKIE));
+    if request.contains_key(COOKIE) && !cc.public && cc.s_maxage.is_none() && !varies_on_cookie {
+        return Err(NotStorable::Cookie);
+    }
+    Ok(())
+}
+
+pub(crate) fn check_size(
+    response: &HeaderMap,
+    hint: &http_body::SizeHint,
+    max: usize,
+) -> Result<(), NotStorable> {
+    let declared = response
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.unwrap_or(0).max(hint.lower()) > max as u64 {
+        return Err(NotStorable::TooLarge);
+    }
+    Ok(())
+}
+
+/// Reads a body of known, small size to its end.
+pub(crate) async fn read_body<B: Body<Data = Bytes>>(
+    body: B,
+) -> (Bytes, Option<HeaderMap>, Option<B::Error>) {
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
+    let mut trailers = None;
+    while let Some(frame) = body.as_mut().frame().await {
+        match frame {
+            Ok(frame) => match frame.into_data() {
+                Ok(data) => match &first {
+                    None => first = Some(data),
+                    Some(_) => rest.extend_from_slice(&data),
+                },
+                Err(frame) => trailers = frame.into_trailers().ok(),
+            },
+            Err(error) => {
+                let data = join(first, rest);
+                return (data, trailers, Some(error));
+            }
+        }
+    }
+    (join(first, rest), trailers, None)
+}
+
+/// The bytes of `first` followed by `rest`, without copying when there is only `first`.
+pub(crate) fn join(first: Option<Bytes>, rest: BytesMut) -> Bytes {
+    match first {
+        None => Bytes::new(),
+        Some(first) if rest.is_empty() => first,
+        Some(first) => {
+            let mut all = BytesMut::with_capacity(first.len() + rest.len());
+            all.extend_from_slice(&first);
+            all.extend_from_slice(&rest);
+            all.freeze()
+        }
+    }
+}
+
+/// A miss: waits for a concurrent load of the same key, or leads one.
+pub(crate) async fn fetch<S, ReqBody, ResBody>(
+    cache: Cache,
+    config: Arc<Config>,
+    inner: S,
+    request: Request<ReqBody>,
+    mut plan: Plan,
+) -> Result<Response<CacheBody<ResBody>>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body<Data = Bytes>,
+{
+    let mut leader = None;
+    if plan.coalesce {
+        let engine = cache.inner();
+        loop {
+            let waiter = match engine.flights.join(plan.key(), &[]) {
+                Join::Lead(lead) => {
+                    leader = Some(lead);
+                    break;
+                }
+                Join::Wait(waiter) => waiter,
+            };
+            engine.counters.add(Counter::Coalesced);
+            match waiter.wait(engine.max_wait).await {
+                Waited::Done(value) => {
+                    if let Ok(response) = value.downcast::<CachedResponse>() {
+                        if response.matches(request.headers()) {
+                            return Ok(serve(
+                                &response,
+                                request.method(),
+                                request.headers(),
+                                CacheStatus::hit().detail("coalesced"),
+                                SystemTime::now(),
+                            ));
+                        }
+                    }
+                }
+                Waited::Retry => {}
+                Waited::TimedOut => break,
+            }
+            // The leader stored something else (another variant), or nothing: look again.
+            let directives = request_directives(&config, request.headers());
+            match lookup(&cache, &plan.primary, request.headers()) {
+                Found::Stored {
+                    response, variant, ..
+                } => {
+                    let now = SystemTime::now();
+                    if matches!(
+                        response.usability(now, &directives),
+                        Usability::Fresh | Usability::StaleAccepted
+                    ) {
+                        let status = CacheStatus::hit().ttl(remaining_ttl(&response, now));
+                        return Ok(serve(
+                            &response,
+                            request.method(),
+                            request.headers(),
+                            status,
+                            now,
+                        ));
+                    }
+                    plan.variant = variant;
+                }
+                Found::VaryMiss(key) => plan.variant = Some(key),
+                Found::Uncacheable => break,
+                Found::Nothing => {}
+            }
+        }
+    }
+    forward(cache, config, inner, request, plan, leader).await
+}
+
+/// Calls the inner service (conditionally, when revalidating) and turns its answer into the
+/// client's response, storing it when allowed.
+pub(crate) async fn forward<S, ReqBody, ResBody>(
+    cache: Cache,
+    config: Arc<Config>,
+    mut inner: S,
+    request: Request<ReqBody>,
+    plan: Plan,
+    leader: Option<Leader>,
+) -> Result<Response<CacheBody<ResBody>>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body<Data = Bytes>,
+{
+    let (mut parts, body) = request.into_parts();
+    let method = parts.method.clone();
+    let client = parts.headers.clone();
+    // The layer evaluates the client's preconditions itself, on the full response, so the inner
+    // service is asked for something it can store.
+    for name in [
+        IF_MATCH,
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_UNMODIFIED_SINCE,
+        IF_RANGE,
+    ] {
+        parts.headers.remove(name);
+    }
+    if let Some((stale, _)) = &plan.stale {
+        if let Some(etag) = stale.etag.as_ref().and_then(EntityTag::to_header_value) {
+            parts.headers.insert(IF_NONE_MATCH, etag);
+        }
+        if let Some(modified) = stale.last_modified {
+            if let Ok(value) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
+                parts.headers.insert(IF_MODIFIED_SINCE, value);
+            }
+        }
+    }
+    let engine = cache.inner();
+    let since = engine.log.current();
+    engine.counters.add(Counter::Load);
+    let request_time = SystemTime::now();
+    let started = Instant::now();
+    let result = inner.call(Request::from_parts(parts, body)).await;
+    engine.counters.record_load(started.elapsed());
+    let response_time = SystemTime::now();
+    let failed = match &result {
+        Ok(response) => response
+            .status()
+            .is_server_error()
+            .then(|| response.status()),
+        Err(_) => Some(StatusCode::BAD_GATEWAY),
+    };
+    if let Some(failed_status) = failed {
+        engine.counters.add(Counter::LoadError);
+        if let Some((stale, true)) = &plan.stale {
+            engine.counters.add(Counter::StaleIfError);
+            let mut status = CacheStatus::forward(plan.forward).detail("stale-if-error");
+            if result.is_ok() {
+                status = status.forward_status(failed_status.as_u16());
+            }
+            tracing::warn!(
+                cache = cache.name(),
+                key = plan.key(),
+                "inner service failed; serving the stale response (stale-if-error)"
+            );
+            return Ok(serve(stale, &method, &client, status, response_time));
+        }
+    }
+    let response = result?;
+    if response.status() == StatusCode::NOT_MODIFIED {
+        if let Some((stale, _)) = &plan.stale {
+            let refreshed = Arc::new(stale.refreshed(
+                response.headers(),
+                (request_time, response_time),
+                config.default_ttl,
+                (config.stale_while_revalidate, config.stale_if_error),
+            ));
+            let kept = store_response(&cache, &config, &plan.primary, &refreshed, since);
+            let mut status = CacheStatus::forward(plan.forward).forward_status(304);
+            if kept {
+                status = status.stored();
+                if let Some(leader) = leader {
+                    leader.complete(Arc::clone(&refreshed) as crate::entry::Value);
+                }
+            }
+            return Ok(serve(
+                &refreshed,
+                &method,
+                &client,
+                status,
+                SystemTime::now(),
+            ));
+        }
+    }
+    let (mut parts, body) = response.into_parts();
+    let tags = take_tags(&mut parts.headers, &mut parts.extensions);
+    if !parts.headers.contains_key(DATE) {
+        // RFC 9110 §6.6.1: a recipient that caches a response without Date records one.
+        if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(response_time)) {
+            parts.headers.insert(DATE, date);
+        }
+    }
+    let cc = ResponseDirectives::parse(&parts.headers);
+    let verdict = storable(
+        &method,
+        &client,
+        parts.status,
+        &parts.headers,
+        &cc,
+        config.default_ttl.is_some(),
+    )
+    .and_then(|()| check_cookie(&client, &parts.headers, &cc))
+    .and_then(|()| check_size(&parts.headers, &body.size_hint(), config.max_body));
+    let status = CacheStatus::forward(plan.forward).forward_status(parts.status.as_u16());
+    if let Err(reason) = verdict {
+        // A request's own `no-store` or `Range` says nothing about the URL's other requests.
+        let request_caused = match reason {
+            NotStorable::NoStore => RequestDirectives::parse(&client).no_store,
+            NotStorable::Status => client.contains_key(RANGE),
+            _ => false,
+        };
+        if reason.is_response_driven() && !request_caused {
+            mark_uncacheable(&cache, &config, &plan.primary);
+        }
+        drop(leader);
+        status.detail(reason.as_str()).append_to(&mut parts.headers);
+        // Not stored, but still answerable conditionally: a small body of known size gets the
+        // generated ETag a stored one would have.
+        let small = body
+            .size_hint()
+            .exact()
+            .is_some_and(|n| n <= config.max_body as u64);
+        let wants_etag = config.etag != EtagMode::Off
+            && method == Method::GET
+            && parts.status.is_success()
+            && !parts.headers.contains_key(ETAG);
+        if small && wants_etag {
+            let (data, trailers, error) = read_body(body).await;
+            if trailers.is_none() && error.is_none() {
+                add_etag(&mut parts.headers, &data, config.etag);
+            }
+            let response =
+                Response::from_parts(parts, CacheBody::buffered(Some(data), trailers, error));
+            return Ok(apply_preconditions(response, &method, &client));
+        }
+        let response = Response::from_parts(parts, CacheBody::inner(body));
+        return Ok(apply_preconditions(response, &method, &client));
+    }
+    let names = vary_names(&parts.headers).unwrap_or_default();
+    let secondary = secondary_key(&names, &client);
+    let pending = PendingStore {
+        cache,
+        config: Arc::clone(&config),
+        lifetime: lifetime_of(
+            parts.status,
+            &parts.headers,
+            &cc,
+            config.default_ttl,
+            response_time,
+        ),
+        primary: plan.primary,
+        status: parts.status,
+        headers: parts.headers.clone(),
+        times: (request_time, response_time),
+        directives: cc,
+        vary: (names.into(), secondary),
+        tags,
+        since,
+        leader,
+    };
+    let small = body
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n <= config.max_body as u64);
+    if small {
+        // Known and small: read it now, so this response already carries the generated ETag
+        // and is answered exactly like the hits that follow.
+        let (data, trailers, error) = read_body(body).await;
+        if trailers.is_none() && error.is_none() {
+            let (stored, kept) = pending.complete(data);
+            let status = if kept { status.stored() } else { status };
+            let mut response = serve(&stored, &method, &client, status, SystemTime::now());
+            response.extensions_mut().extend(parts.extensions);
+            return Ok(response);
+        }
+        drop(pending);
+        let mut response =
+            Response::from_parts(parts, CacheBody::buffered(Some(data), trailers, error));
+        status.detail("trailers").append_to(response.headers_mut());
+        return Ok(apply_preconditions(response, &method, &client));
+    }
+    let recording = Recording::new(config.max_body, pending);
+    let mut response = Response::from_parts(parts, CacheBody::tee(body, recording));
+    status.append_to(response.headers_mut());
+    Ok(apply_preconditions(response, &method, &client))
+}

@@ -1,0 +1,111 @@
+//! [`ResponseFuture`]: the future of [`CacheService`](crate::CacheService).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use http::Response;
+use http_body::Body;
+use pin_project_lite::pin_project;
+
+use super::body::CacheBody;
+use super::status::CacheStatus;
+use super::tags::take_tags;
+
+/// A boxed miss, revalidation or write: they wait on single-flight and the cache, so they
+/// are `async` code rather than hand-written states.
+pub(crate) type BoxedResponse<B, E> =
+    Pin<Box<dyn Future<Output = Result<Response<CacheBody<B>>, E>> + Send>>;
+
+pin_project! {
+    /// The response future of [`CacheService`](crate::CacheService).
+    ///
+    /// A cache hit is answered without an allocation for the future; requests the cache does
+    /// not handle poll the inner future in place.
+    pub struct ResponseFuture<F, B, E>
+    where
+        B: Body,
+    {
+        #[pin]
+        kind: Kind<F, B, E>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, B, E>
+    where
+        B: Body,
+    {
+        Ready {
+            response: Option<Response<CacheBody<B>>>,
+        },
+        Passthrough {
+            #[pin]
+            future: F,
+            status: CacheStatus,
+        },
+        Boxed {
+            future: BoxedResponse<B, E>,
+        },
+    }
+}
+
+impl<F, B: Body, E> ResponseFuture<F, B, E> {
+    pub(crate) fn ready(response: Response<CacheBody<B>>) -> Self {
+        ResponseFuture {
+            kind: Kind::Ready {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(crate) fn passthrough(future: F, status: CacheStatus) -> Self {
+        ResponseFuture {
+            kind: Kind::Passthrough { future, status },
+        }
+    }
+
+    pub(crate) fn boxed(future: BoxedResponse<B, E>) -> Self {
+        ResponseFuture {
+            kind: Kind::Boxed { future },
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+{
+    type Output = Result<Response<CacheBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Ready { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("ResponseFuture polled after completion"))),
+            KindProj::Passthrough { future, status } => {
+                let (mut parts, body) = ready!(future.poll(cx))?.into_parts();
+                take_tags(&mut parts.headers, &mut parts.extensions);
+                status.append_to(&mut parts.headers);
+                Poll::Ready(Ok(Response::from_parts(parts, CacheBody::inner(body))))
+            }
+            KindProj::Boxed { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<F, B: Body, E> fmt::Debug for ResponseFuture<F, B, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Ready { .. } => "ready",
+            Kind::Passthrough { .. } => "passthrough",
+            Kind::Boxed { .. } => "boxed",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("kind", &kind)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,200 @@
+//! [`CacheLayer`]: the configuration.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::request::Parts;
+use tower_layer::Layer;
+
+use super::service::CacheService;
+use crate::Cache;
+
+/// How the layer gives stored responses an `ETag` when the application sets none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EtagMode {
+    /// A strong tag hashed from the exact body bytes (the default).
+    #[default]
+    Strong,
+    /// A weak tag (`W/"..."`) from the body bytes: for bodies that may change in transit
+    /// (for example a compression layer outside this one).
+    Weak,
+    /// No generated tags.
+    Off,
+}
+
+/// The user's key function; see [`CacheLayer::key_fn`].
+pub(crate) type KeyFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
+
+/// The layer's settings, shared by every service it builds.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) default_ttl: Option<Duration>,
+    pub(crate) max_body: usize,
+    pub(crate) etag: EtagMode,
+    pub(crate) key_fn: Option<Arc<KeyFn>>,
+    pub(crate) stale_while_revalidate: Duration,
+    pub(crate) stale_if_error: Duration,
+    pub(crate) max_variants: usize,
+    pub(crate) request_cache_control: bool,
+    /// How long a URL whose response could not be stored skips coalescing.
+    pub(crate) uncacheable_for: Duration,
+}
+
+/// A [`tower_layer::Layer`] that caches HTTP responses in a [`Cache`] like an RFC 9111 shared
+/// cache, and answers conditional requests (RFC 9110 §13) for the service it wraps.
+///
+/// See the [module documentation](crate#http-response-caching) for what is stored and how it
+/// is served. Builder methods take and return `self`.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_layer::{Cache, CacheLayer, EtagMode};
+///
+/// let cache = Cache::builder().name("http").build().expect("valid configuration");
+/// let layer = CacheLayer::new(cache)
+///     .default_ttl(Duration::from_secs(30)) // only for responses that give no freshness
+///     .max_body(256 * 1024)
+///     .etag(EtagMode::Strong)
+///     .stale_while_revalidate(Duration::from_secs(10));
+/// # let _ = layer;
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct CacheLayer {
+    cache: Cache,
+    // Shared with every service built, so that `layer` (which axum may call per route) is
+    // two reference-count increments.
+    config: Arc<Config>,
+}
+
+impl CacheLayer {
+    /// A layer storing responses in `cache`, with the defaults: no default TTL (responses
+    /// without freshness information are not stored), 1 MiB body cap, strong generated
+    /// ETags, no default stale windows, 8 variants per URL, request `Cache-Control` honoured.
+    pub fn new(cache: Cache) -> Self {
+        CacheLayer {
+            cache,
+            config: Arc::new(Config {
+                default_ttl: None,
+                max_body: 1024 * 1024,
+                etag: EtagMode::Strong,
+                key_fn: None,
+                stale_while_revalidate: Duration::ZERO,
+                stale_if_error: Duration::ZERO,
+                max_variants: 8,
+                request_cache_control: true,
+                uncacheable_for: Duration::from_secs(5),
+            }),
+        }
+    }
+
+    /// Freshness for responses that give none (no `Cache-Control: max-age`/`s-maxage`, no
+    /// `Expires`, no `Last-Modified`). Off by default: a cache that invents freshness serves
+    /// outdated data the application never allowed.
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        Arc::make_mut(&mut self.config).default_ttl = Some(ttl);
+        self
+    }
+
+    /// The largest body stored, in bytes (default 1 MiB). Larger (or endless) bodies stream
+    /// through to the client untouched and are not stored.
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        Arc::make_mut(&mut self.config).max_body = bytes;
+        self
+    }
+
+    /// Whether and how stored responses without an `ETag` get one (default
+    /// [`EtagMode::Strong`]).
+    pub fn etag(mut self, mode: EtagMode) -> Self {
+        Arc::make_mut(&mut self.config).etag = mode;
+        self
+    }
+
+    /// Replaces the default key (`GET <authority><path>?<sorted query>`). Return `None` to
+    /// pass a request through uncached.
+    ///
+    /// The function sees GET and HEAD requests (HEAD is answered from what GET stored, so do
+    /// not key on the method), and GET-shaped copies of the targets of successful unsafe
+    /// requests, which it must key the same way for invalidation to find them.
+    ///
+    /// ```
+    /// use cache_layer::{Cache, CacheLayer};
+    ///
+    /// // Ignore the query string, and never cache /admin.
+    /// let layer = CacheLayer::new(Cache::global().clone()).key_fn(|parts| {
+    ///     let path = parts.uri.path();
+    ///     (!path.starts_with("/admin")).then(|| format!("page:{path}"))
+    /// });
+    /// # let _ = layer;
+    /// ```
+    pub fn key_fn<F>(mut self, key: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        Arc::make_mut(&mut self.config).key_fn = Some(Arc::new(key));
+        self
+    }
+
+    /// Stale-while-revalidate window for responses that do not set one (default none): a
+    /// stale response is served at once while one background request refreshes it.
+    pub fn stale_while_revalidate(mut self, window: Duration) -> Self {
+        Arc::make_mut(&mut self.config).stale_while_revalidate = window;
+        self
+    }
+
+    /// Stale-if-error window for responses that do not set one (default none): a stale
+    /// response is served when the inner service fails or answers 5xx.
+    pub fn stale_if_error(mut self, window: Duration) -> Self {
+        Arc::make_mut(&mut self.config).stale_if_error = window;
+        self
+    }
+
+    /// How many `Vary` variants of one URL are kept (default 8); the oldest goes first.
+    pub fn max_variants(mut self, variants: usize) -> Self {
+        Arc::make_mut(&mut self.config).max_variants = variants.max(1);
+        self
+    }
+
+    /// Whether the request's `Cache-Control` (`no-cache`, `max-age`, `min-fresh`) may force
+    /// a revalidation with the inner service (default `true`, as RFC 9111 describes).
+    /// Revalidations are coalesced per key either way; set `false` so that clients cannot make
+    /// the cache call the application at all. `max-stale` and `only-if-cached` are always
+    /// honoured.
+    pub fn request_cache_control(mut self, honour: bool) -> Self {
+        Arc::make_mut(&mut self.config).request_cache_control = honour;
+        self
+    }
+}
+
+impl<S> Layer<S> for CacheLayer {
+    type Service = CacheService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CacheService::new(inner, self.cache.clone(), Arc::clone(&self.config))
+    }
+}
+
+impl fmt::Debug for CacheLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheLayer")
+            .field("cache", &self.cache.name())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("default_ttl", &self.default_ttl)
+            .field("max_body", &self.max_body)
+            .field("etag", &self.etag)
+            .field("key_fn", &self.key_fn.is_some())
+            .field("stale_while_revalidate", &self.stale_while_revalidate)
+            .field("stale_if_error", &self.stale_if_error)
+            .field("max_variants", &self.max_variants)
+            .field("request_cache_control", &self.request_cache_control)
+            .finish()
+    }
+}

@@ -1,0 +1,82 @@
+//! Finding what the cache holds for a request: the stored response (or its variant for the
+//! request's varied headers), a `Vary` miss, or the "uncacheable" marker; and the keys of
+//! URLs named by writes.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, Request, Uri};
+
+use super::cache_control::RequestDirectives;
+use super::key::{primary_key, secondary_key, variant_key};
+use super::layer::Config;
+use super::record::live_entry;
+use super::stored::{CachedResponse, Uncacheable, Variants};
+use crate::entry::Entry;
+use crate::Cache;
+
+/// What the cache holds for a request.
+pub(crate) enum Found {
+    Stored {
+        variant: Option<String>,
+        entry: Arc<Entry>,
+        response: Arc<CachedResponse>,
+    },
+    VaryMiss(String),
+    Uncacheable,
+    Nothing,
+}
+
+pub(crate) fn lookup(cache: &Cache, primary: &str, request: &HeaderMap) -> Found {
+    let Some(entry) = live_entry(cache, primary) else {
+        return Found::Nothing;
+    };
+    if let Ok(response) = Arc::clone(&entry.value).downcast::<CachedResponse>() {
+        return Found::Stored {
+            variant: None,
+            entry,
+            response,
+        };
+    }
+    if let Some(record) = entry.value.downcast_ref::<Variants>() {
+        let key = variant_key(primary, &secondary_key(&record.names, request));
+        let stored = live_entry(cache, &key).and_then(|entry| {
+            let response = Arc::clone(&entry.value).downcast::<CachedResponse>().ok()?;
+            Some((entry, response))
+        });
+        return match stored {
+            Some((entry, response)) => Found::Stored {
+                variant: Some(key),
+                entry,
+                response,
+            },
+            None => Found::VaryMiss(key),
+        };
+    }
+    if entry.value.is::<Uncacheable>() {
+        return Found::Uncacheable;
+    }
+    Found::Nothing
+}
+
+pub(crate) fn request_directives(config: &Config, request: &HeaderMap) -> RequestDirectives {
+    let mut directives = RequestDirectives::parse(request);
+    if !config.request_cache_control {
+        directives.no_cache = false;
+        directives.max_age = None;
+        directives.min_fresh = None;
+    }
+    directives
+}
+
+/// The key of the GET request for `uri` with `headers`.
+pub(crate) fn url_key(config: &Config, uri: &Uri, headers: &HeaderMap) -> Option<String> {
+    match &config.key_fn {
+        None => Some(primary_key(uri, headers)),
+        Some(key_fn) => {
+            let mut request = Request::new(());
+            *request.uri_mut() = uri.clone();
+            *request.headers_mut() = headers.clone();
+            key_fn(&request.into_parts().0)
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! HTTP response caching: [`CacheLayer`] makes the [`Cache`](crate::Cache) an RFC 9111 shared
+//! cache and the RFC 9110 §13 precondition evaluator in front of any
+//! `tower::Service<http::Request<B>>`.
+//!
+//! The module owns the whole HTTP face: header parsing (`cache_control`, `etag`,
+//! `freshness`), the storage rules (`storable`), precondition evaluation (`conditional`),
+//! keys, what is stored (`stored`) and how (`record`), the service, its future and its body.
+//!
+//! Responses are kept in the cache's memory. With a shared (Redis) tier configured, every
+//! instance's stored responses are dropped by any instance's invalidation (over Redis
+//! pub/sub), and an instance that cannot hear invalidations (not subscribed, Redis down)
+//! stores and serves no responses until it can again.
+
+mod body;
+mod cache_control;
+mod conditional;
+mod etag;
+mod forward;
+mod freshness;
+mod future;
+mod key;
+#[allow(clippy::module_inception)] // tower-http's layout: `<middleware>/layer.rs` holds the config.
+mod layer;
+mod lookup;
+mod record;
+mod respond;
+mod service;
+mod status;
+mod storable;
+mod stored;
+mod tags;
+
+pub use body::CacheBody;
+pub use future::ResponseFuture;
+pub use layer::{CacheLayer, EtagMode};
+pub use service::CacheService;
+pub use tags::CacheTags;
+
+/// Entry points for the `fuzz/` targets: the header parsers on raw bytes. Not a stable API.
+#[doc(hidden)]
+pub mod __fuzz {
+    use http::header::CACHE_CONTROL;
+    use http::{HeaderMap, HeaderValue};
+
+    use super::cache_control::{RequestDirectives, ResponseDirectives};
+    use super::etag::{EntityTag, EntityTagList};
+    use super::freshness::parse_http_date;
+
+    /// Parses `data` as a `Cache-Control` field, as a response's and as a request's.
+    pub fn cache_control(data: &[u8]) -> bool {
+        let Ok(value) = HeaderValue::from_bytes(data) else {
+            return false;
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(CACHE_CONTROL, value);
+        let response = ResponseDirectives::parse(&headers);
+        let request = RequestDirectives::parse(&headers);
+        response.no_store || request.no_cache
+    }
+
+    /// Parses `data` as an `If-None-Match` list and as one entity tag.
+    pub fn etag_list(data: &[u8]) -> bool {
+        let list = EntityTagList::parse_bytes(data);
+        let tag = EntityTag::parse_bytes(data);
+        tag.is_some_and(|t| list.matches_weak(&t))
+    }
+
+    /// Parses `data` as an HTTP-date.
+    pub fn http_date(data: &[u8]) -> bool {
+        parse_http_date(data).is_some()
+    }
+}
+
+#[cfg(test)]
+mod smoke {
+    //! Deterministic pseudo-random inputs through every parser: none may panic.
+
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use http::header::{
+        AGE, CACHE_CONTROL, DATE, EXPIRES, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+        LAST_MODIFIED, PRAGMA, VARY,
+    };
+    use http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+    use super::cache_control::{RequestDirectives, ResponseDirectives};
+    use super::conditional::{evaluate, Representation};
+    use super::etag::{EntityTag, EntityTagList};
+    use super::freshness::{current_age, freshness_lifetime, parse_http_date};
+    use super::storable::storable;
+
+    /// Bytes biased toward syntax-relevant characters.
+    const ALPHABET: &[u8] = b"\"\\,=*W/ \t-0123456789maxgeWsnocht\xff\x80GMT:";
+
+    #[test]
+    fn random_inputs_do_not_panic() {
+        let mut state: u64 = 0x1234_5678_9abc_def1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let t = UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        for _ in 0..20_000 {
+            let len = (next() % 24) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                .collect();
+            let _ = parse_http_date(&bytes);
+            let _ = EntityTag::parse_bytes(&bytes);
+            let _ = EntityTagList::parse_bytes(&bytes);
+            let Ok(v) = HeaderValue::from_bytes(&bytes) else {
+                continue;
+            };
+            let mut h = HeaderMap::new();
+            for name in [
+                CACHE_CONTROL,
+                PRAGMA,
+                AGE,
+                DATE,
+                EXPIRES,
+                LAST_MODIFIED,
+                VARY,
+                IF_MATCH,
+                IF_NONE_MATCH,
+                IF_MODIFIED_SINCE,
+            ] {
+                h.append(name, v.clone());
+            }
+            let cc = ResponseDirectives::parse(&h);
+            let _ = RequestDirectives::parse(&h);
+            let _ = freshness_lifetime(StatusCode::OK, &h, &cc, true, t);
+            let _ = current_age(&h, t, t, t);
+            let etag = EntityTag::strong_from_bytes(&bytes);
+            let rep = Representation {
+                etag: Some(&etag),
+                last_modified: Some(t),
+            };
+            let _ = evaluate(&Method::GET, &h, StatusCode::OK, Some(rep));
+            let _ = storable(&Method::GET, &h, StatusCode::OK, &h, &cc, false);
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Writing responses into the cache: a stored response under its key (and, when it varies,
+//! the URL's variants record), the "uncacheable" marker, and [`PendingStore`], which finishes a
+//! store once the body has been read and hands the result to coalesced waiters.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, ETAG};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use super::cache_control::ResponseDirectives;
+use super::etag::EntityTag;
+use super::key::variant_key;
+use super::layer::{Config, EtagMode};
+use super::stored::{CachedResponse, Uncacheable, Variants};
+use crate::clock;
+use crate::entry::{Age, Deadlines, Entry, Value};
+use crate::flight::Leader;
+use crate::store::ENTRY_OVERHEAD;
+use crate::Cache;
+
+/// The entry under `key`, unless its last window has closed (the store expires lazily).
+/// Responses live in the cache's memory, and only while it can hear other instances'
+/// invalidations (see `Inner::memory_only_tier`).
+pub(crate) fn live_entry(cache: &Cache, key: &str) -> Option<Arc<Entry>> {
+    cache
+        .inner()
+        .memory_only_tier()?
+        .get(key)
+        .filter(|entry| entry.age(clock::now()) != Age::Expired)
+}
+
+/// Stores `response` for the URL `primary`; returns whether it was kept (an invalidation
+/// since `since` discards it).
+pub(crate) fn store_response(
+    cache: &Cache,
+    config: &Config,
+    primary: &str,
+    response: &Arc<CachedResponse>,
+    since: u64,
+) -> bool {
+    let (fresh, swr, after) = response.retention(SystemTime::now());
+    let now = clock::now();
+    let deadlines = Deadlines {
+        fresh_until: now + fresh,
+        stale_until: now + fresh + swr,
+        expires_at: now + fresh + swr + after,
+    };
+    let mut tags: Vec<Box<str>> = response.tags.iter().map(|t| t.as_str().into()).collect();
+    let weight =
+        u32::try_from(ENTRY_OVERHEAD + primary.len() + response.weight()).unwrap_or(u32::MAX);
+    let value: Value = Arc::clone(response) as Value;
+    if response.vary.is_empty() {
+        return cache.store_in_memory(
+            primary,
+            Entry::new(value, deadlines, tags.into(), weight),
+            since,
+        );
+    }
+    // Each variant is tagged with the URL, so invalidating the URL drops all of them.
+    tags.push(primary.into());
+    let key = variant_key(primary, &response.secondary);
+    if !cache.store_in_memory(
+        &key,
+        Entry::new(value, deadlines, tags.into(), weight),
+        since,
+    ) {
+        return false;
+    }
+    let inner = cache.inner();
+    let previous = live_entry(cache, primary);
+    let mut keys = match previous
+        .as_ref()
+        .and_then(|e| e.value.downcast_ref::<Variants>())
+    {
+        Some(record) if record.names == response.vary => record.keys.clone(),
+        _ => Vec::new(),
+    };
+    keys.retain(|k| *k != key);
+    keys.push(key);
+    while keys.len() > config.max_variants {
+        let oldest = keys.remove(0);
+        inner.memory.remove(&oldest);
+    }
+    let expires_at = previous
+        .map(|e| e.deadlines.expires_at)
+        .filter(|at| *at > deadlines.expires_at)
+        .unwrap_or(deadlines.expires_at);
+    let record_weight =
+        ENTRY_OVERHEAD + primary.len() + keys.iter().map(String::len).sum::<usize>();
+    let record = Variants {
+        names: response.vary.clone(),
+        keys,
+    };
+    let deadlines = Deadlines {
+        fresh_until: expires_at,
+        stale_until: expires_at,
+        expires_at,
+    };
+    cache.store_in_memory(
+        primary,
+        Entry::new(
+            Arc::new(record),
+            deadlines,
+            Box::new([]),
+            u32::try_from(record_weight).unwrap_or(u32::MAX),
+        ),
+        since,
+    )
+}
+
+/// Remembers for a few seconds that `primary` gave a response that may not be stored, unless
+/// something usable is stored there.
+pub(crate) fn mark_uncacheable(cache: &Cache, config: &Config, primary: &str) {
+    let inner = cache.inner();
+    if live_entry(cache, primary).is_some_and(|e| !e.value.is::<Uncacheable>()) {
+        return;
+    }
+    let until = clock::now() + config.uncacheable_for;
+    let deadlines = Deadlines {
+        fresh_until: until,
+        stale_until: until,
+        expires_at: until,
+    };
+    let weight = u32::try_from(ENTRY_OVERHEAD + primary.len()).unwrap_or(u32::MAX);
+    let since = inner.log.current();
+    cache.store_in_memory(
+        primary,
+        Entry::new(Arc::new(Uncacheable), deadlines, Box::new([]), weight),
+        since,
+    );
+}
+
+/// Gives a stored response without an `ETag` one made from its bytes, as configured.
+pub(crate) fn add_etag(headers: &mut HeaderMap, body: &[u8], mode: EtagMode) {
+    if headers.contains_key(ETAG) {
+        return;
+    }
+    let tag = match mode {
+        EtagMode::Strong => EntityTag::strong_from_bytes(body),
+        EtagMode::Weak => EntityTag::weak_from_bytes(body),
+        EtagMode::Off => return,
+    };
+    if let Some(value) = tag.to_header_value() {
+        headers.insert(ETAG, value);
+    }
+}
+
+/// A response head waiting for its body: stored (and handed to coalesced waiters) by
+/// [`PendingStore::complete`]; dropped or [abandoned](PendingStore::abandon), it stores
+/// nothing and releases the waiters to load for themselves.
+pub(crate) struct PendingStore {
+    pub(crate) cache: Cache,
+    pub(crate) config: Arc<Config>,
+    pub(crate) primary: String,
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) times: (SystemTime, SystemTime),
+    pub(crate) lifetime: Duration,
+    pub(crate) directives: ResponseDirectives,
+    pub(crate) vary: (Box<[HeaderName]>, String),
+    pub(crate) tags: Vec<String>,
+    pub(crate) since: u64,
+    pub(crate) leader: Option<Leader>,
+}
+
+impl PendingStore {
+    /// Stores the response with `body`; returns it and whether it was kept.
+    pub(crate) fn complete(self, body: Bytes) -> (Arc<CachedResponse>, bool) {
+        let PendingStore {
+            cache,
+            config,
+            primary,
+            status,
+            mut headers,
+            times,
+            lifetime,
+            directives,
+            vary,
+            tags,
+            since,
+            leader,
+        } = self;
+        add_etag(&mut headers, &body, config.etag);
+        if !headers.contains_key(CONTENT_LENGTH) && status != StatusCode::NO_CONTENT {
+            // Replayed bodies are whole: say how long, which HEAD answers need too.
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        let response = Arc::new(CachedResponse::new(
+            status,
+            headers,
+            body,
+            times,
+            lifetime,
+            &directives,
+            (config.stale_while_revalidate, config.stale_if_error),
+            vary,
+            tags,
+        ));
+        let kept = store_response(&cache, &config, &primary, &response, since);
+        if kept {
+            if let Some(leader) = leader {
+                leader.complete(Arc::clone(&response) as Value);
+            }
+        }
+        (response, kept)
+    }
+
+    /// Gives up storing (`reason` is logged); the URL skips coalescing for a while.
+    pub(crate) fn abandon(self, reason: &'static str) {
+        tracing::debug!(
+            cache = self.cache.name(),
+            key = self.primary,
+            reason,
+            "response not stored"
+        );
+        mark_uncacheable(&self.cache, &self.config, &self.primary);
+    }
+}

@@ -1,0 +1,369 @@
+//! [`CacheService`]: decides how each request is answered (from the cache, refreshed in the
+//! background, or forwarded), and invalidates stored responses after successful writes.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LOCATION, HOST, IF_MATCH, IF_UNMODIFIED_SINCE, LOCATION, UPGRADE};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body::Body;
+use http_body_util::BodyExt;
+use tower_service::Service;
+
+use super::body::CacheBody;
+use super::cache_control::RequestDirectives;
+use super::conditional::{evaluate, Precondition, Representation};
+use super::forward::{fetch, forward, Plan};
+use super::future::ResponseFuture;
+use super::key::{is_cacheable_method, is_unsafe_method, primary_key};
+use super::layer::Config;
+use super::lookup::{lookup, request_directives, url_key, Found};
+use super::respond::{empty_response, remaining_ttl, serve};
+use super::status::{CacheStatus, Forward};
+use super::stored::Usability;
+use super::tags::take_tags;
+use crate::entry::RefreshClaim;
+use crate::stats::Counter;
+use crate::Cache;
+
+/// Caches the responses of the service it wraps; built by [`CacheLayer`](crate::CacheLayer).
+#[derive(Clone)]
+pub struct CacheService<S> {
+    inner: S,
+    cache: Cache,
+    config: Arc<Config>,
+}
+
+impl<S> CacheService<S> {
+    pub(crate) fn new(inner: S, cache: Cache, config: Arc<Config>) -> Self {
+        CacheService {
+            inner,
+            cache,
+            config,
+        }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for CacheService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheService")
+            .field("inner", &self.inner)
+            .field("cache", &self.cache.name())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CacheService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send + 'static,
+{
+    type Response = Response<CacheBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // Protocol upgrades (WebSocket) are a connection, not a response to store.
+        if is_cacheable_method(request.method()) && !request.headers().contains_key(UPGRADE) {
+            let (parts, body) = request.into_parts();
+            let decision = self.decide(&parts);
+            let request = Request::from_parts(parts, body);
+            return match decision {
+                // A hit needs no inner service: nothing is cloned.
+                Decision::Respond(response) => ResponseFuture::ready(response),
+                Decision::Refresh {
+                    served,
+                    plan,
+                    claim,
+                } => {
+                    let inner = self.take_ready();
+                    self.refresh_in_background(inner, request, plan, claim);
+                    ResponseFuture::ready(served)
+                }
+                Decision::Fetch(plan) => {
+                    let inner = self.take_ready();
+                    let future = fetch(
+                        self.cache.clone(),
+                        Arc::clone(&self.config),
+                        inner,
+                        request,
+                        plan,
+                    );
+                    ResponseFuture::boxed(Box::pin(future))
+                }
+                Decision::Bypass => ResponseFuture::passthrough(
+                    self.take_ready().call(request),
+                    CacheStatus::forward(Forward::Bypass),
+                ),
+            };
+        }
+        let inner = self.take_ready();
+        if is_unsafe_method(request.method()) {
+            self.write(inner, request)
+        } else if request.headers().contains_key(UPGRADE) {
+            let mut inner = inner;
+            ResponseFuture::passthrough(inner.call(request), CacheStatus::forward(Forward::Bypass))
+        } else {
+            let mut inner = inner;
+            ResponseFuture::passthrough(inner.call(request), CacheStatus::forward(Forward::Method))
+        }
+    }
+}
+
+/// How [`CacheService::decide`] answers a GET or HEAD.
+enum Decision<B: Body> {
+    /// From the cache (or a 504 for `only-if-cached`), without the inner service.
+    Respond(Response<CacheBody<B>>),
+    /// Stale-while-revalidate: `served` now, `plan` refreshes in the background.
+    Refresh {
+        served: Response<CacheBody<B>>,
+        plan: Plan,
+        claim: RefreshClaim,
+    },
+    /// Forward to the inner service (under single-flight).
+    Fetch(Plan),
+    /// The key function declined the request.
+    Bypass,
+}
+
+impl<S> CacheService<S> {
+    /// The instance `poll_ready` prepared is the one to call; a fresh clone stays for next time.
+    fn take_ready(&mut self) -> S
+    where
+        S: Clone,
+    {
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
+    }
+
+    /// Looks a GET or HEAD request up and decides how to answer it.
+    fn decide<B: Body>(&self, parts: &Parts) -> Decision<B> {
+        let key = match &self.config.key_fn {
+            None => Some(primary_key(&parts.uri, &parts.headers)),
+            Some(key_fn) => key_fn(parts),
+        };
+        let Some(primary) = key else {
+            return Decision::Bypass;
+        };
+        let (method, headers) = (&parts.method, &parts.headers);
+        let directives = request_directives(&self.config, headers);
+        let counters = &self.cache.inner().counters;
+        let now = SystemTime::now();
+        let mut plan = Plan {
+            primary,
+            variant: None,
+            stale: None,
+            forward: Forward::UriMiss,
+            coalesce: true,
+        };
+        match lookup(&self.cache, &plan.primary, headers) {
+            Found::Stored {
+                variant,
+                entry,
+                response,
+            } => {
+                plan.variant = variant;
+                match response.usability(now, &directives) {
+                    Usability::Fresh | Usability::StaleAccepted => {
+                        counters.add(Counter::Hit);
+                        let status = CacheStatus::hit().ttl(remaining_ttl(&response, now));
+                        return Decision::Respond(serve(&response, method, headers, status, now));
+                    }
+                    Usability::StaleWhileRevalidate => {
+                        counters.add(Counter::Stale);
+                        let status = CacheStatus::hit()
+                            .ttl(remaining_ttl(&response, now))
+                            .detail("stale-while-revalidate");
+                        let served = serve(&response, method, headers, status, now);
+                        // HEAD gets no body to store: the next GET refreshes.
+                        let claim = (method == Method::GET)
+                            .then(|| entry.claim_refresh())
+                            .flatten();
+                        let Some(claim) = claim else {
+                            return Decision::Respond(served);
+                        };
+                        plan.stale = Some((response, false));
+                        plan.forward = Forward::Stale;
+                        return Decision::Refresh {
+                            served,
+                            plan,
+                            claim,
+                        };
+                    }
+                    Usability::Revalidate { stale_if_error } => {
+                        let fresh_for_anyone = response
+                            .usability(now, &RequestDirectives::default())
+                            == Usability::Fresh;
+                        plan.forward = if fresh_for_anyone {
+                            Forward::Request
+                        } else {
+                            Forward::Stale
+                        };
+                        plan.stale = Some((response, stale_if_error));
+                    }
+                }
+            }
+            Found::VaryMiss(key) => {
+                plan.variant = Some(key);
+                plan.forward = Forward::VaryMiss;
+            }
+            Found::Uncacheable => {
+                plan.coalesce = false;
+                plan.forward = Forward::Miss;
+            }
+            Found::Nothing => {}
+        }
+        if directives.only_if_cached {
+            return Decision::Respond(empty_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                CacheStatus::default().detail("only-if-cached"),
+            ));
+        }
+        counters.add(Counter::Miss);
+        Decision::Fetch(plan)
+    }
+
+    fn refresh_in_background<ReqBody, ResBody>(
+        &self,
+        inner: S,
+        request: Request<ReqBody>,
+        plan: Plan,
+        claim: RefreshClaim,
+    ) where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        ReqBody: Send + 'static,
+        ResBody: Body<Data = Bytes> + Send + 'static,
+        ResBody::Error: Send + 'static,
+    {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let cache = self.cache.clone();
+        let config = Arc::clone(&self.config);
+        runtime.spawn(async move {
+            if let Ok(response) = forward(cache, config, inner, request, plan, None).await {
+                // Reading a streamed body to its end is what stores it.
+                let _ = response.into_body().collect().await;
+            }
+            drop(claim);
+        });
+    }
+
+    fn write<ReqBody, ResBody>(
+        &self,
+        mut inner: S,
+        request: Request<ReqBody>,
+    ) -> ResponseFuture<S::Future, ResBody, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        ResBody: Body<Data = Bytes> + Send + 'static,
+        ResBody::Error: Send + 'static,
+    {
+        let url = url_key(&self.config, request.uri(), request.headers());
+        // If-Match / If-Unmodified-Since against the stored representation: a failed
+        // precondition must stop the write before it happens.
+        if let Some(url) = &url {
+            let headers = request.headers();
+            if headers.contains_key(IF_MATCH) || headers.contains_key(IF_UNMODIFIED_SINCE) {
+                if let Found::Stored { response, .. } = lookup(&self.cache, url, headers) {
+                    let current = Representation {
+                        etag: response.etag.as_ref(),
+                        last_modified: response.last_modified,
+                    };
+                    let fresh = response
+                        .usability(SystemTime::now(), &RequestDirectives::default())
+                        == Usability::Fresh;
+                    if fresh
+                        && evaluate(request.method(), headers, response.status, Some(current))
+                            == Precondition::Failed
+                    {
+                        return ResponseFuture::ready(empty_response(
+                            StatusCode::PRECONDITION_FAILED,
+                            CacheStatus::hit().detail("precondition"),
+                        ));
+                    }
+                }
+            }
+        }
+        let authority = request
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_ascii_lowercase())
+            .or_else(|| {
+                request
+                    .headers()
+                    .get(HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_ascii_lowercase)
+            });
+        let request_headers = request.headers().clone();
+        let cache = self.cache.clone();
+        let config = Arc::clone(&self.config);
+        let future = inner.call(request);
+        ResponseFuture::boxed(Box::pin(async move {
+            let (mut parts, body) = future.await?.into_parts();
+            take_tags(&mut parts.headers, &mut parts.extensions);
+            if parts.status.is_success() || parts.status.is_redirection() {
+                let mut names: Vec<String> = url.into_iter().collect();
+                for header in [LOCATION, CONTENT_LOCATION] {
+                    let Some(target) = parts
+                        .headers
+                        .get(header)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<Uri>().ok())
+                    else {
+                        continue;
+                    };
+                    // Only same-origin targets: another origin's URLs are not ours to drop.
+                    let same_origin = match target.authority() {
+                        Some(a) => Some(a.as_str().to_ascii_lowercase()) == authority,
+                        None => target.path().starts_with('/'),
+                    };
+                    if same_origin {
+                        let path: Uri = match target.path_and_query() {
+                            Some(pq) => pq.as_str().parse().unwrap_or_default(),
+                            None => continue,
+                        };
+                        names.extend(url_key(&config, &path, &request_headers));
+                    }
+                }
+                for name in names {
+                    cache.invalidate(&name).await;
+                }
+            }
+            CacheStatus::forward(Forward::Method).append_to(&mut parts.headers);
+            Ok(Response::from_parts(parts, CacheBody::inner(body)))
+        }))
+    }
+}

@@ -1,0 +1,355 @@
+//! What the layer keeps in the cache: a stored response with the times its age is computed
+//! from, the per-URL record of `Vary` variants, and the short-lived "uncacheable" marker. Also
+//! decides what a stored response may be used for, given its age and the request.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{AGE, DATE, LAST_MODIFIED};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use super::cache_control::{RequestDirectives, ResponseDirectives};
+use super::conditional::not_modified_headers;
+use super::etag::EntityTag;
+use super::freshness::{current_age, freshness_lifetime, header_date};
+use super::key::secondary_key;
+use super::status::placeholder;
+
+/// A complete response as stored: no trailers, body in one piece.
+pub(crate) struct CachedResponse {
+    pub(crate) status: StatusCode,
+    /// Headers as served, `Cache-Tag` removed, `Date` present.
+    pub(crate) headers: HeaderMap,
+    /// `headers` plus an `Age` and a `Cache-Status` placeholder: what a hit clones, so that
+    /// setting both replaces values instead of growing the map.
+    pub(crate) served: HeaderMap,
+    /// The same for a 304: the fields RFC 9110 §15.4.5 requires, and the two slots.
+    pub(crate) not_modified: HeaderMap,
+    pub(crate) body: Bytes,
+    /// Local clock when the response head arrived (RFC 9111 §4.2.3 `response_time`).
+    pub(crate) response_time: SystemTime,
+    /// `corrected_initial_age` (RFC 9111 §4.2.3), computed once: a hit only adds the
+    /// resident time instead of parsing `Date` and `Age` again.
+    initial_age: Duration,
+    /// Freshness lifetime (explicit, heuristic or the layer's default TTL).
+    pub(crate) lifetime: Duration,
+    pub(crate) stale_while_revalidate: Duration,
+    pub(crate) stale_if_error: Duration,
+    /// `no-cache`: every use must be revalidated.
+    pub(crate) no_cache: bool,
+    /// `must-revalidate` / `proxy-revalidate` / `s-maxage`: never served stale.
+    pub(crate) must_revalidate: bool,
+    pub(crate) etag: Option<EntityTag>,
+    pub(crate) last_modified: Option<SystemTime>,
+    /// What `If-Modified-Since` on a hit is compared with: `Last-Modified`, else `Date`
+    /// (RFC 9111 §4.3.2).
+    pub(crate) modified_for_hits: Option<SystemTime>,
+    /// The varied header names and the secondary key this response was stored for.
+    pub(crate) vary: Box<[HeaderName]>,
+    pub(crate) secondary: String,
+    pub(crate) tags: Vec<String>,
+}
+
+/// Under a URL's primary key when its responses `Vary`: which headers, and which secondary
+/// keys are stored (oldest first, capped).
+pub(crate) struct Variants {
+    pub(crate) names: Box<[HeaderName]>,
+    pub(crate) keys: Vec<String>,
+}
+
+/// Under a URL's primary key for a few seconds after a response that may not be stored, so that
+/// requests for it go straight to the inner service instead of queueing behind each other.
+pub(crate) struct Uncacheable;
+
+/// The freshness lifetime of a response received at `received`: explicit or heuristic
+/// (RFC 9111 §4.2.1), else the layer's default TTL, else zero (stale at once).
+pub(crate) fn lifetime_of(
+    status: StatusCode,
+    headers: &HeaderMap,
+    cc: &ResponseDirectives,
+    default_ttl: Option<Duration>,
+    received: SystemTime,
+) -> Duration {
+    freshness_lifetime(status, headers, cc, true, received)
+        .or(default_ttl)
+        .unwrap_or(Duration::ZERO)
+}
+
+/// What a stored response can be used for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Usability {
+    /// Fresh enough for this request.
+    Fresh,
+    /// Stale, but the request accepts it (`max-stale`).
+    StaleAccepted,
+    /// Stale within `stale-while-revalidate`: serve, refresh in the background.
+    StaleWhileRevalidate,
+    /// Must be revalidated (or replaced) before use; `stale_if_error` says whether it may
+    /// still be served if the inner service fails.
+    Revalidate { stale_if_error: bool },
+}
+
+impl CachedResponse {
+    /// Builds the stored form of a response.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        times: (SystemTime, SystemTime),
+        lifetime: Duration,
+        cc: &ResponseDirectives,
+        defaults: (Duration, Duration),
+        vary: (Box<[HeaderName]>, String),
+        tags: Vec<String>,
+    ) -> Self {
+        let mut served = headers.clone();
+        served.insert(AGE, HeaderValue::from_static("0"));
+        placeholder(&mut served);
+        let mut not_modified = not_modified_headers(&headers);
+        not_modified.insert(AGE, HeaderValue::from_static("0"));
+        placeholder(&mut not_modified);
+        CachedResponse {
+            status,
+            served,
+            not_modified,
+            initial_age: current_age(&headers, times.0, times.1, times.1),
+            etag: EntityTag::from_etag_header(&headers),
+            last_modified: header_date(&headers, &LAST_MODIFIED),
+            modified_for_hits: header_date(&headers, &LAST_MODIFIED)
+                .or_else(|| header_date(&headers, &DATE)),
+            headers,
+            body,
+            response_time: times.1,
+            lifetime,
+            stale_while_revalidate: cc.stale_while_revalidate.unwrap_or(defaults.0),
+            stale_if_error: cc.stale_if_error.unwrap_or(defaults.1),
+            no_cache: cc.no_cache,
+            must_revalidate: cc.must_revalidate || cc.proxy_revalidate || cc.s_maxage.is_some(),
+            vary: vary.0,
+            secondary: vary.1,
+            tags,
+        }
+    }
+
+    /// Current age (RFC 9111 §4.2.3).
+    pub(crate) fn age(&self, now: SystemTime) -> Duration {
+        let resident = now
+            .duration_since(self.response_time)
+            .unwrap_or(Duration::ZERO);
+        self.initial_age.saturating_add(resident)
+    }
+
+    /// Whether the response has validators to revalidate with.
+    pub(crate) fn has_validators(&self) -> bool {
+        self.etag.is_some() || self.last_modified.is_some()
+    }
+
+    /// Whether this variant was stored for a request with the same varied headers.
+    pub(crate) fn matches(&self, request: &HeaderMap) -> bool {
+        self.vary.is_empty() || secondary_key(&self.vary, request) == self.secondary
+    }
+
+    /// What this response may be used for at `now` for a request with `request` directives.
+    pub(crate) fn usability(&self, now: SystemTime, request: &RequestDirectives) -> Usability {
+        let age = self.age(now);
+        // Stale once age reaches the lifetime (RFC 9111 §4.2: fresh while lifetime > age).
+        let stale_for = age.checked_sub(self.lifetime);
+        let may_serve_stale = !self.must_revalidate && !self.no_cache;
+        let stale_if_error = |staleness: Duration| {
+            may_serve_stale
+                && staleness
+                    < self
+                        .stale_while_revalidate
+                        .saturating_add(self.stale_if_error)
+        };
+        let Some(staleness) = stale_for else {
+            // Fresh, unless the request or the response asks for more.
+            let too_old = request.max_age.is_some_and(|max| age > max);
+            let too_close = request
+                .min_fresh
+                .is_some_and(|min| self.lifetime.saturating_sub(age) < min);
+            if self.no_cache || request.no_cache || too_old || too_close {
+                return Usability::Revalidate {
+                    stale_if_error: may_serve_stale,
+                };
+            }
+            return Usability::Fresh;
+        };
+        if request.no_cache || request.max_age.is_some_and(|max| age > max) {
+            return Usability::Revalidate {
+                stale_if_error: stale_if_error(staleness),
+            };
+        }
+        if may_serve_stale {
+            match request.max_stale {
+                Some(None) => return Usability::StaleAccepted,
+                Some(Some(bound)) if staleness <= bound => return Usability::StaleAccepted,
+                _ => {}
+            }
+            if staleness < self.stale_while_revalidate {
+                return Usability::StaleWhileRevalidate;
+            }
+        }
+        Usability::Revalidate {
+            stale_if_error: stale_if_error(staleness),
+        }
+    }
+
+    /// How long the entry is worth keeping after `now`: fresh time left, the stale windows,
+    /// and, with validators, a grace period in which it can still be revalidated.
+    pub(crate) fn retention(&self, now: SystemTime) -> (Duration, Duration, Duration) {
+        /// How long a stale response with validators is kept for a cheap 304 revalidation.
+        const REVALIDATION_GRACE: Duration = Duration::from_secs(300);
+        let fresh = self.lifetime.saturating_sub(self.age(now));
+        let swr = self.stale_while_revalidate;
+        let after = if self.has_validators() {
+            self.stale_if_error.max(REVALIDATION_GRACE)
+        } else {
+            self.stale_if_error
+        };
+        (fresh, swr, after)
+    }
+
+    /// The response refreshed by a `304 Not Modified` from the inner service (RFC 9111 §4.3.4):
+    /// its headers replace the stored ones, except those describing the body.
+    pub(crate) fn refreshed(
+        &self,
+        not_modified: &HeaderMap,
+        times: (SystemTime, SystemTime),
+        default_ttl: Option<Duration>,
+        defaults: (Duration, Duration),
+    ) -> CachedResponse {
+        let mut headers = self.headers.clone();
+        // The old Age and Date describe the old exchange.
+        headers.remove(AGE);
+        let mut replaced: Vec<&HeaderName> = Vec::new();
+        for (name, value) in not_modified {
+            if name == http::header::CONTENT_LENGTH {
+                continue;
+            }
+            if !replaced.contains(&name) {
+                headers.remove(name);
+                replaced.push(name);
+            }
+            headers.append(name.clone(), value.clone());
+        }
+        if !not_modified.contains_key(DATE) {
+            if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(times.1)) {
+                headers.insert(DATE, date);
+            }
+        }
+        let cc = ResponseDirectives::parse(&headers);
+        let lifetime = lifetime_of(self.status, &headers, &cc, default_ttl, times.1);
+        CachedResponse::new(
+            self.status,
+            headers,
+            self.body.clone(),
+            times,
+            lifetime,
+            &cc,
+            defaults,
+            (self.vary.clone(), self.secondary.clone()),
+            self.tags.clone(),
+        )
+    }
+
+    /// Estimated bytes held, for the memory budget.
+    pub(crate) fn weight(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 32)
+            .sum::<usize>()
+            * 3; // `headers`, `served` and (at most) `not_modified`
+        std::mem::size_of::<Self>()
+            + headers
+            + self.body.len()
+            + self.secondary.len()
+            + self.tags.iter().map(|t| t.len() + 24).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::header::CACHE_CONTROL;
+
+    fn stored(cc: &str, lifetime: u64, swr: u64, sie: u64) -> CachedResponse {
+        let mut headers = HeaderMap::new();
+        headers.insert(CACHE_CONTROL, HeaderValue::from_str(cc).unwrap());
+        let parsed = ResponseDirectives::parse(&headers);
+        let now = SystemTime::now();
+        CachedResponse::new(
+            StatusCode::OK,
+            headers,
+            Bytes::new(),
+            (now, now),
+            Duration::from_secs(lifetime),
+            &parsed,
+            (Duration::from_secs(swr), Duration::from_secs(sie)),
+            (Box::new([]), String::new()),
+            Vec::new(),
+        )
+    }
+
+    fn request(cc: &str) -> RequestDirectives {
+        let mut headers = HeaderMap::new();
+        headers.insert(CACHE_CONTROL, HeaderValue::from_str(cc).unwrap());
+        RequestDirectives::parse(&headers)
+    }
+
+    #[test]
+    fn windows_and_request_directives() {
+        let now = SystemTime::now();
+        let later = |s| now + Duration::from_secs(s);
+        let r = stored("max-age=10", 10, 5, 20);
+        let none = RequestDirectives::default();
+        assert_eq!(r.usability(later(1), &none), Usability::Fresh);
+        assert_eq!(
+            r.usability(later(12), &none),
+            Usability::StaleWhileRevalidate
+        );
+        assert_eq!(
+            r.usability(later(20), &none),
+            Usability::Revalidate {
+                stale_if_error: true
+            }
+        );
+        assert_eq!(
+            r.usability(later(40), &none),
+            Usability::Revalidate {
+                stale_if_error: false
+            }
+        );
+        assert_eq!(
+            r.usability(later(5), &request("max-age=2")),
+            Usability::Revalidate {
+                stale_if_error: true
+            }
+        );
+        assert_eq!(
+            r.usability(later(8), &request("min-fresh=5")),
+            Usability::Revalidate {
+                stale_if_error: true
+            }
+        );
+        assert_eq!(
+            r.usability(later(30), &request("max-stale")),
+            Usability::StaleAccepted
+        );
+        assert_eq!(
+            r.usability(later(1), &request("no-cache")),
+            Usability::Revalidate {
+                stale_if_error: true
+            }
+        );
+        let strict = stored("max-age=10, must-revalidate", 10, 5, 20);
+        assert_eq!(
+            strict.usability(later(12), &request("max-stale")),
+            Usability::Revalidate {
+                stale_if_error: false
+            }
+        );
+    }
+}
