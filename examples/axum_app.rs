@@ -1,7 +1,7 @@
 //! An axum application behind `CacheLayer`: per-route caching policies set by the handlers'
 //! own `Cache-Control`, invalidation tags, and a write handler that invalidates what it changed.
 //!
-//! Run it with `cargo run --example axum_app` (or `-- --listen 127.0.0.1:8080`); it prints the
+//! Run it with `cargo run --example axum_app` (or `-- --listen 127.0.0.1:PORT`); it prints the
 //! address it listens on. Then:
 //!
 //! ```text
