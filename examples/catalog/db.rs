@@ -314,7 +314,7 @@ fn seed(conn: &mut Connection) -> Result<(), DbError> {
                                   course_id INTEGER NOT NULL REFERENCES courses(id),
                                   rating INTEGER, enrolled_at INTEGER NOT NULL,
                                   PRIMARY KEY (user_id, course_id)) WITHOUT ROWID;
-         CREATE INDEX enrolments_by_course ON enrolments(course_id);
+         CREATE INDEX enrolments_by_course ON enrolments(course_id, rating);
          CREATE TABLE products (id INTEGER PRIMARY KEY, sku TEXT NOT NULL, name TEXT NOT NULL,
                                 price_cents INTEGER NOT NULL, course_id INTEGER REFERENCES courses(id));
          CREATE TABLE tenant_settings (tenant TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,

@@ -260,24 +260,27 @@ fn rss_kib() -> Option<u64> {
 /// The before/after table.
 fn table(off: &Phase, on: &Phase) -> String {
     let mut out = String::new();
-    let ratio = |a: f64, b: f64| {
-        if b > 0.0 {
-            format!("{:.1}x", a / b)
-        } else {
+    // "12.3x more" for throughput, "45.6x less" for latency and queries.
+    let ratio = |after: f64, before: f64| {
+        if after <= 0.0 || before <= 0.0 {
             "-".to_owned()
+        } else if after >= before {
+            format!("{:.1}x more", after / before)
+        } else {
+            format!("{:.1}x less", before / after)
         }
     };
     let row = |out: &mut String, name: &str, a: String, b: String, change: String| {
-        let _ = writeln!(out, "| {name:<22} | {a:>13} | {b:>13} | {change:>10} |");
+        let _ = writeln!(out, "| {name:<22} | {a:>13} | {b:>13} | {change:>13} |");
     };
     let _ = writeln!(
         out,
-        "| {:<22} | {:>13} | {:>13} | {:>10} |",
+        "| {:<22} | {:>13} | {:>13} | {:>13} |",
         "", off.label, on.label, "change"
     );
     let _ = writeln!(
         out,
-        "| {:-<22} | {:->13}:| {:->13}:| {:->10}:|",
+        "| {:-<22} | {:->13}:| {:->13}:| {:->13}:|",
         "", "", "", ""
     );
     row(
@@ -285,7 +288,7 @@ fn table(off: &Phase, on: &Phase) -> String {
         "requests",
         off.requests.to_string(),
         on.requests.to_string(),
-        ratio(on.requests as f64, off.requests as f64),
+        String::new(),
     );
     row(
         &mut out,
@@ -313,7 +316,7 @@ fn table(off: &Phase, on: &Phase) -> String {
         "database queries",
         off.db_queries.to_string(),
         on.db_queries.to_string(),
-        ratio(on.db_queries as f64, off.db_queries as f64),
+        String::new(),
     );
     let per_request = |p: &Phase| p.db_queries as f64 / p.requests.max(1) as f64;
     row(
@@ -321,7 +324,7 @@ fn table(off: &Phase, on: &Phase) -> String {
         "queries per request",
         format!("{:.3}", per_request(off)),
         format!("{:.3}", per_request(on)),
-        String::new(),
+        ratio(per_request(on), per_request(off)),
     );
     let hit = |p: &Phase| {
         p.hit_ratio
