@@ -20,7 +20,7 @@ pub(crate) const USERS: u64 = 5_000;
 pub(crate) const COURSES: u64 = 2_000;
 pub(crate) const PRODUCTS: u64 = 3_000;
 pub(crate) const TENANTS: u64 = 20;
-const ENROLMENTS_PER_USER: u64 = 12;
+const ENROLMENTS_PER_USER: u64 = 8;
 
 /// A failed database call. Never cached: `#[cached]` stores `Ok` values only.
 #[derive(Debug)]
