@@ -45,7 +45,9 @@ pub(crate) fn latency_cdf(phases: &[Phase]) -> String {
     while decade <= hi {
         let px = x(10f64.powf(decade));
         let us = 10f64.powf(decade);
-        let label = if us >= 1000.0 {
+        let label = if us >= 1e6 {
+            format!("{} s", us / 1e6)
+        } else if us >= 1000.0 {
             format!("{} ms", us / 1000.0)
         } else {
             format!("{us} µs")
@@ -58,7 +60,7 @@ pub(crate) fn latency_cdf(phases: &[Phase]) -> String {
         );
         decade += 1.0;
     }
-    for pct in [0, 25, 50, 75, 90, 99, 100] {
+    for pct in [0, 25, 50, 75, 90, 100] {
         let py = y(f64::from(pct) / 100.0);
         let _ = writeln!(
             svg,
