@@ -115,5 +115,27 @@ async fn serve(listen: &str, options: &app::Options) -> Result<(), String> {
     };
     println!("catalog listening on http://{} ({mode})", running.addr);
     println!("try: curl -i http://{}/courses/featured", running.addr);
-    running.wait().await.map_err(|e| e.to_string())
+    tokio::select! {
+        served = running.wait() => served.map_err(|e| e.to_string()),
+        // Returning drops the service, and with it the temporary database files.
+        () = shutdown_signal() => Ok(()),
+    }
+}
+
+/// Ctrl-C, or SIGTERM (what `kill` and service managers send).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }
