@@ -343,3 +343,46 @@ async fn redis_without_a_redis_tier_in_this_build_is_a_clear_error() {
         app::build_cache(Some("redis://127.0.0.1:1")).expect_err("no silent fallback to memory");
     assert!(error.contains("no Redis tier"), "{error}");
 }
+
+// The demo (`--demo`, the README's first command), shortened: both phases run, requests
+// succeed, the caching phase hits its caches, and the table and the chart are produced.
+#[allow(dead_code)]
+#[path = "../examples/catalog/chart.rs"]
+mod chart;
+#[allow(dead_code)]
+#[path = "../examples/catalog/demo.rs"]
+mod demo;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_both_phases_and_draws_the_table_and_chart() {
+    let load = demo::Load {
+        duration: std::time::Duration::from_millis(500),
+        concurrency: 4,
+    };
+    let phases = demo::measure(&load, None).await.expect("the demo runs");
+    let (off, on) = (&phases[0], &phases[1]);
+    for phase in [off, on] {
+        assert!(phase.requests > 0, "{} made no requests", phase.label);
+        assert_eq!(phase.failures, 0, "{} had failures", phase.label);
+    }
+    assert_eq!(
+        off.db_queries, off.requests,
+        "without caching, one query per request"
+    );
+    assert_eq!(off.hit_ratio, None);
+    assert!(on.hit_ratio.expect("caching on has a hit ratio") > 0.0);
+    assert!(on.db_queries < on.requests, "caching saved queries");
+
+    let table = demo::table(off, on);
+    for row in [
+        "requests/s",
+        "p99 latency",
+        "queries per request",
+        "cache hit ratio",
+    ] {
+        assert!(table.contains(row), "{row} missing from\n{table}");
+    }
+    let svg = chart::latency_cdf(&phases);
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches("<polyline").count(), 2);
+}

@@ -38,6 +38,9 @@ pub(crate) struct Phase {
     pub(crate) db_queries: u64,
     /// Cache lookups answered from the cache (fresh or stale), when caching was on.
     pub(crate) hit_ratio: Option<f64>,
+    /// Lookups answered stale while one refresh ran, and misses that waited for another
+    /// caller's load instead of querying (stampede protection at work).
+    pub(crate) stale_and_coalesced: Option<(u64, u64)>,
     pub(crate) rss_kib: Option<u64>,
     pub(crate) cache_bytes: Option<u64>,
 }
@@ -65,6 +68,21 @@ pub(crate) async fn run(load: &Load, redis: Option<String>) -> Result<(), String
         load.duration.as_secs_f64(),
         load.concurrency
     );
+    let phases = measure(load, redis).await?;
+    println!();
+    print!("{}", table(&phases[0], &phases[1]));
+    let path = chart_path();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(&path, chart::latency_cdf(&phases))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("\nlatency chart: {}", path.display());
+    Ok(())
+}
+
+/// Both phases: caching off, then on, each on a fresh service on a free loopback port.
+pub(crate) async fn measure(load: &Load, redis: Option<String>) -> Result<Vec<Phase>, String> {
     let mut phases = Vec::new();
     for (label, no_cache) in [("caching off", true), ("caching on", false)] {
         let options = Options {
@@ -77,16 +95,7 @@ pub(crate) async fn run(load: &Load, redis: Option<String>) -> Result<(), String
         running.stop();
         phases.push(phase);
     }
-    println!();
-    print!("{}", table(&phases[0], &phases[1]));
-    let path = chart_path();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    std::fs::write(&path, chart::latency_cdf(&phases))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    println!("\nlatency chart: {}", path.display());
-    Ok(())
+    Ok(phases)
 }
 
 /// `target/catalog-demo.svg` in the workspace.
@@ -244,6 +253,7 @@ async fn drive(label: &'static str, running: &app::Running, load: &Load) -> Phas
         elapsed,
         db_queries: catalog.db.queries() - queries_before,
         hit_ratio: (caching && looked_up > 0).then(|| answered as f64 / looked_up as f64),
+        stale_and_coalesced: caching.then_some((stats.stale, stats.coalesced)),
         rss_kib: rss_kib(),
         cache_bytes: caching.then(|| catalog.cache.weighted_size()),
         latencies_us,
@@ -258,7 +268,7 @@ fn rss_kib() -> Option<u64> {
 }
 
 /// The before/after table.
-fn table(off: &Phase, on: &Phase) -> String {
+pub(crate) fn table(off: &Phase, on: &Phase) -> String {
     let mut out = String::new();
     // "12.3x more" for throughput, "45.6x less" for latency and queries.
     let ratio = |after: f64, before: f64| {
@@ -335,6 +345,17 @@ fn table(off: &Phase, on: &Phase) -> String {
         "cache hit ratio",
         hit(off),
         hit(on),
+        String::new(),
+    );
+    let stale = |p: &Phase| {
+        p.stale_and_coalesced
+            .map_or("-".to_owned(), |(s, c)| format!("{s} / {c}"))
+    };
+    row(
+        &mut out,
+        "stale / coalesced",
+        stale(off),
+        stale(on),
         String::new(),
     );
     let mib = |kib: Option<u64>| {
