@@ -88,7 +88,7 @@ pub(crate) struct Db {
 struct Inner {
     /// One slot per connection; a task holding a permit always finds one unlocked.
     slots: Vec<Arc<Mutex<Connection>>>,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     queries: AtomicU64,
     path: PathBuf,
 }
@@ -140,7 +140,7 @@ impl Db {
         }
         Ok(Db {
             inner: Arc::new(Inner {
-                permits: Semaphore::new(slots.len()),
+                permits: Arc::new(Semaphore::new(slots.len())),
                 slots,
                 queries: AtomicU64::new(0),
                 path,
@@ -160,10 +160,8 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
     {
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
+        let permit = Arc::clone(&self.inner.permits)
+            .acquire_owned()
             .await
             .map_err(|e| DbError::Sqlite(e.to_string()))?;
         let conn = self
@@ -175,9 +173,17 @@ impl Db {
         self.inner.queries.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("catalog_db_queries_total", "query" => label).increment(1);
         let started = Instant::now();
-        let result = tokio::task::spawn_blocking(move || query(&conn))
-            .await
-            .map_err(|e| DbError::Sqlite(e.to_string()))?;
+        // The permit goes with the connection, and is released after it: if this future is
+        // dropped (the client went away), the query still runs to its end on the blocking
+        // thread, and no other caller may count on its connection until then.
+        let result = tokio::task::spawn_blocking(move || {
+            let result = query(&conn);
+            drop(conn);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|e| DbError::Sqlite(e.to_string()))?;
         metrics::histogram!("catalog_db_query_seconds", "query" => label)
             .record(started.elapsed().as_secs_f64());
         result
