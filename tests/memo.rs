@@ -211,6 +211,37 @@ mod negative_caching {
         (id < 10).then(|| format!("product {id}"))
     }
 
+    static RESULT_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+    #[cached(ttl = "1m", none_ttl = "1m", key = "maybe:<id>", cache = CACHE)]
+    async fn maybe_product(id: u64) -> Result<Option<String>, DbError> {
+        RESULT_CALLS.fetch_add(1, Ordering::SeqCst);
+        if id == 0 {
+            return Err(DbError("invalid id"));
+        }
+        Ok((id < 10).then(|| format!("product {id}")))
+    }
+
+    #[cached(ttl = "1m", key = "maybe-plain:<id>", cache = CACHE)]
+    async fn maybe_product_without_none_ttl(id: u64) -> Result<Option<String>, DbError> {
+        RESULT_CALLS.fetch_add(1, Ordering::SeqCst);
+        Ok((id < 10).then(|| format!("product {id}")))
+    }
+
+    #[tokio::test]
+    async fn ok_none_of_a_result_is_negative_too() {
+        let calls = || RESULT_CALLS.load(Ordering::SeqCst);
+        assert_eq!(maybe_product(99).await, Ok(None));
+        assert_eq!(maybe_product(99).await, Ok(None));
+        assert_eq!(calls(), 1, "Ok(None) cached with none_ttl");
+        assert!(maybe_product(0).await.is_err());
+        assert!(maybe_product(0).await.is_err());
+        assert_eq!(calls(), 3, "Err never cached");
+        assert_eq!(maybe_product_without_none_ttl(99).await, Ok(None));
+        assert_eq!(maybe_product_without_none_ttl(99).await, Ok(None));
+        assert_eq!(calls(), 5, "Ok(None) not cached without none_ttl");
+    }
+
     #[tokio::test]
     async fn none_is_cached_only_with_none_ttl() {
         assert_eq!(product(99).await, None);

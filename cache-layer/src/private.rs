@@ -5,8 +5,8 @@ use std::future::Future;
 pub use crate::key::{KeyArg, KeyBuf};
 pub use crate::memo::{lookup, Lookup, Miss, Refresh, Site};
 pub use crate::shape::{
-    Cacheable, OptionShape, Outcome, PlainShape, Probe, ResultShape, Shape, ViaOption, ViaPlain,
-    ViaResult,
+    Cacheable, OptionShape, Outcome, PlainShape, Probe, ResultOptionShape, ResultShape, Shape,
+    ViaOption, ViaPlain, ViaResult, ViaResultOption,
 };
 pub use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! What a memoised function returns, and so what is cached: `Result<T, E>` caches `Ok(T)` and
-//! never `Err`; `Option<T>` caches `Some(T)`, and `None` only with a `none_ttl`; any other type
-//! is cached as is.
+//! never `Err`; `Option<T>` caches `Some(T)`, and `None` only with a `none_ttl`;
+//! `Result<Option<T>, E>` caches `Ok(Some(T))`, `Ok(None)` only with a `none_ttl`, and never
+//! `Err`; any other type is cached as is.
 //!
 //! The macro picks the shape from the function's return type at compile time with
 //! auto-deref specialisation (see [`Probe`]), so type aliases such as `io::Result<T>` or
@@ -48,6 +49,10 @@ pub trait Shape<R>: Copy + Send + Sync + 'static {
 /// `Result<T, E>`: `Ok` is cached, `Err` never.
 #[derive(Clone, Copy, Debug)]
 pub struct ResultShape;
+/// `Result<Option<T>, E>`: `Ok(Some)` is cached, `Ok(None)` only as a negative entry, `Err`
+/// never.
+#[derive(Clone, Copy, Debug)]
+pub struct ResultOptionShape;
 /// `Option<T>`: `Some` is cached, `None` only as a negative entry.
 #[derive(Clone, Copy, Debug)]
 pub struct OptionShape;
@@ -64,6 +69,20 @@ impl<T, E> Shape<Result<T, E>> for ResultShape {
         }
     }
     fn rebuild(value: T) -> Result<T, E> {
+        Ok(value)
+    }
+}
+
+impl<T, E> Shape<Result<Option<T>, E>> for ResultOptionShape {
+    type Value = Option<T>;
+    fn classify(r: &Result<Option<T>, E>) -> Outcome<'_, Option<T>> {
+        match r {
+            Ok(value @ Some(_)) => Outcome::Value(value),
+            Ok(value @ None) => Outcome::Negative(value),
+            Err(_) => Outcome::Failure,
+        }
+    }
+    fn rebuild(value: Option<T>) -> Result<Option<T>, E> {
         Ok(value)
     }
 }
@@ -94,8 +113,9 @@ impl<T> Shape<T> for PlainShape {
     }
 }
 
-/// Picks a [`Shape`] for `R`: `(&&&Probe::<R>::new()).shape()` resolves to [`ViaResult`] for
-/// results, else [`ViaOption`] for options, else [`ViaPlain`].
+/// Picks a [`Shape`] for `R`: `(&&&&Probe::<R>::new()).shape()` resolves to
+/// [`ViaResultOption`] for results of options, else [`ViaResult`] for results, else
+/// [`ViaOption`] for options, else [`ViaPlain`].
 pub struct Probe<R>(PhantomData<fn() -> R>);
 
 impl<R> Probe<R> {
@@ -106,7 +126,16 @@ impl<R> Probe<R> {
     }
 }
 
-/// Picks [`ResultShape`]; highest priority.
+/// Picks [`ResultOptionShape`]; highest priority.
+pub trait ViaResultOption {
+    /// The shape.
+    fn shape(&self) -> ResultOptionShape {
+        ResultOptionShape
+    }
+}
+impl<T, E> ViaResultOption for &&&Probe<Result<Option<T>, E>> {}
+
+/// Picks [`ResultShape`].
 pub trait ViaResult {
     /// The shape.
     fn shape(&self) -> ResultShape {
@@ -142,9 +171,10 @@ mod tests {
     #[test]
     #[allow(clippy::needless_borrow)] // the borrows are the point: they rank the impls
     fn probe_picks_the_shape_through_aliases() {
-        let _: ResultShape = (&&&Probe::<DbResult<u32>>::new()).shape();
-        let _: OptionShape = (&&&Probe::<Option<u32>>::new()).shape();
-        let _: PlainShape = (&&&Probe::<u32>::new()).shape();
+        let _: ResultOptionShape = (&&&&Probe::<DbResult<Option<u32>>>::new()).shape();
+        let _: ResultShape = (&&&&Probe::<DbResult<u32>>::new()).shape();
+        let _: OptionShape = (&&&&Probe::<Option<u32>>::new()).shape();
+        let _: PlainShape = (&&&&Probe::<u32>::new()).shape();
     }
 
     #[test]
@@ -160,6 +190,18 @@ mod tests {
         assert!(matches!(
             OptionShape::classify(&None::<u8>),
             Outcome::Negative(None)
+        ));
+        assert!(matches!(
+            ResultOptionShape::classify(&Ok::<_, ()>(None::<u8>)),
+            Outcome::Negative(None)
+        ));
+        assert!(matches!(
+            ResultOptionShape::classify(&Ok::<_, ()>(Some(1u8))),
+            Outcome::Value(Some(1))
+        ));
+        assert!(matches!(
+            ResultOptionShape::classify(&Err::<Option<u8>, ()>(())),
+            Outcome::Failure
         ));
     }
 }

@@ -72,8 +72,10 @@ fn cache_expr(cache: Option<&syn::Expr>) -> TokenStream {
 fn shape_of(ret: &TokenStream) -> TokenStream {
     quote! {{
         #[allow(unused_imports)]
-        use ::cache_layer::__private::{ViaOption as _, ViaPlain as _, ViaResult as _};
-        (&&&::cache_layer::__private::Probe::<#ret>::new()).shape()
+        use ::cache_layer::__private::{
+            ViaOption as _, ViaPlain as _, ViaResult as _, ViaResultOption as _,
+        };
+        (&&&&::cache_layer::__private::Probe::<#ret>::new()).shape()
     }}
 }
 

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# The catalog's hot endpoint (GET /courses/featured) under wrk, in several set-ups, on loopback:
+#   no cache            the catalog with --no-cache: every request runs the SQLite query
+#   CacheLayer memory   the catalog as shipped: CacheLayer in process
+#   CacheLayer Redis    the catalog with --redis (tiered memory + Redis), when this build has it
+#   nginx proxy_cache   the uncached catalog behind nginx's proxy_cache (the usual alternative)
+# Runs are interleaved (set-up A, B, C, D, then again) so that noise from the machine hits
+# every set-up alike; the table shows the median of RUNS runs.
+#
+# Needs: wrk and nginx (Debian: apt-get install wrk nginx), redis-server for the Redis row.
+# Usage: benches/compare.sh            (env: RUNS=3 DURATION=5s CONNECTIONS=32 THREADS=2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-5s}
+CONNECTIONS=${CONNECTIONS:-32}
+THREADS=${THREADS:-2}
+PATH_UNDER_TEST=/courses/featured
+
+for tool in wrk nginx; do
+    command -v "$tool" >/dev/null || { echo "error: $tool not found (apt-get install $tool)" >&2; exit 1; }
+done
+
+cargo build --release --example catalog >&2
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+CATALOG="$TARGET_DIR/release/examples/catalog"
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# A port the kernel just handed out and released: free now (nginx cannot take port 0).
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Starts the catalog as set-up $1 with flags $2...; sets ADDR[$1] to its address. Not run in a
+# subshell, so that its pid reaches the clean-up.
+start_catalog() {
+    local setup=$1
+    shift
+    local log="$WORK/catalog-${#PIDS[@]}.log"
+    "$CATALOG" --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    for _ in $(seq 100); do
+        if grep -q 'listening on' "$log"; then
+            ADDR[$setup]=$(grep -o '127\.0\.0\.1:[0-9]*' "$log" | head -1)
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "$setup: $(tr '\n' ' ' <"$log")" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "error: catalog did not start" >&2
+    return 1
+}
+
+declare -A ADDR
+start_catalog "no cache" --no-cache
+start_catalog "CacheLayer memory"
+SETUPS=("no cache" "CacheLayer memory")
+
+if command -v redis-server >/dev/null; then
+    REDIS_PORT=$(free_port)
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
+    PIDS+=($!)
+    sleep 0.3
+    if start_catalog "CacheLayer Redis" --redis "redis://127.0.0.1:$REDIS_PORT"; then
+        SETUPS+=("CacheLayer Redis")
+    else
+        echo "skipping CacheLayer Redis (above: why)" >&2
+    fi
+else
+    echo "skipping CacheLayer Redis: no redis-server" >&2
+fi
+
+# nginx in front of the uncached catalog, caching what it is told to for as long as the
+# catalog's own Cache-Control says (s-maxage=30), with the equivalents of the layer's
+# coalescing (proxy_cache_lock) and stale-while-revalidate (use_stale updating).
+NGINX_PORT=$(free_port)
+mkdir -p "$WORK/nginx/cache" "$WORK/nginx/tmp"
+# nginx's workers drop root for an unprivileged user that must reach the cache directory.
+chmod a+x "$WORK"
+chmod -R a+rwx "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes auto;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/tmp;
+    proxy_temp_path $WORK/nginx/tmp;
+    fastcgi_temp_path $WORK/nginx/tmp;
+    uwsgi_temp_path $WORK/nginx/tmp;
+    scgi_temp_path $WORK/nginx/tmp;
+    proxy_cache_path $WORK/nginx/cache keys_zone=catalog:10m max_size=64m;
+    upstream catalog { server ${ADDR[no cache]}; keepalive 64; }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://catalog;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache catalog;
+            proxy_cache_lock on;
+            proxy_cache_use_stale updating error timeout;
+            proxy_cache_background_update on;
+            # Used only if the catalog's Cache-Control were not understood; same 30 s.
+            proxy_cache_valid 200 30s;
+            add_header X-Cache-Status \$upstream_cache_status;
+        }
+    }
+}
+EOF
+nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
+PIDS+=($!)
+sleep 0.5
+ADDR[nginx proxy_cache]=127.0.0.1:$NGINX_PORT
+SETUPS+=("nginx proxy_cache")
+
+# Warm every set-up: the first request fills the caches.
+for setup in "${SETUPS[@]}"; do
+    curl -fsS -o /dev/null "http://${ADDR[$setup]}$PATH_UNDER_TEST"
+done
+# nginx must actually be caching, or the comparison is meaningless.
+curl -fsS -o /dev/null -D "$WORK/h" "http://${ADDR[nginx proxy_cache]}$PATH_UNDER_TEST"
+grep -qi '^x-cache-status: HIT' "$WORK/h" || { echo "error: nginx is not caching:" >&2; cat "$WORK/h" >&2; exit 1; }
+
+# wrk's output → "requests/s p50_ms p99_ms".
+measure() {
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://$1$PATH_UNDER_TEST" | awk '
+        function ms(v) {
+            if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000;
+            if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0;
+            if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000;
+            return v;
+        }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        $1 == "Requests/sec:" { rps = $2 }
+        END { printf "%s %.3f %.3f\n", rps, p50, p99 }'
+}
+
+declare -A RESULTS
+for run in $(seq "$RUNS"); do
+    for setup in "${SETUPS[@]}"; do
+        result=$(measure "${ADDR[$setup]}")
+        echo "run $run/$RUNS  $setup: $result (req/s p50_ms p99_ms)" >&2
+        RESULTS[$setup]+="$result"$'\n'
+    done
+done
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+echo
+echo "GET $PATH_UNDER_TEST, wrk -t$THREADS -c$CONNECTIONS -d$DURATION, median of $RUNS interleaved runs, $(nproc) cores"
+echo
+printf '| %-18s | %12s | %10s | %10s |\n' "set-up" "requests/s" "p50 ms" "p99 ms"
+printf '| %-18s | %12s | %10s | %10s |\n' "---" "---:" "---:" "---:"
+for setup in "${SETUPS[@]}"; do
+    rps=$(printf '%s' "${RESULTS[$setup]}" | awk '{ print $1 }' | median)
+    p50=$(printf '%s' "${RESULTS[$setup]}" | awk '{ print $2 }' | median)
+    p99=$(printf '%s' "${RESULTS[$setup]}" | awk '{ print $3 }' | median)
+    printf '| %-18s | %12.0f | %10.3f | %10.3f |\n' "$setup" "$rps" "$p50" "$p99"
+done
