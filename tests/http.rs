@@ -576,6 +576,9 @@ async fn concurrent_misses_on_a_cold_url_call_the_handler_once() {
         assert_eq!(reply.text(), "slow");
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let stats = server.cache.stats();
+    assert_eq!(stats.loads, 1, "{stats:?}");
+    assert_eq!(stats.coalesced + stats.hits, 99, "{stats:?}");
 }
 
 #[tokio::test]

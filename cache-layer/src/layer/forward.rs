@@ -118,6 +118,35 @@ pub(crate) fn join(first: Option<Bytes>, rest: BytesMut) -> Bytes {
     }
 }
 
+/// A response stored for `request` that is usable now, served as a hit.
+fn fresh_hit<B: Body, R>(
+    cache: &Cache,
+    config: &Config,
+    primary: &str,
+    request: &Request<R>,
+) -> Option<Response<CacheBody<B>>> {
+    let Found::Stored { response, .. } = lookup(cache, primary, request.headers()) else {
+        return None;
+    };
+    let now = SystemTime::now();
+    let directives = request_directives(config, request.headers());
+    if !matches!(
+        response.usability(now, &directives),
+        Usability::Fresh | Usability::StaleAccepted
+    ) {
+        return None;
+    }
+    cache.inner().counters.add(Counter::Hit);
+    let status = CacheStatus::hit().ttl(remaining_ttl(&response, now));
+    Some(serve(
+        &response,
+        request.method(),
+        request.headers(),
+        status,
+        now,
+    ))
+}
+
 /// A miss: waits for a concurrent load of the same key, or leads one.
 pub(crate) async fn fetch<S, ReqBody, ResBody>(
     cache: Cache,
@@ -136,6 +165,12 @@ where
         loop {
             let waiter = match engine.flights.join(plan.key(), &[]) {
                 Join::Lead(lead) => {
+                    // A load that finished between our look-up and now has stored what we need.
+                    if plan.stale.is_none() {
+                        if let Some(hit) = fresh_hit(&cache, &config, &plan.primary, &request) {
+                            return Ok(hit);
+                        }
+                    }
                     leader = Some(lead);
                     break;
                 }
@@ -160,27 +195,11 @@ where
                 Waited::TimedOut => break,
             }
             // The leader stored something else (another variant), or nothing: look again.
-            let directives = request_directives(&config, request.headers());
+            if let Some(hit) = fresh_hit(&cache, &config, &plan.primary, &request) {
+                return Ok(hit);
+            }
             match lookup(&cache, &plan.primary, request.headers()) {
-                Found::Stored {
-                    response, variant, ..
-                } => {
-                    let now = SystemTime::now();
-                    if matches!(
-                        response.usability(now, &directives),
-                        Usability::Fresh | Usability::StaleAccepted
-                    ) {
-                        let status = CacheStatus::hit().ttl(remaining_ttl(&response, now));
-                        return Ok(serve(
-                            &response,
-                            request.method(),
-                            request.headers(),
-                            status,
-                            now,
-                        ));
-                    }
-                    plan.variant = variant;
-                }
+                Found::Stored { variant, .. } => plan.variant = variant,
                 Found::VaryMiss(key) => plan.variant = Some(key),
                 Found::Uncacheable => break,
                 Found::Nothing => {}
