@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, Stat
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
-use cache_layer::{Cache, CacheLayer, CacheTags};
+use cache_layer::{Cache, CacheLayer, CacheTags, EtagMode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -1152,4 +1152,44 @@ async fn upgrade_requests_bypass_the_cache() {
         .await;
     assert_eq!(reply.cache_status(), "cache-layer; fwd=bypass");
     assert_eq!(server.get("/r", &[]).await.text(), "body-2");
+}
+
+#[tokio::test]
+async fn etag_modes_and_ignoring_client_revalidation() {
+    let calls = counter();
+    let server = start(
+        counted(&calls, &[("cache-control", "max-age=60")]),
+        |cache| {
+            CacheLayer::new(cache)
+                .etag(EtagMode::Weak)
+                .request_cache_control(false)
+        },
+    )
+    .await;
+    let first = server.get("/r", &[]).await;
+    assert!(
+        first.header("etag").starts_with("W/\""),
+        "{}",
+        first.header("etag")
+    );
+    let forced = server.get("/r", &[("cache-control", "no-cache")]).await;
+    assert_eq!(forced.text(), "body-1", "client no-cache is ignored");
+    assert!(forced.cache_status().contains("hit"));
+
+    let calls = counter();
+    let server = start(
+        counted(&calls, &[("cache-control", "max-age=60")]),
+        |cache| CacheLayer::new(cache).etag(EtagMode::Off),
+    )
+    .await;
+    assert!(!server
+        .get("/r", &[])
+        .await
+        .headers
+        .contains_key(header::ETAG));
+    assert!(!server
+        .get("/r", &[])
+        .await
+        .headers
+        .contains_key(header::ETAG));
 }
