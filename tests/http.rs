@@ -1193,3 +1193,42 @@ async fn etag_modes_and_ignoring_client_revalidation() {
         .headers
         .contains_key(header::ETAG));
 }
+
+#[tokio::test]
+async fn waiters_receive_a_streamed_response_once_it_is_complete() {
+    let calls = counter();
+    let counted_calls = Arc::clone(&calls);
+    let app = Router::new().route(
+        "/stream",
+        get(move || {
+            counted_calls.fetch_add(1, Ordering::SeqCst);
+            async {
+                let chunks = futures_util::stream::unfold(0u8, |i| async move {
+                    if i == 5 {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(40)).await;
+                    Some((
+                        Ok::<_, Infallible>(Bytes::from(format!("chunk {i};"))),
+                        i + 1,
+                    ))
+                });
+                ([("cache-control", "max-age=60")], Body::from_stream(chunks))
+            }
+        }),
+    );
+    let server = Arc::new(start(app, CacheLayer::new).await);
+    let requests: Vec<_> = (0..20)
+        .map(|_| {
+            let server = Arc::clone(&server);
+            tokio::spawn(async move { server.get("/stream", &[]).await })
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(
+            request.await.unwrap().text(),
+            "chunk 0;chunk 1;chunk 2;chunk 3;chunk 4;"
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
