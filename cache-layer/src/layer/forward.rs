@@ -51,7 +51,7 @@ impl Plan {
 /// A shared cache does not store responses to requests with cookies unless the response
 /// varies on `Cookie` or is explicitly shared: applications commonly personalise by session
 /// cookie without saying so.
-pub(crate) fn check_cookie(
+fn check_cookie(
     request: &HeaderMap,
     response: &HeaderMap,
     cc: &ResponseDirectives,
@@ -63,7 +63,7 @@ pub(crate) fn check_cookie(
     Ok(())
 }
 
-pub(crate) fn check_size(
+fn check_size(
     response: &HeaderMap,
     hint: &http_body::SizeHint,
     max: usize,
@@ -79,9 +79,7 @@ pub(crate) fn check_size(
 }
 
 /// Reads a body of known, small size to its end.
-pub(crate) async fn read_body<B: Body<Data = Bytes>>(
-    body: B,
-) -> (Bytes, Option<HeaderMap>, Option<B::Error>) {
+async fn read_body<B: Body<Data = Bytes>>(body: B) -> (Bytes, Option<HeaderMap>, Option<B::Error>) {
     let mut body = std::pin::pin!(body);
     let mut first: Option<Bytes> = None;
     let mut rest = BytesMut::new();
@@ -105,7 +103,7 @@ pub(crate) async fn read_body<B: Body<Data = Bytes>>(
 }
 
 /// The bytes of `first` followed by `rest`, without copying when there is only `first`.
-pub(crate) fn join(first: Option<Bytes>, rest: BytesMut) -> Bytes {
+fn join(first: Option<Bytes>, rest: BytesMut) -> Bytes {
     match first {
         None => Bytes::new(),
         Some(first) if rest.is_empty() => first,
