@@ -247,6 +247,10 @@ impl<S> CacheService<S> {
             ));
         }
         counters.add(Counter::Miss);
+        // A HEAD response has no body to store: it must not make GETs queue behind it.
+        if method == Method::HEAD {
+            plan.coalesce = false;
+        }
         Decision::Fetch(plan)
     }
 
