@@ -197,6 +197,14 @@ impl PendingStore {
             tags,
         ));
         let kept = store_response(&cache, &config, &primary, &response, since);
+        tracing::debug!(
+            cache = cache.name(),
+            key = primary,
+            status = response.status.as_u16(),
+            lifetime_secs = response.lifetime.as_secs(),
+            kept,
+            "response stored"
+        );
         if kept {
             if let Some(leader) = leader {
                 leader.complete(Arc::clone(&response) as Value);

@@ -363,6 +363,7 @@ impl<S> CacheService<S> {
                     }
                 }
                 for name in names {
+                    tracing::debug!(cache = cache.name(), key = name, "invalidated by a write");
                     cache.invalidate(&name).await;
                 }
             }
