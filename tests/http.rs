@@ -1232,3 +1232,57 @@ async fn waiters_receive_a_streamed_response_once_it_is_complete() {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn an_inner_service_error_is_answered_with_the_stale_response() {
+    use tower::{Layer, ServiceExt};
+
+    let calls = counter();
+    let counted_calls = Arc::clone(&calls);
+    let service = tower::service_fn(move |_request: Request<Full<Bytes>>| {
+        let n = counted_calls.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n == 0 {
+                let response = Response::builder()
+                    .header("cache-control", "max-age=1, stale-if-error=60")
+                    .body(Full::new(Bytes::from("first")))
+                    .unwrap();
+                Ok(response)
+            } else {
+                Err(std::io::Error::other("upstream down"))
+            }
+        }
+    });
+    let cache = Cache::builder().build().unwrap();
+    let service = CacheLayer::new(cache).layer(service);
+    let request = || {
+        Request::get("http://example.com/r")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let first = service.clone().oneshot(request()).await.unwrap();
+    assert_eq!(
+        first.into_body().collect().await.unwrap().to_bytes(),
+        "first"
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let stale = service
+        .clone()
+        .oneshot(request())
+        .await
+        .expect("the stale response");
+    assert!(stale.headers()["cache-status"]
+        .to_str()
+        .unwrap()
+        .contains("detail=stale-if-error"));
+    assert_eq!(
+        stale.into_body().collect().await.unwrap().to_bytes(),
+        "first"
+    );
+    // Without a stale response to fall back on, the inner error reaches the caller unchanged.
+    let other = Request::get("http://example.com/other")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let error = service.oneshot(other).await.expect_err("the inner error");
+    assert_eq!(error.to_string(), "upstream down");
+}
