@@ -1286,3 +1286,26 @@ async fn an_inner_service_error_is_answered_with_the_stale_response() {
     let error = service.oneshot(other).await.expect_err("the inner error");
     assert_eq!(error.to_string(), "upstream down");
 }
+
+#[tokio::test]
+async fn connection_fields_are_not_replayed_from_the_cache() {
+    let calls = counter();
+    let server = start(
+        counted(
+            &calls,
+            &[
+                ("cache-control", "max-age=60"),
+                ("connection", "x-hop"),
+                ("x-hop", "per-connection"),
+                ("x-kept", "yes"),
+            ],
+        ),
+        CacheLayer::new,
+    )
+    .await;
+    server.get("/r", &[]).await;
+    let hit = server.get("/r", &[]).await;
+    assert!(hit.cache_status().contains("hit"));
+    assert_eq!(hit.header("x-kept"), "yes");
+    assert!(!hit.headers.contains_key("x-hop"));
+}
