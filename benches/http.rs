@@ -183,11 +183,9 @@ async fn fetch(client: &HttpClient, url: &str, if_none_match: Option<&str>) -> u
 }
 
 fn loopback(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    // Client and servers on one thread: no cross-core wake-ups, whose cost on a busy 2-core
+    // machine swings by several times and would swamp the difference being measured.
+    let rt = runtime();
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let cache = Cache::builder().build().expect("cache");
     let (plain, cached) = rt.block_on(async {

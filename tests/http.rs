@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, Stat
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
-use cache_layer::{Cache, CacheLayer, CacheTags};
+use cache_layer::{Cache, CacheLayer, CacheTags, EtagMode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -625,6 +625,9 @@ async fn concurrent_misses_on_a_cold_url_call_the_handler_once() {
         assert_eq!(reply.text(), "slow");
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let stats = server.cache.stats();
+    assert_eq!(stats.loads, 1, "{stats:?}");
+    assert_eq!(stats.coalesced + stats.hits, 99, "{stats:?}");
 }
 
 #[tokio::test]
@@ -788,16 +791,19 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_in_the_background() {
     assert!(stale
         .cache_status()
         .contains("detail=stale-while-revalidate"));
-    for _ in 0..50 {
-        if calls.load(Ordering::SeqCst) == 2 {
+    // The background refresh lands soon; until then the stale copy is served, and no second
+    // refresh starts.
+    let mut refreshed = server.get("/r", &[]).await;
+    for _ in 0..100 {
+        if refreshed.text() == "body-2" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+        refreshed = server.get("/r", &[]).await;
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let refreshed = server.get("/r", &[]).await;
     assert_eq!(refreshed.text(), "body-2");
     assert!(refreshed.cache_status().contains("hit"));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
@@ -1195,4 +1201,160 @@ async fn upgrade_requests_bypass_the_cache() {
         .await;
     assert_eq!(reply.cache_status(), "cache-layer; fwd=bypass");
     assert_eq!(server.get("/r", &[]).await.text(), "body-2");
+}
+
+#[tokio::test]
+async fn etag_modes_and_ignoring_client_revalidation() {
+    let calls = counter();
+    let server = start(
+        counted(&calls, &[("cache-control", "max-age=60")]),
+        |cache| {
+            CacheLayer::new(cache)
+                .etag(EtagMode::Weak)
+                .request_cache_control(false)
+        },
+    )
+    .await;
+    let first = server.get("/r", &[]).await;
+    assert!(
+        first.header("etag").starts_with("W/\""),
+        "{}",
+        first.header("etag")
+    );
+    let forced = server.get("/r", &[("cache-control", "no-cache")]).await;
+    assert_eq!(forced.text(), "body-1", "client no-cache is ignored");
+    assert!(forced.cache_status().contains("hit"));
+
+    let calls = counter();
+    let server = start(
+        counted(&calls, &[("cache-control", "max-age=60")]),
+        |cache| CacheLayer::new(cache).etag(EtagMode::Off),
+    )
+    .await;
+    assert!(!server
+        .get("/r", &[])
+        .await
+        .headers
+        .contains_key(header::ETAG));
+    assert!(!server
+        .get("/r", &[])
+        .await
+        .headers
+        .contains_key(header::ETAG));
+}
+
+#[tokio::test]
+async fn waiters_receive_a_streamed_response_once_it_is_complete() {
+    let calls = counter();
+    let counted_calls = Arc::clone(&calls);
+    let app = Router::new().route(
+        "/stream",
+        get(move || {
+            counted_calls.fetch_add(1, Ordering::SeqCst);
+            async {
+                let chunks = futures_util::stream::unfold(0u8, |i| async move {
+                    if i == 5 {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(40)).await;
+                    Some((
+                        Ok::<_, Infallible>(Bytes::from(format!("chunk {i};"))),
+                        i + 1,
+                    ))
+                });
+                ([("cache-control", "max-age=60")], Body::from_stream(chunks))
+            }
+        }),
+    );
+    let server = Arc::new(start(app, CacheLayer::new).await);
+    let requests: Vec<_> = (0..20)
+        .map(|_| {
+            let server = Arc::clone(&server);
+            tokio::spawn(async move { server.get("/stream", &[]).await })
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(
+            request.await.unwrap().text(),
+            "chunk 0;chunk 1;chunk 2;chunk 3;chunk 4;"
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_inner_service_error_is_answered_with_the_stale_response() {
+    use tower::{Layer, ServiceExt};
+
+    let calls = counter();
+    let counted_calls = Arc::clone(&calls);
+    let service = tower::service_fn(move |_request: Request<Full<Bytes>>| {
+        let n = counted_calls.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n == 0 {
+                let response = Response::builder()
+                    .header("cache-control", "max-age=1, stale-if-error=60")
+                    .body(Full::new(Bytes::from("first")))
+                    .unwrap();
+                Ok(response)
+            } else {
+                Err(std::io::Error::other("upstream down"))
+            }
+        }
+    });
+    let cache = Cache::builder().build().unwrap();
+    let service = CacheLayer::new(cache).layer(service);
+    let request = || {
+        Request::get("http://example.com/r")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let first = service.clone().oneshot(request()).await.unwrap();
+    assert_eq!(
+        first.into_body().collect().await.unwrap().to_bytes(),
+        "first"
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let stale = service
+        .clone()
+        .oneshot(request())
+        .await
+        .expect("the stale response");
+    assert!(stale.headers()["cache-status"]
+        .to_str()
+        .unwrap()
+        .contains("detail=stale-if-error"));
+    assert_eq!(
+        stale.into_body().collect().await.unwrap().to_bytes(),
+        "first"
+    );
+    // Without a stale response to fall back on, the inner error reaches the caller unchanged.
+    let other = Request::get("http://example.com/other")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let error = service.oneshot(other).await.expect_err("the inner error");
+    assert_eq!(error.to_string(), "upstream down");
+}
+
+#[tokio::test]
+async fn connection_fields_are_not_replayed_from_the_cache() {
+    let calls = counter();
+    let server = start(
+        counted(
+            &calls,
+            &[
+                ("cache-control", "max-age=60"),
+                ("connection", "x-hop"),
+                ("x-hop", "per-connection"),
+                ("x-kept", "yes"),
+            ],
+        ),
+        CacheLayer::new,
+    )
+    .await;
+    server.get("/r", &[]).await;
+    let hit = server.get("/r", &[]).await;
+    assert!(hit.cache_status().contains("hit"));
+    assert_eq!(hit.header("x-kept"), "yes");
+    assert!(!hit.headers.contains_key("x-hop"));
 }

@@ -43,10 +43,12 @@ pin_project! {
         },
         // Streams `body` to the client and copies it until the cap; stores it if it ends
         // under the cap without trailers.
+        // The recording is boxed: inline, it would make every response body (hits included)
+        // hundreds of bytes to move.
         Tee {
             #[pin]
             body: B,
-            recording: Option<Recording>,
+            recording: Option<Box<Recording>>,
         },
     }
 }
@@ -101,7 +103,7 @@ impl<B: Body> CacheBody<B> {
         CacheBody {
             kind: Kind::Tee {
                 body,
-                recording: Some(recording),
+                recording: Some(Box::new(recording)),
             },
         }
     }

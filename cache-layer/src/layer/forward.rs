@@ -51,7 +51,7 @@ impl Plan {
 /// A shared cache does not store responses to requests with cookies unless the response
 /// varies on `Cookie` or is explicitly shared: applications commonly personalise by session
 /// cookie without saying so.
-pub(crate) fn check_cookie(
+fn check_cookie(
     request: &HeaderMap,
     response: &HeaderMap,
     cc: &ResponseDirectives,
@@ -63,7 +63,7 @@ pub(crate) fn check_cookie(
     Ok(())
 }
 
-pub(crate) fn check_size(
+fn check_size(
     response: &HeaderMap,
     hint: &http_body::SizeHint,
     max: usize,
@@ -79,9 +79,7 @@ pub(crate) fn check_size(
 }
 
 /// Reads a body of known, small size to its end.
-pub(crate) async fn read_body<B: Body<Data = Bytes>>(
-    body: B,
-) -> (Bytes, Option<HeaderMap>, Option<B::Error>) {
+async fn read_body<B: Body<Data = Bytes>>(body: B) -> (Bytes, Option<HeaderMap>, Option<B::Error>) {
     let mut body = std::pin::pin!(body);
     let mut first: Option<Bytes> = None;
     let mut rest = BytesMut::new();
@@ -105,7 +103,7 @@ pub(crate) async fn read_body<B: Body<Data = Bytes>>(
 }
 
 /// The bytes of `first` followed by `rest`, without copying when there is only `first`.
-pub(crate) fn join(first: Option<Bytes>, rest: BytesMut) -> Bytes {
+fn join(first: Option<Bytes>, rest: BytesMut) -> Bytes {
     match first {
         None => Bytes::new(),
         Some(first) if rest.is_empty() => first,
@@ -116,6 +114,35 @@ pub(crate) fn join(first: Option<Bytes>, rest: BytesMut) -> Bytes {
             all.freeze()
         }
     }
+}
+
+/// A response stored for `request` that is usable now, served as a hit.
+fn fresh_hit<B: Body, R>(
+    cache: &Cache,
+    config: &Config,
+    primary: &str,
+    request: &Request<R>,
+) -> Option<Response<CacheBody<B>>> {
+    let Found::Stored { response, .. } = lookup(cache, primary, request.headers()) else {
+        return None;
+    };
+    let now = SystemTime::now();
+    let directives = request_directives(config, request.headers());
+    if !matches!(
+        response.usability(now, &directives),
+        Usability::Fresh | Usability::StaleAccepted
+    ) {
+        return None;
+    }
+    cache.inner().counters.add(Counter::Hit);
+    let status = CacheStatus::hit().ttl(remaining_ttl(&response, now));
+    Some(serve(
+        &response,
+        request.method(),
+        request.headers(),
+        status,
+        now,
+    ))
 }
 
 /// A miss: waits for a concurrent load of the same key, or leads one.
@@ -136,6 +163,12 @@ where
         loop {
             let waiter = match engine.flights.join(plan.key(), &[]) {
                 Join::Lead(lead) => {
+                    // A load that finished between our look-up and now has stored what we need.
+                    if plan.stale.is_none() {
+                        if let Some(hit) = fresh_hit(&cache, &config, &plan.primary, &request) {
+                            return Ok(hit);
+                        }
+                    }
                     leader = Some(lead);
                     break;
                 }
@@ -160,27 +193,11 @@ where
                 Waited::TimedOut => break,
             }
             // The leader stored something else (another variant), or nothing: look again.
-            let directives = request_directives(&config, request.headers());
+            if let Some(hit) = fresh_hit(&cache, &config, &plan.primary, &request) {
+                return Ok(hit);
+            }
             match lookup(&cache, &plan.primary, request.headers()) {
-                Found::Stored {
-                    response, variant, ..
-                } => {
-                    let now = SystemTime::now();
-                    if matches!(
-                        response.usability(now, &directives),
-                        Usability::Fresh | Usability::StaleAccepted
-                    ) {
-                        let status = CacheStatus::hit().ttl(remaining_ttl(&response, now));
-                        return Ok(serve(
-                            &response,
-                            request.method(),
-                            request.headers(),
-                            status,
-                            now,
-                        ));
-                    }
-                    plan.variant = variant;
-                }
+                Found::Stored { variant, .. } => plan.variant = variant,
                 Found::VaryMiss(key) => plan.variant = Some(key),
                 Found::Uncacheable => break,
                 Found::Nothing => {}

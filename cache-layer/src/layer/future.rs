@@ -21,8 +21,7 @@ pub(crate) type BoxedResponse<B, E> =
 pin_project! {
     /// The response future of [`CacheService`](crate::CacheService).
     ///
-    /// A cache hit is answered without an allocation for the future; requests the cache does
-    /// not handle poll the inner future in place.
+    /// A cache hit is answered without allocating a future; everything else polls a boxed one.
     pub struct ResponseFuture<F, B, E>
     where
         B: Body,
@@ -41,9 +40,10 @@ pin_project! {
         Ready {
             response: Option<Response<CacheBody<B>>>,
         },
+        // Boxed: the inner future can be hundreds of bytes, and inline it would make every
+        // hit's future as large.
         Passthrough {
-            #[pin]
-            future: F,
+            future: Pin<Box<F>>,
             status: CacheStatus,
         },
         Boxed {
@@ -63,7 +63,10 @@ impl<F, B: Body, E> ResponseFuture<F, B, E> {
 
     pub(crate) fn passthrough(future: F, status: CacheStatus) -> Self {
         ResponseFuture {
-            kind: Kind::Passthrough { future, status },
+            kind: Kind::Passthrough {
+                future: Box::pin(future),
+                status,
+            },
         }
     }
 
@@ -87,7 +90,7 @@ where
                 .take()
                 .expect("ResponseFuture polled after completion"))),
             KindProj::Passthrough { future, status } => {
-                let (mut parts, body) = ready!(future.poll(cx))?.into_parts();
+                let (mut parts, body) = ready!(future.as_mut().poll(cx))?.into_parts();
                 take_tags(&mut parts.headers, &mut parts.extensions);
                 status.append_to(&mut parts.headers);
                 Poll::Ready(Ok(Response::from_parts(parts, CacheBody::inner(body))))

@@ -9,6 +9,13 @@ use http::{HeaderMap, HeaderName, Method, Uri};
 /// GET and HEAD share the key, so HEAD is answered from a stored GET. The authority comes
 /// from the URI (proxies, HTTP/2) or else the `Host` header, lowercased.
 pub(crate) fn primary_key(uri: &Uri, headers: &HeaderMap) -> String {
+    let mut key = String::new();
+    write_primary_key(&mut key, uri, headers);
+    key
+}
+
+/// [`primary_key`], appended to `key`.
+pub(crate) fn write_primary_key(key: &mut String, uri: &Uri, headers: &HeaderMap) {
     let authority = match uri.authority() {
         Some(authority) => authority.as_str(),
         None => headers
@@ -17,10 +24,11 @@ pub(crate) fn primary_key(uri: &Uri, headers: &HeaderMap) -> String {
             .unwrap_or_default(),
     };
     let query = uri.query().unwrap_or_default();
-    let mut key = String::with_capacity(6 + authority.len() + uri.path().len() + query.len());
+    key.reserve(6 + authority.len() + uri.path().len() + query.len());
+    let start = key.len();
     key.push_str("GET ");
     key.push_str(authority);
-    key[4..].make_ascii_lowercase();
+    key[start + 4..].make_ascii_lowercase();
     key.push_str(uri.path());
     if !query.is_empty() {
         key.push('?');
@@ -33,7 +41,6 @@ pub(crate) fn primary_key(uri: &Uri, headers: &HeaderMap) -> String {
             key.push_str(query);
         }
     }
-    key
 }
 
 /// Whether `method` reads through the cache (HEAD is answered from a stored GET).

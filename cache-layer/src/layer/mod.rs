@@ -72,6 +72,21 @@ pub mod __fuzz {
 }
 
 #[cfg(test)]
+mod fuzz_entry_points {
+    use super::__fuzz;
+
+    #[test]
+    fn parse_what_the_targets_feed_them() {
+        assert!(__fuzz::cache_control(b"max-age=5, No-Store"));
+        assert!(!__fuzz::cache_control(b"\xff\x00"));
+        assert!(__fuzz::etag_list(b"W/\"a\""));
+        assert!(!__fuzz::etag_list(b"\"unterminated"));
+        assert!(__fuzz::http_date(b"Sun, 06 Nov 1994 08:49:37 GMT"));
+        assert!(!__fuzz::http_date(b"yesterday"));
+    }
+}
+
+#[cfg(test)]
 mod smoke {
     //! Deterministic pseudo-random inputs through every parser: none may panic.
 

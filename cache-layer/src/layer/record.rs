@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, ETAG};
+use http::header::{CONNECTION, CONTENT_LENGTH, ETAG, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::cache_control::ResponseDirectives;
@@ -132,6 +132,26 @@ pub(crate) fn mark_uncacheable(cache: &Cache, config: &Config, primary: &str) {
     );
 }
 
+/// Removes the fields that describe one connection, not the response (RFC 9111 §3.1): the
+/// stored copy is replayed on other connections, with a `Content-Length`.
+fn strip_connection_fields(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in [CONNECTION, TE, TRANSFER_ENCODING, UPGRADE, TRAILER] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
 /// Gives a stored response without an `ETag` one made from its bytes, as configured.
 pub(crate) fn add_etag(headers: &mut HeaderMap, body: &[u8], mode: EtagMode) {
     if headers.contains_key(ETAG) {
@@ -182,6 +202,7 @@ impl PendingStore {
             since,
             leader,
         } = self;
+        strip_connection_fields(&mut headers);
         add_etag(&mut headers, &body, config.etag);
         if !headers.contains_key(CONTENT_LENGTH) && status != StatusCode::NO_CONTENT {
             // Replayed bodies are whole: say how long, which HEAD answers need too.
@@ -199,6 +220,14 @@ impl PendingStore {
             tags,
         ));
         let kept = store_response(&cache, &config, &primary, &response, since);
+        tracing::debug!(
+            cache = cache.name(),
+            key = primary,
+            status = response.status.as_u16(),
+            lifetime_secs = response.lifetime.as_secs(),
+            kept,
+            "response stored"
+        );
         if kept {
             if let Some(leader) = leader {
                 leader.complete(Arc::clone(&response) as Value);

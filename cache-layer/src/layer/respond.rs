@@ -74,7 +74,7 @@ pub(crate) fn serve<B: Body>(
 }
 
 /// Whether the request carries any precondition.
-pub(crate) fn has_preconditions(request: &HeaderMap) -> bool {
+fn has_preconditions(request: &HeaderMap) -> bool {
     request.contains_key(IF_MATCH)
         || request.contains_key(IF_NONE_MATCH)
         || request.contains_key(IF_MODIFIED_SINCE)

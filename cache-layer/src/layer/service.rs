@@ -1,6 +1,7 @@
 //! [`CacheService`]: decides how each request is answered (from the cache, refreshed in the
 //! background, or forwarded), and invalidates stored responses after successful writes.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
@@ -18,7 +19,7 @@ use super::cache_control::RequestDirectives;
 use super::conditional::{evaluate, Precondition, Representation};
 use super::forward::{fetch, forward, Plan};
 use super::future::ResponseFuture;
-use super::key::{is_cacheable_method, is_unsafe_method, primary_key};
+use super::key::{is_cacheable_method, is_unsafe_method, write_primary_key};
 use super::layer::Config;
 use super::lookup::{lookup, request_directives, url_key, Found};
 use super::respond::{empty_response, remaining_ttl, serve};
@@ -165,25 +166,36 @@ impl<S> CacheService<S> {
 
     /// Looks a GET or HEAD request up and decides how to answer it.
     fn decide<B: Body>(&self, parts: &Parts) -> Decision<B> {
-        let key = match &self.config.key_fn {
-            None => Some(primary_key(&parts.uri, &parts.headers)),
-            Some(key_fn) => key_fn(parts),
-        };
-        let Some(primary) = key else {
-            return Decision::Bypass;
-        };
+        thread_local! {
+            static KEY: RefCell<String> = RefCell::new(String::with_capacity(128));
+        }
+        match &self.config.key_fn {
+            Some(key_fn) => match key_fn(parts) {
+                Some(key) => self.decide_for(&key, parts),
+                None => Decision::Bypass,
+            },
+            // Rendered into a per-thread buffer: a hit allocates no key.
+            None => KEY.with_borrow_mut(|key| {
+                key.clear();
+                write_primary_key(key, &parts.uri, &parts.headers);
+                self.decide_for(key, parts)
+            }),
+        }
+    }
+
+    fn decide_for<B: Body>(&self, primary: &str, parts: &Parts) -> Decision<B> {
         let (method, headers) = (&parts.method, &parts.headers);
         let directives = request_directives(&self.config, headers);
         let counters = &self.cache.inner().counters;
         let now = SystemTime::now();
         let mut plan = Plan {
-            primary,
+            primary: String::new(), // filled only when the plan leaves this function
             variant: None,
             stale: None,
             forward: Forward::UriMiss,
             coalesce: true,
         };
-        match lookup(&self.cache, &plan.primary, headers) {
+        match lookup(&self.cache, primary, headers) {
             Found::Stored {
                 variant,
                 entry,
@@ -209,6 +221,7 @@ impl<S> CacheService<S> {
                         let Some(claim) = claim else {
                             return Decision::Respond(served);
                         };
+                        plan.primary = primary.to_owned();
                         plan.stale = Some((response, false));
                         plan.forward = Forward::Stale;
                         return Decision::Refresh {
@@ -247,6 +260,11 @@ impl<S> CacheService<S> {
             ));
         }
         counters.add(Counter::Miss);
+        // A HEAD response has no body to store: it must not make GETs queue behind it.
+        if method == Method::HEAD {
+            plan.coalesce = false;
+        }
+        plan.primary = primary.to_owned();
         Decision::Fetch(plan)
     }
 
@@ -359,6 +377,7 @@ impl<S> CacheService<S> {
                     }
                 }
                 for name in names {
+                    tracing::debug!(cache = cache.name(), key = name, "invalidated by a write");
                     cache.invalidate(&name).await;
                 }
             }
