@@ -23,7 +23,10 @@ use http_cache_tower_server::ServerCacheLayer;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use support::median;
 use tower::{Layer, Service, ServiceExt};
+
+mod support;
 
 /// A 1 KiB JSON-ish payload, as a typical API response.
 fn payload() -> String {
@@ -227,19 +230,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     targets = hits, loopback
-}
-
-/// Median point estimate (ns) criterion wrote for `group/function` in this run.
-fn median(group: &str, function: &str) -> Option<f64> {
-    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let path = format!("{dir}/criterion/{group}/{function}/new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let at = text.find("\"median\"")?;
-    let rest = &text[at..];
-    let at = rest.find("\"point_estimate\":")? + "\"point_estimate\":".len();
-    let rest = &rest[at..];
-    let end = rest.find([',', '}'])?;
-    rest[..end].trim().parse().ok()
 }
 
 fn main() {

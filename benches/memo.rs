@@ -10,22 +10,9 @@ use std::time::{Duration, Instant};
 
 use cache_layer::{cached, Cache};
 use criterion::{criterion_group, Criterion};
-use serde::{Deserialize, Serialize};
+use support::{median, user, User};
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct User {
-    id: u64,
-    name: String,
-    email: String,
-}
-
-fn user(id: u64) -> User {
-    User {
-        id,
-        name: format!("user {id}"),
-        email: format!("user{id}@example.com"),
-    }
-}
+mod support;
 
 static CACHE: LazyLock<Cache> = LazyLock::new(|| Cache::builder().build().expect("cache"));
 
@@ -199,19 +186,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     targets = hits, stampede
-}
-
-/// Median point estimate (ns) criterion wrote for `group/function` in this run.
-fn median(group: &str, function: &str) -> Option<f64> {
-    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let path = format!("{dir}/criterion/{group}/{function}/new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let at = text.find("\"median\"")?;
-    let rest = &text[at..];
-    let at = rest.find("\"point_estimate\":")? + "\"point_estimate\":".len();
-    let rest = &rest[at..];
-    let end = rest.find([',', '}'])?;
-    rest[..end].trim().parse().ok()
 }
 
 fn main() {

@@ -17,22 +17,9 @@ use std::time::Duration;
 use cache_layer::{cached, Cache};
 use cached::ConcurrentCachedAsync;
 use criterion::{criterion_group, Criterion};
-use serde::{Deserialize, Serialize};
+use support::{median, user, User};
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct User {
-    id: u64,
-    name: String,
-    email: String,
-}
-
-fn user(id: u64) -> User {
-    User {
-        id,
-        name: format!("user {id}"),
-        email: format!("user{id}@example.com"),
-    }
-}
+mod support;
 
 #[cached(ttl = "5m", key = "user:<id>", cache = cache)]
 async fn get_user(cache: &Cache, id: u64) -> User {
@@ -41,17 +28,6 @@ async fn get_user(cache: &Cache, id: u64) -> User {
 }
 
 const ID: u64 = 42;
-
-fn median(group: &str, function: &str) -> Option<f64> {
-    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let text = std::fs::read_to_string(format!(
-        "{dir}/criterion/{group}/{function}/new/estimates.json"
-    ))
-    .ok()?;
-    let rest = &text[text.find("\"median\"")?..];
-    let rest = &rest[rest.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
-    rest[..rest.find([',', '}'])?].trim().parse().ok()
-}
 
 fn redis_benches(c: &mut Criterion) {
     let server = redis_server::RedisServer::start();
