@@ -232,7 +232,7 @@ pub struct CacheBuilder {
     memory_budget: u64,
     jitter: f64,
     max_wait: Duration,
-    redis: Option<(RedisConfig, bool)>,
+    redis: Option<RedisTarget>,
     key_prefix: String,
     redis_connect_timeout: Duration,
     redis_timeout: Duration,
@@ -292,7 +292,11 @@ impl CacheBuilder {
     /// (fail open); a circuit breaker then skips Redis for a second at a time until it
     /// answers again.
     pub fn redis(mut self, url: impl Into<String>) -> Self {
-        self.redis = Some((self.redis_config(vec![url.into()], false), false));
+        self.redis = Some(RedisTarget {
+            urls: vec![url.into()],
+            cluster: false,
+            tiered: false,
+        });
         self
     }
 
@@ -303,8 +307,11 @@ impl CacheBuilder {
         I: IntoIterator<Item = U>,
         U: Into<String>,
     {
-        let nodes = nodes.into_iter().map(Into::into).collect();
-        self.redis = Some((self.redis_config(nodes, true), false));
+        self.redis = Some(RedisTarget {
+            urls: nodes.into_iter().map(Into::into).collect(),
+            cluster: true,
+            tiered: false,
+        });
         self
     }
 
@@ -314,8 +321,11 @@ impl CacheBuilder {
         I: IntoIterator<Item = U>,
         U: Into<String>,
     {
-        let nodes = nodes.into_iter().map(Into::into).collect();
-        self.redis = Some((self.redis_config(nodes, true), true));
+        self.redis = Some(RedisTarget {
+            urls: nodes.into_iter().map(Into::into).collect(),
+            cluster: true,
+            tiered: true,
+        });
         self
     }
 
@@ -323,7 +333,11 @@ impl CacheBuilder {
     /// before the source. Invalidations reach every instance's L1 over Redis pub/sub; while
     /// an instance is not subscribed, its L1 is bypassed.
     pub fn tiered(mut self, url: impl Into<String>) -> Self {
-        self.redis = Some((self.redis_config(vec![url.into()], false), true));
+        self.redis = Some(RedisTarget {
+            urls: vec![url.into()],
+            cluster: false,
+            tiered: true,
+        });
         self
     }
 
@@ -331,9 +345,6 @@ impl CacheBuilder {
     /// Redis with different prefixes never see each other's entries or invalidations.
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
-        if let Some((config, _)) = &mut self.redis {
-            config.prefix = self.key_prefix.clone();
-        }
         self
     }
 
@@ -342,31 +353,13 @@ impl CacheBuilder {
     pub fn redis_timeouts(mut self, operation: Duration, connect: Duration) -> Self {
         self.redis_timeout = operation;
         self.redis_connect_timeout = connect;
-        if let Some((config, _)) = &mut self.redis {
-            config.op_timeout = operation;
-            config.connect_timeout = connect;
-        }
         self
     }
 
     /// For `rediss://` URLs: trust this CA certificate (PEM) instead of the system's roots.
     pub fn redis_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.redis_root_certificate = Some(pem.into());
-        if let Some((config, _)) = &mut self.redis {
-            config.root_certificate = self.redis_root_certificate.clone();
-        }
         self
-    }
-
-    fn redis_config(&self, urls: Vec<String>, cluster: bool) -> RedisConfig {
-        RedisConfig {
-            urls,
-            cluster,
-            root_certificate: self.redis_root_certificate.clone(),
-            prefix: self.key_prefix.clone(),
-            connect_timeout: self.redis_connect_timeout,
-            op_timeout: self.redis_timeout,
-        }
     }
 
     /// Builds the cache.
@@ -387,11 +380,19 @@ impl CacheBuilder {
             return Err(BuildError("max_wait must be longer than zero".into()));
         }
         let counters = Arc::new(Counters::new(&self.name));
-        let remote = match &self.redis {
-            Some((config, tiered)) => Some(Remote::new(
-                RedisStore::new(config, Arc::clone(&counters)).map_err(BuildError)?,
-                *tiered,
-            )),
+        let remote = match self.redis {
+            Some(target) => {
+                let config = RedisConfig {
+                    urls: target.urls,
+                    cluster: target.cluster,
+                    prefix: self.key_prefix,
+                    connect_timeout: self.redis_connect_timeout,
+                    op_timeout: self.redis_timeout,
+                    root_certificate: self.redis_root_certificate,
+                };
+                let store = RedisStore::new(&config, Arc::clone(&counters)).map_err(BuildError)?;
+                Some(Remote::new(store, target.tiered))
+            }
             None => None,
         };
         Ok(Cache {
@@ -406,6 +407,16 @@ impl CacheBuilder {
             }),
         })
     }
+}
+
+/// Which Redis a [`CacheBuilder`] was pointed at; the other Redis settings are the builder's
+/// own fields, combined into a `RedisConfig` by `build`.
+#[derive(Clone, Debug)]
+struct RedisTarget {
+    urls: Vec<String>,
+    cluster: bool,
+    /// Memory (L1) in front of Redis for memoised values.
+    tiered: bool,
 }
 
 /// A [`CacheBuilder`] setting that is out of range.
