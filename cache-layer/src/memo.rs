@@ -94,7 +94,12 @@ where
             }
         }
     }
-    if let Some(entry) = remote_entry::<S::Value>(cache, key).await {
+    // Boxed for the same reason as the miss path: only caches with a shared tier pay for it.
+    let shared = match inner.remote {
+        Some(_) => Box::pin(remote_entry::<S::Value>(cache, key)).await,
+        None => None,
+    };
+    if let Some(entry) = shared {
         match answer::<R, S>(cache, site, key, entry, now) {
             Found::Answer(lookup) => {
                 if matches!(lookup, Lookup::Hit(_)) {
@@ -220,6 +225,17 @@ impl<S> Miss<'_, S> {
     /// load themselves). If the leader is cancelled, panics or fails, a waiter takes over with
     /// its own loader. A failed load is never cached.
     pub async fn load<R, F>(self, tags: Vec<String>, load: F) -> R
+    where
+        S: Shape<R>,
+        S::Value: Cacheable,
+        F: Future<Output = R>,
+    {
+        // Boxed: the miss path's state (the loader, waiting, the shared tier) would otherwise
+        // make every call's future, hits included, as large as all of it.
+        Box::pin(self.load_unboxed(tags, load)).await
+    }
+
+    async fn load_unboxed<R, F>(self, tags: Vec<String>, load: F) -> R
     where
         S: Shape<R>,
         S::Value: Cacheable,

@@ -274,19 +274,24 @@ impl RedisStore {
 
     /// Runs `op` under the breaker and the timeout. `None` means "the store could not
     /// answer": counted, logged, and treated by the caller like a miss.
+    ///
+    /// The operation is boxed: Redis futures are large, and every future that might await one
+    /// (including a memory hit's) would otherwise carry their size.
     async fn run<T, F, Fut>(&self, what: &'static str, op: F) -> Option<T>
     where
-        F: FnOnce(Link) -> Fut,
-        Fut: Future<Output = RedisResult<T>>,
+        F: FnOnce(Link) -> Fut + Send,
+        Fut: Future<Output = RedisResult<T>> + Send,
+        T: Send,
     {
         if !self.breaker.allow() {
             return None;
         }
         let budget = self.connect_timeout + self.op_timeout;
-        let attempt = async {
-            let connection = self.connection().await?;
-            op(connection).await
-        };
+        let attempt: std::pin::Pin<Box<dyn Future<Output = RedisResult<T>> + Send + '_>> =
+            Box::pin(async {
+                let connection = self.connection().await?;
+                op(connection).await
+            });
         let error = match tokio::time::timeout(budget, attempt).await {
             Ok(Ok(value)) => {
                 self.breaker.success();
