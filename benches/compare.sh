@@ -2,7 +2,7 @@
 # The catalog's hot endpoint (GET /courses/featured) under wrk, in several set-ups, on loopback:
 #   no cache            the catalog with --no-cache: every request runs the SQLite query
 #   CacheLayer memory   the catalog as shipped: CacheLayer in process
-#   CacheLayer Redis    the catalog with --redis (tiered memory + Redis), when this build has it
+#   CacheLayer Redis    the catalog with --redis (tiered memory + Redis), when redis-server is installed
 #   nginx proxy_cache   the uncached catalog behind nginx's proxy_cache (the usual alternative)
 # Runs are interleaved (set-up A, B, C, D, then again) so that noise from the machine hits
 # every set-up alike; the table shows the median of RUNS runs.
