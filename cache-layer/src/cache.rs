@@ -291,52 +291,41 @@ impl CacheBuilder {
     /// Redis is connected on first use. If it is down or slow, calls fall back to the source
     /// (fail open); a circuit breaker then skips Redis for a second at a time until it
     /// answers again.
-    pub fn redis(mut self, url: impl Into<String>) -> Self {
-        self.redis = Some(RedisTarget {
-            urls: vec![url.into()],
-            cluster: false,
-            tiered: false,
-        });
-        self
+    pub fn redis(self, url: impl Into<String>) -> Self {
+        self.redis_target(vec![url.into()], false, false)
     }
 
     /// Like [`redis`](Self::redis), on a Redis Cluster (or Valkey cluster) given some of its
     /// nodes' URLs; the rest are discovered.
-    pub fn redis_cluster<I, U>(mut self, nodes: I) -> Self
+    pub fn redis_cluster<I, U>(self, nodes: I) -> Self
     where
         I: IntoIterator<Item = U>,
         U: Into<String>,
     {
-        self.redis = Some(RedisTarget {
-            urls: nodes.into_iter().map(Into::into).collect(),
-            cluster: true,
-            tiered: false,
-        });
-        self
+        self.redis_target(nodes.into_iter().map(Into::into).collect(), true, false)
     }
 
     /// Like [`tiered`](Self::tiered), with a Redis Cluster as L2.
-    pub fn tiered_cluster<I, U>(mut self, nodes: I) -> Self
+    pub fn tiered_cluster<I, U>(self, nodes: I) -> Self
     where
         I: IntoIterator<Item = U>,
         U: Into<String>,
     {
-        self.redis = Some(RedisTarget {
-            urls: nodes.into_iter().map(Into::into).collect(),
-            cluster: true,
-            tiered: true,
-        });
-        self
+        self.redis_target(nodes.into_iter().map(Into::into).collect(), true, true)
     }
 
     /// Memory in front of Redis: hits are served from memory (L1); misses read Redis (L2)
     /// before the source. Invalidations reach every instance's L1 over Redis pub/sub; while
     /// an instance is not subscribed, its L1 is bypassed.
-    pub fn tiered(mut self, url: impl Into<String>) -> Self {
+    pub fn tiered(self, url: impl Into<String>) -> Self {
+        self.redis_target(vec![url.into()], false, true)
+    }
+
+    fn redis_target(mut self, urls: Vec<String>, cluster: bool, tiered: bool) -> Self {
         self.redis = Some(RedisTarget {
-            urls: vec![url.into()],
-            cluster: false,
-            tiered: true,
+            urls,
+            cluster,
+            tiered,
         });
         self
     }
