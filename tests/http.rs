@@ -146,6 +146,17 @@ fn counter() -> Arc<AtomicUsize> {
     Arc::new(AtomicUsize::new(0))
 }
 
+/// A response with `body` and the given headers.
+fn respond(body: String, headers: &[(&'static str, &'static str)]) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    for (name, value) in headers {
+        response
+            .headers_mut()
+            .append(*name, HeaderValue::from_static(value));
+    }
+    response
+}
+
 /// A handler answering `body-<n>` (n counts calls) with the given response headers.
 fn counted(calls: &Arc<AtomicUsize>, headers: &'static [(&'static str, &'static str)]) -> Router {
     let calls = Arc::clone(calls);
@@ -153,15 +164,7 @@ fn counted(calls: &Arc<AtomicUsize>, headers: &'static [(&'static str, &'static 
         "/r",
         get(move || {
             let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
-            async move {
-                let mut response = Response::new(Body::from(format!("body-{n}")));
-                for (name, value) in headers {
-                    response
-                        .headers_mut()
-                        .append(*name, HeaderValue::from_static(value));
-                }
-                response
-            }
+            async move { respond(format!("body-{n}"), headers) }
         }),
     )
 }
@@ -220,15 +223,7 @@ fn per_user(calls: &Arc<AtomicUsize>, headers: &'static [(&'static str, &'static
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("nobody")
                 .to_owned();
-            async move {
-                let mut response = Response::new(Body::from(format!("data of {user}")));
-                for (name, value) in headers {
-                    response
-                        .headers_mut()
-                        .append(*name, HeaderValue::from_static(value));
-                }
-                response
-            }
+            async move { respond(format!("data of {user}"), headers) }
         }),
     )
 }
