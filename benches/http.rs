@@ -6,6 +6,12 @@
 //! - `loopback_1k`: real servers on `127.0.0.1:0` and a keep-alive hyper client, one request
 //!   at a time (what a client sees).
 //!
+//! - `wrk`: the server's throughput, which the two groups above cannot isolate (their client runs
+//!   on the server's thread, so it pays for parsing the `Age`, `Cache-Status` and `ETag` a
+//!   cache adds as if the server did). Each server gets one runtime thread, `wrk` (Debian
+//!   package) the other core; set-ups interleaved, median of several runs. Skipped, with a
+//!   note, when `wrk` is not installed.
+//!
 //! `cargo bench --bench http` prints criterion's report, then the median ratios.
 
 use std::hint::black_box;
@@ -232,6 +238,92 @@ criterion_group! {
     targets = hits, loopback
 }
 
+/// `wrk`'s requests/s against `url` (with `header`, if any).
+fn wrk(url: &str, header: Option<&str>, seconds: u32) -> Option<f64> {
+    let mut command = std::process::Command::new("wrk");
+    command.args(["-t1", "-c16", &format!("-d{seconds}s")]);
+    if let Some(header) = header {
+        command.args(["-H", header]);
+    }
+    let output = command.arg(url).output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().find(|l| l.starts_with("Requests/sec:"))?;
+    line.trim_start_matches("Requests/sec:").trim().parse().ok()
+}
+
+/// Server throughput under `wrk`: plain handler, cache hit, 304; medians of interleaved runs.
+fn under_wrk() {
+    if std::process::Command::new("wrk")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("\nwrk: not installed (apt-get install wrk): server-throughput ratios skipped");
+        return;
+    }
+    let server = |router: Router| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let url = runtime.block_on(serve(router));
+        (runtime, url)
+    };
+    let (_plain_rt, plain) = server(app());
+    let cache = Cache::builder().build().expect("cache");
+    let (_cached_rt, cached) = server(app().layer(CacheLayer::new(cache)));
+    let etag = runtime().block_on(async {
+        let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+        fetch(&client, &cached, None).await;
+        let response = client
+            .request(Request::get(&cached).body(Empty::new()).unwrap())
+            .await
+            .unwrap();
+        response.headers()["etag"].to_str().unwrap().to_owned()
+    });
+    let if_none_match = format!("If-None-Match: {etag}");
+    let arms: [(&str, &str, Option<&str>); 3] = [
+        ("plain_handler", &plain, None),
+        ("cache_layer_hit", &cached, None),
+        ("cache_layer_304", &cached, Some(&if_none_match)),
+    ];
+    const RUNS: usize = 5;
+    let mut results: Vec<Vec<f64>> = vec![Vec::new(); arms.len()];
+    for (_, url, header) in &arms {
+        wrk(url, *header, 1); // warm-up
+    }
+    for _ in 0..RUNS {
+        for (i, (_, url, header)) in arms.iter().enumerate() {
+            if let Some(rps) = wrk(url, *header, 3) {
+                results[i].push(rps);
+            }
+        }
+    }
+    let medians: Vec<Option<f64>> = results
+        .iter_mut()
+        .map(|runs| {
+            runs.sort_by(f64::total_cmp);
+            runs.get(runs.len() / 2).copied()
+        })
+        .collect();
+    println!(
+        "\nwrk -t1 -c16 -d3s, server on one runtime thread, median of {RUNS} interleaved runs:"
+    );
+    let Some(plain) = medians[0] else {
+        println!("  wrk produced no result");
+        return;
+    };
+    for ((name, _, _), median) in arms.iter().zip(&medians) {
+        if let Some(rps) = median {
+            println!(
+                "  wrk/{name} {rps:.0} requests/s: {:.2}x the plain handler",
+                rps / plain
+            );
+        }
+    }
+}
+
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
@@ -254,4 +346,5 @@ fn main() {
             }
         }
     }
+    under_wrk();
 }

@@ -81,6 +81,9 @@ pub(crate) struct Entry {
     pub(crate) id: u64,
     /// Set while a background refresh of this entry runs: one refresh per key.
     refreshing: AtomicBool,
+    /// Set once the entry has left the memory store (invalidated, replaced, evicted): copies
+    /// that threads keep in front of the store check it before serving.
+    removed: AtomicBool,
 }
 
 impl Entry {
@@ -98,7 +101,19 @@ impl Entry {
             weight,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             refreshing: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the entry as gone from the memory store.
+    pub(crate) fn mark_removed(&self) {
+        self.removed.store(true, Ordering::Release);
+    }
+
+    /// Whether the entry has left the memory store.
+    #[inline]
+    pub(crate) fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
     }
 
     pub(crate) fn age(&self, now: Instant) -> Age {

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use http::header::{CACHE_CONTROL, PRAGMA};
 use http::{HeaderMap, Request, Uri};
 
 use super::cache_control::RequestDirectives;
@@ -59,6 +60,13 @@ pub(crate) fn lookup(cache: &Cache, primary: &str, request: &HeaderMap) -> Found
 }
 
 pub(crate) fn request_directives(config: &Config, request: &HeaderMap) -> RequestDirectives {
+    // Most requests carry neither header: one pass over the names settles it.
+    if !request
+        .keys()
+        .any(|name| name == CACHE_CONTROL || name == PRAGMA)
+    {
+        return RequestDirectives::default();
+    }
     let mut directives = RequestDirectives::parse(request);
     if !config.request_cache_control {
         directives.no_cache = false;

@@ -2,6 +2,7 @@
 //! 412 where the request's preconditions say so), and the precondition check applied to
 //! responses that were not served from the cache.
 
+use std::cell::RefCell;
 use std::time::SystemTime;
 
 use http::header::{
@@ -37,8 +38,13 @@ pub(crate) fn serve<B: Body>(
         etag: stored.etag.as_ref(),
         last_modified: stored.modified_for_hits,
     };
-    let age = HeaderValue::from(stored.age(now).as_secs());
-    let (code, headers, body) = match evaluate(method, request, stored.status, Some(current)) {
+    let age = age_value(stored.age(now).as_secs());
+    let precondition = if has_preconditions(request) {
+        evaluate(method, request, stored.status, Some(current))
+    } else {
+        Precondition::Proceed
+    };
+    let (code, headers, body) = match precondition {
         Precondition::Proceed => {
             let body = if method == Method::HEAD {
                 CacheBody::empty()
@@ -46,13 +52,13 @@ pub(crate) fn serve<B: Body>(
                 CacheBody::full(stored.body.clone())
             };
             let mut headers = stored.served.clone();
-            headers.insert(AGE, age);
+            set_age(&mut headers, age);
             status.replace_last_in(&mut headers);
             (stored.status, headers, body)
         }
         Precondition::NotModified => {
             let mut headers = stored.not_modified.clone();
-            headers.insert(AGE, age);
+            set_age(&mut headers, age);
             status.replace_last_in(&mut headers);
             (StatusCode::NOT_MODIFIED, headers, CacheBody::empty())
         }
@@ -73,12 +79,40 @@ pub(crate) fn serve<B: Body>(
     response
 }
 
-/// Whether the request carries any precondition.
+/// `Age: seconds`. Consecutive hits on a thread mostly share it, so the last one is kept.
+fn age_value(seconds: u64) -> HeaderValue {
+    thread_local! {
+        static LAST: RefCell<(u64, HeaderValue)> =
+            const { RefCell::new((0, HeaderValue::from_static("0"))) };
+    }
+    LAST.with_borrow_mut(|(last, value)| {
+        if *last != seconds {
+            *last = seconds;
+            *value = HeaderValue::from(seconds);
+        }
+        value.clone()
+    })
+}
+
+/// Overwrites the `Age` the stored headers hold (a placeholder) in place.
+fn set_age(headers: &mut HeaderMap, age: HeaderValue) {
+    match headers.get_mut(AGE) {
+        Some(value) => *value = age,
+        None => {
+            headers.insert(AGE, age);
+        }
+    }
+}
+
+/// Whether the request carries any precondition. One pass over its few header names costs less
+/// than a hashed lookup per precondition header, on a path every hit takes.
 fn has_preconditions(request: &HeaderMap) -> bool {
-    request.contains_key(IF_MATCH)
-        || request.contains_key(IF_NONE_MATCH)
-        || request.contains_key(IF_MODIFIED_SINCE)
-        || request.contains_key(IF_UNMODIFIED_SINCE)
+    request.keys().any(|name| {
+        name == IF_MATCH
+            || name == IF_NONE_MATCH
+            || name == IF_MODIFIED_SINCE
+            || name == IF_UNMODIFIED_SINCE
+    })
 }
 
 /// Evaluates the request's preconditions against a response that was not served from the

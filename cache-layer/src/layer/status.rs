@@ -1,5 +1,6 @@
 //! The RFC 9211 `Cache-Status` member this layer adds to each response.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 
 use http::header::Entry;
@@ -42,7 +43,7 @@ impl Forward {
 
 /// Builds and appends this layer's `Cache-Status` member, after any the inner service sent
 /// (caches closer to the origin come first).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct CacheStatus {
     hit: bool,
     forward: Option<Forward>,
@@ -108,7 +109,23 @@ impl CacheStatus {
         headers.append(CACHE_STATUS.clone(), value);
     }
 
+    /// The rendered member. Consecutive responses on a thread mostly carry the same one (a hit
+    /// with the same whole-second TTL), so the last rendering is kept and shared.
     fn render(&self) -> Option<HeaderValue> {
+        thread_local! {
+            static LAST: RefCell<Option<(CacheStatus, HeaderValue)>> = const { RefCell::new(None) };
+        }
+        LAST.with_borrow_mut(|last| match last {
+            Some((status, value)) if status == self => Some(value.clone()),
+            _ => {
+                let value = self.render_new()?;
+                *last = Some((*self, value.clone()));
+                Some(value)
+            }
+        })
+    }
+
+    fn render_new(&self) -> Option<HeaderValue> {
         let mut member = String::with_capacity(64);
         member.push_str("cache-layer");
         if self.hit {

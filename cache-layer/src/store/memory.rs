@@ -2,11 +2,13 @@
 //! `invalidate(tag)` find every entry carrying a tag without scanning the cache.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 
+use super::front::{self, FrontId};
 use crate::entry::Entry;
 use crate::stats::{Counter, Counters};
 
@@ -21,6 +23,9 @@ pub(crate) const ENTRY_OVERHEAD: usize = 192;
 pub(crate) struct MemoryStore {
     entries: moka::sync::Cache<Box<str>, Arc<Entry>, foldhash::fast::RandomState>,
     tags: Arc<TagIndex>,
+    /// Each thread's copies of the entries it read last (see `front`).
+    front: FrontId,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl MemoryStore {
@@ -40,7 +45,10 @@ impl MemoryStore {
             .max_capacity(budget)
             .weigher(weigh_entry)
             .eviction_policy(EvictionPolicy::lru())
+            // Called at once for replacements and explicit removals, and when moka's
+            // maintenance evicts: each marks the entry so no thread serves its copy again.
             .eviction_listener(move |key: Arc<Box<str>>, entry: Arc<Entry>, cause| {
+                entry.mark_removed();
                 if cause == RemovalCause::Size {
                     counters.add(Counter::Eviction);
                 }
@@ -49,12 +57,29 @@ impl MemoryStore {
             // Keys are rendered from trusted templates, and foldhash is several times faster than
             // SipHash on short keys while still seeded per process.
             .build_with_hasher(foldhash::fast::RandomState::default());
-        MemoryStore { entries, tags }
+        MemoryStore {
+            entries,
+            tags,
+            front: FrontId::new(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
     }
 
+    /// The entry under `key`: this thread's copy while the store still holds it, else moka's.
     #[inline]
     pub(crate) fn get(&self, key: &str) -> Option<Arc<Entry>> {
-        self.entries.get(key)
+        let epoch = self.front.epoch();
+        let hash = self.hasher.hash_one(key);
+        if let Some((entry, record)) = front::get(&self.front, epoch, hash, key) {
+            if record {
+                // Lets moka's LRU order see that the key is still read.
+                drop(self.entries.get(key));
+            }
+            return Some(entry);
+        }
+        let entry = self.entries.get(key)?;
+        front::keep(&self.front, epoch, hash, key, &entry);
+        Some(entry)
     }
 
     pub(crate) fn insert(&self, key: &str, entry: Arc<Entry>) {
@@ -72,19 +97,22 @@ impl MemoryStore {
 
     /// Drops the entry stored under `name` and every entry tagged `name`.
     pub(crate) fn invalidate(&self, name: &str) {
-        self.entries.invalidate(name);
+        self.remove(name);
         let tagged = self
             .tags
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(name);
         for key in tagged.into_iter().flat_map(HashMap::into_keys) {
-            self.entries.invalidate(&key);
+            self.remove(&key);
         }
     }
 
     /// Drops every entry.
     pub(crate) fn invalidate_all(&self) {
+        // moka drops the entries lazily (and only then tells the listener): the epoch retires
+        // every thread's copies now.
+        self.front.advance();
         self.entries.invalidate_all();
         self.tags
             .lock()
@@ -94,7 +122,10 @@ impl MemoryStore {
 
     /// Drops only the entry stored under `key`.
     pub(crate) fn remove(&self, key: &str) {
-        self.entries.invalidate(key);
+        if let Some(entry) = self.entries.remove(key) {
+            // The listener marks it too; this makes it so before `remove` returns.
+            entry.mark_removed();
+        }
     }
 
     /// Runs moka's pending maintenance (evictions, expirations, listener calls) now.
@@ -135,5 +166,122 @@ fn unregister_tags(index: &TagIndex, key: &str, entry: &Entry) {
                 index.remove(tag);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Weak};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock;
+    use crate::entry::Deadlines;
+
+    fn store() -> MemoryStore {
+        MemoryStore::new(1 << 20, Arc::new(Counters::new("front-test")))
+    }
+
+    fn entry(value: u32, tags: &[&str], weight: u32) -> Arc<Entry> {
+        let now = clock::now();
+        let later = now + Duration::from_secs(60);
+        let deadlines = Deadlines {
+            fresh_until: later,
+            stale_until: later,
+            expires_at: later,
+        };
+        let tags = tags.iter().map(|t| Box::<str>::from(*t)).collect();
+        Arc::new(Entry::new(Arc::new(value), deadlines, tags, weight))
+    }
+
+    fn read(store: &MemoryStore, key: &str) -> Option<u32> {
+        store
+            .get(key)
+            .map(|e| *e.value.downcast_ref::<u32>().expect("a u32"))
+    }
+
+    /// Reads `key` twice on this thread (the second from its front copy), then runs `change`
+    /// on another thread, then reads again here.
+    fn after_change_elsewhere(
+        store: &Arc<MemoryStore>,
+        key: &str,
+        change: impl FnOnce(&MemoryStore) + Send + 'static,
+    ) -> Option<u32> {
+        assert_eq!(read(store, key), Some(1));
+        assert_eq!(read(store, key), Some(1));
+        let other = Arc::clone(store);
+        std::thread::spawn(move || change(&other))
+            .join()
+            .expect("no panic");
+        read(store, key)
+    }
+
+    #[test]
+    fn a_copy_in_front_is_not_served_after_its_key_is_invalidated_elsewhere() {
+        let store = Arc::new(store());
+        store.insert("user:1", entry(1, &[], 8));
+        assert_eq!(
+            after_change_elsewhere(&store, "user:1", |s| s.invalidate("user:1")),
+            None
+        );
+    }
+
+    #[test]
+    fn a_copy_in_front_is_not_served_after_its_tag_is_invalidated_elsewhere() {
+        let store = Arc::new(store());
+        store.insert("user:1", entry(1, &["users"], 8));
+        assert_eq!(
+            after_change_elsewhere(&store, "user:1", |s| s.invalidate("users")),
+            None
+        );
+    }
+
+    #[test]
+    fn a_copy_in_front_is_not_served_after_invalidate_all_elsewhere() {
+        let store = Arc::new(store());
+        store.insert("user:1", entry(1, &[], 8));
+        assert_eq!(
+            after_change_elsewhere(&store, "user:1", MemoryStore::invalidate_all),
+            None
+        );
+    }
+
+    #[test]
+    fn a_replaced_entry_is_read_as_its_replacement() {
+        let store = Arc::new(store());
+        store.insert("user:1", entry(1, &[], 8));
+        assert_eq!(
+            after_change_elsewhere(&store, "user:1", |s| s.insert("user:1", entry(2, &[], 8))),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn two_stores_do_not_share_copies_of_equal_keys() {
+        let (a, b) = (store(), store());
+        a.insert("k", entry(1, &[], 8));
+        b.insert("k", entry(2, &[], 8));
+        for _ in 0..3 {
+            assert_eq!(read(&a, "k"), Some(1));
+            assert_eq!(read(&b, "k"), Some(2));
+        }
+        a.remove("k");
+        assert_eq!(read(&a, "k"), None);
+        assert_eq!(read(&b, "k"), Some(2));
+    }
+
+    #[test]
+    fn large_entries_are_not_kept_alive_in_front_after_removal() {
+        let store = store();
+        let big = entry(1, &[], front::MAX_WEIGHT + 1);
+        let weak: Weak<Entry> = Arc::downgrade(&big);
+        store.insert("big", big);
+        assert_eq!(read(&store, "big"), Some(1));
+        store.remove("big");
+        store.run_pending_tasks();
+        assert!(
+            weak.upgrade().is_none(),
+            "nothing holds a removed large entry"
+        );
     }
 }

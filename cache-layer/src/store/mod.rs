@@ -3,6 +3,7 @@
 
 mod breaker;
 pub(crate) mod codec;
+mod front;
 mod memory;
 mod redis;
 mod tiered;
