@@ -208,7 +208,11 @@ pub use cache_macros::{cached, invalidates};
 pub use key::{KeyArg, KeyBuf};
 #[doc(hidden)]
 pub use layer::__fuzz;
-pub use layer::{CacheBody, CacheLayer, CacheService, CacheTags, EtagMode, ResponseFuture};
+pub use layer::{
+    CacheBody, CacheLayer, CacheService, CacheTags, EtagMode, HttpOnly, ResponseFuture,
+};
+#[cfg(feature = "grpc")]
+pub use layer::{DescriptorError, GrpcMethods, GrpcRequestBody, LayerMode};
 pub use stats::Stats;
 
 /// The README's examples, compiled as doctests.

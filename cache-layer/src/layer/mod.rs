@@ -18,6 +18,7 @@ mod etag;
 mod forward;
 mod freshness;
 mod future;
+mod grpc;
 mod key;
 #[allow(clippy::module_inception)] // tower-http's layout: `<middleware>/layer.rs` holds the config.
 mod layer;
@@ -32,7 +33,9 @@ mod tags;
 
 pub use body::CacheBody;
 pub use future::ResponseFuture;
-pub use layer::{CacheLayer, EtagMode};
+#[cfg(feature = "grpc")]
+pub use grpc::{DescriptorError, GrpcMethods, GrpcRequestBody, LayerMode};
+pub use layer::{CacheLayer, EtagMode, HttpOnly};
 pub use service::CacheService;
 pub use tags::CacheTags;
 
