@@ -41,19 +41,22 @@ pub(crate) fn supported_encoding(headers: &HeaderMap) -> bool {
     }
 }
 
+/// The compressed flag and message of `body` when it is exactly one whole frame.
+pub(crate) fn single_frame(body: &[u8]) -> Option<(u8, &[u8])> {
+    let [flag, a, b, c, d, rest @ ..] = body else {
+        return None;
+    };
+    let len = usize::try_from(u32::from_be_bytes([*a, *b, *c, *d])).unwrap_or(usize::MAX);
+    (rest.len() == len).then_some((*flag, rest))
+}
+
 /// The decoded message of the one frame in `body`, at most `cap` bytes once decompressed.
 pub(crate) fn unary_message<'a>(
     body: &'a [u8],
     headers: &HeaderMap,
     cap: usize,
 ) -> Result<Cow<'a, [u8]>, FrameError> {
-    let [flag, a, b, c, d, rest @ ..] = body else {
-        return Err(FrameError::NotUnary);
-    };
-    let len = usize::try_from(u32::from_be_bytes([*a, *b, *c, *d])).unwrap_or(usize::MAX);
-    if rest.len() != len {
-        return Err(FrameError::NotUnary);
-    }
+    let (flag, rest) = single_frame(body).ok_or(FrameError::NotUnary)?;
     match flag {
         0 => Ok(Cow::Borrowed(rest)),
         1 => {

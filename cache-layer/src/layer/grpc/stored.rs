@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
 use http_body::Body;
 
+use super::frame::single_frame;
 use crate::clock;
 use crate::entry::{Entry, Lifetime, Value};
 use crate::flight::Leader;
@@ -88,11 +89,15 @@ pub(crate) struct PendingCall {
 }
 
 impl PendingCall {
-    /// Stores the call with `message` when `trailers` say it succeeded.
+    /// Stores the call with `message` when `trailers` say it succeeded and it answered with
+    /// one message (a server stream that happened to be opted in is not stored).
     pub(crate) fn complete(self, message: Bytes, trailers: Option<&HeaderMap>) {
         let Some(trailers) = trailers.filter(|t| grpc_status(t) == Some(b"0")) else {
             return self.abandon("status");
         };
+        if single_frame(&message).is_none() {
+            return self.abandon("not-unary");
+        }
         let mut served = self.headers;
         placeholder(&mut served);
         let call = Arc::new(CachedCall {
