@@ -84,7 +84,9 @@ impl Catalog for TestCatalog {
         }
         if id == 404 {
             let mut status = Status::not_found("no such course");
-            status.metadata_mut().insert("x-reason", "deleted".parse().unwrap());
+            status
+                .metadata_mut()
+                .insert("x-reason", "deleted".parse().unwrap());
             return Err(status);
         }
         let mut response = Response::new(Course {
@@ -173,11 +175,8 @@ fn cache() -> Cache {
 async fn start<M>(seen: Seen, layer: impl FnOnce(Cache) -> CacheLayer<M>) -> Running
 where
     M: Clone + Send + Sync + 'static,
-    CacheService<Inner, M>: Service<
-            http::Request<Body>,
-            Response = http::Response<CacheBody<Body>>,
-            Error = Infallible,
-        > + Clone
+    CacheService<Inner, M>: Service<http::Request<Body>, Response = http::Response<CacheBody<Body>>, Error = Infallible>
+        + Clone
         + Send
         + 'static,
     <CacheService<Inner, M> as Service<http::Request<Body>>>::Future: Send + 'static,
@@ -215,10 +214,7 @@ fn cached_get(cache: Cache) -> CacheLayer<GrpcMethods> {
     CacheLayer::new(cache).grpc_method(GET_COURSE, Duration::from_secs(60))
 }
 
-async fn get(
-    client: &mut CatalogClient<Channel>,
-    id: u64,
-) -> Result<Response<Course>, Status> {
+async fn get(client: &mut CatalogClient<Channel>, id: u64) -> Result<Response<Course>, Status> {
     client.get_course(GetCourseRequest { id }).await
 }
 
@@ -242,7 +238,11 @@ async fn a_second_identical_call_is_served_from_the_cache() {
     let mut request = Request::new(GetCourseRequest { id: 7 });
     request.set_timeout(Duration::from_secs(30));
     let again = server.client.get_course(request).await.unwrap();
-    assert_eq!(server.gets(), 1, "the second call never reached the service");
+    assert_eq!(
+        server.gets(),
+        1,
+        "the second call never reached the service"
+    );
     assert_eq!(again.get_ref(), first.get_ref());
     assert_eq!(again.get_ref().title, "course 7 for anonymous, answer 1");
     assert!(
@@ -387,9 +387,18 @@ async fn get_as(client: &mut CatalogClient<Channel>, user: Option<&str>) -> Stri
 async fn authorization_keeps_callers_apart() {
     // Not in the key: calls with `authorization` are never cached.
     let mut server = start(Seen::default(), cached_get).await;
-    assert_eq!(get_as(&mut server.client, Some("ada")).await, "course 7 for ada, answer 1");
-    assert_eq!(get_as(&mut server.client, Some("bob")).await, "course 7 for bob, answer 2");
-    assert_eq!(get_as(&mut server.client, Some("ada")).await, "course 7 for ada, answer 3");
+    assert_eq!(
+        get_as(&mut server.client, Some("ada")).await,
+        "course 7 for ada, answer 1"
+    );
+    assert_eq!(
+        get_as(&mut server.client, Some("bob")).await,
+        "course 7 for bob, answer 2"
+    );
+    assert_eq!(
+        get_as(&mut server.client, Some("ada")).await,
+        "course 7 for ada, answer 3"
+    );
     assert_eq!(server.gets(), 3);
 
     // In the key: each caller has its own entry.
@@ -398,11 +407,26 @@ async fn authorization_keeps_callers_apart() {
     })
     .await;
     let client = &mut server.client;
-    assert_eq!(get_as(client, Some("ada")).await, "course 7 for ada, answer 1");
-    assert_eq!(get_as(client, Some("bob")).await, "course 7 for bob, answer 2");
-    assert_eq!(get_as(client, Some("ada")).await, "course 7 for ada, answer 1");
-    assert_eq!(get_as(client, Some("bob")).await, "course 7 for bob, answer 2");
-    assert_eq!(get_as(client, None).await, "course 7 for anonymous, answer 3");
+    assert_eq!(
+        get_as(client, Some("ada")).await,
+        "course 7 for ada, answer 1"
+    );
+    assert_eq!(
+        get_as(client, Some("bob")).await,
+        "course 7 for bob, answer 2"
+    );
+    assert_eq!(
+        get_as(client, Some("ada")).await,
+        "course 7 for ada, answer 1"
+    );
+    assert_eq!(
+        get_as(client, Some("bob")).await,
+        "course 7 for bob, answer 2"
+    );
+    assert_eq!(
+        get_as(client, None).await,
+        "course 7 for anonymous, answer 3"
+    );
     assert_eq!(server.gets(), 3);
 }
 
@@ -437,7 +461,10 @@ async fn compressed_and_plain_requests_share_an_entry() {
         .await
         .send_compressed(CompressionEncoding::Gzip);
     let first = get(&mut gzip, 7).await.unwrap();
-    assert!(server.seen.gzip_requests.load(Ordering::SeqCst), "sent compressed");
+    assert!(
+        server.seen.gzip_requests.load(Ordering::SeqCst),
+        "sent compressed"
+    );
     let plain = get(&mut server.client, 7).await.unwrap();
     assert_eq!(server.gets(), 1);
     assert_eq!(plain.get_ref(), first.get_ref());
@@ -482,7 +509,10 @@ async fn concurrent_identical_calls_make_one_inner_call() {
     }
     gate.add_permits(1);
     for call in calls {
-        assert_eq!(call.await.unwrap().title, "course 77 for anonymous, answer 1");
+        assert_eq!(
+            call.await.unwrap().title,
+            "course 77 for anonymous, answer 1"
+        );
     }
     assert_eq!(server.gets(), 1);
 }
@@ -523,6 +553,9 @@ async fn a_stale_call_is_served_while_one_call_refreshes_it() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let refreshed = get(&mut server.client, 7).await.unwrap();
-    assert_eq!(refreshed.get_ref().title, "course 7 for anonymous, answer 2");
+    assert_eq!(
+        refreshed.get_ref().title,
+        "course 7 for anonymous, answer 2"
+    );
     assert!(text(refreshed.metadata(), "cache-status").starts_with("cache-layer; hit"));
 }

@@ -169,7 +169,11 @@ fn read_service(
     Ok(())
 }
 
-fn read_method(data: &[u8], base: usize, service: &str) -> Result<DescribedMethod, DescriptorError> {
+fn read_method(
+    data: &[u8],
+    base: usize,
+    service: &str,
+) -> Result<DescribedMethod, DescriptorError> {
     let mut name = "";
     let mut streaming = false;
     let mut no_side_effects = false;

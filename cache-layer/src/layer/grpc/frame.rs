@@ -132,7 +132,10 @@ mod tests {
         assert_eq!(err(b""), FrameError::NotUnary);
         assert_eq!(err(&one[..4]), FrameError::NotUnary);
         assert_eq!(err(&one[..one.len() - 1]), FrameError::NotUnary);
-        assert_eq!(err(&[one.clone(), one.clone()].concat()), FrameError::NotUnary);
+        assert_eq!(
+            err(&[one.clone(), one.clone()].concat()),
+            FrameError::NotUnary
+        );
         assert_eq!(err(&frame(2, b"abc")), FrameError::NotUnary);
         assert_eq!(err(&frame(1, b"abc")), FrameError::Encoding);
     }

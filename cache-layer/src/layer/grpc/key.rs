@@ -111,7 +111,10 @@ mod tests {
             &tenant,
             b"m",
         );
-        assert_eq!(base, same, "unkeyed metadata and the deadline are not in the key");
+        assert_eq!(
+            base, same,
+            "unkeyed metadata and the deadline are not in the key"
+        );
         for other in [
             call_key(&parts("http://host:1/p.S/Get", &[]), &tenant, b"n"),
             call_key(&parts("http://host:2/p.S/Get", &[]), &tenant, b"m"),

@@ -196,9 +196,7 @@ mod tests {
         let frames: Vec<Result<Frame<Bytes>, &'static str>> = chunks
             .iter()
             .map(|c| Ok(Frame::data(Bytes::from_static(c))))
-            .chain([
-                Ok(Frame::trailers(HeaderMap::new())),
-            ])
+            .chain([Ok(Frame::trailers(HeaderMap::new()))])
             .collect();
         StreamBody::new(futures_util::stream::iter(frames))
     }

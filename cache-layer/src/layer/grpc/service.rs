@@ -16,10 +16,10 @@ use tower_service::Service;
 
 use super::config::{GrpcConfig, GrpcMethods};
 use super::frame::{supported_encoding, unary_message, FrameError};
+use super::is_grpc;
 use super::key::{accepts_response, call_key};
 use super::request_body::{GrpcRequestBody, ReadBody};
 use super::stored::{call_lifetime, grpc_status, CachedCall, PendingCall};
-use super::is_grpc;
 use crate::clock;
 use crate::entry::{Age, Entry};
 use crate::flight::{Join, Leader, Waited};
@@ -334,4 +334,3 @@ impl Call {
         Ok(Response::from_parts(parts, CacheBody::tee(body, recording)))
     }
 }
-
