@@ -50,9 +50,9 @@ pub(crate) struct Config {
 ///
 /// gRPC calls (`content-type: application/grpc...`) pass through untouched: unary and
 /// streaming, trailers, compression and deadlines. With the `grpc` feature, `grpc_method` and
-/// its siblings opt unary methods in (see [`GrpcMethods`](crate::GrpcMethods)); they turn a
+/// its siblings opt unary methods in (see the [module documentation](crate#grpc)); they turn a
 /// `CacheLayer<HttpOnly>` into a `CacheLayer<GrpcMethods>`, whose services hand the inner
-/// service a [`GrpcRequestBody`](crate::GrpcRequestBody).
+/// service a `GrpcRequestBody`.
 ///
 /// ```
 /// use std::time::Duration;

@@ -5,6 +5,8 @@
 //! The module owns the whole HTTP face: header parsing (`cache_control`, `etag`,
 //! `freshness`), the storage rules (`storable`), precondition evaluation (`conditional`),
 //! keys, what is stored (`stored`) and how (`record`), the service, its future and its body.
+//! `grpc` owns the gRPC face: calls pass through unless opted in (feature `grpc`), and
+//! opted-in unary calls reuse the same records, single-flight, tags, bodies and `Cache-Status`.
 //!
 //! Responses are kept in the cache's memory. With a shared (Redis) tier configured, every
 //! instance's stored responses are dropped by any instance's invalidation (over Redis
