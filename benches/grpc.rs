@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use cache_layer::{Cache, CacheLayer};
 use criterion::{criterion_group, Criterion};
 use support::median;
-use tonic::codegen::tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Server};
 use tonic::{Request, Response, Status};
 
@@ -79,7 +79,7 @@ async fn serve(service: Bench, cached: bool) -> CatalogClient<Channel> {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let incoming = TcpListenerStream::new(listener);
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let service = CatalogServer::new(service);
     if cached {
         let cache = Cache::builder().build().expect("cache");

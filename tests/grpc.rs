@@ -16,9 +16,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tonic::body::Body;
 use tonic::codec::CompressionEncoding;
-use tonic::codegen::tokio_stream::wrappers::TcpListenerStream;
 use tonic::metadata::MetadataMap;
 use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Server};
 use tonic::{Code, Request, Response, Status};
 use tower::util::MapResponse;
@@ -198,7 +198,7 @@ where
             add_trailer as fn(http::Response<Body>) -> http::Response<Body>,
         ))
         .add_service(service);
-    tokio::spawn(router.serve_with_incoming(TcpListenerStream::new(listener)));
+    tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true))));
     let client = CatalogClient::connect(format!("http://{addr}"))
         .await
         .expect("connect");
