@@ -186,6 +186,35 @@
 //!   cap are read before the head is sent; others are streamed to the client while a copy is
 //!   kept up to the cap. Larger or endless bodies, server-sent events and trailers pass
 //!   through; the inner service's error type is never changed.
+//!
+//! # gRPC
+//! On a tonic server (`Server::builder().layer(CacheLayer::new(cache))`), gRPC calls pass
+//! through the layer untouched: unary and streaming, headers, trailers, `grpc-status` and
+//! `grpc-message`, compression and deadlines. They are not treated as HTTP writes.
+//!
+//! With the `grpc` feature, unary methods are cached once opted in, by path
+//! (`grpc_method("/catalog.v1.Catalog/GetCourse", ttl)`), by predicate
+//! (`grpc_methods_where`), or from a file descriptor set's `idempotency_level =
+//! NO_SIDE_EFFECTS` (`grpc_descriptors`); this makes the layer a `CacheLayer<GrpcMethods>`,
+//! whose service hands the inner one a `GrpcRequestBody`.
+//!
+//! - **Key**: `grpc <authority><path>` and a SHA-256 of the *decoded* request message (one
+//!   frame; `gzip` or `deflate` per `grpc-encoding` decompressed, so compression does not split
+//!   keys), the client's `grpc-accept-encoding` (a compressed answer is only replayed to
+//!   clients that decode it) and the metadata added with `grpc_key_metadata` (tenant,
+//!   `authorization`). A call carrying `authorization` is not cached unless it is keyed;
+//!   `grpc-timeout` never is.
+//! - **Stored**: headers, message bytes and trailers, replayed exactly; only when the trailers
+//!   say `grpc-status: 0` and the answer is one message (never a Trailers-Only error, never a
+//!   stream). Fresh for the method's TTL, or `max-age`/`s-maxage` from a `cache-control`
+//!   response metadata entry; `no-store` and `private` are not stored.
+//! - **Invalidation**: `cache-tag` response metadata (removed before the client sees it) tags
+//!   the entry, and every entry is tagged with its method path.
+//! - **Load**: concurrent identical calls make one inner call; stale-while-revalidate and
+//!   stale-if-error (the layer's windows, or `cache-control`'s) as for HTTP; UNKNOWN,
+//!   DEADLINE_EXCEEDED, INTERNAL, UNAVAILABLE and DATA_LOSS count as the service failing.
+//! - **Not cached**: a message over [`max_body`](CacheLayer::max_body), several request
+//!   frames, an unknown `grpc-encoding`: the call passes through, with a `Cache-Status` detail.
 
 mod cache;
 mod clock;
@@ -208,7 +237,11 @@ pub use cache_macros::{cached, invalidates};
 pub use key::{KeyArg, KeyBuf};
 #[doc(hidden)]
 pub use layer::__fuzz;
-pub use layer::{CacheBody, CacheLayer, CacheService, CacheTags, EtagMode, ResponseFuture};
+pub use layer::{
+    CacheBody, CacheLayer, CacheService, CacheTags, EtagMode, HttpOnly, ResponseFuture,
+};
+#[cfg(feature = "grpc")]
+pub use layer::{DescriptorError, GrpcMethods, GrpcRequestBody, LayerMode};
 pub use stats::Stats;
 
 /// The README's examples, compiled as doctests.

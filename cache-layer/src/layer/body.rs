@@ -57,7 +57,16 @@ pin_project! {
 pub(crate) struct Recording {
     buffer: BytesMut,
     cap: usize,
-    store: PendingStore,
+    store: Pending,
+}
+
+/// What a finished copy is stored as.
+enum Pending {
+    /// An HTTP response: stored when the body ends without trailers.
+    Response(PendingStore),
+    /// A gRPC unary response: stored with its trailers, when they say `grpc-status: 0`.
+    #[cfg(feature = "grpc")]
+    Call(super::grpc::PendingCall),
 }
 
 impl Recording {
@@ -65,7 +74,38 @@ impl Recording {
         Recording {
             buffer: BytesMut::new(),
             cap,
-            store,
+            store: Pending::Response(store),
+        }
+    }
+
+    #[cfg(feature = "grpc")]
+    pub(crate) fn call(cap: usize, store: super::grpc::PendingCall) -> Self {
+        Recording {
+            buffer: BytesMut::new(),
+            cap,
+            store: Pending::Call(store),
+        }
+    }
+
+    fn abandon(self, reason: &'static str) {
+        match self.store {
+            Pending::Response(store) => store.abandon(reason),
+            #[cfg(feature = "grpc")]
+            Pending::Call(store) => store.abandon(reason),
+        }
+    }
+
+    /// The body ended, with `trailers` or without.
+    fn finish(self, trailers: Option<&HeaderMap>) {
+        let body = self.buffer.freeze();
+        match (self.store, trailers) {
+            (Pending::Response(store), None) => {
+                store.complete(body);
+            }
+            // Trailers are not stored with HTTP responses: not replayable as is.
+            (Pending::Response(_), Some(_)) => {}
+            #[cfg(feature = "grpc")]
+            (Pending::Call(store), trailers) => store.complete(body, trailers),
         }
     }
 }
@@ -143,20 +183,24 @@ where
                             if let Some(rec) = recording.as_mut() {
                                 if rec.buffer.len() + data.len() > rec.cap {
                                     if let Some(rec) = recording.take() {
-                                        rec.store.abandon("too-large");
+                                        rec.abandon("too-large");
                                     }
                                 } else {
                                     rec.buffer.extend_from_slice(data);
                                 }
                             }
                         }
-                        // Trailers are not stored: the response is not replayable as is.
-                        None => *recording = None,
+                        // Trailers end the body (HTTP/2 servers may not poll past them).
+                        None => {
+                            if let Some(rec) = recording.take() {
+                                rec.finish(frame.trailers_ref());
+                            }
+                        }
                     },
                     Some(Err(_)) => *recording = None,
                     None => {
                         if let Some(rec) = recording.take() {
-                            rec.store.complete(rec.buffer.freeze());
+                            rec.finish(None);
                         }
                     }
                 }

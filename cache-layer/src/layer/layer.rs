@@ -1,4 +1,5 @@
-//! [`CacheLayer`]: the configuration.
+//! [`CacheLayer`]: the configuration, and which protocols it caches ([`HttpOnly`], or
+//! HTTP plus opted-in gRPC methods with the `grpc` feature).
 
 use std::fmt;
 use std::sync::Arc;
@@ -47,6 +48,12 @@ pub(crate) struct Config {
 /// See the [module documentation](crate#http-response-caching) for what is stored and how it
 /// is served. Builder methods take and return `self`.
 ///
+/// gRPC calls (`content-type: application/grpc...`) pass through untouched: unary and
+/// streaming, trailers, compression and deadlines. With the `grpc` feature, `grpc_method` and
+/// its siblings opt unary methods in (see the [module documentation](crate#grpc)); they turn a
+/// `CacheLayer<HttpOnly>` into a `CacheLayer<GrpcMethods>`, whose services hand the inner
+/// service a `GrpcRequestBody`.
+///
 /// ```
 /// use std::time::Duration;
 /// use cache_layer::{Cache, CacheLayer, EtagMode};
@@ -61,12 +68,19 @@ pub(crate) struct Config {
 /// ```
 #[derive(Clone)]
 #[must_use]
-pub struct CacheLayer {
-    cache: Cache,
+pub struct CacheLayer<M = HttpOnly> {
+    pub(crate) cache: Cache,
     // Shared with every service built, so that `layer` (which axum may call per route) is
     // two reference-count increments.
-    config: Arc<Config>,
+    pub(crate) config: Arc<Config>,
+    /// What is cached besides HTTP: nothing, or opted-in gRPC methods.
+    pub(crate) mode: M,
 }
+
+/// The [`CacheLayer`] mode that caches HTTP responses only; gRPC calls pass through, and the
+/// inner service receives each request as it came.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HttpOnly;
 
 impl CacheLayer {
     /// A layer storing responses in `cache`, with the defaults: no default TTL (responses
@@ -74,6 +88,7 @@ impl CacheLayer {
     /// ETags, no default stale windows, 8 variants per URL, request `Cache-Control` honoured.
     pub fn new(cache: Cache) -> Self {
         CacheLayer {
+            mode: HttpOnly,
             cache,
             config: Arc::new(Config {
                 default_ttl: None,
@@ -88,7 +103,9 @@ impl CacheLayer {
             }),
         }
     }
+}
 
+impl<M> CacheLayer<M> {
     /// Freshness for responses that give none (no `Cache-Control: max-age`/`s-maxage`, no
     /// `Expires`, no `Last-Modified`). Off by default: a cache that invents freshness serves
     /// outdated data the application never allowed.
@@ -98,7 +115,8 @@ impl CacheLayer {
     }
 
     /// The largest body stored, in bytes (default 1 MiB). Larger (or endless) bodies stream
-    /// through to the client untouched and are not stored.
+    /// through to the client untouched and are not stored. For opted-in gRPC methods it also
+    /// caps the request message read to compute the key (compressed and decompressed).
     pub fn max_body(mut self, bytes: usize) -> Self {
         Arc::make_mut(&mut self.config).max_body = bytes;
         self
@@ -167,19 +185,25 @@ impl CacheLayer {
     }
 }
 
-impl<S> Layer<S> for CacheLayer {
-    type Service = CacheService<S>;
+impl<S, M: Clone> Layer<S> for CacheLayer<M> {
+    type Service = CacheService<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CacheService::new(inner, self.cache.clone(), Arc::clone(&self.config))
+        CacheService::new(
+            inner,
+            self.cache.clone(),
+            Arc::clone(&self.config),
+            self.mode.clone(),
+        )
     }
 }
 
-impl fmt::Debug for CacheLayer {
+impl<M: fmt::Debug> fmt::Debug for CacheLayer<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheLayer")
             .field("cache", &self.cache.name())
             .field("config", &self.config)
+            .field("mode", &self.mode)
             .finish()
     }
 }

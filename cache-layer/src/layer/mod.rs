@@ -5,6 +5,8 @@
 //! The module owns the whole HTTP face: header parsing (`cache_control`, `etag`,
 //! `freshness`), the storage rules (`storable`), precondition evaluation (`conditional`),
 //! keys, what is stored (`stored`) and how (`record`), the service, its future and its body.
+//! `grpc` owns the gRPC face: calls pass through unless opted in (feature `grpc`), and
+//! opted-in unary calls reuse the same records, single-flight, tags, bodies and `Cache-Status`.
 //!
 //! Responses are kept in the cache's memory. With a shared (Redis) tier configured, every
 //! instance's stored responses are dropped by any instance's invalidation (over Redis
@@ -18,6 +20,7 @@ mod etag;
 mod forward;
 mod freshness;
 mod future;
+mod grpc;
 mod key;
 #[allow(clippy::module_inception)] // tower-http's layout: `<middleware>/layer.rs` holds the config.
 mod layer;
@@ -32,7 +35,9 @@ mod tags;
 
 pub use body::CacheBody;
 pub use future::ResponseFuture;
-pub use layer::{CacheLayer, EtagMode};
+#[cfg(feature = "grpc")]
+pub use grpc::{DescriptorError, GrpcMethods, GrpcRequestBody, LayerMode};
+pub use layer::{CacheLayer, EtagMode, HttpOnly};
 pub use service::CacheService;
 pub use tags::CacheTags;
 

@@ -19,8 +19,10 @@ use super::cache_control::RequestDirectives;
 use super::conditional::{evaluate, Precondition, Representation};
 use super::forward::{fetch, forward, Plan};
 use super::future::ResponseFuture;
+use super::grpc::is_grpc;
 use super::key::{is_cacheable_method, is_unsafe_method, write_primary_key};
 use super::layer::Config;
+use super::layer::HttpOnly;
 use super::lookup::{lookup, request_directives, url_key, Found};
 use super::respond::{empty_response, remaining_ttl, serve};
 use super::status::{CacheStatus, Forward};
@@ -31,19 +33,25 @@ use crate::stats::Counter;
 use crate::Cache;
 
 /// Caches the responses of the service it wraps; built by [`CacheLayer`](crate::CacheLayer).
+///
+/// `M` is the layer's mode: [`HttpOnly`] passes each request to the inner service as it came;
+/// with opted-in gRPC methods (`GrpcMethods`, feature `grpc`) the inner service receives a
+/// `GrpcRequestBody` (the request message is read to compute the key).
 #[derive(Clone)]
-pub struct CacheService<S> {
-    inner: S,
-    cache: Cache,
-    config: Arc<Config>,
+pub struct CacheService<S, M = HttpOnly> {
+    pub(crate) inner: S,
+    pub(crate) cache: Cache,
+    pub(crate) config: Arc<Config>,
+    pub(crate) mode: M,
 }
 
-impl<S> CacheService<S> {
-    pub(crate) fn new(inner: S, cache: Cache, config: Arc<Config>) -> Self {
+impl<S, M> CacheService<S, M> {
+    pub(crate) fn new(inner: S, cache: Cache, config: Arc<Config>, mode: M) -> Self {
         CacheService {
             inner,
             cache,
             config,
+            mode,
         }
     }
 
@@ -63,17 +71,18 @@ impl<S> CacheService<S> {
     }
 }
 
-impl<S: std::fmt::Debug> std::fmt::Debug for CacheService<S> {
+impl<S: std::fmt::Debug, M: std::fmt::Debug> std::fmt::Debug for CacheService<S, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CacheService")
             .field("inner", &self.inner)
             .field("cache", &self.cache.name())
             .field("config", &self.config)
+            .field("mode", &self.mode)
             .finish()
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CacheService<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CacheService<S, HttpOnly>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -91,6 +100,64 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        if is_grpc(request.headers()) {
+            return self.pass_grpc(request, None);
+        }
+        self.call_http(request)
+    }
+}
+
+/// How [`CacheService::decide`] answers a GET or HEAD.
+enum Decision<B: Body> {
+    /// From the cache (or a 504 for `only-if-cached`), without the inner service.
+    Respond(Response<CacheBody<B>>),
+    /// Stale-while-revalidate: `served` now, `plan` refreshes in the background.
+    Refresh {
+        served: Response<CacheBody<B>>,
+        plan: Plan,
+        claim: RefreshClaim,
+    },
+    /// Forward to the inner service (under single-flight).
+    Fetch(Plan),
+    /// The key function declined the request.
+    Bypass,
+}
+
+impl<S, M> CacheService<S, M> {
+    /// A gRPC call that is not cached: to the inner service and back untouched (trailers,
+    /// status, compression, deadline), only `Cache-Tag` removed and `Cache-Status` added (with
+    /// `detail` saying why an opted-in method was not cached). Not a write either: a gRPC
+    /// path names a method, not a stored resource.
+    pub(crate) fn pass_grpc<ReqBody, ResBody>(
+        &mut self,
+        request: Request<ReqBody>,
+        detail: Option<&'static str>,
+    ) -> ResponseFuture<S::Future, ResBody, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+        ResBody: Body,
+    {
+        let mut status = CacheStatus::forward(Forward::Bypass);
+        if let Some(detail) = detail {
+            status = status.detail(detail);
+        }
+        ResponseFuture::passthrough(self.take_ready().call(request), status)
+    }
+
+    /// An HTTP request: served from the cache, forwarded under single-flight, or passed
+    /// through; successful writes invalidate what they name.
+    pub(crate) fn call_http<ReqBody, ResBody>(
+        &mut self,
+        request: Request<ReqBody>,
+    ) -> ResponseFuture<S::Future, ResBody, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        ReqBody: Send + 'static,
+        ResBody: Body<Data = Bytes> + Send + 'static,
+        ResBody::Error: Send + 'static,
+    {
         // Protocol upgrades (WebSocket) are a connection, not a response to store.
         if is_cacheable_method(request.method()) && !request.headers().contains_key(UPGRADE) {
             let (parts, body) = request.into_parts();
@@ -136,27 +203,9 @@ where
             ResponseFuture::passthrough(inner.call(request), CacheStatus::forward(Forward::Method))
         }
     }
-}
 
-/// How [`CacheService::decide`] answers a GET or HEAD.
-enum Decision<B: Body> {
-    /// From the cache (or a 504 for `only-if-cached`), without the inner service.
-    Respond(Response<CacheBody<B>>),
-    /// Stale-while-revalidate: `served` now, `plan` refreshes in the background.
-    Refresh {
-        served: Response<CacheBody<B>>,
-        plan: Plan,
-        claim: RefreshClaim,
-    },
-    /// Forward to the inner service (under single-flight).
-    Fetch(Plan),
-    /// The key function declined the request.
-    Bypass,
-}
-
-impl<S> CacheService<S> {
     /// The instance `poll_ready` prepared is the one to call; a fresh clone stays for next time.
-    fn take_ready(&mut self) -> S
+    pub(crate) fn take_ready(&mut self) -> S
     where
         S: Clone,
     {

@@ -1,0 +1,165 @@
+//! The key of a cached gRPC call: `grpc <authority><path> <hex SHA-256>` of the decoded
+//! request message, the accepted response encodings and the keyed metadata. Hashed, so that
+//! tokens in the metadata never appear in keys (logs, metrics) and keys stay short.
+
+use std::fmt::Write as _;
+
+use http::header::HOST;
+use http::request::Parts;
+use http::{HeaderMap, HeaderName};
+use sha2::{Digest as _, Sha256};
+
+/// `grpc-accept-encoding`: the response encodings the client decodes.
+const GRPC_ACCEPT_ENCODING: &str = "grpc-accept-encoding";
+
+/// The key of a call to `parts` with the decoded `message`, keyed on the `metadata` names.
+pub(crate) fn call_key(parts: &Parts, metadata: &[HeaderName], message: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    // A stored compressed response must only be replayed to clients that can decode it: the
+    // accepted encodings are part of the key, like a `Vary: grpc-accept-encoding`.
+    let mut accepted = accepted_encodings(&parts.headers);
+    accepted.sort_unstable();
+    accepted.dedup();
+    for encoding in accepted {
+        field(&mut hash, encoding.as_bytes());
+    }
+    hash.update([0xff]);
+    for name in metadata {
+        let mut values = parts.headers.get_all(name).iter().peekable();
+        // Absent and present-but-empty are different keys.
+        hash.update([u8::from(values.peek().is_some())]);
+        for value in values {
+            field(&mut hash, value.as_bytes());
+        }
+        hash.update([0xff]);
+    }
+    field(&mut hash, message);
+    let authority = match parts.uri.authority() {
+        Some(authority) => authority.as_str(),
+        None => parts
+            .headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default(),
+    };
+    let path = parts.uri.path();
+    let mut key = String::with_capacity(6 + authority.len() + path.len() + 64);
+    key.push_str("grpc ");
+    key.push_str(&authority.to_ascii_lowercase());
+    key.push_str(path);
+    key.push(' ');
+    for byte in hash.finalize() {
+        let _ = write!(key, "{byte:02x}");
+    }
+    key
+}
+
+/// Length-prefixed, so that no two lists of fields hash alike.
+fn field(hash: &mut Sha256, bytes: &[u8]) {
+    hash.update((bytes.len() as u64).to_be_bytes());
+    hash.update(bytes);
+}
+
+/// The client's accepted response encodings, lowercased, without `identity` (always accepted).
+fn accepted_encodings(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(GRPC_ACCEPT_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|e| String::from_utf8_lossy(e.trim_ascii()).to_ascii_lowercase())
+        .filter(|e| !e.is_empty() && e != "identity")
+        .collect()
+}
+
+/// Whether a client that sent `request` headers decodes a response sent with `response`
+/// headers (its `grpc-encoding`).
+pub(crate) fn accepts_response(request: &HeaderMap, response: &HeaderMap) -> bool {
+    match response.get("grpc-encoding").map(|v| v.as_bytes()) {
+        None | Some(b"identity") => true,
+        Some(encoding) => accepted_encodings(request)
+            .iter()
+            .any(|e| e.as_bytes().eq_ignore_ascii_case(encoding)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderValue, Request};
+
+    fn parts(uri: &str, headers: &[(&'static str, &'static str)]) -> Parts {
+        let mut request = Request::post(uri).body(()).unwrap();
+        for (name, value) in headers {
+            request
+                .headers_mut()
+                .append(*name, HeaderValue::from_static(value));
+        }
+        request.into_parts().0
+    }
+
+    #[test]
+    fn message_authority_path_and_keyed_metadata_split_keys() {
+        let tenant = [HeaderName::from_static("x-tenant")];
+        let base = call_key(&parts("http://Host:1/p.S/Get", &[]), &tenant, b"m");
+        assert!(base.starts_with("grpc host:1/p.S/Get "), "{base}");
+        assert_eq!(base.len(), "grpc host:1/p.S/Get ".len() + 64);
+        let same = call_key(
+            &parts(
+                "http://host:1/p.S/Get",
+                &[("grpc-timeout", "5S"), ("x-other", "1")],
+            ),
+            &tenant,
+            b"m",
+        );
+        assert_eq!(
+            base, same,
+            "unkeyed metadata and the deadline are not in the key"
+        );
+        for other in [
+            call_key(&parts("http://host:1/p.S/Get", &[]), &tenant, b"n"),
+            call_key(&parts("http://host:2/p.S/Get", &[]), &tenant, b"m"),
+            call_key(&parts("http://host:1/p.S/Put", &[]), &tenant, b"m"),
+            call_key(
+                &parts("http://host:1/p.S/Get", &[("x-tenant", "")]),
+                &tenant,
+                b"m",
+            ),
+            call_key(
+                &parts("http://host:1/p.S/Get", &[("x-tenant", "a")]),
+                &tenant,
+                b"m",
+            ),
+            call_key(
+                &parts("http://host:1/p.S/Get", &[("grpc-accept-encoding", "gzip")]),
+                &tenant,
+                b"m",
+            ),
+        ] {
+            assert_ne!(base, other);
+        }
+    }
+
+    #[test]
+    fn accepted_encodings_are_a_set() {
+        let a = call_key(
+            &parts("/p.S/Get", &[("grpc-accept-encoding", "gzip,deflate")]),
+            &[],
+            b"m",
+        );
+        let b = call_key(
+            &parts(
+                "/p.S/Get",
+                &[("grpc-accept-encoding", "identity, DEFLATE, gzip")],
+            ),
+            &[],
+            b"m",
+        );
+        assert_eq!(a, b);
+        let request = parts("/p.S/Get", &[("grpc-accept-encoding", "gzip")]).headers;
+        let mut gzip = HeaderMap::new();
+        gzip.insert("grpc-encoding", HeaderValue::from_static("gzip"));
+        assert!(accepts_response(&request, &gzip));
+        assert!(!accepts_response(&HeaderMap::new(), &gzip));
+        assert!(accepts_response(&HeaderMap::new(), &HeaderMap::new()));
+    }
+}

@@ -1,0 +1,69 @@
+//! gRPC over [`CacheLayer`](crate::CacheLayer): every call passes through untouched unless its
+//! method is opted in; opted-in unary calls are cached by their decoded request message.
+//!
+//! - `config`: [`GrpcMethods`], which methods are cached and what else is part of the key.
+//! - `descriptor`: reading `idempotency_level = NO_SIDE_EFFECTS` from a file descriptor set.
+//! - `frame`: the request's length-prefixed message, decompressed.
+//! - `key`: the cache key of a call.
+//! - `request_body`: [`GrpcRequestBody`], the request body the inner service receives.
+//! - `stored`: what is kept (headers, message, trailers) and how it is replayed.
+//! - `service`: the call path: hit, stale-while-revalidate, single-flight, stale-if-error.
+
+use http::header::CONTENT_TYPE;
+use http::HeaderMap;
+
+#[cfg(feature = "grpc")]
+mod config;
+#[cfg(feature = "grpc")]
+mod descriptor;
+#[cfg(feature = "grpc")]
+mod frame;
+#[cfg(feature = "grpc")]
+mod key;
+#[cfg(feature = "grpc")]
+mod request_body;
+#[cfg(feature = "grpc")]
+mod service;
+#[cfg(feature = "grpc")]
+mod stored;
+
+#[cfg(feature = "grpc")]
+pub use config::{DescriptorError, GrpcMethods, LayerMode};
+#[cfg(feature = "grpc")]
+pub use request_body::GrpcRequestBody;
+#[cfg(feature = "grpc")]
+pub(crate) use stored::PendingCall;
+
+/// Whether a request is a gRPC call (`application/grpc`, `application/grpc+proto`, ...;
+/// not gRPC-Web, whose status travels in the body).
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers.get(CONTENT_TYPE).is_some_and(|value| {
+        let value = value.as_bytes();
+        let prefix = b"application/grpc";
+        value.len() >= prefix.len()
+            && value[..prefix.len()].eq_ignore_ascii_case(prefix)
+            && matches!(value.get(prefix.len()), None | Some(b'+' | b';'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn grpc_content_types() {
+        let of = |v: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(v));
+            is_grpc(&headers)
+        };
+        assert!(of("application/grpc"));
+        assert!(of("application/grpc+proto"));
+        assert!(of("Application/GRPC; charset=utf-8"));
+        assert!(!of("application/grpc-web"));
+        assert!(!of("application/grpcx"));
+        assert!(!of("application/json"));
+        assert!(!is_grpc(&HeaderMap::new()));
+    }
+}

@@ -1,0 +1,149 @@
+//! What is kept of a gRPC call: the response headers, the message bytes exactly as sent
+//! (frame header and compression included) and the trailers; [`PendingCall`], which stores it
+//! once the trailers say `grpc-status: 0`; and the replay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Response, StatusCode};
+use http_body::Body;
+
+use super::frame::single_frame;
+use crate::clock;
+use crate::entry::{Entry, Lifetime, Value};
+use crate::flight::Leader;
+use crate::layer::body::CacheBody;
+use crate::layer::layer::Config;
+use crate::layer::record::mark_uncacheable;
+use crate::layer::status::{placeholder, CacheStatus};
+use crate::layer::tags::CacheTags;
+use crate::store::ENTRY_OVERHEAD;
+use crate::Cache;
+
+/// A successful unary call as stored.
+pub(crate) struct CachedCall {
+    pub(crate) status: StatusCode,
+    /// The response headers as sent (`cache-tag` removed), plus a `Cache-Status` placeholder.
+    pub(crate) served: HeaderMap,
+    pub(crate) message: Bytes,
+    pub(crate) trailers: HeaderMap,
+    pub(crate) tags: Vec<String>,
+}
+
+impl CachedCall {
+    /// The call replayed: same status, headers, message bytes and trailers.
+    pub(crate) fn serve<B: Body>(&self, status: &CacheStatus) -> Response<CacheBody<B>> {
+        let mut headers = self.served.clone();
+        status.replace_last_in(&mut headers);
+        let body = CacheBody::buffered(
+            Some(self.message.clone()),
+            Some(self.trailers.clone()),
+            None,
+        );
+        let mut response = Response::new(body);
+        *response.status_mut() = self.status;
+        *response.headers_mut() = headers;
+        if !self.tags.is_empty() {
+            response
+                .extensions_mut()
+                .insert(CacheTags(self.tags.clone()));
+        }
+        response
+    }
+
+    fn weight(&self) -> usize {
+        let fields = |map: &HeaderMap| {
+            map.iter()
+                .map(|(n, v)| n.as_str().len() + v.len() + 32)
+                .sum::<usize>()
+        };
+        std::mem::size_of::<Self>()
+            + fields(&self.served)
+            + fields(&self.trailers)
+            + self.message.len()
+            + self.tags.iter().map(|t| t.len() + 24).sum::<usize>()
+    }
+}
+
+/// The `grpc-status` of a header or trailer block, when it has one.
+pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<&[u8]> {
+    headers.get("grpc-status").map(|v| v.as_bytes())
+}
+
+/// A response head waiting for its message and trailers: stored (and handed to coalesced
+/// waiters) by [`PendingCall::complete`] when the trailers say `grpc-status: 0`; otherwise
+/// nothing is stored and the waiters call for themselves.
+pub(crate) struct PendingCall {
+    pub(crate) cache: Cache,
+    pub(crate) config: Arc<Config>,
+    pub(crate) key: String,
+    /// The method path: every entry is tagged with it.
+    pub(crate) path: String,
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) lifetime: Lifetime,
+    pub(crate) tags: Vec<String>,
+    pub(crate) since: u64,
+    pub(crate) leader: Option<Leader>,
+}
+
+impl PendingCall {
+    /// Stores the call with `message` when `trailers` say it succeeded and it answered with
+    /// one message (a server stream that happened to be opted in is not stored).
+    pub(crate) fn complete(self, message: Bytes, trailers: Option<&HeaderMap>) {
+        let Some(trailers) = trailers.filter(|t| grpc_status(t) == Some(b"0")) else {
+            return self.abandon("status");
+        };
+        if single_frame(&message).is_none() {
+            return self.abandon("not-unary");
+        }
+        let mut served = self.headers;
+        placeholder(&mut served);
+        let call = Arc::new(CachedCall {
+            status: self.status,
+            served,
+            message,
+            trailers: trailers.clone(),
+            tags: self.tags,
+        });
+        let mut tags: Vec<Box<str>> = call.tags.iter().map(|t| t.as_str().into()).collect();
+        tags.push(self.path.into());
+        let weight =
+            u32::try_from(ENTRY_OVERHEAD + self.key.len() + call.weight()).unwrap_or(u32::MAX);
+        let deadlines = self.lifetime.deadlines(clock::now(), 0.0);
+        let entry = Entry::new(Arc::clone(&call) as Value, deadlines, tags.into(), weight);
+        let kept = self.cache.store_in_memory(&self.key, entry, self.since);
+        tracing::debug!(
+            cache = self.cache.name(),
+            key = self.key,
+            ttl_secs = self.lifetime.ttl.as_secs(),
+            kept,
+            "gRPC call stored"
+        );
+        if let (true, Some(leader)) = (kept, self.leader) {
+            leader.complete(call as Value);
+        }
+    }
+
+    /// Gives up storing (`reason` is logged); the key skips coalescing for a while.
+    pub(crate) fn abandon(self, reason: &'static str) {
+        tracing::debug!(
+            cache = self.cache.name(),
+            key = self.key,
+            reason,
+            "gRPC call not stored"
+        );
+        mark_uncacheable(&self.cache, &self.config, &self.key);
+    }
+}
+
+/// The lifetime of a call's entry: fresh for `ttl`, then the stale windows.
+pub(crate) fn call_lifetime(ttl: Duration, windows: (Duration, Duration)) -> Lifetime {
+    Lifetime {
+        ttl,
+        stale: windows.0,
+        stale_if_error: windows.1,
+        jitter: Some(0.0),
+    }
+}
