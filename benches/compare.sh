@@ -4,6 +4,9 @@
 #   CacheLayer memory   the catalog as shipped: CacheLayer in process
 #   CacheLayer Redis    the catalog with --redis (tiered memory + Redis), when redis-server is installed
 #   nginx proxy_cache   the uncached catalog behind nginx's proxy_cache (the usual alternative)
+#   ceiling             the uncached catalog's GET /healthz (two static bytes, no layer, no
+#                       database): what this server answers at best on this machine, so an upper
+#                       bound for any cache inside it
 # Runs are interleaved (set-up A, B, C, D, then again) so that noise from the machine hits
 # every set-up alike; the table shows the median of RUNS runs.
 #
@@ -129,9 +132,16 @@ sleep 0.5
 ADDR[nginx proxy_cache]=127.0.0.1:$NGINX_PORT
 SETUPS+=("nginx proxy_cache")
 
+declare -A URL
+for setup in "${SETUPS[@]}"; do
+    URL[$setup]="${ADDR[$setup]}$PATH_UNDER_TEST"
+done
+URL[ceiling]="${ADDR[no cache]}/healthz"
+SETUPS+=("ceiling")
+
 # Warm every set-up: the first request fills the caches.
 for setup in "${SETUPS[@]}"; do
-    curl -fsS -o /dev/null "http://${ADDR[$setup]}$PATH_UNDER_TEST"
+    curl -fsS -o /dev/null "http://${URL[$setup]}"
 done
 # nginx must actually be caching, or the comparison is meaningless.
 curl -fsS -o /dev/null -D "$WORK/h" "http://${ADDR[nginx proxy_cache]}$PATH_UNDER_TEST"
@@ -139,7 +149,7 @@ grep -qi '^x-cache-status: HIT' "$WORK/h" || { echo "error: nginx is not caching
 
 # wrk's output → "requests/s p50_ms p99_ms".
 measure() {
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://$1$PATH_UNDER_TEST" | awk '
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://$1" | awk '
         function ms(v) {
             if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000;
             if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0;
@@ -155,7 +165,7 @@ measure() {
 declare -A RESULTS
 for run in $(seq "$RUNS"); do
     for setup in "${SETUPS[@]}"; do
-        result=$(measure "${ADDR[$setup]}")
+        result=$(measure "${URL[$setup]}")
         echo "run $run/$RUNS  $setup: $result (req/s p50_ms p99_ms)" >&2
         RESULTS[$setup]+="$result"$'\n'
     done
@@ -164,13 +174,15 @@ done
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 echo
-echo "GET $PATH_UNDER_TEST, wrk -t$THREADS -c$CONNECTIONS -d$DURATION, median of $RUNS interleaved runs, $(nproc) cores"
+echo "GET $PATH_UNDER_TEST (ceiling: GET /healthz), wrk -t$THREADS -c$CONNECTIONS -d$DURATION, median of $RUNS interleaved runs, $(nproc) cores"
 echo
-printf '| %-18s | %12s | %10s | %10s |\n' "set-up" "requests/s" "p50 ms" "p99 ms"
-printf '| %-18s | %12s | %10s | %10s |\n' "---" "---:" "---:" "---:"
+nginx_rps=$(printf '%s' "${RESULTS[nginx proxy_cache]}" | awk '{ print $1 }' | median)
+printf '| %-18s | %12s | %10s | %10s | %9s |\n' "set-up" "requests/s" "p50 ms" "p99 ms" "vs nginx"
+printf '| %-18s | %12s | %10s | %10s | %9s |\n' "---" "---:" "---:" "---:" "---:"
 for setup in "${SETUPS[@]}"; do
     rps=$(printf '%s' "${RESULTS[$setup]}" | awk '{ print $1 }' | median)
     p50=$(printf '%s' "${RESULTS[$setup]}" | awk '{ print $2 }' | median)
     p99=$(printf '%s' "${RESULTS[$setup]}" | awk '{ print $3 }' | median)
-    printf '| %-18s | %12.0f | %10.3f | %10.3f |\n' "$setup" "$rps" "$p50" "$p99"
+    ratio=$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN { printf "%.2fx", a / b }')
+    printf '| %-18s | %12.0f | %10.3f | %10.3f | %9s |\n' "$setup" "$rps" "$p50" "$p99" "$ratio"
 done

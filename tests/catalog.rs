@@ -118,6 +118,12 @@ async fn starts_on_a_free_loopback_port_and_serves_every_endpoint() {
         .get_with("/me", &[("authorization", "Bearer user-1")])
         .await;
     assert_eq!(me.status, StatusCode::OK);
+    let health = service.get("/healthz").await;
+    assert_eq!(
+        (health.status, health.text().as_str()),
+        (StatusCode::OK, "ok")
+    );
+    assert_eq!(health.header("cache-control"), "no-store");
     let featured = service.get("/courses/featured").await.json();
     let courses = featured.as_array().expect("a list of courses");
     assert_eq!(courses.len(), 12);
