@@ -265,6 +265,11 @@ impl CacheBuilder {
     /// The in-memory store's budget in bytes (default 64 MiB). Entries are weighed by their
     /// key, tags, inline size and heap data; the least recently used go first when the
     /// budget is exceeded.
+    ///
+    /// Besides the budget, each thread that reads the cache keeps copies of the last entries it
+    /// read (64, of at most 16 KiB each), so a repeated read of a hot key touches no shared
+    /// memory; a copy is never served once its entry was invalidated, replaced or evicted, but
+    /// it can keep an evicted entry's memory alive until the thread's next read of that slot.
     pub fn memory_budget(mut self, bytes: u64) -> Self {
         self.memory_budget = bytes;
         self

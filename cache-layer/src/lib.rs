@@ -35,7 +35,9 @@
 //! `Result<T, E>` caches `Ok(T)` and never `Err`; `Option<T>` caches `Some(T)`, and `None` only
 //! with `none_ttl` (negative caching); other return types are cached as they are. Cached values
 //! are `Clone + Send + Sync + Serialize + DeserializeOwned + 'static`: the same code runs on an
-//! in-memory or a shared store. A memory hit clones the value; it never serialises it.
+//! in-memory or a shared store. A memory hit clones the value; it never serialises it, and a
+//! repeated hit on a thread is answered from that thread's copy of the entry (see
+//! [`CacheBuilder::memory_budget`]).
 //!
 //! # Entry lifetime
 //! An entry is *fresh* for `ttl` (±10% jitter by default), then *stale* for `stale`

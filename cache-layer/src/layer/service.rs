@@ -100,7 +100,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        if is_grpc(request.headers()) {
+        if is_grpc(request.method(), request.headers()) {
             return self.pass_grpc(request, None);
         }
         self.call_http(request)

@@ -10,7 +10,7 @@
 //! - `service`: the call path: hit, stale-while-revalidate, single-flight, stale-if-error.
 
 use http::header::CONTENT_TYPE;
-use http::HeaderMap;
+use http::{HeaderMap, Method};
 
 #[cfg(feature = "grpc")]
 mod config;
@@ -34,9 +34,14 @@ pub use request_body::GrpcRequestBody;
 #[cfg(feature = "grpc")]
 pub(crate) use stored::PendingCall;
 
-/// Whether a request is a gRPC call (`application/grpc`, `application/grpc+proto`, ...;
-/// not gRPC-Web, whose status travels in the body).
-pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+/// Whether a request is a gRPC call: a POST (gRPC sends nothing else, so a GET cache hit pays
+/// for no header lookup) of `application/grpc`, `application/grpc+proto`, ...; not gRPC-Web,
+/// whose status travels in the body.
+pub(crate) fn is_grpc(method: &Method, headers: &HeaderMap) -> bool {
+    *method == Method::POST && is_grpc_content(headers)
+}
+
+fn is_grpc_content(headers: &HeaderMap) -> bool {
     headers.get(CONTENT_TYPE).is_some_and(|value| {
         let value = value.as_bytes();
         let prefix = b"application/grpc";
@@ -56,7 +61,7 @@ mod tests {
         let of = |v: &'static str| {
             let mut headers = HeaderMap::new();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(v));
-            is_grpc(&headers)
+            is_grpc(&Method::POST, &headers) && !is_grpc(&Method::GET, &headers)
         };
         assert!(of("application/grpc"));
         assert!(of("application/grpc+proto"));
@@ -64,6 +69,6 @@ mod tests {
         assert!(!of("application/grpc-web"));
         assert!(!of("application/grpcx"));
         assert!(!of("application/json"));
-        assert!(!is_grpc(&HeaderMap::new()));
+        assert!(!is_grpc(&Method::POST, &HeaderMap::new()));
     }
 }

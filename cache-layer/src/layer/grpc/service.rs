@@ -56,7 +56,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        if !is_grpc(request.headers()) {
+        if !is_grpc(request.method(), request.headers()) {
             return self.call_http(request.map(GrpcRequestBody::inner));
         }
         let grpc = Arc::clone(&self.mode.config);
