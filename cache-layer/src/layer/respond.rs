@@ -51,15 +51,13 @@ pub(crate) fn serve<B: Body>(
             } else {
                 CacheBody::full(stored.body.clone())
             };
-            let mut headers = stored.served.clone();
+            let mut headers = stored.served.with_status(&status);
             set_age(&mut headers, age);
-            status.replace_last_in(&mut headers);
             (stored.status, headers, body)
         }
         Precondition::NotModified => {
-            let mut headers = stored.not_modified.clone();
+            let mut headers = stored.not_modified.with_status(&status);
             set_age(&mut headers, age);
-            status.replace_last_in(&mut headers);
             (StatusCode::NOT_MODIFIED, headers, CacheBody::empty())
         }
         Precondition::Failed => {

@@ -95,8 +95,8 @@ impl CacheStatus {
         }
     }
 
-    /// Writes this member over the last `Cache-Status` value, which [`placeholder`] put there.
-    pub(crate) fn replace_last_in(&self, headers: &mut HeaderMap) {
+    /// Writes this member over the last `Cache-Status` value, the slot of [`ServedHeaders`].
+    fn replace_last_in(&self, headers: &mut HeaderMap) {
         let Some(value) = self.render() else {
             return;
         };
@@ -153,13 +153,42 @@ impl CacheStatus {
     }
 }
 
-/// Appends a `Cache-Status` member to be replaced on each hit, so that a clone of `headers`
-/// already has room for it.
-pub(crate) fn placeholder(headers: &mut HeaderMap) {
-    headers.append(
-        CACHE_STATUS.clone(),
-        HeaderValue::from_static("cache-layer"),
-    );
+/// Stored headers as a hit serves them: cloned for each hit, with a last `Cache-Status` value
+/// (a slot) that the hit overwrites with its own member.
+pub(crate) struct ServedHeaders {
+    map: HeaderMap,
+    /// The slot is the only `Cache-Status` value (the inner service sent none), so one lookup
+    /// finds it.
+    alone: bool,
+}
+
+impl ServedHeaders {
+    pub(crate) fn new(mut map: HeaderMap) -> Self {
+        let alone = !map.contains_key(&CACHE_STATUS);
+        // Appended now, so that a clone already has room for it.
+        map.append(
+            CACHE_STATUS.clone(),
+            HeaderValue::from_static("cache-layer"),
+        );
+        ServedHeaders { map, alone }
+    }
+
+    /// The headers, slot included.
+    pub(crate) fn map(&self) -> &HeaderMap {
+        &self.map
+    }
+
+    /// A copy with `status` in the slot.
+    pub(crate) fn with_status(&self, status: &CacheStatus) -> HeaderMap {
+        let mut headers = self.map.clone();
+        if !self.alone {
+            status.replace_last_in(&mut headers);
+        } else if let (Some(slot), Some(value)) = (headers.get_mut(&CACHE_STATUS), status.render())
+        {
+            *slot = value;
+        }
+        headers
+    }
 }
 
 #[cfg(test)]
@@ -181,5 +210,40 @@ mod tests {
         assert_eq!(all[0], "cache-layer; hit; ttl=42");
         assert_eq!(all[1], "cache-layer; fwd=uri-miss; fwd-status=200; stored");
         assert_eq!(all[2], "cache-layer; fwd=miss; detail=set-cookie");
+    }
+
+    #[test]
+    fn a_hit_fills_the_slot_after_members_of_caches_closer_to_the_origin() {
+        let mut own_only = HeaderMap::new();
+        own_only.insert(http::header::ETAG, HeaderValue::from_static("\"a\""));
+        let served = ServedHeaders::new(own_only);
+        let hit = served.with_status(&CacheStatus::hit().ttl(5));
+        let all: Vec<_> = hit.get_all(&CACHE_STATUS).iter().collect();
+        assert_eq!(all, ["cache-layer; hit; ttl=5"]);
+        assert_eq!(hit["etag"], "\"a\"");
+
+        let mut from_origin = HeaderMap::new();
+        from_origin.append(
+            CACHE_STATUS.clone(),
+            HeaderValue::from_static("origin; fwd=miss"),
+        );
+        let served = ServedHeaders::new(from_origin);
+        for ttl in [5, 4] {
+            let hit = served.with_status(&CacheStatus::hit().ttl(ttl));
+            let all: Vec<_> = hit
+                .get_all(&CACHE_STATUS)
+                .iter()
+                .map(|v| v.to_str().expect("ASCII").to_owned())
+                .collect();
+            assert_eq!(
+                all,
+                [
+                    "origin; fwd=miss".to_owned(),
+                    format!("cache-layer; hit; ttl={ttl}")
+                ]
+            );
+        }
+        // The stored copy keeps its slot for the next hit.
+        assert_eq!(served.map().get_all(&CACHE_STATUS).iter().count(), 2);
     }
 }

@@ -13,18 +13,18 @@ use super::conditional::not_modified_headers;
 use super::etag::EntityTag;
 use super::freshness::{current_age, freshness_lifetime, header_date};
 use super::key::secondary_key;
-use super::status::placeholder;
+use super::status::ServedHeaders;
 
 /// A complete response as stored: no trailers, body in one piece.
 pub(crate) struct CachedResponse {
     pub(crate) status: StatusCode,
     /// Headers as served, `Cache-Tag` removed, `Date` present.
     pub(crate) headers: HeaderMap,
-    /// `headers` plus an `Age` and a `Cache-Status` placeholder: what a hit clones, so that
+    /// `headers` plus an `Age` placeholder and the `Cache-Status` slot: what a hit clones, so that
     /// setting both replaces values instead of growing the map.
-    pub(crate) served: HeaderMap,
+    pub(crate) served: ServedHeaders,
     /// The same for a 304: the fields RFC 9110 §15.4.5 requires, and the two slots.
-    pub(crate) not_modified: HeaderMap,
+    pub(crate) not_modified: ServedHeaders,
     pub(crate) body: Bytes,
     /// Local clock when the response head arrived (RFC 9111 §4.2.3 `response_time`).
     pub(crate) response_time: SystemTime,
@@ -105,14 +105,12 @@ impl CachedResponse {
     ) -> Self {
         let mut served = headers.clone();
         served.insert(AGE, HeaderValue::from_static("0"));
-        placeholder(&mut served);
         let mut not_modified = not_modified_headers(&headers);
         not_modified.insert(AGE, HeaderValue::from_static("0"));
-        placeholder(&mut not_modified);
         CachedResponse {
             status,
-            served,
-            not_modified,
+            served: ServedHeaders::new(served),
+            not_modified: ServedHeaders::new(not_modified),
             initial_age: current_age(&headers, times.0, times.1, times.1),
             etag: EntityTag::from_etag_header(&headers),
             last_modified: header_date(&headers, &LAST_MODIFIED),

@@ -108,7 +108,7 @@ fn lookup(cache: &Cache, key: &str, request: &HeaderMap) -> Found {
     if let Ok(call) = Arc::clone(&entry.value).downcast::<CachedCall>() {
         // Never a compressed response to a client that cannot decode it (the key includes the
         // accepted encodings; this holds whatever keyed it).
-        if accepts_response(request, &call.served) {
+        if accepts_response(request, call.served.map()) {
             return Found::Stored(entry, call);
         }
         return Found::Nothing;

@@ -16,7 +16,7 @@ use crate::flight::Leader;
 use crate::layer::body::CacheBody;
 use crate::layer::layer::Config;
 use crate::layer::record::mark_uncacheable;
-use crate::layer::status::{placeholder, CacheStatus};
+use crate::layer::status::{CacheStatus, ServedHeaders};
 use crate::layer::tags::CacheTags;
 use crate::store::ENTRY_OVERHEAD;
 use crate::Cache;
@@ -24,8 +24,8 @@ use crate::Cache;
 /// A successful unary call as stored.
 pub(crate) struct CachedCall {
     pub(crate) status: StatusCode,
-    /// The response headers as sent (`cache-tag` removed), plus a `Cache-Status` placeholder.
-    pub(crate) served: HeaderMap,
+    /// The response headers as sent (`cache-tag` removed), plus the `Cache-Status` slot.
+    pub(crate) served: ServedHeaders,
     pub(crate) message: Bytes,
     pub(crate) trailers: HeaderMap,
     pub(crate) tags: Vec<String>,
@@ -34,8 +34,7 @@ pub(crate) struct CachedCall {
 impl CachedCall {
     /// The call replayed: same status, headers, message bytes and trailers.
     pub(crate) fn serve<B: Body>(&self, status: &CacheStatus) -> Response<CacheBody<B>> {
-        let mut headers = self.served.clone();
-        status.replace_last_in(&mut headers);
+        let headers = self.served.with_status(status);
         let body = CacheBody::buffered(
             Some(self.message.clone()),
             Some(self.trailers.clone()),
@@ -59,7 +58,7 @@ impl CachedCall {
                 .sum::<usize>()
         };
         std::mem::size_of::<Self>()
-            + fields(&self.served)
+            + fields(self.served.map())
             + fields(&self.trailers)
             + self.message.len()
             + self.tags.iter().map(|t| t.len() + 24).sum::<usize>()
@@ -98,11 +97,9 @@ impl PendingCall {
         if single_frame(&message).is_none() {
             return self.abandon("not-unary");
         }
-        let mut served = self.headers;
-        placeholder(&mut served);
         let call = Arc::new(CachedCall {
             status: self.status,
-            served,
+            served: ServedHeaders::new(self.headers),
             message,
             trailers: trailers.clone(),
             tags: self.tags,
