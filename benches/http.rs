@@ -253,6 +253,15 @@ fn wrk(url: &str, header: Option<&str>, seconds: u32) -> Option<f64> {
 
 /// Server throughput under `wrk`: plain handler, cache hit, 304; medians of interleaved runs.
 fn under_wrk() {
+    // Only when no filter leaves it out (`cargo bench --bench http -- wrk` runs it alone), and
+    // never under `--profile-time`.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    if args.iter().any(|a| a == "--profile-time")
+        || (!filters.is_empty() && !filters.iter().any(|f| "wrk".contains(f.as_str())))
+    {
+        return;
+    }
     if std::process::Command::new("wrk")
         .arg("--version")
         .output()
