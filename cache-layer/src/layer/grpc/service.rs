@@ -311,7 +311,8 @@ impl Call {
             status.detail(reason).append_to(&mut parts.headers);
             return Ok(Response::from_parts(parts, CacheBody::inner(body)));
         }
-        let ttl = cc.s_maxage.or(cc.max_age).unwrap_or(self.ttl);
+        let stated = cc.s_maxage.or(cc.max_age);
+        let ttl = stated.unwrap_or(self.ttl);
         let windows = (
             cc.stale_while_revalidate
                 .unwrap_or(self.config.stale_while_revalidate),
@@ -324,7 +325,7 @@ impl Call {
             path,
             status: parts.status,
             headers: parts.headers.clone(),
-            lifetime: call_lifetime(ttl, windows),
+            lifetime: call_lifetime(ttl, windows, stated.is_some()),
             tags,
             since,
             leader,

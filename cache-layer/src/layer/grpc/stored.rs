@@ -108,7 +108,9 @@ impl PendingCall {
         tags.push(self.path.into());
         let weight =
             u32::try_from(ENTRY_OVERHEAD + self.key.len() + call.weight()).unwrap_or(u32::MAX);
-        let deadlines = self.lifetime.deadlines(clock::now(), 0.0);
+        let deadlines = self
+            .lifetime
+            .deadlines(clock::now(), self.cache.inner().jitter);
         let entry = Entry::new(Arc::clone(&call) as Value, deadlines, tags.into(), weight);
         let kept = self.cache.store_in_memory(&self.key, entry, self.since);
         tracing::debug!(
@@ -135,12 +137,47 @@ impl PendingCall {
     }
 }
 
-/// The lifetime of a call's entry: fresh for `ttl`, then the stale windows.
-pub(crate) fn call_lifetime(ttl: Duration, windows: (Duration, Duration)) -> Lifetime {
+/// The lifetime of a call's entry: fresh for `ttl`, then the stale windows. A TTL the service
+/// stated in `cache-control` metadata is kept exactly; the method's configured TTL gets the
+/// cache's jitter, as memoised values do, so calls stored together do not expire together.
+pub(crate) fn call_lifetime(
+    ttl: Duration,
+    windows: (Duration, Duration),
+    from_service: bool,
+) -> Lifetime {
     Lifetime {
         ttl,
         stale: windows.0,
         stale_if_error: windows.1,
-        jitter: Some(0.0),
+        jitter: from_service.then_some(0.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stated_ttl_is_kept_exactly_and_a_configured_one_is_jittered() {
+        let now = clock::now();
+        let ttl = Duration::from_secs(100);
+        let no_windows = (Duration::ZERO, Duration::ZERO);
+        let stated = call_lifetime(ttl, no_windows, true).deadlines(now, 0.1);
+        assert_eq!(stated.fresh_until, now + ttl);
+        let configured: Vec<_> = (0..64)
+            .map(|_| {
+                call_lifetime(ttl, no_windows, false)
+                    .deadlines(now, 0.1)
+                    .fresh_until
+                    .duration_since(now)
+            })
+            .collect();
+        assert!(configured
+            .iter()
+            .all(|d| (Duration::from_secs(90)..=Duration::from_secs(110)).contains(d)));
+        assert!(
+            configured.iter().any(|d| *d != configured[0]),
+            "64 TTLs all equal: {configured:?}"
+        );
     }
 }
