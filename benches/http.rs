@@ -9,8 +9,9 @@
 //! - `wrk`: the server's throughput, which the two groups above cannot isolate (their client runs
 //!   on the server's thread, so it pays for parsing the `Age`, `Cache-Status` and `ETag` a
 //!   cache adds as if the server did). Each server gets one runtime thread, `wrk` (Debian
-//!   package) the other core; set-ups interleaved, median of several runs. Skipped, with a
-//!   note, when `wrk` is not installed.
+//!   package) the other core. Rounds of one run per arm; the ratio quoted is the median of the
+//!   rounds' ratios, so that a slow spell of the machine does not land on one arm. Skipped,
+//!   with a note, when `wrk` is not installed.
 //!
 //! `cargo bench --bench http` prints criterion's report, then the median ratios.
 
@@ -297,39 +298,52 @@ fn under_wrk() {
         ("cache_layer_hit", &cached, None),
         ("cache_layer_304", &cached, Some(&if_none_match)),
     ];
-    const RUNS: usize = 5;
+    // Rounds rather than blocks: each round runs every arm once, back to back, so a ratio
+    // compares runs that saw the same machine. The order rotates between rounds.
+    const ROUNDS: usize = 7;
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); arms.len()];
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); arms.len()];
     for (_, url, header) in &arms {
         wrk(url, *header, 1); // warm-up
     }
-    for _ in 0..RUNS {
-        for (i, (_, url, header)) in arms.iter().enumerate() {
-            if let Some(rps) = wrk(url, *header, 3) {
-                results[i].push(rps);
+    for round in 0..ROUNDS {
+        let mut this_round = vec![None; arms.len()];
+        for k in 0..arms.len() {
+            let i = (round + k) % arms.len();
+            let (_, url, header) = arms[i];
+            this_round[i] = wrk(url, header, 3);
+        }
+        for (i, rps) in this_round.iter().enumerate() {
+            if let Some(rps) = rps {
+                results[i].push(*rps);
+                if let Some(plain) = this_round[0] {
+                    ratios[i].push(rps / plain);
+                }
             }
         }
     }
-    let medians: Vec<Option<f64>> = results
-        .iter_mut()
-        .map(|runs| {
-            runs.sort_by(f64::total_cmp);
-            runs.get(runs.len() / 2).copied()
-        })
-        .collect();
+    let median_of = |runs: &mut Vec<f64>| {
+        runs.sort_by(f64::total_cmp);
+        runs.get(runs.len() / 2).copied()
+    };
     println!(
-        "\nwrk -t1 -c16 -d3s, server on one runtime thread, median of {RUNS} interleaved runs:"
+        "\nwrk -t1 -c16 -d3s, server on one runtime thread, {ROUNDS} rounds (each arm once per \
+         round): median requests/s, and the median of the rounds' ratios to the plain handler:"
     );
-    let Some(plain) = medians[0] else {
+    if results[0].is_empty() {
         println!("  wrk produced no result");
         return;
-    };
-    for ((name, _, _), median) in arms.iter().zip(&medians) {
-        if let Some(rps) = median {
-            println!(
-                "  wrk/{name} {rps:.0} requests/s: {:.2}x the plain handler",
-                rps / plain
-            );
-        }
+    }
+    for (i, (name, _, _)) in arms.iter().enumerate() {
+        let (Some(rps), Some(ratio)) = (median_of(&mut results[i]), median_of(&mut ratios[i]))
+        else {
+            continue;
+        };
+        let spread = ratios[i].first().zip(ratios[i].last());
+        let spread = spread.map_or(String::new(), |(low, high)| {
+            format!(" (rounds {low:.2}-{high:.2})")
+        });
+        println!("  wrk/{name} {rps:.0} requests/s: {ratio:.2}x the plain handler{spread}");
     }
 }
 

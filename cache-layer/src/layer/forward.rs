@@ -20,7 +20,7 @@ use super::cache_control::{RequestDirectives, ResponseDirectives};
 use super::etag::EntityTag;
 use super::key::{secondary_key, vary_names};
 use super::layer::{Config, EtagMode};
-use super::lookup::{lookup, request_directives, Found};
+use super::lookup::{lookup, request_directives, response_of, Found};
 use super::record::{add_etag, mark_uncacheable, store_response, PendingStore};
 use super::respond::{apply_preconditions, remaining_ttl, serve};
 use super::status::{CacheStatus, Forward};
@@ -29,7 +29,7 @@ use super::stored::{lifetime_of, CachedResponse, Usability};
 use super::tags::take_tags;
 use crate::flight::{Join, Leader, Waited};
 use crate::stats::Counter;
-use crate::Cache;
+use crate::{clock, Cache};
 
 /// What a miss does: which key to coalesce and store under, and what stale copy it has.
 pub(crate) struct Plan {
@@ -123,25 +123,27 @@ fn fresh_hit<B: Body, R>(
     primary: &str,
     request: &Request<R>,
 ) -> Option<Response<CacheBody<B>>> {
-    let Found::Stored { response, .. } = lookup(cache, primary, request.headers()) else {
+    let now = clock::now();
+    let Found::Stored { entry, .. } = lookup(cache, primary, request.headers(), now) else {
         return None;
     };
-    let now = SystemTime::now();
+    let response = response_of(&entry);
+    let age = response.age(now);
     let directives = request_directives(config, request.headers());
     if !matches!(
-        response.usability(now, &directives),
+        response.usability(age, &directives),
         Usability::Fresh | Usability::StaleAccepted
     ) {
         return None;
     }
     cache.inner().counters.add(Counter::Hit);
-    let status = CacheStatus::hit().ttl(remaining_ttl(&response, now));
+    let status = CacheStatus::hit().ttl(remaining_ttl(response, age));
     Some(serve(
-        &response,
+        response,
         request.method(),
         request.headers(),
         status,
-        now,
+        age,
     ))
 }
 
@@ -184,7 +186,7 @@ where
                                 request.method(),
                                 request.headers(),
                                 CacheStatus::hit().detail("coalesced"),
-                                SystemTime::now(),
+                                response.age(clock::now()),
                             ));
                         }
                     }
@@ -196,7 +198,7 @@ where
             if let Some(hit) = fresh_hit(&cache, &config, &plan.primary, &request) {
                 return Ok(hit);
             }
-            match lookup(&cache, &plan.primary, request.headers()) {
+            match lookup(&cache, &plan.primary, request.headers(), clock::now()) {
                 Found::Stored { variant, .. } => plan.variant = variant,
                 Found::VaryMiss(key) => plan.variant = Some(key),
                 Found::Uncacheable => break,
@@ -273,7 +275,13 @@ where
                 key = plan.key(),
                 "inner service failed; serving the stale response (stale-if-error)"
             );
-            return Ok(serve(stale, &method, &client, status, response_time));
+            return Ok(serve(
+                stale,
+                &method,
+                &client,
+                status,
+                stale.age(clock::now()),
+            ));
         }
     }
     let response = result?;
@@ -298,7 +306,7 @@ where
                 &method,
                 &client,
                 status,
-                SystemTime::now(),
+                refreshed.age(clock::now()),
             ));
         }
     }
@@ -389,7 +397,7 @@ where
         if trailers.is_none() && error.is_none() {
             let (stored, kept) = pending.complete(data);
             let status = if kept { status.stored() } else { status };
-            let mut response = serve(&stored, &method, &client, status, SystemTime::now());
+            let mut response = serve(&stored, &method, &client, status, stored.age(clock::now()));
             response.extensions_mut().extend(parts.extensions);
             return Ok(response);
         }

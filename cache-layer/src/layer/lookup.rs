@@ -13,42 +13,57 @@ use super::layer::Config;
 use super::record::live_entry;
 use super::stored::{CachedResponse, Uncacheable, Variants};
 use crate::entry::Entry;
-use crate::Cache;
+use crate::{clock, Cache};
 
 /// What the cache holds for a request.
 pub(crate) enum Found {
+    /// A stored response: the entry, whose value is a [`CachedResponse`] (see [`response_of`]).
     Stored {
         variant: Option<String>,
         entry: Arc<Entry>,
-        response: Arc<CachedResponse>,
     },
     VaryMiss(String),
     Uncacheable,
     Nothing,
 }
 
-pub(crate) fn lookup(cache: &Cache, primary: &str, request: &HeaderMap) -> Found {
-    let Some(entry) = live_entry(cache, primary) else {
+/// The response a [`Found::Stored`] entry holds. Borrowed: a hit takes no reference of its own.
+pub(crate) fn response_of(entry: &Entry) -> &CachedResponse {
+    entry
+        .value
+        .downcast_ref::<CachedResponse>()
+        .expect("lookup returns only entries holding a CachedResponse as Found::Stored")
+}
+
+/// The stored response of `entry`, to keep beyond the lookup (a refresh or a revalidation).
+pub(crate) fn shared_response_of(entry: &Entry) -> Option<Arc<CachedResponse>> {
+    Arc::clone(&entry.value).downcast::<CachedResponse>().ok()
+}
+
+/// What the cache holds for `primary` and the request's `headers`, at `now` on the cache's clock.
+pub(crate) fn lookup(
+    cache: &Cache,
+    primary: &str,
+    request: &HeaderMap,
+    now: clock::Instant,
+) -> Found {
+    let Some(entry) = live_entry(cache, primary, now) else {
         return Found::Nothing;
     };
-    if let Ok(response) = Arc::clone(&entry.value).downcast::<CachedResponse>() {
+    if entry.value.is::<CachedResponse>() {
         return Found::Stored {
             variant: None,
             entry,
-            response,
         };
     }
     if let Some(record) = entry.value.downcast_ref::<Variants>() {
         let key = variant_key(primary, &secondary_key(&record.names, request));
-        let stored = live_entry(cache, &key).and_then(|entry| {
-            let response = Arc::clone(&entry.value).downcast::<CachedResponse>().ok()?;
-            Some((entry, response))
-        });
+        let stored =
+            live_entry(cache, &key, now).filter(|entry| entry.value.is::<CachedResponse>());
         return match stored {
-            Some((entry, response)) => Found::Stored {
+            Some(entry) => Found::Stored {
                 variant: Some(key),
                 entry,
-                response,
             },
             None => Found::VaryMiss(key),
         };

@@ -23,12 +23,12 @@ use crate::Cache;
 /// The entry under `key`, unless its last window has closed (the store expires lazily).
 /// Responses live in the cache's memory, and only while it can hear other instances'
 /// invalidations (see `Inner::memory_only_tier`).
-pub(crate) fn live_entry(cache: &Cache, key: &str) -> Option<Arc<Entry>> {
+pub(crate) fn live_entry(cache: &Cache, key: &str, now: clock::Instant) -> Option<Arc<Entry>> {
     cache
         .inner()
         .memory_only_tier()?
         .get(key)
-        .filter(|entry| entry.age(clock::now()) != Age::Expired)
+        .filter(|entry| entry.age(now) != Age::Expired)
 }
 
 /// Stores `response` for the URL `primary`; returns whether it was kept (an invalidation
@@ -40,8 +40,8 @@ pub(crate) fn store_response(
     response: &Arc<CachedResponse>,
     since: u64,
 ) -> bool {
-    let (fresh, swr, after) = response.retention(SystemTime::now());
     let now = clock::now();
+    let (fresh, swr, after) = response.retention(now);
     let deadlines = Deadlines {
         fresh_until: now + fresh,
         stale_until: now + fresh + swr,
@@ -69,7 +69,7 @@ pub(crate) fn store_response(
         return false;
     }
     let inner = cache.inner();
-    let previous = live_entry(cache, primary);
+    let previous = live_entry(cache, primary, now);
     let mut keys = match previous
         .as_ref()
         .and_then(|e| e.value.downcast_ref::<Variants>())
@@ -114,7 +114,7 @@ pub(crate) fn store_response(
 /// something usable is stored there.
 pub(crate) fn mark_uncacheable(cache: &Cache, config: &Config, primary: &str) {
     let inner = cache.inner();
-    if live_entry(cache, primary).is_some_and(|e| !e.value.is::<Uncacheable>()) {
+    if live_entry(cache, primary, clock::now()).is_some_and(|e| !e.value.is::<Uncacheable>()) {
         return;
     }
     let until = clock::now() + config.uncacheable_for;

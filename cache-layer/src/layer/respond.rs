@@ -3,7 +3,7 @@
 //! responses that were not served from the cache.
 
 use std::cell::RefCell;
-use std::time::SystemTime;
+use std::time::Duration;
 
 use http::header::{
     AGE, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE, LAST_MODIFIED, SET_COOKIE,
@@ -19,26 +19,27 @@ use super::status::CacheStatus;
 use super::stored::CachedResponse;
 use super::tags::CacheTags;
 
-pub(crate) fn remaining_ttl(response: &CachedResponse, now: SystemTime) -> i64 {
+/// Seconds of freshness a response of `age` has left (negative when stale).
+pub(crate) fn remaining_ttl(response: &CachedResponse, age: Duration) -> i64 {
     let lifetime = i64::try_from(response.lifetime.as_secs()).unwrap_or(i64::MAX);
-    let age = i64::try_from(response.age(now).as_secs()).unwrap_or(i64::MAX);
+    let age = i64::try_from(age.as_secs()).unwrap_or(i64::MAX);
     lifetime.saturating_sub(age)
 }
 
-/// Answers `method` with `request` headers from a stored response: 304 or 412 where the
-/// request's preconditions say so, otherwise the response (no body for HEAD), with `Age`.
+/// Answers `method` with `request` headers from a stored response of `age`: 304 or 412 where
+/// the request's preconditions say so, otherwise the response (no body for HEAD), with `Age`.
 pub(crate) fn serve<B: Body>(
     stored: &CachedResponse,
     method: &Method,
     request: &HeaderMap,
     status: CacheStatus,
-    now: SystemTime,
+    age: Duration,
 ) -> Response<CacheBody<B>> {
     let current = Representation {
         etag: stored.etag.as_ref(),
         last_modified: stored.modified_for_hits,
     };
-    let age = age_value(stored.age(now).as_secs());
+    let age = age_value(age.as_secs());
     let precondition = if has_preconditions(request) {
         evaluate(method, request, stored.status, Some(current))
     } else {
@@ -77,11 +78,16 @@ pub(crate) fn serve<B: Body>(
     response
 }
 
-/// `Age: seconds`. Consecutive hits on a thread mostly share it, so the last one is kept.
+/// `Age: seconds`. An age under 1000 s is static text, a header value that costs nothing to
+/// clone or drop; a longer one reuses the thread's last rendering (consecutive hits mostly share
+/// it).
 fn age_value(seconds: u64) -> HeaderValue {
     thread_local! {
         static LAST: RefCell<(u64, HeaderValue)> =
             const { RefCell::new((0, HeaderValue::from_static("0"))) };
+    }
+    if let Some(text) = static_decimal(seconds) {
+        return HeaderValue::from_static(text);
     }
     LAST.with_borrow_mut(|(last, value)| {
         if *last != seconds {
@@ -90,6 +96,44 @@ fn age_value(seconds: u64) -> HeaderValue {
         }
         value.clone()
     })
+}
+
+/// The decimal numbers 0 to 999 written back to back: "012...9899100101...999".
+static DECIMALS: [u8; 2890] = decimals();
+
+const fn decimals() -> [u8; 2890] {
+    let mut out = [0u8; 2890];
+    let (mut n, mut at) = (0, 0);
+    while n < 1000 {
+        let width = if n < 10 {
+            1
+        } else if n < 100 {
+            2
+        } else {
+            3
+        };
+        let (mut i, mut rest) = (width, n);
+        while i > 0 {
+            i -= 1;
+            out[at + i] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        at += width;
+        n += 1;
+    }
+    out
+}
+
+/// `n` in decimal as static text, for `n` under 1000.
+fn static_decimal(n: u64) -> Option<&'static str> {
+    let n = usize::try_from(n).ok()?;
+    let (start, width) = match n {
+        0..=9 => (n, 1),
+        10..=99 => (10 + (n - 10) * 2, 2),
+        100..=999 => (190 + (n - 100) * 3, 3),
+        _ => return None,
+    };
+    std::str::from_utf8(&DECIMALS[start..start + width]).ok()
 }
 
 /// Overwrites the `Age` the stored headers hold (a placeholder) in place.
@@ -160,4 +204,18 @@ pub(crate) fn empty_response<B: Body>(
     *response.status_mut() = code;
     status.append_to(response.headers_mut());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn age_values_are_the_decimal_seconds() {
+        for seconds in (0..1100).chain([9_999, 86_400, u64::MAX]) {
+            assert_eq!(age_value(seconds).to_str().unwrap(), seconds.to_string());
+        }
+        assert_eq!(static_decimal(999), Some("999"));
+        assert_eq!(static_decimal(1000), None);
+    }
 }

@@ -4,7 +4,6 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{CONTENT_LOCATION, HOST, IF_MATCH, IF_UNMODIFIED_SINCE, LOCATION, UPGRADE};
@@ -23,14 +22,14 @@ use super::grpc::is_grpc;
 use super::key::{is_cacheable_method, is_unsafe_method, write_primary_key};
 use super::layer::Config;
 use super::layer::HttpOnly;
-use super::lookup::{lookup, request_directives, url_key, Found};
+use super::lookup::{lookup, request_directives, response_of, shared_response_of, url_key, Found};
 use super::respond::{empty_response, remaining_ttl, serve};
 use super::status::{CacheStatus, Forward};
 use super::stored::Usability;
 use super::tags::take_tags;
 use crate::entry::RefreshClaim;
 use crate::stats::Counter;
-use crate::Cache;
+use crate::{clock, Cache};
 
 /// Caches the responses of the service it wraps; built by [`CacheLayer`](crate::CacheLayer).
 ///
@@ -40,19 +39,34 @@ use crate::Cache;
 #[derive(Clone)]
 pub struct CacheService<S, M = HttpOnly> {
     pub(crate) inner: S,
-    pub(crate) cache: Cache,
-    pub(crate) config: Arc<Config>,
+    /// The cache and the configuration behind one reference: the router clones this service for
+    /// every request, so that is one reference count instead of two.
+    shared: Arc<Shared>,
     pub(crate) mode: M,
+}
+
+struct Shared {
+    cache: Cache,
+    config: Arc<Config>,
 }
 
 impl<S, M> CacheService<S, M> {
     pub(crate) fn new(inner: S, cache: Cache, config: Arc<Config>, mode: M) -> Self {
         CacheService {
             inner,
-            cache,
-            config,
+            shared: Arc::new(Shared { cache, config }),
             mode,
         }
+    }
+
+    /// The cache responses are stored in.
+    pub(crate) fn cache(&self) -> &Cache {
+        &self.shared.cache
+    }
+
+    /// The layer's configuration.
+    pub(crate) fn config(&self) -> &Arc<Config> {
+        &self.shared.config
     }
 
     /// The wrapped service.
@@ -75,8 +89,8 @@ impl<S: std::fmt::Debug, M: std::fmt::Debug> std::fmt::Debug for CacheService<S,
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CacheService")
             .field("inner", &self.inner)
-            .field("cache", &self.cache.name())
-            .field("config", &self.config)
+            .field("cache", &self.cache().name())
+            .field("config", self.config())
             .field("mode", &self.mode)
             .finish()
     }
@@ -178,8 +192,8 @@ impl<S, M> CacheService<S, M> {
                 Decision::Fetch(plan) => {
                     let inner = self.take_ready();
                     let future = fetch(
-                        self.cache.clone(),
-                        Arc::clone(&self.config),
+                        self.cache().clone(),
+                        Arc::clone(self.config()),
                         inner,
                         request,
                         plan,
@@ -216,9 +230,9 @@ impl<S, M> CacheService<S, M> {
     /// Looks a GET or HEAD request up and decides how to answer it.
     fn decide<B: Body>(&self, parts: &Parts) -> Decision<B> {
         thread_local! {
-            static KEY: RefCell<String> = RefCell::new(String::with_capacity(128));
+            static KEY: RefCell<String> = const { RefCell::new(String::new()) };
         }
-        match &self.config.key_fn {
+        match &self.config().key_fn {
             Some(key_fn) => match key_fn(parts) {
                 Some(key) => self.decide_for(&key, parts),
                 None => Decision::Bypass,
@@ -234,9 +248,10 @@ impl<S, M> CacheService<S, M> {
 
     fn decide_for<B: Body>(&self, primary: &str, parts: &Parts) -> Decision<B> {
         let (method, headers) = (&parts.method, &parts.headers);
-        let directives = request_directives(&self.config, headers);
-        let counters = &self.cache.inner().counters;
-        let now = SystemTime::now();
+        let directives = request_directives(self.config(), headers);
+        let counters = &self.cache().inner().counters;
+        // One clock reading serves the entry's deadlines and the response's age.
+        let now = clock::now();
         let mut plan = Plan {
             primary: String::new(), // filled only when the plan leaves this function
             variant: None,
@@ -244,25 +259,23 @@ impl<S, M> CacheService<S, M> {
             forward: Forward::UriMiss,
             coalesce: true,
         };
-        match lookup(&self.cache, primary, headers) {
-            Found::Stored {
-                variant,
-                entry,
-                response,
-            } => {
+        match lookup(self.cache(), primary, headers, now) {
+            Found::Stored { variant, entry } => {
                 plan.variant = variant;
-                match response.usability(now, &directives) {
+                let response = response_of(&entry);
+                let age = response.age(now);
+                match response.usability(age, &directives) {
                     Usability::Fresh | Usability::StaleAccepted => {
                         counters.add(Counter::Hit);
-                        let status = CacheStatus::hit().ttl(remaining_ttl(&response, now));
-                        return Decision::Respond(serve(&response, method, headers, status, now));
+                        let status = CacheStatus::hit().ttl(remaining_ttl(response, age));
+                        return Decision::Respond(serve(response, method, headers, status, age));
                     }
                     Usability::StaleWhileRevalidate => {
                         counters.add(Counter::Stale);
                         let status = CacheStatus::hit()
-                            .ttl(remaining_ttl(&response, now))
+                            .ttl(remaining_ttl(response, age))
                             .detail("stale-while-revalidate");
-                        let served = serve(&response, method, headers, status, now);
+                        let served = serve(response, method, headers, status, age);
                         // HEAD gets no body to store: the next GET refreshes.
                         let claim = (method == Method::GET)
                             .then(|| entry.claim_refresh())
@@ -271,7 +284,7 @@ impl<S, M> CacheService<S, M> {
                             return Decision::Respond(served);
                         };
                         plan.primary = primary.to_owned();
-                        plan.stale = Some((response, false));
+                        plan.stale = shared_response_of(&entry).map(|r| (r, false));
                         plan.forward = Forward::Stale;
                         return Decision::Refresh {
                             served,
@@ -281,14 +294,14 @@ impl<S, M> CacheService<S, M> {
                     }
                     Usability::Revalidate { stale_if_error } => {
                         let fresh_for_anyone = response
-                            .usability(now, &RequestDirectives::default())
+                            .usability(age, &RequestDirectives::default())
                             == Usability::Fresh;
                         plan.forward = if fresh_for_anyone {
                             Forward::Request
                         } else {
                             Forward::Stale
                         };
-                        plan.stale = Some((response, stale_if_error));
+                        plan.stale = shared_response_of(&entry).map(|r| (r, stale_if_error));
                     }
                 }
             }
@@ -334,8 +347,8 @@ impl<S, M> CacheService<S, M> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let cache = self.cache.clone();
-        let config = Arc::clone(&self.config);
+        let cache = self.cache().clone();
+        let config = Arc::clone(self.config());
         runtime.spawn(async move {
             if let Ok(response) = forward(cache, config, inner, request, plan, None).await {
                 // Reading a streamed body to its end is what stores it.
@@ -357,19 +370,21 @@ impl<S, M> CacheService<S, M> {
         ResBody: Body<Data = Bytes> + Send + 'static,
         ResBody::Error: Send + 'static,
     {
-        let url = url_key(&self.config, request.uri(), request.headers());
+        let url = url_key(self.config(), request.uri(), request.headers());
         // If-Match / If-Unmodified-Since against the stored representation: a failed
         // precondition must stop the write before it happens.
         if let Some(url) = &url {
             let headers = request.headers();
             if headers.contains_key(IF_MATCH) || headers.contains_key(IF_UNMODIFIED_SINCE) {
-                if let Found::Stored { response, .. } = lookup(&self.cache, url, headers) {
+                let now = clock::now();
+                if let Found::Stored { entry, .. } = lookup(self.cache(), url, headers, now) {
+                    let response = response_of(&entry);
                     let current = Representation {
                         etag: response.etag.as_ref(),
                         last_modified: response.last_modified,
                     };
                     let fresh = response
-                        .usability(SystemTime::now(), &RequestDirectives::default())
+                        .usability(response.age(now), &RequestDirectives::default())
                         == Usability::Fresh;
                     if fresh
                         && evaluate(request.method(), headers, response.status, Some(current))
@@ -395,8 +410,8 @@ impl<S, M> CacheService<S, M> {
                     .map(str::to_ascii_lowercase)
             });
         let request_headers = request.headers().clone();
-        let cache = self.cache.clone();
-        let config = Arc::clone(&self.config);
+        let cache = self.cache().clone();
+        let config = Arc::clone(self.config());
         let future = inner.call(request);
         ResponseFuture::boxed(Box::pin(async move {
             let (mut parts, body) = future.await?.into_parts();

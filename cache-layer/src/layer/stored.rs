@@ -14,6 +14,16 @@ use super::etag::EntityTag;
 use super::freshness::{current_age, freshness_lifetime, header_date};
 use super::key::secondary_key;
 use super::status::ServedHeaders;
+use crate::clock;
+
+/// Where `at`, a reading of the system clock a moment ago, lies on the cache's monotonic clock.
+fn monotonic(at: SystemTime) -> clock::Instant {
+    let now = clock::now();
+    let ago = SystemTime::now()
+        .duration_since(at)
+        .unwrap_or(Duration::ZERO);
+    now.checked_sub(ago).unwrap_or(now)
+}
 
 /// A complete response as stored: no trailers, body in one piece.
 pub(crate) struct CachedResponse {
@@ -26,8 +36,10 @@ pub(crate) struct CachedResponse {
     /// The same for a 304: the fields RFC 9110 §15.4.5 requires, and the two slots.
     pub(crate) not_modified: ServedHeaders,
     pub(crate) body: Bytes,
-    /// Local clock when the response head arrived (RFC 9111 §4.2.3 `response_time`).
-    pub(crate) response_time: SystemTime,
+    /// When the response head arrived (RFC 9111 §4.2.3 `response_time`), on the cache's
+    /// monotonic clock: a hit measures the resident time with the reading it has already taken
+    /// for the entry's deadlines, and a wall-clock step does not change an age.
+    received: clock::Instant,
     /// `corrected_initial_age` (RFC 9111 §4.2.3), computed once: a hit only adds the
     /// resident time instead of parsing `Date` and `Age` again.
     initial_age: Duration,
@@ -118,7 +130,7 @@ impl CachedResponse {
                 .or_else(|| header_date(&headers, &DATE)),
             headers,
             body,
-            response_time: times.1,
+            received: monotonic(times.1),
             lifetime,
             stale_while_revalidate: cc.stale_while_revalidate.unwrap_or(defaults.0),
             stale_if_error: cc.stale_if_error.unwrap_or(defaults.1),
@@ -130,11 +142,9 @@ impl CachedResponse {
         }
     }
 
-    /// Current age (RFC 9111 §4.2.3).
-    pub(crate) fn age(&self, now: SystemTime) -> Duration {
-        let resident = now
-            .duration_since(self.response_time)
-            .unwrap_or(Duration::ZERO);
+    /// Current age (RFC 9111 §4.2.3) at `now` on the cache's clock.
+    pub(crate) fn age(&self, now: clock::Instant) -> Duration {
+        let resident = now.saturating_duration_since(self.received);
         self.initial_age.saturating_add(resident)
     }
 
@@ -148,9 +158,9 @@ impl CachedResponse {
         self.vary.is_empty() || secondary_key(&self.vary, request) == self.secondary
     }
 
-    /// What this response may be used for at `now` for a request with `request` directives.
-    pub(crate) fn usability(&self, now: SystemTime, request: &RequestDirectives) -> Usability {
-        let age = self.age(now);
+    /// What this response may be used for at `age` (from [`age`](Self::age)) for a request with
+    /// `request` directives.
+    pub(crate) fn usability(&self, age: Duration, request: &RequestDirectives) -> Usability {
         // Stale once age reaches the lifetime (RFC 9111 §4.2: fresh while lifetime > age).
         let stale_for = age.checked_sub(self.lifetime);
         let may_serve_stale = !self.must_revalidate && !self.no_cache;
@@ -196,7 +206,7 @@ impl CachedResponse {
 
     /// How long the entry is worth keeping after `now`: fresh time left, the stale windows,
     /// and, with validators, a grace period in which it can still be revalidated.
-    pub(crate) fn retention(&self, now: SystemTime) -> (Duration, Duration, Duration) {
+    pub(crate) fn retention(&self, now: clock::Instant) -> (Duration, Duration, Duration) {
         /// How long a stale response with validators is kept for a cheap 304 revalidation.
         const REVALIDATION_GRACE: Duration = Duration::from_secs(300);
         let fresh = self.lifetime.saturating_sub(self.age(now));
@@ -274,15 +284,18 @@ mod tests {
     use http::header::CACHE_CONTROL;
 
     fn stored(cc: &str, lifetime: u64, swr: u64, sie: u64) -> CachedResponse {
+        stored_at(SystemTime::now(), cc, lifetime, swr, sie)
+    }
+
+    fn stored_at(at: SystemTime, cc: &str, lifetime: u64, swr: u64, sie: u64) -> CachedResponse {
         let mut headers = HeaderMap::new();
         headers.insert(CACHE_CONTROL, HeaderValue::from_str(cc).unwrap());
         let parsed = ResponseDirectives::parse(&headers);
-        let now = SystemTime::now();
         CachedResponse::new(
             StatusCode::OK,
             headers,
             Bytes::new(),
-            (now, now),
+            (at, at),
             Duration::from_secs(lifetime),
             &parsed,
             (Duration::from_secs(swr), Duration::from_secs(sie)),
@@ -298,10 +311,27 @@ mod tests {
     }
 
     #[test]
+    fn age_counts_resident_time_from_when_the_response_arrived() {
+        let r = stored("max-age=10", 10, 0, 0);
+        assert_eq!(r.age(r.received), Duration::ZERO);
+        assert_eq!(
+            r.age(r.received + Duration::from_secs(7)),
+            Duration::from_secs(7)
+        );
+        // Stored a while after its head arrived (a slow body): the age starts from the head.
+        let arrived = SystemTime::now() - Duration::from_secs(5);
+        let r = stored_at(arrived, "max-age=10", 10, 0, 0);
+        let age = r.age(clock::now());
+        assert!(
+            age >= Duration::from_secs(5) && age < Duration::from_secs(6),
+            "{age:?}"
+        );
+    }
+
+    #[test]
     fn windows_and_request_directives() {
-        let now = SystemTime::now();
-        let later = |s| now + Duration::from_secs(s);
         let r = stored("max-age=10", 10, 5, 20);
+        let later = |s| Duration::from_secs(s);
         let none = RequestDirectives::default();
         assert_eq!(r.usability(later(1), &none), Usability::Fresh);
         assert_eq!(

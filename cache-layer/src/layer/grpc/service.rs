@@ -75,8 +75,8 @@ where
             return self.pass_grpc(request.map(GrpcRequestBody::inner), detail);
         }
         let call = Call {
-            cache: self.cache.clone(),
-            config: Arc::clone(&self.config),
+            cache: self.cache().clone(),
+            config: Arc::clone(self.config()),
             grpc,
             ttl,
         };
@@ -102,7 +102,7 @@ enum Found {
 }
 
 fn lookup(cache: &Cache, key: &str, request: &HeaderMap) -> Found {
-    let Some(entry) = live_entry(cache, key) else {
+    let Some(entry) = live_entry(cache, key, clock::now()) else {
         return Found::Nothing;
     };
     if let Ok(call) = Arc::clone(&entry.value).downcast::<CachedCall>() {
