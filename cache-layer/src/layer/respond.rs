@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use http::header::{
-    AGE, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE, LAST_MODIFIED, SET_COOKIE,
+    IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE, LAST_MODIFIED, SET_COOKIE,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use http_body::Body;
@@ -52,13 +52,11 @@ pub(crate) fn serve<B: Body>(
             } else {
                 CacheBody::full(stored.body.clone())
             };
-            let mut headers = stored.served.with_status(&status);
-            set_age(&mut headers, age);
+            let headers = stored.served.with_status_and_age(&status, age);
             (stored.status, headers, body)
         }
         Precondition::NotModified => {
-            let mut headers = stored.not_modified.with_status(&status);
-            set_age(&mut headers, age);
+            let headers = stored.not_modified.with_status_and_age(&status, age);
             (StatusCode::NOT_MODIFIED, headers, CacheBody::empty())
         }
         Precondition::Failed => {
@@ -134,16 +132,6 @@ fn static_decimal(n: u64) -> Option<&'static str> {
         _ => return None,
     };
     std::str::from_utf8(&DECIMALS[start..start + width]).ok()
-}
-
-/// Overwrites the `Age` the stored headers hold (a placeholder) in place.
-fn set_age(headers: &mut HeaderMap, age: HeaderValue) {
-    match headers.get_mut(AGE) {
-        Some(value) => *value = age,
-        None => {
-            headers.insert(AGE, age);
-        }
-    }
 }
 
 /// Whether the request carries any precondition. One pass over its few header names costs less

@@ -115,14 +115,10 @@ impl CachedResponse {
         vary: (Box<[HeaderName]>, String),
         tags: Vec<String>,
     ) -> Self {
-        let mut served = headers.clone();
-        served.insert(AGE, HeaderValue::from_static("0"));
-        let mut not_modified = not_modified_headers(&headers);
-        not_modified.insert(AGE, HeaderValue::from_static("0"));
         CachedResponse {
             status,
-            served: ServedHeaders::new(served),
-            not_modified: ServedHeaders::new(not_modified),
+            served: ServedHeaders::new(&headers, true),
+            not_modified: ServedHeaders::new(&not_modified_headers(&headers), true),
             initial_age: current_age(&headers, times.0, times.1, times.1),
             etag: EntityTag::from_etag_header(&headers),
             last_modified: header_date(&headers, &LAST_MODIFIED),

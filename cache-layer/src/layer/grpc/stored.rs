@@ -99,7 +99,7 @@ impl PendingCall {
         }
         let call = Arc::new(CachedCall {
             status: self.status,
-            served: ServedHeaders::new(self.headers),
+            served: ServedHeaders::new(&self.headers, false),
             message,
             trailers: trailers.clone(),
             tags: self.tags,
