@@ -10,7 +10,7 @@ use http::header::{
 };
 use http::{HeaderMap, Method, StatusCode};
 
-use super::etag::{EntityTag, EntityTagList};
+use super::etag::{match_list, Comparison, EntityTag, ListMatch};
 use super::freshness::header_date;
 
 /// Outcome of precondition evaluation.
@@ -66,10 +66,10 @@ pub(crate) fn evaluate(
     let last_modified = current.and_then(|c| c.last_modified).map(whole_seconds);
 
     // Step 1 / 2: If-Match, else If-Unmodified-Since.
-    if let Some(list) = EntityTagList::from_headers(request, &IF_MATCH) {
+    if let Some(list) = match_list(request, &IF_MATCH, etag, Comparison::Strong) {
         let pass = match list {
-            EntityTagList::Any => current.is_some(),
-            tags => etag.is_some_and(|e| tags.matches_strong(e)),
+            ListMatch::Any => current.is_some(),
+            ListMatch::Tags(matched) => matched,
         };
         if !pass {
             return Precondition::Failed;
@@ -84,10 +84,10 @@ pub(crate) fn evaluate(
     }
 
     // Step 3 / 4: If-None-Match, else If-Modified-Since (GET/HEAD only).
-    if let Some(list) = EntityTagList::from_headers(request, &IF_NONE_MATCH) {
+    if let Some(list) = match_list(request, &IF_NONE_MATCH, etag, Comparison::Weak) {
         let matched = match list {
-            EntityTagList::Any => current.is_some(),
-            tags => etag.is_some_and(|e| tags.matches_weak(e)),
+            ListMatch::Any => current.is_some(),
+            ListMatch::Tags(matched) => matched,
         };
         if matched {
             return if is_get_or_head(method) {

@@ -61,17 +61,7 @@ impl EntityTag {
     /// Non-UTF-8 obs-text is rejected because `tag` is a `String`; rejecting
     /// (rather than lossy conversion) avoids false matches.
     pub(crate) fn parse_bytes(b: &[u8]) -> Option<Self> {
-        let b = trim_ows(b);
-        let (weak, rest) = match b.strip_prefix(b"W/") {
-            Some(r) => (true, r),
-            None => (false, b),
-        };
-        let inner = rest.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
-        if !inner.iter().all(|&c| is_etagc(c)) {
-            return None;
-        }
-        let tag = std::str::from_utf8(inner).ok()?.to_owned();
-        Some(Self { weak, tag })
+        TagRef::parse(b).map(TagRef::to_owned)
     }
 
     /// Parses the (single) `ETag` field of a response.
@@ -86,11 +76,13 @@ impl EntityTag {
     }
 
     /// Strong comparison: both strong and identical tags (RFC 9110 §8.8.3.2).
+    #[cfg(test)]
     pub(crate) fn strong_eq(&self, other: &Self) -> bool {
         !self.weak && !other.weak && self.tag == other.tag
     }
 
     /// Weak comparison: identical tags regardless of weakness.
+    #[cfg(test)]
     pub(crate) fn weak_eq(&self, other: &Self) -> bool {
         self.tag == other.tag
     }
@@ -115,6 +107,92 @@ impl EntityTag {
             tag: body_tag(body),
         }
     }
+}
+
+/// An entity tag borrowed from the field it was parsed from: what list matching compares,
+/// so that evaluating `If-None-Match` allocates nothing.
+#[derive(Clone, Copy, Debug)]
+struct TagRef<'a> {
+    weak: bool,
+    tag: &'a str,
+}
+
+impl<'a> TagRef<'a> {
+    /// Parses `"abc"` or `W/"abc"` (surrounding whitespace tolerated).
+    fn parse(b: &'a [u8]) -> Option<Self> {
+        let b = trim_ows(b);
+        let (weak, rest) = match b.strip_prefix(b"W/") {
+            Some(r) => (true, r),
+            None => (false, b),
+        };
+        let inner = rest.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+        if !inner.iter().all(|&c| is_etagc(c)) {
+            return None;
+        }
+        let tag = std::str::from_utf8(inner).ok()?;
+        Some(Self { weak, tag })
+    }
+
+    fn to_owned(self) -> EntityTag {
+        EntityTag {
+            weak: self.weak,
+            tag: self.tag.to_owned(),
+        }
+    }
+
+    /// Strong or weak comparison with `current` (RFC 9110 §8.8.3.2).
+    fn matches(self, current: &EntityTag, comparison: Comparison) -> bool {
+        let strong_enough = match comparison {
+            Comparison::Strong => !self.weak && !current.weak,
+            Comparison::Weak => true,
+        };
+        strong_enough && self.tag == current.tag
+    }
+}
+
+/// Which comparison a precondition uses (RFC 9110 §8.8.3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Comparison {
+    /// `If-Match`: both tags strong and identical.
+    Strong,
+    /// `If-None-Match`: identical tags, weak or not.
+    Weak,
+}
+
+/// How an `If-Match` / `If-None-Match` list applies to the current representation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ListMatch {
+    /// `*`: any current representation.
+    Any,
+    /// Listed tags: whether one of them matches.
+    Tags(bool),
+}
+
+/// Evaluates the request's `name` list (every field line) against `current`, without building
+/// the list; `None` when the header is absent. Same rules as [`EntityTagList::parse_bytes`].
+pub(crate) fn match_list(
+    headers: &HeaderMap,
+    name: &HeaderName,
+    current: Option<&EntityTag>,
+    comparison: Comparison,
+) -> Option<ListMatch> {
+    let mut lines = headers.get_all(name).iter().peekable();
+    lines.peek()?;
+    let mut matched = false;
+    let any = {
+        let mut scan = ListScan::new(|member: TagRef<'_>| {
+            matched |= current.is_some_and(|current| member.matches(current, comparison));
+        });
+        for line in lines {
+            scan.scan(line.as_bytes());
+        }
+        scan.is_any()
+    };
+    Some(if any {
+        ListMatch::Any
+    } else {
+        ListMatch::Tags(matched)
+    })
 }
 
 impl fmt::Display for EntityTag {
@@ -191,24 +269,36 @@ impl EntityTagList {
     /// Parses all lines of header `name`; `None` when the header is absent.
     ///
     /// `*` counts only as the sole member; invalid members are skipped.
+    #[cfg(test)]
     pub(crate) fn from_headers(headers: &HeaderMap, name: &HeaderName) -> Option<Self> {
         let mut lines = headers.get_all(name).iter().peekable();
         lines.peek()?;
-        let mut acc = ListAcc::default();
-        for v in lines {
-            acc.scan(v.as_bytes());
-        }
-        Some(acc.finish())
+        Some(Self::collect(lines.map(HeaderValue::as_bytes)))
     }
 
     /// Parses a single raw field value (used by fuzzing and tests).
     pub(crate) fn parse_bytes(value: &[u8]) -> Self {
-        let mut acc = ListAcc::default();
-        acc.scan(value);
-        acc.finish()
+        Self::collect([value])
+    }
+
+    fn collect<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        let mut tags = Vec::new();
+        let any = {
+            let mut scan = ListScan::new(|member: TagRef<'_>| tags.push(member.to_owned()));
+            for line in lines {
+                scan.scan(line);
+            }
+            scan.is_any()
+        };
+        if any {
+            Self::Any
+        } else {
+            Self::Tags(tags)
+        }
     }
 
     /// True if any member strongly matches `current` (`*` matches anything).
+    #[cfg(test)]
     pub(crate) fn matches_strong(&self, current: &EntityTag) -> bool {
         match self {
             Self::Any => true,
@@ -217,6 +307,7 @@ impl EntityTagList {
     }
 
     /// True if any member weakly matches `current` (`*` matches anything).
+    #[cfg(test)]
     pub(crate) fn matches_weak(&self, current: &EntityTag) -> bool {
         match self {
             Self::Any => true,
@@ -225,18 +316,29 @@ impl EntityTagList {
     }
 }
 
-/// Accumulates list members across field lines.
-#[derive(Default)]
-struct ListAcc {
+/// Scans list members across field lines, handing each valid tag to `on_tag`.
+struct ListScan<F> {
     /// Number of `*` members seen.
     stars: usize,
     /// Number of non-`*` members seen, valid or not.
     others: usize,
-    /// Valid tags in order.
-    tags: Vec<EntityTag>,
+    on_tag: F,
 }
 
-impl ListAcc {
+impl<F: FnMut(TagRef<'_>)> ListScan<F> {
+    fn new(on_tag: F) -> Self {
+        ListScan {
+            stars: 0,
+            others: 0,
+            on_tag,
+        }
+    }
+
+    /// `*` alone: mixed with other members it is invalid and dropped.
+    fn is_any(&self) -> bool {
+        self.stars > 0 && self.others == 0
+    }
+
     /// Scans one field line. Commas inside quotes are part of the tag.
     fn scan(&mut self, v: &[u8]) {
         let n = v.len();
@@ -268,8 +370,8 @@ impl ListAcc {
                 }
                 self.others += 1;
                 if trim_ows(&v[end..i]).is_empty() {
-                    if let Some(t) = EntityTag::parse_bytes(&v[start..end]) {
-                        self.tags.push(t);
+                    if let Some(tag) = TagRef::parse(&v[start..end]) {
+                        (self.on_tag)(tag);
                     }
                 }
             } else {
@@ -282,15 +384,6 @@ impl ListAcc {
                     self.others += 1;
                 }
             }
-        }
-    }
-
-    /// Produces the list; `*` mixed with other members is invalid and dropped.
-    fn finish(self) -> EntityTagList {
-        if self.stars > 0 && self.others == 0 {
-            EntityTagList::Any
-        } else {
-            EntityTagList::Tags(self.tags)
         }
     }
 }
@@ -522,5 +615,51 @@ mod tests {
         }
         let avg = total as f64 / n as f64;
         assert!((30.0..=34.0).contains(&avg), "{avg}");
+    }
+
+    #[test]
+    fn matching_without_building_the_list_agrees_with_the_list() {
+        let lines: [&[&[u8]]; 10] = [
+            &[b"\"a\""],
+            &[b"W/\"a\""],
+            &[b"\"b\", W/\"a\""],
+            &[b"*"],
+            &[b"*, \"a\""],
+            &[b"\"x\"", b"\"a\""],
+            &[b"garbage, \"a\" trailing"],
+            &[b"\"a,b\""],
+            &[b""],
+            &[b"W/\"\xff\""],
+        ];
+        let currents = [s("a"), w("a"), s("a,b"), s("z")];
+        for line in lines {
+            let mut h = HeaderMap::new();
+            for value in line {
+                h.append(IF_NONE_MATCH, HeaderValue::from_bytes(value).unwrap());
+            }
+            let list = EntityTagList::from_headers(&h, &IF_NONE_MATCH).unwrap();
+            for current in &currents {
+                for (comparison, expected) in [
+                    (Comparison::Strong, list.matches_strong(current)),
+                    (Comparison::Weak, list.matches_weak(current)),
+                ] {
+                    let found = match_list(&h, &IF_NONE_MATCH, Some(current), comparison);
+                    let found = match found {
+                        Some(ListMatch::Any) => true,
+                        Some(ListMatch::Tags(matched)) => matched,
+                        None => panic!("header present"),
+                    };
+                    assert_eq!(found, expected, "{line:?} vs {current} ({comparison:?})");
+                }
+            }
+            assert_eq!(
+                match_list(&h, &IF_NONE_MATCH, None, Comparison::Weak) == Some(ListMatch::Any),
+                list == EntityTagList::Any
+            );
+        }
+        assert_eq!(
+            match_list(&HeaderMap::new(), &IF_NONE_MATCH, None, Comparison::Weak),
+            None
+        );
     }
 }

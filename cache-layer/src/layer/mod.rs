@@ -44,11 +44,11 @@ pub use tags::CacheTags;
 /// Entry points for the `fuzz/` targets: the header parsers on raw bytes. Not a stable API.
 #[doc(hidden)]
 pub mod __fuzz {
-    use http::header::CACHE_CONTROL;
+    use http::header::{CACHE_CONTROL, IF_NONE_MATCH};
     use http::{HeaderMap, HeaderValue};
 
     use super::cache_control::{RequestDirectives, ResponseDirectives};
-    use super::etag::{EntityTag, EntityTagList};
+    use super::etag::{match_list, Comparison, EntityTag, EntityTagList, ListMatch};
     use super::freshness::parse_http_date;
 
     /// Parses `data` as a `Cache-Control` field, as a response's and as a request's.
@@ -63,11 +63,20 @@ pub mod __fuzz {
         response.no_store || request.no_cache
     }
 
-    /// Parses `data` as an `If-None-Match` list and as one entity tag.
+    /// Parses `data` as an `If-None-Match` list (built, and matched as preconditions do) and
+    /// as one entity tag; whether the list matches the tag.
     pub fn etag_list(data: &[u8]) -> bool {
-        let list = EntityTagList::parse_bytes(data);
+        std::hint::black_box(EntityTagList::parse_bytes(data));
         let tag = EntityTag::parse_bytes(data);
-        tag.is_some_and(|t| list.matches_weak(&t))
+        let Ok(value) = HeaderValue::from_bytes(data) else {
+            return false;
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(IF_NONE_MATCH, value);
+        matches!(
+            match_list(&headers, &IF_NONE_MATCH, tag.as_ref(), Comparison::Weak),
+            Some(ListMatch::Any | ListMatch::Tags(true))
+        )
     }
 
     /// Parses `data` as an HTTP-date.
