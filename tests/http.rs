@@ -1353,3 +1353,85 @@ async fn connection_fields_are_not_replayed_from_the_cache() {
     assert_eq!(hit.header("x-kept"), "yes");
     assert!(!hit.headers.contains_key("x-hop"));
 }
+
+#[tokio::test]
+async fn hits_are_served_while_the_inner_service_is_at_capacity() {
+    use tower::limit::ConcurrencyLimitLayer;
+    use tower::Layer;
+
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (entered_in, release_in) = (Arc::clone(&entered), Arc::clone(&release));
+    let app = Router::new()
+        .route(
+            "/r",
+            get(|| async { ([("cache-control", "max-age=60")], "stored") }),
+        )
+        .route(
+            "/slow",
+            get(move || async move {
+                entered_in.notify_one();
+                release_in.notified().await;
+                "slow"
+            }),
+        )
+        .route("/other", get(|| async { "other" }));
+    // One request at a time reaches the application.
+    let cache = Cache::builder().build().unwrap();
+    let service = CacheLayer::new(cache.clone()).layer(ConcurrencyLimitLayer::new(1).layer(app));
+    let service = tower::ServiceExt::<Request<Body>>::map_response(service, |response| {
+        response.map(Body::new)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            axum::ServiceExt::<Request<Body>>::into_make_service(service),
+        )
+        .await
+        .unwrap()
+    });
+    let server = Arc::new(Server {
+        addr,
+        client: Client::builder(TokioExecutor::new()).build_http(),
+        cache,
+    });
+    assert!(server
+        .get("/r", &[])
+        .await
+        .cache_status()
+        .contains("stored"));
+
+    // `/slow` holds the only slot.
+    let slow = tokio::spawn({
+        let server = Arc::clone(&server);
+        async move { server.get("/slow", &[]).await }
+    });
+    entered.notified().await;
+    let hit = tokio::time::timeout(Duration::from_secs(10), server.get("/r", &[]))
+        .await
+        .expect("a hit does not wait for the inner service's capacity");
+    assert_eq!(hit.text(), "stored");
+    assert!(hit.cache_status().contains("hit"), "{}", hit.cache_status());
+
+    // A request the cache cannot answer waits for the slot (the inner service's readiness is
+    // honoured: `ConcurrencyLimit` panics on a call it did not make ready).
+    let other = tokio::spawn({
+        let server = Arc::clone(&server);
+        async move { server.get("/other", &[]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !other.is_finished(),
+        "a miss went past the concurrency limit"
+    );
+    release.notify_one();
+    assert_eq!(slow.await.unwrap().text(), "slow");
+    let other = tokio::time::timeout(Duration::from_secs(10), other)
+        .await
+        .expect("the miss proceeds once the slot is free")
+        .unwrap();
+    assert_eq!(other.status, StatusCode::OK);
+    assert_eq!(other.text(), "other");
+}

@@ -13,6 +13,7 @@ use http::header::{
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
+use tower::ServiceExt;
 use tower_service::Service;
 
 use super::body::{CacheBody, Recording};
@@ -214,7 +215,7 @@ where
 pub(crate) async fn forward<S, ReqBody, ResBody>(
     cache: Cache,
     config: Arc<Config>,
-    mut inner: S,
+    inner: S,
     request: Request<ReqBody>,
     plan: Plan,
     leader: Option<Leader>,
@@ -252,7 +253,7 @@ where
     engine.counters.add(Counter::Load);
     let request_time = SystemTime::now();
     let started = Instant::now();
-    let result = inner.call(Request::from_parts(parts, body)).await;
+    let result = inner.oneshot(Request::from_parts(parts, body)).await;
     engine.counters.record_load(started.elapsed());
     let response_time = SystemTime::now();
     let failed = match &result {

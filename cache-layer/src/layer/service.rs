@@ -2,7 +2,7 @@
 //! background, or forwarded), and invalidates stored responses after successful writes.
 
 use std::cell::RefCell;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -11,6 +11,8 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::BodyExt;
+use tower::util::Oneshot;
+use tower::ServiceExt;
 use tower_service::Service;
 
 use super::body::CacheBody;
@@ -36,13 +38,35 @@ use crate::{clock, Cache};
 /// `M` is the layer's mode: [`HttpOnly`] passes each request to the inner service as it came;
 /// with opted-in gRPC methods (`GrpcMethods`, feature `grpc`) the inner service receives a
 /// `GrpcRequestBody` (the request message is read to compute the key).
-#[derive(Clone)]
+///
+/// # Readiness
+///
+/// A `CacheService` is always ready, as axum's own routes are: a request the cache answers never
+/// waits for the inner service, so hits keep being served while the inner service applies
+/// backpressure (a full concurrency limit, say). A request that reaches the inner service calls a
+/// fresh clone of it, and waits for that clone's `poll_ready` in the response future; an error
+/// from `poll_ready` is that response's error (and, on a revalidation, lets `stale-if-error`
+/// serve the stored response).
+///
+/// Cloning a `CacheService` (routers clone theirs for every request) copies two references: a
+/// hit never clones the inner service.
 pub struct CacheService<S, M = HttpOnly> {
-    pub(crate) inner: S,
-    /// The cache and the configuration behind one reference: the router clones this service for
-    /// every request, so that is one reference count instead of two.
+    /// Behind a lock only so that a `CacheService` is `Sync` whenever `S` is `Send`: it is taken
+    /// briefly to clone the service for a request that needs it, never on a hit.
+    inner: Arc<Mutex<S>>,
+    /// The cache and the configuration behind one reference.
     shared: Arc<Shared>,
     pub(crate) mode: M,
+}
+
+impl<S, M: Clone> Clone for CacheService<S, M> {
+    fn clone(&self) -> Self {
+        CacheService {
+            inner: Arc::clone(&self.inner),
+            shared: Arc::clone(&self.shared),
+            mode: self.mode.clone(),
+        }
+    }
 }
 
 struct Shared {
@@ -53,7 +77,7 @@ struct Shared {
 impl<S, M> CacheService<S, M> {
     pub(crate) fn new(inner: S, cache: Cache, config: Arc<Config>, mode: M) -> Self {
         CacheService {
-            inner,
+            inner: Arc::new(Mutex::new(inner)),
             shared: Arc::new(Shared { cache, config }),
             mode,
         }
@@ -69,19 +93,30 @@ impl<S, M> CacheService<S, M> {
         &self.shared.config
     }
 
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
+    /// A clone of the wrapped service, for a request that goes to it (readied where it is
+    /// called, with [`ServiceExt::oneshot`]).
+    pub(crate) fn inner_service(&self) -> S
+    where
+        S: Clone,
+    {
         self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The wrapped service (a clone of it while other clones of this `CacheService` exist).
+    pub fn into_inner(self) -> S
+    where
+        S: Clone,
+    {
+        match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner.into_inner().unwrap_or_else(PoisonError::into_inner),
+            Err(shared) => shared
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        }
     }
 }
 
@@ -107,10 +142,11 @@ where
 {
     type Response = Response<CacheBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+    type Future = ResponseFuture<Oneshot<S, Request<ReqBody>>, ResBody, S::Error>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    /// Always ready: see [Readiness](CacheService#readiness).
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
@@ -143,10 +179,10 @@ impl<S, M> CacheService<S, M> {
     /// `detail` saying why an opted-in method was not cached). Not a write either: a gRPC
     /// path names a method, not a stored resource.
     pub(crate) fn pass_grpc<ReqBody, ResBody>(
-        &mut self,
+        &self,
         request: Request<ReqBody>,
         detail: Option<&'static str>,
-    ) -> ResponseFuture<S::Future, ResBody, S::Error>
+    ) -> ResponseFuture<Oneshot<S, Request<ReqBody>>, ResBody, S::Error>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
         ResBody: Body,
@@ -155,15 +191,15 @@ impl<S, M> CacheService<S, M> {
         if let Some(detail) = detail {
             status = status.detail(detail);
         }
-        ResponseFuture::passthrough(self.take_ready().call(request), status)
+        ResponseFuture::passthrough(self.inner_service().oneshot(request), status)
     }
 
     /// An HTTP request: served from the cache, forwarded under single-flight, or passed
     /// through; successful writes invalidate what they name.
     pub(crate) fn call_http<ReqBody, ResBody>(
-        &mut self,
+        &self,
         request: Request<ReqBody>,
-    ) -> ResponseFuture<S::Future, ResBody, S::Error>
+    ) -> ResponseFuture<Oneshot<S, Request<ReqBody>>, ResBody, S::Error>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
         S::Future: Send + 'static,
@@ -185,46 +221,39 @@ impl<S, M> CacheService<S, M> {
                     plan,
                     claim,
                 } => {
-                    let inner = self.take_ready();
-                    self.refresh_in_background(inner, request, plan, claim);
+                    self.refresh_in_background(self.inner_service(), request, plan, claim);
                     ResponseFuture::ready(served)
                 }
                 Decision::Fetch(plan) => {
-                    let inner = self.take_ready();
                     let future = fetch(
                         self.cache().clone(),
                         Arc::clone(self.config()),
-                        inner,
+                        self.inner_service(),
                         request,
                         plan,
                     );
                     ResponseFuture::boxed(Box::pin(future))
                 }
                 Decision::Bypass => ResponseFuture::passthrough(
-                    self.take_ready().call(request),
+                    self.inner_service().oneshot(request),
                     CacheStatus::forward(Forward::Bypass),
                 ),
             };
         }
-        let inner = self.take_ready();
+        let inner = self.inner_service();
         if is_unsafe_method(request.method()) {
             self.write(inner, request)
         } else if request.headers().contains_key(UPGRADE) {
-            let mut inner = inner;
-            ResponseFuture::passthrough(inner.call(request), CacheStatus::forward(Forward::Bypass))
+            ResponseFuture::passthrough(
+                inner.oneshot(request),
+                CacheStatus::forward(Forward::Bypass),
+            )
         } else {
-            let mut inner = inner;
-            ResponseFuture::passthrough(inner.call(request), CacheStatus::forward(Forward::Method))
+            ResponseFuture::passthrough(
+                inner.oneshot(request),
+                CacheStatus::forward(Forward::Method),
+            )
         }
-    }
-
-    /// The instance `poll_ready` prepared is the one to call; a fresh clone stays for next time.
-    pub(crate) fn take_ready(&mut self) -> S
-    where
-        S: Clone,
-    {
-        let clone = self.inner.clone();
-        std::mem::replace(&mut self.inner, clone)
     }
 
     /// Looks a GET or HEAD request up and decides how to answer it.
@@ -360,13 +389,14 @@ impl<S, M> CacheService<S, M> {
 
     fn write<ReqBody, ResBody>(
         &self,
-        mut inner: S,
+        inner: S,
         request: Request<ReqBody>,
-    ) -> ResponseFuture<S::Future, ResBody, S::Error>
+    ) -> ResponseFuture<Oneshot<S, Request<ReqBody>>, ResBody, S::Error>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
         S::Future: Send + 'static,
         S::Error: Send + 'static,
+        ReqBody: Send + 'static,
         ResBody: Body<Data = Bytes> + Send + 'static,
         ResBody::Error: Send + 'static,
     {
@@ -412,7 +442,7 @@ impl<S, M> CacheService<S, M> {
         let request_headers = request.headers().clone();
         let cache = self.cache().clone();
         let config = Arc::clone(self.config());
-        let future = inner.call(request);
+        let future = inner.oneshot(request);
         ResponseFuture::boxed(Box::pin(async move {
             let (mut parts, body) = future.await?.into_parts();
             take_tags(&mut parts.headers, &mut parts.extensions);

@@ -12,6 +12,8 @@ use http::header::AUTHORIZATION;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
+use tower::util::Oneshot;
+use tower::ServiceExt;
 use tower_service::Service;
 
 use super::config::{GrpcConfig, GrpcMethods};
@@ -49,10 +51,11 @@ where
 {
     type Response = Response<CacheBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+    type Future = ResponseFuture<Oneshot<S, Request<GrpcRequestBody<ReqBody>>>, ResBody, S::Error>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    /// Always ready: see [Readiness](CacheService#readiness).
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
@@ -80,8 +83,7 @@ where
             grpc,
             ttl,
         };
-        let inner = self.take_ready();
-        ResponseFuture::boxed(Box::pin(call.run(inner, request)))
+        ResponseFuture::boxed(Box::pin(call.run(self.inner_service(), request)))
     }
 }
 
@@ -169,8 +171,7 @@ impl Call {
             Err(detail) => {
                 let request = Request::from_parts(parts, GrpcRequestBody::read(read));
                 let status = CacheStatus::forward(Forward::Bypass).detail(detail);
-                let mut inner = inner;
-                return ResponseFuture::passthrough(inner.call(request), status).await;
+                return ResponseFuture::passthrough(inner.oneshot(request), status).await;
             }
         };
         let engine = self.cache.inner();
@@ -253,7 +254,7 @@ impl Call {
     /// client while keeping a copy to store.
     async fn forward<S, B, ResBody>(
         self,
-        mut inner: S,
+        inner: S,
         request: Request<GrpcRequestBody<B>>,
         key: String,
         stale: Option<Arc<CachedCall>>,
@@ -270,7 +271,7 @@ impl Call {
         let since = engine.log.current();
         engine.counters.add(Counter::Load);
         let started = Instant::now();
-        let result = inner.call(request).await;
+        let result = inner.oneshot(request).await;
         engine.counters.record_load(started.elapsed());
         let failed = match &result {
             Ok(response) => server_failed(response.status(), response.headers()),
