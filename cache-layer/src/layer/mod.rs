@@ -21,6 +21,7 @@ mod forward;
 mod freshness;
 mod future;
 mod grpc;
+mod interned;
 mod key;
 #[allow(clippy::module_inception)] // tower-http's layout: `<middleware>/layer.rs` holds the config.
 mod layer;

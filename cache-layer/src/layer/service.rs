@@ -48,28 +48,27 @@ use crate::{clock, Cache};
 /// from `poll_ready` is that response's error (and, on a revalidation, lets `stale-if-error`
 /// serve the stored response).
 ///
-/// Cloning a `CacheService` (routers clone theirs for every request) copies two references: a
-/// hit never clones the inner service.
+/// Cloning a `CacheService` (routers clone theirs for every request) copies one reference (two
+/// with opted-in gRPC methods): a hit never clones the inner service.
 pub struct CacheService<S, M = HttpOnly> {
-    /// Behind a lock only so that a `CacheService` is `Sync` whenever `S` is `Send`: it is taken
-    /// briefly to clone the service for a request that needs it, never on a hit.
-    inner: Arc<Mutex<S>>,
-    /// The cache and the configuration behind one reference.
-    shared: Arc<Shared>,
+    /// The wrapped service, the cache and the configuration behind one reference.
+    shared: Arc<Shared<S>>,
     pub(crate) mode: M,
 }
 
 impl<S, M: Clone> Clone for CacheService<S, M> {
     fn clone(&self) -> Self {
         CacheService {
-            inner: Arc::clone(&self.inner),
             shared: Arc::clone(&self.shared),
             mode: self.mode.clone(),
         }
     }
 }
 
-struct Shared {
+struct Shared<S> {
+    /// Behind a lock only so that a `CacheService` is `Sync` whenever `S` is `Send`: it is taken
+    /// briefly to clone the service for a request that needs it, never on a hit.
+    inner: Mutex<S>,
     cache: Cache,
     config: Arc<Config>,
 }
@@ -77,8 +76,11 @@ struct Shared {
 impl<S, M> CacheService<S, M> {
     pub(crate) fn new(inner: S, cache: Cache, config: Arc<Config>, mode: M) -> Self {
         CacheService {
-            inner: Arc::new(Mutex::new(inner)),
-            shared: Arc::new(Shared { cache, config }),
+            shared: Arc::new(Shared {
+                inner: Mutex::new(inner),
+                cache,
+                config,
+            }),
             mode,
         }
     }
@@ -99,7 +101,8 @@ impl<S, M> CacheService<S, M> {
     where
         S: Clone,
     {
-        self.inner
+        self.shared
+            .inner
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -110,9 +113,13 @@ impl<S, M> CacheService<S, M> {
     where
         S: Clone,
     {
-        match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner.into_inner().unwrap_or_else(PoisonError::into_inner),
+        match Arc::try_unwrap(self.shared) {
+            Ok(shared) => shared
+                .inner
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner),
             Err(shared) => shared
+                .inner
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
@@ -123,7 +130,7 @@ impl<S, M> CacheService<S, M> {
 impl<S: std::fmt::Debug, M: std::fmt::Debug> std::fmt::Debug for CacheService<S, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CacheService")
-            .field("inner", &self.inner)
+            .field("inner", &self.shared.inner)
             .field("cache", &self.cache().name())
             .field("config", self.config())
             .field("mode", &self.mode)

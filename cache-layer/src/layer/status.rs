@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use http::header::{Entry, AGE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::interned::intern_common_values;
+
 static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
 /// Why the request went to the inner service (RFC 9211 §2.2 `fwd`).
@@ -157,8 +159,9 @@ impl CacheStatus {
 /// `Age` (when the response carries one) and this cache's `Cache-Status` member.
 ///
 /// The slots lead the map, so that a hit reaches them by position instead of two hashed
-/// lookups. Only when the inner service sent a `Cache-Status` of its own is the member a last
-/// value after theirs (caches closer to the origin come first).
+/// lookups. Values that repeat across responses are interned (see `interned`): copying them
+/// costs no reference count. Only when the inner service sent a `Cache-Status` of its own is the
+/// member a last value after theirs (caches closer to the origin come first).
 pub(crate) struct ServedHeaders {
     map: HeaderMap,
     /// The first value is the `Age` slot.
@@ -188,6 +191,7 @@ impl ServedHeaders {
         if !alone {
             map.append(CACHE_STATUS.clone(), placeholder());
         }
+        intern_common_values(&mut map);
         ServedHeaders { map, age, alone }
     }
 
