@@ -7,8 +7,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{CONTENT_LOCATION, HOST, IF_MATCH, IF_UNMODIFIED_SINCE, LOCATION, UPGRADE};
-use http::request::Parts;
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::BodyExt;
 use tower::util::Oneshot;
@@ -217,9 +216,7 @@ impl<S, M> CacheService<S, M> {
     {
         // Protocol upgrades (WebSocket) are a connection, not a response to store.
         if is_cacheable_method(request.method()) && !request.headers().contains_key(UPGRADE) {
-            let (parts, body) = request.into_parts();
-            let decision = self.decide(&parts);
-            let request = Request::from_parts(parts, body);
+            let (decision, request) = self.decide(request);
             return match decision {
                 // A hit needs no inner service: nothing is cloned.
                 Decision::Respond(response) => ResponseFuture::ready(response),
@@ -264,26 +261,41 @@ impl<S, M> CacheService<S, M> {
     }
 
     /// Looks a GET or HEAD request up and decides how to answer it.
-    fn decide<B: Body>(&self, parts: &Parts) -> Decision<B> {
+    fn decide<B: Body, ReqBody>(
+        &self,
+        request: Request<ReqBody>,
+    ) -> (Decision<B>, Request<ReqBody>) {
         thread_local! {
             static KEY: RefCell<String> = const { RefCell::new(String::new()) };
         }
         match &self.config().key_fn {
-            Some(key_fn) => match key_fn(parts) {
-                Some(key) => self.decide_for(&key, parts),
-                None => Decision::Bypass,
-            },
-            // Rendered into a per-thread buffer: a hit allocates no key.
-            None => KEY.with_borrow_mut(|key| {
-                key.clear();
-                write_primary_key(key, &parts.uri, &parts.headers);
-                self.decide_for(key, parts)
-            }),
+            Some(key_fn) => {
+                let (parts, body) = request.into_parts();
+                let decision = match key_fn(&parts) {
+                    Some(key) => self.decide_for(&key, &parts.method, &parts.headers),
+                    None => Decision::Bypass,
+                };
+                (decision, Request::from_parts(parts, body))
+            }
+            // Rendered into a per-thread buffer: a hit allocates no key. The request is read in
+            // place, not taken apart and put back together.
+            None => {
+                let decision = KEY.with_borrow_mut(|key| {
+                    key.clear();
+                    write_primary_key(key, request.uri(), request.headers());
+                    self.decide_for(key, request.method(), request.headers())
+                });
+                (decision, request)
+            }
         }
     }
 
-    fn decide_for<B: Body>(&self, primary: &str, parts: &Parts) -> Decision<B> {
-        let (method, headers) = (&parts.method, &parts.headers);
+    fn decide_for<B: Body>(
+        &self,
+        primary: &str,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Decision<B> {
         let directives = request_directives(self.config(), headers);
         let counters = &self.cache().inner().counters;
         // One clock reading serves the entry's deadlines and the response's age.
