@@ -10,8 +10,11 @@
 //!   on the server's thread, so it pays for parsing the `Age`, `Cache-Status` and `ETag` a
 //!   cache adds as if the server did). Each server gets one runtime thread, `wrk` (Debian
 //!   package) the other core. Rounds of one run per arm; the ratio quoted is the median of the
-//!   rounds' ratios, so that a slow spell of the machine does not land on one arm. Skipped,
-//!   with a note, when `wrk` is not installed.
+//!   rounds' ratios, so that a slow spell of the machine does not land on one arm. A reference
+//!   arm, `same_headers_static`, is a handler answering the hit's exact head and body from
+//!   static memory (no lookup, no allocation): what the headers a cache must send (`Age`,
+//!   `Cache-Status`, `ETag`, the stored `Date` and `Content-Length`) cost by themselves.
+//!   Skipped, with a note, when `wrk` is not installed.
 //!
 //! `cargo bench --bench http` prints criterion's report, then the median ratios.
 
@@ -19,7 +22,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{Request, Response, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
@@ -239,6 +242,28 @@ criterion_group! {
     targets = hits, loopback
 }
 
+/// A handler answering `head` and `body`, all from static memory: the cheapest way to send
+/// exactly these bytes through axum.
+fn static_app(head: &HeaderMap, body: &[u8]) -> Router {
+    let leak = |bytes: &[u8]| -> &'static [u8] { Box::leak(bytes.to_vec().into_boxed_slice()) };
+    let head: Vec<(HeaderName, HeaderValue)> = head
+        .iter()
+        .map(|(name, value)| {
+            let text = std::str::from_utf8(leak(value.as_bytes())).expect("ASCII header");
+            (name.clone(), HeaderValue::from_static(text))
+        })
+        .collect();
+    let body = Bytes::from_static(leak(body));
+    Router::new().route(
+        "/users",
+        get(move || {
+            let mut response = Response::new(Body::from(body.clone()));
+            response.headers_mut().extend(head.clone());
+            async move { response }
+        }),
+    )
+}
+
 /// `wrk`'s requests/s against `url` (with `header`, if any).
 fn wrk(url: &str, header: Option<&str>, seconds: u32) -> Option<f64> {
     let mut command = std::process::Command::new("wrk");
@@ -252,7 +277,8 @@ fn wrk(url: &str, header: Option<&str>, seconds: u32) -> Option<f64> {
     line.trim_start_matches("Requests/sec:").trim().parse().ok()
 }
 
-/// Server throughput under `wrk`: plain handler, cache hit, 304; medians of interleaved runs.
+/// Server throughput under `wrk`: plain handler, cache hit, 304, and the reference arm; medians
+/// of interleaved runs.
 fn under_wrk() {
     // Only when no filter leaves it out (`cargo bench --bench http -- wrk` runs it alone), and
     // never under `--profile-time`.
@@ -283,24 +309,28 @@ fn under_wrk() {
     let (_plain_rt, plain) = server(app());
     let cache = Cache::builder().build().expect("cache");
     let (_cached_rt, cached) = server(app().layer(CacheLayer::new(cache)));
-    let etag = runtime().block_on(async {
+    let (head, body) = runtime().block_on(async {
         let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
         fetch(&client, &cached, None).await;
         let response = client
             .request(Request::get(&cached).body(Empty::new()).unwrap())
             .await
             .unwrap();
-        response.headers()["etag"].to_str().unwrap().to_owned()
+        let (parts, body) = response.into_parts();
+        (parts.headers, body.collect().await.unwrap().to_bytes())
     });
-    let if_none_match = format!("If-None-Match: {etag}");
-    let arms: [(&str, &str, Option<&str>); 3] = [
+    assert!(head["cache-status"].to_str().unwrap().contains("hit"));
+    let if_none_match = format!("If-None-Match: {}", head["etag"].to_str().unwrap());
+    let (_static_rt, same_headers) = server(static_app(&head, &body));
+    let arms: [(&str, &str, Option<&str>); 4] = [
         ("plain_handler", &plain, None),
         ("cache_layer_hit", &cached, None),
         ("cache_layer_304", &cached, Some(&if_none_match)),
+        ("same_headers_static", &same_headers, None),
     ];
     // Rounds rather than blocks: each round runs every arm once, back to back, so a ratio
     // compares runs that saw the same machine. The order rotates between rounds.
-    const ROUNDS: usize = 7;
+    const ROUNDS: usize = 9;
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); arms.len()];
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); arms.len()];
     for (_, url, header) in &arms {
