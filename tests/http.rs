@@ -1376,8 +1376,16 @@ async fn hits_are_served_while_the_inner_service_is_at_capacity() {
             }),
         )
         .route("/other", get(|| async { "other" }));
-    // One request at a time reaches the application.
-    let cache = Cache::builder().build().unwrap();
+    // One request at a time reaches the application. The cache reports its load times to a
+    // recorder of this test's own.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[0.25])
+        .unwrap()
+        .build_recorder();
+    let metrics = recorder.handle();
+    let cache = metrics::with_local_recorder(&recorder, || {
+        Cache::builder().name("capacity").build().unwrap()
+    });
     let service = CacheLayer::new(cache.clone()).layer(ConcurrencyLimitLayer::new(1).layer(app));
     let service = tower::ServiceExt::<Request<Body>>::map_response(service, |response| {
         response.map(Body::new)
@@ -1434,4 +1442,21 @@ async fn hits_are_served_while_the_inner_service_is_at_capacity() {
         .unwrap();
     assert_eq!(other.status, StatusCode::OK);
     assert_eq!(other.text(), "other");
+    // Three loads: `/r`, `/slow` (held for 300 ms and more) and `/other`, whose wait for the
+    // slot is not load time: two loads took under 250 ms.
+    let text = metrics.render();
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|line| line.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(line("cache_load_seconds_count{cache=\"capacity\"}"), "3");
+    assert_eq!(
+        line("cache_load_seconds_bucket{cache=\"capacity\",le=\"0.25\"}"),
+        "2"
+    );
 }

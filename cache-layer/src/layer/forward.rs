@@ -28,6 +28,7 @@ use super::status::{CacheStatus, Forward};
 use super::storable::{storable, NotStorable};
 use super::stored::{lifetime_of, CachedResponse, Usability};
 use super::tags::take_tags;
+use crate::cache::Inner;
 use crate::flight::{Join, Leader, Waited};
 use crate::stats::Counter;
 use crate::{clock, Cache};
@@ -210,6 +211,29 @@ where
     forward(cache, config, inner, request, plan, leader).await
 }
 
+/// Calls the inner service once it is ready, counted and timed as a load; returns its answer
+/// and when the call was made (RFC 9111 `request_time`). Waiting for the inner service's
+/// capacity is neither load time nor part of the response's age.
+pub(crate) async fn load<S, R>(
+    engine: &Inner,
+    inner: S,
+    request: R,
+) -> (Result<S::Response, S::Error>, SystemTime)
+where
+    S: Service<R>,
+{
+    engine.counters.add(Counter::Load);
+    let mut ready = match inner.ready_oneshot().await {
+        Ok(ready) => ready,
+        Err(error) => return (Err(error), SystemTime::now()),
+    };
+    let request_time = SystemTime::now();
+    let started = Instant::now();
+    let result = ready.call(request).await;
+    engine.counters.record_load(started.elapsed());
+    (result, request_time)
+}
+
 /// Calls the inner service (conditionally, when revalidating) and turns its answer into the
 /// client's response, storing it when allowed.
 pub(crate) async fn forward<S, ReqBody, ResBody>(
@@ -250,11 +274,7 @@ where
     }
     let engine = cache.inner();
     let since = engine.log.current();
-    engine.counters.add(Counter::Load);
-    let request_time = SystemTime::now();
-    let started = Instant::now();
-    let result = inner.oneshot(Request::from_parts(parts, body)).await;
-    engine.counters.record_load(started.elapsed());
+    let (result, request_time) = load(engine, inner, Request::from_parts(parts, body)).await;
     let response_time = SystemTime::now();
     let failed = match &result {
         Ok(response) => response

@@ -3,22 +3,25 @@
 //! header value of a hit costs an atomic increment and decrement.
 //!
 //! The text is kept for the life of the process, so it is bounded: only the fields in
-//! [`FIELDS`], values up to [`MAX_VALUE`] bytes, and [`MAX_BYTES`] bytes in all. Once the budget
-//! is spent, values that are not yet interned are stored as they came (correct, one reference
-//! count pair dearer per hit). Fields that differ per response (`Date`, `ETag`,
-//! `Last-Modified`, `Content-Length`, cookies) are never interned.
+//! [`FIELDS`], values up to [`MAX_VALUE`] bytes, and [`MAX_BYTES`] in all, the table's own
+//! bookkeeping included. Once the budget is spent, values that are not yet interned are stored
+//! as they came (correct, one reference-count pair dearer per hit). An application that
+//! computes such a value per response (`max-age` counting down, say) spends the budget on
+//! them. Fields that differ per response or per client (`Date`, `ETag`, `Last-Modified`,
+//! `Content-Length`, cookies, `Access-Control-Allow-Origin`, a multipart `boundary`) are never
+//! interned.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{PoisonError, RwLock};
 
 use http::header::{
-    ACCEPT_RANGES, ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LANGUAGE,
-    CONTENT_TYPE, VARY, X_CONTENT_TYPE_OPTIONS,
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_TYPE, VARY,
+    X_CONTENT_TYPE_OPTIONS,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Fields whose values an application draws from a small set.
-const FIELDS: [HeaderName; 8] = [
+const FIELDS: [HeaderName; 7] = [
     CONTENT_TYPE,
     CACHE_CONTROL,
     VARY,
@@ -26,12 +29,13 @@ const FIELDS: [HeaderName; 8] = [
     CONTENT_LANGUAGE,
     ACCEPT_RANGES,
     X_CONTENT_TYPE_OPTIONS,
-    ACCESS_CONTROL_ALLOW_ORIGIN,
 ];
 /// The longest value interned.
 pub(crate) const MAX_VALUE: usize = 128;
-/// The most text interned in the life of the process.
+/// The most memory interned values take in the life of the process.
 pub(crate) const MAX_BYTES: usize = 16 * 1024;
+/// What the table spends on each value besides its text.
+const PER_VALUE: usize = 32;
 
 #[derive(Default)]
 struct Table {
@@ -39,39 +43,79 @@ struct Table {
     bytes: usize,
 }
 
-static TABLE: Mutex<Option<Table>> = Mutex::new(None);
+static TABLE: RwLock<Option<Table>> = RwLock::new(None);
 
-/// Replaces the values of [`FIELDS`] in `headers` with their interned copies.
+/// Replaces the values of [`FIELDS`] in `headers` with their interned copies. Values already
+/// interned are found under the read lock; the write lock is taken only to add one.
 pub(crate) fn intern_common_values(headers: &mut HeaderMap) {
-    let mut table = TABLE.lock().unwrap_or_else(PoisonError::into_inner);
-    let table = table.get_or_insert_with(Table::default);
-    for (name, value) in headers.iter_mut() {
-        if FIELDS.contains(name) {
-            if let Some(interned) = table.intern(value) {
+    let mut to_add = false;
+    {
+        let table = TABLE.read().unwrap_or_else(PoisonError::into_inner);
+        for (name, value) in headers.iter_mut() {
+            let Some(text) = eligible(name, value) else {
+                continue;
+            };
+            match table
+                .as_ref()
+                .map_or(Lookup::Fits, |table| table.find(text))
+            {
+                Lookup::Known(known) => *value = HeaderValue::from_static(known),
+                Lookup::Fits => to_add = true,
+                Lookup::Full => {}
+            }
+        }
+    }
+    if to_add {
+        let mut table = TABLE.write().unwrap_or_else(PoisonError::into_inner);
+        let table = table.get_or_insert_with(Table::default);
+        for (name, value) in headers.iter_mut() {
+            if let Some(interned) = eligible(name, value).and_then(|text| table.intern(text)) {
                 *value = interned;
             }
         }
     }
 }
 
+/// `value`'s text, if it may be interned: a field of [`FIELDS`], not too long, not sensitive,
+/// visible ASCII (what `HeaderValue::from_static` accepts), and no multipart boundary.
+fn eligible<'a>(name: &HeaderName, value: &'a HeaderValue) -> Option<&'a str> {
+    if !FIELDS.contains(name) || value.len() > MAX_VALUE || value.is_sensitive() {
+        return None;
+    }
+    let text = value.to_str().ok()?;
+    if name == CONTENT_TYPE && text.to_ascii_lowercase().contains("boundary=") {
+        return None;
+    }
+    Some(text)
+}
+
+enum Lookup {
+    Known(&'static str),
+    Fits,
+    Full,
+}
+
 impl Table {
-    /// The static copy of `value`; `None` when it may not be interned (too long, sensitive,
-    /// not visible ASCII, or the budget is spent).
-    fn intern(&mut self, value: &HeaderValue) -> Option<HeaderValue> {
-        if value.len() > MAX_VALUE || value.is_sensitive() {
-            return None;
+    fn find(&self, text: &str) -> Lookup {
+        match self.values.get(text) {
+            Some(&known) => Lookup::Known(known),
+            None if self.bytes + text.len() + PER_VALUE <= MAX_BYTES => Lookup::Fits,
+            None => Lookup::Full,
         }
-        // Visible ASCII only: what `HeaderValue::from_static` accepts.
-        let text = value.to_str().ok()?;
-        if let Some(&known) = self.values.get(text) {
-            return Some(HeaderValue::from_static(known));
-        }
-        if self.bytes + text.len() > MAX_BYTES {
-            return None;
-        }
-        let kept: &'static str = Box::leak(text.into());
-        self.values.insert(kept);
-        self.bytes += kept.len();
+    }
+
+    /// The static copy of `text`, added if it is new and fits the budget.
+    fn intern(&mut self, text: &str) -> Option<HeaderValue> {
+        let kept = match self.find(text) {
+            Lookup::Known(known) => known,
+            Lookup::Full => return None,
+            Lookup::Fits => {
+                let kept: &'static str = Box::leak(text.into());
+                self.values.insert(kept);
+                self.bytes += kept.len() + PER_VALUE;
+                kept
+            }
+        };
         Some(HeaderValue::from_static(kept))
     }
 }
@@ -79,43 +123,37 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::header::{DATE, ETAG};
+    use http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, DATE, ETAG};
+
+    fn value(text: &str) -> HeaderValue {
+        HeaderValue::from_str(text).unwrap()
+    }
 
     #[test]
-    fn repeated_values_share_one_static_copy_and_others_are_untouched() {
-        let build = || {
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                CONTENT_TYPE,
-                HeaderValue::from_str("application/x-interned-test").unwrap(),
-            );
-            headers.append(VARY, HeaderValue::from_str("accept").unwrap());
-            headers.append(VARY, HeaderValue::from_str("accept-language").unwrap());
-            headers.insert(
-                DATE,
-                HeaderValue::from_str("Mon, 23 Nov 2026 10:00:00 GMT").unwrap(),
-            );
-            headers.insert(ETAG, HeaderValue::from_str("\"x\"").unwrap());
-            headers
-        };
-        let (mut a, mut b) = (build(), build());
-        let original = build();
-        intern_common_values(&mut a);
-        intern_common_values(&mut b);
-        // The same fields and values, in the same order.
-        assert_eq!(a, original);
+    fn interning_keeps_every_field_and_value_in_order() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, value("application/x-interned-test"));
+        headers.append(VARY, value("accept"));
+        headers.append(VARY, value("accept-language"));
+        headers.insert(DATE, value("Mon, 23 Nov 2026 10:00:00 GMT"));
+        headers.insert(ETAG, value("\"x\""));
+        let original = headers.clone();
+        intern_common_values(&mut headers);
+        assert_eq!(headers, original);
         assert_eq!(
-            a.get_all(VARY).iter().collect::<Vec<_>>(),
+            headers.get_all(VARY).iter().collect::<Vec<_>>(),
             original.get_all(VARY).iter().collect::<Vec<_>>()
         );
-        // Interned: both maps point at the same text.
-        assert_eq!(
-            a[CONTENT_TYPE].as_bytes().as_ptr(),
-            b[CONTENT_TYPE].as_bytes().as_ptr()
-        );
-        // Per-response fields are left alone.
-        assert_ne!(a[DATE].as_bytes().as_ptr(), b[DATE].as_bytes().as_ptr());
-        assert_ne!(a[ETAG].as_bytes().as_ptr(), b[ETAG].as_bytes().as_ptr());
+    }
+
+    #[test]
+    fn a_repeated_value_is_one_static_copy() {
+        let mut table = Table::default();
+        let a = table.intern("application/json").unwrap();
+        let b = table.intern("application/json").unwrap();
+        assert_eq!(a, "application/json");
+        assert_eq!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr());
+        assert_eq!(table.values.len(), 1);
     }
 
     #[test]
@@ -124,34 +162,40 @@ mod tests {
         let mut sensitive = HeaderValue::from_static("text/plain");
         sensitive.set_sensitive(true);
         let obs_text = HeaderValue::from_bytes(b"text/plain; name=\xe9").unwrap();
-        for value in [HeaderValue::from_str(&long).unwrap(), sensitive, obs_text] {
+        let multipart = value("multipart/form-data; Boundary=x7f3a");
+        for value in [value(&long), sensitive, obs_text, multipart] {
+            assert!(eligible(&CONTENT_TYPE, &value).is_none());
             let mut headers = HeaderMap::new();
             headers.insert(CONTENT_TYPE, value.clone());
             intern_common_values(&mut headers);
             assert_eq!(headers[CONTENT_TYPE], value);
             assert_eq!(headers[CONTENT_TYPE].is_sensitive(), value.is_sensitive());
-            assert!(Table::default().intern(&value).is_none());
+        }
+        // Per-response and per-client fields are never candidates.
+        for name in [DATE, ETAG, ACCESS_CONTROL_ALLOW_ORIGIN] {
+            assert!(eligible(&name, &value("https://a.example")).is_none());
         }
     }
 
     #[test]
     fn the_budget_bounds_what_is_ever_interned() {
         let mut table = Table::default();
-        let value = |i: usize| HeaderValue::from_str(&format!("budget-{i:07}")).unwrap();
-        let mut interned = 0;
-        for i in 0..(MAX_BYTES / 14 + 10) {
-            if table.intern(&value(i)).is_some() {
-                interned += 1;
-            }
-        }
+        let text = |i: usize| format!("budget-{i:07}");
+        let per_value = text(0).len() + PER_VALUE;
+        let fitting = MAX_BYTES / per_value;
+        let interned = (0..fitting + 10)
+            .filter(|&i| table.intern(&text(i)).is_some())
+            .count();
         assert_eq!(
-            interned,
-            MAX_BYTES / 14,
+            interned, fitting,
             "values are interned until the budget is spent"
         );
         assert!(table.bytes <= MAX_BYTES);
         // A value interned before the budget ran out is still served from the table.
-        let again = table.intern(&value(0)).expect("interned before");
-        assert_eq!(again, value(0));
+        assert_eq!(
+            table.intern(&text(0)).expect("interned before"),
+            text(0).as_str()
+        );
+        assert!(table.intern(&text(fitting + 1)).is_none());
     }
 }

@@ -47,6 +47,10 @@ use crate::{clock, Cache};
 /// from `poll_ready` is that response's error (and, on a revalidation, lets `stale-if-error`
 /// serve the stored response).
 ///
+/// So middleware that should see the inner service's backpressure (`LoadShed`,
+/// `ConcurrencyLimit`) or should not count the wait for it (`Timeout`) goes between the
+/// `CacheLayer` and the inner service, not outside the layer.
+///
 /// Cloning a `CacheService` (routers clone theirs for every request) copies one reference (two
 /// with opted-in gRPC methods): a hit never clones the inner service.
 pub struct CacheService<S, M = HttpOnly> {
@@ -244,17 +248,16 @@ impl<S, M> CacheService<S, M> {
                 ),
             };
         }
-        let inner = self.inner_service();
         if is_unsafe_method(request.method()) {
-            self.write(inner, request)
+            self.write(request)
         } else if request.headers().contains_key(UPGRADE) {
             ResponseFuture::passthrough(
-                inner.oneshot(request),
+                self.inner_service().oneshot(request),
                 CacheStatus::forward(Forward::Bypass),
             )
         } else {
             ResponseFuture::passthrough(
-                inner.oneshot(request),
+                self.inner_service().oneshot(request),
                 CacheStatus::forward(Forward::Method),
             )
         }
@@ -408,11 +411,10 @@ impl<S, M> CacheService<S, M> {
 
     fn write<ReqBody, ResBody>(
         &self,
-        inner: S,
         request: Request<ReqBody>,
     ) -> ResponseFuture<Oneshot<S, Request<ReqBody>>, ResBody, S::Error>
     where
-        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
         S::Future: Send + 'static,
         S::Error: Send + 'static,
         ReqBody: Send + 'static,
@@ -461,7 +463,7 @@ impl<S, M> CacheService<S, M> {
         let request_headers = request.headers().clone();
         let cache = self.cache().clone();
         let config = Arc::clone(self.config());
-        let future = inner.oneshot(request);
+        let future = self.inner_service().oneshot(request);
         ResponseFuture::boxed(Box::pin(async move {
             let (mut parts, body) = future.await?.into_parts();
             take_tags(&mut parts.headers, &mut parts.extensions);

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
@@ -27,6 +27,7 @@ use crate::entry::{Age, Entry};
 use crate::flight::{Join, Leader, Waited};
 use crate::layer::body::{CacheBody, Recording};
 use crate::layer::cache_control::ResponseDirectives;
+use crate::layer::forward::load;
 use crate::layer::future::ResponseFuture;
 use crate::layer::layer::Config;
 use crate::layer::record::{live_entry, mark_uncacheable};
@@ -83,7 +84,10 @@ where
             grpc,
             ttl,
         };
-        ResponseFuture::boxed(Box::pin(call.run(self.inner_service(), request)))
+        // The inner service is cloned only if the call reaches it.
+        let service = self.clone();
+        let inner = move || service.inner_service();
+        ResponseFuture::boxed(Box::pin(call.run(inner, request)))
     }
 }
 
@@ -146,7 +150,7 @@ fn server_failed(status: StatusCode, headers: &HeaderMap) -> bool {
 impl Call {
     async fn run<S, B, ResBody>(
         self,
-        inner: S,
+        inner: impl FnOnce() -> S + Send + 'static,
         request: Request<B>,
     ) -> Result<Response<CacheBody<ResBody>>, S::Error>
     where
@@ -171,7 +175,7 @@ impl Call {
             Err(detail) => {
                 let request = Request::from_parts(parts, GrpcRequestBody::read(read));
                 let status = CacheStatus::forward(Forward::Bypass).detail(detail);
-                return ResponseFuture::passthrough(inner.oneshot(request), status).await;
+                return ResponseFuture::passthrough(inner().oneshot(request), status).await;
             }
         };
         let engine = self.cache.inner();
@@ -193,7 +197,7 @@ impl Call {
                             let request = Request::from_parts(parts, GrpcRequestBody::read(read));
                             runtime.spawn(async move {
                                 let refreshed =
-                                    self.forward(inner, request, key, None, None, Forward::Stale);
+                                    self.forward(inner(), request, key, None, None, Forward::Stale);
                                 if let Ok(response) = refreshed.await {
                                     // Reading the body to its end is what stores it.
                                     let _ = response.into_body().collect().await;
@@ -246,7 +250,7 @@ impl Call {
             }
         }
         let request = Request::from_parts(parts, GrpcRequestBody::read(read));
-        self.forward(inner, request, key, stale, leader, forward)
+        self.forward(inner(), request, key, stale, leader, forward)
             .await
     }
 
@@ -269,10 +273,7 @@ impl Call {
         let path = request.uri().path().to_owned();
         let engine = self.cache.inner();
         let since = engine.log.current();
-        engine.counters.add(Counter::Load);
-        let started = Instant::now();
-        let result = inner.oneshot(request).await;
-        engine.counters.record_load(started.elapsed());
+        let (result, _) = load(engine, inner, request).await;
         let failed = match &result {
             Ok(response) => server_failed(response.status(), response.headers()),
             Err(_) => true,
