@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::Instant;
+use crate::clock::{self, Instant};
 
 /// A stored value, type-erased. A memory hit clones the concrete value back out; it is never
 /// serialised.
@@ -30,14 +30,12 @@ impl Lifetime {
     /// fresh period only so that the stale windows keep their configured length.
     pub(crate) fn deadlines(&self, now: Instant, default_jitter: f64) -> Deadlines {
         let jitter = self.jitter.unwrap_or(default_jitter);
-        let ttl = jittered(self.ttl, jitter);
-        let fresh_until = now + ttl;
-        let stale_until = fresh_until + self.stale;
-        Deadlines {
-            fresh_until,
-            stale_until,
-            expires_at: stale_until + self.stale_if_error,
-        }
+        Deadlines::from_windows(
+            now,
+            jittered(self.ttl, jitter),
+            self.stale,
+            self.stale_if_error,
+        )
     }
 }
 
@@ -47,7 +45,9 @@ pub(crate) fn jittered(ttl: Duration, jitter: f64) -> Duration {
         return ttl;
     }
     let factor = 1.0 + jitter * (fastrand::f64() * 2.0 - 1.0);
-    ttl.mul_f64(factor.max(0.0))
+    // `mul_f64` panics when the product does not fit: clamp first, the clock clamps anyway.
+    ttl.min(crate::clock::HORIZON)
+        .mul_f64(factor.clamp(0.0, 2.0))
 }
 
 /// When an entry stops being fresh, stops being servable as stale, and disappears.
@@ -56,6 +56,35 @@ pub(crate) struct Deadlines {
     pub(crate) fresh_until: Instant,
     pub(crate) stale_until: Instant,
     pub(crate) expires_at: Instant,
+}
+
+impl Deadlines {
+    /// Deadlines `fresh`, then `stale`, then `after` from `now`, each clamped to the clock's
+    /// horizon: whatever the windows (a far-future `Expires`, a corrupt Redis entry), this
+    /// never panics.
+    pub(crate) fn from_windows(
+        now: Instant,
+        fresh: Duration,
+        stale: Duration,
+        after: Duration,
+    ) -> Self {
+        let fresh_until = clock::after(now, fresh);
+        let stale_until = clock::after(fresh_until, stale);
+        Deadlines {
+            fresh_until,
+            stale_until,
+            expires_at: clock::after(stale_until, after),
+        }
+    }
+
+    /// The same deadline for all three: fresh until `until`, then gone.
+    pub(crate) fn until(until: Instant) -> Self {
+        Deadlines {
+            fresh_until: until,
+            stale_until: until,
+            expires_at: until,
+        }
+    }
 }
 
 /// Where an entry is in its life at a given instant.
@@ -155,7 +184,6 @@ impl Drop for RefreshClaim {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock;
 
     #[test]
     fn jitter_stays_within_bounds_and_varies() {
@@ -171,6 +199,22 @@ mod tests {
             "jitter spreads expiries"
         );
         assert_eq!(jittered(ttl, 0.0), ttl);
+    }
+
+    #[test]
+    fn huge_windows_saturate_instead_of_panicking() {
+        let now = clock::now();
+        let d = Deadlines::from_windows(now, Duration::MAX, Duration::MAX, Duration::MAX);
+        assert!(d.fresh_until > now);
+        assert!(d.fresh_until <= d.stale_until && d.stale_until <= d.expires_at);
+        let lifetime = Lifetime {
+            ttl: Duration::MAX,
+            stale: Duration::MAX,
+            stale_if_error: Duration::MAX,
+            jitter: Some(0.5),
+        };
+        assert!(lifetime.deadlines(now, 0.1).fresh_until > now);
+        assert!(jittered(Duration::MAX, 0.1) <= clock::HORIZON.mul_f64(1.1));
     }
 
     #[test]

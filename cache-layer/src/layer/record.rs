@@ -42,11 +42,7 @@ pub(crate) fn store_response(
 ) -> bool {
     let now = clock::now();
     let (fresh, swr, after) = response.retention(now);
-    let deadlines = Deadlines {
-        fresh_until: now + fresh,
-        stale_until: now + fresh + swr,
-        expires_at: now + fresh + swr + after,
-    };
+    let deadlines = Deadlines::from_windows(now, fresh, swr, after);
     let mut tags: Vec<Box<str>> = response.tags.iter().map(|t| t.as_str().into()).collect();
     let weight =
         u32::try_from(ENTRY_OVERHEAD + primary.len() + response.weight()).unwrap_or(u32::MAX);
@@ -93,11 +89,7 @@ pub(crate) fn store_response(
         names: response.vary.clone(),
         keys,
     };
-    let deadlines = Deadlines {
-        fresh_until: expires_at,
-        stale_until: expires_at,
-        expires_at,
-    };
+    let deadlines = Deadlines::until(expires_at);
     cache.store_in_memory(
         primary,
         Entry::new(
@@ -117,12 +109,7 @@ pub(crate) fn mark_uncacheable(cache: &Cache, config: &Config, primary: &str) {
     if live_entry(cache, primary, clock::now()).is_some_and(|e| !e.value.is::<Uncacheable>()) {
         return;
     }
-    let until = clock::now() + config.uncacheable_for;
-    let deadlines = Deadlines {
-        fresh_until: until,
-        stale_until: until,
-        expires_at: until,
-    };
+    let deadlines = Deadlines::until(clock::after(clock::now(), config.uncacheable_for));
     let weight = u32::try_from(ENTRY_OVERHEAD + primary.len()).unwrap_or(u32::MAX);
     let since = inner.log.current();
     cache.store_in_memory(

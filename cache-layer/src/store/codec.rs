@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::clock::Instant;
+use crate::clock::{self, Instant};
 use crate::entry::Deadlines;
 
 const FORMAT_MSGPACK_NAMED: u8 = 1;
@@ -40,10 +40,11 @@ impl WallDeadlines {
 
     /// The same deadlines on the local clock, from `now`.
     pub(crate) fn to_local(self, now: Instant) -> Deadlines {
+        // Each deadline saturates at the clock's horizon: bytes from Redis never panic.
         Deadlines {
-            fresh_until: now + millis_until(self.fresh_until),
-            stale_until: now + millis_until(self.stale_until),
-            expires_at: now + millis_until(self.expires_at),
+            fresh_until: clock::after(now, millis_until(self.fresh_until)),
+            stale_until: clock::after(now, millis_until(self.stale_until)),
+            expires_at: clock::after(now, millis_until(self.expires_at)),
         }
     }
 }
@@ -179,6 +180,20 @@ mod tests {
         assert_eq!(decoded.value, user);
         assert_eq!(decoded.deadlines, D);
         assert_eq!(decoded.tags, vec![Box::from("users"), Box::from("org:1")]);
+    }
+
+    #[test]
+    fn extreme_deadlines_saturate_on_the_local_clock() {
+        let huge = WallDeadlines {
+            fresh_until: u64::MAX,
+            stale_until: u64::MAX,
+            expires_at: u64::MAX,
+        };
+        let bytes = encode(&1u8, huge, &[]).unwrap();
+        let now = clock::now();
+        let local = decode::<u8>(&bytes).unwrap().deadlines.to_local(now);
+        assert!(local.fresh_until > now);
+        assert!(local.expires_at <= clock::after(now, clock::HORIZON));
     }
 
     #[test]
