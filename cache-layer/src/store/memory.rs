@@ -288,7 +288,19 @@ mod tests {
         store.insert("big", big);
         assert_eq!(read(&store, "big"), Some(1));
         store.remove("big");
-        store.run_pending_tasks();
+        // moka's table frees removed slots through crossbeam's epoch collector, shared by
+        // every cache in the process: the slot (and so the entry) can outlive the removal
+        // until this thread's deferred frees are collected, which removals of other keys
+        // bring about. No copy in front keeps it past that.
+        for i in 0..10_000 {
+            store.run_pending_tasks();
+            if weak.upgrade().is_none() {
+                break;
+            }
+            let filler = format!("filler:{i}");
+            store.insert(&filler, entry(1, &[], 8));
+            store.remove(&filler);
+        }
         assert!(
             weak.upgrade().is_none(),
             "nothing holds a removed large entry"
@@ -332,5 +344,20 @@ mod tests {
         let untagged = 1 + 100;
         let tagged = 1 + 100 + (TAG_INDEX_PAIR + 5 + 1) + (TAG_INDEX_PAIR + 5 + 1);
         assert_eq!(store.weighted_size(), (untagged + tagged) as u64);
+    }
+
+    #[test]
+    fn long_keys_are_not_kept_in_front() {
+        let store = store();
+        let long = "k".repeat(front::MAX_KEY + 1);
+        let epoch = store.front.epoch();
+        let hash = store.hasher.hash_one(long.as_str());
+        let kept = entry(1, &[], 8);
+        front::keep(&store.front, epoch, hash, &long, &kept);
+        assert!(front::get(&store.front, epoch, hash, &long).is_none());
+        front::keep(&store.front, epoch, hash, "short", &kept);
+        let hash = store.hasher.hash_one("short");
+        front::keep(&store.front, epoch, hash, "short", &kept);
+        assert!(front::get(&store.front, epoch, hash, "short").is_some());
     }
 }
