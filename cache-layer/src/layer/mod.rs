@@ -20,6 +20,7 @@ mod etag;
 mod forward;
 mod freshness;
 mod future;
+mod gate;
 mod grpc;
 mod interned;
 mod key;

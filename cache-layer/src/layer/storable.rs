@@ -20,6 +20,8 @@ pub(crate) enum NotStorable {
     Private,
     /// `Vary: *` can never match a later request.
     VaryStar,
+    /// A `Vary` member that is not a field name: no request can be matched against it.
+    VaryInvalid,
     /// Response sets cookies (policy: never share them).
     SetCookie,
     /// Authenticated request without an explicit shared-cache opt-in.
@@ -42,6 +44,7 @@ impl NotStorable {
             Self::NoStore => "no-store",
             Self::Private => "private",
             Self::VaryStar => "vary-star",
+            Self::VaryInvalid => "vary-invalid",
             Self::SetCookie => "set-cookie",
             Self::Authorization => "authorization",
             Self::NoFreshness => "no-freshness",
@@ -59,6 +62,7 @@ impl NotStorable {
                 | Self::NoStore
                 | Self::Private
                 | Self::VaryStar
+                | Self::VaryInvalid
                 | Self::SetCookie
                 | Self::NoFreshness
                 | Self::TooLarge
@@ -318,9 +322,12 @@ mod tests {
             NoStore,
             Private,
             VaryStar,
+            VaryInvalid,
             SetCookie,
             Authorization,
             NoFreshness,
+            Cookie,
+            TooLarge,
         ];
         let mut seen = std::collections::HashSet::new();
         for r in all {
