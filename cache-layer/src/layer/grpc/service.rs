@@ -168,8 +168,10 @@ impl Call {
         let key = match read.complete() {
             None => Err("too-large"),
             Some(body) => unary_message(body, &parts.headers, self.config.max_body)
-                .map(|message| call_key(&parts, &self.grpc.key_metadata, &message))
-                .map_err(FrameError::as_str),
+                .map_err(FrameError::as_str)
+                .and_then(|message| {
+                    call_key(&parts, &self.grpc.key_metadata, &message).ok_or("authority")
+                }),
         };
         let key = match key {
             Ok(key) => key,
