@@ -462,4 +462,52 @@ mod tests {
             "this one has no Last-Modified"
         );
     }
+
+    #[test]
+    fn huge_ages_lifetimes_and_windows_saturate() {
+        let mut headers = HeaderMap::new();
+        let huge = "max-age=99999999999999999999, stale-while-revalidate=99999999999999999999, \
+                    stale-if-error=18446744073709551616";
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static(huge));
+        headers.insert(AGE, HeaderValue::from_static("99999999999999999999999"));
+        headers.insert(
+            http::header::EXPIRES,
+            HeaderValue::from_static("Fri, 31 Dec 9999 23:59:59 GMT"),
+        );
+        headers.insert(
+            DATE,
+            HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
+        );
+        let parsed = ResponseDirectives::parse(&headers);
+        let exchange = Exchange::Http {
+            method: &http::Method::GET,
+            request: &HeaderMap::new(),
+            status: StatusCode::OK,
+            has_default_ttl: false,
+        };
+        let past = SystemTime::UNIX_EPOCH;
+        let lifetime = lifetime_of(StatusCode::OK, &headers, &parsed, None, past);
+        assert_eq!(lifetime, Duration::from_secs(2_147_483_648), "max-age, clamped");
+        let r = CachedResponse::new(
+            StatusCode::OK,
+            admit(exchange, headers, &parsed).unwrap(),
+            Bytes::new(),
+            (past, SystemTime::now()),
+            Duration::MAX,
+            &parsed,
+            (Duration::MAX, Duration::MAX),
+            (Box::new([]), String::new()),
+            Vec::new(),
+        );
+        let now = clock::now();
+        for age in [r.age(now), Duration::MAX, Duration::ZERO] {
+            let _ = r.usability(age, &RequestDirectives::default());
+            let _ = r.usability(age, &request("max-stale, min-fresh=99999999999999999"));
+            let _ = crate::layer::respond::remaining_ttl(&r, age);
+        }
+        let (fresh, swr, after) = r.retention(now);
+        let deadlines = crate::entry::Deadlines::from_windows(now, fresh, swr, after);
+        assert!(deadlines.expires_at >= deadlines.fresh_until);
+        assert!(r.age(clock::after(now, Duration::MAX)) >= r.age(now));
+    }
 }
