@@ -263,3 +263,107 @@ async fn far_future_and_huge_values_neither_panic_nor_stop_caching() {
         }
     }
 }
+
+#[tokio::test]
+async fn if_range_travels_with_range() {
+    // The origin's representation is "new"; a client holding part of "old" asks for the rest
+    // with If-Range: it must get the whole new representation, never a piece of it.
+    let app = Router::new().route(
+        "/file",
+        get(|headers: HeaderMap| async move {
+            let range = headers.contains_key("range");
+            let current = headers.get("if-range").is_none_or(|v| v == "\"new\"");
+            let mut response = if range && current {
+                let mut partial = Response::new(Body::from("ne"));
+                *partial.status_mut() = StatusCode::PARTIAL_CONTENT;
+                partial
+                    .headers_mut()
+                    .insert("content-range", HeaderValue::from_static("bytes 0-1/10"));
+                partial
+            } else {
+                Response::new(Body::from("new-whole!"))
+            };
+            let out = response.headers_mut();
+            out.insert("etag", HeaderValue::from_static("\"new\""));
+            out.insert("cache-control", HeaderValue::from_static("max-age=60"));
+            response
+        }),
+    );
+    let server = start(app, CacheLayer::new).await;
+    let outdated = server
+        .get("/file", &[("range", "bytes=0-1"), ("if-range", "\"old\"")])
+        .await;
+    assert_eq!(outdated.status, StatusCode::OK, "{:?}", outdated.headers);
+    assert_eq!(outdated.text(), "new-whole!");
+    let current = server
+        .get("/file", &[("range", "bytes=0-1"), ("if-range", "\"new\"")])
+        .await;
+    assert!(
+        current.status == StatusCode::PARTIAL_CONTENT && current.text() == "ne"
+            || current.status == StatusCode::OK && current.text() == "new-whole!",
+        "{} {}",
+        current.status,
+        current.text()
+    );
+}
+
+/// An origin answering `/r` with `body-<n>` (n counts calls) and the given headers.
+fn counted(calls: &Arc<AtomicUsize>, headers: &'static [(&'static str, &'static str)]) -> Router {
+    let calls = Arc::clone(calls);
+    Router::new().route(
+        "/r",
+        get(move || {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                let mut response = Response::new(Body::from(format!("body-{n}")));
+                for (name, value) in headers {
+                    response
+                        .headers_mut()
+                        .append(*name, HeaderValue::from_static(value));
+                }
+                response
+            }
+        }),
+    )
+}
+
+#[tokio::test]
+async fn s_maxage_is_never_served_stale() {
+    let calls = counter();
+    let server = start(
+        counted(
+            &calls,
+            &[("cache-control", "s-maxage=1, stale-while-revalidate=60")],
+        ),
+        |cache| {
+            CacheLayer::new(cache)
+                .stale_while_revalidate(std::time::Duration::from_secs(60))
+                .stale_if_error(std::time::Duration::from_secs(60))
+        },
+    )
+    .await;
+    assert_eq!(server.get("/r", &[]).await.text(), "body-1");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let after = server.get("/r", &[]).await;
+    assert_eq!(after.text(), "body-2", "{}", after.cache_status());
+}
+
+#[tokio::test]
+async fn a_malformed_vary_member_makes_a_response_unstorable() {
+    let calls = counter();
+    let server = start(
+        counted(
+            &calls,
+            &[("cache-control", "max-age=60"), ("vary", "accept, x y")],
+        ),
+        CacheLayer::new,
+    )
+    .await;
+    let first = server.get("/r", &[]).await;
+    assert!(
+        first.cache_status().contains("detail=vary-invalid"),
+        "{}",
+        first.cache_status()
+    );
+    assert_eq!(server.get("/r", &[("accept", "a")]).await.text(), "body-2");
+}

@@ -355,9 +355,13 @@ where
         IF_NONE_MATCH,
         IF_MODIFIED_SINCE,
         IF_UNMODIFIED_SINCE,
-        IF_RANGE,
     ] {
         parts.headers.remove(name);
+    }
+    // A range is only asked for with its `If-Range` (RFC 9110 §13.1.5): without it, a client
+    // holding part of an older representation would get a piece of the new one.
+    if !parts.headers.contains_key(RANGE) {
+        parts.headers.remove(IF_RANGE);
     }
     if let Some((stale, _)) = &plan.stale {
         if let Some(etag) = stale.etag.as_ref().and_then(EntityTag::to_header_value) {

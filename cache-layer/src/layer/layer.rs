@@ -167,14 +167,17 @@ impl<M> CacheLayer<M> {
     }
 
     /// Stale-while-revalidate window for responses that do not set one (default none): a
-    /// stale response is served at once while one background request refreshes it.
+    /// stale response is served at once while one background request refreshes it. Never for
+    /// responses with `s-maxage`, `must-revalidate`, `proxy-revalidate` or `no-cache`:
+    /// `s-maxage` implies `proxy-revalidate` (RFC 9111 §4.2.4, §5.2.2.10).
     pub fn stale_while_revalidate(mut self, window: Duration) -> Self {
         Arc::make_mut(&mut self.config).stale_while_revalidate = window;
         self
     }
 
     /// Stale-if-error window for responses that do not set one (default none): a stale
-    /// response is served when the inner service fails or answers 5xx.
+    /// response is served when the inner service fails or answers 5xx. Never for responses
+    /// that must be revalidated (`s-maxage`, `must-revalidate`, `proxy-revalidate`, `no-cache`).
     pub fn stale_if_error(mut self, window: Duration) -> Self {
         Arc::make_mut(&mut self.config).stale_if_error = window;
         self

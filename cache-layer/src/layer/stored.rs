@@ -487,7 +487,11 @@ mod tests {
         };
         let past = SystemTime::UNIX_EPOCH;
         let lifetime = lifetime_of(StatusCode::OK, &headers, &parsed, None, past);
-        assert_eq!(lifetime, Duration::from_secs(2_147_483_648), "max-age, clamped");
+        assert_eq!(
+            lifetime,
+            Duration::from_secs(2_147_483_648),
+            "max-age, clamped"
+        );
         let r = CachedResponse::new(
             StatusCode::OK,
             admit(exchange, headers, &parsed).unwrap(),
