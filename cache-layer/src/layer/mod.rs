@@ -16,6 +16,8 @@
 mod body;
 mod cache_control;
 mod conditional;
+#[cfg(test)]
+mod differential;
 mod etag;
 mod forward;
 mod freshness;

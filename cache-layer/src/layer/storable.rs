@@ -121,7 +121,10 @@ pub(crate) fn storable(
     }
     let explicit = cc.max_age.is_some() || cc.s_maxage.is_some() || response.contains_key(EXPIRES);
     let heuristic = is_heuristically_cacheable(status) && response.contains_key(LAST_MODIFIED);
-    if explicit || cc.public || heuristic || cc.no_cache || has_default_ttl {
+    // `no-cache` (revalidate on every use) alone is enough for a heuristically cacheable status
+    // (RFC 9111 §3 lets those be stored without freshness information); not for a 302, say.
+    let revalidated = cc.no_cache && is_heuristically_cacheable(status);
+    if explicit || cc.public || heuristic || revalidated || has_default_ttl {
         Ok(())
     } else {
         Err(NotStorable::NoFreshness)
@@ -310,6 +313,11 @@ mod tests {
                 false
             ),
             Err(N::NoFreshness)
+        );
+        assert_eq!(
+            check(Method::GET, &[], 302, &[(CACHE_CONTROL, "no-cache")], false),
+            Err(N::NoFreshness),
+            "RFC 9111 §3: no-cache alone does not make a 302 storable"
         );
     }
 
