@@ -157,9 +157,13 @@
 //!   `Cookie` unless `public`/`s-maxage`/`Vary: Cookie`, bodies over
 //!   [`max_body`](CacheLayer::max_body) or with trailers. `no-cache` is stored and revalidated
 //!   on every use.
-//! - **Keys**: `GET <authority><path>?<query pairs sorted>` (or [`CacheLayer::key_fn`]), plus
+//! - **Keys**: `GET <scheme>://<authority><path>?<query>` (or [`CacheLayer::key_fn`]), plus
 //!   the request headers the response `Vary`s on (up to
-//!   [`max_variants`](CacheLayer::max_variants) variants per URL).
+//!   [`max_variants`](CacheLayer::max_variants) variants per URL). The authority comes from the
+//!   URI (HTTP/2, absolute-form) or the one `Host` line and must be an RFC 3986
+//!   `host[:port]`: a request with an invalid or missing one passes through uncached. The query
+//!   is kept as sent ([`CacheLayer::sort_query`] opts in to sorting its pairs). Varied
+//!   `Cookie` / `Authorization` values are keyed by a digest, never written into a key.
 //! - **Serving**: `Age` per RFC 9111 §4.2.3, `Date` kept as the origin sent it (added once
 //!   when missing), an RFC 9211 `Cache-Status` member such as `cache-layer; hit; ttl=42` or
 //!   `cache-layer; fwd=uri-miss; fwd-status=200; stored`.
@@ -177,8 +181,8 @@
 //!   unknown length stream out without one on their first, storing, pass). `If-Match`, `If-Unmodified-Since`, `If-None-Match`,
 //!   `If-Modified-Since` are evaluated in RFC 9110 §13.2.2 order, on hits (without calling the
 //!   inner service) and on forwarded responses alike: 304 or 412. A write's `If-Match` /
-//!   `If-Unmodified-Since` is checked against a fresh stored representation before the write
-//!   runs; without one, the application decides.
+//!   `If-Unmodified-Since` is left to the application: a stored copy may be outdated or
+//!   another variant, and deciding from it could refuse a valid write with a false 412.
 //! - **Invalidation**: a successful POST/PUT/PATCH/DELETE drops its URL and same-origin
 //!   `Location`/`Content-Location`; the [`CacheTags`] extension or a `Cache-Tag` header
 //!   (removed before the client sees it) tag a response, and `cache.invalidate(tag)` drops it.
@@ -200,7 +204,8 @@
 //! NO_SIDE_EFFECTS` (`grpc_descriptors`); this makes the layer a `CacheLayer<GrpcMethods>`,
 //! whose service hands the inner one a `GrpcRequestBody`.
 //!
-//! - **Key**: `grpc <authority><path>` and a SHA-256 of the *decoded* request message (one
+//! - **Key**: `grpc <authority><path>` (the authority validated as for HTTP; a call without a
+//!   valid one passes through) and a SHA-256 of the *decoded* request message (one
 //!   frame; `gzip` or `deflate` per `grpc-encoding` decompressed, so compression does not split
 //!   keys), the client's `grpc-accept-encoding` (a compressed answer is only replayed to
 //!   clients that decode it) and the metadata added with `grpc_key_metadata` (tenant,
