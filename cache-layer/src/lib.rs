@@ -39,6 +39,27 @@
 //! repeated hit on a thread is answered from that thread's copy of the entry (see
 //! [`CacheBuilder::memory_budget`]).
 //!
+//! # Keys
+//! A `#[cached]` function's entry is stored under its rendered key: `key = "user:<id>"`
+//! renders `user:7`. Without `key`, the default key is the function's module path and name,
+//! then each argument after a `:` (`my_app::users::get_user:7:en`). Keys are *injective*:
+//! two different argument lists of one function never render the same key, whatever the
+//! values contain. Three rules make that true:
+//!
+//! - Every rendered value writes the ASCII characters other than letters, digits and `-._~`
+//!   as `%XX` (`a/b` → `a%2Fb`, `%` → `%25`), so a value never produces the separators around
+//!   it; other characters stay as they are.
+//! - Sequences, tuples and options are framed: `[a,b]`, `(a,b)`, `None` → `%N`, and
+//!   `Some(v)` → `v` (or `%S` then `v` when `v` is itself `%N...` or `%S...`), so nesting and
+//!   empty values keep their boundaries (`[[1,2],[3]]` ≠ `[[1],[2,3]]`, `[]` ≠ `[,]`,
+//!   `Some(None)` ≠ `None`). See [`KeyArg`] for every type.
+//! - In a template, two placeholders must be separated by text that contains one of those
+//!   escaped characters other than `%` (`<a>:<b>`, `org/<org>/u/<user>`): `<a><b>` or
+//!   `<a>-<b>` is a compile error, since `(1, 23)` and `(12, 3)` would meet at `123`.
+//!
+//! A key that names several functions' arguments alike (`key = "user:<id>"` on two
+//! functions) is one entry on purpose: a value of another type under it is a miss.
+//!
 //! # Entry lifetime
 //! An entry is *fresh* for `ttl` (±10% jitter by default), then *stale* for `stale`
 //! (served at once while one background task refreshes it), then usable only if the loader
