@@ -254,3 +254,59 @@ mod templates {
         }
     }
 }
+
+/// `name` labels a site in metrics and traces; it is not the key's namespace.
+mod namespaces {
+    use super::*;
+
+    #[cached(ttl = "1h", name = "db", cache = CACHE)]
+    async fn users(id: u32) -> String {
+        format!("user {id}")
+    }
+
+    #[cached(ttl = "1h", name = "db", cache = CACHE)]
+    async fn orders(id: u32) -> String {
+        format!("order {id}")
+    }
+
+    #[tokio::test]
+    async fn two_functions_with_one_name_keep_their_own_entries() {
+        assert_eq!(users(1).await, "user 1");
+        assert_eq!(orders(1).await, "order 1");
+        assert_eq!(users(1).await, "user 1");
+    }
+
+    static VERSIONED: LazyLock<Cache> = LazyLock::new(|| Cache::builder().build().unwrap());
+
+    #[cached(ttl = "1h", key = "settings:<tenant>", cache = VERSIONED)]
+    async fn settings_v1(tenant: u32) -> String {
+        format!("v1 {tenant}")
+    }
+
+    #[cached(ttl = "1h", key = "settings:<tenant>", version = 2, cache = VERSIONED)]
+    async fn settings_v2(tenant: u32) -> String {
+        format!("v2 {tenant}")
+    }
+
+    #[tokio::test]
+    async fn a_version_bump_does_not_read_the_old_entries_and_invalidation_still_reaches_it() {
+        // The same key template, as an old and a new deploy of one function would have.
+        assert_eq!(settings_v1(7).await, "v1 7");
+        assert_eq!(settings_v2(7).await, "v2 7");
+        assert_eq!(settings_v1(7).await, "v1 7");
+        let loads = VERSIONED.stats().loads;
+        assert_eq!(settings_v2(7).await, "v2 7");
+        assert_eq!(
+            VERSIONED.stats().loads,
+            loads,
+            "the versioned entry is a hit"
+        );
+        VERSIONED.invalidate("settings:7").await;
+        assert_eq!(settings_v2(7).await, "v2 7");
+        assert_eq!(
+            VERSIONED.stats().loads,
+            loads + 1,
+            "invalidating the unversioned key drops the versioned entry"
+        );
+    }
+}

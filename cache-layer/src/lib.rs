@@ -60,6 +60,20 @@
 //! A key that names several functions' arguments alike (`key = "user:<id>"` on two
 //! functions) is one entry on purpose: a value of another type under it is a miss.
 //!
+//! **Namespaces.** The default key's namespace is the function's module path and name; `name`
+//! only labels the site in metrics and traces. Two associated functions of the same name in one
+//! module share that path: give them keys. `version = N` bumps a function's entries on every
+//! instance, for a deploy that changes what a value means without changing its type: the
+//! default key becomes `path::get_user@v2:7`, an explicit key `user:7@v2` (tagged `user:7`, so
+//! invalidating `user:7` still drops it). Keys never contain `std::any::type_name`, whose text
+//! the compiler does not promise to keep; the shared tier's type fingerprint does (see below),
+//! so after a toolchain upgrade an entry may read as a miss, and is overwritten.
+//!
+//! **Methods.** A method's default key would leave out its receiver, so without `key` a method
+//! is a compile error that asks for one: `key = "repo:<self.tenant>:count"`. An explicit key is
+//! the whole identity of an entry: name the receiver's fields that change the answer, and
+//! leave it out only when the receiver is a handle (a pool, a client) that does not.
+//!
 //! # Entry lifetime
 //! An entry is *fresh* for `ttl` (±10% jitter by default), then *stale* for `stale`
 //! (served at once while one background task refreshes it), then usable only if the loader
@@ -91,7 +105,7 @@
 //! | offset | size | field |
 //! | --- | --- | --- |
 //! | 0 | 1 | format: `1` = MessagePack with field names (`rmp_serde::to_vec_named`) |
-//! | 1 | 8 | type fingerprint: FNV-1a 64 of `std::any::type_name` of the value, big-endian |
+//! | 1 | 8 | type fingerprint: FNV-1a 64 of `std::any::type_name` of the value, big-endian (a guard against reading another type; `type_name` may change between compilers, which makes old entries misses) |
 //! | 9 | 8 | fresh until, Unix milliseconds, big-endian |
 //! | 17 | 8 | stale-while-revalidate until, Unix milliseconds, big-endian |
 //! | 25 | 8 | stale-if-error until (the end of the entry's life), Unix milliseconds, big-endian |
