@@ -8,7 +8,7 @@ use syn::punctuated::Punctuated;
 use syn::{bracketed, Expr, Ident, LitBool, LitFloat, LitInt, LitStr, Token};
 
 const CACHED_ARGS: &str =
-    "`ttl`, `key`, `invalidate_on`, `stale`, `stale_if_error`, `none_ttl`, `jitter`, `lock`, `cache`, `name`, `version`";
+    "`ttl`, `key`, `invalidate_on`, `stale`, `stale_if_error`, `none_ttl`, `jitter`, `lock`, `cache`, `name`, `version`, `ttl_from`, `cache_if`";
 
 /// `#[cached(...)]`, parsed and checked.
 pub(crate) struct CachedArgs {
@@ -23,6 +23,8 @@ pub(crate) struct CachedArgs {
     pub(crate) cache: Option<Expr>,
     pub(crate) name: Option<LitStr>,
     pub(crate) version: Option<u32>,
+    pub(crate) ttl_from: Option<syn::Path>,
+    pub(crate) cache_if: Option<syn::Path>,
 }
 
 impl Parse for CachedArgs {
@@ -40,6 +42,8 @@ impl Parse for CachedArgs {
             cache: None,
             name: None,
             version: None,
+            ttl_from: None,
+            cache_if: None,
         };
         let mut seen: Vec<String> = Vec::new();
         while !input.is_empty() {
@@ -76,6 +80,8 @@ impl Parse for CachedArgs {
                 "cache" => args.cache = Some(input.parse()?),
                 "name" => args.name = Some(input.parse()?),
                 "version" => args.version = Some(version(input)?),
+                "ttl_from" => args.ttl_from = Some(function_path(input, "ttl_from")?),
+                "cache_if" => args.cache_if = Some(function_path(input, "cache_if")?),
                 _ => unreachable!("checked against CACHED_ARGS"),
             }
             if input.is_empty() {
@@ -157,6 +163,16 @@ fn duration(input: ParseStream<'_>) -> syn::Result<Duration> {
         ));
     }
     Ok(parsed)
+}
+
+/// `ttl_from = path::to::function`: a path, not a string or a closure.
+fn function_path(input: ParseStream<'_>, name: &str) -> syn::Result<syn::Path> {
+    input.parse().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            format!("`{name}` takes a path to a function, e.g. `{name} = policies::{name}`"),
+        )
+    })
 }
 
 /// `version = 2`: a non-negative integer literal.

@@ -2,7 +2,7 @@
 //! wrapped, so `&self`, generics, `impl Trait` arguments and `?` keep type-checking.
 
 use proc_macro2::{Group, Ident, Span, TokenStream, TokenTree};
-use quote::{format_ident, quote, ToTokens};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::{FnArg, ItemFn, Pat, ReturnType, Type};
 
 use crate::args::{CachedArgs, InvalidatesArgs};
@@ -235,6 +235,7 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
         Some(template) => template.render(),
         None => default_key(&params, &namespace),
     };
+    let policy = policy(&args, &ret);
     let stale_arm = if args.stale.is_some() {
         let (copies, rebinds) = owned_copies(&params);
         let body = rewrite_self(block.to_token_stream());
@@ -245,6 +246,7 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
                     #(#copies)*
                     __cl_refresh.spawn(
                         __cl_tags,
+                        #policy,
                         ::cache_layer::__private::typed::<#ret, _>(async move {
                             #(#rebinds)*
                             #body
@@ -279,12 +281,32 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
                 ::cache_layer::__private::Lookup::Miss(__cl_miss) => {
                     let __cl_tags: ::std::vec::Vec<::std::string::String> = ::std::vec![#(#tags),*];
                     __cl_miss
-                        .load(__cl_tags, ::cache_layer::__private::typed::<#ret, _>(async move #block))
+                        .load(__cl_tags, #policy, ::cache_layer::__private::typed::<#ret, _>(async move #block))
                         .await
                 }
             }
         }
     })
+}
+
+/// `::cache_layer::__private::policy(...)` with the fn's `ttl_from` and `cache_if`, each
+/// called through a closure spanned at the user's path so that a wrong signature is reported
+/// there.
+fn policy(args: &CachedArgs, ret: &TokenStream) -> TokenStream {
+    let none = quote! { ::std::option::Option::None };
+    let ttl_from = args.ttl_from.as_ref().map_or(none.clone(), |path| {
+        let span = syn::spanned::Spanned::span(path);
+        quote_spanned! {span=>
+            ::std::option::Option::Some(|__cl_value| {
+                ::cache_layer::__private::IntoTtl::into_ttl(#path(__cl_value))
+            })
+        }
+    });
+    let cache_if = args.cache_if.as_ref().map_or(none, |path| {
+        let span = syn::spanned::Spanned::span(path);
+        quote_spanned! {span=> ::std::option::Option::Some(|__cl_value| #path(__cl_value)) }
+    });
+    quote! { ::cache_layer::__private::policy::<#ret, _>(__cl_shape, #ttl_from, #cache_if) }
 }
 
 /// The function's path (and `@vN` with a `version`) followed by every argument:
