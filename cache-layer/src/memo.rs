@@ -65,10 +65,16 @@ impl Site {
 /// Negative entries (`None` with `none_ttl`) keep the site's rules.
 pub struct Policy<T> {
     /// The fresh period of this value, if it decides one.
-    pub ttl_from: Option<fn(&T) -> Option<Duration>>,
+    pub ttl_from: Option<TtlFrom<T>>,
     /// Whether this value is stored.
-    pub cache_if: Option<fn(&T) -> bool>,
+    pub cache_if: Option<CacheIf<T>>,
 }
+
+/// `ttl_from`: a value's fresh period, or `None` for the site's `ttl`.
+pub type TtlFrom<T> = fn(&T) -> Option<Duration>;
+
+/// `cache_if`: whether a value is stored.
+pub type CacheIf<T> = fn(&T) -> bool;
 
 impl<T> Policy<T> {
     /// The lifetime of a value under these policies; `None` when it is not stored. A TTL from

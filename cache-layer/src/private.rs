@@ -3,7 +3,7 @@
 use std::future::Future;
 
 pub use crate::key::{KeyArg, KeyBuf};
-pub use crate::memo::{lookup, Lookup, Miss, Policy, Refresh, Site};
+pub use crate::memo::{lookup, CacheIf, Lookup, Miss, Policy, Refresh, Site, TtlFrom};
 pub use crate::shape::{
     Cacheable, OptionShape, Outcome, PlainShape, Probe, ResultOptionShape, ResultShape, Shape,
     ViaOption, ViaPlain, ViaResult, ViaResultOption,
@@ -37,8 +37,8 @@ pub fn push<T: KeyArg + ?Sized>(out: &mut KeyBuf, part: &T) {
 #[inline]
 pub fn policy<R, S: Shape<R>>(
     _shape: S,
-    ttl_from: Option<fn(&S::Success) -> Option<Duration>>,
-    cache_if: Option<fn(&S::Success) -> bool>,
+    ttl_from: Option<TtlFrom<S::Success>>,
+    cache_if: Option<CacheIf<S::Success>>,
 ) -> Policy<S::Success> {
     Policy { ttl_from, cache_if }
 }

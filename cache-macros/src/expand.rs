@@ -289,9 +289,9 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
     })
 }
 
-/// `::cache_layer::__private::policy(...)` with the fn's `ttl_from` and `cache_if`, each
-/// called through a closure spanned at the user's path so that a wrong signature is reported
-/// there.
+/// `::cache_layer::__private::policy(...)` with the fn's `ttl_from` (called through a closure
+/// that accepts `Duration` or `Option<Duration>`) and `cache_if`, spanned at the user's path
+/// so that a wrong signature is reported there.
 fn policy(args: &CachedArgs, ret: &TokenStream) -> TokenStream {
     let none = quote! { ::std::option::Option::None };
     let ttl_from = args.ttl_from.as_ref().map_or(none.clone(), |path| {
@@ -304,7 +304,7 @@ fn policy(args: &CachedArgs, ret: &TokenStream) -> TokenStream {
     });
     let cache_if = args.cache_if.as_ref().map_or(none, |path| {
         let span = syn::spanned::Spanned::span(path);
-        quote_spanned! {span=> ::std::option::Option::Some(|__cl_value| #path(__cl_value)) }
+        quote_spanned! {span=> ::std::option::Option::Some(#path) }
     });
     quote! { ::cache_layer::__private::policy::<#ret, _>(__cl_shape, #ttl_from, #cache_if) }
 }
