@@ -60,6 +60,58 @@ impl Site {
     }
 }
 
+/// What a `#[cached]` function decides from the value it loaded: `ttl_from` (a fresh period
+/// from the value; `None` keeps the site's `ttl`) and `cache_if` (whether to store it at all).
+/// Negative entries (`None` with `none_ttl`) keep the site's rules.
+pub struct Policy<T> {
+    /// The fresh period of this value, if it decides one.
+    pub ttl_from: Option<TtlFrom<T>>,
+    /// Whether this value is stored.
+    pub cache_if: Option<CacheIf<T>>,
+}
+
+/// `ttl_from`: a value's fresh period, or `None` for the site's `ttl`.
+pub type TtlFrom<T> = fn(&T) -> Option<Duration>;
+
+/// `cache_if`: whether a value is stored.
+pub type CacheIf<T> = fn(&T) -> bool;
+
+impl<T> Policy<T> {
+    /// The lifetime of a value under these policies; `None` when it is not stored. A TTL from
+    /// the value is an upper bound: jitter only shortens it (a token valid for 60 s is never
+    /// served at 61 s), and the site's `stale` windows follow it.
+    fn lifetime(&self, site: &Site, value: Option<&T>, default_jitter: f64) -> Option<Lifetime> {
+        let mut lifetime = site.lifetime();
+        let Some(value) = value else {
+            return Some(lifetime);
+        };
+        if self.cache_if.is_some_and(|keep| !keep(value)) {
+            return None;
+        }
+        if let Some(ttl) = self.ttl_from.and_then(|ttl_from| ttl_from(value)) {
+            let jitter = site.jitter.unwrap_or(default_jitter).clamp(0.0, 1.0);
+            let shortened = ttl
+                .min(clock::HORIZON)
+                .mul_f64(1.0 - jitter * fastrand::f64());
+            if shortened.is_zero() {
+                return None;
+            }
+            lifetime.ttl = shortened;
+            lifetime.jitter = Some(0.0);
+        }
+        Some(lifetime)
+    }
+}
+
+impl<T> Default for Policy<T> {
+    fn default() -> Self {
+        Policy {
+            ttl_from: None,
+            cache_if: None,
+        }
+    }
+}
+
 /// The answer of [`lookup`].
 pub enum Lookup<'a, R, S> {
     /// A fresh value.
@@ -224,7 +276,12 @@ impl<S> Miss<'_, S> {
     /// One caller runs its loader; the others wait for its value (a bounded time, then they
     /// load themselves). If the leader is cancelled, panics or fails, a waiter takes over with
     /// its own loader. A failed load is never cached.
-    pub async fn load<R, F>(self, tags: Vec<String>, load: F) -> R
+    pub async fn load<R, F>(
+        self,
+        tags: Vec<String>,
+        policy: Policy<<S as Shape<R>>::Success>,
+        load: F,
+    ) -> R
     where
         S: Shape<R>,
         S::Value: Cacheable,
@@ -232,10 +289,15 @@ impl<S> Miss<'_, S> {
     {
         // Boxed: the miss path's state (the loader, waiting, the shared tier) would otherwise
         // make every call's future, hits included, as large as all of it.
-        Box::pin(self.load_unboxed(tags, load)).await
+        Box::pin(self.load_unboxed(tags, policy, load)).await
     }
 
-    async fn load_unboxed<R, F>(self, tags: Vec<String>, load: F) -> R
+    async fn load_unboxed<R, F>(
+        self,
+        tags: Vec<String>,
+        policy: Policy<<S as Shape<R>>::Success>,
+        load: F,
+    ) -> R
     where
         S: Shape<R>,
         S::Value: Cacheable,
@@ -245,7 +307,7 @@ impl<S> Miss<'_, S> {
         let tags: Box<[Box<str>]> = tags.into_iter().map(String::into_boxed_str).collect();
         loop {
             match inner.flights.join(self.key, &tags) {
-                Join::Lead(leader) => return self.run(load, &tags, Some(leader)).await,
+                Join::Lead(leader) => return self.run(load, &tags, &policy, Some(leader)).await,
                 Join::Wait(waiter) => {
                     inner.counters.add(Counter::Coalesced);
                     match waiter.wait(inner.max_wait).await {
@@ -253,7 +315,7 @@ impl<S> Miss<'_, S> {
                             if let Some(value) = value.downcast_ref::<S::Value>() {
                                 return S::rebuild(value.clone());
                             }
-                            return self.run(load, &tags, None).await;
+                            return self.run(load, &tags, &policy, None).await;
                         }
                         Waited::TimedOut => {
                             tracing::warn!(
@@ -262,7 +324,7 @@ impl<S> Miss<'_, S> {
                                 key = self.key,
                                 "waited too long for a concurrent load; loading independently"
                             );
-                            return self.run(load, &tags, None).await;
+                            return self.run(load, &tags, &policy, None).await;
                         }
                         Waited::Retry => {
                             if let Some(hit) = self.fresh::<R>() {
@@ -286,7 +348,13 @@ impl<S> Miss<'_, S> {
         (entry.age(clock::now()) == Age::Fresh).then(|| S::rebuild(value.clone()))
     }
 
-    async fn run<R, F>(&self, load: F, tags: &[Box<str>], leader: Option<Leader>) -> R
+    async fn run<R, F>(
+        &self,
+        load: F,
+        tags: &[Box<str>],
+        policy: &Policy<<S as Shape<R>>::Success>,
+        leader: Option<Leader>,
+    ) -> R
     where
         S: Shape<R>,
         S::Value: Cacheable,
@@ -311,7 +379,7 @@ impl<S> Miss<'_, S> {
             }
         }
         let (result, stored) =
-            load_and_store::<R, S, F>(self.cache, self.site, self.key, tags, load).await;
+            load_and_store::<R, S, F>(self.cache, self.site, self.key, tags, policy, load).await;
         if let (Some(token), Some(remote)) = (held_lock, self.cache.remote()) {
             remote.store.unlock(self.key, &token).await;
         }
@@ -378,9 +446,10 @@ impl<S> Refresh<S> {
     /// Runs `load` on the Tokio runtime and stores its value, tagged with `tags`; the caller
     /// returns the stale value without waiting. Outside a Tokio runtime nothing is spawned and
     /// the entry is refreshed by a later miss.
-    pub fn spawn<R, F>(self, tags: Vec<String>, load: F)
+    pub fn spawn<R, F>(self, tags: Vec<String>, policy: Policy<<S as Shape<R>>::Success>, load: F)
     where
         S: Shape<R>,
+        S::Success: 'static,
         S::Value: Cacheable,
         R: Send + 'static,
         F: Future<Output = R> + Send + 'static,
@@ -402,7 +471,8 @@ impl<S> Refresh<S> {
             let Join::Lead(leader) = cache.inner().flights.join(&key, &tags) else {
                 return;
             };
-            let (_, stored) = load_and_store::<R, S, F>(&cache, site, &key, &tags, load).await;
+            let (_, stored) =
+                load_and_store::<R, S, F>(&cache, site, &key, &tags, &policy, load).await;
             if let Some(value) = stored {
                 leader.complete(value);
             }
@@ -418,6 +488,7 @@ async fn load_and_store<R, S, F>(
     site: &'static Site,
     key: &str,
     tags: &[Box<str>],
+    policy: &Policy<<S as Shape<R>>::Success>,
     load: F,
 ) -> (R, Option<Value>)
 where
@@ -432,7 +503,10 @@ where
     let result = load.await;
     inner.counters.record_load(started.elapsed());
     let (value, lifetime) = match S::classify(&result) {
-        Outcome::Value(value) => (value, Some(site.lifetime())),
+        Outcome::Value(value) => (
+            value,
+            policy.lifetime(site, S::success(value), inner.jitter),
+        ),
         Outcome::Negative(value) => (value, site.negative_lifetime()),
         Outcome::Failure => {
             inner.counters.add(Counter::LoadError);

@@ -5,7 +5,9 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::header::{AGE, DATE, LAST_MODIFIED};
+use http::header::{
+    AGE, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, DATE, ETAG, LAST_MODIFIED,
+};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::cache_control::{RequestDirectives, ResponseDirectives};
@@ -13,6 +15,7 @@ use super::compact::compact;
 use super::conditional::not_modified_headers;
 use super::etag::EntityTag;
 use super::freshness::{current_age, freshness_lifetime, header_date};
+use super::gate::Admitted;
 use super::key::secondary_key;
 use super::status::ServedHeaders;
 use crate::clock;
@@ -122,7 +125,7 @@ impl CachedResponse {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         status: StatusCode,
-        headers: HeaderMap,
+        headers: Admitted,
         body: Bytes,
         times: (SystemTime, SystemTime),
         lifetime: Duration,
@@ -131,7 +134,7 @@ impl CachedResponse {
         vary: (Box<[HeaderName]>, String),
         tags: Vec<String>,
     ) -> Self {
-        let (headers, body) = compact(headers, &body);
+        let (headers, body) = compact(headers.into_inner(), &body);
         CachedResponse {
             status,
             served: ServedHeaders::new(&headers, true),
@@ -232,21 +235,40 @@ impl CachedResponse {
         (fresh, swr, after)
     }
 
-    /// The response refreshed by a `304 Not Modified` from the inner service (RFC 9111 §4.3.4):
-    /// its headers replace the stored ones, except those describing the body.
-    pub(crate) fn refreshed(
+    /// Whether a `304 Not Modified` with `not_modified` headers selects this response for
+    /// update (RFC 9111 §4.3.4): its entity tag (else its `Last-Modified`) must be this
+    /// response's; with neither, the one stored response that was validated is selected.
+    pub(crate) fn selected_by(&self, not_modified: &HeaderMap) -> bool {
+        if not_modified.contains_key(ETAG) {
+            let Some(tag) = EntityTag::from_etag_header(not_modified) else {
+                return false;
+            };
+            // A strong validator selects by strong comparison, a weak one by weak comparison.
+            return self
+                .etag
+                .as_ref()
+                .is_some_and(|stored| stored.tag == tag.tag && (tag.weak || !stored.weak));
+        }
+        match header_date(not_modified, &LAST_MODIFIED) {
+            Some(modified) => self.last_modified == Some(modified),
+            None => !not_modified.contains_key(LAST_MODIFIED),
+        }
+    }
+
+    /// The stored headers updated by a `304 Not Modified` (RFC 9111 §3.2, §4.3.4): its fields
+    /// replace the stored ones, except those describing the stored body. What may be kept of
+    /// them is for the storage gate to decide.
+    pub(crate) fn updated_headers(
         &self,
         not_modified: &HeaderMap,
-        times: (SystemTime, SystemTime),
-        default_ttl: Option<Duration>,
-        defaults: (Duration, Duration),
-    ) -> CachedResponse {
+        received: SystemTime,
+    ) -> HeaderMap {
         let mut headers = self.headers.clone();
         // The old Age and Date describe the old exchange.
         headers.remove(AGE);
         let mut replaced: Vec<&HeaderName> = Vec::new();
         for (name, value) in not_modified {
-            if name == http::header::CONTENT_LENGTH {
+            if [CONTENT_LENGTH, CONTENT_ENCODING, CONTENT_RANGE].contains(name) {
                 continue;
             }
             if !replaced.contains(&name) {
@@ -256,12 +278,24 @@ impl CachedResponse {
             headers.append(name.clone(), value.clone());
         }
         if !not_modified.contains_key(DATE) {
-            if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(times.1)) {
+            if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(received)) {
                 headers.insert(DATE, date);
             }
         }
-        let cc = ResponseDirectives::parse(&headers);
-        let lifetime = lifetime_of(self.status, &headers, &cc, default_ttl, times.1);
+        headers
+    }
+
+    /// This response with the `headers` a 304 updated and the gate admitted, received at
+    /// `times`, tagged with `tags`.
+    pub(crate) fn refreshed(
+        &self,
+        headers: Admitted,
+        times: (SystemTime, SystemTime),
+        (default_ttl, defaults): (Option<Duration>, (Duration, Duration)),
+        tags: Vec<String>,
+    ) -> CachedResponse {
+        let cc = ResponseDirectives::parse(headers.get());
+        let lifetime = lifetime_of(self.status, headers.get(), &cc, default_ttl, times.1);
         CachedResponse::new(
             self.status,
             headers,
@@ -271,7 +305,7 @@ impl CachedResponse {
             &cc,
             defaults,
             (self.vary.clone(), self.secondary.clone()),
-            self.tags.clone(),
+            tags,
         )
     }
 
@@ -328,6 +362,7 @@ fn header_map_bytes(map: &HeaderMap) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layer::gate::{admit, Exchange};
     use http::header::CACHE_CONTROL;
 
     fn stored(cc: &str, lifetime: u64, swr: u64, sie: u64) -> CachedResponse {
@@ -338,9 +373,15 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(CACHE_CONTROL, HeaderValue::from_str(cc).unwrap());
         let parsed = ResponseDirectives::parse(&headers);
+        let exchange = Exchange::Http {
+            method: &http::Method::GET,
+            request: &HeaderMap::new(),
+            status: StatusCode::OK,
+            has_default_ttl: false,
+        };
         CachedResponse::new(
             StatusCode::OK,
-            headers,
+            admit(exchange, headers, &parsed).unwrap(),
             Bytes::new(),
             (at, at),
             Duration::from_secs(lifetime),
@@ -426,5 +467,101 @@ mod tests {
                 stale_if_error: false
             }
         );
+    }
+
+    #[test]
+    fn a_304_selects_only_the_representation_its_validator_names() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=1"));
+        headers.insert(ETAG, HeaderValue::from_static("\"v1\""));
+        let parsed = ResponseDirectives::parse(&headers);
+        let exchange = Exchange::Http {
+            method: &http::Method::GET,
+            request: &HeaderMap::new(),
+            status: StatusCode::OK,
+            has_default_ttl: false,
+        };
+        let now = SystemTime::now();
+        let r = CachedResponse::new(
+            StatusCode::OK,
+            admit(exchange, headers, &parsed).unwrap(),
+            Bytes::new(),
+            (now, now),
+            Duration::from_secs(1),
+            &parsed,
+            (Duration::ZERO, Duration::ZERO),
+            (Box::new([]), String::new()),
+            Vec::new(),
+        );
+        let with = |name: HeaderName, value: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            h
+        };
+        assert!(r.selected_by(&with(ETAG, "\"v1\"")));
+        assert!(r.selected_by(&with(ETAG, "W/\"v1\"")));
+        assert!(!r.selected_by(&with(ETAG, "\"v2\"")));
+        assert!(!r.selected_by(&with(ETAG, "garbage")));
+        assert!(
+            r.selected_by(&HeaderMap::new()),
+            "no validator: the one revalidated"
+        );
+        let lm = "Sun, 06 Nov 1994 08:49:37 GMT";
+        assert!(
+            !r.selected_by(&with(LAST_MODIFIED, lm)),
+            "this one has no Last-Modified"
+        );
+    }
+
+    #[test]
+    fn huge_ages_lifetimes_and_windows_saturate() {
+        let mut headers = HeaderMap::new();
+        let huge = "max-age=99999999999999999999, stale-while-revalidate=99999999999999999999, \
+                    stale-if-error=18446744073709551616";
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static(huge));
+        headers.insert(AGE, HeaderValue::from_static("99999999999999999999999"));
+        headers.insert(
+            http::header::EXPIRES,
+            HeaderValue::from_static("Fri, 31 Dec 9999 23:59:59 GMT"),
+        );
+        headers.insert(
+            DATE,
+            HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
+        );
+        let parsed = ResponseDirectives::parse(&headers);
+        let exchange = Exchange::Http {
+            method: &http::Method::GET,
+            request: &HeaderMap::new(),
+            status: StatusCode::OK,
+            has_default_ttl: false,
+        };
+        let past = SystemTime::UNIX_EPOCH;
+        let lifetime = lifetime_of(StatusCode::OK, &headers, &parsed, None, past);
+        assert_eq!(
+            lifetime,
+            Duration::from_secs(2_147_483_648),
+            "max-age, clamped"
+        );
+        let r = CachedResponse::new(
+            StatusCode::OK,
+            admit(exchange, headers, &parsed).unwrap(),
+            Bytes::new(),
+            (past, SystemTime::now()),
+            Duration::MAX,
+            &parsed,
+            (Duration::MAX, Duration::MAX),
+            (Box::new([]), String::new()),
+            Vec::new(),
+        );
+        let now = clock::now();
+        for age in [r.age(now), Duration::MAX, Duration::ZERO] {
+            let _ = r.usability(age, &RequestDirectives::default());
+            let _ = r.usability(age, &request("max-stale, min-fresh=99999999999999999"));
+            let _ = crate::layer::respond::remaining_ttl(&r, age);
+        }
+        let (fresh, swr, after) = r.retention(now);
+        let deadlines = crate::entry::Deadlines::from_windows(now, fresh, swr, after);
+        assert!(deadlines.expires_at >= deadlines.fresh_until);
+        assert!(r.age(clock::after(now, Duration::MAX)) >= r.age(now));
     }
 }
