@@ -28,6 +28,8 @@ struct Db {
     names: Arc<Mutex<HashMap<u64, String>>>,
     queries: Arc<AtomicUsize>,
     delay: Duration,
+    /// Every query fails (after `delay`).
+    fails: bool,
 }
 
 impl Db {
@@ -35,6 +37,9 @@ impl Db {
         self.queries.fetch_add(1, Ordering::SeqCst);
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
+        }
+        if self.fails {
+            return Err(DbError);
         }
         let name = self.names.lock().unwrap().get(&id).cloned();
         Ok(User {
@@ -80,6 +85,21 @@ fn tiered(server: &RedisServer, prefix: &str) -> Cache {
         .build()
         .expect("valid configuration")
 }
+
+/// A tiered instance with tight timeouts, so a paused Redis opens its breaker quickly.
+fn tiered_fast(server: &RedisServer, prefix: &str) -> Cache {
+    Cache::builder()
+        .tiered(server.url())
+        .key_prefix(prefix)
+        .redis_timeouts(Duration::from_millis(50), Duration::from_millis(100))
+        .build()
+        .expect("valid configuration")
+}
+
+/// The bound the crate docs state ("Invalidations when Redis is unreachable"): once Redis
+/// answers again, every instance serves the new value within it (default timeouts and the
+/// tight ones of these tests alike).
+const RECOVERY_BOUND: Duration = Duration::from_secs(2);
 
 fn shared(server: &RedisServer, prefix: &str) -> Cache {
     Cache::builder()
@@ -598,4 +618,203 @@ async fn tls_with_a_private_ca() {
 fn a_bad_redis_url_is_a_build_error() {
     let error = Cache::builder().redis("http://nope").build().unwrap_err();
     assert!(error.to_string().contains("invalid Redis URL"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_made_while_redis_is_paused_reaches_every_instance_after_it_resumes() {
+    let mut server = RedisServer::start();
+    let db = Db::default();
+    let a = Instance {
+        cache: tiered_fast(&server, "pause:"),
+        db: db.clone(),
+    };
+    let b = Instance {
+        cache: tiered_fast(&server, "pause:"),
+        db: db.clone(),
+    };
+    a.user(1).await.unwrap();
+    until_served_from_memory(&a, 1).await;
+    until_served_from_memory(&b, 1).await;
+
+    server.pause();
+    // Misses on a until its breaker opens.
+    let mut id = 100;
+    while a.cache.stats().store_errors < 3 {
+        a.user(id).await.unwrap();
+        id += 1;
+    }
+    a.rename(1, "Ada").await.unwrap();
+    assert_eq!(
+        a.user(1).await.unwrap().name,
+        "Ada",
+        "the writer reads its write"
+    );
+    server.resume();
+
+    let took = eventually(async || {
+        a.user(1).await.unwrap().name == "Ada" && b.user(1).await.unwrap().name == "Ada"
+    })
+    .await;
+    println!("both instances serve the new value {took:?} after Redis resumed");
+    assert!(took < RECOVERY_BOUND, "within the stated bound: {took:?}");
+    // And keep serving it once the breakers have closed and L1 is in use again.
+    let until = Instant::now() + Duration::from_millis(1_500);
+    while Instant::now() < until {
+        assert_eq!(a.user(1).await.unwrap().name, "Ada");
+        assert_eq!(b.user(1).await.unwrap().name, "Ada");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_waiter_loads_as_soon_as_a_failed_holder_releases_the_lock() {
+    let server = RedisServer::start();
+    let holder = Instance {
+        cache: shared(&server, "lf:"),
+        db: Db {
+            delay: Duration::from_millis(300),
+            fails: true,
+            ..Db::default()
+        },
+    };
+    let waiter = Instance {
+        cache: shared(&server, "lf:"),
+        db: Db::default(),
+    };
+    let held = {
+        let holder = holder.clone();
+        tokio::spawn(async move { holder.locked_user(7).await })
+    };
+    let mut raw = server.raw().await;
+    eventually(async || {
+        redis::cmd("EXISTS")
+            .arg("lf:l:locked:7")
+            .query_async::<bool>(&mut raw)
+            .await
+            .unwrap()
+    })
+    .await;
+    let started = Instant::now();
+    assert_eq!(waiter.locked_user(7).await.unwrap().id, 7);
+    let waited = started.elapsed();
+    assert_eq!(
+        held.await.unwrap(),
+        Err(DbError),
+        "the holder's load failed"
+    );
+    assert_eq!(waiter.db.queries(), 1, "the waiter loaded itself");
+    println!("the waiter returned after {waited:?} (lock: 5 s, holder failed after 300 ms)");
+    assert!(
+        waited < Duration::from_millis(2_500),
+        "stopped waiting when the lock was released, not after the lock's 5 s: {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn entries_with_absurd_deadlines_or_lengths_are_a_miss_then_healed() {
+    let server = RedisServer::start();
+    let db = Db::default();
+    let instance = Instance {
+        cache: shared(&server, "x:"),
+        db: db.clone(),
+    };
+    let mut raw = server.raw().await;
+    instance.user(99).await.unwrap();
+    let valid: Vec<u8> = redis::cmd("GET")
+        .arg("x:v:user:99")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let with_deadlines = |fresh: u64, stale: u64, expires: u64| {
+        let mut bytes = valid.clone();
+        bytes[9..17].copy_from_slice(&fresh.to_be_bytes());
+        bytes[17..25].copy_from_slice(&stale.to_be_bytes());
+        bytes[25..33].copy_from_slice(&expires.to_be_bytes());
+        bytes
+    };
+    let two_centuries = 200 * 365 * 24 * 3_600 * 1_000;
+    let hour = 3_600_000;
+    // The payload: {"id": 0, "name": <a str32 claiming 4 GiB>}.
+    let mut huge_string = valid[..33].to_vec();
+    huge_string.extend_from_slice(&[0x00, 0x00]);
+    huge_string.extend_from_slice(&[0x82, 0xa2, b'i', b'd', 0x00, 0xa4]);
+    huge_string.extend_from_slice(b"name");
+    huge_string.extend_from_slice(&[0xdb, 0xff, 0xff, 0xff, 0xff, b'x']);
+    // A tag count of 65,535 with no tags behind it.
+    let mut many_tags = valid[..33].to_vec();
+    many_tags.extend_from_slice(&[0xff, 0xff, 0x00, 0x05]);
+    let samples: Vec<Vec<u8>> = vec![
+        with_deadlines(u64::MAX, u64::MAX, u64::MAX),
+        with_deadlines(
+            now + two_centuries,
+            now + two_centuries,
+            now + two_centuries,
+        ),
+        with_deadlines(now + hour, now + hour, now + 1_000),
+        with_deadlines(now + hour, now + 1_000, now + hour),
+        huge_string,
+        many_tags,
+    ];
+    let count = samples.len();
+    for (id, bytes) in samples.into_iter().enumerate() {
+        let key = format!("x:v:user:{id}");
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(bytes)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let before = db.queries();
+        assert_eq!(instance.user(id as u64).await.unwrap().id, id as u64);
+        assert_eq!(db.queries(), before + 1, "sample {id} is a miss");
+        assert_eq!(instance.user(id as u64).await.unwrap().id, id as u64);
+        assert_eq!(db.queries(), before + 1, "sample {id} was overwritten");
+        let healed: Vec<u8> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let expires = u64::from_be_bytes(healed[25..33].try_into().unwrap());
+        assert!(
+            expires > now && expires < now + 2 * hour,
+            "healed with a real deadline"
+        );
+    }
+    assert_eq!(instance.cache.stats().decode_errors, count as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_dropped_after_its_write_still_invalidates_every_instance() {
+    let mut server = RedisServer::start();
+    let db = Db::default();
+    let a = Instance {
+        cache: tiered(&server, "drop:"),
+        db: db.clone(),
+    };
+    let b = Instance {
+        cache: tiered(&server, "drop:"),
+        db: db.clone(),
+    };
+    a.user(1).await.unwrap();
+    until_served_from_memory(&b, 1).await;
+
+    // The write commits, its invalidation waits on a frozen Redis, and the caller goes away
+    // (a client that disconnects at the wrong moment); then Redis answers again.
+    server.pause();
+    let write = a.rename(1, "Ada");
+    assert!(tokio::time::timeout(Duration::from_millis(30), write)
+        .await
+        .is_err());
+    assert_eq!(db.names.lock().unwrap()[&1], "Ada", "the write committed");
+    server.resume();
+
+    let took = eventually(async || {
+        a.user(1).await.unwrap().name == "Ada" && b.user(1).await.unwrap().name == "Ada"
+    })
+    .await;
+    assert!(took < RECOVERY_BOUND, "{took:?}");
 }

@@ -8,7 +8,7 @@ use crate::entry::Entry;
 use crate::flight::Flights;
 use crate::invalidation::InvalidationLog;
 use crate::stats::{Counter, Counters, Stats};
-use crate::store::{MemoryStore, RedisConfig, RedisStore, Remote};
+use crate::store::{MemoryStore, Queued, RedisConfig, RedisStore, Remote};
 
 /// A cache: stores, single-flight, invalidation and counters behind one cheap-to-clone handle.
 ///
@@ -74,6 +74,13 @@ impl Inner {
         self.flights.forget(name);
         self.memory.invalidate(name);
     }
+
+    /// Empties the memory tier, for when invalidations may have been missed; reads and loads
+    /// that began before are not stored.
+    pub(crate) fn invalidate_everything_local(&self) {
+        self.log.record_everything();
+        self.memory.invalidate_all();
+    }
 }
 
 static GLOBAL: OnceLock<Cache> = OnceLock::new();
@@ -115,13 +122,47 @@ impl Cache {
     /// were in flight for them discard their (possibly outdated) result instead of storing it.
     ///
     /// This is what `#[invalidates(...)]` calls after a writer succeeds.
+    ///
+    /// # With Redis
+    /// The entries are deleted from Redis and every instance is told over pub/sub, on a task of
+    /// its own: it completes even if the caller stops waiting. An invalidation that cannot
+    /// reach Redis (down, slow, breaker open) is kept and replayed before Redis is used again;
+    /// see the crate docs, "Invalidations when Redis is unreachable", for the bound.
     pub async fn invalidate(&self, name: &str) {
+        self.invalidate_names(vec![name.to_owned()]).await;
+    }
+
+    /// [`Cache::invalidate`] for each of `names`: in this process at once, in Redis and the
+    /// other instances on a spawned task that the caller awaits but cannot cancel.
+    pub(crate) async fn invalidate_names(&self, names: Vec<String>) {
         let inner = &*self.inner;
-        inner.counters.add(Counter::Invalidation);
-        tracing::debug!(cache = inner.counters.name(), name, "invalidate");
-        inner.invalidate_local(name);
-        if let Some(remote) = &inner.remote {
-            remote.store.invalidate(name).await;
+        for name in &names {
+            inner.counters.add(Counter::Invalidation);
+            tracing::debug!(cache = inner.counters.name(), name, "invalidate");
+            inner.invalidate_local(name);
+        }
+        if self.remote().is_none() {
+            return;
+        }
+        let cache = self.clone();
+        let shared = async move { cache.invalidate_shared(&names).await };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let _ = runtime.spawn(shared).await;
+            }
+            Err(_) => shared.await,
+        }
+    }
+
+    async fn invalidate_shared(&self, names: &[String]) {
+        let Some(remote) = &self.inner.remote else {
+            return;
+        };
+        for name in names {
+            if remote.store.invalidate(name).await == Some(Queued::Overflowed) {
+                // Names were forgotten: whatever memory holds may be one of them.
+                self.inner.invalidate_everything_local();
+            }
         }
     }
 
@@ -201,6 +242,11 @@ impl Cache {
         // Checked after the insert: an invalidation either removed our entry or is in the log.
         if inner.log.touched_since(since, key, &entry.tags) {
             inner.memory.remove(key);
+            // Emptying memory (invalidations may have been missed) says nothing against a
+            // value just loaded from the source: Redis keeps it.
+            if !inner.log.named_since(since, key, &entry.tags) {
+                return false;
+            }
             if let Some(remote) = remote {
                 remote.store.delete(key).await;
             }

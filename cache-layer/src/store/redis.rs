@@ -5,6 +5,7 @@
 //! The key layout is documented, as a stable contract, in the crate docs ("Redis layout").
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use redis::{
 use tokio::sync::OnceCell;
 
 use super::breaker::Breaker;
+use super::pending::{Pending, Queued};
 use crate::stats::{Counter, Counters};
 
 /// How a [`RedisStore`] connects and how long it waits.
@@ -99,8 +101,18 @@ pub(crate) struct RedisStore {
     connect_timeout: Duration,
     op_timeout: Duration,
     breaker: Breaker,
+    /// Invalidations that did not reach Redis, replayed before anything else is sent.
+    pending: Pending,
+    /// How many times the breaker opened, and up to which opening the memory tier has been
+    /// emptied since (see [`RedisStore::suspect`]).
+    opened: AtomicU64,
+    recovered: AtomicU64,
     counters: Arc<Counters>,
 }
+
+/// The pub/sub payload that tells every instance to empty its memory tier (sent when
+/// invalidations were lost to a full [`Pending`] queue). Not UTF-8, so no name can be it.
+pub(crate) const EVERYTHING: &[u8] = b"\xff";
 
 /// Releases the lock only if it still holds our token (a lock that expired and was taken by
 /// another instance is not ours to delete).
@@ -181,7 +193,15 @@ impl RedisStore {
         if config.urls.is_empty() {
             return Err("a Redis cluster needs at least one node URL".into());
         }
-        let tcp = || TcpSettings::default().set_nodelay(true);
+        // Keepalive: a peer that vanished (NAT timeout, failover) is noticed by the OS too.
+        let tcp = || {
+            let keepalive = redis::io::tcp::socket2::TcpKeepalive::new()
+                .with_time(Duration::from_secs(10))
+                .with_interval(Duration::from_secs(5));
+            TcpSettings::default()
+                .set_nodelay(true)
+                .set_keepalive(keepalive)
+        };
         let mut infos = Vec::new();
         for url in &config.urls {
             let info = url
@@ -217,6 +237,9 @@ impl RedisStore {
             connect_timeout: config.connect_timeout,
             op_timeout: config.op_timeout,
             breaker: Breaker::new(3, Duration::from_secs(1)),
+            pending: Pending::default(),
+            opened: AtomicU64::new(0),
+            recovered: AtomicU64::new(0),
             counters,
         })
     }
@@ -247,9 +270,45 @@ impl RedisStore {
         format!("{}invalidate", self.prefix)
     }
 
-    /// Whether the breaker is open (Redis considered down).
-    pub(crate) fn is_down(&self) -> bool {
+    pub(crate) fn op_timeout(&self) -> Duration {
+        self.op_timeout
+    }
+
+    /// Whether this instance may have missed invalidations or holds some that did not reach
+    /// Redis: the breaker is open, has opened since the memory tier was last emptied, or
+    /// invalidations wait for a replay. Memory in front of Redis is not used meanwhile.
+    #[inline]
+    pub(crate) fn suspect(&self) -> bool {
         self.breaker.is_open()
+            || self.pending.any()
+            || self.opened.load(Ordering::Acquire) != self.recovered.load(Ordering::Acquire)
+    }
+
+    /// Whether [`RedisStore::suspect`] holds for a reason a [`RedisStore::probe`] can end.
+    pub(crate) fn needs_probe(&self) -> bool {
+        self.breaker.is_open() || self.pending.any()
+    }
+
+    /// After the memory tier was emptied: the breaker openings up to `opened` are dealt
+    /// with. Returns the current count first with [`RedisStore::openings`].
+    pub(crate) fn recovered_up_to(&self, opened: u64) {
+        self.recovered.store(opened, Ordering::Release);
+    }
+
+    /// How many times the breaker has opened.
+    pub(crate) fn openings(&self) -> u64 {
+        self.opened.load(Ordering::Acquire)
+    }
+
+    /// Asks Redis whether it answers (bypassing the breaker) and replays pending
+    /// invalidations; a success closes the breaker. Run in the background, so that the
+    /// breaker closes and invalidations are replayed without waiting for a caller.
+    pub(crate) async fn probe(&self) -> bool {
+        self.attempt("PING", |mut c| async move {
+            redis::cmd("PING").query_async::<()>(&mut c).await
+        })
+        .await
+        .is_some()
     }
 
     async fn connection(&self) -> RedisResult<Link> {
@@ -286,10 +345,25 @@ impl RedisStore {
         if !self.breaker.allow() {
             return None;
         }
+        self.attempt(what, op).await
+    }
+
+    /// [`RedisStore::run`] without the breaker's permission: first replays pending
+    /// invalidations (Redis is not trusted before they are through), then runs `op`, all in
+    /// one time budget.
+    async fn attempt<T, F, Fut>(&self, what: &'static str, op: F) -> Option<T>
+    where
+        F: FnOnce(Link) -> Fut + Send,
+        Fut: Future<Output = RedisResult<T>> + Send,
+        T: Send,
+    {
         let budget = self.connect_timeout + self.op_timeout;
         let attempt: std::pin::Pin<Box<dyn Future<Output = RedisResult<T>> + Send + '_>> =
             Box::pin(async {
-                let connection = self.connection().await?;
+                let mut connection = self.connection().await?;
+                if self.pending.any() {
+                    self.replay(&mut connection).await?;
+                }
                 op(connection).await
             });
         let error = match tokio::time::timeout(budget, attempt).await {
@@ -305,6 +379,8 @@ impl RedisStore {
         };
         self.counters.add(Counter::StoreError);
         if self.breaker.failure() {
+            // Invalidations published from now on may not reach this instance.
+            self.opened.fetch_add(1, Ordering::AcqRel);
             tracing::warn!(cache = self.counters.name(), %error, "Redis unavailable: serving without it until it answers again");
         } else {
             tracing::debug!(cache = self.counters.name(), op = what, %error, "Redis operation failed");
@@ -361,30 +437,69 @@ impl RedisStore {
     }
 
     /// Deletes `name`'s entry and every entry tagged `name`, then tells every instance.
-    pub(crate) async fn invalidate(&self, name: &str) {
+    /// Returns `None` when that reached Redis; otherwise the invalidation is kept for a replay
+    /// (see [`Pending`]), and what the queue did with it is returned.
+    pub(crate) async fn invalidate(&self, name: &str) -> Option<Queued> {
+        let sent = self
+            .run("INVALIDATE", |mut c| async move {
+                self.send_invalidation(&mut c, name).await
+            })
+            .await;
+        match sent {
+            Some(()) => None,
+            None => {
+                tracing::warn!(
+                    cache = self.counters.name(),
+                    name,
+                    "invalidation kept until Redis answers again"
+                );
+                Some(self.pending.push(name))
+            }
+        }
+    }
+
+    async fn send_invalidation(&self, c: &mut Link, name: &str) -> RedisResult<()> {
         let value_key = self.value_key(name);
         let tag_key = self.tag_key(name);
-        let channel = self.channel();
-        self.run("INVALIDATE", |mut c| async move {
-            let tagged: Vec<String> = redis::cmd("SMEMBERS")
-                .arg(&tag_key)
-                .query_async(&mut c)
-                .await?;
-            let mut commands = Vec::with_capacity(tagged.len() + 3);
-            for key in std::iter::once(&value_key).chain(&tagged) {
-                let mut del = redis::cmd("DEL");
-                del.arg(key);
-                commands.push(del);
-            }
+        let tagged: Vec<String> = redis::cmd("SMEMBERS").arg(&tag_key).query_async(c).await?;
+        let mut commands = Vec::with_capacity(tagged.len() + 3);
+        for key in std::iter::once(&value_key).chain(&tagged) {
             let mut del = redis::cmd("DEL");
-            del.arg(&tag_key);
+            del.arg(key);
             commands.push(del);
-            let mut publish = redis::cmd("PUBLISH");
-            publish.arg(&channel).arg(name);
-            commands.push(publish);
-            c.exec(commands).await
-        })
-        .await;
+        }
+        let mut del = redis::cmd("DEL");
+        del.arg(&tag_key);
+        commands.push(del);
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(self.channel()).arg(name);
+        commands.push(publish);
+        c.exec(commands).await
+    }
+
+    /// Sends the invalidations that did not reach Redis, oldest state first; each is
+    /// forgotten once sent.
+    async fn replay(&self, c: &mut Link) -> RedisResult<()> {
+        let replay = self.pending.snapshot();
+        for name in &replay.names {
+            self.send_invalidation(c, name).await?;
+            self.pending.replayed(name);
+        }
+        if replay.everything {
+            redis::cmd("PUBLISH")
+                .arg(self.channel())
+                .arg(EVERYTHING)
+                .query_async::<()>(c)
+                .await?;
+            self.pending.replayed_everything();
+        }
+        tracing::info!(
+            cache = self.counters.name(),
+            replayed = replay.names.len(),
+            everything = replay.everything,
+            "replayed invalidations that had not reached Redis"
+        );
+        Ok(())
     }
 
     /// Tries to take the distributed lock for `key`: `Some(true)` taken, `Some(false)` held
@@ -402,6 +517,19 @@ impl RedisStore {
                 .query_async(&mut c)
                 .await?;
             Ok(reply.is_some())
+        })
+        .await
+    }
+
+    /// Whether the distributed lock for `key` is held (by anyone); `None` when Redis did not
+    /// answer.
+    pub(crate) async fn lock_held(&self, key: &str) -> Option<bool> {
+        let lock_key = self.lock_key(key);
+        self.run("EXISTS", |mut c| async move {
+            redis::cmd("EXISTS")
+                .arg(&lock_key)
+                .query_async::<bool>(&mut c)
+                .await
         })
         .await
     }
