@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use cache_layer::{cached, invalidates, Cache};
 use serde::{Deserialize, Serialize};
 use support::redis_server::{RedisCluster, RedisServer};
+use support::relay::Relay;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct User {
@@ -817,4 +818,84 @@ async fn a_writer_dropped_after_its_write_still_invalidates_every_instance() {
     })
     .await;
     assert!(took < RECOVERY_BOUND, "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_that_goes_silent_turns_memory_off() {
+    let server = RedisServer::start();
+    let relay = Relay::start(server.port()).await;
+    let db = Db::default();
+    let a = Instance {
+        cache: tiered_fast(&server, "hb:"),
+        db: db.clone(),
+    };
+    let b = Instance {
+        cache: Cache::builder()
+            .tiered(relay.url())
+            .key_prefix("hb:")
+            .redis_timeouts(Duration::from_millis(50), Duration::from_millis(100))
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+    };
+    a.user(1).await.unwrap();
+    until_served_from_memory(&b, 1).await;
+
+    // b's path to Redis stops forwarding without closing: it hears nothing, and nothing fails
+    // while it serves from memory.
+    relay.freeze();
+    a.rename(1, "Ada").await.unwrap();
+    let took = eventually(async || b.user(1).await.unwrap().name == "Ada").await;
+    println!("the silent instance stopped serving its memory copy after {took:?}");
+    assert!(took < RECOVERY_BOUND, "{took:?}");
+
+    relay.thaw();
+    until_served_from_memory(&b, 1).await;
+    assert_eq!(b.user(1).await.unwrap().name, "Ada");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_racing_an_invalidation_leaves_no_stale_copy_in_memory() {
+    let server = RedisServer::start();
+    let relay = Relay::start(server.port()).await;
+    let db = Db::default();
+    let a = Instance {
+        cache: tiered(&server, "race:"),
+        db: db.clone(),
+    };
+    // Generous timeouts: b's replies are held on purpose below.
+    let b = Instance {
+        cache: Cache::builder()
+            .tiered(relay.url())
+            .key_prefix("race:")
+            .redis_timeouts(Duration::from_secs(3), Duration::from_secs(3))
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+    };
+    a.user(1).await.unwrap();
+    until_served_from_memory(&b, 2).await;
+
+    // b reads user 1 (the old value) from Redis, but hears the invalidation before the reply.
+    relay.hold_replies();
+    let read = {
+        let b = b.clone();
+        tokio::spawn(async move { b.user(1).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.rename(1, "Ada").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    relay.release_subscribers();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    relay.release_all();
+    assert_eq!(
+        read.await.unwrap().unwrap().name,
+        "user1",
+        "the read began before the write"
+    );
+    assert_eq!(
+        b.user(1).await.unwrap().name,
+        "Ada",
+        "the old value was not kept in memory"
+    );
 }
