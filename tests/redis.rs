@@ -899,3 +899,162 @@ async fn a_read_racing_an_invalidation_leaves_no_stale_copy_in_memory() {
         "the old value was not kept in memory"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tag_sets_stay_complete_under_concurrent_writes_and_invalidations() {
+    let server = RedisServer::start();
+    let db = Db::default();
+    let writers: Vec<Instance> = (0..4)
+        .map(|_| Instance {
+            cache: shared(&server, "cc:"),
+            db: db.clone(),
+        })
+        .collect();
+    let invalidator = shared(&server, "cc:");
+    let mut tasks = Vec::new();
+    for (n, writer) in writers.iter().enumerate() {
+        let writer = writer.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..150u64 {
+                writer.user(n as u64 * 1_000 + i).await.unwrap();
+            }
+        }));
+    }
+    let invalidations = tokio::spawn(async move {
+        for _ in 0..150 {
+            invalidator.invalidate("users").await;
+        }
+        invalidator
+    });
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let invalidator = invalidations.await.unwrap();
+    invalidator.invalidate("users").await;
+    let mut raw = server.raw().await;
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg("cc:v:*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(
+        left.is_empty(),
+        "every entry stays reachable from its tag: {} survived",
+        left.len()
+    );
+    assert_eq!(
+        writers
+            .iter()
+            .map(|w| w.cache.stats().store_errors)
+            .sum::<u64>(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn tag_sets_are_pruned_and_bounded() {
+    let server = RedisServer::start();
+    let db = Db::default();
+    let instance = Instance {
+        cache: shared(&server, "tb:"),
+        db: db.clone(),
+    };
+    let mut raw = server.raw().await;
+    // Two members whose entries are gone: pruned by the next write to the set.
+    let _: () = redis::cmd("SADD")
+        .arg("tb:t:users")
+        .arg("tb:v:gone:1")
+        .arg("tb:v:gone:2")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    instance.user(1).await.unwrap();
+    let members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg("tb:t:users")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(members, vec!["tb:v:user:1".to_owned()]);
+
+    // A set at its bound of live entries: a write evicts entries, never orphans them.
+    const BOUND: usize = 10_000;
+    let keys: Vec<String> = (0..BOUND).map(|i| format!("tb:v:filler:{i}")).collect();
+    let mut mset = redis::cmd("MSET");
+    for key in &keys {
+        mset.arg(key).arg("x");
+    }
+    let _: () = mset.query_async(&mut raw).await.unwrap();
+    let _: () = redis::cmd("SADD")
+        .arg("tb:t:users")
+        .arg(&keys)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    instance.user(2).await.unwrap();
+    let size: usize = redis::cmd("SCARD")
+        .arg("tb:t:users")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(size <= BOUND, "bounded: {size}");
+    let live: Vec<String> = redis::cmd("KEYS")
+        .arg("tb:v:*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let members: std::collections::HashSet<String> = redis::cmd("SMEMBERS")
+        .arg("tb:t:users")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let orphans = live.iter().filter(|k| !members.contains(*k)).count();
+    assert_eq!(orphans, 0, "no entry outlives its tag membership");
+    assert_eq!(instance.cache.stats().store_errors, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_about_one_key_is_a_miss_for_that_key_not_an_outage() {
+    let server = RedisServer::start();
+    let db = Db::default();
+    let instance = Instance {
+        cache: tiered(&server, "wt:"),
+        db: db.clone(),
+    };
+    let mut raw = server.raw().await;
+    instance.user(1).await.unwrap();
+    until_served_from_memory(&instance, 1).await;
+    // Another program's lists under our keys: each read of them fails (WRONGTYPE).
+    for id in 10..20 {
+        let _: () = redis::cmd("RPUSH")
+            .arg(format!("wt:v:user:{id}"))
+            .arg("not ours")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    }
+    // Read at once, so that no success in between resets the breaker's count.
+    let barrier = Arc::new(tokio::sync::Barrier::new(10));
+    let reads: Vec<_> = (10..20)
+        .map(|id| {
+            let (instance, barrier) = (instance.clone(), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                instance.user(id).await
+            })
+        })
+        .collect();
+    for read in reads {
+        assert!(read.await.unwrap().is_ok());
+    }
+    assert!(instance.cache.stats().store_errors >= 10);
+    // Redis was not taken for down: memory (which an outage empties) still serves user 1.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (before, queries) = (instance.cache.stats(), db.queries());
+    assert_eq!(instance.user(1).await.unwrap().id, 1);
+    let after = instance.cache.stats();
+    assert_eq!(
+        (after.hits, after.shared_hits, db.queries()),
+        (before.hits + 1, before.shared_hits, queries),
+        "served from memory"
+    );
+}

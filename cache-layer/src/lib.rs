@@ -78,12 +78,16 @@
 //! | Redis key / channel | type | holds |
 //! | --- | --- | --- |
 //! | `P` `v:` key | string | the entry (layout below); `PX` = its whole lifetime |
-//! | `P` `t:` tag | set | the value keys (`P` `v:` ...) carrying the tag; expires with its longest-lived entry |
+//! | `P` `t:` tag | set | the value keys (`P` `v:` ...) carrying the tag; expires with its longest-lived entry; at most 10,000 members (past that, the surplus entries are deleted); members whose entry is gone are pruned as the set is written |
 //! | `P` `l:` key | string | the distributed load lock (`lock = "5s"`): a random token, `PX` = the lock time |
 //! | `P` `invalidate` | pub/sub channel | each invalidated name (key or tag), for every instance's memory tier; the single byte `0xFF` (not UTF-8) means "empty your memory tier" |
 //!
 //! A key or tag longer than 200 bytes is stored as its first 64 bytes, `#`, and the hex SHA-256
-//! of the whole. No command touches two keys, so the layout is correct on Redis Cluster.
+//! of the whole, after `#` instead of `:` (`P` `v#` ..., `P` `t#` ..., `P` `l#` ...): no short
+//! key or tag can reach it. Tag sets are updated and emptied by Lua scripts (`EVAL`), one key
+//! each, so a concurrent write is never lost and the layout is correct on Redis Cluster; the
+//! commands used work on Redis 6.2 and later. A command Redis refuses about one key
+//! (`WRONGTYPE`, `OOM`) is a miss for that key; it does not count towards the breaker.
 //!
 //! An entry's bytes:
 //!

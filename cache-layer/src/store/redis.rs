@@ -71,6 +71,37 @@ impl ConnectionLike for Link {
 }
 
 impl Link {
+    /// Runs `first`, then `commands`, whose replies (lists of strings) are concatenated;
+    /// pipelined on one Redis. Unlike [`Link::exec`], an error reply to any of them is an error.
+    async fn exec_returning(&mut self, first: Cmd, commands: Vec<Cmd>) -> RedisResult<Vec<String>> {
+        let mut out = Vec::new();
+        match self {
+            Link::Single(_) => {
+                let mut pipe = redis::pipe();
+                pipe.add_command(first);
+                for command in commands {
+                    pipe.add_command(command);
+                }
+                let replies: Vec<Value> = pipe.query_async(self).await?;
+                for reply in replies {
+                    if let Value::ServerError(error) = reply {
+                        return Err(error.into());
+                    }
+                    if let Value::Array(_) = reply {
+                        out.extend(redis::from_redis_value::<Vec<String>>(reply)?);
+                    }
+                }
+            }
+            Link::Cluster(_) => {
+                first.query_async::<()>(self).await?;
+                for command in commands {
+                    out.extend(command.query_async::<Vec<String>>(self).await?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Runs `commands`: pipelined on one Redis; one by one on a cluster, where a pipeline's
     /// keys would span slots.
     async fn exec(&mut self, commands: Vec<Cmd>) -> RedisResult<()> {
@@ -117,6 +148,43 @@ pub(crate) const EVERYTHING: &[u8] = b"\xff";
 /// Releases the lock only if it still holds our token (a lock that expired and was taken by
 /// another instance is not ours to delete).
 const UNLOCK: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
+
+/// Adds a value key (`ARGV[1]`) to a tag's set (`KEYS[1]`) in one step: the set then lives at
+/// least as long as the entry (`ARGV[2]` ms; no `PEXPIRE NX/GT`, which needs Redis 7); on one
+/// Redis (`ARGV[4]` = `1`; a cluster script may touch only its own key) up to three members
+/// whose entry is gone are dropped; at most `ARGV[3]` members are kept: the surplus is popped
+/// and returned, and the caller deletes those entries, since an entry must never outlive its
+/// membership.
+const TAG_ADD: &str = r#"
+redis.call("SADD", KEYS[1], ARGV[1])
+local ttl = tonumber(ARGV[2])
+if redis.call("PTTL", KEYS[1]) < ttl then redis.call("PEXPIRE", KEYS[1], ttl) end
+if ARGV[4] == "1" then
+  for _, member in ipairs(redis.call("SRANDMEMBER", KEYS[1], 3)) do
+    if redis.call("EXISTS", member) == 0 then redis.call("SREM", KEYS[1], member) end
+  end
+end
+local over = redis.call("SCARD", KEYS[1]) - tonumber(ARGV[3])
+if over > 0 then return redis.call("SPOP", KEYS[1], over) end
+return {}
+"#;
+
+/// Empties a tag's set and returns its members in one step, so that a member added
+/// concurrently is either returned (and its entry deleted) or stays in the set.
+const TAG_TAKE: &str = r#"
+local members = redis.call("SMEMBERS", KEYS[1])
+redis.call("DEL", KEYS[1])
+return members
+"#;
+
+/// The most value keys one tag's set holds; past it, the surplus entries are deleted.
+pub(crate) const MAX_TAG_MEMBERS: usize = 10_000;
+
+/// Whether `error` is Redis refusing one command about one key (another program's value of
+/// another type under our key, a full memory): a miss for that key, not an outage.
+fn about_one_key(error: &RedisError) -> bool {
+    matches!(error.code(), Some("WRONGTYPE" | "OOM"))
+}
 
 /// Keys and tags longer than this are stored under a digest (see [`bounded`]).
 const MAX_NAME: usize = 200;
@@ -255,15 +323,22 @@ impl RedisStore {
     }
 
     pub(crate) fn value_key(&self, key: &str) -> String {
-        format!("{}v:{}", self.prefix, bounded(key))
+        self.name_key('v', key)
     }
 
     fn tag_key(&self, tag: &str) -> String {
-        format!("{}t:{}", self.prefix, bounded(tag))
+        self.name_key('t', tag)
     }
 
     fn lock_key(&self, key: &str) -> String {
-        format!("{}l:{}", self.prefix, bounded(key))
+        self.name_key('l', key)
+    }
+
+    /// `P` `kind` `:` name, or for a name longer than [`MAX_NAME`], `P` `kind` `#` and its
+    /// digest form: no short name can reach a long one's key.
+    fn name_key(&self, kind: char, name: &str) -> String {
+        let marker = if name.len() > MAX_NAME { '#' } else { ':' };
+        format!("{}{kind}{marker}{}", self.prefix, bounded(name))
     }
 
     pub(crate) fn channel(&self) -> String {
@@ -371,6 +446,11 @@ impl RedisStore {
                 self.breaker.success();
                 return Some(value);
             }
+            Ok(Err(error)) if about_one_key(&error) => {
+                self.counters.add(Counter::StoreError);
+                tracing::debug!(cache = self.counters.name(), op = what, %error, "Redis refused one key's command: a miss for that key");
+                return None;
+            }
             Ok(Err(error)) => error,
             Err(_elapsed) => RedisError::from(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
@@ -406,23 +486,29 @@ impl RedisStore {
         let value_key = self.value_key(key);
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let tag_keys: Vec<String> = tags.iter().map(|t| self.tag_key(t)).collect();
+        let single = self.cluster.is_none();
         self.run("SET", |mut c| async move {
-            let mut commands = Vec::with_capacity(1 + 3 * tag_keys.len());
             let mut set = redis::cmd("SET");
             set.arg(&value_key).arg(bytes).arg("PX").arg(millis);
-            commands.push(set);
+            let mut adds = Vec::with_capacity(tag_keys.len());
             for tag_key in &tag_keys {
-                let mut add = redis::cmd("SADD");
-                add.arg(tag_key).arg(&value_key);
-                commands.push(add);
-                // A new set has no TTL (NX sets one); an existing one only grows (GT).
-                for flag in ["NX", "GT"] {
-                    let mut expire = redis::cmd("PEXPIRE");
-                    expire.arg(tag_key).arg(millis).arg(flag);
-                    commands.push(expire);
-                }
+                let mut add = redis::cmd("EVAL");
+                add.arg(TAG_ADD).arg(1).arg(tag_key).arg(&value_key);
+                add.arg(millis)
+                    .arg(MAX_TAG_MEMBERS)
+                    .arg(if single { "1" } else { "0" });
+                adds.push(add);
             }
-            c.exec(commands).await
+            let evicted = c.exec_returning(set, adds).await?;
+            if !evicted.is_empty() {
+                let deletes = evicted.iter().map(|key| {
+                    let mut del = redis::cmd("DEL");
+                    del.arg(key);
+                    del
+                });
+                c.exec(deletes.collect()).await?;
+            }
+            Ok(())
         })
         .await;
     }
@@ -461,16 +547,18 @@ impl RedisStore {
     async fn send_invalidation(&self, c: &mut Link, name: &str) -> RedisResult<()> {
         let value_key = self.value_key(name);
         let tag_key = self.tag_key(name);
-        let tagged: Vec<String> = redis::cmd("SMEMBERS").arg(&tag_key).query_async(c).await?;
-        let mut commands = Vec::with_capacity(tagged.len() + 3);
+        let tagged: Vec<String> = redis::cmd("EVAL")
+            .arg(TAG_TAKE)
+            .arg(1)
+            .arg(&tag_key)
+            .query_async(c)
+            .await?;
+        let mut commands = Vec::with_capacity(tagged.len() + 2);
         for key in std::iter::once(&value_key).chain(&tagged) {
             let mut del = redis::cmd("DEL");
             del.arg(key);
             commands.push(del);
         }
-        let mut del = redis::cmd("DEL");
-        del.arg(&tag_key);
-        commands.push(del);
         let mut publish = redis::cmd("PUBLISH");
         publish.arg(self.channel()).arg(name);
         commands.push(publish);
@@ -561,5 +649,24 @@ mod tests {
         assert!(bounded(&a).starts_with("search:xxx"));
         let multibyte = "é".repeat(150);
         assert!(bounded(&multibyte).len() <= 129);
+    }
+
+    #[test]
+    fn no_short_name_reaches_the_hashed_form_of_a_long_one() {
+        let config = RedisConfig {
+            urls: vec!["redis://127.0.0.1:1/".into()],
+            cluster: false,
+            prefix: "p:".into(),
+            connect_timeout: Duration::from_millis(1),
+            op_timeout: Duration::from_millis(1),
+            root_certificate: None,
+        };
+        let store = RedisStore::new(&config, Arc::new(Counters::new("t"))).unwrap();
+        let long = "x".repeat(300);
+        let hashed = bounded(&long).into_owned();
+        assert_ne!(store.value_key(&long), store.value_key(&hashed));
+        assert_ne!(store.tag_key(&long), store.tag_key(&hashed));
+        assert_ne!(store.lock_key(&long), store.lock_key(&hashed));
+        assert_eq!(store.value_key("user:7"), "p:v:user:7");
     }
 }
