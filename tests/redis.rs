@@ -1058,3 +1058,40 @@ async fn an_error_about_one_key_is_a_miss_for_that_key_not_an_outage() {
         "served from memory"
     );
 }
+
+#[tokio::test]
+async fn a_miss_on_a_redis_frozen_while_connecting_waits_one_budget_not_one_per_operation() {
+    let mut server = RedisServer::start();
+    let db = Db::default();
+    // One budget: 300 ms to connect + 200 ms for the operation.
+    let instance = Instance {
+        cache: Cache::builder()
+            .redis(server.url())
+            .key_prefix("bud:")
+            .redis_timeouts(Duration::from_millis(200), Duration::from_millis(300))
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+    };
+    server.pause();
+    let started = Instant::now();
+    assert_eq!(instance.user(1).await.unwrap().id, 1);
+    let took = started.elapsed();
+    server.resume();
+    println!("a miss while Redis froze during the connection took {took:?}");
+    assert!(
+        took < Duration::from_millis(800),
+        "the read's budget (500 ms), and the write off the caller's path: {took:?}"
+    );
+    // The write still happens once Redis answers.
+    let mut raw = server.raw().await;
+    eventually(async || {
+        instance.user(2).await.unwrap();
+        redis::cmd("EXISTS")
+            .arg("bud:v:user:2")
+            .query_async::<bool>(&mut raw)
+            .await
+            .unwrap()
+    })
+    .await;
+}

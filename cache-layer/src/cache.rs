@@ -1,7 +1,9 @@
 //! The [`Cache`] handle and its builder.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use crate::entry::Entry;
@@ -80,6 +82,20 @@ impl Inner {
     pub(crate) fn invalidate_everything_local(&self) {
         self.log.record_everything();
         self.memory.invalidate_all();
+    }
+}
+
+/// Runs `task` off the caller's path, on the current Tokio runtime. It is polled once first, so
+/// that what it sends first on the multiplexed Redis connection goes out before anything the
+/// caller sends next (a read after a write still finds it). Outside a runtime it runs in place.
+pub(crate) async fn detach<F: Future<Output = ()> + Send + 'static>(task: F) {
+    let mut task = Box::pin(task);
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return task.await;
+    };
+    let mut context = Context::from_waker(Waker::noop());
+    if task.as_mut().poll(&mut context).is_pending() {
+        runtime.spawn(task);
     }
 }
 
@@ -230,26 +246,14 @@ impl Cache {
         if let Some(memory) = inner.local() {
             memory.insert(key, Arc::clone(&entry));
         }
-        let remote = self.remote();
-        if let (Some(remote), Some(bytes)) = (remote, encoded) {
-            let ttl = entry
-                .deadlines
-                .expires_at
-                .saturating_duration_since(crate::clock::now());
-            remote.store.set(key, bytes, ttl, &entry.tags).await;
+        if let (Some(_), Some(bytes)) = (self.remote(), encoded) {
+            let (cache, key, entry) = (self.clone(), key.to_owned(), Arc::clone(&entry));
+            detach(async move { cache.store_shared(&key, bytes, &entry, since).await }).await;
         }
         inner.counters.add(Counter::Insert);
         // Checked after the insert: an invalidation either removed our entry or is in the log.
         if inner.log.touched_since(since, key, &entry.tags) {
             inner.memory.remove(key);
-            // Emptying memory (invalidations may have been missed) says nothing against a
-            // value just loaded from the source: Redis keeps it.
-            if !inner.log.named_since(since, key, &entry.tags) {
-                return false;
-            }
-            if let Some(remote) = remote {
-                remote.store.delete(key).await;
-            }
             tracing::debug!(
                 cache = inner.counters.name(),
                 key,
@@ -258,6 +262,24 @@ impl Cache {
             return false;
         }
         true
+    }
+
+    /// The shared tier's part of [`Cache::store`], off the caller's path: writes `bytes`, then
+    /// deletes them again if `key` or a tag was invalidated by name since the load began (an
+    /// invalidation either deleted our write or is in the log). Emptying memory, for missed
+    /// invalidations, says nothing against a value just loaded from the source.
+    async fn store_shared(&self, key: &str, bytes: Vec<u8>, entry: &Entry, since: u64) {
+        let Some(remote) = &self.inner.remote else {
+            return;
+        };
+        let ttl = entry
+            .deadlines
+            .expires_at
+            .saturating_duration_since(crate::clock::now());
+        remote.store.set(key, bytes, ttl, &entry.tags).await;
+        if self.inner.log.named_since(since, key, &entry.tags) {
+            remote.store.delete(key).await;
+        }
     }
 }
 
@@ -389,7 +411,8 @@ impl CacheBuilder {
     }
 
     /// How long one Redis operation may take before the call falls back (default 100 ms), and
-    /// how long connecting may take (default 250 ms).
+    /// how long connecting may take (default 250 ms). Together they are the most a call waits
+    /// for Redis: only its read is on its path; the write after a miss runs in the background.
     pub fn redis_timeouts(mut self, operation: Duration, connect: Duration) -> Self {
         self.redis_timeout = operation;
         self.redis_connect_timeout = connect;

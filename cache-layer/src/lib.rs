@@ -48,9 +48,11 @@
 //! [`CacheBuilder::redis`] stores entries in Redis, [`CacheBuilder::tiered`] keeps memory in
 //! front of it, and [`CacheBuilder::redis_cluster`] / [`CacheBuilder::tiered_cluster`] run on
 //! a Redis Cluster; `rediss://` URLs use TLS. The same `#[cached]` code runs on every
-//! configuration. Redis never fails a call: errors and timeouts (100 ms by default) fall back
-//! to the source, and a circuit breaker skips Redis while it is down; a background probe
-//! closes it again as soon as Redis answers.
+//! configuration. Redis never fails a call: errors and timeouts fall back to the source, and a
+//! circuit breaker skips Redis while it is down; a background probe closes it again as soon as
+//! Redis answers. A call waits for Redis once, for its read: at most the operation timeout
+//! (100 ms by default), plus the connect timeout (250 ms) while a connection is being made;
+//! the write after a miss, and the unlock, go on in the background.
 //!
 //! # Invalidations when Redis is unreachable
 //! An invalidation that cannot reach Redis (down, too slow, breaker open) is kept in process

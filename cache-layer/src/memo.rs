@@ -318,8 +318,15 @@ impl<S> Miss<'_, S> {
         }
         let (result, stored) =
             load_and_store::<R, S, F>(self.cache, self.site, self.key, tags, load).await;
-        if let (Some(token), Some(remote)) = (held_lock, self.cache.remote()) {
-            remote.store.unlock(self.key, &token).await;
+        if let (Some(token), Some(_)) = (held_lock, self.cache.remote()) {
+            // Off the caller's path, sent after the value's write (see `detach`).
+            let (cache, key) = (self.cache.clone(), self.key.to_owned());
+            crate::cache::detach(async move {
+                if let Some(remote) = cache.remote() {
+                    remote.store.unlock(&key, &token).await;
+                }
+            })
+            .await;
         }
         if let Some(value) = stored {
             if let Some(leader) = leader {
