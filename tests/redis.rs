@@ -1095,3 +1095,45 @@ async fn a_miss_on_a_redis_frozen_while_connecting_waits_one_budget_not_one_per_
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_lost_invalidations_than_are_kept_empty_every_instances_memory() {
+    let server = RedisServer::start();
+    let relay = Relay::start(server.port()).await;
+    let db = Db::default();
+    let a = Instance {
+        cache: Cache::builder()
+            .tiered(relay.url())
+            .key_prefix("of:")
+            .redis_timeouts(Duration::from_millis(50), Duration::from_millis(100))
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+    };
+    let b = Instance {
+        cache: tiered_fast(&server, "of:"),
+        db: db.clone(),
+    };
+    a.user(1).await.unwrap();
+    until_served_from_memory(&b, 1).await;
+
+    // a alone is cut off from Redis, long enough for its breaker to open.
+    relay.freeze();
+    let mut id = 100;
+    while a.cache.stats().store_errors < 3 {
+        a.user(id).await.unwrap();
+        id += 1;
+    }
+    for i in 0..1_025 {
+        a.cache.invalidate(&format!("other:{i}")).await;
+    }
+    relay.thaw();
+    // Names were forgotten: once a reaches Redis again, b empties its memory.
+    let took = eventually(async || {
+        let before = b.cache.stats().shared_hits;
+        b.user(1).await.unwrap();
+        b.cache.stats().shared_hits > before
+    })
+    .await;
+    assert!(took < RECOVERY_BOUND, "{took:?}");
+}
