@@ -12,7 +12,8 @@ const REMEMBERED: usize = 4096;
 
 pub(crate) struct InvalidationLog {
     seq: AtomicU64,
-    recent: Mutex<VecDeque<(u64, Box<str>)>>,
+    /// Recent invalidations; `None` stands for "everything" (the memory tier was emptied).
+    recent: Mutex<VecDeque<(u64, Option<Box<str>>)>>,
 }
 
 impl InvalidationLog {
@@ -31,17 +32,37 @@ impl InvalidationLog {
     /// Records an invalidation of `name`. Must run *before* the entries are removed, so that a
     /// concurrent insert either is removed or sees this record.
     pub(crate) fn record(&self, name: &str) {
+        self.push(Some(name.into()));
+    }
+
+    /// Records that everything was invalidated (the memory tier is being emptied): no load or
+    /// read that began before is kept. Must run before the entries are removed.
+    pub(crate) fn record_everything(&self) {
+        self.push(None);
+    }
+
+    fn push(&self, name: Option<Box<str>>) {
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
         if recent.len() == REMEMBERED {
             recent.pop_front();
         }
-        recent.push_back((seq, name.into()));
+        recent.push_back((seq, name));
     }
 
-    /// Whether `key` or any of `tags` was invalidated after `since`. Must run *after* the entry
-    /// was inserted.
+    /// Whether `key` or any of `tags` was invalidated after `since`, by name or by emptying
+    /// the memory tier. Must run *after* the entry was inserted.
     pub(crate) fn touched_since(&self, since: u64, key: &str, tags: &[Box<str>]) -> bool {
+        self.touched(since, key, tags, true)
+    }
+
+    /// Whether `key` or any of `tags` was invalidated by name after `since` (what makes a
+    /// loaded value outdated everywhere, not only in memory).
+    pub(crate) fn named_since(&self, since: u64, key: &str, tags: &[Box<str>]) -> bool {
+        self.touched(since, key, tags, false)
+    }
+
+    fn touched(&self, since: u64, key: &str, tags: &[Box<str>], everything: bool) -> bool {
         if self.seq.load(Ordering::SeqCst) == since {
             return false;
         }
@@ -55,7 +76,10 @@ impl InvalidationLog {
             .iter()
             .rev()
             .take_while(|(seq, _)| *seq > since)
-            .any(|(_, name)| &**name == key || tags.iter().any(|t| t == name))
+            .any(|(_, name)| match name {
+                None => everything,
+                Some(name) => &**name == key || tags.iter().any(|t| t == name),
+            })
     }
 }
 
@@ -74,6 +98,16 @@ mod tests {
         assert!(log.touched_since(start, "user:2", &[]));
         log.record("users");
         assert!(log.touched_since(start, "user:1", &["users".into()]));
+    }
+
+    #[test]
+    fn everything_touches_every_key() {
+        let log = InvalidationLog::new();
+        let start = log.current();
+        log.record_everything();
+        assert!(log.touched_since(start, "user:1", &[]));
+        assert!(!log.named_since(start, "user:1", &[]));
+        assert!(!log.touched_since(log.current(), "user:1", &[]));
     }
 
     #[test]
