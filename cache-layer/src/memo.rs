@@ -572,7 +572,10 @@ fn weigh<V: serde::Serialize>(key: &str, tags: &[Box<str>], value: &V) -> u32 {
     let _ = rmp_serde::encode::write(&mut heap, value);
     let bytes = ENTRY_OVERHEAD
         + key.len()
-        + tags.iter().map(|t| t.len() + 16).sum::<usize>()
+        // Each tag: its text, its slot and its allocation.
+        + tags.iter().map(|t| t.len() + 32).sum::<usize>()
+        // The value's `Arc`: its counts and its allocation.
+        + 32
         + std::mem::size_of::<V>()
         + heap.0;
     u32::try_from(bytes).unwrap_or(u32::MAX)

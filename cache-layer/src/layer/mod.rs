@@ -15,6 +15,7 @@
 
 mod body;
 mod cache_control;
+mod compact;
 mod conditional;
 #[cfg(test)]
 mod differential;
