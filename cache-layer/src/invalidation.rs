@@ -21,7 +21,8 @@ pub(crate) struct InvalidationLog {
 /// The remembered invalidations, oldest first, and the bytes of their names.
 #[derive(Default)]
 struct Recent {
-    names: VecDeque<(u64, Box<str>)>,
+    /// `None` stands for "everything" (the memory tier was emptied).
+    names: VecDeque<(u64, Option<Box<str>>)>,
     bytes: usize,
 }
 
@@ -41,21 +42,41 @@ impl InvalidationLog {
     /// Records an invalidation of `name`. Must run *before* the entries are removed, so that a
     /// concurrent insert either is removed or sees this record.
     pub(crate) fn record(&self, name: &str) {
+        self.push(Some(name.into()));
+    }
+
+    /// Records that everything was invalidated (the memory tier is being emptied): no load or
+    /// read that began before is kept. Must run before the entries are removed.
+    pub(crate) fn record_everything(&self) {
+        self.push(None);
+    }
+
+    fn push(&self, name: Option<Box<str>>) {
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
-        recent.bytes += name.len();
-        recent.names.push_back((seq, name.into()));
+        recent.bytes += name.as_ref().map_or(0, |n| n.len());
+        recent.names.push_back((seq, name));
         while recent.names.len() > REMEMBERED || recent.bytes > REMEMBERED_BYTES {
             let Some((_, oldest)) = recent.names.pop_front() else {
                 break;
             };
-            recent.bytes -= oldest.len();
+            recent.bytes -= oldest.map_or(0, |n| n.len());
         }
     }
 
-    /// Whether `key` or any of `tags` was invalidated after `since`. Must run *after* the entry
-    /// was inserted.
+    /// Whether `key` or any of `tags` was invalidated after `since`, by name or by emptying
+    /// the memory tier. Must run *after* the entry was inserted.
     pub(crate) fn touched_since(&self, since: u64, key: &str, tags: &[Box<str>]) -> bool {
+        self.touched(since, key, tags, true)
+    }
+
+    /// Whether `key` or any of `tags` was invalidated by name after `since` (what makes a
+    /// loaded value outdated everywhere, not only in memory).
+    pub(crate) fn named_since(&self, since: u64, key: &str, tags: &[Box<str>]) -> bool {
+        self.touched(since, key, tags, false)
+    }
+
+    fn touched(&self, since: u64, key: &str, tags: &[Box<str>], everything: bool) -> bool {
         if self.seq.load(Ordering::SeqCst) == since {
             return false;
         }
@@ -70,7 +91,10 @@ impl InvalidationLog {
             .iter()
             .rev()
             .take_while(|(seq, _)| *seq > since)
-            .any(|(_, name)| &**name == key || tags.iter().any(|t| t == name))
+            .any(|(_, name)| match name {
+                None => everything,
+                Some(name) => &**name == key || tags.iter().any(|t| t == name),
+            })
     }
 }
 
@@ -89,6 +113,16 @@ mod tests {
         assert!(log.touched_since(start, "user:2", &[]));
         log.record("users");
         assert!(log.touched_since(start, "user:1", &["users".into()]));
+    }
+
+    #[test]
+    fn everything_touches_every_key() {
+        let log = InvalidationLog::new();
+        let start = log.current();
+        log.record_everything();
+        assert!(log.touched_since(start, "user:1", &[]));
+        assert!(!log.named_since(start, "user:1", &[]));
+        assert!(!log.touched_since(log.current(), "user:1", &[]));
     }
 
     #[test]
@@ -113,7 +147,11 @@ mod tests {
         assert!(recent.bytes <= REMEMBERED_BYTES);
         assert_eq!(
             recent.bytes,
-            recent.names.iter().map(|(_, n)| n.len()).sum::<usize>()
+            recent
+                .names
+                .iter()
+                .map(|(_, n)| n.as_ref().map_or(0, |n| n.len()))
+                .sum::<usize>()
         );
         assert_eq!(recent.names.len(), REMEMBERED_BYTES / long.len());
         drop(recent);
