@@ -409,8 +409,8 @@
 //!   frame; `gzip` or `deflate` per `grpc-encoding` decompressed, so compression does not split
 //!   keys), the client's `grpc-accept-encoding` (a compressed answer is only replayed to
 //!   clients that decode it) and the metadata added with `grpc_key_metadata` (tenant,
-//!   `authorization`). A call carrying `authorization` is not cached unless it is keyed;
-//!   `grpc-timeout` never is.
+//!   `authorization`). A call carrying `authorization` or `cookie` is not cached unless that
+//!   field is keyed; `grpc-timeout` never is.
 //! - **Stored**: headers, message bytes and trailers, replayed exactly; only when the trailers
 //!   say `grpc-status: 0` and the answer is one message (never a Trailers-Only error, never a
 //!   stream). Fresh for the method's TTL, or `max-age`/`s-maxage` from a `cache-control`
