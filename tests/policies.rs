@@ -162,3 +162,56 @@ async fn value_policies_on_a_tiered_store_reach_redis() {
     let stats = second.cache.stats();
     assert!(stats.shared_hits >= 2, "{stats:?}");
 }
+
+mod with_stale {
+    use super::*;
+    use std::sync::LazyLock;
+
+    static CACHE: LazyLock<Cache> = LazyLock::new(|| Cache::builder().build().unwrap());
+    static VERSION: AtomicUsize = AtomicUsize::new(0);
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    struct Versioned {
+        version: usize,
+        valid_ms: u64,
+    }
+
+    fn valid_for(value: &Versioned) -> Duration {
+        Duration::from_millis(value.valid_ms)
+    }
+
+    /// Fresh for the value's 300 ms (the site's hour is not used), then stale for 10 s.
+    #[cached(ttl = "1h", stale = "10s", key = "v", ttl_from = valid_for, cache = CACHE)]
+    async fn versioned() -> Versioned {
+        Versioned {
+            version: VERSION.fetch_add(1, Ordering::SeqCst),
+            valid_ms: 300,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_stale_window_follows_the_ttl_from_the_value() {
+        assert_eq!(versioned().await.version, 0);
+        assert_eq!(versioned().await.version, 0);
+        assert_eq!(CACHE.stats().stale, 0, "fresh at first");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            versioned().await.version,
+            0,
+            "served stale past the value's TTL"
+        );
+        assert_eq!(CACHE.stats().stale, 1);
+        // The one background refresh stores version 1; until then the stale value is served.
+        let started = std::time::Instant::now();
+        loop {
+            match versioned().await.version {
+                1 => break,
+                0 if started.elapsed() < Duration::from_secs(5) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                other => panic!("version {other} after {:?}", started.elapsed()),
+            }
+        }
+        assert_eq!(VERSION.load(Ordering::SeqCst), 2, "one refresh, no load");
+    }
+}

@@ -218,21 +218,7 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
         })
         .collect();
     let key = match &key {
-        Some(template) if !version.is_empty() => {
-            // Stored as `<key>@vN`, tagged with `<key>` so that invalidating the key as
-            // written (`#[invalidates]`, `cache.invalidate`) still reaches it.
-            let render = template.render();
-            let suffix_len = version.len();
-            tags.push(quote! {
-                ::std::string::String::from(&__cl_key.as_str()[..__cl_key.len() - #suffix_len])
-            });
-            quote! {{
-                let mut __cl_out = #render;
-                __cl_out.push_str(#version);
-                __cl_out
-            }}
-        }
-        Some(template) => template.render(),
+        Some(template) => explicit_key(template, &version, &mut tags),
         None => default_key(&params, &namespace),
     };
     let policy = policy(&args, &ret);
@@ -287,6 +273,24 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
             }
         }
     })
+}
+
+/// An explicit key; with a version, stored as `<key>@vN` and tagged `<key>` so that
+/// invalidating the key as written (`#[invalidates]`, `cache.invalidate`) still reaches it.
+fn explicit_key(template: &Template, version: &str, tags: &mut Vec<TokenStream>) -> TokenStream {
+    let render = template.render();
+    if version.is_empty() {
+        return render;
+    }
+    let suffix_len = version.len();
+    tags.push(quote! {
+        ::std::string::String::from(&__cl_key.as_str()[..__cl_key.len() - #suffix_len])
+    });
+    quote! {{
+        let mut __cl_out = #render;
+        __cl_out.push_str(#version);
+        __cl_out
+    }}
 }
 
 /// `::cache_layer::__private::policy(...)` with the fn's `ttl_from` (called through a closure
