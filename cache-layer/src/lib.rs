@@ -220,8 +220,30 @@
 //! [`CacheBuilder::redis`] stores entries in Redis, [`CacheBuilder::tiered`] keeps memory in
 //! front of it, and [`CacheBuilder::redis_cluster`] / [`CacheBuilder::tiered_cluster`] run on
 //! a Redis Cluster; `rediss://` URLs use TLS. The same `#[cached]` code runs on every
-//! configuration. Redis never fails a call: errors and timeouts (100 ms by default) fall back
-//! to the source, and a circuit breaker skips Redis while it is down.
+//! configuration. Redis never fails a call: errors and timeouts fall back to the source, and a
+//! circuit breaker skips Redis while it is down; a background probe closes it again as soon as
+//! Redis answers. A call waits for Redis once, for its read: at most the operation timeout
+//! (100 ms by default), plus the connect timeout (250 ms) while a connection is being made;
+//! the write after a miss, and the unlock, go on in the background.
+//!
+//! # Invalidations when Redis is unreachable
+//! An invalidation that cannot reach Redis (down, too slow, breaker open) is kept in process
+//! and replayed (deleted from Redis, published to every instance) before this instance uses
+//! Redis again; a background task retries every 250 ms. It runs on a task of its own, so a
+//! writer whose caller goes away after the write still invalidates. An instance that may have
+//! missed an invalidation does not use its memory tier until it has emptied it: while it is
+//! not subscribed, while its subscription does not answer a heartbeat (a PING every 500 ms),
+//! while its breaker is open, and until it has emptied memory after the breaker closed. A
+//! value read from Redis is not copied into memory if its key or tags were invalidated while
+//! it was being read.
+//!
+//! **The bound:** once Redis answers again, no instance serves a value invalidated by a
+//! writer that has returned for longer than 2 seconds with the default timeouts (in general:
+//! 750 ms plus three times the connect and operation timeouts: the replay's retry and budget,
+//! and a silent subscription's heartbeat). Its limits: the kept invalidations live in the
+//! writer's process (if it exits first, they are lost), and at most 1,024 distinct names are
+//! kept; beyond that, every instance empties its memory tier when Redis answers again, but
+//! Redis itself keeps the entries of the forgotten names until they expire.
 //!
 //! # Redis layout
 //! A stable contract: instances running different versions of an application share entries.
@@ -230,12 +252,16 @@
 //! | Redis key / channel | type | holds |
 //! | --- | --- | --- |
 //! | `P` `v:` key | string | the entry (layout below); `PX` = its whole lifetime |
-//! | `P` `t:` tag | set | the value keys (`P` `v:` ...) carrying the tag; expires with its longest-lived entry |
+//! | `P` `t:` tag | set | the value keys (`P` `v:` ...) carrying the tag; expires with its longest-lived entry; at most 10,000 members (past that, the surplus entries are deleted); members whose entry is gone are pruned as the set is written |
 //! | `P` `l:` key | string | the distributed load lock (`lock = "5s"`): a random token, `PX` = the lock time |
-//! | `P` `invalidate` | pub/sub channel | each invalidated name (key or tag), for every instance's memory tier |
+//! | `P` `invalidate` | pub/sub channel | each invalidated name (key or tag), for every instance's memory tier; the single byte `0xFF` (not UTF-8) means "empty your memory tier" |
 //!
 //! A key or tag longer than 200 bytes is stored as its first 64 bytes, `#`, and the hex SHA-256
-//! of the whole. No command touches two keys, so the layout is correct on Redis Cluster.
+//! of the whole, after `#` instead of `:` (`P` `v#` ..., `P` `t#` ..., `P` `l#` ...): no short
+//! key or tag can reach it. Tag sets are updated and emptied by Lua scripts (`EVAL`), one key
+//! each, so a concurrent write is never lost and the layout is correct on Redis Cluster; the
+//! commands used work on Redis 6.2 and later. A command Redis refuses about one key
+//! (`WRONGTYPE`, `OOM`) is a miss for that key; it does not count towards the breaker.
 //!
 //! An entry's bytes:
 //!
@@ -250,14 +276,16 @@
 //! | 35 | | N times: a 2-byte big-endian length, then the tag in UTF-8 |
 //! | | | the value, MessagePack |
 //!
-//! Bytes that do not decode (garbage, truncated, another format or type) are a miss: counted
-//! in [`Stats::decode_errors`], logged, and overwritten by the next store.
+//! Bytes that do not decode (garbage, truncated, another format or type, deadlines out of order
+//! or more than 100 years ahead) are a miss: counted in [`Stats::decode_errors`], logged, and
+//! overwritten by the next store. Nothing read from Redis can panic a caller.
 //!
 //! # Concurrent calls on the same key
 //! Concurrent misses on one key run the function body once; the other callers wait for its
 //! value. A caller that is cancelled or panics while loading hands the load to a waiter. With
 //! `lock = "5s"` and Redis, instances also take a distributed lock (`SET NX PX` with a token):
-//! the others wait for the holder's value, at most the lock time.
+//! the others wait for the holder's value, at most the lock time; when the holder releases
+//! the lock without a value (its load failed), they stop waiting and load at once.
 //!
 //! # HTTP response caching
 //! [`CacheLayer`] puts the same [`Cache`] in front of any `tower::Service<http::Request<B>>`
@@ -329,9 +357,13 @@
 //!   `Cookie` unless `public`/`s-maxage`/`Vary: Cookie`, bodies over
 //!   [`max_body`](CacheLayer::max_body) or with trailers. `no-cache` is stored and revalidated
 //!   on every use.
-//! - **Keys**: `GET <authority><path>?<query pairs sorted>` (or [`CacheLayer::key_fn`]), plus
+//! - **Keys**: `GET <scheme>://<authority><path>?<query>` (or [`CacheLayer::key_fn`]), plus
 //!   the request headers the response `Vary`s on (up to
-//!   [`max_variants`](CacheLayer::max_variants) variants per URL).
+//!   [`max_variants`](CacheLayer::max_variants) variants per URL). The authority comes from the
+//!   URI (HTTP/2, absolute-form) or the one `Host` line and must be an RFC 3986
+//!   `host[:port]`: a request with an invalid or missing one passes through uncached. The query
+//!   is kept as sent ([`CacheLayer::sort_query`] opts in to sorting its pairs). Varied
+//!   `Cookie` / `Authorization` values are keyed by a digest, never written into a key.
 //! - **Serving**: `Age` per RFC 9111 §4.2.3, `Date` kept as the origin sent it (added once
 //!   when missing), an RFC 9211 `Cache-Status` member such as `cache-layer; hit; ttl=42` or
 //!   `cache-layer; fwd=uri-miss; fwd-status=200; stored`.
@@ -349,8 +381,8 @@
 //!   unknown length stream out without one on their first, storing, pass). `If-Match`, `If-Unmodified-Since`, `If-None-Match`,
 //!   `If-Modified-Since` are evaluated in RFC 9110 §13.2.2 order, on hits (without calling the
 //!   inner service) and on forwarded responses alike: 304 or 412. A write's `If-Match` /
-//!   `If-Unmodified-Since` is checked against a fresh stored representation before the write
-//!   runs; without one, the application decides.
+//!   `If-Unmodified-Since` is left to the application: a stored copy may be outdated or
+//!   another variant, and deciding from it could refuse a valid write with a false 412.
 //! - **Invalidation**: a successful POST/PUT/PATCH/DELETE drops its URL and same-origin
 //!   `Location`/`Content-Location`; the [`CacheTags`] extension or a `Cache-Tag` header
 //!   (removed before the client sees it) tag a response, and `cache.invalidate(tag)` drops it.
@@ -372,7 +404,8 @@
 //! NO_SIDE_EFFECTS` (`grpc_descriptors`); this makes the layer a `CacheLayer<GrpcMethods>`,
 //! whose service hands the inner one a `GrpcRequestBody`.
 //!
-//! - **Key**: `grpc <authority><path>` and a SHA-256 of the *decoded* request message (one
+//! - **Key**: `grpc <authority><path>` (the authority validated as for HTTP; a call without a
+//!   valid one passes through) and a SHA-256 of the *decoded* request message (one
 //!   frame; `gzip` or `deflate` per `grpc-encoding` decompressed, so compression does not split
 //!   keys), the client's `grpc-accept-encoding` (a compressed answer is only replayed to
 //!   clients that decode it) and the metadata added with `grpc_key_metadata` (tenant,

@@ -225,13 +225,15 @@ where
     }
 }
 
-/// The entry the shared tier holds for `key`, decoded, and copied into L1 when L1 is usable.
-/// Bytes that do not decode as `V` are a miss (counted and logged); the next store overwrites
-/// them.
+/// The entry the shared tier holds for `key`, decoded, and copied into L1 when L1 is usable
+/// and neither `key` nor its tags were invalidated while it was being read (a read racing an
+/// invalidation must not leave a stale copy in memory). Bytes that do not decode as `V` are a
+/// miss (counted and logged); the next store overwrites them.
 async fn remote_entry<V: Cacheable>(cache: &Cache, key: &str) -> Option<Arc<Entry>> {
     let remote = cache.remote()?;
-    let bytes = remote.store.get(key).await?;
     let inner = cache.inner();
+    let since = inner.log.current();
+    let bytes = remote.store.get(key).await?;
     let decoded = match codec::decode::<V>(&bytes) {
         Ok(decoded) => decoded,
         Err(error) => {
@@ -254,6 +256,10 @@ async fn remote_entry<V: Cacheable>(cache: &Cache, key: &str) -> Option<Arc<Entr
     ));
     if let Some(memory) = inner.local() {
         memory.insert(key, Arc::clone(&entry));
+        // Checked after the insert: an invalidation either removed our copy or is in the log.
+        if inner.log.touched_since(since, key, &entry.tags) {
+            memory.remove(key);
+        }
     }
     Some(entry)
 }
@@ -380,8 +386,15 @@ impl<S> Miss<'_, S> {
         }
         let (result, stored) =
             load_and_store::<R, S, F>(self.cache, self.site, self.key, tags, policy, load).await;
-        if let (Some(token), Some(remote)) = (held_lock, self.cache.remote()) {
-            remote.store.unlock(self.key, &token).await;
+        if let (Some(token), Some(_)) = (held_lock, self.cache.remote()) {
+            // Off the caller's path, sent after the value's write (see `detach`).
+            let (cache, key) = (self.cache.clone(), self.key.to_owned());
+            crate::cache::detach(async move {
+                if let Some(remote) = cache.remote() {
+                    remote.store.unlock(&key, &token).await;
+                }
+            })
+            .await;
         }
         if let Some(value) = stored {
             if let Some(leader) = leader {
@@ -412,21 +425,30 @@ impl<S> Miss<'_, S> {
 }
 
 impl<S> Miss<'_, S> {
-    /// Another instance holds the load lock: poll the shared tier for its value, at most for
-    /// the lock's time (a crashed holder's lock expires by then).
+    /// Another instance holds the load lock: poll the shared tier for its value until the
+    /// lock is released (then read once more and, without a value, load at once: the holder
+    /// failed) or, at most, for the lock's time (a crashed holder's lock expires by then).
     async fn wait_for_other_instance<R>(&self, lock: Duration) -> Option<Arc<Entry>>
     where
         S: Shape<R>,
         S::Value: Cacheable,
     {
-        let deadline = clock::now() + lock;
+        let deadline = clock::after(clock::now(), lock);
         while clock::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
+            // Checked before the read: a holder stores its value before it unlocks.
+            let released = match self.cache.remote() {
+                Some(remote) => remote.store.lock_held(self.key).await == Some(false),
+                None => true,
+            };
             if let Some(entry) = remote_entry::<S::Value>(self.cache, self.key).await {
                 if entry.age(clock::now()) == Age::Fresh {
                     self.cache.inner().counters.add(Counter::Coalesced);
                     return Some(entry);
                 }
+            }
+            if released {
+                return None;
             }
         }
         None
@@ -550,7 +572,10 @@ fn weigh<V: serde::Serialize>(key: &str, tags: &[Box<str>], value: &V) -> u32 {
     let _ = rmp_serde::encode::write(&mut heap, value);
     let bytes = ENTRY_OVERHEAD
         + key.len()
-        + tags.iter().map(|t| t.len() + 16).sum::<usize>()
+        // Each tag: its text, its slot and its allocation.
+        + tags.iter().map(|t| t.len() + 32).sum::<usize>()
+        // The value's `Arc`: its counts and its allocation.
+        + 32
         + std::mem::size_of::<V>()
         + heap.0;
     u32::try_from(bytes).unwrap_or(u32::MAX)

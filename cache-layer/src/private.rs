@@ -76,8 +76,7 @@ pub async fn invalidate_after<R, S: Shape<R>>(
     names: Vec<String>,
 ) {
     if S::succeeded(result) {
-        for name in names {
-            cache.invalidate(&name).await;
-        }
+        // Runs to the end even if the caller stops waiting: the write has committed.
+        cache.invalidate_names(names).await;
     }
 }
