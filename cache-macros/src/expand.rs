@@ -169,8 +169,9 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
                 ));
             }
         }
-        if args.key.is_none() {
-            if let Err(e) = check_receiver_keyed(&func, &params) {
+        // A key that did not parse has its own error already.
+        if args.key.is_none() || key.is_some() {
+            if let Err(e) = check_receiver_keyed(&func, &params, args, key.as_ref()) {
                 push(e);
             }
         }
@@ -330,24 +331,52 @@ fn default_key(params: &Params, namespace: &TokenStream) -> TokenStream {
     }}
 }
 
-/// A method's default key would leave out its receiver, so every receiver would share one
-/// entry (`TenantRepo { tenant: 1 }.count()` answering for tenant 2): ask for a key.
-fn check_receiver_keyed(func: &ItemFn, params: &Params) -> syn::Result<()> {
+/// A method's entries must depend on its receiver, or `TenantRepo { tenant: 1 }.count()`
+/// answers for tenant 2: its key names `self` (`<self.tenant>`), or its cache comes from
+/// `self` (`cache = self.cache`), or `ignore_self = true` says the receiver does not change
+/// the answer. The default key never names `self`.
+fn check_receiver_keyed(
+    func: &ItemFn,
+    params: &Params,
+    args: &CachedArgs,
+    key: Option<&Template>,
+) -> syn::Result<()> {
     let Some(receiver) = &params.receiver else {
         return Ok(());
     };
+    let cache_from_self = args
+        .cache
+        .as_ref()
+        .is_some_and(|cache| mentions_self(cache.to_token_stream()));
+    if args.ignore_self || cache_from_self || key.is_some_and(Template::names_self) {
+        return Ok(());
+    }
     let mut example = format!("{}:<self.id>", func.sig.ident);
     for name in &params.names {
         example.push_str(&format!(":<{name}>"));
     }
+    let problem = if key.is_some() {
+        "this method's key names nothing of `self`"
+    } else {
+        "the default key of a method leaves out `self`"
+    };
     Err(syn::Error::new_spanned(
         receiver,
         format!(
-            "the default key of a method leaves out `self`, so every receiver would share one entry; \
-             give a key naming what identifies the receiver, e.g. `key = \"{example}\"` \
-             (or, if the receiver does not change the answer, a key without it)"
+            "{problem}, so every receiver would share one entry; \
+             name what identifies the receiver in the key, e.g. `key = \"{example}\"`, \
+             or write `ignore_self = true` if the receiver does not change the answer (a pool, a client)"
         ),
     ))
+}
+
+/// Whether `tokens` use the `self` keyword anywhere.
+fn mentions_self(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|token| match token {
+        TokenTree::Ident(ident) => ident == "self",
+        TokenTree::Group(group) => mentions_self(group.stream()),
+        _ => false,
+    })
 }
 
 /// With `stale`, the body also runs in a background task after the caller has returned, so it

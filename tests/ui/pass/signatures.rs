@@ -23,7 +23,8 @@ impl Service {
         Ok(user.clone())
     }
 
-    #[cached(ttl = "1h30m", stale = "5m", stale_if_error = "1h", key = "name:<name>")]
+    // The receiver is a handle: it does not change the answer.
+    #[cached(ttl = "1h30m", stale = "5m", stale_if_error = "1h", key = "name:<name>", ignore_self = true)]
     async fn by_name(&self, name: &str) -> Option<u64> {
         self.lookup(name).await
     }
