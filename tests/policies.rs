@@ -61,7 +61,7 @@ impl Service {
     }
 
     /// Token 1 is valid for 1 s, the others for an hour.
-    #[cached(ttl = "1h", key = "token:<id>", ttl_from = token_ttl, cache = self.cache)]
+    #[cached(ttl = "1h", key = "token:<id>", ttl_from = token_ttl, cache = self.cache, ignore_self = true)]
     async fn token(&self, id: u32) -> Result<Token, AuthError> {
         self.loads.fetch_add(1, Ordering::SeqCst);
         let expires_in = if id == 1 { 1 } else { 3600 };
@@ -70,7 +70,7 @@ impl Service {
 
     /// An `Option` return: the policy sees the token inside `Some`; `expires_in = 0` keeps
     /// the site's `ttl`.
-    #[cached(ttl = "1s", key = "maybe:<id>", ttl_from = maybe_ttl, jitter = false, cache = self.cache)]
+    #[cached(ttl = "1s", key = "maybe:<id>", ttl_from = maybe_ttl, jitter = false, cache = self.cache, ignore_self = true)]
     async fn maybe_token(&self, id: u32) -> Option<Token> {
         self.loads.fetch_add(1, Ordering::SeqCst);
         Some(Token {
@@ -80,7 +80,7 @@ impl Service {
     }
 
     /// Report 1 is still running (not cached); report 2 is final.
-    #[cached(ttl = "1h", key = "report:<id>", cache_if = is_done, cache = self.cache)]
+    #[cached(ttl = "1h", key = "report:<id>", cache_if = is_done, cache = self.cache, ignore_self = true)]
     async fn report(&self, id: u32) -> Report {
         self.loads.fetch_add(1, Ordering::SeqCst);
         Report { id, done: id != 1 }

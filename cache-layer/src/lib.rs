@@ -71,10 +71,11 @@
 //!
 //! **Methods.** A method's entries must depend on its receiver, or one receiver answers for
 //! another (`TenantRepo { tenant: 1 }.count()` for tenant 2). So a method compiles only when
-//! its key names the receiver (`key = "repo:<self.tenant>:count"`), or its cache comes from it
-//! (`cache = self.cache`: each receiver's cache holds its own entries), or it says
-//! `ignore_self = true` because the receiver does not change the answer (a pool, a client).
-//! The default key never names `self`; otherwise the compile error says how to fix it.
+//! its key names the receiver (`key = "repo:<self.tenant>:count"`), or it says
+//! `ignore_self = true` because the receiver does not change the answer (a pool, a client, a
+//! service holding the cache). The default key never names `self`, and `cache = self.cache`
+//! does not count: receivers usually share one `Cache` handle. The compile error says how to
+//! fix it.
 //!
 //! # `#[cached]` arguments
 //!
@@ -96,7 +97,7 @@
 //! | `ignore_self = true` | a method whose receiver does not change the answer (see [Keys](#keys)) | `false` |
 //!
 //! `T` is the value a success holds: `T` of `Result<T, E>`, `Option<T>`, `Result<Option<T>, E>`,
-//! or the return type itself. A method's key or cache must name its receiver, unless
+//! or the return type itself. A method's key must name its receiver, unless
 //! `ignore_self = true`. The default key and `version`:
 //!
 //! ```

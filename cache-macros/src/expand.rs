@@ -332,9 +332,9 @@ fn default_key(params: &Params, namespace: &TokenStream) -> TokenStream {
 }
 
 /// A method's entries must depend on its receiver, or `TenantRepo { tenant: 1 }.count()`
-/// answers for tenant 2: its key names `self` (`<self.tenant>`), or its cache comes from
-/// `self` (`cache = self.cache`), or `ignore_self = true` says the receiver does not change
-/// the answer. The default key never names `self`.
+/// answers for tenant 2: its key names `self` (`<self.tenant>`), or `ignore_self = true` says
+/// the receiver does not change the answer. The default key never names `self`. A cache taken
+/// from `self` (`cache = self.cache`) is not enough: `Cache` is a handle that receivers share.
 fn check_receiver_keyed(
     func: &ItemFn,
     params: &Params,
@@ -344,11 +344,7 @@ fn check_receiver_keyed(
     let Some(receiver) = &params.receiver else {
         return Ok(());
     };
-    let cache_from_self = args
-        .cache
-        .as_ref()
-        .is_some_and(|cache| mentions_self(cache.to_token_stream()));
-    if args.ignore_self || cache_from_self || key.is_some_and(Template::names_self) {
+    if args.ignore_self || key.is_some_and(Template::names_self) {
         return Ok(());
     }
     let mut example = format!("{}:<self.id>", func.sig.ident);
@@ -368,15 +364,6 @@ fn check_receiver_keyed(
              or write `ignore_self = true` if the receiver does not change the answer (a pool, a client)"
         ),
     ))
-}
-
-/// Whether `tokens` use the `self` keyword anywhere.
-fn mentions_self(tokens: TokenStream) -> bool {
-    tokens.into_iter().any(|token| match token {
-        TokenTree::Ident(ident) => ident == "self",
-        TokenTree::Group(group) => mentions_self(group.stream()),
-        _ => false,
-    })
 }
 
 /// With `stale`, the body also runs in a background task after the caller has returned, so it

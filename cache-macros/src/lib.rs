@@ -20,7 +20,7 @@ mod template;
 /// `none_ttl`, `jitter`, `lock`, `cache`, `name`, `version`, `ttl_from`, `cache_if`,
 /// `ignore_self`.
 /// Without `key`, the key is the function's path and its arguments
-/// (`my_app::users::get_user:7`); a method's key or cache must name `self`.
+/// (`my_app::users::get_user:7`); a method's key must name `self` (or say `ignore_self = true`).
 #[proc_macro_attribute]
 pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::cached(attr.into(), item.into()).into()

@@ -2,6 +2,7 @@ use cache_layer::cached;
 
 struct TenantRepo {
     tenant: u64,
+    cache: cache_layer::Cache,
 }
 
 impl TenantRepo {
@@ -17,7 +18,13 @@ impl TenantRepo {
         self.tenant + u64::from(kind)
     }
 
-    // A handle receiver may say so; a key naming `self`, or a cache from `self`, is enough.
+    // Taking the cache from `self` does not separate tenants: they share one `Cache` handle.
+    #[cached(ttl = "5m", key = "count", cache = self.cache)]
+    async fn count_in_own_cache(&self) -> u64 {
+        self.tenant
+    }
+
+    // A handle receiver may say so; or the key names `self`.
     #[cached(ttl = "5m", ignore_self = true)]
     async fn handle(&self, kind: u8) -> u64 {
         u64::from(kind)

@@ -18,7 +18,7 @@ struct Service {
 }
 
 impl Service {
-    #[cached(ttl = "30s", key = "user:<user.id>", invalidate_on = ["org:<user.org>"], cache = self.cache)]
+    #[cached(ttl = "30s", key = "user:<user.id>", invalidate_on = ["org:<user.org>"], cache = self.cache, ignore_self = true)]
     async fn profile(&self, user: &User) -> DbResult<User> {
         Ok(user.clone())
     }
