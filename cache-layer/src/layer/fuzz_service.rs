@@ -29,6 +29,9 @@ fn fields(head: &[u8]) -> (&[u8], Vec<(HeaderName, HeaderValue)>) {
     (first, fields)
 }
 
+/// What the fuzzed origin answers.
+type Answered = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>;
+
 /// An origin answering in `answers` order (cycling), with the status on each head's first
 /// line (200 when it is not one) and the request's `x-req` echoed in a `Set-Cookie`.
 fn origin(
@@ -37,7 +40,7 @@ fn origin(
     Request<Full<Bytes>>,
     Response = Response<Full<Bytes>>,
     Error = Infallible,
-    Future = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>,
+    Future = Answered,
 > + Clone
        + Send
        + 'static {

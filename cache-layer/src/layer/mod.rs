@@ -108,8 +108,8 @@ mod fuzz_entry_points {
 
     #[test]
     fn drive_the_service_as_the_target_does() {
-        let input: &[u8] = b"/a\nhost: example.com\0200\ncache-control: max-age=60\n\
-            cache-tag: t\nconnection: x\nx: 1\0/a\nhost: example.com\0304\netag: \"a\"\0\
+        let input: &[u8] = b"/a\nhost: example.com\x00200\ncache-control: max-age=60\n\
+            cache-tag: t\nconnection: x\nx: 1\0/a\nhost: example.com\x00304\netag: \"a\"\0\
             /a\nhost: example.com\ncookie: s=1\ncache-control: no-cache\0\0\
             /a\nhost: example.com/x\0\0/a\nhost: example.com";
         assert_eq!(__fuzz::service(input), 5);
