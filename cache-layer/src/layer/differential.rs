@@ -229,6 +229,35 @@ fn lifetime_class(status: StatusCode, response: &HeaderMap) -> Option<Known> {
     None
 }
 
+/// The other crate's policy for this exchange, as a shared cache.
+fn their_policy(
+    request_headers: &HeaderMap,
+    status: StatusCode,
+    response_headers: &HeaderMap,
+    now: SystemTime,
+) -> CachePolicy {
+    let mut request = Request::get("http://example.com/x")
+        .body(())
+        .expect("valid");
+    *request.headers_mut() = request_headers.clone();
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.headers_mut() = response_headers.clone();
+    CachePolicy::new_options(&request, &response, now, CacheOptions::default())
+}
+
+/// Whether our storage gate admits this exchange.
+fn we_admit(request_headers: &HeaderMap, status: StatusCode, response_headers: &HeaderMap) -> bool {
+    let cc = ResponseDirectives::parse(response_headers);
+    let exchange = Exchange::Http {
+        method: &Method::GET,
+        request: request_headers,
+        status,
+        has_default_ttl: false,
+    };
+    admit(exchange, response_headers.clone(), &cc).is_ok()
+}
+
 #[test]
 fn storability_and_freshness_agree_with_http_cache_semantics_or_a_documented_rfc_choice() {
     let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
@@ -236,22 +265,8 @@ fn storability_and_freshness_agree_with_http_cache_semantics_or_a_documented_rfc
     let mut compared = 0;
     for _ in 0..20_000 {
         let (request_headers, status, response_headers) = exchange(&mut stream, now);
-        let mut request = Request::get("http://example.com/x")
-            .body(())
-            .expect("valid");
-        *request.headers_mut() = request_headers.clone();
-        let mut response = Response::new(());
-        *response.status_mut() = status;
-        *response.headers_mut() = response_headers.clone();
-        let theirs = CachePolicy::new_options(&request, &response, now, CacheOptions::default());
-        let cc = ResponseDirectives::parse(&response_headers);
-        let exchange = Exchange::Http {
-            method: &Method::GET,
-            request: &request_headers,
-            status,
-            has_default_ttl: false,
-        };
-        let ours = admit(exchange, response_headers.clone(), &cc).is_ok();
+        let theirs = their_policy(&request_headers, status, &response_headers, now);
+        let ours = we_admit(&request_headers, status, &response_headers);
         if ours != theirs.is_storable() {
             let class = storability_class(&request_headers, status, &response_headers, ours);
             assert!(
@@ -264,6 +279,7 @@ fn storability_and_freshness_agree_with_http_cache_semantics_or_a_documented_rfc
         if !ours {
             continue;
         }
+        let cc = ResponseDirectives::parse(&response_headers);
         let lifetime = lifetime_of(status, &response_headers, &cc, None, now);
         let ours = if cc.no_cache {
             Duration::ZERO
@@ -285,4 +301,33 @@ fn storability_and_freshness_agree_with_http_cache_semantics_or_a_documented_rfc
         compared > 1_000,
         "only {compared} storable responses compared"
     );
+}
+
+/// One rule admits no exception: what the other crate refuses to store for privacy
+/// (`no-store`, `private`, an `Authorization` request the response does not explicitly share),
+/// we refuse too.
+#[test]
+fn what_http_cache_semantics_refuses_for_privacy_we_refuse_too() {
+    let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let mut stream = Stream(0x0bad_5eed_1234_5678);
+    let mut checked = 0;
+    for _ in 0..20_000 {
+        let (request_headers, status, response_headers) = exchange(&mut stream, now);
+        let says = |d| has(&response_headers, &CACHE_CONTROL, d);
+        let shares = ["public", "s-maxage", "must-revalidate"]
+            .into_iter()
+            .any(says);
+        let privacy = says("no-store")
+            || says("private")
+            || request_headers.contains_key(AUTHORIZATION) && !shares;
+        let theirs = their_policy(&request_headers, status, &response_headers, now);
+        if privacy && !theirs.is_storable() {
+            checked += 1;
+            assert!(
+                !we_admit(&request_headers, status, &response_headers),
+                "stored: {status} {request_headers:?} {response_headers:?}"
+            );
+        }
+    }
+    assert!(checked > 1_000, "only {checked} private exchanges checked");
 }
