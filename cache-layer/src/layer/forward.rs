@@ -146,7 +146,8 @@ pub(crate) async fn fetch<S, ReqBody, ResBody>(
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: Body<Data = Bytes>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send + 'static,
 {
     let mut leader = None;
     if plan.coalesce {
@@ -343,7 +344,8 @@ pub(crate) async fn forward<S, ReqBody, ResBody>(
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: Body<Data = Bytes>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send + 'static,
 {
     let (mut parts, body) = request.into_parts();
     let method = parts.method.clone();
@@ -521,7 +523,7 @@ where
         return Ok(apply_preconditions(response, &method, &client));
     }
     let recording = Recording::new(config.max_body, pending);
-    let mut response = Response::from_parts(parts, CacheBody::tee(body, recording));
+    let mut response = Response::from_parts(parts, CacheBody::spooled(body, recording));
     status.append_to(response.headers_mut());
     Ok(apply_preconditions(response, &method, &client))
 }
