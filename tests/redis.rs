@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use cache_layer::{cached, invalidates, Cache};
 use serde::{Deserialize, Serialize};
 use support::redis_server::{RedisCluster, RedisServer};
+use support::relay::Relay;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct User {
@@ -28,6 +29,8 @@ struct Db {
     names: Arc<Mutex<HashMap<u64, String>>>,
     queries: Arc<AtomicUsize>,
     delay: Duration,
+    /// Every query fails (after `delay`).
+    fails: bool,
 }
 
 impl Db {
@@ -35,6 +38,9 @@ impl Db {
         self.queries.fetch_add(1, Ordering::SeqCst);
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
+        }
+        if self.fails {
+            return Err(DbError);
         }
         let name = self.names.lock().unwrap().get(&id).cloned();
         Ok(User {
@@ -80,6 +86,21 @@ fn tiered(server: &RedisServer, prefix: &str) -> Cache {
         .build()
         .expect("valid configuration")
 }
+
+/// A tiered instance with tight timeouts, so a paused Redis opens its breaker quickly.
+fn tiered_fast(server: &RedisServer, prefix: &str) -> Cache {
+    Cache::builder()
+        .tiered(server.url())
+        .key_prefix(prefix)
+        .redis_timeouts(Duration::from_millis(50), Duration::from_millis(100))
+        .build()
+        .expect("valid configuration")
+}
+
+/// The bound the crate docs state ("Invalidations when Redis is unreachable"): once Redis
+/// answers again, every instance serves the new value within it (default timeouts and the
+/// tight ones of these tests alike).
+const RECOVERY_BOUND: Duration = Duration::from_secs(2);
 
 fn shared(server: &RedisServer, prefix: &str) -> Cache {
     Cache::builder()
@@ -598,4 +619,534 @@ async fn tls_with_a_private_ca() {
 fn a_bad_redis_url_is_a_build_error() {
     let error = Cache::builder().redis("http://nope").build().unwrap_err();
     assert!(error.to_string().contains("invalid Redis URL"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_made_while_redis_is_paused_reaches_every_instance_after_it_resumes() {
+    let mut server = RedisServer::start();
+    let db = Db::default();
+    let a = Instance {
+        cache: tiered_fast(&server, "pause:"),
+        db: db.clone(),
+    };
+    let b = Instance {
+        cache: tiered_fast(&server, "pause:"),
+        db: db.clone(),
+    };
+    a.user(1).await.unwrap();
+    until_served_from_memory(&a, 1).await;
+    until_served_from_memory(&b, 1).await;
+
+    server.pause();
+    // Misses on a until its breaker opens.
+    let mut id = 100;
+    while a.cache.stats().store_errors < 3 {
+        a.user(id).await.unwrap();
+        id += 1;
+    }
+    a.rename(1, "Ada").await.unwrap();
+    assert_eq!(
+        a.user(1).await.unwrap().name,
+        "Ada",
+        "the writer reads its write"
+    );
+    server.resume();
+
+    let took = eventually(async || {
+        a.user(1).await.unwrap().name == "Ada" && b.user(1).await.unwrap().name == "Ada"
+    })
+    .await;
+    println!("both instances serve the new value {took:?} after Redis resumed");
+    assert!(took < RECOVERY_BOUND, "within the stated bound: {took:?}");
+    // And keep serving it once the breakers have closed and L1 is in use again.
+    let until = Instant::now() + Duration::from_millis(1_500);
+    while Instant::now() < until {
+        assert_eq!(a.user(1).await.unwrap().name, "Ada");
+        assert_eq!(b.user(1).await.unwrap().name, "Ada");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_waiter_loads_as_soon_as_a_failed_holder_releases_the_lock() {
+    let server = RedisServer::start();
+    let holder = Instance {
+        cache: shared(&server, "lf:"),
+        db: Db {
+            delay: Duration::from_millis(300),
+            fails: true,
+            ..Db::default()
+        },
+    };
+    let waiter = Instance {
+        cache: shared(&server, "lf:"),
+        db: Db::default(),
+    };
+    let held = {
+        let holder = holder.clone();
+        tokio::spawn(async move { holder.locked_user(7).await })
+    };
+    let mut raw = server.raw().await;
+    eventually(async || {
+        redis::cmd("EXISTS")
+            .arg("lf:l:locked:7")
+            .query_async::<bool>(&mut raw)
+            .await
+            .unwrap()
+    })
+    .await;
+    let started = Instant::now();
+    assert_eq!(waiter.locked_user(7).await.unwrap().id, 7);
+    let waited = started.elapsed();
+    assert_eq!(
+        held.await.unwrap(),
+        Err(DbError),
+        "the holder's load failed"
+    );
+    assert_eq!(waiter.db.queries(), 1, "the waiter loaded itself");
+    println!("the waiter returned after {waited:?} (lock: 5 s, holder failed after 300 ms)");
+    assert!(
+        waited < Duration::from_millis(2_500),
+        "stopped waiting when the lock was released, not after the lock's 5 s: {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn entries_with_absurd_deadlines_or_lengths_are_a_miss_then_healed() {
+    let server = RedisServer::start();
+    let db = Db::default();
+    let instance = Instance {
+        cache: shared(&server, "x:"),
+        db: db.clone(),
+    };
+    let mut raw = server.raw().await;
+    instance.user(99).await.unwrap();
+    let valid: Vec<u8> = redis::cmd("GET")
+        .arg("x:v:user:99")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let with_deadlines = |fresh: u64, stale: u64, expires: u64| {
+        let mut bytes = valid.clone();
+        bytes[9..17].copy_from_slice(&fresh.to_be_bytes());
+        bytes[17..25].copy_from_slice(&stale.to_be_bytes());
+        bytes[25..33].copy_from_slice(&expires.to_be_bytes());
+        bytes
+    };
+    let two_centuries = 200 * 365 * 24 * 3_600 * 1_000;
+    let hour = 3_600_000;
+    // The payload: {"id": 0, "name": <a str32 claiming 4 GiB>}.
+    let mut huge_string = valid[..33].to_vec();
+    huge_string.extend_from_slice(&[0x00, 0x00]);
+    huge_string.extend_from_slice(&[0x82, 0xa2, b'i', b'd', 0x00, 0xa4]);
+    huge_string.extend_from_slice(b"name");
+    huge_string.extend_from_slice(&[0xdb, 0xff, 0xff, 0xff, 0xff, b'x']);
+    // A tag count of 65,535 with no tags behind it.
+    let mut many_tags = valid[..33].to_vec();
+    many_tags.extend_from_slice(&[0xff, 0xff, 0x00, 0x05]);
+    let samples: Vec<Vec<u8>> = vec![
+        with_deadlines(u64::MAX, u64::MAX, u64::MAX),
+        with_deadlines(
+            now + two_centuries,
+            now + two_centuries,
+            now + two_centuries,
+        ),
+        with_deadlines(now + hour, now + hour, now + 1_000),
+        with_deadlines(now + hour, now + 1_000, now + hour),
+        huge_string,
+        many_tags,
+    ];
+    let count = samples.len();
+    for (id, bytes) in samples.into_iter().enumerate() {
+        let key = format!("x:v:user:{id}");
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(bytes)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let before = db.queries();
+        assert_eq!(instance.user(id as u64).await.unwrap().id, id as u64);
+        assert_eq!(db.queries(), before + 1, "sample {id} is a miss");
+        assert_eq!(instance.user(id as u64).await.unwrap().id, id as u64);
+        assert_eq!(db.queries(), before + 1, "sample {id} was overwritten");
+        let healed: Vec<u8> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let expires = u64::from_be_bytes(healed[25..33].try_into().unwrap());
+        assert!(
+            expires > now && expires < now + 2 * hour,
+            "healed with a real deadline"
+        );
+    }
+    assert_eq!(instance.cache.stats().decode_errors, count as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_dropped_after_its_write_still_invalidates_every_instance() {
+    let mut server = RedisServer::start();
+    let db = Db::default();
+    let a = Instance {
+        cache: tiered(&server, "drop:"),
+        db: db.clone(),
+    };
+    let b = Instance {
+        cache: tiered(&server, "drop:"),
+        db: db.clone(),
+    };
+    a.user(1).await.unwrap();
+    until_served_from_memory(&b, 1).await;
+
+    // The write commits, its invalidation waits on a frozen Redis, and the caller goes away
+    // (a client that disconnects at the wrong moment); then Redis answers again.
+    server.pause();
+    let write = a.rename(1, "Ada");
+    assert!(tokio::time::timeout(Duration::from_millis(30), write)
+        .await
+        .is_err());
+    assert_eq!(db.names.lock().unwrap()[&1], "Ada", "the write committed");
+    server.resume();
+
+    let took = eventually(async || {
+        a.user(1).await.unwrap().name == "Ada" && b.user(1).await.unwrap().name == "Ada"
+    })
+    .await;
+    assert!(took < RECOVERY_BOUND, "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_that_goes_silent_turns_memory_off() {
+    let server = RedisServer::start();
+    let relay = Relay::start(server.port()).await;
+    let db = Db::default();
+    let a = Instance {
+        cache: tiered_fast(&server, "hb:"),
+        db: db.clone(),
+    };
+    let b = Instance {
+        cache: Cache::builder()
+            .tiered(relay.url())
+            .key_prefix("hb:")
+            .redis_timeouts(Duration::from_millis(50), Duration::from_millis(100))
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+    };
+    a.user(1).await.unwrap();
+    until_served_from_memory(&b, 1).await;
+
+    // b's path to Redis stops forwarding without closing: it hears nothing, and nothing fails
+    // while it serves from memory.
+    relay.freeze();
+    a.rename(1, "Ada").await.unwrap();
+    let took = eventually(async || b.user(1).await.unwrap().name == "Ada").await;
+    println!("the silent instance stopped serving its memory copy after {took:?}");
+    assert!(took < RECOVERY_BOUND, "{took:?}");
+
+    relay.thaw();
+    until_served_from_memory(&b, 1).await;
+    assert_eq!(b.user(1).await.unwrap().name, "Ada");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_racing_an_invalidation_leaves_no_stale_copy_in_memory() {
+    let server = RedisServer::start();
+    let relay = Relay::start(server.port()).await;
+    let db = Db::default();
+    let a = Instance {
+        cache: tiered(&server, "race:"),
+        db: db.clone(),
+    };
+    // Generous timeouts: b's replies are held on purpose below.
+    let b = Instance {
+        cache: Cache::builder()
+            .tiered(relay.url())
+            .key_prefix("race:")
+            .redis_timeouts(Duration::from_secs(3), Duration::from_secs(3))
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+    };
+    a.user(1).await.unwrap();
+    until_served_from_memory(&b, 2).await;
+
+    // b reads user 1 (the old value) from Redis, but hears the invalidation before the reply.
+    relay.hold_replies();
+    let read = {
+        let b = b.clone();
+        tokio::spawn(async move { b.user(1).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.rename(1, "Ada").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    relay.release_subscribers();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    relay.release_all();
+    assert_eq!(
+        read.await.unwrap().unwrap().name,
+        "user1",
+        "the read began before the write"
+    );
+    assert_eq!(
+        b.user(1).await.unwrap().name,
+        "Ada",
+        "the old value was not kept in memory"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tag_sets_stay_complete_under_concurrent_writes_and_invalidations() {
+    let server = RedisServer::start();
+    let db = Db::default();
+    let writers: Vec<Instance> = (0..4)
+        .map(|_| Instance {
+            cache: shared(&server, "cc:"),
+            db: db.clone(),
+        })
+        .collect();
+    let invalidator = shared(&server, "cc:");
+    let mut tasks = Vec::new();
+    for (n, writer) in writers.iter().enumerate() {
+        let writer = writer.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..150u64 {
+                writer.user(n as u64 * 1_000 + i).await.unwrap();
+            }
+        }));
+    }
+    let invalidations = tokio::spawn(async move {
+        for _ in 0..150 {
+            invalidator.invalidate("users").await;
+        }
+        invalidator
+    });
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let invalidator = invalidations.await.unwrap();
+    invalidator.invalidate("users").await;
+    let mut raw = server.raw().await;
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg("cc:v:*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(
+        left.is_empty(),
+        "every entry stays reachable from its tag: {} survived",
+        left.len()
+    );
+    assert_eq!(
+        writers
+            .iter()
+            .map(|w| w.cache.stats().store_errors)
+            .sum::<u64>(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn tag_sets_are_pruned_and_bounded() {
+    let server = RedisServer::start();
+    let db = Db::default();
+    let instance = Instance {
+        cache: shared(&server, "tb:"),
+        db: db.clone(),
+    };
+    let mut raw = server.raw().await;
+    // Two members whose entries are gone: pruned by the next write to the set.
+    let _: () = redis::cmd("SADD")
+        .arg("tb:t:users")
+        .arg("tb:v:gone:1")
+        .arg("tb:v:gone:2")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    instance.user(1).await.unwrap();
+    let members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg("tb:t:users")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(members, vec!["tb:v:user:1".to_owned()]);
+
+    // A set at its bound of live entries: a write evicts entries, never orphans them.
+    const BOUND: usize = 10_000;
+    let keys: Vec<String> = (0..BOUND).map(|i| format!("tb:v:filler:{i}")).collect();
+    let mut mset = redis::cmd("MSET");
+    for key in &keys {
+        mset.arg(key).arg("x");
+    }
+    let _: () = mset.query_async(&mut raw).await.unwrap();
+    let _: () = redis::cmd("SADD")
+        .arg("tb:t:users")
+        .arg(&keys)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    instance.user(2).await.unwrap();
+    // The write after a miss runs off the caller's path: wait until it has landed, then read
+    // the keys and the set in one transaction, so the read never straddles a write.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let landed: bool = redis::cmd("SISMEMBER")
+            .arg("tb:t:users")
+            .arg("tb:v:user:2")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        if landed || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (size, live, members): (usize, Vec<String>, std::collections::HashSet<String>) =
+        redis::pipe()
+            .atomic()
+            .cmd("SCARD")
+            .arg("tb:t:users")
+            .cmd("KEYS")
+            .arg("tb:v:*")
+            .cmd("SMEMBERS")
+            .arg("tb:t:users")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    assert!(size <= BOUND, "bounded: {size}");
+    assert!(members.contains("tb:v:user:2"), "the new entry is a member");
+    let orphans = live.iter().filter(|k| !members.contains(*k)).count();
+    assert_eq!(orphans, 0, "no entry outlives its tag membership");
+    assert_eq!(instance.cache.stats().store_errors, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_about_one_key_is_a_miss_for_that_key_not_an_outage() {
+    let server = RedisServer::start();
+    let db = Db::default();
+    let instance = Instance {
+        cache: tiered(&server, "wt:"),
+        db: db.clone(),
+    };
+    let mut raw = server.raw().await;
+    instance.user(1).await.unwrap();
+    until_served_from_memory(&instance, 1).await;
+    // Another program's lists under our keys: each read of them fails (WRONGTYPE).
+    for id in 10..20 {
+        let _: () = redis::cmd("RPUSH")
+            .arg(format!("wt:v:user:{id}"))
+            .arg("not ours")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    }
+    // Read at once, so that no success in between resets the breaker's count.
+    let barrier = Arc::new(tokio::sync::Barrier::new(10));
+    let reads: Vec<_> = (10..20)
+        .map(|id| {
+            let (instance, barrier) = (instance.clone(), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                instance.user(id).await
+            })
+        })
+        .collect();
+    for read in reads {
+        assert!(read.await.unwrap().is_ok());
+    }
+    assert!(instance.cache.stats().store_errors >= 10);
+    // Redis was not taken for down: memory (which an outage empties) still serves user 1.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (before, queries) = (instance.cache.stats(), db.queries());
+    assert_eq!(instance.user(1).await.unwrap().id, 1);
+    let after = instance.cache.stats();
+    assert_eq!(
+        (after.hits, after.shared_hits, db.queries()),
+        (before.hits + 1, before.shared_hits, queries),
+        "served from memory"
+    );
+}
+
+#[tokio::test]
+async fn a_miss_on_a_redis_frozen_while_connecting_waits_one_budget_not_one_per_operation() {
+    let mut server = RedisServer::start();
+    let db = Db::default();
+    // One budget: 300 ms to connect + 200 ms for the operation.
+    let instance = Instance {
+        cache: Cache::builder()
+            .redis(server.url())
+            .key_prefix("bud:")
+            .redis_timeouts(Duration::from_millis(200), Duration::from_millis(300))
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+    };
+    server.pause();
+    let started = Instant::now();
+    assert_eq!(instance.user(1).await.unwrap().id, 1);
+    let took = started.elapsed();
+    server.resume();
+    println!("a miss while Redis froze during the connection took {took:?}");
+    assert!(
+        took < Duration::from_millis(800),
+        "the read's budget (500 ms), and the write off the caller's path: {took:?}"
+    );
+    // The write still happens once Redis answers.
+    let mut raw = server.raw().await;
+    eventually(async || {
+        instance.user(2).await.unwrap();
+        redis::cmd("EXISTS")
+            .arg("bud:v:user:2")
+            .query_async::<bool>(&mut raw)
+            .await
+            .unwrap()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_lost_invalidations_than_are_kept_empty_every_instances_memory() {
+    let server = RedisServer::start();
+    let relay = Relay::start(server.port()).await;
+    let db = Db::default();
+    let a = Instance {
+        cache: Cache::builder()
+            .tiered(relay.url())
+            .key_prefix("of:")
+            .redis_timeouts(Duration::from_millis(50), Duration::from_millis(100))
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+    };
+    let b = Instance {
+        cache: tiered_fast(&server, "of:"),
+        db: db.clone(),
+    };
+    a.user(1).await.unwrap();
+    until_served_from_memory(&b, 1).await;
+
+    // a alone is cut off from Redis, long enough for its breaker to open.
+    relay.freeze();
+    let mut id = 100;
+    while a.cache.stats().store_errors < 3 {
+        a.user(id).await.unwrap();
+        id += 1;
+    }
+    for i in 0..1_025 {
+        a.cache.invalidate(&format!("other:{i}")).await;
+    }
+    relay.thaw();
+    // Names were forgotten: once a reaches Redis again, b empties its memory.
+    let took = eventually(async || {
+        let before = b.cache.stats().shared_hits;
+        b.user(1).await.unwrap();
+        b.cache.stats().shared_hits > before
+    })
+    .await;
+    assert!(took < RECOVERY_BOUND, "{took:?}");
 }

@@ -1,14 +1,16 @@
 //! The [`Cache`] handle and its builder.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use crate::entry::Entry;
 use crate::flight::Flights;
 use crate::invalidation::InvalidationLog;
 use crate::stats::{Counter, Counters, Stats};
-use crate::store::{MemoryStore, RedisConfig, RedisStore, Remote};
+use crate::store::{MemoryStore, Queued, RedisConfig, RedisStore, Remote};
 
 /// A cache: stores, single-flight, invalidation and counters behind one cheap-to-clone handle.
 ///
@@ -74,6 +76,27 @@ impl Inner {
         self.flights.forget(name);
         self.memory.invalidate(name);
     }
+
+    /// Empties the memory tier, for when invalidations may have been missed; reads and loads
+    /// that began before are not stored.
+    pub(crate) fn invalidate_everything_local(&self) {
+        self.log.record_everything();
+        self.memory.invalidate_all();
+    }
+}
+
+/// Runs `task` off the caller's path, on the current Tokio runtime. It is polled once first, so
+/// that what it sends first on the multiplexed Redis connection goes out before anything the
+/// caller sends next (a read after a write still finds it). Outside a runtime it runs in place.
+pub(crate) async fn detach<F: Future<Output = ()> + Send + 'static>(task: F) {
+    let mut task = Box::pin(task);
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return task.await;
+    };
+    let mut context = Context::from_waker(Waker::noop());
+    if task.as_mut().poll(&mut context).is_pending() {
+        runtime.spawn(task);
+    }
 }
 
 static GLOBAL: OnceLock<Cache> = OnceLock::new();
@@ -115,13 +138,47 @@ impl Cache {
     /// were in flight for them discard their (possibly outdated) result instead of storing it.
     ///
     /// This is what `#[invalidates(...)]` calls after a writer succeeds.
+    ///
+    /// # With Redis
+    /// The entries are deleted from Redis and every instance is told over pub/sub, on a task of
+    /// its own: it completes even if the caller stops waiting. An invalidation that cannot
+    /// reach Redis (down, slow, breaker open) is kept and replayed before Redis is used again;
+    /// see the crate docs, "Invalidations when Redis is unreachable", for the bound.
     pub async fn invalidate(&self, name: &str) {
+        self.invalidate_names(vec![name.to_owned()]).await;
+    }
+
+    /// [`Cache::invalidate`] for each of `names`: in this process at once, in Redis and the
+    /// other instances on a spawned task that the caller awaits but cannot cancel.
+    pub(crate) async fn invalidate_names(&self, names: Vec<String>) {
         let inner = &*self.inner;
-        inner.counters.add(Counter::Invalidation);
-        tracing::debug!(cache = inner.counters.name(), name, "invalidate");
-        inner.invalidate_local(name);
-        if let Some(remote) = &inner.remote {
-            remote.store.invalidate(name).await;
+        for name in &names {
+            inner.counters.add(Counter::Invalidation);
+            tracing::debug!(cache = inner.counters.name(), name, "invalidate");
+            inner.invalidate_local(name);
+        }
+        if self.remote().is_none() {
+            return;
+        }
+        let cache = self.clone();
+        let shared = async move { cache.invalidate_shared(&names).await };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let _ = runtime.spawn(shared).await;
+            }
+            Err(_) => shared.await,
+        }
+    }
+
+    async fn invalidate_shared(&self, names: &[String]) {
+        let Some(remote) = &self.inner.remote else {
+            return;
+        };
+        for name in names {
+            if remote.store.invalidate(name).await == Some(Queued::Overflowed) {
+                // Names were forgotten: whatever memory holds may be one of them.
+                self.inner.invalidate_everything_local();
+            }
         }
     }
 
@@ -189,21 +246,14 @@ impl Cache {
         if let Some(memory) = inner.local() {
             memory.insert(key, Arc::clone(&entry));
         }
-        let remote = self.remote();
-        if let (Some(remote), Some(bytes)) = (remote, encoded) {
-            let ttl = entry
-                .deadlines
-                .expires_at
-                .saturating_duration_since(crate::clock::now());
-            remote.store.set(key, bytes, ttl, &entry.tags).await;
+        if let (Some(_), Some(bytes)) = (self.remote(), encoded) {
+            let (cache, key, entry) = (self.clone(), key.to_owned(), Arc::clone(&entry));
+            detach(async move { cache.store_shared(&key, bytes, &entry, since).await }).await;
         }
         inner.counters.add(Counter::Insert);
         // Checked after the insert: an invalidation either removed our entry or is in the log.
         if inner.log.touched_since(since, key, &entry.tags) {
             inner.memory.remove(key);
-            if let Some(remote) = remote {
-                remote.store.delete(key).await;
-            }
             tracing::debug!(
                 cache = inner.counters.name(),
                 key,
@@ -212,6 +262,24 @@ impl Cache {
             return false;
         }
         true
+    }
+
+    /// The shared tier's part of [`Cache::store`], off the caller's path: writes `bytes`, then
+    /// deletes them again if `key` or a tag was invalidated by name since the load began (an
+    /// invalidation either deleted our write or is in the log). Emptying memory, for missed
+    /// invalidations, says nothing against a value just loaded from the source.
+    async fn store_shared(&self, key: &str, bytes: Vec<u8>, entry: &Entry, since: u64) {
+        let Some(remote) = &self.inner.remote else {
+            return;
+        };
+        let ttl = entry
+            .deadlines
+            .expires_at
+            .saturating_duration_since(crate::clock::now());
+        remote.store.set(key, bytes, ttl, &entry.tags).await;
+        if self.inner.log.named_since(since, key, &entry.tags) {
+            remote.store.delete(key).await;
+        }
     }
 }
 
@@ -262,9 +330,11 @@ impl CacheBuilder {
         self
     }
 
-    /// The in-memory store's budget in bytes (default 64 MiB). Entries are weighed by their
-    /// key, tags, inline size and heap data; the least recently used go first when the
-    /// budget is exceeded.
+    /// The in-memory store's budget in bytes (default 64 MiB). Entries are weighed by what
+    /// they hold: key, tags and their index slots, inline size and heap data, and the store's
+    /// own cost per entry (calibrated against a counting allocator to within 25%); the least
+    /// recently used go first when the budget is exceeded. Under any traffic the process
+    /// holds about the budget plus a fixed few MiB (docs/caching-and-performance.md, "Memory").
     ///
     /// Besides the budget, each thread that reads the cache keeps copies of the last entries it
     /// read (64, of at most 16 KiB each), so a repeated read of a hot key touches no shared
@@ -343,7 +413,8 @@ impl CacheBuilder {
     }
 
     /// How long one Redis operation may take before the call falls back (default 100 ms), and
-    /// how long connecting may take (default 250 ms).
+    /// how long connecting may take (default 250 ms). Together they are the most a call waits
+    /// for Redis: only its read is on its path; the write after a miss runs in the background.
     pub fn redis_timeouts(mut self, operation: Duration, connect: Duration) -> Self {
         self.redis_timeout = operation;
         self.redis_connect_timeout = connect;

@@ -9,17 +9,28 @@ use std::sync::{Mutex, PoisonError};
 /// How many recent invalidations are remembered by name. A load that began before the oldest
 /// remembered one is not stored at all (it cannot prove it was not invalidated).
 const REMEMBERED: usize = 4096;
+/// The most bytes of names remembered: names come from outside too (the URLs of unsafe
+/// requests), so the log is bounded in bytes as well as in count.
+const REMEMBERED_BYTES: usize = 1 << 20;
 
 pub(crate) struct InvalidationLog {
     seq: AtomicU64,
-    recent: Mutex<VecDeque<(u64, Box<str>)>>,
+    recent: Mutex<Recent>,
+}
+
+/// The remembered invalidations, oldest first, and the bytes of their names.
+#[derive(Default)]
+struct Recent {
+    /// `None` stands for "everything" (the memory tier was emptied).
+    names: VecDeque<(u64, Option<Box<str>>)>,
+    bytes: usize,
 }
 
 impl InvalidationLog {
     pub(crate) fn new() -> Self {
         InvalidationLog {
             seq: AtomicU64::new(0),
-            recent: Mutex::new(VecDeque::with_capacity(64)),
+            recent: Mutex::new(Recent::default()),
         }
     }
 
@@ -31,21 +42,46 @@ impl InvalidationLog {
     /// Records an invalidation of `name`. Must run *before* the entries are removed, so that a
     /// concurrent insert either is removed or sees this record.
     pub(crate) fn record(&self, name: &str) {
-        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
-        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
-        if recent.len() == REMEMBERED {
-            recent.pop_front();
-        }
-        recent.push_back((seq, name.into()));
+        self.push(Some(name.into()));
     }
 
-    /// Whether `key` or any of `tags` was invalidated after `since`. Must run *after* the entry
-    /// was inserted.
+    /// Records that everything was invalidated (the memory tier is being emptied): no load or
+    /// read that began before is kept. Must run before the entries are removed.
+    pub(crate) fn record_everything(&self) {
+        self.push(None);
+    }
+
+    fn push(&self, name: Option<Box<str>>) {
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        recent.bytes += name.as_ref().map_or(0, |n| n.len());
+        recent.names.push_back((seq, name));
+        while recent.names.len() > REMEMBERED || recent.bytes > REMEMBERED_BYTES {
+            let Some((_, oldest)) = recent.names.pop_front() else {
+                break;
+            };
+            recent.bytes -= oldest.map_or(0, |n| n.len());
+        }
+    }
+
+    /// Whether `key` or any of `tags` was invalidated after `since`, by name or by emptying
+    /// the memory tier. Must run *after* the entry was inserted.
     pub(crate) fn touched_since(&self, since: u64, key: &str, tags: &[Box<str>]) -> bool {
+        self.touched(since, key, tags, true)
+    }
+
+    /// Whether `key` or any of `tags` was invalidated by name after `since` (what makes a
+    /// loaded value outdated everywhere, not only in memory).
+    pub(crate) fn named_since(&self, since: u64, key: &str, tags: &[Box<str>]) -> bool {
+        self.touched(since, key, tags, false)
+    }
+
+    fn touched(&self, since: u64, key: &str, tags: &[Box<str>], everything: bool) -> bool {
         if self.seq.load(Ordering::SeqCst) == since {
             return false;
         }
         let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let recent = &recent.names;
         match recent.front() {
             Some((oldest, _)) if *oldest > since + 1 => return true,
             None => return true,
@@ -55,7 +91,10 @@ impl InvalidationLog {
             .iter()
             .rev()
             .take_while(|(seq, _)| *seq > since)
-            .any(|(_, name)| &**name == key || tags.iter().any(|t| t == name))
+            .any(|(_, name)| match name {
+                None => everything,
+                Some(name) => &**name == key || tags.iter().any(|t| t == name),
+            })
     }
 }
 
@@ -77,12 +116,46 @@ mod tests {
     }
 
     #[test]
+    fn everything_touches_every_key() {
+        let log = InvalidationLog::new();
+        let start = log.current();
+        log.record_everything();
+        assert!(log.touched_since(start, "user:1", &[]));
+        assert!(!log.named_since(start, "user:1", &[]));
+        assert!(!log.touched_since(log.current(), "user:1", &[]));
+    }
+
+    #[test]
     fn forgotten_history_is_treated_as_touched() {
         let log = InvalidationLog::new();
         let start = log.current();
         for i in 0..REMEMBERED + 2 {
             log.record(&format!("other:{i}"));
         }
+        assert!(log.touched_since(start, "user:1", &[]));
+    }
+
+    #[test]
+    fn long_names_are_bounded_in_bytes() {
+        let log = InvalidationLog::new();
+        let start = log.current();
+        let long = "x".repeat(100_000);
+        for _ in 0..100 {
+            log.record(&long);
+        }
+        let recent = log.recent.lock().unwrap();
+        assert!(recent.bytes <= REMEMBERED_BYTES);
+        assert_eq!(
+            recent.bytes,
+            recent
+                .names
+                .iter()
+                .map(|(_, n)| n.as_ref().map_or(0, |n| n.len()))
+                .sum::<usize>()
+        );
+        assert_eq!(recent.names.len(), REMEMBERED_BYTES / long.len());
+        drop(recent);
+        // What was forgotten still counts as touched.
         assert!(log.touched_since(start, "user:1", &[]));
     }
 }

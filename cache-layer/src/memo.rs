@@ -60,6 +60,58 @@ impl Site {
     }
 }
 
+/// What a `#[cached]` function decides from the value it loaded: `ttl_from` (a fresh period
+/// from the value; `None` keeps the site's `ttl`) and `cache_if` (whether to store it at all).
+/// Negative entries (`None` with `none_ttl`) keep the site's rules.
+pub struct Policy<T> {
+    /// The fresh period of this value, if it decides one.
+    pub ttl_from: Option<TtlFrom<T>>,
+    /// Whether this value is stored.
+    pub cache_if: Option<CacheIf<T>>,
+}
+
+/// `ttl_from`: a value's fresh period, or `None` for the site's `ttl`.
+pub type TtlFrom<T> = fn(&T) -> Option<Duration>;
+
+/// `cache_if`: whether a value is stored.
+pub type CacheIf<T> = fn(&T) -> bool;
+
+impl<T> Policy<T> {
+    /// The lifetime of a value under these policies; `None` when it is not stored. A TTL from
+    /// the value is an upper bound: jitter only shortens it (a token valid for 60 s is never
+    /// served at 61 s), and the site's `stale` windows follow it.
+    fn lifetime(&self, site: &Site, value: Option<&T>, default_jitter: f64) -> Option<Lifetime> {
+        let mut lifetime = site.lifetime();
+        let Some(value) = value else {
+            return Some(lifetime);
+        };
+        if self.cache_if.is_some_and(|keep| !keep(value)) {
+            return None;
+        }
+        if let Some(ttl) = self.ttl_from.and_then(|ttl_from| ttl_from(value)) {
+            let jitter = site.jitter.unwrap_or(default_jitter).clamp(0.0, 1.0);
+            let shortened = ttl
+                .min(clock::HORIZON)
+                .mul_f64(1.0 - jitter * fastrand::f64());
+            if shortened.is_zero() {
+                return None;
+            }
+            lifetime.ttl = shortened;
+            lifetime.jitter = Some(0.0);
+        }
+        Some(lifetime)
+    }
+}
+
+impl<T> Default for Policy<T> {
+    fn default() -> Self {
+        Policy {
+            ttl_from: None,
+            cache_if: None,
+        }
+    }
+}
+
 /// The answer of [`lookup`].
 pub enum Lookup<'a, R, S> {
     /// A fresh value.
@@ -173,13 +225,15 @@ where
     }
 }
 
-/// The entry the shared tier holds for `key`, decoded, and copied into L1 when L1 is usable.
-/// Bytes that do not decode as `V` are a miss (counted and logged); the next store overwrites
-/// them.
+/// The entry the shared tier holds for `key`, decoded, and copied into L1 when L1 is usable
+/// and neither `key` nor its tags were invalidated while it was being read (a read racing an
+/// invalidation must not leave a stale copy in memory). Bytes that do not decode as `V` are a
+/// miss (counted and logged); the next store overwrites them.
 async fn remote_entry<V: Cacheable>(cache: &Cache, key: &str) -> Option<Arc<Entry>> {
     let remote = cache.remote()?;
-    let bytes = remote.store.get(key).await?;
     let inner = cache.inner();
+    let since = inner.log.current();
+    let bytes = remote.store.get(key).await?;
     let decoded = match codec::decode::<V>(&bytes) {
         Ok(decoded) => decoded,
         Err(error) => {
@@ -202,6 +256,10 @@ async fn remote_entry<V: Cacheable>(cache: &Cache, key: &str) -> Option<Arc<Entr
     ));
     if let Some(memory) = inner.local() {
         memory.insert(key, Arc::clone(&entry));
+        // Checked after the insert: an invalidation either removed our copy or is in the log.
+        if inner.log.touched_since(since, key, &entry.tags) {
+            memory.remove(key);
+        }
     }
     Some(entry)
 }
@@ -224,7 +282,12 @@ impl<S> Miss<'_, S> {
     /// One caller runs its loader; the others wait for its value (a bounded time, then they
     /// load themselves). If the leader is cancelled, panics or fails, a waiter takes over with
     /// its own loader. A failed load is never cached.
-    pub async fn load<R, F>(self, tags: Vec<String>, load: F) -> R
+    pub async fn load<R, F>(
+        self,
+        tags: Vec<String>,
+        policy: Policy<<S as Shape<R>>::Success>,
+        load: F,
+    ) -> R
     where
         S: Shape<R>,
         S::Value: Cacheable,
@@ -232,10 +295,15 @@ impl<S> Miss<'_, S> {
     {
         // Boxed: the miss path's state (the loader, waiting, the shared tier) would otherwise
         // make every call's future, hits included, as large as all of it.
-        Box::pin(self.load_unboxed(tags, load)).await
+        Box::pin(self.load_unboxed(tags, policy, load)).await
     }
 
-    async fn load_unboxed<R, F>(self, tags: Vec<String>, load: F) -> R
+    async fn load_unboxed<R, F>(
+        self,
+        tags: Vec<String>,
+        policy: Policy<<S as Shape<R>>::Success>,
+        load: F,
+    ) -> R
     where
         S: Shape<R>,
         S::Value: Cacheable,
@@ -245,7 +313,7 @@ impl<S> Miss<'_, S> {
         let tags: Box<[Box<str>]> = tags.into_iter().map(String::into_boxed_str).collect();
         loop {
             match inner.flights.join(self.key, &tags) {
-                Join::Lead(leader) => return self.run(load, &tags, Some(leader)).await,
+                Join::Lead(leader) => return self.run(load, &tags, &policy, Some(leader)).await,
                 Join::Wait(waiter) => {
                     inner.counters.add(Counter::Coalesced);
                     match waiter.wait(inner.max_wait).await {
@@ -253,7 +321,7 @@ impl<S> Miss<'_, S> {
                             if let Some(value) = value.downcast_ref::<S::Value>() {
                                 return S::rebuild(value.clone());
                             }
-                            return self.run(load, &tags, None).await;
+                            return self.run(load, &tags, &policy, None).await;
                         }
                         Waited::TimedOut => {
                             tracing::warn!(
@@ -262,7 +330,7 @@ impl<S> Miss<'_, S> {
                                 key = self.key,
                                 "waited too long for a concurrent load; loading independently"
                             );
-                            return self.run(load, &tags, None).await;
+                            return self.run(load, &tags, &policy, None).await;
                         }
                         Waited::Retry => {
                             if let Some(hit) = self.fresh::<R>() {
@@ -286,7 +354,13 @@ impl<S> Miss<'_, S> {
         (entry.age(clock::now()) == Age::Fresh).then(|| S::rebuild(value.clone()))
     }
 
-    async fn run<R, F>(&self, load: F, tags: &[Box<str>], leader: Option<Leader>) -> R
+    async fn run<R, F>(
+        &self,
+        load: F,
+        tags: &[Box<str>],
+        policy: &Policy<<S as Shape<R>>::Success>,
+        leader: Option<Leader>,
+    ) -> R
     where
         S: Shape<R>,
         S::Value: Cacheable,
@@ -311,9 +385,16 @@ impl<S> Miss<'_, S> {
             }
         }
         let (result, stored) =
-            load_and_store::<R, S, F>(self.cache, self.site, self.key, tags, load).await;
-        if let (Some(token), Some(remote)) = (held_lock, self.cache.remote()) {
-            remote.store.unlock(self.key, &token).await;
+            load_and_store::<R, S, F>(self.cache, self.site, self.key, tags, policy, load).await;
+        if let (Some(token), Some(_)) = (held_lock, self.cache.remote()) {
+            // Off the caller's path, sent after the value's write (see `detach`).
+            let (cache, key) = (self.cache.clone(), self.key.to_owned());
+            crate::cache::detach(async move {
+                if let Some(remote) = cache.remote() {
+                    remote.store.unlock(&key, &token).await;
+                }
+            })
+            .await;
         }
         if let Some(value) = stored {
             if let Some(leader) = leader {
@@ -344,21 +425,30 @@ impl<S> Miss<'_, S> {
 }
 
 impl<S> Miss<'_, S> {
-    /// Another instance holds the load lock: poll the shared tier for its value, at most for
-    /// the lock's time (a crashed holder's lock expires by then).
+    /// Another instance holds the load lock: poll the shared tier for its value until the
+    /// lock is released (then read once more and, without a value, load at once: the holder
+    /// failed) or, at most, for the lock's time (a crashed holder's lock expires by then).
     async fn wait_for_other_instance<R>(&self, lock: Duration) -> Option<Arc<Entry>>
     where
         S: Shape<R>,
         S::Value: Cacheable,
     {
-        let deadline = clock::now() + lock;
+        let deadline = clock::after(clock::now(), lock);
         while clock::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
+            // Checked before the read: a holder stores its value before it unlocks.
+            let released = match self.cache.remote() {
+                Some(remote) => remote.store.lock_held(self.key).await == Some(false),
+                None => true,
+            };
             if let Some(entry) = remote_entry::<S::Value>(self.cache, self.key).await {
                 if entry.age(clock::now()) == Age::Fresh {
                     self.cache.inner().counters.add(Counter::Coalesced);
                     return Some(entry);
                 }
+            }
+            if released {
+                return None;
             }
         }
         None
@@ -378,9 +468,10 @@ impl<S> Refresh<S> {
     /// Runs `load` on the Tokio runtime and stores its value, tagged with `tags`; the caller
     /// returns the stale value without waiting. Outside a Tokio runtime nothing is spawned and
     /// the entry is refreshed by a later miss.
-    pub fn spawn<R, F>(self, tags: Vec<String>, load: F)
+    pub fn spawn<R, F>(self, tags: Vec<String>, policy: Policy<<S as Shape<R>>::Success>, load: F)
     where
         S: Shape<R>,
+        S::Success: 'static,
         S::Value: Cacheable,
         R: Send + 'static,
         F: Future<Output = R> + Send + 'static,
@@ -402,7 +493,8 @@ impl<S> Refresh<S> {
             let Join::Lead(leader) = cache.inner().flights.join(&key, &tags) else {
                 return;
             };
-            let (_, stored) = load_and_store::<R, S, F>(&cache, site, &key, &tags, load).await;
+            let (_, stored) =
+                load_and_store::<R, S, F>(&cache, site, &key, &tags, &policy, load).await;
             if let Some(value) = stored {
                 leader.complete(value);
             }
@@ -418,6 +510,7 @@ async fn load_and_store<R, S, F>(
     site: &'static Site,
     key: &str,
     tags: &[Box<str>],
+    policy: &Policy<<S as Shape<R>>::Success>,
     load: F,
 ) -> (R, Option<Value>)
 where
@@ -432,7 +525,10 @@ where
     let result = load.await;
     inner.counters.record_load(started.elapsed());
     let (value, lifetime) = match S::classify(&result) {
-        Outcome::Value(value) => (value, Some(site.lifetime())),
+        Outcome::Value(value) => (
+            value,
+            policy.lifetime(site, S::success(value), inner.jitter),
+        ),
         Outcome::Negative(value) => (value, site.negative_lifetime()),
         Outcome::Failure => {
             inner.counters.add(Counter::LoadError);
@@ -476,7 +572,10 @@ fn weigh<V: serde::Serialize>(key: &str, tags: &[Box<str>], value: &V) -> u32 {
     let _ = rmp_serde::encode::write(&mut heap, value);
     let bytes = ENTRY_OVERHEAD
         + key.len()
-        + tags.iter().map(|t| t.len() + 16).sum::<usize>()
+        // Each tag: its text, its slot and its allocation.
+        + tags.iter().map(|t| t.len() + 32).sum::<usize>()
+        // The value's `Arc`: its counts and its allocation.
+        + 32
         + std::mem::size_of::<V>()
         + heap.0;
     u32::try_from(bytes).unwrap_or(u32::MAX)

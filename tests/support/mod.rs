@@ -4,3 +4,4 @@
 
 pub mod loopback;
 pub mod redis_server;
+pub mod relay;

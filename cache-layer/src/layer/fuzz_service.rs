@@ -29,8 +29,8 @@ fn fields(head: &[u8]) -> (&[u8], Vec<(HeaderName, HeaderValue)>) {
     (first, fields)
 }
 
-/// What the fuzzed origin answers.
-type Answered = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>;
+/// What the fuzzed origin answers with.
+type Answer = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>;
 
 /// An origin answering in `answers` order (cycling), with the status on each head's first
 /// line (200 when it is not one) and the request's `x-req` echoed in a `Set-Cookie`.
@@ -40,7 +40,7 @@ fn origin(
     Request<Full<Bytes>>,
     Response = Response<Full<Bytes>>,
     Error = Infallible,
-    Future = Answered,
+    Future = Answer,
 > + Clone
        + Send
        + 'static {

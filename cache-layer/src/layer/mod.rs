@@ -15,6 +15,7 @@
 
 mod body;
 mod cache_control;
+mod compact;
 mod conditional;
 #[cfg(test)]
 mod differential;
@@ -109,9 +110,9 @@ mod fuzz_entry_points {
     #[test]
     fn drive_the_service_as_the_target_does() {
         let input: &[u8] = b"/a\nhost: example.com\x00200\ncache-control: max-age=60\n\
-            cache-tag: t\nconnection: x\nx: 1\0/a\nhost: example.com\x00304\netag: \"a\"\0\
-            /a\nhost: example.com\ncookie: s=1\ncache-control: no-cache\0\0\
-            /a\nhost: example.com/x\0\0/a\nhost: example.com";
+            cache-tag: t\nconnection: x\nx: 1\x00/a\nhost: example.com\x00304\netag: \"a\"\x00\
+            /a\nhost: example.com\ncookie: s=1\ncache-control: no-cache\x00\x00\
+            /a\nhost: example.com/x\x00\x00/a\nhost: example.com";
         assert_eq!(__fuzz::service(input), 5);
         assert_eq!(__fuzz::service(b""), 1);
         assert_eq!(__fuzz::service(b"\xff\0\xff\n:\0"), 2);

@@ -14,7 +14,7 @@ use super::etag::EntityTag;
 use super::gate::Admitted;
 use super::key::variant_key;
 use super::layer::{Config, EtagMode};
-use super::stored::{CachedResponse, Uncacheable, Variants};
+use super::stored::{CachedResponse, Uncacheable, Variants, ARC};
 use crate::clock;
 use crate::entry::{Age, Deadlines, Entry, Value};
 use crate::flight::Leader;
@@ -84,12 +84,11 @@ pub(crate) fn store_response(
         .map(|e| e.deadlines.expires_at)
         .filter(|at| *at > deadlines.expires_at)
         .unwrap_or(deadlines.expires_at);
-    let record_weight =
-        ENTRY_OVERHEAD + primary.len() + keys.iter().map(String::len).sum::<usize>();
     let record = Variants {
         names: response.vary.clone(),
         keys,
     };
+    let record_weight = ENTRY_OVERHEAD + primary.len() + record.weight();
     let deadlines = Deadlines::until(expires_at);
     cache.store_in_memory(
         primary,
@@ -111,7 +110,7 @@ pub(crate) fn mark_uncacheable(cache: &Cache, config: &Config, primary: &str) {
         return;
     }
     let deadlines = Deadlines::until(clock::after(clock::now(), config.uncacheable_for));
-    let weight = u32::try_from(ENTRY_OVERHEAD + primary.len()).unwrap_or(u32::MAX);
+    let weight = u32::try_from(ENTRY_OVERHEAD + primary.len() + ARC).unwrap_or(u32::MAX);
     let since = inner.log.current();
     cache.store_in_memory(
         primary,

@@ -11,6 +11,7 @@ use http::header::{
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::cache_control::{RequestDirectives, ResponseDirectives};
+use super::compact::compact;
 use super::conditional::not_modified_headers;
 use super::etag::EntityTag;
 use super::freshness::{current_age, freshness_lifetime, header_date};
@@ -72,6 +73,21 @@ pub(crate) struct Variants {
     pub(crate) keys: Vec<String>,
 }
 
+impl Variants {
+    /// Bytes held, for the memory budget (see [`CachedResponse::weight`]).
+    pub(crate) fn weight(&self) -> usize {
+        ARC + std::mem::size_of::<Self>()
+            + self.names.len() * std::mem::size_of::<HeaderName>()
+            + self.keys.capacity() * std::mem::size_of::<String>()
+            + self
+                .keys
+                .iter()
+                .map(|k| k.capacity() + ALLOCATION)
+                .sum::<usize>()
+            + 2 * ALLOCATION
+    }
+}
+
 /// Under a URL's primary key for a few seconds after a response that may not be stored, so that
 /// requests for it go straight to the inner service instead of queueing behind each other.
 pub(crate) struct Uncacheable;
@@ -118,7 +134,7 @@ impl CachedResponse {
         vary: (Box<[HeaderName]>, String),
         tags: Vec<String>,
     ) -> Self {
-        let headers = headers.into_inner();
+        let (headers, body) = compact(headers.into_inner(), &body);
         CachedResponse {
             status,
             served: ServedHeaders::new(&headers, true),
@@ -293,20 +309,54 @@ impl CachedResponse {
         )
     }
 
-    /// Estimated bytes held, for the memory budget.
+    /// Bytes held, for the memory budget (calibrated with a counting allocator in
+    /// tests/memory_budget.rs): the three header maps by their capacity, the one buffer of the
+    /// body and the values (see `compact`), and the small parts, each allocation with the
+    /// allocator's own [`ALLOCATION`] bytes.
     pub(crate) fn weight(&self) -> usize {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 32)
-            .sum::<usize>()
-            * 3; // `headers`, `served` and (at most) `not_modified`
+        let values: usize = self.headers.values().map(HeaderValue::len).sum();
+        let tags: usize = self.tags.iter().map(|t| t.capacity() + ALLOCATION).sum();
+        let strings = self.secondary.capacity()
+            + self
+                .etag
+                .as_ref()
+                .map_or(0, |tag| tag.tag.capacity() + ALLOCATION)
+            + self.vary.len() * std::mem::size_of::<HeaderName>()
+            + self.tags.capacity() * std::mem::size_of::<String>()
+            + tags;
         std::mem::size_of::<Self>()
-            + headers
+            + ARC
+            + header_map_bytes(&self.headers)
+            + header_map_bytes(self.served.map())
+            + header_map_bytes(self.not_modified.map())
+            + SHARED_BUFFER
             + self.body.len()
-            + self.secondary.len()
-            + self.tags.iter().map(|t| t.len() + 24).sum::<usize>()
+            + values
+            + strings
+            + 3 * ALLOCATION
     }
+}
+
+/// What the allocator spends on each allocation besides the bytes asked for (glibc malloc: an
+/// 8-byte header, chunks rounded to 16 bytes).
+pub(crate) const ALLOCATION: usize = 16;
+/// An `Arc`'s counts and its allocation.
+pub(crate) const ARC: usize = 16 + ALLOCATION;
+/// The shared part of a `Bytes` buffer that is cloned (its counts and its allocation), and the
+/// buffer's own allocation.
+const SHARED_BUFFER: usize = 24 + 2 * ALLOCATION;
+
+/// Bytes a `HeaderMap` holds beyond its values' bytes: its table of positions and its slots,
+/// by capacity, and extra slots for fields with several values.
+fn header_map_bytes(map: &HeaderMap) -> usize {
+    /// A slot: hash, name, value, links (`http`'s `Bucket<HeaderValue>`).
+    const SLOT: usize = 2 * std::mem::size_of::<HeaderValue>() + 24;
+    /// A further value of a field (`http`'s `ExtraValue<HeaderValue>`).
+    const EXTRA: usize = std::mem::size_of::<HeaderValue>() + 32;
+    let capacity = map.capacity();
+    let positions = (capacity + capacity / 3).next_power_of_two() * 4;
+    let extra = map.len() - map.keys_len();
+    capacity * SLOT + positions + extra * EXTRA * 2 + 3 * ALLOCATION
 }
 
 #[cfg(test)]

@@ -2,11 +2,14 @@
 //! skip the store for a cool-down instead of each paying the timeout; then one probe call is
 //! let through, and a success closes the breaker again. No operator action is needed.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 pub(crate) struct Breaker {
     state: Mutex<State>,
+    /// Mirrors `open_until.is_some()`, read on every memory hit without the lock.
+    open: AtomicBool,
     threshold: u32,
     cooldown: Duration,
 }
@@ -24,6 +27,7 @@ impl Breaker {
                 failures: 0,
                 open_until: None,
             }),
+            open: AtomicBool::new(false),
             threshold,
             cooldown,
         }
@@ -47,6 +51,7 @@ impl Breaker {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.failures = 0;
         state.open_until = None;
+        self.open.store(false, Ordering::Release);
     }
 
     /// Records a failure; returns whether this one opened the breaker.
@@ -56,17 +61,15 @@ impl Breaker {
         if state.failures >= self.threshold {
             let was_closed = state.open_until.is_none();
             state.open_until = Some(Instant::now() + self.cooldown);
+            self.open.store(true, Ordering::Release);
             return was_closed;
         }
         false
     }
 
+    #[inline]
     pub(crate) fn is_open(&self) -> bool {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .open_until
-            .is_some()
+        self.open.load(Ordering::Acquire)
     }
 }
 

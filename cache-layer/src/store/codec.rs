@@ -38,6 +38,15 @@ impl WallDeadlines {
         }
     }
 
+    /// Whether an encoder could have written these deadlines at wall-clock time `now`: in
+    /// order (fresh, stale, expiry), and not beyond the clock's horizon from now.
+    fn plausible(&self, now: u64) -> bool {
+        let horizon = u64::try_from(clock::HORIZON.as_millis()).unwrap_or(u64::MAX);
+        self.fresh_until <= self.stale_until
+            && self.stale_until <= self.expires_at
+            && self.expires_at <= now.saturating_add(horizon)
+    }
+
     /// The same deadlines on the local clock, from `now`.
     pub(crate) fn to_local(self, now: Instant) -> Deadlines {
         // Each deadline saturates at the clock's horizon: bytes from Redis never panic.
@@ -63,6 +72,8 @@ pub(crate) enum DecodeError {
     Format(u8),
     OtherType,
     Payload,
+    /// Deadlines out of order, or beyond the clock's horizon: no encoder writes them.
+    Deadlines,
 }
 
 pub(crate) fn unix_millis(at: SystemTime) -> u64 {
@@ -134,6 +145,9 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<Decoded<T>, De
         stale_until: word(17),
         expires_at: word(25),
     };
+    if !deadlines.plausible(now_millis()) {
+        return Err(DecodeError::Deadlines);
+    }
     let count = u16::from_be_bytes([header[33], header[34]]);
     let mut rest = &bytes[HEADER..];
     let mut tags = Vec::with_capacity(usize::from(count));
@@ -183,15 +197,39 @@ mod tests {
     }
 
     #[test]
+    fn absurd_deadlines_are_an_error() {
+        let now = now_millis();
+        let horizon = u64::try_from(clock::HORIZON.as_millis()).unwrap();
+        for (fresh, stale, expires) in [
+            (u64::MAX, u64::MAX, u64::MAX),
+            (now + 2 * horizon, now + 2 * horizon, now + 2 * horizon),
+            (now + 10, now + 5, now + 20),
+            (now + 10, now + 20, now + 15),
+        ] {
+            let deadlines = WallDeadlines {
+                fresh_until: fresh,
+                stale_until: stale,
+                expires_at: expires,
+            };
+            let bytes = encode(&1u8, deadlines, &[]).unwrap();
+            assert_eq!(
+                decode::<u8>(&bytes).err(),
+                Some(DecodeError::Deadlines),
+                "{deadlines:?}"
+            );
+        }
+    }
+
+    #[test]
     fn extreme_deadlines_saturate_on_the_local_clock() {
         let huge = WallDeadlines {
             fresh_until: u64::MAX,
             stale_until: u64::MAX,
             expires_at: u64::MAX,
         };
-        let bytes = encode(&1u8, huge, &[]).unwrap();
+        // `decode` refuses these; the conversion saturates all the same.
         let now = clock::now();
-        let local = decode::<u8>(&bytes).unwrap().deadlines.to_local(now);
+        let local = huge.to_local(now);
         assert!(local.fresh_until > now);
         assert!(local.expires_at <= clock::after(now, clock::HORIZON));
     }

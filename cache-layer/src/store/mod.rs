@@ -5,9 +5,11 @@ mod breaker;
 pub(crate) mod codec;
 mod front;
 mod memory;
+mod pending;
 mod redis;
 mod tiered;
 
 pub(crate) use self::redis::{RedisConfig, RedisStore};
 pub(crate) use memory::{MemoryStore, ENTRY_OVERHEAD};
+pub(crate) use pending::Queued;
 pub(crate) use tiered::Remote;

@@ -5,6 +5,7 @@
 //! The key layout is documented, as a stable contract, in the crate docs ("Redis layout").
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use redis::{
 use tokio::sync::OnceCell;
 
 use super::breaker::Breaker;
+use super::pending::{Pending, Queued};
 use crate::stats::{Counter, Counters};
 
 /// How a [`RedisStore`] connects and how long it waits.
@@ -69,6 +71,37 @@ impl ConnectionLike for Link {
 }
 
 impl Link {
+    /// Runs `first`, then `commands`, whose replies (lists of strings) are concatenated;
+    /// pipelined on one Redis. Unlike [`Link::exec`], an error reply to any of them is an error.
+    async fn exec_returning(&mut self, first: Cmd, commands: Vec<Cmd>) -> RedisResult<Vec<String>> {
+        let mut out = Vec::new();
+        match self {
+            Link::Single(_) => {
+                let mut pipe = redis::pipe();
+                pipe.add_command(first);
+                for command in commands {
+                    pipe.add_command(command);
+                }
+                let replies: Vec<Value> = pipe.query_async(self).await?;
+                for reply in replies {
+                    if let Value::ServerError(error) = reply {
+                        return Err(error.into());
+                    }
+                    if let Value::Array(_) = reply {
+                        out.extend(redis::from_redis_value::<Vec<String>>(reply)?);
+                    }
+                }
+            }
+            Link::Cluster(_) => {
+                first.query_async::<()>(self).await?;
+                for command in commands {
+                    out.extend(command.query_async::<Vec<String>>(self).await?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Runs `commands`: pipelined on one Redis; one by one on a cluster, where a pipeline's
     /// keys would span slots.
     async fn exec(&mut self, commands: Vec<Cmd>) -> RedisResult<()> {
@@ -99,12 +132,59 @@ pub(crate) struct RedisStore {
     connect_timeout: Duration,
     op_timeout: Duration,
     breaker: Breaker,
+    /// Invalidations that did not reach Redis, replayed before anything else is sent.
+    pending: Pending,
+    /// How many times the breaker opened, and up to which opening the memory tier has been
+    /// emptied since (see [`RedisStore::suspect`]).
+    opened: AtomicU64,
+    recovered: AtomicU64,
     counters: Arc<Counters>,
 }
+
+/// The pub/sub payload that tells every instance to empty its memory tier (sent when
+/// invalidations were lost to a full [`Pending`] queue). Not UTF-8, so no name can be it.
+pub(crate) const EVERYTHING: &[u8] = b"\xff";
 
 /// Releases the lock only if it still holds our token (a lock that expired and was taken by
 /// another instance is not ours to delete).
 const UNLOCK: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
+
+/// Adds a value key (`ARGV[1]`) to a tag's set (`KEYS[1]`) in one step: the set then lives at
+/// least as long as the entry (`ARGV[2]` ms; no `PEXPIRE NX/GT`, which needs Redis 7); on one
+/// Redis (`ARGV[4]` = `1`; a cluster script may touch only its own key) up to three members
+/// whose entry is gone are dropped; at most `ARGV[3]` members are kept: the surplus is popped
+/// and returned, and the caller deletes those entries, since an entry must never outlive its
+/// membership.
+const TAG_ADD: &str = r#"
+redis.call("SADD", KEYS[1], ARGV[1])
+local ttl = tonumber(ARGV[2])
+if redis.call("PTTL", KEYS[1]) < ttl then redis.call("PEXPIRE", KEYS[1], ttl) end
+if ARGV[4] == "1" then
+  for _, member in ipairs(redis.call("SRANDMEMBER", KEYS[1], 3)) do
+    if redis.call("EXISTS", member) == 0 then redis.call("SREM", KEYS[1], member) end
+  end
+end
+local over = redis.call("SCARD", KEYS[1]) - tonumber(ARGV[3])
+if over > 0 then return redis.call("SPOP", KEYS[1], over) end
+return {}
+"#;
+
+/// Empties a tag's set and returns its members in one step, so that a member added
+/// concurrently is either returned (and its entry deleted) or stays in the set.
+const TAG_TAKE: &str = r#"
+local members = redis.call("SMEMBERS", KEYS[1])
+redis.call("DEL", KEYS[1])
+return members
+"#;
+
+/// The most value keys one tag's set holds; past it, the surplus entries are deleted.
+pub(crate) const MAX_TAG_MEMBERS: usize = 10_000;
+
+/// Whether `error` is Redis refusing one command about one key (another program's value of
+/// another type under our key, a full memory): a miss for that key, not an outage.
+fn about_one_key(error: &RedisError) -> bool {
+    matches!(error.code(), Some("WRONGTYPE" | "OOM"))
+}
 
 /// Keys and tags longer than this are stored under a digest (see [`bounded`]).
 const MAX_NAME: usize = 200;
@@ -181,7 +261,15 @@ impl RedisStore {
         if config.urls.is_empty() {
             return Err("a Redis cluster needs at least one node URL".into());
         }
-        let tcp = || TcpSettings::default().set_nodelay(true);
+        // Keepalive: a peer that vanished (NAT timeout, failover) is noticed by the OS too.
+        let tcp = || {
+            let keepalive = redis::io::tcp::socket2::TcpKeepalive::new()
+                .with_time(Duration::from_secs(10))
+                .with_interval(Duration::from_secs(5));
+            TcpSettings::default()
+                .set_nodelay(true)
+                .set_keepalive(keepalive)
+        };
         let mut infos = Vec::new();
         for url in &config.urls {
             let info = url
@@ -217,6 +305,9 @@ impl RedisStore {
             connect_timeout: config.connect_timeout,
             op_timeout: config.op_timeout,
             breaker: Breaker::new(3, Duration::from_secs(1)),
+            pending: Pending::default(),
+            opened: AtomicU64::new(0),
+            recovered: AtomicU64::new(0),
             counters,
         })
     }
@@ -232,24 +323,67 @@ impl RedisStore {
     }
 
     pub(crate) fn value_key(&self, key: &str) -> String {
-        format!("{}v:{}", self.prefix, bounded(key))
+        self.name_key('v', key)
     }
 
     fn tag_key(&self, tag: &str) -> String {
-        format!("{}t:{}", self.prefix, bounded(tag))
+        self.name_key('t', tag)
     }
 
     fn lock_key(&self, key: &str) -> String {
-        format!("{}l:{}", self.prefix, bounded(key))
+        self.name_key('l', key)
+    }
+
+    /// `P` `kind` `:` name, or for a name longer than [`MAX_NAME`], `P` `kind` `#` and its
+    /// digest form: no short name can reach a long one's key.
+    fn name_key(&self, kind: char, name: &str) -> String {
+        let marker = if name.len() > MAX_NAME { '#' } else { ':' };
+        format!("{}{kind}{marker}{}", self.prefix, bounded(name))
     }
 
     pub(crate) fn channel(&self) -> String {
         format!("{}invalidate", self.prefix)
     }
 
-    /// Whether the breaker is open (Redis considered down).
-    pub(crate) fn is_down(&self) -> bool {
+    pub(crate) fn op_timeout(&self) -> Duration {
+        self.op_timeout
+    }
+
+    /// Whether this instance may have missed invalidations or holds some that did not reach
+    /// Redis: the breaker is open, has opened since the memory tier was last emptied, or
+    /// invalidations wait for a replay. Memory in front of Redis is not used meanwhile.
+    #[inline]
+    pub(crate) fn suspect(&self) -> bool {
         self.breaker.is_open()
+            || self.pending.any()
+            || self.opened.load(Ordering::Acquire) != self.recovered.load(Ordering::Acquire)
+    }
+
+    /// Whether [`RedisStore::suspect`] holds for a reason a [`RedisStore::probe`] can end.
+    pub(crate) fn needs_probe(&self) -> bool {
+        self.breaker.is_open() || self.pending.any()
+    }
+
+    /// After the memory tier was emptied: the breaker openings up to `opened` are dealt
+    /// with. Returns the current count first with [`RedisStore::openings`].
+    pub(crate) fn recovered_up_to(&self, opened: u64) {
+        self.recovered.store(opened, Ordering::Release);
+    }
+
+    /// How many times the breaker has opened.
+    pub(crate) fn openings(&self) -> u64 {
+        self.opened.load(Ordering::Acquire)
+    }
+
+    /// Asks Redis whether it answers (bypassing the breaker) and replays pending
+    /// invalidations; a success closes the breaker. Run in the background, so that the
+    /// breaker closes and invalidations are replayed without waiting for a caller.
+    pub(crate) async fn probe(&self) -> bool {
+        self.attempt("PING", |mut c| async move {
+            redis::cmd("PING").query_async::<()>(&mut c).await
+        })
+        .await
+        .is_some()
     }
 
     async fn connection(&self) -> RedisResult<Link> {
@@ -286,16 +420,36 @@ impl RedisStore {
         if !self.breaker.allow() {
             return None;
         }
+        self.attempt(what, op).await
+    }
+
+    /// [`RedisStore::run`] without the breaker's permission: first replays pending
+    /// invalidations (Redis is not trusted before they are through), then runs `op`, all in
+    /// one time budget.
+    async fn attempt<T, F, Fut>(&self, what: &'static str, op: F) -> Option<T>
+    where
+        F: FnOnce(Link) -> Fut + Send,
+        Fut: Future<Output = RedisResult<T>> + Send,
+        T: Send,
+    {
         let budget = self.connect_timeout + self.op_timeout;
         let attempt: std::pin::Pin<Box<dyn Future<Output = RedisResult<T>> + Send + '_>> =
             Box::pin(async {
-                let connection = self.connection().await?;
+                let mut connection = self.connection().await?;
+                if self.pending.any() {
+                    self.replay(&mut connection).await?;
+                }
                 op(connection).await
             });
         let error = match tokio::time::timeout(budget, attempt).await {
             Ok(Ok(value)) => {
                 self.breaker.success();
                 return Some(value);
+            }
+            Ok(Err(error)) if about_one_key(&error) => {
+                self.counters.add(Counter::StoreError);
+                tracing::debug!(cache = self.counters.name(), op = what, %error, "Redis refused one key's command: a miss for that key");
+                return None;
             }
             Ok(Err(error)) => error,
             Err(_elapsed) => RedisError::from(std::io::Error::new(
@@ -305,6 +459,8 @@ impl RedisStore {
         };
         self.counters.add(Counter::StoreError);
         if self.breaker.failure() {
+            // Invalidations published from now on may not reach this instance.
+            self.opened.fetch_add(1, Ordering::AcqRel);
             tracing::warn!(cache = self.counters.name(), %error, "Redis unavailable: serving without it until it answers again");
         } else {
             tracing::debug!(cache = self.counters.name(), op = what, %error, "Redis operation failed");
@@ -330,23 +486,29 @@ impl RedisStore {
         let value_key = self.value_key(key);
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let tag_keys: Vec<String> = tags.iter().map(|t| self.tag_key(t)).collect();
+        let single = self.cluster.is_none();
         self.run("SET", |mut c| async move {
-            let mut commands = Vec::with_capacity(1 + 3 * tag_keys.len());
             let mut set = redis::cmd("SET");
             set.arg(&value_key).arg(bytes).arg("PX").arg(millis);
-            commands.push(set);
+            let mut adds = Vec::with_capacity(tag_keys.len());
             for tag_key in &tag_keys {
-                let mut add = redis::cmd("SADD");
-                add.arg(tag_key).arg(&value_key);
-                commands.push(add);
-                // A new set has no TTL (NX sets one); an existing one only grows (GT).
-                for flag in ["NX", "GT"] {
-                    let mut expire = redis::cmd("PEXPIRE");
-                    expire.arg(tag_key).arg(millis).arg(flag);
-                    commands.push(expire);
-                }
+                let mut add = redis::cmd("EVAL");
+                add.arg(TAG_ADD).arg(1).arg(tag_key).arg(&value_key);
+                add.arg(millis)
+                    .arg(MAX_TAG_MEMBERS)
+                    .arg(if single { "1" } else { "0" });
+                adds.push(add);
             }
-            c.exec(commands).await
+            let evicted = c.exec_returning(set, adds).await?;
+            if !evicted.is_empty() {
+                let deletes = evicted.iter().map(|key| {
+                    let mut del = redis::cmd("DEL");
+                    del.arg(key);
+                    del
+                });
+                c.exec(deletes.collect()).await?;
+            }
+            Ok(())
         })
         .await;
     }
@@ -361,30 +523,71 @@ impl RedisStore {
     }
 
     /// Deletes `name`'s entry and every entry tagged `name`, then tells every instance.
-    pub(crate) async fn invalidate(&self, name: &str) {
+    /// Returns `None` when that reached Redis; otherwise the invalidation is kept for a replay
+    /// (see [`Pending`]), and what the queue did with it is returned.
+    pub(crate) async fn invalidate(&self, name: &str) -> Option<Queued> {
+        let sent = self
+            .run("INVALIDATE", |mut c| async move {
+                self.send_invalidation(&mut c, name).await
+            })
+            .await;
+        match sent {
+            Some(()) => None,
+            None => {
+                tracing::warn!(
+                    cache = self.counters.name(),
+                    name,
+                    "invalidation kept until Redis answers again"
+                );
+                Some(self.pending.push(name))
+            }
+        }
+    }
+
+    async fn send_invalidation(&self, c: &mut Link, name: &str) -> RedisResult<()> {
         let value_key = self.value_key(name);
         let tag_key = self.tag_key(name);
-        let channel = self.channel();
-        self.run("INVALIDATE", |mut c| async move {
-            let tagged: Vec<String> = redis::cmd("SMEMBERS")
-                .arg(&tag_key)
-                .query_async(&mut c)
-                .await?;
-            let mut commands = Vec::with_capacity(tagged.len() + 3);
-            for key in std::iter::once(&value_key).chain(&tagged) {
-                let mut del = redis::cmd("DEL");
-                del.arg(key);
-                commands.push(del);
-            }
+        let tagged: Vec<String> = redis::cmd("EVAL")
+            .arg(TAG_TAKE)
+            .arg(1)
+            .arg(&tag_key)
+            .query_async(c)
+            .await?;
+        let mut commands = Vec::with_capacity(tagged.len() + 2);
+        for key in std::iter::once(&value_key).chain(&tagged) {
             let mut del = redis::cmd("DEL");
-            del.arg(&tag_key);
+            del.arg(key);
             commands.push(del);
-            let mut publish = redis::cmd("PUBLISH");
-            publish.arg(&channel).arg(name);
-            commands.push(publish);
-            c.exec(commands).await
-        })
-        .await;
+        }
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(self.channel()).arg(name);
+        commands.push(publish);
+        c.exec(commands).await
+    }
+
+    /// Sends the invalidations that did not reach Redis, oldest state first; each is
+    /// forgotten once sent.
+    async fn replay(&self, c: &mut Link) -> RedisResult<()> {
+        let replay = self.pending.snapshot();
+        for name in &replay.names {
+            self.send_invalidation(c, name).await?;
+            self.pending.replayed(name);
+        }
+        if replay.everything {
+            redis::cmd("PUBLISH")
+                .arg(self.channel())
+                .arg(EVERYTHING)
+                .query_async::<()>(c)
+                .await?;
+            self.pending.replayed_everything();
+        }
+        tracing::info!(
+            cache = self.counters.name(),
+            replayed = replay.names.len(),
+            everything = replay.everything,
+            "replayed invalidations that had not reached Redis"
+        );
+        Ok(())
     }
 
     /// Tries to take the distributed lock for `key`: `Some(true)` taken, `Some(false)` held
@@ -402,6 +605,19 @@ impl RedisStore {
                 .query_async(&mut c)
                 .await?;
             Ok(reply.is_some())
+        })
+        .await
+    }
+
+    /// Whether the distributed lock for `key` is held (by anyone); `None` when Redis did not
+    /// answer.
+    pub(crate) async fn lock_held(&self, key: &str) -> Option<bool> {
+        let lock_key = self.lock_key(key);
+        self.run("EXISTS", |mut c| async move {
+            redis::cmd("EXISTS")
+                .arg(&lock_key)
+                .query_async::<bool>(&mut c)
+                .await
         })
         .await
     }
@@ -433,5 +649,24 @@ mod tests {
         assert!(bounded(&a).starts_with("search:xxx"));
         let multibyte = "é".repeat(150);
         assert!(bounded(&multibyte).len() <= 129);
+    }
+
+    #[test]
+    fn no_short_name_reaches_the_hashed_form_of_a_long_one() {
+        let config = RedisConfig {
+            urls: vec!["redis://127.0.0.1:1/".into()],
+            cluster: false,
+            prefix: "p:".into(),
+            connect_timeout: Duration::from_millis(1),
+            op_timeout: Duration::from_millis(1),
+            root_certificate: None,
+        };
+        let store = RedisStore::new(&config, Arc::new(Counters::new("t"))).unwrap();
+        let long = "x".repeat(300);
+        let hashed = bounded(&long).into_owned();
+        assert_ne!(store.value_key(&long), store.value_key(&hashed));
+        assert_ne!(store.tag_key(&long), store.tag_key(&hashed));
+        assert_ne!(store.lock_key(&long), store.lock_key(&hashed));
+        assert_eq!(store.value_key("user:7"), "p:v:user:7");
     }
 }
