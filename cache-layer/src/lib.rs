@@ -394,9 +394,12 @@
 //! - **Load**: concurrent misses on one key make one inner call; a response that may not be
 //!   stored is never shared with the waiters, and its URL skips coalescing for a few seconds.
 //! - **Bodies**: the decision is made from the headers first. Bodies of known size up to the
-//!   cap are read before the head is sent; others are streamed to the client while a copy is
-//!   kept up to the cap. Larger or endless bodies, server-sent events and trailers pass
-//!   through; the inner service's error type is never changed.
+//!   cap are read before the head is sent; others are read ahead by a task at the inner
+//!   service's pace (up to the cap) and streamed to the client from there, so neither the store
+//!   nor the requests coalesced behind it wait for a slow or stalled client; past the cap the
+//!   client reads the rest at its own pace. Larger or endless bodies and trailers pass through;
+//!   server-sent events (`text/event-stream`) are never stored and never coalesced; the inner
+//!   service's error type is never changed.
 //!
 //! # gRPC
 //! On a tonic server (`Server::builder().layer(CacheLayer::new(cache))`), gRPC calls pass

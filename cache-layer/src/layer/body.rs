@@ -7,7 +7,9 @@ use std::task::{ready, Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt as _;
 use pin_project_lite::pin_project;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use super::record::PendingStore;
 
@@ -50,7 +52,79 @@ pin_project! {
             body: B,
             recording: Option<Box<Recording>>,
         },
+        // The inner body read ahead by a task at the inner service's pace, into the cache up
+        // to the cap (so neither the store nor coalesced waiters depend on how fast this client
+        // reads); past the cap the task hands the rest of the body over, read at the client's
+        // pace.
+        Spooled {
+            frames: UnboundedReceiver<Spool<B>>,
+            rest: Option<Pin<Box<B>>>,
+            hint: SizeHint,
+        },
     }
+}
+
+/// What the read-ahead task of a spooled body sends its client.
+enum Spool<B: Body> {
+    Frame(Result<Frame<Bytes>, B::Error>),
+    /// The rest of the body, once nothing more is recorded.
+    Rest(Pin<Box<B>>),
+}
+
+/// Records `frame` (a poll's result) into `recording`: data up to the cap, then the recording
+/// is abandoned; the end or trailers finish it; an error drops it (waiters load for themselves).
+fn record<E>(recording: &mut Option<Box<Recording>>, frame: Option<&Result<Frame<Bytes>, E>>) {
+    match frame {
+        Some(Ok(frame)) => match frame.data_ref() {
+            Some(data) => {
+                if let Some(rec) = recording.as_mut() {
+                    if rec.buffer.len() + data.len() > rec.cap {
+                        if let Some(rec) = recording.take() {
+                            rec.abandon("too-large");
+                        }
+                    } else {
+                        rec.buffer.extend_from_slice(data);
+                    }
+                }
+            }
+            // Trailers end the body (HTTP/2 servers may not poll past them).
+            None => {
+                if let Some(rec) = recording.take() {
+                    rec.finish(frame.trailers_ref());
+                }
+            }
+        },
+        Some(Err(_)) => *recording = None,
+        None => {
+            if let Some(rec) = recording.take() {
+                rec.finish(None);
+            }
+        }
+    }
+}
+
+/// Reads `body` into `recording` at the inner service's pace, sending each frame on to the
+/// client (which may have gone: the store goes on); once nothing more is recorded, sends the
+/// rest of the body over.
+async fn read_ahead<B>(body: B, recording: Recording, client: UnboundedSender<Spool<B>>)
+where
+    B: Body<Data = Bytes>,
+{
+    let mut body = Box::pin(body);
+    let mut recording = Some(Box::new(recording));
+    while recording.is_some() {
+        let frame = body.as_mut().frame().await;
+        record(&mut recording, frame.as_ref());
+        let Some(frame) = frame else {
+            return; // The end: dropping the sender ends the client's body.
+        };
+        let failed = frame.is_err();
+        let _ = client.send(Spool::Frame(frame));
+        if failed {
+            return;
+        }
+    }
+    let _ = client.send(Spool::Rest(body));
 }
 
 /// A body being copied for the cache.
@@ -147,6 +221,28 @@ impl<B: Body> CacheBody<B> {
             },
         }
     }
+
+    /// `body` read ahead into `recording` by a task of the current runtime, so that the store
+    /// does not wait for this client's reads; teed (read at the client's pace) without one.
+    pub(crate) fn spooled(body: B, recording: Recording) -> Self
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Send + 'static,
+    {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Self::tee(body, recording);
+        };
+        let hint = body.size_hint();
+        let (client, frames) = unbounded_channel();
+        runtime.spawn(read_ahead(body, recording, client));
+        CacheBody {
+            kind: Kind::Spooled {
+                frames,
+                rest: None,
+                hint,
+            },
+        }
+    }
 }
 
 impl<B> Body for CacheBody<B>
@@ -177,35 +273,19 @@ where
             KindProj::Inner { body } => body.poll_frame(cx),
             KindProj::Tee { body, recording } => {
                 let frame = ready!(body.poll_frame(cx));
-                match &frame {
-                    Some(Ok(frame)) => match frame.data_ref() {
-                        Some(data) => {
-                            if let Some(rec) = recording.as_mut() {
-                                if rec.buffer.len() + data.len() > rec.cap {
-                                    if let Some(rec) = recording.take() {
-                                        rec.abandon("too-large");
-                                    }
-                                } else {
-                                    rec.buffer.extend_from_slice(data);
-                                }
-                            }
-                        }
-                        // Trailers end the body (HTTP/2 servers may not poll past them).
-                        None => {
-                            if let Some(rec) = recording.take() {
-                                rec.finish(frame.trailers_ref());
-                            }
-                        }
-                    },
-                    Some(Err(_)) => *recording = None,
-                    None => {
-                        if let Some(rec) = recording.take() {
-                            rec.finish(None);
-                        }
-                    }
-                }
+                record(recording, frame.as_ref());
                 Poll::Ready(frame)
             }
+            KindProj::Spooled { frames, rest, .. } => loop {
+                if let Some(body) = rest {
+                    return body.as_mut().poll_frame(cx);
+                }
+                match ready!(frames.poll_recv(cx)) {
+                    Some(Spool::Frame(frame)) => return Poll::Ready(Some(frame)),
+                    Some(Spool::Rest(body)) => *rest = Some(body),
+                    None => return Poll::Ready(None),
+                }
+            },
         }
     }
 
@@ -219,6 +299,7 @@ where
             Kind::Inner { body } => body.is_end_stream(),
             // Reported as unfinished until `poll_frame` has seen the end and stored the copy.
             Kind::Tee { body, recording } => recording.is_none() && body.is_end_stream(),
+            Kind::Spooled { rest, .. } => rest.as_ref().is_some_and(|b| b.is_end_stream()),
         }
     }
 
@@ -228,6 +309,7 @@ where
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             Kind::Inner { body } | Kind::Tee { body, .. } => body.size_hint(),
+            Kind::Spooled { hint, .. } => *hint,
         }
     }
 }
@@ -238,6 +320,7 @@ impl<B: Body> fmt::Debug for CacheBody<B> {
             Kind::Buffered { .. } => "buffered",
             Kind::Inner { .. } => "inner",
             Kind::Tee { .. } => "tee",
+            Kind::Spooled { .. } => "spooled",
         };
         f.debug_struct("CacheBody")
             .field("kind", &kind)

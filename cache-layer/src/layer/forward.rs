@@ -146,7 +146,8 @@ pub(crate) async fn fetch<S, ReqBody, ResBody>(
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: Body<Data = Bytes>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send + 'static,
 {
     let mut leader = None;
     if plan.coalesce {
@@ -224,7 +225,7 @@ where
 /// A revalidation's exchange with the inner service: what a 304 answering it is applied with.
 struct Exchanged<'a> {
     cache: &'a Cache,
-    config: &'a Config,
+    config: &'a Arc<Config>,
     plan: &'a Plan,
     method: &'a Method,
     client: &'a HeaderMap,
@@ -343,7 +344,8 @@ pub(crate) async fn forward<S, ReqBody, ResBody>(
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: Body<Data = Bytes>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send + 'static,
 {
     let (mut parts, body) = request.into_parts();
     let method = parts.method.clone();
@@ -406,21 +408,37 @@ where
             ));
         }
     }
+    let exchange = Exchanged {
+        cache: &cache,
+        config: &config,
+        plan: &plan,
+        method: &method,
+        client: &client,
+        times: (request_time, response_time),
+        since,
+    };
     let response = result?;
     if response.status() == StatusCode::NOT_MODIFIED {
         if let Some((stale, _)) = &plan.stale {
-            let exchange = Exchanged {
-                cache: &cache,
-                config: &config,
-                plan: &plan,
-                method: &method,
-                client: &client,
-                times: (request_time, response_time),
-                since,
-            };
             return Ok(not_modified(exchange, stale, response, leader));
         }
     }
+    Ok(answer(exchange, response, leader).await)
+}
+
+/// The inner service's full answer: stored through the gate when it may be (read now when
+/// small, else spooled), and the client's response.
+async fn answer<B>(
+    x: Exchanged<'_>,
+    response: Response<B>,
+    leader: Option<Leader>,
+) -> Response<CacheBody<B>>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Send + 'static,
+{
+    let (cache, config, method, client) = (x.cache, x.config, x.method, x.client);
+    let (request_time, response_time) = x.times;
     let (mut parts, body) = response.into_parts();
     let tags = take_tags(&mut parts.headers, &mut parts.extensions);
     if !parts.headers.contains_key(DATE) {
@@ -431,57 +449,27 @@ where
     }
     let cc = ResponseDirectives::parse(&parts.headers);
     let exchange = Exchange::Http {
-        method: &method,
-        request: &client,
+        method,
+        request: client,
         status: parts.status,
         has_default_ttl: config.default_ttl.is_some(),
     };
     let verdict = admit(exchange, parts.headers.clone(), &cc).and_then(|admitted| {
         check_size(&parts.headers, &body.size_hint(), config.max_body).map(|()| admitted)
     });
-    let status = CacheStatus::forward(plan.forward).forward_status(parts.status.as_u16());
+    let status = CacheStatus::forward(x.plan.forward).forward_status(parts.status.as_u16());
     let admitted = match verdict {
         Ok(admitted) => admitted,
         Err(reason) => {
-            // A request's own `no-store` or `Range` says nothing about the URL's other requests.
-            let request_caused = match reason {
-                NotStorable::NoStore => RequestDirectives::parse(&client).no_store,
-                NotStorable::Status => client.contains_key(RANGE),
-                _ => false,
-            };
-            if reason.is_response_driven() && !request_caused {
-                mark_uncacheable(&cache, &config, &plan.primary);
-            }
             drop(leader);
-            status.detail(reason.as_str()).append_to(&mut parts.headers);
-            // Not stored, but still answerable conditionally: a small body of known size gets the
-            // generated ETag a stored one would have.
-            let small = body
-                .size_hint()
-                .exact()
-                .is_some_and(|n| n <= config.max_body as u64);
-            let wants_etag = config.etag != EtagMode::Off
-                && method == Method::GET
-                && parts.status.is_success()
-                && !parts.headers.contains_key(ETAG);
-            if small && wants_etag {
-                let (data, trailers, error) = read_body(body).await;
-                if trailers.is_none() && error.is_none() {
-                    add_etag(&mut parts.headers, &data, config.etag);
-                }
-                let response =
-                    Response::from_parts(parts, CacheBody::buffered(Some(data), trailers, error));
-                return Ok(apply_preconditions(response, &method, &client));
-            }
-            let response = Response::from_parts(parts, CacheBody::inner(body));
-            return Ok(apply_preconditions(response, &method, &client));
+            return unstored(x, reason, status, Response::from_parts(parts, body)).await;
         }
     };
     let names = vary_names(admitted.get()).unwrap_or_default();
-    let secondary = secondary_key(&names, &client);
+    let secondary = secondary_key(&names, client);
     let pending = PendingStore {
-        cache,
-        config: Arc::clone(&config),
+        cache: cache.clone(),
+        config: Arc::clone(config),
         lifetime: lifetime_of(
             parts.status,
             &parts.headers,
@@ -489,14 +477,14 @@ where
             config.default_ttl,
             response_time,
         ),
-        primary: plan.primary,
+        primary: x.plan.primary.clone(),
         status: parts.status,
         headers: admitted,
         times: (request_time, response_time),
         directives: cc,
         vary: (names.into(), secondary),
         tags,
-        since,
+        since: x.since,
         leader,
     };
     let small = body
@@ -510,18 +498,59 @@ where
         if trailers.is_none() && error.is_none() {
             let (stored, kept) = pending.complete(data);
             let status = if kept { status.stored() } else { status };
-            let mut response = serve(&stored, &method, &client, status, stored.age(clock::now()));
+            let mut response = serve(&stored, method, client, status, stored.age(clock::now()));
             response.extensions_mut().extend(parts.extensions);
-            return Ok(response);
+            return response;
         }
         drop(pending);
         let mut response =
             Response::from_parts(parts, CacheBody::buffered(Some(data), trailers, error));
         status.detail("trailers").append_to(response.headers_mut());
-        return Ok(apply_preconditions(response, &method, &client));
+        return apply_preconditions(response, method, client);
     }
     let recording = Recording::new(config.max_body, pending);
-    let mut response = Response::from_parts(parts, CacheBody::tee(body, recording));
+    let mut response = Response::from_parts(parts, CacheBody::spooled(body, recording));
     status.append_to(response.headers_mut());
-    Ok(apply_preconditions(response, &method, &client))
+    apply_preconditions(response, method, client)
+}
+
+/// A full answer that may not be stored, for this client only. A response-driven refusal makes
+/// the URL skip coalescing for a while (a request's own `no-store` or `Range` says nothing
+/// about the URL's other requests). A small body of known size is read to give it the ETag a
+/// stored one would have, so it is still answered conditionally.
+async fn unstored<B: Body<Data = Bytes>>(
+    x: Exchanged<'_>,
+    reason: NotStorable,
+    status: CacheStatus,
+    response: Response<B>,
+) -> Response<CacheBody<B>> {
+    let request_caused = match reason {
+        NotStorable::NoStore => RequestDirectives::parse(x.client).no_store,
+        NotStorable::Status => x.client.contains_key(RANGE),
+        _ => false,
+    };
+    if reason.is_response_driven() && !request_caused {
+        mark_uncacheable(x.cache, x.config, &x.plan.primary);
+    }
+    let (mut parts, body) = response.into_parts();
+    status.detail(reason.as_str()).append_to(&mut parts.headers);
+    let small = body
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n <= x.config.max_body as u64);
+    let wants_etag = x.config.etag != EtagMode::Off
+        && *x.method == Method::GET
+        && parts.status.is_success()
+        && !parts.headers.contains_key(ETAG);
+    if small && wants_etag {
+        let (data, trailers, error) = read_body(body).await;
+        if trailers.is_none() && error.is_none() {
+            add_etag(&mut parts.headers, &data, x.config.etag);
+        }
+        let response =
+            Response::from_parts(parts, CacheBody::buffered(Some(data), trailers, error));
+        return apply_preconditions(response, x.method, x.client);
+    }
+    let response = Response::from_parts(parts, CacheBody::inner(body));
+    apply_preconditions(response, x.method, x.client)
 }

@@ -6,8 +6,8 @@
 //! The gate runs when something is stored, never on a hit.
 
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, COOKIE, ETAG, SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
-    VARY,
+    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, ETAG, SET_COOKIE, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE, VARY,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
@@ -85,6 +85,9 @@ pub(crate) fn admit(
         } => {
             storable(method, request, status, &headers, cc, has_default_ttl)?;
             check_cookie(request, &headers, cc)?;
+            if is_event_stream(&headers) {
+                return Err(NotStorable::EventStream);
+            }
         }
         Exchange::GrpcCall => {
             if cc.no_store {
@@ -109,6 +112,15 @@ pub(crate) fn admit(
     }
     strip_unstorable_fields(&mut headers);
     Ok(Admitted(headers))
+}
+
+/// Whether the response is a server-sent event stream.
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers.get(CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes()
+            .get(..17)
+            .is_some_and(|t| t.eq_ignore_ascii_case(b"text/event-stream"))
+    })
 }
 
 /// A shared cache does not store responses to requests with cookies unless the response
@@ -255,6 +267,13 @@ mod tests {
             ),
             Err(NotStorable::VaryInvalid),
             "Connection must not strip the Vary that allowed a cookie request's response"
+        );
+        assert_eq!(
+            http(
+                &none,
+                &[cc[0], ("content-type", "Text/Event-Stream; charset=utf-8")]
+            ),
+            Err(NotStorable::EventStream)
         );
         let auth = map(&[(AUTHORIZATION.as_str(), "Bearer x")]);
         assert_eq!(http(&auth, &cc), Err(NotStorable::Authorization));

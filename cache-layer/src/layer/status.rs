@@ -196,11 +196,13 @@ impl ServedHeaders {
     }
 
     /// The headers, slots included.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))] // gRPC calls weigh and replay these
     pub(crate) fn map(&self) -> &HeaderMap {
         &self.map
     }
 
     /// A copy with `status` in the `Cache-Status` slot (and no `Age` set).
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub(crate) fn with_status(&self, status: &CacheStatus) -> HeaderMap {
         self.fill(status, None)
     }

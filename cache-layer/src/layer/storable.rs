@@ -33,6 +33,9 @@ pub(crate) enum NotStorable {
     Cookie,
     /// The body is larger than the layer's cap.
     TooLarge,
+    /// A server-sent event stream (`text/event-stream`): it does not end, and must never make
+    /// other clients wait for it.
+    EventStream,
 }
 
 impl NotStorable {
@@ -50,6 +53,7 @@ impl NotStorable {
             Self::NoFreshness => "no-freshness",
             Self::Cookie => "cookie",
             Self::TooLarge => "too-large",
+            Self::EventStream => "event-stream",
         }
     }
 
@@ -66,6 +70,7 @@ impl NotStorable {
                 | Self::SetCookie
                 | Self::NoFreshness
                 | Self::TooLarge
+                | Self::EventStream
         )
     }
 }
@@ -336,6 +341,7 @@ mod tests {
             NoFreshness,
             Cookie,
             TooLarge,
+            EventStream,
         ];
         let mut seen = std::collections::HashSet::new();
         for r in all {

@@ -1,0 +1,142 @@
+//! Clients that read slowly or never: storing a response must not wait for the client that
+//! triggered it, and a long-lived stream (server-sent events) never holds other clients of its
+//! URL. Driven in process (`tower::ServiceExt::oneshot` on the router), so that a client that
+//! "never reads" is exact (over a socket, the kernel's buffers would read for it). The cache's
+//! `max_wait` is an hour: a client that waits for another's flight never finishes, and the
+//! `LIVENESS` bound turns that hang into a failure (a bound on waiting, not a speed goal).
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, Response};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use cache_layer::{Cache, CacheLayer};
+use futures_util::stream;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+/// Longer than any test runs, so a client that waits for another's flight shows it.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+/// How long a test waits for what must not wait on another client at all.
+const LIVENESS: Duration = Duration::from_secs(60);
+
+/// `future`, or a failure naming `what` if it is still waiting after [`LIVENESS`].
+async fn live<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(LIVENESS, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("{what}: still waiting on another client after {LIVENESS:?}"),
+    }
+}
+
+fn app(calls: &Arc<AtomicUsize>) -> Router {
+    let (chunked, events) = (Arc::clone(calls), Arc::clone(calls));
+    let router = Router::new()
+        .route(
+            "/chunked",
+            get(move || {
+                chunked.fetch_add(1, Ordering::SeqCst);
+                async {
+                    let chunks =
+                        (0..3).map(|i| Ok::<_, Infallible>(Bytes::from(vec![b'a' + i; 1024])));
+                    let mut response = Response::new(Body::from_stream(stream::iter(chunks)));
+                    response
+                        .headers_mut()
+                        .insert("cache-control", "max-age=60".parse().unwrap());
+                    response
+                }
+            }),
+        )
+        .route(
+            "/events",
+            get(move || {
+                events.fetch_add(1, Ordering::SeqCst);
+                async {
+                    let first = stream::iter([Ok::<_, Infallible>(Bytes::from("data: 1\n\n"))]);
+                    let open = futures_util::StreamExt::chain(first, stream::pending());
+                    let mut response = Response::new(Body::from_stream(open));
+                    let headers = response.headers_mut();
+                    headers.insert("content-type", "text/event-stream".parse().unwrap());
+                    headers.insert("cache-control", "no-cache".parse().unwrap());
+                    response
+                }
+            }),
+        );
+    let cache = Cache::builder().max_wait(MAX_WAIT).build().unwrap();
+    router.layer(CacheLayer::new(cache))
+}
+
+fn get_request(path: &str) -> Request<Body> {
+    Request::get(path)
+        .header("host", "example.com")
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_does_not_stop_the_store_or_hold_others() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let app = app(&calls);
+    // The first client takes the head and never reads the body.
+    let stalled = app.clone().oneshot(get_request("/chunked")).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let second = app.clone().oneshot(get_request("/chunked")).await.unwrap();
+    let status = second.headers()["cache-status"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = second.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.len(), 3 * 1024);
+    assert!(
+        started.elapsed() < MAX_WAIT,
+        "waited for the stalled client"
+    );
+    assert!(status.contains("hit"), "{status}");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "stored without the first client reading"
+    );
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn a_dropped_client_does_not_stop_the_store() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let app = app(&calls);
+    drop(app.clone().oneshot(get_request("/chunked")).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let again = app.clone().oneshot(get_request("/chunked")).await.unwrap();
+    let status = again.headers()["cache-status"].to_str().unwrap().to_owned();
+    assert!(status.contains("hit"), "{status}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_server_sent_event_stream_never_holds_other_clients() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let app = app(&calls);
+    let mut first = app
+        .clone()
+        .oneshot(get_request("/events"))
+        .await
+        .unwrap()
+        .into_body();
+    let event = first.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(event, "data: 1\n\n");
+    let mut second = live(
+        "the second client",
+        app.clone().oneshot(get_request("/events")),
+    )
+    .await
+    .unwrap()
+    .into_body();
+    let event = second.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(event, "data: 1\n\n");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
