@@ -1137,3 +1137,51 @@ async fn more_lost_invalidations_than_are_kept_empty_every_instances_memory() {
     .await;
     assert!(took < RECOVERY_BOUND, "{took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_waiter_loads_when_redis_stops_answering() {
+    let mut server = RedisServer::start();
+    let holder = Instance {
+        cache: shared(&server, "lz:"),
+        db: Db {
+            delay: Duration::from_secs(3),
+            ..Db::default()
+        },
+    };
+    let waiter = Instance {
+        cache: shared(&server, "lz:"),
+        db: Db::default(),
+    };
+    let held = {
+        let holder = holder.clone();
+        tokio::spawn(async move { holder.locked_user(7).await })
+    };
+    let mut raw = server.raw().await;
+    eventually(async || {
+        redis::cmd("EXISTS")
+            .arg("lz:l:locked:7")
+            .query_async::<bool>(&mut raw)
+            .await
+            .unwrap()
+    })
+    .await;
+    let waiting = {
+        let waiter = waiter.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let user = waiter.locked_user(7).await;
+            (user, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.pause();
+    let (user, waited) = waiting.await.unwrap();
+    server.resume();
+    assert_eq!(user.unwrap().id, 7);
+    println!("the waiter loaded {waited:?} after it began waiting (lock: 5 s)");
+    assert!(
+        waited < Duration::from_millis(2_500),
+        "fails open when Redis cannot say whether the lock is held: {waited:?}"
+    );
+    assert_eq!(held.await.unwrap().unwrap().id, 7);
+}

@@ -358,8 +358,9 @@ impl<S> Miss<'_, S> {
 
 impl<S> Miss<'_, S> {
     /// Another instance holds the load lock: poll the shared tier for its value until the
-    /// lock is released (then read once more and, without a value, load at once: the holder
-    /// failed) or, at most, for the lock's time (a crashed holder's lock expires by then).
+    /// lock is released or Redis stops answering (then read once more and, without a value,
+    /// load at once: the holder failed) or, at most, for the lock's time (a crashed holder's
+    /// lock expires by then).
     async fn wait_for_other_instance<R>(&self, lock: Duration) -> Option<Arc<Entry>>
     where
         S: Shape<R>,
@@ -368,9 +369,10 @@ impl<S> Miss<'_, S> {
         let deadline = clock::after(clock::now(), lock);
         while clock::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            // Checked before the read: a holder stores its value before it unlocks.
+            // Checked before the read: a holder stores its value before it unlocks. A Redis
+            // that does not answer cannot tell: load (fail open; single-flight still holds).
             let released = match self.cache.remote() {
-                Some(remote) => remote.store.lock_held(self.key).await == Some(false),
+                Some(remote) => remote.store.lock_held(self.key).await != Some(true),
                 None => true,
             };
             if let Some(entry) = remote_entry::<S::Value>(self.cache, self.key).await {
