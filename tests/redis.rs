@@ -1185,3 +1185,30 @@ async fn a_lock_waiter_loads_when_redis_stops_answering() {
     );
     assert_eq!(held.await.unwrap().unwrap().id, 7);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breaker_closes_by_itself_once_redis_answers() {
+    let mut server = RedisServer::start();
+    let db = Db::default();
+    let instance = Instance {
+        cache: shared(&server, "br:"),
+        db: db.clone(),
+    };
+    instance.user(1).await.unwrap();
+    server.pause();
+    let mut id = 100;
+    while instance.cache.stats().store_errors < 3 {
+        instance.user(id).await.unwrap();
+        id += 1;
+    }
+    server.resume();
+    // No call meanwhile, and less than the breaker's 1 s cool-down: only a probe closes it.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let before = instance.cache.stats().shared_hits;
+    instance.user(1).await.unwrap();
+    assert_eq!(
+        instance.cache.stats().shared_hits,
+        before + 1,
+        "Redis used again without waiting for a caller to probe it"
+    );
+}
