@@ -2,10 +2,12 @@
 //! every request to one upstream and streams the answer back.
 //!
 //! ```text
-//! cargo run --release --example reverse_proxy -- --listen 127.0.0.1:PORT --upstream http://HOST:PORT
+//! cargo run --release --example reverse_proxy -- --listen 127.0.0.1:PORT --upstream http://HOST:PORT \
+//!     [--memory-budget BYTES]
 //! ```
 //!
-//! The layer runs with its default configuration: only what the upstream allows is stored
+//! `--memory-budget` sets the cache's budget (default 64 MiB, the builder's default);
+//! benches/soak.sh checks the process's RSS against it. The layer runs with its default configuration: only what the upstream allows is stored
 //! (no invented freshness), conditional requests are answered, concurrent misses coalesce.
 
 use std::time::Duration;
@@ -88,9 +90,26 @@ fn argument(name: &str) -> Option<String> {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    let usage = "usage: reverse_proxy --listen 127.0.0.1:PORT --upstream http://HOST:PORT \
+                 [--memory-budget BYTES]";
     let (Some(listen), Some(upstream)) = (argument("--listen"), argument("--upstream")) else {
-        eprintln!("usage: reverse_proxy --listen 127.0.0.1:PORT --upstream http://HOST:PORT");
+        eprintln!("{usage}");
         std::process::exit(2);
+    };
+    let mut cache = Cache::builder().name("proxy");
+    if let Some(budget) = argument("--memory-budget") {
+        let Ok(bytes) = budget.parse::<u64>() else {
+            eprintln!("bad --memory-budget {budget}: a number of bytes\n{usage}");
+            std::process::exit(2);
+        };
+        cache = cache.memory_budget(bytes);
+    }
+    let cache = match cache.build() {
+        Ok(cache) => cache,
+        Err(error) => {
+            eprintln!("{error}");
+            std::process::exit(2);
+        }
     };
     let upstream: Uri = match upstream.parse() {
         Ok(uri) => uri,
@@ -105,10 +124,6 @@ async fn main() -> std::io::Result<()> {
         // Short-lived idle connections: an upstream restart is noticed within seconds.
         .pool_idle_timeout(Duration::from_secs(3))
         .build(connector);
-    let cache = Cache::builder()
-        .name("proxy")
-        .build()
-        .expect("valid configuration");
     let app = Router::new()
         .fallback(forward)
         .with_state(Proxy { client, upstream })

@@ -403,30 +403,52 @@ async fn preconditions_are_evaluated_for_uncached_responses_too() {
 }
 
 #[tokio::test]
-async fn a_write_with_a_failing_if_match_is_412_before_the_handler_runs() {
+async fn a_writes_preconditions_are_decided_by_the_application_not_by_a_stored_copy() {
+    // The stored copy says "v1"; the application is at "v2" (changed behind the cache, or by
+    // another instance): a PUT with `If-Match: "v2"` is valid and must reach it.
+    let version = Arc::new(AtomicUsize::new(1));
     let writes = counter();
-    let write_calls = Arc::clone(&writes);
+    let (read, write_calls) = (Arc::clone(&version), Arc::clone(&writes));
     let app = Router::new().route(
         "/doc",
-        get(|| async { ([("cache-control", "max-age=60"), ("etag", "\"v1\"")], "doc") }).put(
-            move || {
-                write_calls.fetch_add(1, Ordering::SeqCst);
-                async { StatusCode::NO_CONTENT }
-            },
-        ),
+        get(move || {
+            let etag = format!("\"v{}\"", read.load(Ordering::SeqCst));
+            async move {
+                (
+                    [("cache-control", "max-age=60".to_owned()), ("etag", etag)],
+                    "doc",
+                )
+            }
+        })
+        .put(move |headers: HeaderMap| {
+            write_calls.fetch_add(1, Ordering::SeqCst);
+            let ok = headers.get("if-match").is_some_and(|v| v == "\"v2\"");
+            async move {
+                if ok {
+                    StatusCode::NO_CONTENT
+                } else {
+                    StatusCode::PRECONDITION_FAILED
+                }
+            }
+        }),
     );
     let server = start(app, CacheLayer::new).await;
     server.get("/doc", &[]).await;
+    version.store(2, Ordering::SeqCst);
+    let reply = server
+        .send(Method::PUT, "/doc", &[("if-match", "\"v2\"")])
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::NO_CONTENT,
+        "a false 412 from the stored copy"
+    );
+    assert_eq!(writes.load(Ordering::SeqCst), 1);
     let reply = server
         .send(Method::PUT, "/doc", &[("if-match", "\"v0\"")])
         .await;
     assert_eq!(reply.status, StatusCode::PRECONDITION_FAILED);
-    assert_eq!(writes.load(Ordering::SeqCst), 0);
-    let reply = server
-        .send(Method::PUT, "/doc", &[("if-match", "\"v1\"")])
-        .await;
-    assert_eq!(reply.status, StatusCode::NO_CONTENT);
-    assert_eq!(writes.load(Ordering::SeqCst), 1);
+    assert_eq!(writes.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]

@@ -991,22 +991,35 @@ async fn tag_sets_are_pruned_and_bounded() {
         .await
         .unwrap();
     instance.user(2).await.unwrap();
-    let size: usize = redis::cmd("SCARD")
-        .arg("tb:t:users")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    // The write after a miss runs off the caller's path: wait until it has landed, then read
+    // the keys and the set in one transaction, so the read never straddles a write.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let landed: bool = redis::cmd("SISMEMBER")
+            .arg("tb:t:users")
+            .arg("tb:v:user:2")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        if landed || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (size, live, members): (usize, Vec<String>, std::collections::HashSet<String>) =
+        redis::pipe()
+            .atomic()
+            .cmd("SCARD")
+            .arg("tb:t:users")
+            .cmd("KEYS")
+            .arg("tb:v:*")
+            .cmd("SMEMBERS")
+            .arg("tb:t:users")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
     assert!(size <= BOUND, "bounded: {size}");
-    let live: Vec<String> = redis::cmd("KEYS")
-        .arg("tb:v:*")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    let members: std::collections::HashSet<String> = redis::cmd("SMEMBERS")
-        .arg("tb:t:users")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    assert!(members.contains("tb:v:user:2"), "the new entry is a member");
     let orphans = live.iter().filter(|k| !members.contains(*k)).count();
     assert_eq!(orphans, 0, "no entry outlives its tag membership");
     assert_eq!(instance.cache.stats().store_errors, 0);

@@ -330,9 +330,11 @@ impl CacheBuilder {
         self
     }
 
-    /// The in-memory store's budget in bytes (default 64 MiB). Entries are weighed by their
-    /// key, tags, inline size and heap data; the least recently used go first when the
-    /// budget is exceeded.
+    /// The in-memory store's budget in bytes (default 64 MiB). Entries are weighed by what
+    /// they hold: key, tags and their index slots, inline size and heap data, and the store's
+    /// own cost per entry (calibrated against a counting allocator to within 25%); the least
+    /// recently used go first when the budget is exceeded. Under any traffic the process
+    /// holds about the budget plus a fixed few MiB (docs/caching-and-performance.md, "Memory").
     ///
     /// Besides the budget, each thread that reads the cache keeps copies of the last entries it
     /// read (64, of at most 16 KiB each), so a repeated read of a hot key touches no shared

@@ -9,18 +9,28 @@ use std::sync::{Mutex, PoisonError};
 /// How many recent invalidations are remembered by name. A load that began before the oldest
 /// remembered one is not stored at all (it cannot prove it was not invalidated).
 const REMEMBERED: usize = 4096;
+/// The most bytes of names remembered: names come from outside too (the URLs of unsafe
+/// requests), so the log is bounded in bytes as well as in count.
+const REMEMBERED_BYTES: usize = 1 << 20;
 
 pub(crate) struct InvalidationLog {
     seq: AtomicU64,
-    /// Recent invalidations; `None` stands for "everything" (the memory tier was emptied).
-    recent: Mutex<VecDeque<(u64, Option<Box<str>>)>>,
+    recent: Mutex<Recent>,
+}
+
+/// The remembered invalidations, oldest first, and the bytes of their names.
+#[derive(Default)]
+struct Recent {
+    /// `None` stands for "everything" (the memory tier was emptied).
+    names: VecDeque<(u64, Option<Box<str>>)>,
+    bytes: usize,
 }
 
 impl InvalidationLog {
     pub(crate) fn new() -> Self {
         InvalidationLog {
             seq: AtomicU64::new(0),
-            recent: Mutex::new(VecDeque::with_capacity(64)),
+            recent: Mutex::new(Recent::default()),
         }
     }
 
@@ -44,10 +54,14 @@ impl InvalidationLog {
     fn push(&self, name: Option<Box<str>>) {
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
-        if recent.len() == REMEMBERED {
-            recent.pop_front();
+        recent.bytes += name.as_ref().map_or(0, |n| n.len());
+        recent.names.push_back((seq, name));
+        while recent.names.len() > REMEMBERED || recent.bytes > REMEMBERED_BYTES {
+            let Some((_, oldest)) = recent.names.pop_front() else {
+                break;
+            };
+            recent.bytes -= oldest.map_or(0, |n| n.len());
         }
-        recent.push_back((seq, name));
     }
 
     /// Whether `key` or any of `tags` was invalidated after `since`, by name or by emptying
@@ -67,6 +81,7 @@ impl InvalidationLog {
             return false;
         }
         let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let recent = &recent.names;
         match recent.front() {
             Some((oldest, _)) if *oldest > since + 1 => return true,
             None => return true,
@@ -117,6 +132,30 @@ mod tests {
         for i in 0..REMEMBERED + 2 {
             log.record(&format!("other:{i}"));
         }
+        assert!(log.touched_since(start, "user:1", &[]));
+    }
+
+    #[test]
+    fn long_names_are_bounded_in_bytes() {
+        let log = InvalidationLog::new();
+        let start = log.current();
+        let long = "x".repeat(100_000);
+        for _ in 0..100 {
+            log.record(&long);
+        }
+        let recent = log.recent.lock().unwrap();
+        assert!(recent.bytes <= REMEMBERED_BYTES);
+        assert_eq!(
+            recent.bytes,
+            recent
+                .names
+                .iter()
+                .map(|(_, n)| n.as_ref().map_or(0, |n| n.len()))
+                .sum::<usize>()
+        );
+        assert_eq!(recent.names.len(), REMEMBERED_BYTES / long.len());
+        drop(recent);
+        // What was forgotten still counts as touched.
         assert!(log.touched_since(start, "user:1", &[]));
     }
 }

@@ -6,11 +6,24 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 /// A value that can be part of a cache key or tag: the `<placeholders>` of `#[cached(key = ...)]`,
-/// `invalidate_on` and `#[invalidates(...)]`.
+/// `invalidate_on` and `#[invalidates(...)]`, and every argument of a default key.
 ///
-/// Implemented for integers, `bool`, `char`, strings, and references, boxes, `Option`s and
-/// slices of those. Strings are escaped (`%` → `%25`, `:` → `%3A`, `,` → `%2C`) so that two
-/// different argument lists never render to the same key. Implement it for your own id types:
+/// Implemented for integers, `bool`, `char`, strings, references, boxes, `Option`s, slices,
+/// arrays, `Vec`s and tuples (up to 6) of those. The encoding is injective: two different
+/// values of one type never render the same text, and a rendered value never contains the
+/// characters that separate placeholders in a template (see [the crate docs](crate#keys)):
+///
+/// | value | renders as |
+/// | --- | --- |
+/// | integers, `bool` | decimal (`-7`), `true` / `false` |
+/// | `str`, `String`, `char` | as is, except ASCII characters other than letters, digits and `-._~`, written `%XX` (`a/b c` → `a%2Fb%20c`) |
+/// | `None` | `%N` |
+/// | `Some(v)` | `v`; `%S` then `v` when `v` itself starts with `%N` or `%S` (`Some(None)` → `%S%N`) |
+/// | slices, arrays, `Vec` | `[a,b]`, with a trailing `,` when the last element renders empty (`[""]` → `[,]`, `[]` → `[]`) |
+/// | tuples | `(a,b)` |
+///
+/// Implement it for your own id types by delegating to the fields that identify a value
+/// (several fields: write them as a tuple, so their boundaries stay unambiguous):
 ///
 /// ```
 /// use cache_layer::{KeyArg, KeyBuf};
@@ -28,6 +41,10 @@ use std::sync::Arc;
 /// UserId(7).write_key(&mut key);
 /// assert_eq!(key.as_str(), "user:7");
 /// ```
+///
+/// An implementation must keep the encoding injective: render distinct values differently,
+/// and write text only through other `KeyArg`s (a raw [`KeyBuf::push_str`] of a reserved
+/// character such as `:` could forge the text around a placeholder).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be part of a cache key",
     label = "this value is used in a cache key or tag",
@@ -87,6 +104,34 @@ impl KeyBuf {
         match &self.spilled {
             Some(heap) => heap,
             None => &self.inline,
+        }
+    }
+
+    /// The length of the key rendered so far, in bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.as_str().len()
+    }
+
+    /// Whether nothing has been rendered yet.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.as_str().is_empty()
+    }
+
+    /// Inserts `s` at byte offset `at` (a character boundary). Rare: only `Some` of a value
+    /// that starts with a marker takes it.
+    fn insert_str(&mut self, at: usize, s: &str) {
+        match &mut self.spilled {
+            Some(heap) => heap.insert_str(at, s),
+            None => {
+                // Fits: it was part of the inline buffer.
+                let tail = arrayvec::ArrayString::<64>::from(&self.inline[at..])
+                    .expect("a suffix of the inline buffer fits in one");
+                self.inline.truncate(at);
+                self.push_str(s);
+                self.push_str(&tail);
+            }
         }
     }
 
@@ -222,25 +267,54 @@ impl<T: KeyArg + ?Sized> KeyArg for Rc<T> {
     }
 }
 
+/// `None`'s encoding, and the prefix that marks a `Some` whose value starts with a marker.
+/// `%` followed by a letter that is not a hex digit: no escaped character can produce it.
+const NONE: &str = "%N";
+const SOME: &str = "%S";
+
 impl<T: KeyArg> KeyArg for Option<T> {
-    /// `None` renders as `%N`, which no escaped value can produce.
+    /// `None` renders as `%N`; `Some(v)` as `v`, or `%S` then `v` when `v` starts with `%N`
+    /// or `%S` (a nested `Option`), so `Some(None)` is not `None`.
+    #[inline]
     fn write_key(&self, out: &mut KeyBuf) {
         match self {
-            Some(value) => value.write_key(out),
-            None => out.push_str("%N"),
+            Some(value) => {
+                let start = out.len();
+                value.write_key(out);
+                let written = &out.as_str()[start..];
+                if written.starts_with(NONE) || written.starts_with(SOME) {
+                    out.insert_str(start, SOME);
+                }
+            }
+            None => out.push_str(NONE),
         }
     }
 }
 
 impl<T: KeyArg> KeyArg for [T] {
-    /// Elements joined by `,`.
+    /// `[a,b]`. An element that renders empty (`""`) as the last one is followed by a `,`, so
+    /// `[""]` (`[,]`) is not `[]`.
     fn write_key(&self, out: &mut KeyBuf) {
+        out.push('[');
+        let mut last_empty = false;
         for (i, item) in self.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
+            let start = out.len();
             item.write_key(out);
+            last_empty = out.len() == start;
         }
+        if last_empty {
+            out.push(',');
+        }
+        out.push(']');
+    }
+}
+
+impl<T: KeyArg, const N: usize> KeyArg for [T; N] {
+    fn write_key(&self, out: &mut KeyBuf) {
+        self.as_slice().write_key(out);
     }
 }
 
@@ -250,19 +324,58 @@ impl<T: KeyArg> KeyArg for Vec<T> {
     }
 }
 
+/// `(a,b,...)`: a tuple's arity is fixed by its type, so empty fields stay unambiguous.
+macro_rules! tuple_keys {
+    ($(($($name:ident $index:tt),+))*) => {
+        $(impl<$($name: KeyArg),+> KeyArg for ($($name,)+) {
+            fn write_key(&self, out: &mut KeyBuf) {
+                out.push('(');
+                tuple_keys!(@fields self out $($index)+);
+                out.push(')');
+            }
+        })*
+    };
+    (@fields $self:ident $out:ident $first:tt $($rest:tt)*) => {
+        $self.$first.write_key($out);
+        $($out.push(','); $self.$rest.write_key($out);)*
+    };
+}
+
+tuple_keys! {
+    (A 0)
+    (A 0, B 1)
+    (A 0, B 1, C 2)
+    (A 0, B 1, C 2, D 3)
+    (A 0, B 1, C 2, D 3, E 4)
+    (A 0, B 1, C 2, D 3, E 4, F 5)
+}
+
+/// Whether `byte` is written `%XX` in a rendered string: every ASCII character but letters,
+/// digits and `-._~` (RFC 3986's unreserved set). Templates separate placeholders with these
+/// characters, so a value can never produce the text around it; `%` is the escape itself.
+/// `cache-macros` checks template literals against the same set.
+#[inline]
+fn is_reserved(byte: u8) -> bool {
+    byte.is_ascii() && !byte.is_ascii_alphanumeric() && !matches!(byte, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Appends `s` with its reserved characters written `%XX` (uppercase hex). Unreserved runs
+/// are appended whole, so a string with nothing to escape is one copy.
+#[inline]
 fn escape_into(s: &str, out: &mut KeyBuf) {
-    if !s.contains(['%', ':', ',']) {
-        out.push_str(s);
-        return;
-    }
-    for c in s.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            ':' => out.push_str("%3A"),
-            ',' => out.push_str("%2C"),
-            c => out.push(c),
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut start = 0;
+    for (at, &byte) in s.as_bytes().iter().enumerate() {
+        if is_reserved(byte) {
+            // `at` is an ASCII byte, so both slices end on character boundaries.
+            out.push_str(&s[start..at]);
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xF)]));
+            start = at + 1;
         }
     }
+    out.push_str(&s[start..]);
 }
 
 #[cfg(test)]
@@ -320,6 +433,33 @@ mod tests {
         Some("%N").write_key(&mut out);
         out.push('|');
         vec![1u8, 2].write_key(&mut out);
-        assert_eq!(out.as_str(), "%N|%25N|1,2");
+        out.push('|');
+        Some(None::<u8>).write_key(&mut out);
+        out.push('|');
+        vec![""].write_key(&mut out);
+        out.push('|');
+        Vec::<&str>::new().write_key(&mut out);
+        out.push('|');
+        ("", 1u8, ["a/b"]).write_key(&mut out);
+        assert_eq!(out.as_str(), "%N|%25N|[1,2]|%S%N|[,]|[]|(,1,[a%2Fb])");
+    }
+
+    #[test]
+    fn some_of_a_marker_is_marked_also_after_spilling() {
+        for prefix in [0, 62, 100] {
+            let mut out = KeyBuf::new();
+            out.push_str(&"x".repeat(prefix));
+            Some(Some(None::<u8>)).write_key(&mut out);
+            assert_eq!(&out.as_str()[prefix..], "%S%S%N");
+        }
+    }
+
+    #[test]
+    fn reserved_characters_are_percent_encoded() {
+        let mut out = KeyBuf::new();
+        "a/b c:d%é-._~".write_key(&mut out);
+        'ü'.write_key(&mut out);
+        '['.write_key(&mut out);
+        assert_eq!(out.as_str(), "a%2Fb%20c%3Ad%25é-._~ü%5B");
     }
 }

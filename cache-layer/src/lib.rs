@@ -39,6 +39,178 @@
 //! repeated hit on a thread is answered from that thread's copy of the entry (see
 //! [`CacheBuilder::memory_budget`]).
 //!
+//! # Keys
+//! A `#[cached]` function's entry is stored under its rendered key: `key = "user:<id>"`
+//! renders `user:7`. Without `key`, the default key is the function's module path and name,
+//! then each argument after a `:` (`my_app::users::get_user:7:en`). Keys are *injective*:
+//! two different argument lists of one function never render the same key, whatever the
+//! values contain. Three rules make that true:
+//!
+//! - Every rendered value writes the ASCII characters other than letters, digits and `-._~`
+//!   as `%XX` (`a/b` → `a%2Fb`, `%` → `%25`), so a value never produces the separators around
+//!   it; other characters stay as they are.
+//! - Sequences, tuples and options are framed: `[a,b]`, `(a,b)`, `None` → `%N`, and
+//!   `Some(v)` → `v` (or `%S` then `v` when `v` is itself `%N...` or `%S...`), so nesting and
+//!   empty values keep their boundaries (`[[1,2],[3]]` ≠ `[[1],[2,3]]`, `[]` ≠ `[,]`,
+//!   `Some(None)` ≠ `None`). See [`KeyArg`] for every type.
+//! - In a template, two placeholders must be separated by text that contains one of those
+//!   escaped characters other than `%` (`<a>:<b>`, `org/<org>/u/<user>`): `<a><b>` or
+//!   `<a>-<b>` is a compile error, since `(1, 23)` and `(12, 3)` would meet at `123`.
+//!
+//! A key that names several functions' arguments alike (`key = "user:<id>"` on two
+//! functions) is one entry on purpose: a value of another type under it is a miss.
+//!
+//! **Namespaces.** The default key's namespace is the function's module path and name; `name`
+//! only labels the site in metrics and traces. Two associated functions of the same name in one
+//! module share that path: give them keys. `version = N` bumps a function's entries on every
+//! instance, for a deploy that changes what a value means without changing its type: the
+//! default key becomes `path::get_user@v2:7`, an explicit key `user:7@v2` (tagged `user:7`, so
+//! invalidating `user:7` still drops it). Keys never contain `std::any::type_name`, whose text
+//! the compiler does not promise to keep; the shared tier's type fingerprint does (see below),
+//! so after a toolchain upgrade an entry may read as a miss, and is overwritten.
+//!
+//! **Methods.** A method's default key would leave out its receiver, so without `key` a method
+//! is a compile error that asks for one: `key = "repo:<self.tenant>:count"`. An explicit key is
+//! the whole identity of an entry: name the receiver's fields that change the answer, and
+//! leave it out only when the receiver is a handle (a pool, a client) that does not.
+//!
+//! # `#[cached]` arguments
+//!
+//! | argument | meaning | default |
+//! | --- | --- | --- |
+//! | `ttl = "5m"` | fresh period, a duration string (`"30s"`, `"1h30m"`), checked at compile time | required |
+//! | `key = "user:<id>"` | key template; `<arg>`, `<arg.field>`, `<self.field>` name parameters (see [Keys](#keys)) | `path::to::fn:<arg1>:<arg2>...` |
+//! | `invalidate_on = ["users", "org:<org>"]` | tag templates: invalidating any of them drops the entry | none |
+//! | `stale = "1m"` | serve a stale value this long while one background task refreshes it | `0` |
+//! | `stale_if_error = "1h"` | then serve it when the loader fails | `0` |
+//! | `none_ttl = "30s"` | cache `None` / `Ok(None)` this long (negative caching) | not cached |
+//! | `jitter = 0.2` or `jitter = false` | TTL spread, a fraction in `[0, 1)` | the cache's, ±10% |
+//! | `lock = "5s"` | with Redis, a distributed load lock held at most this long | none |
+//! | `cache = expr` | the [`Cache`] to use (`self.cache`, a `static`) | [`Cache::global`] |
+//! | `name = "users"` | the site's label in metrics and traces; not part of the key | `path::to::fn` |
+//! | `version = 2` | an integer that bumps the function's entries | none |
+//! | `ttl_from = path::to::fn` | `fn(&T) -> Duration` or `-> Option<Duration>`: a fresh period decided by the value (`None`: `ttl`) | none |
+//! | `cache_if = path::to::fn` | `fn(&T) -> bool`: store this value or not | every value |
+//!
+//! `T` is the value a success holds: `T` of `Result<T, E>`, `Option<T>`, `Result<Option<T>, E>`,
+//! or the return type itself. A method needs `key`. The default key and `version`:
+//!
+//! ```
+//! use cache_layer::{cached, Cache};
+//! use std::sync::LazyLock;
+//!
+//! static CACHE: LazyLock<Cache> = LazyLock::new(|| Cache::builder().build().unwrap());
+//!
+//! #[cached(ttl = "5m", name = "users", cache = CACHE)]
+//! async fn get_user(id: u64, lang: &str) -> String {
+//!     format!("user {id} ({lang})")
+//! }
+//!
+//! #[cached(ttl = "5m", key = "settings:<tenant>", version = 2, cache = CACHE)]
+//! async fn settings(tenant: u64) -> u64 {
+//!     tenant * 2
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! get_user(7, "en").await;
+//! get_user(7, "en").await;
+//! assert_eq!(CACHE.stats().loads, 1);
+//! // The default key: the function's path, then each argument after a `:`.
+//! CACHE.invalidate(concat!(module_path!(), "::get_user:7:en")).await;
+//! get_user(7, "en").await;
+//! assert_eq!(CACHE.stats().loads, 2);
+//! // A versioned key is stored as `settings:7@v2`, and invalidating `settings:7` reaches it.
+//! settings(7).await;
+//! CACHE.invalidate("settings:7").await;
+//! settings(7).await;
+//! assert_eq!(CACHE.stats().loads, 4);
+//! # }
+//! ```
+//!
+//! Windows, negative caching and the other knobs:
+//!
+//! ```
+//! use cache_layer::{cached, invalidates, Cache};
+//!
+//! #[derive(Clone)]
+//! struct Repo { cache: Cache, tenant: u64 }
+//!
+//! impl Repo {
+//!     // The key names the receiver's tenant: tenants never share an entry.
+//!     #[cached(
+//!         ttl = "1m", stale = "30s", stale_if_error = "1h", none_ttl = "10s", jitter = 0.2,
+//!         lock = "5s", key = "tenant:<self.tenant>:user:<id>",
+//!         invalidate_on = ["tenant:<self.tenant>"], cache = self.cache,
+//!     )]
+//!     async fn user(&self, id: u64) -> Result<Option<String>, std::io::Error> {
+//!         Ok((id > 0).then(|| format!("user {id}")))
+//!     }
+//!
+//!     // `#[invalidates]`: key or tag templates, rendered before the body runs and
+//!     // invalidated after it succeeds (`Ok`, or any value of a non-`Result` fn).
+//!     #[invalidates("tenant:<self.tenant>:user:<id>", cache = self.cache)]
+//!     async fn rename(&self, id: u64, name: &str) -> Result<(), std::io::Error> {
+//!         let _ = (id, name);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let repo = Repo { cache: Cache::builder().build().unwrap(), tenant: 1 };
+//! assert_eq!(repo.user(7).await.unwrap().as_deref(), Some("user 7"));
+//! repo.user(7).await.unwrap();
+//! assert_eq!(repo.cache.stats().loads, 1);
+//! repo.rename(7, "Ada").await.unwrap(); // drops tenant:1:user:7
+//! repo.user(7).await.unwrap();
+//! assert_eq!(repo.cache.stats().loads, 2);
+//! # }
+//! ```
+//!
+//! Policies decided by the value: a token cached as long as it is valid, and a report cached
+//! only once it is final. A TTL from the value is an upper bound: jitter only shortens it, and
+//! `stale` / `stale_if_error` windows (if any) follow it, so leave them out when the TTL marks
+//! the end of the value's validity. `ttl_from` returning a zero duration, or `cache_if`
+//! returning `false`, skips storing that value: the caller (and callers waiting on the same
+//! load) get it, the next call loads again. Negative entries (`none_ttl`) keep the site's rules.
+//!
+//! ```
+//! use std::time::Duration;
+//! use cache_layer::cached;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Clone, Serialize, Deserialize)]
+//! struct Token { secret: String, expires_in: u64 }
+//!
+//! fn token_ttl(token: &Token) -> Duration {
+//!     Duration::from_secs(token.expires_in)
+//! }
+//!
+//! #[derive(Clone, Serialize, Deserialize)]
+//! struct Report { done: bool }
+//!
+//! fn is_final(report: &Report) -> bool {
+//!     report.done
+//! }
+//!
+//! #[cached(ttl = "1h", key = "token:<client>", ttl_from = token_ttl)]
+//! async fn token(client: &str) -> Result<Token, std::io::Error> {
+//!     Ok(Token { secret: format!("s3cret-{client}"), expires_in: 60 })
+//! }
+//!
+//! #[cached(ttl = "1h", key = "report:<id>", cache_if = is_final)]
+//! async fn report(id: u64) -> Option<Report> {
+//!     Some(Report { done: id % 2 == 0 })
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! assert_eq!(token("app").await.unwrap().expires_in, 60); // stored for at most 60 s
+//! assert!(!report(1).await.unwrap().done); // not stored: loaded again next time
+//! # }
+//! ```
+//!
 //! # Entry lifetime
 //! An entry is *fresh* for `ttl` (±10% jitter by default), then *stale* for `stale`
 //! (served at once while one background task refreshes it), then usable only if the loader
@@ -96,7 +268,7 @@
 //! | offset | size | field |
 //! | --- | --- | --- |
 //! | 0 | 1 | format: `1` = MessagePack with field names (`rmp_serde::to_vec_named`) |
-//! | 1 | 8 | type fingerprint: FNV-1a 64 of `std::any::type_name` of the value, big-endian |
+//! | 1 | 8 | type fingerprint: FNV-1a 64 of `std::any::type_name` of the value, big-endian (a guard against reading another type; `type_name` may change between compilers, which makes old entries misses) |
 //! | 9 | 8 | fresh until, Unix milliseconds, big-endian |
 //! | 17 | 8 | stale-while-revalidate until, Unix milliseconds, big-endian |
 //! | 25 | 8 | stale-if-error until (the end of the entry's life), Unix milliseconds, big-endian |
@@ -185,9 +357,13 @@
 //!   `Cookie` unless `public`/`s-maxage`/`Vary: Cookie`, bodies over
 //!   [`max_body`](CacheLayer::max_body) or with trailers. `no-cache` is stored and revalidated
 //!   on every use.
-//! - **Keys**: `GET <authority><path>?<query pairs sorted>` (or [`CacheLayer::key_fn`]), plus
+//! - **Keys**: `GET <scheme>://<authority><path>?<query>` (or [`CacheLayer::key_fn`]), plus
 //!   the request headers the response `Vary`s on (up to
-//!   [`max_variants`](CacheLayer::max_variants) variants per URL).
+//!   [`max_variants`](CacheLayer::max_variants) variants per URL). The authority comes from the
+//!   URI (HTTP/2, absolute-form) or the one `Host` line and must be an RFC 3986
+//!   `host[:port]`: a request with an invalid or missing one passes through uncached. The query
+//!   is kept as sent ([`CacheLayer::sort_query`] opts in to sorting its pairs). Varied
+//!   `Cookie` / `Authorization` values are keyed by a digest, never written into a key.
 //! - **Serving**: `Age` per RFC 9111 §4.2.3, `Date` kept as the origin sent it (added once
 //!   when missing), an RFC 9211 `Cache-Status` member such as `cache-layer; hit; ttl=42` or
 //!   `cache-layer; fwd=uri-miss; fwd-status=200; stored`.
@@ -205,8 +381,8 @@
 //!   unknown length stream out without one on their first, storing, pass). `If-Match`, `If-Unmodified-Since`, `If-None-Match`,
 //!   `If-Modified-Since` are evaluated in RFC 9110 §13.2.2 order, on hits (without calling the
 //!   inner service) and on forwarded responses alike: 304 or 412. A write's `If-Match` /
-//!   `If-Unmodified-Since` is checked against a fresh stored representation before the write
-//!   runs; without one, the application decides.
+//!   `If-Unmodified-Since` is left to the application: a stored copy may be outdated or
+//!   another variant, and deciding from it could refuse a valid write with a false 412.
 //! - **Invalidation**: a successful POST/PUT/PATCH/DELETE drops its URL and same-origin
 //!   `Location`/`Content-Location`; the [`CacheTags`] extension or a `Cache-Tag` header
 //!   (removed before the client sees it) tag a response, and `cache.invalidate(tag)` drops it.
@@ -228,7 +404,8 @@
 //! NO_SIDE_EFFECTS` (`grpc_descriptors`); this makes the layer a `CacheLayer<GrpcMethods>`,
 //! whose service hands the inner one a `GrpcRequestBody`.
 //!
-//! - **Key**: `grpc <authority><path>` and a SHA-256 of the *decoded* request message (one
+//! - **Key**: `grpc <authority><path>` (the authority validated as for HTTP; a call without a
+//!   valid one passes through) and a SHA-256 of the *decoded* request message (one
 //!   frame; `gzip` or `deflate` per `grpc-encoding` decompressed, so compression does not split
 //!   keys), the client's `grpc-accept-encoding` (a compressed answer is only replayed to
 //!   clients that decode it) and the metadata added with `grpc_key_metadata` (tenant,

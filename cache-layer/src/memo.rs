@@ -60,6 +60,58 @@ impl Site {
     }
 }
 
+/// What a `#[cached]` function decides from the value it loaded: `ttl_from` (a fresh period
+/// from the value; `None` keeps the site's `ttl`) and `cache_if` (whether to store it at all).
+/// Negative entries (`None` with `none_ttl`) keep the site's rules.
+pub struct Policy<T> {
+    /// The fresh period of this value, if it decides one.
+    pub ttl_from: Option<TtlFrom<T>>,
+    /// Whether this value is stored.
+    pub cache_if: Option<CacheIf<T>>,
+}
+
+/// `ttl_from`: a value's fresh period, or `None` for the site's `ttl`.
+pub type TtlFrom<T> = fn(&T) -> Option<Duration>;
+
+/// `cache_if`: whether a value is stored.
+pub type CacheIf<T> = fn(&T) -> bool;
+
+impl<T> Policy<T> {
+    /// The lifetime of a value under these policies; `None` when it is not stored. A TTL from
+    /// the value is an upper bound: jitter only shortens it (a token valid for 60 s is never
+    /// served at 61 s), and the site's `stale` windows follow it.
+    fn lifetime(&self, site: &Site, value: Option<&T>, default_jitter: f64) -> Option<Lifetime> {
+        let mut lifetime = site.lifetime();
+        let Some(value) = value else {
+            return Some(lifetime);
+        };
+        if self.cache_if.is_some_and(|keep| !keep(value)) {
+            return None;
+        }
+        if let Some(ttl) = self.ttl_from.and_then(|ttl_from| ttl_from(value)) {
+            let jitter = site.jitter.unwrap_or(default_jitter).clamp(0.0, 1.0);
+            let shortened = ttl
+                .min(clock::HORIZON)
+                .mul_f64(1.0 - jitter * fastrand::f64());
+            if shortened.is_zero() {
+                return None;
+            }
+            lifetime.ttl = shortened;
+            lifetime.jitter = Some(0.0);
+        }
+        Some(lifetime)
+    }
+}
+
+impl<T> Default for Policy<T> {
+    fn default() -> Self {
+        Policy {
+            ttl_from: None,
+            cache_if: None,
+        }
+    }
+}
+
 /// The answer of [`lookup`].
 pub enum Lookup<'a, R, S> {
     /// A fresh value.
@@ -230,7 +282,12 @@ impl<S> Miss<'_, S> {
     /// One caller runs its loader; the others wait for its value (a bounded time, then they
     /// load themselves). If the leader is cancelled, panics or fails, a waiter takes over with
     /// its own loader. A failed load is never cached.
-    pub async fn load<R, F>(self, tags: Vec<String>, load: F) -> R
+    pub async fn load<R, F>(
+        self,
+        tags: Vec<String>,
+        policy: Policy<<S as Shape<R>>::Success>,
+        load: F,
+    ) -> R
     where
         S: Shape<R>,
         S::Value: Cacheable,
@@ -238,10 +295,15 @@ impl<S> Miss<'_, S> {
     {
         // Boxed: the miss path's state (the loader, waiting, the shared tier) would otherwise
         // make every call's future, hits included, as large as all of it.
-        Box::pin(self.load_unboxed(tags, load)).await
+        Box::pin(self.load_unboxed(tags, policy, load)).await
     }
 
-    async fn load_unboxed<R, F>(self, tags: Vec<String>, load: F) -> R
+    async fn load_unboxed<R, F>(
+        self,
+        tags: Vec<String>,
+        policy: Policy<<S as Shape<R>>::Success>,
+        load: F,
+    ) -> R
     where
         S: Shape<R>,
         S::Value: Cacheable,
@@ -251,7 +313,7 @@ impl<S> Miss<'_, S> {
         let tags: Box<[Box<str>]> = tags.into_iter().map(String::into_boxed_str).collect();
         loop {
             match inner.flights.join(self.key, &tags) {
-                Join::Lead(leader) => return self.run(load, &tags, Some(leader)).await,
+                Join::Lead(leader) => return self.run(load, &tags, &policy, Some(leader)).await,
                 Join::Wait(waiter) => {
                     inner.counters.add(Counter::Coalesced);
                     match waiter.wait(inner.max_wait).await {
@@ -259,7 +321,7 @@ impl<S> Miss<'_, S> {
                             if let Some(value) = value.downcast_ref::<S::Value>() {
                                 return S::rebuild(value.clone());
                             }
-                            return self.run(load, &tags, None).await;
+                            return self.run(load, &tags, &policy, None).await;
                         }
                         Waited::TimedOut => {
                             tracing::warn!(
@@ -268,7 +330,7 @@ impl<S> Miss<'_, S> {
                                 key = self.key,
                                 "waited too long for a concurrent load; loading independently"
                             );
-                            return self.run(load, &tags, None).await;
+                            return self.run(load, &tags, &policy, None).await;
                         }
                         Waited::Retry => {
                             if let Some(hit) = self.fresh::<R>() {
@@ -292,7 +354,13 @@ impl<S> Miss<'_, S> {
         (entry.age(clock::now()) == Age::Fresh).then(|| S::rebuild(value.clone()))
     }
 
-    async fn run<R, F>(&self, load: F, tags: &[Box<str>], leader: Option<Leader>) -> R
+    async fn run<R, F>(
+        &self,
+        load: F,
+        tags: &[Box<str>],
+        policy: &Policy<<S as Shape<R>>::Success>,
+        leader: Option<Leader>,
+    ) -> R
     where
         S: Shape<R>,
         S::Value: Cacheable,
@@ -317,7 +385,7 @@ impl<S> Miss<'_, S> {
             }
         }
         let (result, stored) =
-            load_and_store::<R, S, F>(self.cache, self.site, self.key, tags, load).await;
+            load_and_store::<R, S, F>(self.cache, self.site, self.key, tags, policy, load).await;
         if let (Some(token), Some(_)) = (held_lock, self.cache.remote()) {
             // Off the caller's path, sent after the value's write (see `detach`).
             let (cache, key) = (self.cache.clone(), self.key.to_owned());
@@ -402,9 +470,10 @@ impl<S> Refresh<S> {
     /// Runs `load` on the Tokio runtime and stores its value, tagged with `tags`; the caller
     /// returns the stale value without waiting. Outside a Tokio runtime nothing is spawned and
     /// the entry is refreshed by a later miss.
-    pub fn spawn<R, F>(self, tags: Vec<String>, load: F)
+    pub fn spawn<R, F>(self, tags: Vec<String>, policy: Policy<<S as Shape<R>>::Success>, load: F)
     where
         S: Shape<R>,
+        S::Success: 'static,
         S::Value: Cacheable,
         R: Send + 'static,
         F: Future<Output = R> + Send + 'static,
@@ -426,7 +495,8 @@ impl<S> Refresh<S> {
             let Join::Lead(leader) = cache.inner().flights.join(&key, &tags) else {
                 return;
             };
-            let (_, stored) = load_and_store::<R, S, F>(&cache, site, &key, &tags, load).await;
+            let (_, stored) =
+                load_and_store::<R, S, F>(&cache, site, &key, &tags, &policy, load).await;
             if let Some(value) = stored {
                 leader.complete(value);
             }
@@ -442,6 +512,7 @@ async fn load_and_store<R, S, F>(
     site: &'static Site,
     key: &str,
     tags: &[Box<str>],
+    policy: &Policy<<S as Shape<R>>::Success>,
     load: F,
 ) -> (R, Option<Value>)
 where
@@ -456,7 +527,10 @@ where
     let result = load.await;
     inner.counters.record_load(started.elapsed());
     let (value, lifetime) = match S::classify(&result) {
-        Outcome::Value(value) => (value, Some(site.lifetime())),
+        Outcome::Value(value) => (
+            value,
+            policy.lifetime(site, S::success(value), inner.jitter),
+        ),
         Outcome::Negative(value) => (value, site.negative_lifetime()),
         Outcome::Failure => {
             inner.counters.add(Counter::LoadError);
@@ -500,7 +574,10 @@ fn weigh<V: serde::Serialize>(key: &str, tags: &[Box<str>], value: &V) -> u32 {
     let _ = rmp_serde::encode::write(&mut heap, value);
     let bytes = ENTRY_OVERHEAD
         + key.len()
-        + tags.iter().map(|t| t.len() + 16).sum::<usize>()
+        // Each tag: its text, its slot and its allocation.
+        + tags.iter().map(|t| t.len() + 32).sum::<usize>()
+        // The value's `Arc`: its counts and its allocation.
+        + 32
         + std::mem::size_of::<V>()
         + heap.0;
     u32::try_from(bytes).unwrap_or(u32::MAX)

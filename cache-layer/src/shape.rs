@@ -36,6 +36,11 @@ impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> Cacheable 
 pub trait Shape<R>: Copy + Send + Sync + 'static {
     /// What is stored for a successful return.
     type Value;
+    /// What a successful return holds, as the function's policies (`ttl_from`, `cache_if`)
+    /// see it: `T` of `Result<T, E>`, `Option<T>` and `Result<Option<T>, E>`.
+    type Success;
+    /// The success inside a stored value (`None` for a negative entry).
+    fn success(value: &Self::Value) -> Option<&Self::Success>;
     /// Classifies a return value.
     fn classify(r: &R) -> Outcome<'_, Self::Value>;
     /// Turns a stored value back into the return type.
@@ -62,6 +67,10 @@ pub struct PlainShape;
 
 impl<T, E> Shape<Result<T, E>> for ResultShape {
     type Value = T;
+    type Success = T;
+    fn success(value: &T) -> Option<&T> {
+        Some(value)
+    }
     fn classify(r: &Result<T, E>) -> Outcome<'_, T> {
         match r {
             Ok(value) => Outcome::Value(value),
@@ -75,6 +84,10 @@ impl<T, E> Shape<Result<T, E>> for ResultShape {
 
 impl<T, E> Shape<Result<Option<T>, E>> for ResultOptionShape {
     type Value = Option<T>;
+    type Success = T;
+    fn success(value: &Option<T>) -> Option<&T> {
+        value.as_ref()
+    }
     fn classify(r: &Result<Option<T>, E>) -> Outcome<'_, Option<T>> {
         match r {
             Ok(value @ Some(_)) => Outcome::Value(value),
@@ -89,6 +102,10 @@ impl<T, E> Shape<Result<Option<T>, E>> for ResultOptionShape {
 
 impl<T> Shape<Option<T>> for OptionShape {
     type Value = Option<T>;
+    type Success = T;
+    fn success(value: &Option<T>) -> Option<&T> {
+        value.as_ref()
+    }
     fn classify(r: &Option<T>) -> Outcome<'_, Option<T>> {
         match r {
             Some(_) => Outcome::Value(r),
@@ -105,6 +122,10 @@ impl<T> Shape<Option<T>> for OptionShape {
 
 impl<T> Shape<T> for PlainShape {
     type Value = T;
+    type Success = T;
+    fn success(value: &T) -> Option<&T> {
+        Some(value)
+    }
     fn classify(r: &T) -> Outcome<'_, T> {
         Outcome::Value(r)
     }

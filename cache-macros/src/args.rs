@@ -5,10 +5,10 @@ use std::time::Duration;
 use proc_macro2::Span;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
-use syn::{bracketed, Expr, Ident, LitBool, LitFloat, LitStr, Token};
+use syn::{bracketed, Expr, Ident, LitBool, LitFloat, LitInt, LitStr, Token};
 
 const CACHED_ARGS: &str =
-    "`ttl`, `key`, `invalidate_on`, `stale`, `stale_if_error`, `none_ttl`, `jitter`, `lock`, `cache`, `name`";
+    "`ttl`, `key`, `invalidate_on`, `stale`, `stale_if_error`, `none_ttl`, `jitter`, `lock`, `cache`, `name`, `version`, `ttl_from`, `cache_if`";
 
 /// `#[cached(...)]`, parsed and checked.
 pub(crate) struct CachedArgs {
@@ -22,6 +22,9 @@ pub(crate) struct CachedArgs {
     pub(crate) lock: Option<Duration>,
     pub(crate) cache: Option<Expr>,
     pub(crate) name: Option<LitStr>,
+    pub(crate) version: Option<u32>,
+    pub(crate) ttl_from: Option<syn::Path>,
+    pub(crate) cache_if: Option<syn::Path>,
 }
 
 impl Parse for CachedArgs {
@@ -38,6 +41,9 @@ impl Parse for CachedArgs {
             lock: None,
             cache: None,
             name: None,
+            version: None,
+            ttl_from: None,
+            cache_if: None,
         };
         let mut seen: Vec<String> = Vec::new();
         while !input.is_empty() {
@@ -73,6 +79,9 @@ impl Parse for CachedArgs {
                 "lock" => args.lock = Some(duration(input)?),
                 "cache" => args.cache = Some(input.parse()?),
                 "name" => args.name = Some(input.parse()?),
+                "version" => args.version = Some(version(input)?),
+                "ttl_from" => args.ttl_from = Some(function_path(input, "ttl_from")?),
+                "cache_if" => args.cache_if = Some(function_path(input, "cache_if")?),
                 _ => unreachable!("checked against CACHED_ARGS"),
             }
             if input.is_empty() {
@@ -154,6 +163,31 @@ fn duration(input: ParseStream<'_>) -> syn::Result<Duration> {
         ));
     }
     Ok(parsed)
+}
+
+/// `ttl_from = path::to::function`: a path, not a string or a closure.
+fn function_path(input: ParseStream<'_>, name: &str) -> syn::Result<syn::Path> {
+    input.parse().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            format!("`{name}` takes a path to a function, e.g. `{name} = policies::{name}`"),
+        )
+    })
+}
+
+/// `version = 2`: a non-negative integer literal.
+fn version(input: ParseStream<'_>) -> syn::Result<u32> {
+    let wrong = |span| {
+        syn::Error::new(
+            span,
+            "`version` must be an integer such as `version = 2`: bump it when a value's meaning changes",
+        )
+    };
+    let lit: LitInt = input.parse().map_err(|e| wrong(e.span()))?;
+    if !lit.suffix().is_empty() {
+        return Err(wrong(lit.span()));
+    }
+    lit.base10_parse().map_err(|_| wrong(lit.span()))
 }
 
 /// `jitter = 0.1` (a fraction in [0, 1)) or `jitter = false` (none).

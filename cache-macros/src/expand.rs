@@ -2,7 +2,7 @@
 //! wrapped, so `&self`, generics, `impl Trait` arguments and `?` keep type-checking.
 
 use proc_macro2::{Group, Ident, Span, TokenStream, TokenTree};
-use quote::{format_ident, quote, ToTokens};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::{FnArg, ItemFn, Pat, ReturnType, Type};
 
 use crate::args::{CachedArgs, InvalidatesArgs};
@@ -169,6 +169,11 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
                 ));
             }
         }
+        if args.key.is_none() {
+            if let Err(e) = check_receiver_keyed(&func, &params) {
+                push(e);
+            }
+        }
         if args.stale.is_some() {
             if let Err(e) = check_refreshable(&params) {
                 push(e);
@@ -186,6 +191,10 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
     } = &func;
     let ret = return_type(&func);
     let fn_name = sig.ident.to_string();
+    // The key namespace is the function's path (and version), whatever its `name`: two
+    // functions never read each other's entries through a shared display name.
+    let version = args.version.map(|v| format!("@v{v}")).unwrap_or_default();
+    let namespace = quote! { ::core::concat!(::core::module_path!(), "::", #fn_name, #version) };
     let site_name = match &args.name {
         Some(name) => name.to_token_stream(),
         None => quote! { ::core::concat!(::core::module_path!(), "::", #fn_name) },
@@ -201,17 +210,32 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
     };
     let cache = cache_expr(args.cache.as_ref());
     let shape = shape_of(&ret);
-    let key = match &key {
-        Some(template) => template.render(),
-        None => default_key(&params),
-    };
-    let tags: Vec<TokenStream> = tags
+    let mut tags: Vec<TokenStream> = tags
         .iter()
         .map(|t| {
             let render = t.render();
             quote! { #render.into_string() }
         })
         .collect();
+    let key = match &key {
+        Some(template) if !version.is_empty() => {
+            // Stored as `<key>@vN`, tagged with `<key>` so that invalidating the key as
+            // written (`#[invalidates]`, `cache.invalidate`) still reaches it.
+            let render = template.render();
+            let suffix_len = version.len();
+            tags.push(quote! {
+                ::std::string::String::from(&__cl_key.as_str()[..__cl_key.len() - #suffix_len])
+            });
+            quote! {{
+                let mut __cl_out = #render;
+                __cl_out.push_str(#version);
+                __cl_out
+            }}
+        }
+        Some(template) => template.render(),
+        None => default_key(&params, &namespace),
+    };
+    let policy = policy(&args, &ret);
     let stale_arm = if args.stale.is_some() {
         let (copies, rebinds) = owned_copies(&params);
         let body = rewrite_self(block.to_token_stream());
@@ -222,6 +246,7 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
                     #(#copies)*
                     __cl_refresh.spawn(
                         __cl_tags,
+                        #policy,
                         ::cache_layer::__private::typed::<#ret, _>(async move {
                             #(#rebinds)*
                             #body
@@ -256,7 +281,7 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
                 ::cache_layer::__private::Lookup::Miss(__cl_miss) => {
                     let __cl_tags: ::std::vec::Vec<::std::string::String> = ::std::vec![#(#tags),*];
                     __cl_miss
-                        .load(__cl_tags, ::cache_layer::__private::typed::<#ret, _>(async move #block))
+                        .load(__cl_tags, #policy, ::cache_layer::__private::typed::<#ret, _>(async move #block))
                         .await
                 }
             }
@@ -264,8 +289,29 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
     })
 }
 
-/// The site's name followed by every argument: `my_crate::get_user:7:42`.
-fn default_key(params: &Params) -> TokenStream {
+/// `::cache_layer::__private::policy(...)` with the fn's `ttl_from` (called through a closure
+/// that accepts `Duration` or `Option<Duration>`) and `cache_if`, spanned at the user's path
+/// so that a wrong signature is reported there.
+fn policy(args: &CachedArgs, ret: &TokenStream) -> TokenStream {
+    let none = quote! { ::std::option::Option::None };
+    let ttl_from = args.ttl_from.as_ref().map_or(none.clone(), |path| {
+        let span = syn::spanned::Spanned::span(path);
+        quote_spanned! {span=>
+            ::std::option::Option::Some(|__cl_value| {
+                ::cache_layer::__private::IntoTtl::into_ttl(#path(__cl_value))
+            })
+        }
+    });
+    let cache_if = args.cache_if.as_ref().map_or(none, |path| {
+        let span = syn::spanned::Spanned::span(path);
+        quote_spanned! {span=> ::std::option::Option::Some(#path) }
+    });
+    quote! { ::cache_layer::__private::policy::<#ret, _>(__cl_shape, #ttl_from, #cache_if) }
+}
+
+/// The function's path (and `@vN` with a `version`) followed by every argument:
+/// `my_crate::get_user:7:42`.
+fn default_key(params: &Params, namespace: &TokenStream) -> TokenStream {
     let args = params.typed.iter().map(|(ident, _, _)| {
         quote! {
             __cl_out.push(':');
@@ -274,10 +320,30 @@ fn default_key(params: &Params) -> TokenStream {
     });
     quote! {{
         let mut __cl_out = ::cache_layer::__private::KeyBuf::new();
-        __cl_out.push_str(__CL_SITE.name);
+        __cl_out.push_str(#namespace);
         #(#args)*
         __cl_out
     }}
+}
+
+/// A method's default key would leave out its receiver, so every receiver would share one
+/// entry (`TenantRepo { tenant: 1 }.count()` answering for tenant 2): ask for a key.
+fn check_receiver_keyed(func: &ItemFn, params: &Params) -> syn::Result<()> {
+    let Some(receiver) = &params.receiver else {
+        return Ok(());
+    };
+    let mut example = format!("{}:<self.id>", func.sig.ident);
+    for name in &params.names {
+        example.push_str(&format!(":<{name}>"));
+    }
+    Err(syn::Error::new_spanned(
+        receiver,
+        format!(
+            "the default key of a method leaves out `self`, so every receiver would share one entry; \
+             give a key naming what identifies the receiver, e.g. `key = \"{example}\"` \
+             (or, if the receiver does not change the answer, a key without it)"
+        ),
+    ))
 }
 
 /// With `stale`, the body also runs in a background task after the caller has returned, so it

@@ -8,7 +8,8 @@ mod args;
 mod expand;
 mod template;
 
-/// Memoises an `async fn`. See the `cache-layer` crate docs for the full reference.
+/// Memoises an `async fn`. The full reference of its arguments, with examples, is in the
+/// `cache-layer` crate docs ("`#[cached]` arguments" and "Keys").
 ///
 /// ```text
 /// #[cached(ttl = "5m", key = "user:<id>", invalidate_on = ["users"])]
@@ -16,14 +17,17 @@ mod template;
 /// ```
 ///
 /// Arguments: `ttl` (required), `key`, `invalidate_on`, `stale`, `stale_if_error`,
-/// `none_ttl`, `jitter`, `lock`, `cache`, `name`.
+/// `none_ttl`, `jitter`, `lock`, `cache`, `name`, `version`, `ttl_from`, `cache_if`.
+/// Without `key`, the key is the function's path and its arguments
+/// (`my_app::users::get_user:7`); a method needs a `key`.
 #[proc_macro_attribute]
 pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::cached(attr.into(), item.into()).into()
 }
 
 /// Invalidates keys and tags after an `async fn` writer succeeds (`Ok`, or any value of a
-/// function that does not return a `Result`).
+/// function that does not return a `Result`). Arguments: key or tag templates (rendered
+/// before the body runs, with the same encoding as `#[cached]` keys) and `cache = expr`.
 ///
 /// ```text
 /// #[invalidates("user:<id>", "users")]

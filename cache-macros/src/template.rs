@@ -70,6 +70,7 @@ impl Template {
         if !rest.is_empty() {
             parts.push(Part::Text(rest.to_owned()));
         }
+        check_separated(&parts, lit)?;
         Ok(Template {
             parts,
             lit: lit.clone(),
@@ -92,6 +93,40 @@ impl Template {
             __cl_out
         }}
     }
+}
+
+/// Whether `c` separates placeholders: a character every rendered value writes `%XX`
+/// (ASCII other than letters, digits and `-._~`), except `%` itself. The same set as
+/// `cache_layer`'s `key::is_reserved`.
+fn separates(c: char) -> bool {
+    c.is_ascii() && !c.is_ascii_alphanumeric() && !matches!(c, '-' | '.' | '_' | '~' | '%')
+}
+
+/// Two placeholders need text between them that no value can produce, or `<a><b>` would
+/// render `(1, 23)` and `(12, 3)` alike.
+fn check_separated(parts: &[Part], lit: &LitStr) -> syn::Result<()> {
+    let mut previous: Option<&[String]> = None;
+    let mut separated = true;
+    for part in parts {
+        match part {
+            Part::Text(text) => separated |= text.chars().any(separates),
+            Part::Placeholder(path) => {
+                if let (Some(before), false) = (previous, separated) {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        format!(
+                            "placeholders `<{}>` and `<{}>` need a separator between them, such as `:` or `/` (`<{0}>:<{1}>`): without one, different arguments could render the same key",
+                            before.join("."),
+                            path.join("."),
+                        ),
+                    ));
+                }
+                previous = Some(path);
+                separated = false;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `a.b.c` as tokens, with `self` as the `self` keyword.

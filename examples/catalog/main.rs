@@ -9,7 +9,7 @@
 //!
 //! | endpoint | pattern |
 //! | --- | --- |
-//! | `GET /courses/featured` | `CacheLayer`: `public, s-maxage=30, stale-while-revalidate=60`, ETag/304 |
+//! | `GET /courses/featured` | `CacheLayer`: `public, s-maxage=30` (never served stale), ETag/304 |
 //! | `GET`/`PUT /users/{id}` | `#[cached(key = "user:<id>")]`, `#[invalidates("user:<id>")]`, `Cache-Tag: user:<id>` |
 //! | `GET /products/{id}` | negative caching (`none_ttl`) of unknown ids |
 //! | `GET /tenants/{tenant}/settings` | `key = "tenant:<tenant>:settings"`, never shared across tenants |

@@ -55,15 +55,14 @@ fn error(e: DbError) -> Response {
 }
 
 /// Public, the same for everyone, and the most expensive query: cached as a whole response by
-/// the shared `CacheLayer` for 30 s, then served stale for up to 60 s more while one
-/// background request refreshes it. Clients revalidate with the layer's ETag and get a 304.
+/// the shared `CacheLayer` for 30 s (`s-maxage`: browsers keep no copy). After that, the next
+/// requests wait for one refresh (coalesced): `s-maxage` implies `proxy-revalidate` (RFC 9111
+/// §5.2.2.10), so a shared cache never serves it stale, and a `stale-while-revalidate` here would
+/// never apply. Clients revalidate with the layer's ETag and get a 304.
 async fn featured(State(catalog): State<Arc<Catalog>>) -> Response {
     match catalog.featured_courses().await {
         Ok(courses) => (
-            [(
-                header::CACHE_CONTROL,
-                "public, s-maxage=30, stale-while-revalidate=60",
-            )],
+            [(header::CACHE_CONTROL, "public, s-maxage=30")],
             Json(courses),
         )
             .into_response(),

@@ -2,5 +2,6 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod loopback;
 pub mod redis_server;
 pub mod relay;

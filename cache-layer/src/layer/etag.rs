@@ -204,56 +204,19 @@ impl fmt::Display for EntityTag {
     }
 }
 
-/// `<len hex>-<16 hex hash>`; the length prefix makes collisions need equal sizes.
+/// `<len hex>-<32 hex>`: the body's length and the first 128 bits of its SHA-256. A
+/// cryptographic hash, so a tag neither reveals the body nor lets anyone craft a different body
+/// with the same tag (a fast non-cryptographic hash can be inverted or collided on purpose).
+/// Deterministic, so every instance and release gives a body the same tag.
 fn body_tag(body: &[u8]) -> String {
-    format!("{:x}-{:016x}", body.len(), hash64(body))
-}
-
-/// Odd 64-bit multipliers (golden ratio, xxHash prime 2).
-const P1: u64 = 0x9E37_79B9_7F4A_7C15;
-/// Second mixing multiplier.
-const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
-
-/// Mixes one 64-bit word (multiply-rotate-multiply).
-fn mix(k: u64) -> u64 {
-    k.wrapping_mul(P2).rotate_left(31).wrapping_mul(P1)
-}
-
-/// Little-endian load of up to 8 bytes; panic-free for any slice length.
-fn load_le(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .rev()
-        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
-}
-
-/// Murmur3 finalizer for full avalanche.
-fn fmix64(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
-
-/// Fast, well-distributed, platform-independent 64-bit hash (not cryptographic).
-pub(crate) fn hash64(data: &[u8]) -> u64 {
-    let len = data.len() as u64;
-    let mut h = 0x2545_F491_4F6C_DD1D ^ len.wrapping_mul(P1);
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        h = (h ^ mix(load_le(c)))
-            .rotate_left(27)
-            .wrapping_mul(P1)
-            .wrapping_add(P2);
+    use sha2::{Digest as _, Sha256};
+    use std::fmt::Write as _;
+    let digest = Sha256::digest(body);
+    let mut tag = format!("{:x}-", body.len());
+    for byte in &digest[..16] {
+        let _ = write!(tag, "{byte:02x}");
     }
-    let tail = chunks.remainder();
-    if !tail.is_empty() {
-        // Tag the tail with its length so trailing zero bytes still matter.
-        let k = load_le(tail) ^ ((tail.len() as u64) << 56);
-        h = (h ^ mix(k)).rotate_left(23).wrapping_mul(P2);
-    }
-    fmix64(h)
+    tag
 }
 
 /// Parsed `If-Match` / `If-None-Match` value.
@@ -553,7 +516,7 @@ mod tests {
         let a = EntityTag::strong_from_bytes(b"hello world");
         assert!(!a.weak);
         assert!(a.tag.starts_with("b-"), "{a}");
-        assert_eq!(a.tag.len(), 2 + 16);
+        assert_eq!(a.tag.len(), 2 + 32);
         assert!(a.tag[2..]
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
@@ -564,57 +527,27 @@ mod tests {
         assert!(EntityTag::strong_from_bytes(b"").tag.starts_with("0-"));
         assert_eq!(
             EntityTag::strong_from_bytes(&[0u8; 0x1a2]).tag.len(),
-            4 + 16
+            4 + 32
         );
     }
 
     #[test]
-    fn hash_is_stable_and_spreads() {
-        // Pinned values: tags must not change across platforms/releases.
-        assert_eq!(EntityTag::strong_from_bytes(b"").tag, "0-b800bd6c02472607");
+    fn tags_are_a_stable_cryptographic_digest() {
+        // Pinned: tags must not change across platforms and releases (SHA-256 prefixes).
+        assert_eq!(
+            EntityTag::strong_from_bytes(b"").tag,
+            "0-e3b0c44298fc1c149afbf4c8996fb924"
+        );
         assert_eq!(
             EntityTag::strong_from_bytes(b"hello world").tag,
-            "b-b544969868a9f401"
+            "b-b94d27b9934d3e08a52e52d7da7dabfa"
         );
-        assert_ne!(hash64(b"\0"), hash64(b""));
-        assert_ne!(hash64(b"\0"), hash64(b"\0\0"));
-        assert_ne!(hash64(&[0u8; 8]), hash64(&[0u8; 9]));
         let mut seen = std::collections::HashSet::new();
-        // Single-bit flips in a 64-byte buffer: no collisions.
         for bit in 0..512 {
             let mut buf = [0u8; 64];
             buf[bit / 8] ^= 1 << (bit % 8);
-            assert!(seen.insert(hash64(&buf)), "collision at bit {bit}");
+            assert!(seen.insert(body_tag(&buf)), "collision at bit {bit}");
         }
-        // All lengths 0..300 of a repeated byte: no collisions.
-        for n in 0..300 {
-            assert!(seen.insert(hash64(&vec![0xab; n])), "collision at len {n}");
-        }
-        // Avalanche sanity: flipping one input bit flips ~half the output bits.
-        let base = hash64(b"The quick brown fox jumps over the lazy dog");
-        let flipped = hash64(b"The quick brown fox jumps over the lazy dof");
-        let d = (base ^ flipped).count_ones();
-        assert!((16..=48).contains(&d), "{d}");
-    }
-
-    #[test]
-    fn hash_avalanche_average() {
-        // Every single-bit flip over several lengths should flip ~32 of 64 output bits.
-        let (mut total, mut n) = (0u64, 0u64);
-        for len in [1usize, 7, 8, 9, 16, 31, 64] {
-            let base: Vec<u8> = (0..len)
-                .map(|i| (i as u8).wrapping_mul(37).wrapping_add(11))
-                .collect();
-            let h0 = hash64(&base);
-            for bit in 0..len * 8 {
-                let mut m = base.clone();
-                m[bit / 8] ^= 1 << (bit % 8);
-                total += u64::from((h0 ^ hash64(&m)).count_ones());
-                n += 1;
-            }
-        }
-        let avg = total as f64 / n as f64;
-        assert!((30.0..=34.0).contains(&avg), "{avg}");
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::time::{Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
-    CONTENT_LENGTH, COOKIE, DATE, ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE,
-    IF_UNMODIFIED_SINCE, RANGE,
+    AGE, CONTENT_LENGTH, DATE, ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE,
+    IF_UNMODIFIED_SINCE, RANGE, SET_COOKIE,
 };
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
@@ -19,13 +19,15 @@ use tower_service::Service;
 use super::body::{CacheBody, Recording};
 use super::cache_control::{RequestDirectives, ResponseDirectives};
 use super::etag::EntityTag;
+use super::freshness::current_age;
+use super::gate::{admit, strip_connection_fields, Exchange};
 use super::key::{secondary_key, vary_names};
 use super::layer::{Config, EtagMode};
 use super::lookup::{lookup, request_directives, response_of, Found};
 use super::record::{add_etag, mark_uncacheable, store_response, PendingStore};
 use super::respond::{apply_preconditions, remaining_ttl, serve};
 use super::status::{CacheStatus, Forward};
-use super::storable::{storable, NotStorable};
+use super::storable::NotStorable;
 use super::stored::{lifetime_of, CachedResponse, Usability};
 use super::tags::take_tags;
 use crate::cache::Inner;
@@ -48,21 +50,6 @@ impl Plan {
     fn key(&self) -> &str {
         self.variant.as_deref().unwrap_or(&self.primary)
     }
-}
-
-/// A shared cache does not store responses to requests with cookies unless the response
-/// varies on `Cookie` or is explicitly shared: applications commonly personalise by session
-/// cookie without saying so.
-fn check_cookie(
-    request: &HeaderMap,
-    response: &HeaderMap,
-    cc: &ResponseDirectives,
-) -> Result<(), NotStorable> {
-    let varies_on_cookie = vary_names(response).is_some_and(|names| names.contains(&COOKIE));
-    if request.contains_key(COOKIE) && !cc.public && cc.s_maxage.is_none() && !varies_on_cookie {
-        return Err(NotStorable::Cookie);
-    }
-    Ok(())
 }
 
 fn check_size(
@@ -234,6 +221,116 @@ where
     (result, request_time)
 }
 
+/// A revalidation's exchange with the inner service: what a 304 answering it is applied with.
+struct Exchanged<'a> {
+    cache: &'a Cache,
+    config: &'a Config,
+    plan: &'a Plan,
+    method: &'a Method,
+    client: &'a HeaderMap,
+    /// When the conditional request was sent and its answer arrived.
+    times: (SystemTime, SystemTime),
+    since: u64,
+}
+
+/// Applies a `304 Not Modified` to the stored response it revalidated (RFC 9111 §4.3.4): the
+/// update is stored only if it selects that response and passes the storage gate, and the
+/// client is answered from the update either way (with its own `Set-Cookie`, if any).
+fn not_modified<B: Body>(
+    x: Exchanged<'_>,
+    stale: &Arc<CachedResponse>,
+    response: Response<B>,
+    leader: Option<Leader>,
+) -> Response<CacheBody<B>> {
+    let (mut parts, _) = response.into_parts();
+    let mut tags = stale.tags.clone();
+    for tag in take_tags(&mut parts.headers, &mut parts.extensions) {
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    let status = CacheStatus::forward(x.plan.forward).forward_status(304);
+    if !stale.selected_by(&parts.headers) {
+        // About another representation: the stored one is neither updated nor confirmed.
+        drop(leader);
+        let status = status.detail("not-selected");
+        let mut served = serve(stale, x.method, x.client, status, stale.age(clock::now()));
+        for cookie in parts.headers.get_all(SET_COOKIE) {
+            served.headers_mut().append(SET_COOKIE, cookie.clone());
+        }
+        return served;
+    }
+    let headers = stale.updated_headers(&parts.headers, x.times.1);
+    let cc = ResponseDirectives::parse(&headers);
+    let exchange = Exchange::Http {
+        // A HEAD's 304 updates the stored GET response (RFC 9111 §4.3.5).
+        method: &Method::GET,
+        request: x.client,
+        status: stale.status,
+        has_default_ttl: x.config.default_ttl.is_some(),
+    };
+    match admit(exchange, headers.clone(), &cc) {
+        Ok(admitted) => {
+            let defaults = (x.config.stale_while_revalidate, x.config.stale_if_error);
+            let refreshed = Arc::new(stale.refreshed(
+                admitted,
+                x.times,
+                (x.config.default_ttl, defaults),
+                tags,
+            ));
+            let kept = store_response(x.cache, x.config, &x.plan.primary, &refreshed, x.since);
+            let mut status = status;
+            if kept {
+                status = status.stored();
+                if let Some(leader) = leader {
+                    leader.complete(Arc::clone(&refreshed) as crate::entry::Value);
+                }
+            }
+            serve(
+                &refreshed,
+                x.method,
+                x.client,
+                status,
+                refreshed.age(clock::now()),
+            )
+        }
+        Err(reason) => {
+            drop(leader);
+            if cc.no_store || cc.private {
+                // The origin no longer lets shared caches keep this response.
+                x.cache.inner().memory.remove(x.plan.key());
+            }
+            let status = status.detail(reason.as_str());
+            unstored_update(stale, headers, x, status, parts.extensions)
+        }
+    }
+}
+
+/// The stored response with a 304's update that may not be stored, for the client that
+/// triggered it only (its own `Set-Cookie` included).
+fn unstored_update<B: Body>(
+    stale: &CachedResponse,
+    mut headers: HeaderMap,
+    x: Exchanged<'_>,
+    status: CacheStatus,
+    extensions: http::Extensions,
+) -> Response<CacheBody<B>> {
+    strip_connection_fields(&mut headers);
+    let age = current_age(&headers, x.times.0, x.times.1, SystemTime::now());
+    headers.insert(AGE, HeaderValue::from(age.as_secs()));
+    status.append_to(&mut headers);
+    let body = if *x.method == Method::HEAD {
+        CacheBody::empty()
+    } else {
+        CacheBody::full(stale.body.clone())
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = stale.status;
+    *response.headers_mut() = headers;
+    *response.extensions_mut() = extensions;
+    apply_preconditions(response, x.method, x.client)
+}
+
 /// Calls the inner service (conditionally, when revalidating) and turns its answer into the
 /// client's response, storing it when allowed.
 pub(crate) async fn forward<S, ReqBody, ResBody>(
@@ -258,9 +355,13 @@ where
         IF_NONE_MATCH,
         IF_MODIFIED_SINCE,
         IF_UNMODIFIED_SINCE,
-        IF_RANGE,
     ] {
         parts.headers.remove(name);
+    }
+    // A range is only asked for with its `If-Range` (RFC 9110 §13.1.5): without it, a client
+    // holding part of an older representation would get a piece of the new one.
+    if !parts.headers.contains_key(RANGE) {
+        parts.headers.remove(IF_RANGE);
     }
     if let Some((stale, _)) = &plan.stale {
         if let Some(etag) = stale.etag.as_ref().and_then(EntityTag::to_header_value) {
@@ -308,27 +409,16 @@ where
     let response = result?;
     if response.status() == StatusCode::NOT_MODIFIED {
         if let Some((stale, _)) = &plan.stale {
-            let refreshed = Arc::new(stale.refreshed(
-                response.headers(),
-                (request_time, response_time),
-                config.default_ttl,
-                (config.stale_while_revalidate, config.stale_if_error),
-            ));
-            let kept = store_response(&cache, &config, &plan.primary, &refreshed, since);
-            let mut status = CacheStatus::forward(plan.forward).forward_status(304);
-            if kept {
-                status = status.stored();
-                if let Some(leader) = leader {
-                    leader.complete(Arc::clone(&refreshed) as crate::entry::Value);
-                }
-            }
-            return Ok(serve(
-                &refreshed,
-                &method,
-                &client,
-                status,
-                refreshed.age(clock::now()),
-            ));
+            let exchange = Exchanged {
+                cache: &cache,
+                config: &config,
+                plan: &plan,
+                method: &method,
+                client: &client,
+                times: (request_time, response_time),
+                since,
+            };
+            return Ok(not_modified(exchange, stale, response, leader));
         }
     }
     let (mut parts, body) = response.into_parts();
@@ -340,52 +430,54 @@ where
         }
     }
     let cc = ResponseDirectives::parse(&parts.headers);
-    let verdict = storable(
-        &method,
-        &client,
-        parts.status,
-        &parts.headers,
-        &cc,
-        config.default_ttl.is_some(),
-    )
-    .and_then(|()| check_cookie(&client, &parts.headers, &cc))
-    .and_then(|()| check_size(&parts.headers, &body.size_hint(), config.max_body));
+    let exchange = Exchange::Http {
+        method: &method,
+        request: &client,
+        status: parts.status,
+        has_default_ttl: config.default_ttl.is_some(),
+    };
+    let verdict = admit(exchange, parts.headers.clone(), &cc).and_then(|admitted| {
+        check_size(&parts.headers, &body.size_hint(), config.max_body).map(|()| admitted)
+    });
     let status = CacheStatus::forward(plan.forward).forward_status(parts.status.as_u16());
-    if let Err(reason) = verdict {
-        // A request's own `no-store` or `Range` says nothing about the URL's other requests.
-        let request_caused = match reason {
-            NotStorable::NoStore => RequestDirectives::parse(&client).no_store,
-            NotStorable::Status => client.contains_key(RANGE),
-            _ => false,
-        };
-        if reason.is_response_driven() && !request_caused {
-            mark_uncacheable(&cache, &config, &plan.primary);
-        }
-        drop(leader);
-        status.detail(reason.as_str()).append_to(&mut parts.headers);
-        // Not stored, but still answerable conditionally: a small body of known size gets the
-        // generated ETag a stored one would have.
-        let small = body
-            .size_hint()
-            .exact()
-            .is_some_and(|n| n <= config.max_body as u64);
-        let wants_etag = config.etag != EtagMode::Off
-            && method == Method::GET
-            && parts.status.is_success()
-            && !parts.headers.contains_key(ETAG);
-        if small && wants_etag {
-            let (data, trailers, error) = read_body(body).await;
-            if trailers.is_none() && error.is_none() {
-                add_etag(&mut parts.headers, &data, config.etag);
+    let admitted = match verdict {
+        Ok(admitted) => admitted,
+        Err(reason) => {
+            // A request's own `no-store` or `Range` says nothing about the URL's other requests.
+            let request_caused = match reason {
+                NotStorable::NoStore => RequestDirectives::parse(&client).no_store,
+                NotStorable::Status => client.contains_key(RANGE),
+                _ => false,
+            };
+            if reason.is_response_driven() && !request_caused {
+                mark_uncacheable(&cache, &config, &plan.primary);
             }
-            let response =
-                Response::from_parts(parts, CacheBody::buffered(Some(data), trailers, error));
+            drop(leader);
+            status.detail(reason.as_str()).append_to(&mut parts.headers);
+            // Not stored, but still answerable conditionally: a small body of known size gets the
+            // generated ETag a stored one would have.
+            let small = body
+                .size_hint()
+                .exact()
+                .is_some_and(|n| n <= config.max_body as u64);
+            let wants_etag = config.etag != EtagMode::Off
+                && method == Method::GET
+                && parts.status.is_success()
+                && !parts.headers.contains_key(ETAG);
+            if small && wants_etag {
+                let (data, trailers, error) = read_body(body).await;
+                if trailers.is_none() && error.is_none() {
+                    add_etag(&mut parts.headers, &data, config.etag);
+                }
+                let response =
+                    Response::from_parts(parts, CacheBody::buffered(Some(data), trailers, error));
+                return Ok(apply_preconditions(response, &method, &client));
+            }
+            let response = Response::from_parts(parts, CacheBody::inner(body));
             return Ok(apply_preconditions(response, &method, &client));
         }
-        let response = Response::from_parts(parts, CacheBody::inner(body));
-        return Ok(apply_preconditions(response, &method, &client));
-    }
-    let names = vary_names(&parts.headers).unwrap_or_default();
+    };
+    let names = vary_names(admitted.get()).unwrap_or_default();
     let secondary = secondary_key(&names, &client);
     let pending = PendingStore {
         cache,
@@ -399,7 +491,7 @@ where
         ),
         primary: plan.primary,
         status: parts.status,
-        headers: parts.headers.clone(),
+        headers: admitted,
         times: (request_time, response_time),
         directives: cc,
         vary: (names.into(), secondary),

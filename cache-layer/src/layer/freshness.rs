@@ -45,7 +45,7 @@ fn since(later: SystemTime, earlier: SystemTime) -> Duration {
 ///
 /// Precedence: `s-maxage`, `max-age`, `Expires - Date`, then heuristic
 /// (10% of `Date - Last-Modified`, capped at one day) when
-/// `heuristic_allowed` and the status is heuristically cacheable.
+/// `heuristic_allowed` and the status is heuristically cacheable or the response is `public`.
 /// `received` stands in for a missing or invalid `Date`.
 /// `None` means the response carries no freshness information.
 pub(crate) fn freshness_lifetime(
@@ -66,7 +66,9 @@ pub(crate) fn freshness_lifetime(
             None => Duration::ZERO,
         });
     }
-    if heuristic_allowed && is_heuristically_cacheable(status) {
+    // RFC 9111 §5.2.2.9: a `public` response without explicit freshness is heuristically
+    // cacheable whatever its status.
+    if heuristic_allowed && (is_heuristically_cacheable(status) || cc.public) {
         let last_modified = header_date(headers, &LAST_MODIFIED)?;
         return Some((since(date, last_modified) / 10).min(HEURISTIC_CAP));
     }
@@ -243,6 +245,17 @@ mod tests {
         }
         for code in [201, 202, 302, 303, 307, 400, 403, 500, 502, 503] {
             assert_eq!(lifetime(&base, code, true), None, "{code}");
+            // `public` makes any status heuristically cacheable (RFC 9111 §5.2.2.9).
+            let public = [
+                (DATE, date.as_str()),
+                (LAST_MODIFIED, lm.as_str()),
+                (CACHE_CONTROL, "public"),
+            ];
+            assert_eq!(
+                lifetime(&public, code, true),
+                Some(Duration::from_secs(100)),
+                "public {code}"
+            );
         }
         // Cap at one day.
         let old = fmt(D - 100 * 86_400);

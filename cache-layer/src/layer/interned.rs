@@ -76,6 +76,26 @@ pub(crate) fn intern_common_values(headers: &mut HeaderMap) {
     }
 }
 
+/// For each value of `headers`, in order: whether it is an interned static copy (as
+/// [`intern_common_values`] leaves it), so that it need not be copied when the response is
+/// stored.
+pub(crate) fn interned_positions(headers: &HeaderMap) -> Vec<bool> {
+    let table = TABLE.read().unwrap_or_else(PoisonError::into_inner);
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let known = table
+                .as_ref()
+                .zip(eligible(name, value))
+                .and_then(|(table, text)| match table.find(text) {
+                    Lookup::Known(known) => Some(known),
+                    Lookup::Fits | Lookup::Full => None,
+                });
+            known.is_some_and(|known| std::ptr::eq(known.as_ptr(), value.as_bytes().as_ptr()))
+        })
+        .collect()
+}
+
 /// `value`'s text, if it may be interned: a field of [`FIELDS`], not too long, not sensitive,
 /// visible ASCII (what `HeaderValue::from_static` accepts), and no multipart boundary.
 fn eligible<'a>(name: &HeaderName, value: &'a HeaderValue) -> Option<&'a str> {

@@ -1,39 +1,51 @@
-//! Cache keys for HTTP responses: the primary key (method class, authority, path, normalised
-//! query) and the secondary key of the request headers a response `Vary`s on.
+//! Cache keys for HTTP responses: the primary key (method class, scheme, validated authority,
+//! path, query as sent) and the secondary key of the request headers a response `Vary`s on.
+//!
+//! Keys are injective: the authority is checked against RFC 3986 `host[:port]`, so none of the
+//! delimiters that follow it can appear in it, and a request whose authority is not valid is
+//! never keyed. Credentials never appear in a key: a varied `Cookie` or `Authorization` is
+//! keyed by a digest of its value.
 
-use http::header::{HOST, VARY};
+use http::header::{AUTHORIZATION, COOKIE, HOST, PROXY_AUTHORIZATION, VARY};
 use http::{HeaderMap, HeaderName, Method, Uri};
+use sha2::{Digest, Sha256};
 
-/// The default primary key: `GET <authority><path>?<query with its pairs sorted>`.
+/// The default primary key: `GET <scheme>://<authority><path>[?<query>]`, or `None` when the
+/// request's authority is missing or invalid (such a request is passed through uncached).
 ///
 /// GET and HEAD share the key, so HEAD is answered from a stored GET. The authority comes
-/// from the URI (proxies, HTTP/2) or else the `Host` header, lowercased.
-pub(crate) fn primary_key(uri: &Uri, headers: &HeaderMap) -> String {
+/// from the URI (absolute-form, HTTP/2 `:authority`) or else the single `Host` header, and is
+/// lowercased; the scheme is the URI's, `http` when the request line does not say. The query
+/// is kept as sent unless `sort_query` (see [`CacheLayer::sort_query`](crate::CacheLayer::sort_query)).
+pub(crate) fn primary_key(uri: &Uri, headers: &HeaderMap, sort_query: bool) -> Option<String> {
     let mut key = String::new();
-    write_primary_key(&mut key, uri, headers);
-    key
+    write_primary_key(&mut key, uri, headers, sort_query).then_some(key)
 }
 
-/// [`primary_key`], appended to `key`.
-pub(crate) fn write_primary_key(key: &mut String, uri: &Uri, headers: &HeaderMap) {
-    let authority = match uri.authority() {
-        Some(authority) => authority.as_str(),
-        None => headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or_default(),
+/// [`primary_key`], appended to `key`; `false` (and `key` unchanged) when there is none.
+pub(crate) fn write_primary_key(
+    key: &mut String,
+    uri: &Uri,
+    headers: &HeaderMap,
+    sort_query: bool,
+) -> bool {
+    let Some(authority) = authority_of(uri, headers) else {
+        return false;
     };
-    let query = uri.query().unwrap_or_default();
-    key.reserve(6 + authority.len() + uri.path().len() + query.len());
-    let start = key.len();
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let path = uri.path();
+    let query = uri.query();
+    key.reserve(8 + scheme.len() + authority.len() + path.len() + query.map_or(0, str::len));
     key.push_str("GET ");
+    let start = key.len();
+    key.push_str(scheme);
+    key.push_str("://");
     key.push_str(authority);
-    key[start + 4..].make_ascii_lowercase();
-    key.push_str(uri.path());
-    if !query.is_empty() {
+    key[start..].make_ascii_lowercase();
+    key.push_str(path);
+    if let Some(query) = query {
         key.push('?');
-        if query.contains('&') {
-            // `?b=2&a=1` and `?a=1&b=2` name the same resource for nearly every application.
+        if sort_query && query.contains('&') {
             let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
             pairs.sort_unstable();
             key.push_str(&pairs.join("&"));
@@ -41,6 +53,77 @@ pub(crate) fn write_primary_key(key: &mut String, uri: &Uri, headers: &HeaderMap
             key.push_str(query);
         }
     }
+    true
+}
+
+/// The request's authority: the URI's, else the one `Host` line; `None` when absent or not
+/// a valid RFC 3986 `host[:port]` (a user-info part, a path, spaces...).
+pub(crate) fn authority_of<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+    let authority = match uri.authority() {
+        Some(authority) => authority.as_str(),
+        None => {
+            let mut hosts = headers.get_all(HOST).iter();
+            let host = hosts.next()?;
+            if hosts.next().is_some() {
+                return None;
+            }
+            host.to_str().ok()?
+        }
+    };
+    is_valid_authority(authority.as_bytes()).then_some(authority)
+}
+
+/// RFC 3986 §3.2: `host [ ":" port ]`, `host` an IP-literal in brackets or a non-empty
+/// reg-name / IPv4 address (unreserved, percent-encoded and sub-delims characters), `port`
+/// digits. No user-info.
+fn is_valid_authority(authority: &[u8]) -> bool {
+    let (host, port) = if authority.first() == Some(&b'[') {
+        let Some(close) = authority.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &authority[1..close];
+        let literal_ok = !literal.is_empty()
+            && literal
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b":.-_~!$&'()*+,;=".contains(&b));
+        if !literal_ok {
+            return false;
+        }
+        (&authority[..=close], &authority[close + 1..])
+    } else {
+        match authority.iter().position(|&b| b == b':') {
+            Some(colon) => (&authority[..colon], &authority[colon..]),
+            None => (authority, &authority[authority.len()..]),
+        }
+    };
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    port_ok && !host.is_empty() && (host[0] == b'[' || is_reg_name(host))
+}
+
+/// RFC 3986 `reg-name` (which includes IPv4 addresses): unreserved, sub-delims and valid
+/// percent-encodings.
+fn is_reg_name(host: &[u8]) -> bool {
+    let mut i = 0;
+    while i < host.len() {
+        let b = host[i];
+        if b == b'%' {
+            let hex = host.get(i + 1..i + 3);
+            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        if !(b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)) {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// Whether `method` reads through the cache (HEAD is answered from a stored GET).
@@ -79,7 +162,10 @@ pub(crate) fn vary_names(response: &HeaderMap) -> Option<Vec<HeaderName>> {
 }
 
 /// The secondary key: each varied header's values, whitespace around list commas removed.
-/// An absent header and an empty one are different keys.
+/// An absent header and an empty one are different keys. Bytes that are not UTF-8 (and `%`)
+/// are percent-escaped, so different values never share a key; credentials (`Cookie`,
+/// `Authorization`, `Proxy-Authorization`) are keyed by a SHA-256 digest of their values, so
+/// the key (which traces and logs may show) never holds them.
 pub(crate) fn secondary_key(names: &[HeaderName], request: &HeaderMap) -> String {
     let mut key = String::new();
     for name in names {
@@ -87,18 +173,53 @@ pub(crate) fn secondary_key(names: &[HeaderName], request: &HeaderMap) -> String
         let mut values = request.get_all(name).iter().peekable();
         if values.peek().is_none() {
             key.push('!');
+            key.push('\n');
+            continue;
         }
+        let mut listed = String::new();
         let mut first = true;
         for value in values {
             for member in value.as_bytes().split(|&b| b == b',') {
-                key.push(if first { '=' } else { ',' });
+                listed.push(if first { '=' } else { ',' });
                 first = false;
-                key.push_str(&String::from_utf8_lossy(member.trim_ascii()));
+                push_escaped(&mut listed, member.trim_ascii());
             }
+        }
+        if is_credential(name) {
+            let digest = Sha256::digest(listed.as_bytes());
+            key.push('#');
+            for byte in &digest[..16] {
+                key.push_str(&format!("{byte:02x}"));
+            }
+        } else {
+            key.push_str(&listed);
         }
         key.push('\n');
     }
     key
+}
+
+/// Whether a request field carries credentials.
+fn is_credential(name: &HeaderName) -> bool {
+    name == COOKIE || name == AUTHORIZATION || name == PROXY_AUTHORIZATION
+}
+
+/// Appends `bytes`, with `%` and every byte of an invalid UTF-8 sequence percent-escaped.
+fn push_escaped(out: &mut String, bytes: &[u8]) {
+    for chunk in bytes.utf8_chunks() {
+        for part in chunk.valid().split_inclusive('%') {
+            match part.strip_suffix('%') {
+                Some(text) => {
+                    out.push_str(text);
+                    out.push_str("%25");
+                }
+                None => out.push_str(part),
+            }
+        }
+        for byte in chunk.invalid() {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
 }
 
 /// The key a variant is stored under.
@@ -115,17 +236,85 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    #[test]
-    fn query_order_and_host_are_normalised() {
+    fn key(uri: &str, host: Option<&str>) -> Option<String> {
         let mut headers = HeaderMap::new();
-        headers.insert(HOST, HeaderValue::from_static("Example.COM"));
-        let a = primary_key(&"/p?b=2&a=1".parse().unwrap(), &headers);
-        let b = primary_key(&"/p?a=1&b=2".parse().unwrap(), &headers);
-        assert_eq!(a, b);
-        assert_eq!(a, "GET example.com/p?a=1&b=2");
-        let abs = primary_key(&"http://example.com/p?a=1&b=2".parse().unwrap(), &headers);
-        assert_eq!(abs, a);
-        assert_ne!(primary_key(&"/q".parse().unwrap(), &headers), a);
+        if let Some(host) = host {
+            headers.insert(HOST, HeaderValue::from_str(host).unwrap());
+        }
+        primary_key(&uri.parse().unwrap(), &headers, false)
+    }
+
+    #[test]
+    fn keys_name_scheme_authority_path_and_the_query_as_sent() {
+        let a = key("/p?b=2&a=1", Some("Example.COM")).unwrap();
+        assert_eq!(a, "GET http://example.com/p?b=2&a=1");
+        assert_ne!(key("/p?a=1&b=2", Some("example.com")).unwrap(), a);
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("example.com"));
+        let sorted = primary_key(&"/p?b=2&a=1".parse().unwrap(), &headers, true);
+        assert_eq!(sorted.unwrap(), "GET http://example.com/p?a=1&b=2");
+        // HTTP/2 (and absolute-form): the authority in the URI, no Host.
+        assert_eq!(key("http://example.com/p?b=2&a=1", None).unwrap(), a);
+        assert_eq!(
+            key("https://example.com/p", None).unwrap(),
+            "GET https://example.com/p"
+        );
+        assert_ne!(
+            key("/p?", Some("example.com")),
+            key("/p", Some("example.com"))
+        );
+        assert_eq!(
+            key("/p", Some("[::1]:8080")).unwrap(),
+            "GET http://[::1]:8080/p"
+        );
+    }
+
+    #[test]
+    fn invalid_authorities_are_never_keyed() {
+        for host in [
+            "example.com/admin",
+            "example.com?x",
+            "example.com#x",
+            "user@example.com",
+            "example.com:80:80",
+            "example.com:x",
+            "exa mple.com",
+            "",
+            ":80",
+            "[::1",
+            "[]",
+            "[::1]x",
+            "%zz.example",
+            "example.com\\",
+        ] {
+            assert_eq!(key("/x", Some(host)), None, "{host:?}");
+        }
+        assert_eq!(key("/x", None), None, "no authority at all");
+        assert_eq!(key("http://user@example.com/x", None), None);
+        let mut two = HeaderMap::new();
+        two.append(HOST, HeaderValue::from_static("a.example"));
+        two.append(HOST, HeaderValue::from_static("b.example"));
+        assert_eq!(primary_key(&"/x".parse().unwrap(), &two, false), None);
+        for host in [
+            "example.com",
+            "example.com:",
+            "127.0.0.1:8080",
+            "a-b_c~d.%41",
+        ] {
+            assert!(key("/x", Some(host)).is_some(), "{host:?}");
+        }
+    }
+
+    #[test]
+    fn no_two_requests_share_a_key() {
+        // The Host-with-a-path forgery of issue 12, and its relatives.
+        let forged = key("/x", Some("example.com/admin"));
+        let real = key("/admin/x", Some("example.com"));
+        assert_ne!(forged, real);
+        assert_ne!(
+            key("/x", Some("a.example")),
+            key("/x", Some("a.example:80"))
+        );
     }
 
     #[test]
@@ -141,5 +330,27 @@ mod tests {
         assert_eq!(key, "accept-language!\naccept=text/html,*/*\n");
         response.append(VARY, HeaderValue::from_static("x, *"));
         assert!(vary_names(&response).is_none());
+    }
+
+    #[test]
+    fn credentials_never_appear_in_secondary_keys_and_values_never_collide() {
+        let names = [COOKIE, AUTHORIZATION, HeaderName::from_static("accept")];
+        let mut request = HeaderMap::new();
+        request.insert(COOKIE, HeaderValue::from_static("sid=alice-secret"));
+        request.insert(AUTHORIZATION, HeaderValue::from_static("Bearer tok3n"));
+        let key = secondary_key(&names, &request);
+        assert!(
+            !key.contains("alice-secret") && !key.contains("tok3n"),
+            "{key}"
+        );
+        request.insert(COOKIE, HeaderValue::from_static("sid=bob"));
+        assert_ne!(secondary_key(&names, &request), key);
+        let accept = |bytes: &[u8]| {
+            let mut request = HeaderMap::new();
+            request.insert("accept", HeaderValue::from_bytes(bytes).unwrap());
+            secondary_key(&names[2..], &request)
+        };
+        assert_ne!(accept(b"\xff"), accept(b"\xfe"));
+        assert_ne!(accept(b"%FF"), accept(b"\xff"));
     }
 }

@@ -38,6 +38,8 @@ pub(crate) struct Config {
     pub(crate) stale_if_error: Duration,
     pub(crate) max_variants: usize,
     pub(crate) request_cache_control: bool,
+    /// Whether the default key sorts the query's `&`-separated pairs.
+    pub(crate) sort_query: bool,
     /// How long a URL whose response could not be stored skips coalescing.
     pub(crate) uncacheable_for: Duration,
 }
@@ -99,6 +101,7 @@ impl CacheLayer {
                 stale_if_error: Duration::ZERO,
                 max_variants: 8,
                 request_cache_control: true,
+                sort_query: false,
                 uncacheable_for: Duration::from_secs(5),
             }),
         }
@@ -129,8 +132,8 @@ impl<M> CacheLayer<M> {
         self
     }
 
-    /// Replaces the default key (`GET <authority><path>?<sorted query>`). Return `None` to
-    /// pass a request through uncached.
+    /// Replaces the default key (`GET <scheme>://<authority><path>?<query>`, the authority
+    /// validated, the query as sent). Return `None` to pass a request through uncached.
     ///
     /// The function sees GET and HEAD requests (HEAD is answered from what GET stored, so do
     /// not key on the method), and GET-shaped copies of the targets of successful unsafe
@@ -154,15 +157,27 @@ impl<M> CacheLayer<M> {
         self
     }
 
+    /// Whether the default key sorts the query's `&`-separated pairs (default `false`: the
+    /// query is kept as sent). Sorting makes `?b=2&a=1` and `?a=1&b=2` one stored response;
+    /// turn it on only if the application never gives meaning to the order of parameters
+    /// (repeated ones included: `?a=1&a=2` and `?a=2&a=1` share a key when sorted).
+    pub fn sort_query(mut self, sort: bool) -> Self {
+        Arc::make_mut(&mut self.config).sort_query = sort;
+        self
+    }
+
     /// Stale-while-revalidate window for responses that do not set one (default none): a
-    /// stale response is served at once while one background request refreshes it.
+    /// stale response is served at once while one background request refreshes it. Never for
+    /// responses with `s-maxage`, `must-revalidate`, `proxy-revalidate` or `no-cache`:
+    /// `s-maxage` implies `proxy-revalidate` (RFC 9111 §4.2.4, §5.2.2.10).
     pub fn stale_while_revalidate(mut self, window: Duration) -> Self {
         Arc::make_mut(&mut self.config).stale_while_revalidate = window;
         self
     }
 
     /// Stale-if-error window for responses that do not set one (default none): a stale
-    /// response is served when the inner service fails or answers 5xx.
+    /// response is served when the inner service fails or answers 5xx. Never for responses
+    /// that must be revalidated (`s-maxage`, `must-revalidate`, `proxy-revalidate`, `no-cache`).
     pub fn stale_if_error(mut self, window: Duration) -> Self {
         Arc::make_mut(&mut self.config).stale_if_error = window;
         self
@@ -219,6 +234,7 @@ impl fmt::Debug for Config {
             .field("stale_if_error", &self.stale_if_error)
             .field("max_variants", &self.max_variants)
             .field("request_cache_control", &self.request_cache_control)
+            .field("sort_query", &self.sort_query)
             .finish()
     }
 }

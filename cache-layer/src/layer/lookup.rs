@@ -8,7 +8,7 @@ use http::header::{CACHE_CONTROL, PRAGMA};
 use http::{HeaderMap, Request, Uri};
 
 use super::cache_control::RequestDirectives;
-use super::key::{primary_key, secondary_key, variant_key};
+use super::key::{authority_of, primary_key, secondary_key, variant_key};
 use super::layer::Config;
 use super::record::live_entry;
 use super::stored::{CachedResponse, Uncacheable, Variants};
@@ -91,15 +91,26 @@ pub(crate) fn request_directives(config: &Config, request: &HeaderMap) -> Reques
     directives
 }
 
-/// The key of the GET request for `uri` with `headers`.
-pub(crate) fn url_key(config: &Config, uri: &Uri, headers: &HeaderMap) -> Option<String> {
+/// The keys a GET request for `uri` with `headers` may be stored under: with the default key,
+/// one per scheme (an HTTP/1.1 request line does not say whether TLS carried it; HTTP/2 does).
+pub(crate) fn url_keys(config: &Config, uri: &Uri, headers: &HeaderMap) -> Vec<String> {
     match &config.key_fn {
-        None => Some(primary_key(uri, headers)),
+        None => {
+            let Some(authority) = authority_of(uri, headers) else {
+                return Vec::new();
+            };
+            let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
+            ["http", "https"]
+                .into_iter()
+                .filter_map(|scheme| format!("{scheme}://{authority}{path}").parse::<Uri>().ok())
+                .filter_map(|uri| primary_key(&uri, headers, config.sort_query))
+                .collect()
+        }
         Some(key_fn) => {
             let mut request = Request::new(());
             *request.uri_mut() = uri.clone();
             *request.headers_mut() = headers.clone();
-            key_fn(&request.into_parts().0)
+            key_fn(&request.into_parts().0).into_iter().collect()
         }
     }
 }

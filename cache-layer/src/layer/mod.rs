@@ -15,11 +15,16 @@
 
 mod body;
 mod cache_control;
+mod compact;
 mod conditional;
+#[cfg(test)]
+mod differential;
 mod etag;
 mod forward;
 mod freshness;
 mod future;
+mod fuzz_service;
+mod gate;
 mod grpc;
 mod interned;
 mod key;
@@ -42,9 +47,11 @@ pub use layer::{CacheLayer, EtagMode, HttpOnly};
 pub use service::CacheService;
 pub use tags::CacheTags;
 
-/// Entry points for the `fuzz/` targets: the header parsers on raw bytes. Not a stable API.
+/// Entry points for the `fuzz/` targets: the header parsers on raw bytes, and the whole service.
+/// Not a stable API.
 #[doc(hidden)]
 pub mod __fuzz {
+    pub use super::fuzz_service::service;
     use http::header::{CACHE_CONTROL, IF_NONE_MATCH};
     use http::{HeaderMap, HeaderValue};
 
@@ -98,6 +105,17 @@ mod fuzz_entry_points {
         assert!(!__fuzz::etag_list(b"\"unterminated"));
         assert!(__fuzz::http_date(b"Sun, 06 Nov 1994 08:49:37 GMT"));
         assert!(!__fuzz::http_date(b"yesterday"));
+    }
+
+    #[test]
+    fn drive_the_service_as_the_target_does() {
+        let input: &[u8] = b"/a\nhost: example.com\x00200\ncache-control: max-age=60\n\
+            cache-tag: t\nconnection: x\nx: 1\x00/a\nhost: example.com\x00304\netag: \"a\"\x00\
+            /a\nhost: example.com\ncookie: s=1\ncache-control: no-cache\x00\x00\
+            /a\nhost: example.com/x\x00\x00/a\nhost: example.com";
+        assert_eq!(__fuzz::service(input), 5);
+        assert_eq!(__fuzz::service(b""), 1);
+        assert_eq!(__fuzz::service(b"\xff\0\xff\n:\0"), 2);
     }
 }
 

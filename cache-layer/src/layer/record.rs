@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, ETAG, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use http::header::ETAG;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::cache_control::ResponseDirectives;
 use super::etag::EntityTag;
+use super::gate::Admitted;
 use super::key::variant_key;
 use super::layer::{Config, EtagMode};
-use super::stored::{CachedResponse, Uncacheable, Variants};
+use super::stored::{CachedResponse, Uncacheable, Variants, ARC};
 use crate::clock;
 use crate::entry::{Age, Deadlines, Entry, Value};
 use crate::flight::Leader;
@@ -83,12 +84,11 @@ pub(crate) fn store_response(
         .map(|e| e.deadlines.expires_at)
         .filter(|at| *at > deadlines.expires_at)
         .unwrap_or(deadlines.expires_at);
-    let record_weight =
-        ENTRY_OVERHEAD + primary.len() + keys.iter().map(String::len).sum::<usize>();
     let record = Variants {
         names: response.vary.clone(),
         keys,
     };
+    let record_weight = ENTRY_OVERHEAD + primary.len() + record.weight();
     let deadlines = Deadlines::until(expires_at);
     cache.store_in_memory(
         primary,
@@ -110,7 +110,7 @@ pub(crate) fn mark_uncacheable(cache: &Cache, config: &Config, primary: &str) {
         return;
     }
     let deadlines = Deadlines::until(clock::after(clock::now(), config.uncacheable_for));
-    let weight = u32::try_from(ENTRY_OVERHEAD + primary.len()).unwrap_or(u32::MAX);
+    let weight = u32::try_from(ENTRY_OVERHEAD + primary.len() + ARC).unwrap_or(u32::MAX);
     let since = inner.log.current();
     cache.store_in_memory(
         primary,
@@ -119,39 +119,24 @@ pub(crate) fn mark_uncacheable(cache: &Cache, config: &Config, primary: &str) {
     );
 }
 
-/// Removes the fields that describe one connection, not the response (RFC 9111 §3.1): the
-/// stored copy is replayed on other connections, with a `Content-Length`.
-fn strip_connection_fields(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
-        headers.remove(name);
-    }
-    for name in [CONNECTION, TE, TRANSFER_ENCODING, UPGRADE, TRAILER] {
-        headers.remove(name);
-    }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
-}
-
-/// Gives a stored response without an `ETag` one made from its bytes, as configured.
+/// Gives a response without an `ETag` one made from its bytes, as configured.
 pub(crate) fn add_etag(headers: &mut HeaderMap, body: &[u8], mode: EtagMode) {
     if headers.contains_key(ETAG) {
         return;
     }
+    if let Some(value) = generated_etag(body, mode) {
+        headers.insert(ETAG, value);
+    }
+}
+
+/// The `ETag` generated for `body`, as configured.
+fn generated_etag(body: &[u8], mode: EtagMode) -> Option<HeaderValue> {
     let tag = match mode {
         EtagMode::Strong => EntityTag::strong_from_bytes(body),
         EtagMode::Weak => EntityTag::weak_from_bytes(body),
-        EtagMode::Off => return,
+        EtagMode::Off => return None,
     };
-    if let Some(value) = tag.to_header_value() {
-        headers.insert(ETAG, value);
-    }
+    tag.to_header_value()
 }
 
 /// A response head waiting for its body: stored (and handed to coalesced waiters) by
@@ -162,7 +147,8 @@ pub(crate) struct PendingStore {
     pub(crate) config: Arc<Config>,
     pub(crate) primary: String,
     pub(crate) status: StatusCode,
-    pub(crate) headers: HeaderMap,
+    /// The head as the storage gate admitted it.
+    pub(crate) headers: Admitted,
     pub(crate) times: (SystemTime, SystemTime),
     pub(crate) lifetime: Duration,
     pub(crate) directives: ResponseDirectives,
@@ -180,7 +166,7 @@ impl PendingStore {
             config,
             primary,
             status,
-            mut headers,
+            headers,
             times,
             lifetime,
             directives,
@@ -189,12 +175,14 @@ impl PendingStore {
             since,
             leader,
         } = self;
-        strip_connection_fields(&mut headers);
-        add_etag(&mut headers, &body, config.etag);
-        if !headers.contains_key(CONTENT_LENGTH) && status != StatusCode::NO_CONTENT {
-            // Replayed bodies are whole: say how long, which HEAD answers need too.
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-        }
+        let etag = if headers.get().contains_key(ETAG) {
+            None
+        } else {
+            generated_etag(&body, config.etag)
+        };
+        // Replayed bodies are whole: say how long, which HEAD answers need too.
+        let length = (status != StatusCode::NO_CONTENT).then_some(body.len());
+        let headers = headers.with_body_fields(etag, length);
         let response = Arc::new(CachedResponse::new(
             status,
             headers,

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{CONTENT_LOCATION, HOST, IF_MATCH, IF_UNMODIFIED_SINCE, LOCATION, UPGRADE};
+use http::header::{CONTENT_LOCATION, LOCATION, UPGRADE};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -16,14 +16,13 @@ use tower_service::Service;
 
 use super::body::CacheBody;
 use super::cache_control::RequestDirectives;
-use super::conditional::{evaluate, Precondition, Representation};
 use super::forward::{fetch, forward, Plan};
 use super::future::ResponseFuture;
 use super::grpc::is_grpc;
-use super::key::{is_cacheable_method, is_unsafe_method, write_primary_key};
+use super::key::{authority_of, is_cacheable_method, is_unsafe_method, write_primary_key};
 use super::layer::Config;
 use super::layer::HttpOnly;
-use super::lookup::{lookup, request_directives, response_of, shared_response_of, url_key, Found};
+use super::lookup::{lookup, request_directives, response_of, shared_response_of, url_keys, Found};
 use super::respond::{empty_response, remaining_ttl, serve};
 use super::status::{CacheStatus, Forward};
 use super::stored::Usability;
@@ -283,10 +282,15 @@ impl<S, M> CacheService<S, M> {
             // Rendered into a per-thread buffer: a hit allocates no key. The request is read in
             // place, not taken apart and put back together.
             None => {
+                let sort_query = self.config().sort_query;
                 let decision = KEY.with_borrow_mut(|key| {
                     key.clear();
-                    write_primary_key(key, request.uri(), request.headers());
-                    self.decide_for(key, request.method(), request.headers())
+                    // An invalid authority is never keyed: the request passes through.
+                    if write_primary_key(key, request.uri(), request.headers(), sort_query) {
+                        self.decide_for(key, request.method(), request.headers())
+                    } else {
+                        Decision::Bypass
+                    }
                 });
                 (decision, request)
             }
@@ -409,6 +413,10 @@ impl<S, M> CacheService<S, M> {
         });
     }
 
+    /// An unsafe request: forwarded with its preconditions, which the application decides
+    /// (a stored copy may be outdated or another variant: deciding from it could answer a
+    /// false 412). A success or redirection drops the stored responses of its URL and of the
+    /// same-origin `Location` / `Content-Location` it names.
     fn write<ReqBody, ResBody>(
         &self,
         request: Request<ReqBody>,
@@ -421,45 +429,7 @@ impl<S, M> CacheService<S, M> {
         ResBody: Body<Data = Bytes> + Send + 'static,
         ResBody::Error: Send + 'static,
     {
-        let url = url_key(self.config(), request.uri(), request.headers());
-        // If-Match / If-Unmodified-Since against the stored representation: a failed
-        // precondition must stop the write before it happens.
-        if let Some(url) = &url {
-            let headers = request.headers();
-            if headers.contains_key(IF_MATCH) || headers.contains_key(IF_UNMODIFIED_SINCE) {
-                let now = clock::now();
-                if let Found::Stored { entry, .. } = lookup(self.cache(), url, headers, now) {
-                    let response = response_of(&entry);
-                    let current = Representation {
-                        etag: response.etag.as_ref(),
-                        last_modified: response.last_modified,
-                    };
-                    let fresh = response
-                        .usability(response.age(now), &RequestDirectives::default())
-                        == Usability::Fresh;
-                    if fresh
-                        && evaluate(request.method(), headers, response.status, Some(current))
-                            == Precondition::Failed
-                    {
-                        return ResponseFuture::ready(empty_response(
-                            StatusCode::PRECONDITION_FAILED,
-                            CacheStatus::hit().detail("precondition"),
-                        ));
-                    }
-                }
-            }
-        }
-        let authority = request
-            .uri()
-            .authority()
-            .map(|a| a.as_str().to_ascii_lowercase())
-            .or_else(|| {
-                request
-                    .headers()
-                    .get(HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_ascii_lowercase)
-            });
+        let target = request.uri().clone();
         let request_headers = request.headers().clone();
         let cache = self.cache().clone();
         let config = Arc::clone(self.config());
@@ -468,27 +438,14 @@ impl<S, M> CacheService<S, M> {
             let (mut parts, body) = future.await?.into_parts();
             take_tags(&mut parts.headers, &mut parts.extensions);
             if parts.status.is_success() || parts.status.is_redirection() {
-                let mut names: Vec<String> = url.into_iter().collect();
+                let mut names = url_keys(&config, &target, &request_headers);
                 for header in [LOCATION, CONTENT_LOCATION] {
-                    let Some(target) = parts
+                    if let Some(named) = parts
                         .headers
                         .get(header)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<Uri>().ok())
-                    else {
-                        continue;
-                    };
-                    // Only same-origin targets: another origin's URLs are not ours to drop.
-                    let same_origin = match target.authority() {
-                        Some(a) => Some(a.as_str().to_ascii_lowercase()) == authority,
-                        None => target.path().starts_with('/'),
-                    };
-                    if same_origin {
-                        let path: Uri = match target.path_and_query() {
-                            Some(pq) => pq.as_str().parse().unwrap_or_default(),
-                            None => continue,
-                        };
-                        names.extend(url_key(&config, &path, &request_headers));
+                        .and_then(|v| same_origin(&target, &request_headers, v.as_bytes()))
+                    {
+                        names.extend(url_keys(&config, &named, &request_headers));
                     }
                 }
                 for name in names {
@@ -499,5 +456,24 @@ impl<S, M> CacheService<S, M> {
             CacheStatus::forward(Forward::Method).append_to(&mut parts.headers);
             Ok(Response::from_parts(parts, CacheBody::inner(body)))
         }))
+    }
+}
+
+/// The URI a `Location` / `Content-Location` `value` names, when it is on the request's own
+/// origin (another origin's URLs are not ours to drop): an absolute URI with the request's
+/// authority, or an absolute path, resolved against the request.
+fn same_origin(request: &Uri, headers: &HeaderMap, value: &[u8]) -> Option<Uri> {
+    let named = Uri::try_from(value).ok()?;
+    let authority = authority_of(request, headers)?;
+    match named.authority() {
+        Some(a) if a.as_str().eq_ignore_ascii_case(authority) => Some(named),
+        Some(_) => None,
+        None if named.path().starts_with('/') => {
+            let mut parts = named.into_parts();
+            parts.scheme = Some(request.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP));
+            parts.authority = Some(authority.parse().ok()?);
+            Uri::from_parts(parts).ok()
+        }
+        None => None,
     }
 }

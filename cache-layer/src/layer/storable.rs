@@ -20,6 +20,8 @@ pub(crate) enum NotStorable {
     Private,
     /// `Vary: *` can never match a later request.
     VaryStar,
+    /// A `Vary` member that is not a field name: no request can be matched against it.
+    VaryInvalid,
     /// Response sets cookies (policy: never share them).
     SetCookie,
     /// Authenticated request without an explicit shared-cache opt-in.
@@ -42,6 +44,7 @@ impl NotStorable {
             Self::NoStore => "no-store",
             Self::Private => "private",
             Self::VaryStar => "vary-star",
+            Self::VaryInvalid => "vary-invalid",
             Self::SetCookie => "set-cookie",
             Self::Authorization => "authorization",
             Self::NoFreshness => "no-freshness",
@@ -59,6 +62,7 @@ impl NotStorable {
                 | Self::NoStore
                 | Self::Private
                 | Self::VaryStar
+                | Self::VaryInvalid
                 | Self::SetCookie
                 | Self::NoFreshness
                 | Self::TooLarge
@@ -117,7 +121,10 @@ pub(crate) fn storable(
     }
     let explicit = cc.max_age.is_some() || cc.s_maxage.is_some() || response.contains_key(EXPIRES);
     let heuristic = is_heuristically_cacheable(status) && response.contains_key(LAST_MODIFIED);
-    if explicit || cc.public || heuristic || cc.no_cache || has_default_ttl {
+    // `no-cache` (revalidate on every use) alone is enough for a heuristically cacheable status
+    // (RFC 9111 §3 lets those be stored without freshness information); not for a 302, say.
+    let revalidated = cc.no_cache && is_heuristically_cacheable(status);
+    if explicit || cc.public || heuristic || revalidated || has_default_ttl {
         Ok(())
     } else {
         Err(NotStorable::NoFreshness)
@@ -307,6 +314,11 @@ mod tests {
             ),
             Err(N::NoFreshness)
         );
+        assert_eq!(
+            check(Method::GET, &[], 302, &[(CACHE_CONTROL, "no-cache")], false),
+            Err(N::NoFreshness),
+            "RFC 9111 §3: no-cache alone does not make a 302 storable"
+        );
     }
 
     #[test]
@@ -318,9 +330,12 @@ mod tests {
             NoStore,
             Private,
             VaryStar,
+            VaryInvalid,
             SetCookie,
             Authorization,
             NoFreshness,
+            Cookie,
+            TooLarge,
         ];
         let mut seen = std::collections::HashSet::new();
         for r in all {

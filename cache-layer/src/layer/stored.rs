@@ -5,13 +5,17 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::header::{AGE, DATE, LAST_MODIFIED};
+use http::header::{
+    AGE, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, DATE, ETAG, LAST_MODIFIED,
+};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::cache_control::{RequestDirectives, ResponseDirectives};
+use super::compact::compact;
 use super::conditional::not_modified_headers;
 use super::etag::EntityTag;
 use super::freshness::{current_age, freshness_lifetime, header_date};
+use super::gate::Admitted;
 use super::key::secondary_key;
 use super::status::ServedHeaders;
 use crate::clock;
@@ -69,6 +73,21 @@ pub(crate) struct Variants {
     pub(crate) keys: Vec<String>,
 }
 
+impl Variants {
+    /// Bytes held, for the memory budget (see [`CachedResponse::weight`]).
+    pub(crate) fn weight(&self) -> usize {
+        ARC + std::mem::size_of::<Self>()
+            + self.names.len() * std::mem::size_of::<HeaderName>()
+            + self.keys.capacity() * std::mem::size_of::<String>()
+            + self
+                .keys
+                .iter()
+                .map(|k| k.capacity() + ALLOCATION)
+                .sum::<usize>()
+            + 2 * ALLOCATION
+    }
+}
+
 /// Under a URL's primary key for a few seconds after a response that may not be stored, so that
 /// requests for it go straight to the inner service instead of queueing behind each other.
 pub(crate) struct Uncacheable;
@@ -106,7 +125,7 @@ impl CachedResponse {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         status: StatusCode,
-        headers: HeaderMap,
+        headers: Admitted,
         body: Bytes,
         times: (SystemTime, SystemTime),
         lifetime: Duration,
@@ -115,6 +134,7 @@ impl CachedResponse {
         vary: (Box<[HeaderName]>, String),
         tags: Vec<String>,
     ) -> Self {
+        let (headers, body) = compact(headers.into_inner(), &body);
         CachedResponse {
             status,
             served: ServedHeaders::new(&headers, true),
@@ -215,21 +235,40 @@ impl CachedResponse {
         (fresh, swr, after)
     }
 
-    /// The response refreshed by a `304 Not Modified` from the inner service (RFC 9111 §4.3.4):
-    /// its headers replace the stored ones, except those describing the body.
-    pub(crate) fn refreshed(
+    /// Whether a `304 Not Modified` with `not_modified` headers selects this response for
+    /// update (RFC 9111 §4.3.4): its entity tag (else its `Last-Modified`) must be this
+    /// response's; with neither, the one stored response that was validated is selected.
+    pub(crate) fn selected_by(&self, not_modified: &HeaderMap) -> bool {
+        if not_modified.contains_key(ETAG) {
+            let Some(tag) = EntityTag::from_etag_header(not_modified) else {
+                return false;
+            };
+            // A strong validator selects by strong comparison, a weak one by weak comparison.
+            return self
+                .etag
+                .as_ref()
+                .is_some_and(|stored| stored.tag == tag.tag && (tag.weak || !stored.weak));
+        }
+        match header_date(not_modified, &LAST_MODIFIED) {
+            Some(modified) => self.last_modified == Some(modified),
+            None => !not_modified.contains_key(LAST_MODIFIED),
+        }
+    }
+
+    /// The stored headers updated by a `304 Not Modified` (RFC 9111 §3.2, §4.3.4): its fields
+    /// replace the stored ones, except those describing the stored body. What may be kept of
+    /// them is for the storage gate to decide.
+    pub(crate) fn updated_headers(
         &self,
         not_modified: &HeaderMap,
-        times: (SystemTime, SystemTime),
-        default_ttl: Option<Duration>,
-        defaults: (Duration, Duration),
-    ) -> CachedResponse {
+        received: SystemTime,
+    ) -> HeaderMap {
         let mut headers = self.headers.clone();
         // The old Age and Date describe the old exchange.
         headers.remove(AGE);
         let mut replaced: Vec<&HeaderName> = Vec::new();
         for (name, value) in not_modified {
-            if name == http::header::CONTENT_LENGTH {
+            if [CONTENT_LENGTH, CONTENT_ENCODING, CONTENT_RANGE].contains(name) {
                 continue;
             }
             if !replaced.contains(&name) {
@@ -239,12 +278,24 @@ impl CachedResponse {
             headers.append(name.clone(), value.clone());
         }
         if !not_modified.contains_key(DATE) {
-            if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(times.1)) {
+            if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(received)) {
                 headers.insert(DATE, date);
             }
         }
-        let cc = ResponseDirectives::parse(&headers);
-        let lifetime = lifetime_of(self.status, &headers, &cc, default_ttl, times.1);
+        headers
+    }
+
+    /// This response with the `headers` a 304 updated and the gate admitted, received at
+    /// `times`, tagged with `tags`.
+    pub(crate) fn refreshed(
+        &self,
+        headers: Admitted,
+        times: (SystemTime, SystemTime),
+        (default_ttl, defaults): (Option<Duration>, (Duration, Duration)),
+        tags: Vec<String>,
+    ) -> CachedResponse {
+        let cc = ResponseDirectives::parse(headers.get());
+        let lifetime = lifetime_of(self.status, headers.get(), &cc, default_ttl, times.1);
         CachedResponse::new(
             self.status,
             headers,
@@ -254,29 +305,64 @@ impl CachedResponse {
             &cc,
             defaults,
             (self.vary.clone(), self.secondary.clone()),
-            self.tags.clone(),
+            tags,
         )
     }
 
-    /// Estimated bytes held, for the memory budget.
+    /// Bytes held, for the memory budget (calibrated with a counting allocator in
+    /// tests/memory_budget.rs): the three header maps by their capacity, the one buffer of the
+    /// body and the values (see `compact`), and the small parts, each allocation with the
+    /// allocator's own [`ALLOCATION`] bytes.
     pub(crate) fn weight(&self) -> usize {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 32)
-            .sum::<usize>()
-            * 3; // `headers`, `served` and (at most) `not_modified`
+        let values: usize = self.headers.values().map(HeaderValue::len).sum();
+        let tags: usize = self.tags.iter().map(|t| t.capacity() + ALLOCATION).sum();
+        let strings = self.secondary.capacity()
+            + self
+                .etag
+                .as_ref()
+                .map_or(0, |tag| tag.tag.capacity() + ALLOCATION)
+            + self.vary.len() * std::mem::size_of::<HeaderName>()
+            + self.tags.capacity() * std::mem::size_of::<String>()
+            + tags;
         std::mem::size_of::<Self>()
-            + headers
+            + ARC
+            + header_map_bytes(&self.headers)
+            + header_map_bytes(self.served.map())
+            + header_map_bytes(self.not_modified.map())
+            + SHARED_BUFFER
             + self.body.len()
-            + self.secondary.len()
-            + self.tags.iter().map(|t| t.len() + 24).sum::<usize>()
+            + values
+            + strings
+            + 3 * ALLOCATION
     }
+}
+
+/// What the allocator spends on each allocation besides the bytes asked for (glibc malloc: an
+/// 8-byte header, chunks rounded to 16 bytes).
+pub(crate) const ALLOCATION: usize = 16;
+/// An `Arc`'s counts and its allocation.
+pub(crate) const ARC: usize = 16 + ALLOCATION;
+/// The shared part of a `Bytes` buffer that is cloned (its counts and its allocation), and the
+/// buffer's own allocation.
+const SHARED_BUFFER: usize = 24 + 2 * ALLOCATION;
+
+/// Bytes a `HeaderMap` holds beyond its values' bytes: its table of positions and its slots,
+/// by capacity, and extra slots for fields with several values.
+fn header_map_bytes(map: &HeaderMap) -> usize {
+    /// A slot: hash, name, value, links (`http`'s `Bucket<HeaderValue>`).
+    const SLOT: usize = 2 * std::mem::size_of::<HeaderValue>() + 24;
+    /// A further value of a field (`http`'s `ExtraValue<HeaderValue>`).
+    const EXTRA: usize = std::mem::size_of::<HeaderValue>() + 32;
+    let capacity = map.capacity();
+    let positions = (capacity + capacity / 3).next_power_of_two() * 4;
+    let extra = map.len() - map.keys_len();
+    capacity * SLOT + positions + extra * EXTRA * 2 + 3 * ALLOCATION
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layer::gate::{admit, Exchange};
     use http::header::CACHE_CONTROL;
 
     fn stored(cc: &str, lifetime: u64, swr: u64, sie: u64) -> CachedResponse {
@@ -287,9 +373,15 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(CACHE_CONTROL, HeaderValue::from_str(cc).unwrap());
         let parsed = ResponseDirectives::parse(&headers);
+        let exchange = Exchange::Http {
+            method: &http::Method::GET,
+            request: &HeaderMap::new(),
+            status: StatusCode::OK,
+            has_default_ttl: false,
+        };
         CachedResponse::new(
             StatusCode::OK,
-            headers,
+            admit(exchange, headers, &parsed).unwrap(),
             Bytes::new(),
             (at, at),
             Duration::from_secs(lifetime),
@@ -375,5 +467,101 @@ mod tests {
                 stale_if_error: false
             }
         );
+    }
+
+    #[test]
+    fn a_304_selects_only_the_representation_its_validator_names() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=1"));
+        headers.insert(ETAG, HeaderValue::from_static("\"v1\""));
+        let parsed = ResponseDirectives::parse(&headers);
+        let exchange = Exchange::Http {
+            method: &http::Method::GET,
+            request: &HeaderMap::new(),
+            status: StatusCode::OK,
+            has_default_ttl: false,
+        };
+        let now = SystemTime::now();
+        let r = CachedResponse::new(
+            StatusCode::OK,
+            admit(exchange, headers, &parsed).unwrap(),
+            Bytes::new(),
+            (now, now),
+            Duration::from_secs(1),
+            &parsed,
+            (Duration::ZERO, Duration::ZERO),
+            (Box::new([]), String::new()),
+            Vec::new(),
+        );
+        let with = |name: HeaderName, value: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            h
+        };
+        assert!(r.selected_by(&with(ETAG, "\"v1\"")));
+        assert!(r.selected_by(&with(ETAG, "W/\"v1\"")));
+        assert!(!r.selected_by(&with(ETAG, "\"v2\"")));
+        assert!(!r.selected_by(&with(ETAG, "garbage")));
+        assert!(
+            r.selected_by(&HeaderMap::new()),
+            "no validator: the one revalidated"
+        );
+        let lm = "Sun, 06 Nov 1994 08:49:37 GMT";
+        assert!(
+            !r.selected_by(&with(LAST_MODIFIED, lm)),
+            "this one has no Last-Modified"
+        );
+    }
+
+    #[test]
+    fn huge_ages_lifetimes_and_windows_saturate() {
+        let mut headers = HeaderMap::new();
+        let huge = "max-age=99999999999999999999, stale-while-revalidate=99999999999999999999, \
+                    stale-if-error=18446744073709551616";
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static(huge));
+        headers.insert(AGE, HeaderValue::from_static("99999999999999999999999"));
+        headers.insert(
+            http::header::EXPIRES,
+            HeaderValue::from_static("Fri, 31 Dec 9999 23:59:59 GMT"),
+        );
+        headers.insert(
+            DATE,
+            HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
+        );
+        let parsed = ResponseDirectives::parse(&headers);
+        let exchange = Exchange::Http {
+            method: &http::Method::GET,
+            request: &HeaderMap::new(),
+            status: StatusCode::OK,
+            has_default_ttl: false,
+        };
+        let past = SystemTime::UNIX_EPOCH;
+        let lifetime = lifetime_of(StatusCode::OK, &headers, &parsed, None, past);
+        assert_eq!(
+            lifetime,
+            Duration::from_secs(2_147_483_648),
+            "max-age, clamped"
+        );
+        let r = CachedResponse::new(
+            StatusCode::OK,
+            admit(exchange, headers, &parsed).unwrap(),
+            Bytes::new(),
+            (past, SystemTime::now()),
+            Duration::MAX,
+            &parsed,
+            (Duration::MAX, Duration::MAX),
+            (Box::new([]), String::new()),
+            Vec::new(),
+        );
+        let now = clock::now();
+        for age in [r.age(now), Duration::MAX, Duration::ZERO] {
+            let _ = r.usability(age, &RequestDirectives::default());
+            let _ = r.usability(age, &request("max-stale, min-fresh=99999999999999999"));
+            let _ = crate::layer::respond::remaining_ttl(&r, age);
+        }
+        let (fresh, swr, after) = r.retention(now);
+        let deadlines = crate::entry::Deadlines::from_windows(now, fresh, swr, after);
+        assert!(deadlines.expires_at >= deadlines.fresh_until);
+        assert!(r.age(clock::after(now, Duration::MAX)) >= r.age(now));
     }
 }

@@ -7,8 +7,9 @@
 //! store marks it (`Entry::mark_removed`: invalidation, replacement, eviction, removal), and
 //! `invalidate_all` moves the store's epoch on; a copy taken before either is dropped on its next
 //! read. One front read in [`RECORD_EVERY`] still goes through moka, so that its LRU order sees
-//! which keys are hot. Only entries up to [`MAX_WEIGHT`] bytes are kept, in [`SLOTS`] slots per
-//! thread: that bounds what a thread can keep alive after the store dropped it.
+//! which keys are hot. Only entries up to [`MAX_WEIGHT`] bytes under keys up to [`MAX_KEY`] bytes
+//! are kept, in [`SLOTS`] slots per thread: that bounds what a thread can keep alive after the
+//! store dropped it, and what its slots' key buffers grow to.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +21,9 @@ use crate::entry::Entry;
 pub(crate) const SLOTS: usize = 64;
 /// The largest entry (by its budget weight) kept in front.
 pub(crate) const MAX_WEIGHT: u32 = 16 * 1024;
+/// The longest key kept in front (a slot's key buffer keeps the capacity of the longest key
+/// it held).
+pub(crate) const MAX_KEY: usize = 1024;
 /// One front hit in this many is also read through moka, for its LRU order.
 pub(crate) const RECORD_EVERY: u32 = 16;
 
@@ -109,7 +113,7 @@ pub(crate) fn get(store: &FrontId, epoch: u64, hash: u64, key: &str) -> Option<(
 /// Keeps `entry`, just read from the store under `epoch`, as this thread's copy of `key`.
 #[inline]
 pub(crate) fn keep(store: &FrontId, epoch: u64, hash: u64, key: &str, entry: &Arc<Entry>) {
-    if entry.weight > MAX_WEIGHT {
+    if entry.weight > MAX_WEIGHT || key.len() > MAX_KEY {
         return;
     }
     let replaced = FRONT

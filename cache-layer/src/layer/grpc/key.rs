@@ -1,19 +1,23 @@
-//! The key of a cached gRPC call: `grpc <authority><path> <hex SHA-256>` of the decoded
+//! The key of a cached gRPC call: `grpc <validated authority><path> <hex SHA-256>` of the decoded
 //! request message, the accepted response encodings and the keyed metadata. Hashed, so that
 //! tokens in the metadata never appear in keys (logs, metrics) and keys stay short.
 
 use std::fmt::Write as _;
 
-use http::header::HOST;
 use http::request::Parts;
 use http::{HeaderMap, HeaderName};
 use sha2::{Digest as _, Sha256};
 
+use crate::layer::key::authority_of;
+
 /// `grpc-accept-encoding`: the response encodings the client decodes.
 const GRPC_ACCEPT_ENCODING: &str = "grpc-accept-encoding";
 
-/// The key of a call to `parts` with the decoded `message`, keyed on the `metadata` names.
-pub(crate) fn call_key(parts: &Parts, metadata: &[HeaderName], message: &[u8]) -> String {
+/// The key of a call to `parts` with the decoded `message`, keyed on the `metadata` names;
+/// `None` when the call's authority is missing or invalid (it is never keyed).
+pub(crate) fn call_key(parts: &Parts, metadata: &[HeaderName], message: &[u8]) -> Option<String> {
+    // Validated, so that no authority can carry a path into another method's key.
+    let authority = authority_of(&parts.uri, &parts.headers)?;
     let mut hash = Sha256::new();
     // A stored compressed response must only be replayed to clients that can decode it: the
     // accepted encodings are part of the key, like a `Vary: grpc-accept-encoding`.
@@ -34,14 +38,6 @@ pub(crate) fn call_key(parts: &Parts, metadata: &[HeaderName], message: &[u8]) -
         hash.update([0xff]);
     }
     field(&mut hash, message);
-    let authority = match parts.uri.authority() {
-        Some(authority) => authority.as_str(),
-        None => parts
-            .headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or_default(),
-    };
     let path = parts.uri.path();
     let mut key = String::with_capacity(6 + authority.len() + path.len() + 64);
     key.push_str("grpc ");
@@ -51,7 +47,7 @@ pub(crate) fn call_key(parts: &Parts, metadata: &[HeaderName], message: &[u8]) -
     for byte in hash.finalize() {
         let _ = write!(key, "{byte:02x}");
     }
-    key
+    Some(key)
 }
 
 /// Length-prefixed, so that no two lists of fields hash alike.
@@ -100,7 +96,7 @@ mod tests {
     #[test]
     fn message_authority_path_and_keyed_metadata_split_keys() {
         let tenant = [HeaderName::from_static("x-tenant")];
-        let base = call_key(&parts("http://Host:1/p.S/Get", &[]), &tenant, b"m");
+        let base = call_key(&parts("http://Host:1/p.S/Get", &[]), &tenant, b"m").unwrap();
         assert!(base.starts_with("grpc host:1/p.S/Get "), "{base}");
         assert_eq!(base.len(), "grpc host:1/p.S/Get ".len() + 64);
         let same = call_key(
@@ -110,52 +106,69 @@ mod tests {
             ),
             &tenant,
             b"m",
-        );
+        )
+        .unwrap();
         assert_eq!(
             base, same,
             "unkeyed metadata and the deadline are not in the key"
         );
         for other in [
-            call_key(&parts("http://host:1/p.S/Get", &[]), &tenant, b"n"),
-            call_key(&parts("http://host:2/p.S/Get", &[]), &tenant, b"m"),
-            call_key(&parts("http://host:1/p.S/Put", &[]), &tenant, b"m"),
+            call_key(&parts("http://host:1/p.S/Get", &[]), &tenant, b"n").unwrap(),
+            call_key(&parts("http://host:2/p.S/Get", &[]), &tenant, b"m").unwrap(),
+            call_key(&parts("http://host:1/p.S/Put", &[]), &tenant, b"m").unwrap(),
             call_key(
                 &parts("http://host:1/p.S/Get", &[("x-tenant", "")]),
                 &tenant,
                 b"m",
-            ),
+            )
+            .unwrap(),
             call_key(
                 &parts("http://host:1/p.S/Get", &[("x-tenant", "a")]),
                 &tenant,
                 b"m",
-            ),
+            )
+            .unwrap(),
             call_key(
                 &parts("http://host:1/p.S/Get", &[("grpc-accept-encoding", "gzip")]),
                 &tenant,
                 b"m",
-            ),
+            )
+            .unwrap(),
         ] {
             assert_ne!(base, other);
         }
     }
 
     #[test]
+    fn calls_without_a_valid_authority_are_never_keyed() {
+        assert_eq!(call_key(&parts("/p.S/Get", &[]), &[], b"m"), None);
+        let forged = parts("/Get", &[("host", "host/p.S")]);
+        assert_eq!(call_key(&forged, &[], b"m"), None);
+        assert!(call_key(&parts("/p.S/Get", &[("host", "host")]), &[], b"m").is_some());
+    }
+
+    #[test]
     fn accepted_encodings_are_a_set() {
         let a = call_key(
-            &parts("/p.S/Get", &[("grpc-accept-encoding", "gzip,deflate")]),
+            &parts(
+                "http://h/p.S/Get",
+                &[("grpc-accept-encoding", "gzip,deflate")],
+            ),
             &[],
             b"m",
-        );
+        )
+        .unwrap();
         let b = call_key(
             &parts(
-                "/p.S/Get",
+                "http://h/p.S/Get",
                 &[("grpc-accept-encoding", "identity, DEFLATE, gzip")],
             ),
             &[],
             b"m",
-        );
+        )
+        .unwrap();
         assert_eq!(a, b);
-        let request = parts("/p.S/Get", &[("grpc-accept-encoding", "gzip")]).headers;
+        let request = parts("http://h/p.S/Get", &[("grpc-accept-encoding", "gzip")]).headers;
         let mut gzip = HeaderMap::new();
         gzip.insert("grpc-encoding", HeaderValue::from_static("gzip"));
         assert!(accepts_response(&request, &gzip));

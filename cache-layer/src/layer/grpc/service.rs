@@ -29,6 +29,7 @@ use crate::layer::body::{CacheBody, Recording};
 use crate::layer::cache_control::ResponseDirectives;
 use crate::layer::forward::load;
 use crate::layer::future::ResponseFuture;
+use crate::layer::gate::{admit, Exchange};
 use crate::layer::layer::Config;
 use crate::layer::record::{live_entry, mark_uncacheable};
 use crate::layer::status::{CacheStatus, Forward};
@@ -167,8 +168,10 @@ impl Call {
         let key = match read.complete() {
             None => Err("too-large"),
             Some(body) => unary_message(body, &parts.headers, self.config.max_body)
-                .map(|message| call_key(&parts, &self.grpc.key_metadata, &message))
-                .map_err(FrameError::as_str),
+                .map_err(FrameError::as_str)
+                .and_then(|message| {
+                    call_key(&parts, &self.grpc.key_metadata, &message).ok_or("authority")
+                }),
         };
         let key = match key {
             Ok(key) => key,
@@ -295,24 +298,23 @@ impl Call {
         let tags = take_tags(&mut parts.headers, &mut parts.extensions);
         let status = CacheStatus::forward(forward).forward_status(parts.status.as_u16());
         let cc = ResponseDirectives::parse(&parts.headers);
-        let refused = if parts.status != StatusCode::OK || grpc_status(&parts.headers).is_some() {
+        let verdict = if parts.status != StatusCode::OK || grpc_status(&parts.headers).is_some() {
             // An HTTP error, or a Trailers-Only response: gRPC errors are never stored.
-            Some("status")
-        } else if cc.no_store {
-            Some("no-store")
-        } else if cc.private {
-            Some("private")
+            Err("status")
         } else if body.size_hint().lower() > self.config.max_body as u64 {
-            Some("too-large")
+            Err("too-large")
         } else {
-            None
+            admit(Exchange::GrpcCall, parts.headers.clone(), &cc).map_err(|r| r.as_str())
         };
-        if let Some(reason) = refused {
-            drop(leader);
-            mark_uncacheable(&self.cache, &self.config, &key);
-            status.detail(reason).append_to(&mut parts.headers);
-            return Ok(Response::from_parts(parts, CacheBody::inner(body)));
-        }
+        let admitted = match verdict {
+            Ok(admitted) => admitted,
+            Err(reason) => {
+                drop(leader);
+                mark_uncacheable(&self.cache, &self.config, &key);
+                status.detail(reason).append_to(&mut parts.headers);
+                return Ok(Response::from_parts(parts, CacheBody::inner(body)));
+            }
+        };
         let stated = cc.s_maxage.or(cc.max_age);
         let ttl = stated.unwrap_or(self.ttl);
         let windows = (
@@ -326,7 +328,7 @@ impl Call {
             key,
             path,
             status: parts.status,
-            headers: parts.headers.clone(),
+            headers: admitted,
             lifetime: call_lifetime(ttl, windows, stated.is_some()),
             tags,
             since,

@@ -14,6 +14,7 @@ use crate::clock;
 use crate::entry::{Entry, Lifetime, Value};
 use crate::flight::Leader;
 use crate::layer::body::CacheBody;
+use crate::layer::gate::Admitted;
 use crate::layer::layer::Config;
 use crate::layer::record::mark_uncacheable;
 use crate::layer::status::{CacheStatus, ServedHeaders};
@@ -80,7 +81,8 @@ pub(crate) struct PendingCall {
     /// The method path: every entry is tagged with it.
     pub(crate) path: String,
     pub(crate) status: StatusCode,
-    pub(crate) headers: HeaderMap,
+    /// The head as the storage gate admitted it.
+    pub(crate) headers: Admitted,
     pub(crate) lifetime: Lifetime,
     pub(crate) tags: Vec<String>,
     pub(crate) since: u64,
@@ -99,7 +101,7 @@ impl PendingCall {
         }
         let call = Arc::new(CachedCall {
             status: self.status,
-            served: ServedHeaders::new(&self.headers, false),
+            served: ServedHeaders::new(self.headers.get(), false),
             message,
             trailers: trailers.clone(),
             tags: self.tags,

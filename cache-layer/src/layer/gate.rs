@@ -1,0 +1,261 @@
+//! The storage gate: the one set of rules every response passes before it is stored or
+//! updates a stored one (a first store, a 304's update, a background revalidation, a gRPC
+//! call). A stored response or call can only be built from [`Admitted`] headers, which only
+//! [`admit`] makes, so no path can store around the rules.
+//!
+//! The gate runs when something is stored, never on a hit.
+
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, COOKIE, ETAG, SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    VARY,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+
+use super::cache_control::ResponseDirectives;
+use super::key::vary_names;
+use super::storable::{storable, NotStorable};
+use super::tags::CACHE_TAG;
+
+/// What is being stored, and in answer to what.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Exchange<'a> {
+    /// An HTTP response. For a 304's update, `status` is the stored response's, and `method`
+    /// GET when a HEAD revalidated it (RFC 9111 §4.3.5: the update applies to the stored GET).
+    Http {
+        method: &'a Method,
+        request: &'a HeaderMap,
+        status: StatusCode,
+        has_default_ttl: bool,
+    },
+    /// An opted-in gRPC unary call, whose request-side rules (`authorization`, encodings) are
+    /// applied where the call is keyed.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    GrpcCall,
+}
+
+/// Response headers that passed the gate: what a stored response or call is built from.
+#[derive(Debug)]
+pub(crate) struct Admitted(HeaderMap);
+
+impl Admitted {
+    /// The headers, to build the stored form from.
+    pub(crate) fn into_inner(self) -> HeaderMap {
+        self.0
+    }
+
+    /// The headers.
+    pub(crate) fn get(&self) -> &HeaderMap {
+        &self.0
+    }
+
+    /// Adds what the layer generates once the body is known, when the response has none: an
+    /// `ETag` and a `Content-Length`.
+    pub(crate) fn with_body_fields(
+        mut self,
+        etag: Option<HeaderValue>,
+        length: Option<usize>,
+    ) -> Self {
+        if let Some(etag) = etag {
+            self.0.entry(ETAG).or_insert(etag);
+        }
+        if let Some(length) = length {
+            self.0
+                .entry(CONTENT_LENGTH)
+                .or_insert_with(|| HeaderValue::from(length));
+        }
+        self
+    }
+}
+
+/// Decides whether `headers` (a response, or the stored response merged with a 304) may be
+/// stored for `exchange`; if so, returns them without the fields that are never stored.
+///
+/// `cc` is the parsed `Cache-Control` of `headers`.
+pub(crate) fn admit(
+    exchange: Exchange<'_>,
+    mut headers: HeaderMap,
+    cc: &ResponseDirectives,
+) -> Result<Admitted, NotStorable> {
+    match exchange {
+        Exchange::Http {
+            method,
+            request,
+            status,
+            has_default_ttl,
+        } => {
+            storable(method, request, status, &headers, cc, has_default_ttl)?;
+            check_cookie(request, &headers, cc)?;
+        }
+        Exchange::GrpcCall => {
+            if cc.no_store {
+                return Err(NotStorable::NoStore);
+            }
+            if cc.private {
+                return Err(NotStorable::Private);
+            }
+            if headers.contains_key(SET_COOKIE) {
+                return Err(NotStorable::SetCookie);
+            }
+        }
+    }
+    if headers.contains_key(VARY) && vary_names(&headers).is_none() {
+        // `Vary: *` was refused above for HTTP; here, a member that is not a field name.
+        return Err(NotStorable::VaryInvalid);
+    }
+    strip_unstorable_fields(&mut headers);
+    Ok(Admitted(headers))
+}
+
+/// A shared cache does not store responses to requests with cookies unless the response
+/// varies on `Cookie` or is explicitly shared: applications commonly personalise by session
+/// cookie without saying so.
+fn check_cookie(
+    request: &HeaderMap,
+    response: &HeaderMap,
+    cc: &ResponseDirectives,
+) -> Result<(), NotStorable> {
+    let varies_on_cookie = vary_names(response).is_some_and(|names| names.contains(&COOKIE));
+    if request.contains_key(COOKIE) && !cc.public && cc.s_maxage.is_none() && !varies_on_cookie {
+        return Err(NotStorable::Cookie);
+    }
+    Ok(())
+}
+
+/// Removes what is never stored: the fields that describe one connection, `Set-Cookie`
+/// (meant for one client) and `Cache-Tag` (meant for this cache).
+fn strip_unstorable_fields(headers: &mut HeaderMap) {
+    strip_connection_fields(headers);
+    headers.remove(SET_COOKIE);
+    headers.remove(&CACHE_TAG);
+}
+
+/// Removes the fields that describe one connection, not the response (RFC 9111 §3.1):
+/// hop-by-hop fields and those `Connection` names.
+pub(crate) fn strip_connection_fields(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in [CONNECTION, TE, TRANSFER_ENCODING, UPGRADE, TRAILER] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+/// Whether `headers` could have been stored: what the gate leaves out is absent.
+#[cfg(test)]
+pub(crate) fn is_admissible(headers: &HeaderMap) -> bool {
+    let listed = headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
+        .any(|name| headers.contains_key(name));
+    !listed
+        && ![
+            CONNECTION,
+            TE,
+            TRANSFER_ENCODING,
+            UPGRADE,
+            TRAILER,
+            SET_COOKIE,
+        ]
+        .iter()
+        .any(|name| headers.contains_key(name))
+        && !headers.contains_key(&CACHE_TAG)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::header::{AUTHORIZATION, CACHE_CONTROL};
+    use http::HeaderValue;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn http(request: &HeaderMap, response: &[(&str, &str)]) -> Result<HeaderMap, NotStorable> {
+        let headers = map(response);
+        let cc = ResponseDirectives::parse(&headers);
+        let exchange = Exchange::Http {
+            method: &Method::GET,
+            request,
+            status: StatusCode::OK,
+            has_default_ttl: false,
+        };
+        admit(exchange, headers, &cc).map(Admitted::into_inner)
+    }
+
+    #[test]
+    fn connection_fields_cookies_and_tags_are_never_stored() {
+        let admitted = http(
+            &HeaderMap::new(),
+            &[
+                ("cache-control", "max-age=5"),
+                ("connection", "x-a, X-B"),
+                ("x-a", "1"),
+                ("x-b", "2"),
+                ("keep-alive", "timeout=5"),
+                ("cache-tag", "t"),
+                ("x-kept", "3"),
+            ],
+        )
+        .unwrap();
+        assert!(is_admissible(&admitted));
+        assert_eq!(admitted.len(), 2, "{admitted:?}");
+        assert!(admitted.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn the_rules_of_a_first_store_apply_to_every_update() {
+        let none = HeaderMap::new();
+        let cc = [("cache-control", "max-age=5")];
+        assert_eq!(
+            http(&none, &[cc[0], ("set-cookie", "sid=a")]),
+            Err(NotStorable::SetCookie)
+        );
+        assert_eq!(
+            http(&none, &[("cache-control", "no-store")]),
+            Err(NotStorable::NoStore)
+        );
+        assert_eq!(
+            http(&none, &[("cache-control", "private, max-age=9")]),
+            Err(NotStorable::Private)
+        );
+        assert_eq!(
+            http(&none, &[cc[0], ("vary", "accept, a b")]),
+            Err(NotStorable::VaryInvalid),
+            "a malformed Vary member is not 'no Vary'"
+        );
+        let cookie = map(&[("cookie", "sid=a")]);
+        assert_eq!(http(&cookie, &cc), Err(NotStorable::Cookie));
+        assert!(http(&cookie, &[cc[0], ("vary", "Cookie")]).is_ok());
+        let auth = map(&[(AUTHORIZATION.as_str(), "Bearer x")]);
+        assert_eq!(http(&auth, &cc), Err(NotStorable::Authorization));
+        let grpc = |pairs: &[(&str, &str)]| {
+            let headers = map(pairs);
+            let cc = ResponseDirectives::parse(&headers);
+            admit(Exchange::GrpcCall, headers, &cc).map(|_| ())
+        };
+        assert_eq!(grpc(&[("set-cookie", "a=b")]), Err(NotStorable::SetCookie));
+        assert_eq!(
+            grpc(&[(CACHE_CONTROL.as_str(), "no-store")]),
+            Err(NotStorable::NoStore)
+        );
+        assert_eq!(grpc(&[("content-type", "application/grpc")]), Ok(()));
+    }
+}

@@ -1,0 +1,161 @@
+//! `CacheLayer` keys under hostile requests, end to end over loopback: a `Host` cannot forge
+//! another URL's key, invalid authorities are never keyed, both HTTP versions' ways of naming
+//! the authority share a key, and the query is kept as sent.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Response, Uri};
+use axum::Router;
+use cache_layer::CacheLayer;
+
+mod support;
+use support::loopback::start;
+
+fn counter() -> Arc<AtomicUsize> {
+    Arc::new(AtomicUsize::new(0))
+}
+
+/// An origin answering every path with the path and `Host` it saw, storable for a minute.
+fn echo_target(calls: &Arc<AtomicUsize>) -> Router {
+    let calls = Arc::clone(calls);
+    Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let host = headers
+            .get("host")
+            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+            .unwrap_or_default();
+        async move {
+            let mut response = Response::new(Body::from(format!("{} at {host}", uri.path())));
+            response
+                .headers_mut()
+                .insert("cache-control", HeaderValue::from_static("max-age=60"));
+            response
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_host_with_a_path_cannot_poison_another_urls_key() {
+    let calls = counter();
+    let server = start(echo_target(&calls), CacheLayer::new).await;
+    let (_, forged) = server
+        .raw("GET /x HTTP/1.1\r\nHost: example.com/admin")
+        .await;
+    assert_eq!(forged, "/x at example.com/admin");
+    let (status, real) = server
+        .raw("GET /admin/x HTTP/1.1\r\nHost: example.com")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        real, "/admin/x at example.com",
+        "served the forged response"
+    );
+}
+
+#[tokio::test]
+async fn invalid_hosts_are_never_keyed() {
+    let calls = counter();
+    let server = start(echo_target(&calls), CacheLayer::new).await;
+    for host in [
+        "example.com/admin",
+        "example.com?q",
+        "example.com#f",
+        "user@example.com",
+        "example.com:80:80",
+        "example.com:port",
+        "exa mple.com",
+        "",
+    ] {
+        let before = calls.load(Ordering::SeqCst);
+        let head = format!("GET /y HTTP/1.1\r\nHost: {host}");
+        server.raw(&head).await;
+        server.raw(&head).await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            before + 2,
+            "{host:?} was keyed"
+        );
+    }
+    // A valid one still is.
+    let before = calls.load(Ordering::SeqCst);
+    server
+        .raw("GET /y HTTP/1.1\r\nHost: Example.COM:8080")
+        .await;
+    server
+        .raw("GET /y HTTP/1.1\r\nHost: example.com:8080")
+        .await;
+    server.raw("GET /y HTTP/1.1\r\nHost: [::1]:8080").await;
+    server.raw("GET /y HTTP/1.1\r\nHost: [::1]:8080").await;
+    assert_eq!(calls.load(Ordering::SeqCst), before + 2);
+}
+
+#[tokio::test]
+async fn the_authority_form_of_http2_is_keyed_like_the_host_of_http1() {
+    let calls = counter();
+    let server = start(echo_target(&calls), CacheLayer::new).await;
+    // HTTP/2 carries the authority in the URI and no Host; hyper hands an absolute-form
+    // HTTP/1.1 request line to the service the same way.
+    let (_, first) = server.raw("GET http://example.com/z?a=1 HTTP/1.1").await;
+    assert!(first.starts_with("/z at"), "{first}");
+    let (_, second) = server.raw("GET /z?a=1 HTTP/1.1\r\nHost: example.com").await;
+    assert_eq!(second, first);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one key for both forms");
+}
+
+#[tokio::test]
+async fn the_query_is_kept_as_sent() {
+    let calls = counter();
+    let server = start(echo_target(&calls), CacheLayer::new).await;
+    server.get("/q?a=1&a=2", &[]).await;
+    server.get("/q?a=2&a=1", &[]).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "reordered repeated parameters"
+    );
+    server.get("/q?a=1&a=2", &[]).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_write_in_either_form_invalidates_what_the_other_form_stored() {
+    let calls = counter();
+    let c = Arc::clone(&calls);
+    let app = Router::new()
+        .route(
+            "/doc",
+            axum::routing::get(move || {
+                c.fetch_add(1, Ordering::SeqCst);
+                async { ([("cache-control", "max-age=60")], "doc") }
+            })
+            .put(|| async { ([("content-location", "/other")], "") }),
+        )
+        .route(
+            "/other",
+            axum::routing::get(|| async { ([("cache-control", "max-age=60")], "other") }),
+        );
+    let server = start(app, CacheLayer::new).await;
+    server.raw("GET /doc HTTP/1.1\r\nHost: example.com").await;
+    server.raw("GET /doc HTTP/1.1\r\nHost: example.com").await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // HTTP/2-style: the authority in the URI, no Host.
+    server
+        .raw("PUT http://example.com/doc HTTP/1.1\r\nContent-Length: 0")
+        .await;
+    server.raw("GET /doc HTTP/1.1\r\nHost: example.com").await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "the write dropped the stored GET"
+    );
+    // And the other way round, with a Content-Location.
+    server.raw("GET http://example.com/doc HTTP/1.1").await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "one key for both forms");
+    server
+        .raw("PUT /doc HTTP/1.1\r\nHost: example.com\r\nContent-Length: 0")
+        .await;
+    server.raw("GET http://example.com/doc HTTP/1.1").await;
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
