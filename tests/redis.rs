@@ -348,7 +348,9 @@ async fn garbage_truncated_and_wrong_type_bytes_are_a_miss_then_healed() {
         instance.user(id as u64).await.unwrap();
         assert_eq!(db.queries(), before + 1, "and were overwritten (healed)");
     }
-    assert_eq!(instance.cache.stats().decode_errors, 3);
+    // The empty value reads as absent (a bounded `GETRANGE` cannot tell them apart): a miss,
+    // but not a decode error.
+    assert_eq!(instance.cache.stats().decode_errors, 2);
 
     // The same key read as another type by another function.
     #[cached(ttl = "1m", key = "user:<id>", cache = cache)]
@@ -357,7 +359,7 @@ async fn garbage_truncated_and_wrong_type_bytes_are_a_miss_then_healed() {
         format!("text {id}")
     }
     assert_eq!(as_text(&instance.cache, 99).await, "text 99");
-    assert_eq!(instance.cache.stats().decode_errors, 4);
+    assert_eq!(instance.cache.stats().decode_errors, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1224,4 +1226,52 @@ async fn the_breaker_closes_by_itself_once_redis_answers() {
         before + 1,
         "Redis used again without waiting for a caller to probe it"
     );
+}
+
+#[tokio::test]
+async fn an_oversized_entry_is_a_miss_then_healed() {
+    let server = RedisServer::start();
+    let db = Db::default();
+    // Generous timeouts: what is refused here is the size, not the time it takes.
+    let instance = Instance {
+        cache: Cache::builder()
+            .redis(server.url())
+            .key_prefix("big:")
+            .redis_timeouts(Duration::from_secs(2), Duration::from_secs(2))
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+    };
+    let mut raw = server.raw().await;
+    instance.user(99).await.unwrap();
+    let valid: Vec<u8> = redis::cmd("GET")
+        .arg("big:v:user:99")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    // A well-formed entry for user 1 whose name is 17 MiB long, and no tags.
+    let name_len: u32 = 17 * 1024 * 1024;
+    let mut huge = valid[..33].to_vec();
+    huge.extend_from_slice(&[0x00, 0x00, 0x82, 0xa2, b'i', b'd', 0x01, 0xa4]);
+    huge.extend_from_slice(b"name");
+    huge.push(0xdb);
+    huge.extend_from_slice(&name_len.to_be_bytes());
+    huge.resize(huge.len() + name_len as usize, b'x');
+    let _: () = redis::cmd("SET")
+        .arg("big:v:user:1")
+        .arg(huge)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let before = db.queries();
+    let user = instance.user(1).await.unwrap();
+    assert!(
+        user.name == "user1",
+        "not the oversized value ({} bytes)",
+        user.name.len()
+    );
+    assert_eq!(db.queries(), before + 1, "a miss");
+    assert_eq!(instance.cache.stats().decode_errors, 1);
+    instance.user(1).await.unwrap();
+    assert_eq!(db.queries(), before + 1, "and overwritten");
 }
