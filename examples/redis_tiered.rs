@@ -37,7 +37,7 @@ struct Instance {
 }
 
 impl Instance {
-    #[cached(ttl = "10m", key = "profile:<id>", cache = self.cache)]
+    #[cached(ttl = "10m", key = "profile:<id>", cache = self.cache, ignore_self = true)]
     async fn profile(&self, id: u64) -> Result<Profile, DbError> {
         self.db.queries.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(50)).await;

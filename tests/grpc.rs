@@ -559,3 +559,19 @@ async fn a_stale_call_is_served_while_one_call_refreshes_it() {
     );
     assert!(text(refreshed.metadata(), "cache-status").starts_with("cache-layer; hit"));
 }
+
+#[tokio::test]
+async fn calls_with_a_session_cookie_are_not_shared() {
+    // gRPC-Web clients authenticate with the browser's cookie: like `authorization`, it keeps
+    // callers apart unless it is part of the key.
+    let mut server = start(Seen::default(), cached_get).await;
+    for sid in ["sid=ada", "sid=bob"] {
+        let mut request = Request::new(GetCourseRequest { id: 7 });
+        request
+            .metadata_mut()
+            .insert("cookie", sid.parse().unwrap());
+        server.client.get_course(request).await.unwrap();
+    }
+    assert_eq!(server.gets(), 2, "bob was served ada's call");
+    assert_eq!(server.cache.entry_count(), 0);
+}

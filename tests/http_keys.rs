@@ -159,3 +159,33 @@ async fn a_write_in_either_form_invalidates_what_the_other_form_stored() {
     server.raw("GET http://example.com/doc HTTP/1.1").await;
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test]
+async fn a_host_that_disagrees_with_the_uri_authority_is_never_keyed() {
+    let calls = counter();
+    let server = start(echo_target(&calls), CacheLayer::new).await;
+    // Absolute form names victim.com; the application sees (and builds links for) evil.com.
+    let forged = "GET http://victim.com/page HTTP/1.1\r\nHost: evil.com";
+    let (_, body) = server.raw(forged).await;
+    assert_eq!(body, "/page at evil.com");
+    let (_, body) = server.raw(forged).await;
+    assert_eq!(body, "/page at evil.com");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "the forged request was keyed"
+    );
+    let (_, real) = server
+        .raw("GET http://victim.com/page HTTP/1.1\r\nHost: victim.com")
+        .await;
+    assert_eq!(real, "/page at victim.com", "served the forged response");
+    // Agreeing forms, whatever the case, are keyed as usual.
+    server
+        .raw("GET http://victim.com/page HTTP/1.1\r\nHost: VICTIM.com")
+        .await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "agreeing authorities share a key"
+    );
+}

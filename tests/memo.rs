@@ -504,7 +504,7 @@ mod signatures {
             Ok(format!("{}@{}", user.name, self.tenant))
         }
 
-        #[cached(ttl = "1m", key = "num:<text>", cache = CACHE, stale = "1m")]
+        #[cached(ttl = "1m", key = "num:<self.tenant>:<text>", cache = CACHE, stale = "1m")]
         async fn number(&self, text: &str) -> Result<u64, AppError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             let n = parse(text)?;

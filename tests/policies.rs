@@ -61,7 +61,7 @@ impl Service {
     }
 
     /// Token 1 is valid for 1 s, the others for an hour.
-    #[cached(ttl = "1h", key = "token:<id>", ttl_from = token_ttl, cache = self.cache)]
+    #[cached(ttl = "1h", key = "token:<id>", ttl_from = token_ttl, cache = self.cache, ignore_self = true)]
     async fn token(&self, id: u32) -> Result<Token, AuthError> {
         self.loads.fetch_add(1, Ordering::SeqCst);
         let expires_in = if id == 1 { 1 } else { 3600 };
@@ -70,7 +70,7 @@ impl Service {
 
     /// An `Option` return: the policy sees the token inside `Some`; `expires_in = 0` keeps
     /// the site's `ttl`.
-    #[cached(ttl = "1s", key = "maybe:<id>", ttl_from = maybe_ttl, jitter = false, cache = self.cache)]
+    #[cached(ttl = "1s", key = "maybe:<id>", ttl_from = maybe_ttl, jitter = false, cache = self.cache, ignore_self = true)]
     async fn maybe_token(&self, id: u32) -> Option<Token> {
         self.loads.fetch_add(1, Ordering::SeqCst);
         Some(Token {
@@ -80,7 +80,7 @@ impl Service {
     }
 
     /// Report 1 is still running (not cached); report 2 is final.
-    #[cached(ttl = "1h", key = "report:<id>", cache_if = is_done, cache = self.cache)]
+    #[cached(ttl = "1h", key = "report:<id>", cache_if = is_done, cache = self.cache, ignore_self = true)]
     async fn report(&self, id: u32) -> Report {
         self.loads.fetch_add(1, Ordering::SeqCst);
         Report { id, done: id != 1 }
@@ -161,4 +161,57 @@ async fn value_policies_on_a_tiered_store_reach_redis() {
     policies_hold(&first, &second).await;
     let stats = second.cache.stats();
     assert!(stats.shared_hits >= 2, "{stats:?}");
+}
+
+mod with_stale {
+    use super::*;
+    use std::sync::LazyLock;
+
+    static CACHE: LazyLock<Cache> = LazyLock::new(|| Cache::builder().build().unwrap());
+    static VERSION: AtomicUsize = AtomicUsize::new(0);
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    struct Versioned {
+        version: usize,
+        valid_ms: u64,
+    }
+
+    fn valid_for(value: &Versioned) -> Duration {
+        Duration::from_millis(value.valid_ms)
+    }
+
+    /// Fresh for the value's 300 ms (the site's hour is not used), then stale for 10 s.
+    #[cached(ttl = "1h", stale = "10s", key = "v", ttl_from = valid_for, cache = CACHE)]
+    async fn versioned() -> Versioned {
+        Versioned {
+            version: VERSION.fetch_add(1, Ordering::SeqCst),
+            valid_ms: 300,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_stale_window_follows_the_ttl_from_the_value() {
+        assert_eq!(versioned().await.version, 0);
+        assert_eq!(versioned().await.version, 0);
+        assert_eq!(CACHE.stats().stale, 0, "fresh at first");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            versioned().await.version,
+            0,
+            "served stale past the value's TTL"
+        );
+        assert_eq!(CACHE.stats().stale, 1);
+        // The one background refresh stores version 1; until then the stale value is served.
+        let started = std::time::Instant::now();
+        loop {
+            match versioned().await.version {
+                1 => break,
+                0 if started.elapsed() < Duration::from_secs(5) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                other => panic!("version {other} after {:?}", started.elapsed()),
+            }
+        }
+        assert_eq!(VERSION.load(Ordering::SeqCst), 2, "one refresh, no load");
+    }
 }

@@ -62,12 +62,12 @@ struct Instance {
 }
 
 impl Instance {
-    #[cached(ttl = "1m", key = "user:<id>", invalidate_on = ["users"], cache = self.cache)]
+    #[cached(ttl = "1m", key = "user:<id>", invalidate_on = ["users"], cache = self.cache, ignore_self = true)]
     async fn user(&self, id: u64) -> Result<User, DbError> {
         self.db.user(id).await
     }
 
-    #[cached(ttl = "1m", key = "locked:<id>", lock = "5s", cache = self.cache)]
+    #[cached(ttl = "1m", key = "locked:<id>", lock = "5s", cache = self.cache, ignore_self = true)]
     async fn locked_user(&self, id: u64) -> Result<User, DbError> {
         self.db.user(id).await
     }

@@ -69,10 +69,13 @@
 //! the compiler does not promise to keep; the shared tier's type fingerprint does (see below),
 //! so after a toolchain upgrade an entry may read as a miss, and is overwritten.
 //!
-//! **Methods.** A method's default key would leave out its receiver, so without `key` a method
-//! is a compile error that asks for one: `key = "repo:<self.tenant>:count"`. An explicit key is
-//! the whole identity of an entry: name the receiver's fields that change the answer, and
-//! leave it out only when the receiver is a handle (a pool, a client) that does not.
+//! **Methods.** A method's entries must depend on its receiver, or one receiver answers for
+//! another (`TenantRepo { tenant: 1 }.count()` for tenant 2). So a method compiles only when
+//! its key names the receiver (`key = "repo:<self.tenant>:count"`), or it says
+//! `ignore_self = true` because the receiver does not change the answer (a pool, a client, a
+//! service holding the cache). The default key never names `self`, and `cache = self.cache`
+//! does not count: receivers usually share one `Cache` handle. The compile error says how to
+//! fix it.
 //!
 //! # `#[cached]` arguments
 //!
@@ -91,9 +94,11 @@
 //! | `version = 2` | an integer that bumps the function's entries | none |
 //! | `ttl_from = path::to::fn` | `fn(&T) -> Duration` or `-> Option<Duration>`: a fresh period decided by the value (`None`: `ttl`) | none |
 //! | `cache_if = path::to::fn` | `fn(&T) -> bool`: store this value or not | every value |
+//! | `ignore_self = true` | a method whose receiver does not change the answer (see [Keys](#keys)) | `false` |
 //!
 //! `T` is the value a success holds: `T` of `Result<T, E>`, `Option<T>`, `Result<Option<T>, E>`,
-//! or the return type itself. A method needs `key`. The default key and `version`:
+//! or the return type itself. A method's key must name its receiver, unless
+//! `ignore_self = true`. The default key and `version`:
 //!
 //! ```
 //! use cache_layer::{cached, Cache};
@@ -411,8 +416,8 @@
 //!   frame; `gzip` or `deflate` per `grpc-encoding` decompressed, so compression does not split
 //!   keys), the client's `grpc-accept-encoding` (a compressed answer is only replayed to
 //!   clients that decode it) and the metadata added with `grpc_key_metadata` (tenant,
-//!   `authorization`). A call carrying `authorization` is not cached unless it is keyed;
-//!   `grpc-timeout` never is.
+//!   `authorization`). A call carrying `authorization` or `cookie` is not cached unless that
+//!   field is keyed; `grpc-timeout` never is.
 //! - **Stored**: headers, message bytes and trailers, replayed exactly; only when the trailers
 //!   say `grpc-status: 0` and the answer is one message (never a Trailers-Only error, never a
 //!   stream). Fresh for the method's TTL, or `max-age`/`s-maxage` from a `cache-control`

@@ -8,7 +8,7 @@ use syn::punctuated::Punctuated;
 use syn::{bracketed, Expr, Ident, LitBool, LitFloat, LitInt, LitStr, Token};
 
 const CACHED_ARGS: &str =
-    "`ttl`, `key`, `invalidate_on`, `stale`, `stale_if_error`, `none_ttl`, `jitter`, `lock`, `cache`, `name`, `version`, `ttl_from`, `cache_if`";
+    "`ttl`, `key`, `invalidate_on`, `stale`, `stale_if_error`, `none_ttl`, `jitter`, `lock`, `cache`, `name`, `version`, `ttl_from`, `cache_if`, `ignore_self`";
 
 /// `#[cached(...)]`, parsed and checked.
 pub(crate) struct CachedArgs {
@@ -25,6 +25,8 @@ pub(crate) struct CachedArgs {
     pub(crate) version: Option<u32>,
     pub(crate) ttl_from: Option<syn::Path>,
     pub(crate) cache_if: Option<syn::Path>,
+    /// `ignore_self = true`: the receiver does not change the answer (a pool, a client).
+    pub(crate) ignore_self: bool,
 }
 
 impl Parse for CachedArgs {
@@ -44,6 +46,7 @@ impl Parse for CachedArgs {
             version: None,
             ttl_from: None,
             cache_if: None,
+            ignore_self: false,
         };
         let mut seen: Vec<String> = Vec::new();
         while !input.is_empty() {
@@ -82,6 +85,7 @@ impl Parse for CachedArgs {
                 "version" => args.version = Some(version(input)?),
                 "ttl_from" => args.ttl_from = Some(function_path(input, "ttl_from")?),
                 "cache_if" => args.cache_if = Some(function_path(input, "cache_if")?),
+                "ignore_self" => args.ignore_self = input.parse::<LitBool>()?.value,
                 _ => unreachable!("checked against CACHED_ARGS"),
             }
             if input.is_empty() {

@@ -169,8 +169,9 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
                 ));
             }
         }
-        if args.key.is_none() {
-            if let Err(e) = check_receiver_keyed(&func, &params) {
+        // A key that did not parse has its own error already.
+        if args.key.is_none() || key.is_some() {
+            if let Err(e) = check_receiver_keyed(&func, &params, args, key.as_ref()) {
                 push(e);
             }
         }
@@ -218,21 +219,7 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
         })
         .collect();
     let key = match &key {
-        Some(template) if !version.is_empty() => {
-            // Stored as `<key>@vN`, tagged with `<key>` so that invalidating the key as
-            // written (`#[invalidates]`, `cache.invalidate`) still reaches it.
-            let render = template.render();
-            let suffix_len = version.len();
-            tags.push(quote! {
-                ::std::string::String::from(&__cl_key.as_str()[..__cl_key.len() - #suffix_len])
-            });
-            quote! {{
-                let mut __cl_out = #render;
-                __cl_out.push_str(#version);
-                __cl_out
-            }}
-        }
-        Some(template) => template.render(),
+        Some(template) => explicit_key(template, &version, &mut tags),
         None => default_key(&params, &namespace),
     };
     let policy = policy(&args, &ret);
@@ -289,6 +276,24 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
     })
 }
 
+/// An explicit key; with a version, stored as `<key>@vN` and tagged `<key>` so that
+/// invalidating the key as written (`#[invalidates]`, `cache.invalidate`) still reaches it.
+fn explicit_key(template: &Template, version: &str, tags: &mut Vec<TokenStream>) -> TokenStream {
+    let render = template.render();
+    if version.is_empty() {
+        return render;
+    }
+    let suffix_len = version.len();
+    tags.push(quote! {
+        ::std::string::String::from(&__cl_key.as_str()[..__cl_key.len() - #suffix_len])
+    });
+    quote! {{
+        let mut __cl_out = #render;
+        __cl_out.push_str(#version);
+        __cl_out
+    }}
+}
+
 /// `::cache_layer::__private::policy(...)` with the fn's `ttl_from` (called through a closure
 /// that accepts `Duration` or `Option<Duration>`) and `cache_if`, spanned at the user's path
 /// so that a wrong signature is reported there.
@@ -326,22 +331,37 @@ fn default_key(params: &Params, namespace: &TokenStream) -> TokenStream {
     }}
 }
 
-/// A method's default key would leave out its receiver, so every receiver would share one
-/// entry (`TenantRepo { tenant: 1 }.count()` answering for tenant 2): ask for a key.
-fn check_receiver_keyed(func: &ItemFn, params: &Params) -> syn::Result<()> {
+/// A method's entries must depend on its receiver, or `TenantRepo { tenant: 1 }.count()`
+/// answers for tenant 2: its key names `self` (`<self.tenant>`), or `ignore_self = true` says
+/// the receiver does not change the answer. The default key never names `self`. A cache taken
+/// from `self` (`cache = self.cache`) is not enough: `Cache` is a handle that receivers share.
+fn check_receiver_keyed(
+    func: &ItemFn,
+    params: &Params,
+    args: &CachedArgs,
+    key: Option<&Template>,
+) -> syn::Result<()> {
     let Some(receiver) = &params.receiver else {
         return Ok(());
     };
+    if args.ignore_self || key.is_some_and(Template::names_self) {
+        return Ok(());
+    }
     let mut example = format!("{}:<self.id>", func.sig.ident);
     for name in &params.names {
         example.push_str(&format!(":<{name}>"));
     }
+    let problem = if key.is_some() {
+        "this method's key names nothing of `self`"
+    } else {
+        "the default key of a method leaves out `self`"
+    };
     Err(syn::Error::new_spanned(
         receiver,
         format!(
-            "the default key of a method leaves out `self`, so every receiver would share one entry; \
-             give a key naming what identifies the receiver, e.g. `key = \"{example}\"` \
-             (or, if the receiver does not change the answer, a key without it)"
+            "{problem}, so every receiver would share one entry; \
+             name what identifies the receiver in the key, e.g. `key = \"{example}\"`, \
+             or write `ignore_self = true` if the receiver does not change the answer (a pool, a client)"
         ),
     ))
 }

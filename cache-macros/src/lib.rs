@@ -17,9 +17,10 @@ mod template;
 /// ```
 ///
 /// Arguments: `ttl` (required), `key`, `invalidate_on`, `stale`, `stale_if_error`,
-/// `none_ttl`, `jitter`, `lock`, `cache`, `name`, `version`, `ttl_from`, `cache_if`.
+/// `none_ttl`, `jitter`, `lock`, `cache`, `name`, `version`, `ttl_from`, `cache_if`,
+/// `ignore_self`.
 /// Without `key`, the key is the function's path and its arguments
-/// (`my_app::users::get_user:7`); a method needs a `key`.
+/// (`my_app::users::get_user:7`); a method's key must name `self` (or say `ignore_self = true`).
 #[proc_macro_attribute]
 pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::cached(attr.into(), item.into()).into()

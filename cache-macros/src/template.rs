@@ -77,6 +77,13 @@ impl Template {
         })
     }
 
+    /// Whether a placeholder names the receiver (`<self.tenant>`).
+    pub(crate) fn names_self(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|part| matches!(part, Part::Placeholder(path) if path[0] == "self"))
+    }
+
     /// An expression rendering the template to a `KeyBuf`.
     pub(crate) fn render(&self) -> TokenStream {
         let span = self.lit.span();

@@ -56,7 +56,7 @@ impl Catalog {
     }
 
     // Errors (an unknown id, a failed query) are never cached: only `Ok` is stored.
-    #[cached(ttl = "5m", key = "user:<id>", cache = self.cache)]
+    #[cached(ttl = "5m", key = "user:<id>", cache = self.cache, ignore_self = true)]
     async fn cached_user(&self, id: u64) -> Result<User, DbError> {
         self.db.user(id).await
     }
@@ -86,7 +86,7 @@ impl Catalog {
         }
     }
 
-    #[cached(ttl = "10m", none_ttl = "30s", key = "product:<id>", cache = self.cache)]
+    #[cached(ttl = "10m", none_ttl = "30s", key = "product:<id>", cache = self.cache, ignore_self = true)]
     async fn cached_product(&self, id: u64) -> Option<Product> {
         product_or_panic(self.db.product(id).await)
     }
@@ -100,7 +100,7 @@ impl Catalog {
         }
     }
 
-    #[cached(ttl = "1m", key = "tenant:<tenant>:settings", cache = self.cache)]
+    #[cached(ttl = "1m", key = "tenant:<tenant>:settings", cache = self.cache, ignore_self = true)]
     async fn cached_tenant_settings(&self, tenant: &str) -> Result<Settings, DbError> {
         self.db.tenant_settings(tenant.to_owned()).await
     }

@@ -98,6 +98,11 @@ pub(crate) fn admit(
             }
         }
     }
+    if names_in_connection(&headers).any(|name| name == VARY) {
+        // `Connection: vary` would strip the `Vary` the rules above relied on (a response
+        // varying on `Cookie` would be stored for everyone).
+        return Err(NotStorable::VaryInvalid);
+    }
     if headers.contains_key(VARY) && vary_names(&headers).is_none() {
         // `Vary: *` was refused above for HTTP; here, a member that is not a field name.
         return Err(NotStorable::VaryInvalid);
@@ -129,15 +134,19 @@ fn strip_unstorable_fields(headers: &mut HeaderMap) {
     headers.remove(&CACHE_TAG);
 }
 
-/// Removes the fields that describe one connection, not the response (RFC 9111 §3.1):
-/// hop-by-hop fields and those `Connection` names.
-pub(crate) fn strip_connection_fields(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
+/// The field names `Connection` lists.
+fn names_in_connection(headers: &HeaderMap) -> impl Iterator<Item = HeaderName> + '_ {
+    headers
         .get_all(CONNECTION)
         .iter()
         .flat_map(|v| v.as_bytes().split(|&b| b == b','))
         .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
-        .collect();
+}
+
+/// Removes the fields that describe one connection, not the response (RFC 9111 §3.1):
+/// hop-by-hop fields and those `Connection` names.
+pub(crate) fn strip_connection_fields(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = names_in_connection(headers).collect();
     for name in listed {
         headers.remove(name);
     }
@@ -151,12 +160,7 @@ pub(crate) fn strip_connection_fields(headers: &mut HeaderMap) {
 /// Whether `headers` could have been stored: what the gate leaves out is absent.
 #[cfg(test)]
 pub(crate) fn is_admissible(headers: &HeaderMap) -> bool {
-    let listed = headers
-        .get_all(CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
-        .any(|name| headers.contains_key(name));
+    let listed = names_in_connection(headers).any(|name| headers.contains_key(name));
     !listed
         && ![
             CONNECTION,
@@ -244,6 +248,14 @@ mod tests {
         let cookie = map(&[("cookie", "sid=a")]);
         assert_eq!(http(&cookie, &cc), Err(NotStorable::Cookie));
         assert!(http(&cookie, &[cc[0], ("vary", "Cookie")]).is_ok());
+        assert_eq!(
+            http(
+                &cookie,
+                &[cc[0], ("vary", "Cookie"), ("connection", "close, Vary")]
+            ),
+            Err(NotStorable::VaryInvalid),
+            "Connection must not strip the Vary that allowed a cookie request's response"
+        );
         let auth = map(&[(AUTHORIZATION.as_str(), "Bearer x")]);
         assert_eq!(http(&auth, &cc), Err(NotStorable::Authorization));
         let grpc = |pairs: &[(&str, &str)]| {

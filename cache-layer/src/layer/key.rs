@@ -56,19 +56,27 @@ pub(crate) fn write_primary_key(
     true
 }
 
-/// The request's authority: the URI's, else the one `Host` line; `None` when absent or not
-/// a valid RFC 3986 `host[:port]` (a user-info part, a path, spaces...).
+/// The request's authority: the URI's, else the one `Host` line; `None` when absent, not a
+/// valid RFC 3986 `host[:port]` (a user-info part, a path, spaces...), given by several `Host`
+/// lines, or when the URI's authority and a `Host` line disagree. hyper does not check that
+/// they agree, and an application that builds links from `Host` would otherwise store a
+/// response made for one host under another host's key (cache poisoning).
 pub(crate) fn authority_of<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
-    let authority = match uri.authority() {
-        Some(authority) => authority.as_str(),
-        None => {
-            let mut hosts = headers.get_all(HOST).iter();
-            let host = hosts.next()?;
-            if hosts.next().is_some() {
+    let mut hosts = headers.get_all(HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return None;
+    }
+    let authority = match (uri.authority(), host) {
+        (Some(authority), None) => authority.as_str(),
+        (Some(authority), Some(host)) => {
+            let authority = authority.as_str();
+            if !authority.as_bytes().eq_ignore_ascii_case(host.as_bytes()) {
                 return None;
             }
-            host.to_str().ok()?
+            authority
         }
+        (None, host) => host?.to_str().ok()?,
     };
     is_valid_authority(authority.as_bytes()).then_some(authority)
 }

@@ -18,12 +18,13 @@ struct Service {
 }
 
 impl Service {
-    #[cached(ttl = "30s", key = "user:<user.id>", invalidate_on = ["org:<user.org>"], cache = self.cache)]
+    #[cached(ttl = "30s", key = "user:<user.id>", invalidate_on = ["org:<user.org>"], cache = self.cache, ignore_self = true)]
     async fn profile(&self, user: &User) -> DbResult<User> {
         Ok(user.clone())
     }
 
-    #[cached(ttl = "1h30m", stale = "5m", stale_if_error = "1h", key = "name:<name>")]
+    // The receiver is a handle: it does not change the answer.
+    #[cached(ttl = "1h30m", stale = "5m", stale_if_error = "1h", key = "name:<name>", ignore_self = true)]
     async fn by_name(&self, name: &str) -> Option<u64> {
         self.lookup(name).await
     }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, COOKIE};
 use http::HeaderName;
 
 use super::descriptor::described_methods;
@@ -48,6 +48,12 @@ impl GrpcConfig {
     /// Whether a call carrying `authorization` may be cached: only when it is in the key.
     pub(crate) fn keys_authorization(&self) -> bool {
         self.key_metadata.contains(&AUTHORIZATION)
+    }
+
+    /// Whether calls' `cookie` metadata is part of their key (a session cookie identifies
+    /// the caller as `authorization` does, e.g. under gRPC-Web).
+    pub(crate) fn keys_cookie(&self) -> bool {
+        self.key_metadata.contains(&COOKIE)
     }
 }
 
@@ -205,7 +211,7 @@ impl<M: LayerMode> CacheLayer<M> {
     /// Makes the request metadata `name` part of the key of cached calls, so that callers
     /// with different values (tenants, users) never share an entry.
     ///
-    /// A call carrying `authorization` is not cached unless `authorization` is added here.
+    /// A call carrying `authorization` or `cookie` is not cached unless that field is added here.
     /// `grpc-timeout` is never part of the key: a deadline does not change the answer.
     ///
     /// # Panics

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -71,6 +71,8 @@ where
         let headers = request.headers();
         let detail = if headers.contains_key(AUTHORIZATION) && !grpc.keys_authorization() {
             Some("authorization")
+        } else if headers.contains_key(COOKIE) && !grpc.keys_cookie() {
+            Some("cookie")
         } else if !supported_encoding(headers) {
             Some(FrameError::Encoding.as_str())
         } else {
