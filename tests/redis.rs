@@ -348,7 +348,9 @@ async fn garbage_truncated_and_wrong_type_bytes_are_a_miss_then_healed() {
         instance.user(id as u64).await.unwrap();
         assert_eq!(db.queries(), before + 1, "and were overwritten (healed)");
     }
-    assert_eq!(instance.cache.stats().decode_errors, 3);
+    // The empty value reads as absent (a bounded `GETRANGE` cannot tell them apart): a miss,
+    // but not a decode error.
+    assert_eq!(instance.cache.stats().decode_errors, 2);
 
     // The same key read as another type by another function.
     #[cached(ttl = "1m", key = "user:<id>", cache = cache)]
@@ -357,7 +359,7 @@ async fn garbage_truncated_and_wrong_type_bytes_are_a_miss_then_healed() {
         format!("text {id}")
     }
     assert_eq!(as_text(&instance.cache, 99).await, "text 99");
-    assert_eq!(instance.cache.stats().decode_errors, 4);
+    assert_eq!(instance.cache.stats().decode_errors, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1149,4 +1151,127 @@ async fn more_lost_invalidations_than_are_kept_empty_every_instances_memory() {
     })
     .await;
     assert!(took < RECOVERY_BOUND, "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_waiter_loads_when_redis_stops_answering() {
+    let mut server = RedisServer::start();
+    let holder = Instance {
+        cache: shared(&server, "lz:"),
+        db: Db {
+            delay: Duration::from_secs(3),
+            ..Db::default()
+        },
+    };
+    let waiter = Instance {
+        cache: shared(&server, "lz:"),
+        db: Db::default(),
+    };
+    let held = {
+        let holder = holder.clone();
+        tokio::spawn(async move { holder.locked_user(7).await })
+    };
+    let mut raw = server.raw().await;
+    eventually(async || {
+        redis::cmd("EXISTS")
+            .arg("lz:l:locked:7")
+            .query_async::<bool>(&mut raw)
+            .await
+            .unwrap()
+    })
+    .await;
+    let waiting = {
+        let waiter = waiter.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let user = waiter.locked_user(7).await;
+            (user, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.pause();
+    let (user, waited) = waiting.await.unwrap();
+    server.resume();
+    assert_eq!(user.unwrap().id, 7);
+    println!("the waiter loaded {waited:?} after it began waiting (lock: 5 s)");
+    assert!(
+        waited < Duration::from_millis(2_500),
+        "fails open when Redis cannot say whether the lock is held: {waited:?}"
+    );
+    assert_eq!(held.await.unwrap().unwrap().id, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breaker_closes_by_itself_once_redis_answers() {
+    let mut server = RedisServer::start();
+    let db = Db::default();
+    let instance = Instance {
+        cache: shared(&server, "br:"),
+        db: db.clone(),
+    };
+    instance.user(1).await.unwrap();
+    server.pause();
+    let mut id = 100;
+    while instance.cache.stats().store_errors < 3 {
+        instance.user(id).await.unwrap();
+        id += 1;
+    }
+    server.resume();
+    // No call meanwhile, and less than the breaker's 1 s cool-down: only a probe closes it.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let before = instance.cache.stats().shared_hits;
+    instance.user(1).await.unwrap();
+    assert_eq!(
+        instance.cache.stats().shared_hits,
+        before + 1,
+        "Redis used again without waiting for a caller to probe it"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_entry_is_a_miss_then_healed() {
+    let server = RedisServer::start();
+    let db = Db::default();
+    // Generous timeouts: what is refused here is the size, not the time it takes.
+    let instance = Instance {
+        cache: Cache::builder()
+            .redis(server.url())
+            .key_prefix("big:")
+            .redis_timeouts(Duration::from_secs(2), Duration::from_secs(2))
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+    };
+    let mut raw = server.raw().await;
+    instance.user(99).await.unwrap();
+    let valid: Vec<u8> = redis::cmd("GET")
+        .arg("big:v:user:99")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    // A well-formed entry for user 1 whose name is 17 MiB long, and no tags.
+    let name_len: u32 = 17 * 1024 * 1024;
+    let mut huge = valid[..33].to_vec();
+    huge.extend_from_slice(&[0x00, 0x00, 0x82, 0xa2, b'i', b'd', 0x01, 0xa4]);
+    huge.extend_from_slice(b"name");
+    huge.push(0xdb);
+    huge.extend_from_slice(&name_len.to_be_bytes());
+    huge.resize(huge.len() + name_len as usize, b'x');
+    let _: () = redis::cmd("SET")
+        .arg("big:v:user:1")
+        .arg(huge)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let before = db.queries();
+    let user = instance.user(1).await.unwrap();
+    assert!(
+        user.name == "user1",
+        "not the oversized value ({} bytes)",
+        user.name.len()
+    );
+    assert_eq!(db.queries(), before + 1, "a miss");
+    assert_eq!(instance.cache.stats().decode_errors, 1);
+    instance.user(1).await.unwrap();
+    assert_eq!(db.queries(), before + 1, "and overwritten");
 }

@@ -281,9 +281,11 @@
 //! | 35 | | N times: a 2-byte big-endian length, then the tag in UTF-8 |
 //! | | | the value, MessagePack |
 //!
-//! Bytes that do not decode (garbage, truncated, another format or type, deadlines out of order
-//! or more than 100 years ahead) are a miss: counted in [`Stats::decode_errors`], logged, and
-//! overwritten by the next store. Nothing read from Redis can panic a caller.
+//! An entry holds at most 16 MiB: a bigger value is not written to Redis, and no more is read
+//! back. Bytes that do not decode (garbage, truncated, too long, another format or type,
+//! deadlines out of order or more than 100 years ahead) are a miss: counted in
+//! [`Stats::decode_errors`], logged, and overwritten by the next store. Nothing read from Redis
+//! can panic a caller.
 //!
 //! # Concurrent calls on the same key
 //! Concurrent misses on one key run the function body once; the other callers wait for its

@@ -386,15 +386,8 @@ impl<S> Miss<'_, S> {
         }
         let (result, stored) =
             load_and_store::<R, S, F>(self.cache, self.site, self.key, tags, policy, load).await;
-        if let (Some(token), Some(_)) = (held_lock, self.cache.remote()) {
-            // Off the caller's path, sent after the value's write (see `detach`).
-            let (cache, key) = (self.cache.clone(), self.key.to_owned());
-            crate::cache::detach(async move {
-                if let Some(remote) = cache.remote() {
-                    remote.store.unlock(&key, &token).await;
-                }
-            })
-            .await;
+        if let Some(token) = held_lock {
+            self.unlock(token).await;
         }
         if let Some(value) = stored {
             if let Some(leader) = leader {
@@ -425,9 +418,22 @@ impl<S> Miss<'_, S> {
 }
 
 impl<S> Miss<'_, S> {
+    /// Releases the distributed lock taken with `token`: off the caller's path, sent after the
+    /// value's write (see `detach`), so that a waiter that sees the lock gone finds the value.
+    async fn unlock(&self, token: String) {
+        let (cache, key) = (self.cache.clone(), self.key.to_owned());
+        crate::cache::detach(async move {
+            if let Some(remote) = cache.remote() {
+                remote.store.unlock(&key, &token).await;
+            }
+        })
+        .await;
+    }
+
     /// Another instance holds the load lock: poll the shared tier for its value until the
-    /// lock is released (then read once more and, without a value, load at once: the holder
-    /// failed) or, at most, for the lock's time (a crashed holder's lock expires by then).
+    /// lock is released or Redis stops answering (then read once more and, without a value,
+    /// load at once: the holder failed) or, at most, for the lock's time (a crashed holder's
+    /// lock expires by then).
     async fn wait_for_other_instance<R>(&self, lock: Duration) -> Option<Arc<Entry>>
     where
         S: Shape<R>,
@@ -436,9 +442,10 @@ impl<S> Miss<'_, S> {
         let deadline = clock::after(clock::now(), lock);
         while clock::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            // Checked before the read: a holder stores its value before it unlocks.
+            // Checked before the read: a holder stores its value before it unlocks. A Redis
+            // that does not answer cannot tell: load (fail open; single-flight still holds).
             let released = match self.cache.remote() {
-                Some(remote) => remote.store.lock_held(self.key).await == Some(false),
+                Some(remote) => remote.store.lock_held(self.key).await != Some(true),
                 None => true,
             };
             if let Some(entry) = remote_entry::<S::Value>(self.cache, self.key).await {

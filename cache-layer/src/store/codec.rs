@@ -13,6 +13,11 @@ use crate::entry::Deadlines;
 const FORMAT_MSGPACK_NAMED: u8 = 1;
 const HEADER: usize = 35;
 
+/// The largest entry kept in a shared store: a bigger value is not written, and at most this
+/// many bytes (plus one, to tell) are read back, so a huge value under one key cannot stall a
+/// caller or be taken for an outage.
+pub(crate) const MAX_ENCODED: usize = 16 * 1024 * 1024;
+
 /// Entry deadlines on the wall clock, which instances share.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct WallDeadlines {
@@ -72,6 +77,8 @@ pub(crate) enum DecodeError {
     Format(u8),
     OtherType,
     Payload,
+    /// More than [`MAX_ENCODED`] bytes.
+    TooLarge,
     /// Deadlines out of order, or beyond the clock's horizon: no encoder writes them.
     Deadlines,
 }
@@ -124,10 +131,13 @@ pub(crate) fn encode<T: Serialize>(
         out.extend_from_slice(tag.as_bytes());
     }
     out.extend_from_slice(&payload);
-    Some(out)
+    (out.len() <= MAX_ENCODED).then_some(out)
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<Decoded<T>, DecodeError> {
+    if bytes.len() > MAX_ENCODED {
+        return Err(DecodeError::TooLarge);
+    }
     let header = bytes.get(..HEADER).ok_or(DecodeError::Truncated)?;
     if header[0] != FORMAT_MSGPACK_NAMED {
         return Err(DecodeError::Format(header[0]));
@@ -194,6 +204,15 @@ mod tests {
         assert_eq!(decoded.value, user);
         assert_eq!(decoded.deadlines, D);
         assert_eq!(decoded.tags, vec![Box::from("users"), Box::from("org:1")]);
+    }
+
+    #[test]
+    fn oversized_values_are_neither_written_nor_read() {
+        let huge = "x".repeat(MAX_ENCODED);
+        assert!(encode(&huge, D, &[]).is_none());
+        let mut bytes = encode(&1u8, D, &[]).unwrap();
+        bytes.resize(MAX_ENCODED + 1, 0);
+        assert_eq!(decode::<u8>(&bytes).err(), Some(DecodeError::TooLarge));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use redis::{
 use tokio::sync::OnceCell;
 
 use super::breaker::Breaker;
+use super::codec::MAX_ENCODED;
 use super::pending::{Pending, Queued};
 use crate::stats::{Counter, Counters};
 
@@ -469,16 +470,21 @@ impl RedisStore {
     }
 
     /// The bytes stored under `key`; `None` when absent or when Redis did not answer.
+    /// At most [`MAX_ENCODED`] + 1 bytes are read (`GETRANGE`): more is refused by the
+    /// decoder. An entry is never empty, so empty means absent.
     pub(crate) async fn get(&self, key: &str) -> Option<Vec<u8>> {
         let key = self.value_key(key);
-        self.run("GET", |mut c| async move {
-            redis::cmd("GET")
-                .arg(&key)
-                .query_async::<Option<Vec<u8>>>(&mut c)
-                .await
-        })
-        .await
-        .flatten()
+        let bytes = self
+            .run("GET", |mut c| async move {
+                redis::cmd("GETRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(MAX_ENCODED)
+                    .query_async::<Vec<u8>>(&mut c)
+                    .await
+            })
+            .await?;
+        (!bytes.is_empty()).then_some(bytes)
     }
 
     /// Stores `bytes` under `key` for `ttl`, and adds the key to each tag's set.
