@@ -205,6 +205,46 @@ async fn a_304_for_another_representation_does_not_refresh_the_stored_one() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
+/// A response stored without `Vary`, revalidated for Alice (`Cookie: sid=alice`) by a 304 that
+/// now says `Vary: Cookie` and carries her own field: the update would select by cookie, but the
+/// stored copy was kept under the URL alone, so it must not become everyone's answer.
+#[tokio::test]
+async fn a_304_that_adds_vary_never_serves_the_revalidating_clients_fields_to_others() {
+    let calls = counter();
+    let server = start(
+        revalidated_with(
+            &[
+                ("cache-control", "max-age=600"),
+                ("etag", "\"v1\""),
+                ("vary", "Cookie"),
+                ("x-user", "alice"),
+            ],
+            &calls,
+        ),
+        CacheLayer::new,
+    )
+    .await;
+    assert_eq!(server.get("/page", &[]).await.text(), "old");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let alice = server.get("/page", &[("cookie", "sid=alice")]).await;
+    assert_eq!(alice.text(), "old");
+    assert_eq!(
+        alice.header("x-user"),
+        "alice",
+        "Alice gets her 304's update"
+    );
+    for who in [&[][..], &[("cookie", "sid=bob")][..]] {
+        let other = server.get("/page", who).await;
+        assert_eq!(other.text(), "old");
+        assert_eq!(
+            other.header("x-user"),
+            "",
+            "{who:?} was served Alice's field: {}",
+            other.cache_status()
+        );
+    }
+}
+
 #[tokio::test]
 async fn far_future_and_huge_values_neither_panic_nor_stop_caching() {
     let calls = counter();

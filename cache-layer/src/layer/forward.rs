@@ -10,7 +10,7 @@ use http::header::{
     AGE, CONTENT_LENGTH, DATE, ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE,
     IF_UNMODIFIED_SINCE, RANGE, SET_COOKIE,
 };
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -20,7 +20,7 @@ use super::body::{CacheBody, Recording};
 use super::cache_control::{RequestDirectives, ResponseDirectives};
 use super::etag::EntityTag;
 use super::freshness::current_age;
-use super::gate::{admit, strip_connection_fields, Exchange};
+use super::gate::{admit, strip_connection_fields, Admitted, Exchange};
 use super::key::{secondary_key, vary_names};
 use super::layer::{Config, EtagMode};
 use super::lookup::{lookup, request_directives, response_of, Found};
@@ -271,30 +271,16 @@ fn not_modified<B: Body>(
         has_default_ttl: x.config.default_ttl.is_some(),
     };
     match admit(exchange, headers.clone(), &cc) {
-        Ok(admitted) => {
-            let defaults = (x.config.stale_while_revalidate, x.config.stale_if_error);
-            let refreshed = Arc::new(stale.refreshed(
-                admitted,
-                x.times,
-                (x.config.default_ttl, defaults),
-                tags,
-            ));
-            let kept = store_response(x.cache, x.config, &x.plan.primary, &refreshed, x.since);
-            let mut status = status;
-            if kept {
-                status = status.stored();
-                if let Some(leader) = leader {
-                    leader.complete(Arc::clone(&refreshed) as crate::entry::Value);
-                }
-            }
-            serve(
-                &refreshed,
-                x.method,
-                x.client,
-                status,
-                refreshed.age(clock::now()),
-            )
+        Ok(admitted) if !varies_alike(admitted.get(), &stale.vary) => {
+            // The update selects on other request fields than the stored copy was kept for
+            // (e.g. a `Vary: Cookie` added to a copy stored under the URL alone): storing it
+            // under the old key would serve this client's update to everyone. Drop the copy.
+            drop(leader);
+            x.cache.inner().memory.remove(x.plan.key());
+            let status = status.detail("vary-changed");
+            unstored_update(stale, headers, x, status, parts.extensions)
         }
+        Ok(admitted) => store_update(x, stale, admitted, tags, status, leader),
         Err(reason) => {
             drop(leader);
             if cc.no_store || cc.private {
@@ -305,6 +291,41 @@ fn not_modified<B: Body>(
             unstored_update(stale, headers, x, status, parts.extensions)
         }
     }
+}
+
+/// Whether `headers` `Vary` on the same request fields as `stored` (in any order).
+fn varies_alike(headers: &HeaderMap, stored: &[HeaderName]) -> bool {
+    let names = vary_names(headers).unwrap_or_default();
+    names.len() == stored.len() && names.iter().all(|name| stored.contains(name))
+}
+
+/// Stores the stored response updated by a 304 the gate `admitted` (unless invalidated since
+/// the revalidation began), hands it to coalesced waiters, and answers the client from it.
+fn store_update<B: Body>(
+    x: Exchanged<'_>,
+    stale: &CachedResponse,
+    admitted: Admitted,
+    tags: Vec<String>,
+    mut status: CacheStatus,
+    leader: Option<Leader>,
+) -> Response<CacheBody<B>> {
+    let defaults = (x.config.stale_while_revalidate, x.config.stale_if_error);
+    let refreshed =
+        Arc::new(stale.refreshed(admitted, x.times, (x.config.default_ttl, defaults), tags));
+    let kept = store_response(x.cache, x.config, &x.plan.primary, &refreshed, x.since);
+    if kept {
+        status = status.stored();
+        if let Some(leader) = leader {
+            leader.complete(Arc::clone(&refreshed) as crate::entry::Value);
+        }
+    }
+    serve(
+        &refreshed,
+        x.method,
+        x.client,
+        status,
+        refreshed.age(clock::now()),
+    )
 }
 
 /// The stored response with a 304's update that may not be stored, for the client that
