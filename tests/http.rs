@@ -169,6 +169,70 @@ fn counted(calls: &Arc<AtomicUsize>, headers: &'static [(&'static str, &'static 
     )
 }
 
+/// A write whose client leaves while the write's invalidations are on their way to a stalled
+/// Redis: every URL it names is still dropped here at once (the later ones were skipped when
+/// the names were invalidated one `await` at a time).
+#[tokio::test]
+async fn a_write_whose_client_leaves_early_still_invalidates_every_url_it_names() {
+    let mut redis = support::redis_server::RedisServer::start();
+    let cache = Cache::builder()
+        .redis(redis.url())
+        .redis_timeouts(Duration::from_secs(30), Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let posts = counter();
+    let counted_posts = Arc::clone(&posts);
+    let app = Router::new()
+        .route(
+            "/a",
+            get(|| async { ([("cache-control", "max-age=600")], "a") }).post(move || {
+                counted_posts.fetch_add(1, Ordering::SeqCst);
+                async { (StatusCode::CREATED, [("location", "/b")], "") }
+            }),
+        )
+        .route(
+            "/b",
+            get(|| async { ([("cache-control", "max-age=600")], "b") }),
+        );
+    let server = start_on(cache, app, CacheLayer::new).await;
+    for path in ["/a", "/b"] {
+        let mut hit = false;
+        for _ in 0..500 {
+            if server.get(path, &[]).await.cache_status().contains("hit") {
+                hit = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(hit, "{path} is served from the cache");
+    }
+    redis.pause();
+    let mut client = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let post = format!(
+        "POST /a HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n",
+        server.addr
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut client, post.as_bytes())
+        .await
+        .unwrap();
+    while posts.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The first invalidation now waits for Redis; the client leaves meanwhile.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for path in ["/a", "/b"] {
+        let reply = server.get(path, &[]).await;
+        assert!(
+            !reply.cache_status().contains("hit"),
+            "{path} outlived the write: {}",
+            reply.cache_status()
+        );
+    }
+    redis.resume();
+}
+
 #[tokio::test]
 async fn fresh_responses_are_served_from_the_cache() {
     let calls = counter();

@@ -448,10 +448,10 @@ impl<S, M> CacheService<S, M> {
                         names.extend(url_keys(&config, &named, &request_headers));
                     }
                 }
-                for name in names {
-                    tracing::debug!(cache = cache.name(), key = name, "invalidated by a write");
-                    cache.invalidate(&name).await;
-                }
+                tracing::debug!(cache = cache.name(), keys = ?names, "invalidated by a write");
+                // One batch: dropped here at once, and from Redis and the other instances on a
+                // task of its own, so a client that leaves meanwhile cannot cut it short.
+                cache.invalidate_names(names).await;
             }
             CacheStatus::forward(Forward::Method).append_to(&mut parts.headers);
             Ok(Response::from_parts(parts, CacheBody::inner(body)))
