@@ -233,6 +233,88 @@ async fn a_write_whose_client_leaves_early_still_invalidates_every_url_it_names(
     redis.resume();
 }
 
+/// Counts its drops: held by a response body's stream, it tells when the body was let go.
+struct DropCount(Arc<AtomicUsize>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A cacheable stream that never ends (and stays under `max_body`) is read ahead for the cache
+/// only while someone may still get it: once its client has left, for at most the cache's
+/// `max_wait` (how long coalesced waiters wait for it); then the inner body is dropped and
+/// nothing is stored. The liveness bound turns "read forever" into a failure.
+#[tokio::test]
+async fn an_endless_stream_is_let_go_once_its_client_has_left() {
+    let calls = counter();
+    let released = counter();
+    let (counted_calls, counted_releases) = (Arc::clone(&calls), Arc::clone(&released));
+    let app = Router::new().route(
+        "/forever",
+        get(move || {
+            counted_calls.fetch_add(1, Ordering::SeqCst);
+            let guard = DropCount(Arc::clone(&counted_releases));
+            async move {
+                let first = futures_util::stream::iter([Ok::<_, Infallible>(Bytes::from("tick"))]);
+                let endless = futures_util::StreamExt::map(
+                    futures_util::StreamExt::chain(first, futures_util::stream::pending()),
+                    move |chunk| {
+                        let _held = &guard;
+                        chunk
+                    },
+                );
+                (
+                    [("cache-control", "max-age=60")],
+                    Body::from_stream(endless),
+                )
+            }
+        }),
+    );
+    let cache = Cache::builder()
+        .max_wait(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let server = start_on(cache, app, CacheLayer::new).await;
+    let mut client = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let get = format!("GET /forever HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
+    tokio::io::AsyncWriteExt::write_all(&mut client, get.as_bytes())
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("tick") {
+        let mut chunk = [0; 1024];
+        let n = tokio::io::AsyncReadExt::read(&mut client, &mut chunk)
+            .await
+            .unwrap();
+        assert!(n > 0, "the stream's first chunk");
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    drop(client);
+    let mut let_go = false;
+    for _ in 0..3000 {
+        if released.load(Ordering::SeqCst) == 1 {
+            let_go = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        let_go,
+        "the endless body is still read 30 s after its client left"
+    );
+    // Nothing was stored: the next client is forwarded (its endless body is not read here).
+    let next = server
+        .client
+        .get(format!("http://{}/forever", server.addr).parse().unwrap())
+        .await
+        .unwrap();
+    let status = next.headers()["cache-status"].to_str().unwrap();
+    assert!(!status.contains("hit"), "{status}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
 #[tokio::test]
 async fn fresh_responses_are_served_from_the_cache() {
     let calls = counter();

@@ -399,7 +399,9 @@
 //!   cap are read before the head is sent; others are read ahead by a task at the inner
 //!   service's pace (up to the cap) and streamed to the client from there, so neither the store
 //!   nor the requests coalesced behind it wait for a slow or stalled client; past the cap the
-//!   client reads the rest at its own pace. Larger or endless bodies and trailers pass through;
+//!   client reads the rest at its own pace. Once its client has left, such a body has the
+//!   cache's `max_wait` left to end (as long as coalesced requests wait for it): past that it is
+//!   dropped, unstored. Larger or endless bodies and trailers pass through;
 //!   server-sent events (`text/event-stream`) are never stored and never coalesced; the inner
 //!   service's error type is never changed.
 //!

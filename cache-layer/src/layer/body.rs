@@ -1,8 +1,10 @@
 //! [`CacheBody`]: the response body of [`CacheService`](crate::CacheService).
 
 use std::fmt;
+use std::future::Future as _;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
@@ -10,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 use pin_project_lite::pin_project;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::time::Instant;
 
 use super::record::PendingStore;
 
@@ -105,15 +108,42 @@ fn record<E>(recording: &mut Option<Box<Recording>>, frame: Option<&Result<Frame
 
 /// Reads `body` into `recording` at the inner service's pace, sending each frame on to the
 /// client (which may have gone: the store goes on); once nothing more is recorded, sends the
-/// rest of the body over.
-async fn read_ahead<B>(body: B, recording: Recording, client: UnboundedSender<Spool<B>>)
-where
+/// rest of the body over. Once the client has gone, the body has `unattached` left to end:
+/// past that, nothing is stored and the body is dropped (an endless stream under the cap would
+/// otherwise be read for no one, forever).
+async fn read_ahead<B>(
+    body: B,
+    recording: Recording,
+    client: UnboundedSender<Spool<B>>,
+    unattached: Duration,
+) where
     B: Body<Data = Bytes>,
 {
     let mut body = Box::pin(body);
     let mut recording = Some(Box::new(recording));
+    let mut left_at: Option<Instant> = None;
     while recording.is_some() {
-        let frame = body.as_mut().frame().await;
+        let frame = match left_at {
+            None => match attached_frame(body.as_mut(), &client).await {
+                Some(frame) => frame,
+                None => {
+                    left_at = Some(Instant::now());
+                    continue;
+                }
+            },
+            Some(at) => {
+                let left = unattached.saturating_sub(at.elapsed());
+                match tokio::time::timeout(left, body.as_mut().frame()).await {
+                    Ok(frame) => frame,
+                    Err(_elapsed) => {
+                        if let Some(rec) = recording.take() {
+                            rec.abandon("unattached");
+                        }
+                        return;
+                    }
+                }
+            }
+        };
         record(&mut recording, frame.as_ref());
         let Some(frame) = frame else {
             return; // The end: dropping the sender ends the client's body.
@@ -125,6 +155,25 @@ where
         }
     }
     let _ = client.send(Spool::Rest(body));
+}
+
+/// The body's next frame, or `None` as soon as the client has gone (a frame that is ready
+/// comes first).
+async fn attached_frame<B>(
+    mut body: Pin<&mut B>,
+    client: &UnboundedSender<Spool<B>>,
+) -> Option<Option<Result<Frame<Bytes>, B::Error>>>
+where
+    B: Body<Data = Bytes>,
+{
+    let mut gone = std::pin::pin!(client.closed());
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(frame) = body.as_mut().poll_frame(cx) {
+            return Poll::Ready(Some(frame));
+        }
+        gone.as_mut().poll(cx).map(|()| None)
+    })
+    .await
 }
 
 /// A body being copied for the cache.
@@ -224,7 +273,9 @@ impl<B: Body> CacheBody<B> {
 
     /// `body` read ahead into `recording` by a task of the current runtime, so that the store
     /// does not wait for this client's reads; teed (read at the client's pace) without one.
-    pub(crate) fn spooled(body: B, recording: Recording) -> Self
+    /// Once this client has gone, the body has `unattached` left to end before it is dropped
+    /// unstored.
+    pub(crate) fn spooled(body: B, recording: Recording, unattached: Duration) -> Self
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Send + 'static,
@@ -234,7 +285,7 @@ impl<B: Body> CacheBody<B> {
         };
         let hint = body.size_hint();
         let (client, frames) = unbounded_channel();
-        runtime.spawn(read_ahead(body, recording, client));
+        runtime.spawn(read_ahead(body, recording, client, unattached));
         CacheBody {
             kind: Kind::Spooled {
                 frames,

@@ -530,7 +530,10 @@ where
         return apply_preconditions(response, method, client);
     }
     let recording = Recording::new(config.max_body, pending);
-    let mut response = Response::from_parts(parts, CacheBody::spooled(body, recording));
+    let mut response = Response::from_parts(
+        parts,
+        CacheBody::spooled(body, recording, cache.inner().max_wait),
+    );
     status.append_to(response.headers_mut());
     apply_preconditions(response, method, client)
 }

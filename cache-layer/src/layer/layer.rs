@@ -118,7 +118,9 @@ impl<M> CacheLayer<M> {
     }
 
     /// The largest body stored, in bytes (default 1 MiB). Larger (or endless) bodies stream
-    /// through to the client untouched and are not stored. For opted-in gRPC methods it also
+    /// through to the client untouched and are not stored. A streamed body under the cap is
+    /// read for the cache after its client has left for at most the cache's `max_wait`; one
+    /// that has not ended by then is dropped, unstored. For opted-in gRPC methods it also
     /// caps the request message read to compute the key (compressed and decompressed).
     pub fn max_body(mut self, bytes: usize) -> Self {
         Arc::make_mut(&mut self.config).max_body = bytes;
