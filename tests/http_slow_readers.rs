@@ -140,3 +140,79 @@ async fn a_server_sent_event_stream_never_holds_other_clients() {
     assert_eq!(event, "data: 1\n\n");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+/// An app whose `/big/{n}` streams two 24 KiB chunks of unknown total length, the second only
+/// once `gate` gives a permit, behind a cache of a 256 KiB budget (so 64 KiB in flight).
+fn gated_app(calls: &Arc<AtomicUsize>, gate: &Arc<tokio::sync::Semaphore>) -> Router {
+    let (calls, gate) = (Arc::clone(calls), Arc::clone(gate));
+    let router = Router::new().route(
+        "/big/{n}",
+        get(move || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let gate = Arc::clone(&gate);
+            async move {
+                let first = stream::iter([Ok::<_, Infallible>(Bytes::from(vec![b'a'; 24 * 1024]))]);
+                let second = stream::once(async move {
+                    gate.acquire().await.unwrap().forget();
+                    Ok::<_, Infallible>(Bytes::from(vec![b'b'; 24 * 1024]))
+                });
+                let body = futures_util::StreamExt::chain(first, second);
+                let mut response = Response::new(Body::from_stream(body));
+                response
+                    .headers_mut()
+                    .insert("cache-control", "max-age=60".parse().unwrap());
+                response
+            }
+        }),
+    );
+    let cache = Cache::builder()
+        .memory_budget(256 * 1024)
+        .max_wait(MAX_WAIT)
+        .build()
+        .unwrap();
+    router.layer(CacheLayer::new(cache))
+}
+
+#[tokio::test]
+async fn bodies_being_copied_hold_at_most_a_quarter_of_the_memory_budget() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let app = gated_app(&calls, &gate);
+    // Two copies in flight at once, 24 KiB each: within the 64 KiB share.
+    let mut bodies = Vec::new();
+    for path in ["/big/1", "/big/2"] {
+        let mut body = app
+            .clone()
+            .oneshot(get_request(path))
+            .await
+            .unwrap()
+            .into_body();
+        let first = live("the first chunk", body.frame())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.into_data().unwrap().len(), 24 * 1024);
+        bodies.push(body);
+    }
+    // Both grow to 48 KiB: together they would pass the share, so one is not stored.
+    gate.add_permits(2);
+    for body in bodies {
+        let rest = live("the rest", body.collect()).await.unwrap().to_bytes();
+        assert_eq!(rest.len(), 24 * 1024, "every client gets its whole body");
+    }
+    // The one not stored is fetched again: let its second chunk through at once.
+    gate.add_permits(2);
+    let mut hits = 0;
+    for path in ["/big/1", "/big/2"] {
+        let again = app.clone().oneshot(get_request(path)).await.unwrap();
+        let status = again.headers()["cache-status"].to_str().unwrap().to_owned();
+        hits += usize::from(status.contains("hit"));
+        let body = live("the body", again.into_body().collect()).await.unwrap();
+        assert_eq!(body.to_bytes().len(), 48 * 1024);
+    }
+    assert_eq!(
+        hits, 1,
+        "one copy fitted the in-flight share, the other streamed through"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}

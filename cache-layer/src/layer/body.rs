@@ -14,6 +14,7 @@ use pin_project_lite::pin_project;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
 
+use super::in_flight::Held;
 use super::record::PendingStore;
 
 pin_project! {
@@ -81,12 +82,20 @@ fn record<E>(recording: &mut Option<Box<Recording>>, frame: Option<&Result<Frame
         Some(Ok(frame)) => match frame.data_ref() {
             Some(data) => {
                 if let Some(rec) = recording.as_mut() {
-                    if rec.buffer.len() + data.len() > rec.cap {
-                        if let Some(rec) = recording.take() {
-                            rec.abandon("too-large");
-                        }
+                    let refused = if rec.buffer.len() + data.len() > rec.cap {
+                        Some("too-large")
+                    } else if !rec.held.grow(data.len()) {
+                        Some("in-flight-full")
                     } else {
-                        rec.buffer.extend_from_slice(data);
+                        None
+                    };
+                    match refused {
+                        Some(reason) => {
+                            if let Some(rec) = recording.take() {
+                                rec.abandon(reason);
+                            }
+                        }
+                        None => rec.buffer.extend_from_slice(data),
                     }
                 }
             }
@@ -180,6 +189,8 @@ where
 pub(crate) struct Recording {
     buffer: BytesMut,
     cap: usize,
+    /// The buffer's bytes, held in the layer's in-flight share until stored or abandoned.
+    held: Held,
     store: Pending,
 }
 
@@ -193,19 +204,21 @@ enum Pending {
 }
 
 impl Recording {
-    pub(crate) fn new(cap: usize, store: PendingStore) -> Self {
+    pub(crate) fn new(cap: usize, held: Held, store: PendingStore) -> Self {
         Recording {
             buffer: BytesMut::new(),
             cap,
+            held,
             store: Pending::Response(store),
         }
     }
 
     #[cfg(feature = "grpc")]
-    pub(crate) fn call(cap: usize, store: super::grpc::PendingCall) -> Self {
+    pub(crate) fn call(cap: usize, held: Held, store: super::grpc::PendingCall) -> Self {
         Recording {
             buffer: BytesMut::new(),
             cap,
+            held,
             store: Pending::Call(store),
         }
     }

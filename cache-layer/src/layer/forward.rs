@@ -21,6 +21,7 @@ use super::cache_control::{RequestDirectives, ResponseDirectives};
 use super::etag::EntityTag;
 use super::freshness::current_age;
 use super::gate::{admit, strip_connection_fields, Admitted, Exchange};
+use super::in_flight::Held;
 use super::key::{secondary_key, vary_names};
 use super::layer::{Config, EtagMode};
 use super::lookup::{lookup, request_directives, response_of, Found};
@@ -65,6 +66,16 @@ fn check_size(
         return Err(NotStorable::TooLarge);
     }
     Ok(())
+}
+
+/// For a body of known size up to `max_body`, that size held in the layer's in-flight share
+/// while it is read; `None` for any other body, or when the share is spent.
+fn hold_small<B: Body>(body: &B, config: &Config) -> Option<Held> {
+    let size = body.size_hint().exact()?;
+    let size = usize::try_from(size)
+        .ok()
+        .filter(|n| *n <= config.max_body)?;
+    config.in_flight.hold(size)
 }
 
 /// Reads a body of known, small size to its end.
@@ -508,13 +519,9 @@ where
         since: x.since,
         leader,
     };
-    let small = body
-        .size_hint()
-        .exact()
-        .is_some_and(|n| n <= config.max_body as u64);
-    if small {
-        // Known and small: read it now, so this response already carries the generated ETag
-        // and is answered exactly like the hits that follow.
+    // Known and small (and room for it in the in-flight share): read it now, so this response
+    // already carries the generated ETag and is answered exactly like the hits that follow.
+    if let Some(_held) = hold_small(&body, config) {
         let (data, trailers, error) = read_body(body).await;
         if trailers.is_none() && error.is_none() {
             let (stored, kept) = pending.complete(data);
@@ -529,7 +536,7 @@ where
         status.detail("trailers").append_to(response.headers_mut());
         return apply_preconditions(response, method, client);
     }
-    let recording = Recording::new(config.max_body, pending);
+    let recording = Recording::new(config.max_body, config.in_flight.start(), pending);
     let mut response = Response::from_parts(
         parts,
         CacheBody::spooled(body, recording, cache.inner().max_wait),
@@ -558,15 +565,12 @@ async fn unstored<B: Body<Data = Bytes>>(
     }
     let (mut parts, body) = response.into_parts();
     status.detail(reason.as_str()).append_to(&mut parts.headers);
-    let small = body
-        .size_hint()
-        .exact()
-        .is_some_and(|n| n <= x.config.max_body as u64);
     let wants_etag = x.config.etag != EtagMode::Off
         && *x.method == Method::GET
         && parts.status.is_success()
         && !parts.headers.contains_key(ETAG);
-    if small && wants_etag {
+    let held = wants_etag.then(|| hold_small(&body, x.config)).flatten();
+    if let Some(_held) = held {
         let (data, trailers, error) = read_body(body).await;
         if trailers.is_none() && error.is_none() {
             add_etag(&mut parts.headers, &data, x.config.etag);

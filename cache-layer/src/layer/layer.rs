@@ -8,6 +8,7 @@ use std::time::Duration;
 use http::request::Parts;
 use tower_layer::Layer;
 
+use super::in_flight::InFlight;
 use super::service::CacheService;
 use crate::Cache;
 
@@ -42,6 +43,8 @@ pub(crate) struct Config {
     pub(crate) sort_query: bool,
     /// How long a URL whose response could not be stored skips coalescing.
     pub(crate) uncacheable_for: Duration,
+    /// Bodies being copied for the cache: a quarter of the cache's memory budget.
+    pub(crate) in_flight: Arc<InFlight>,
 }
 
 /// A [`tower_layer::Layer`] that caches HTTP responses in a [`Cache`] like an RFC 9111 shared
@@ -89,6 +92,7 @@ impl CacheLayer {
     /// without freshness information are not stored), 1 MiB body cap, strong generated
     /// ETags, no default stale windows, 8 variants per URL, request `Cache-Control` honoured.
     pub fn new(cache: Cache) -> Self {
+        let share = usize::try_from(cache.inner().memory.budget() / 4).unwrap_or(usize::MAX);
         CacheLayer {
             mode: HttpOnly,
             cache,
@@ -103,6 +107,7 @@ impl CacheLayer {
                 request_cache_control: true,
                 sort_query: false,
                 uncacheable_for: Duration::from_secs(5),
+                in_flight: InFlight::new(share),
             }),
         }
     }
@@ -122,6 +127,11 @@ impl<M> CacheLayer<M> {
     /// read for the cache after its client has left for at most the cache's `max_wait`; one
     /// that has not ended by then is dropped, unstored. For opted-in gRPC methods it also
     /// caps the request message read to compute the key (compressed and decompressed).
+    ///
+    /// Bodies being copied for the cache, before they are stored, hold at most a quarter of
+    /// the cache's memory budget per layer: a body that would pass that share streams through
+    /// unstored (`Cache-Status` detail `in-flight-full`), so concurrent misses on large bodies
+    /// cannot hold memory outside the budget without bound.
     pub fn max_body(mut self, bytes: usize) -> Self {
         Arc::make_mut(&mut self.config).max_body = bytes;
         self
@@ -237,6 +247,7 @@ impl fmt::Debug for Config {
             .field("max_variants", &self.max_variants)
             .field("request_cache_control", &self.request_cache_control)
             .field("sort_query", &self.sort_query)
+            .field("in_flight_limit", &self.in_flight.limit())
             .finish()
     }
 }

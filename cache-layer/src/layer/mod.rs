@@ -26,6 +26,7 @@ mod future;
 mod fuzz_service;
 mod gate;
 mod grpc;
+mod in_flight;
 mod interned;
 mod key;
 #[allow(clippy::module_inception)] // tower-http's layout: `<middleware>/layer.rs` holds the config.

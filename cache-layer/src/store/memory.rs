@@ -141,6 +141,11 @@ impl MemoryStore {
         self.entries.entry_count()
     }
 
+    /// The budget in bytes.
+    pub(crate) fn budget(&self) -> u64 {
+        self.entries.policy().max_capacity().unwrap_or(u64::MAX)
+    }
+
     pub(crate) fn weighted_size(&self) -> u64 {
         self.entries.weighted_size()
     }

@@ -337,7 +337,8 @@ impl Call {
             leader,
         };
         status.append_to(&mut parts.headers);
-        let recording = Recording::call(self.config.max_body, pending);
+        let recording =
+            Recording::call(self.config.max_body, self.config.in_flight.start(), pending);
         Ok(Response::from_parts(parts, CacheBody::tee(body, recording)))
     }
 }
