@@ -1275,3 +1275,133 @@ async fn an_oversized_entry_is_a_miss_then_healed() {
     instance.user(1).await.unwrap();
     assert_eq!(db.queries(), before + 1, "and overwritten");
 }
+
+/// Reads whether each of `keys` exists, in one transaction.
+async fn exist(raw: &mut redis::aio::MultiplexedConnection, keys: &[&str]) -> Vec<bool> {
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for key in keys {
+        pipe.cmd("EXISTS").arg(*key);
+    }
+    pipe.query_async(raw).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_write_whose_tag_membership_fails_leaves_no_value_behind() {
+    let server = RedisServer::start();
+    let instance = Instance {
+        cache: shared(&server, "tf:"),
+        db: Db::default(),
+    };
+    let mut raw = server.raw().await;
+    // Another program's string where the tag's set lives: adding to the set fails.
+    let _: () = redis::cmd("SET")
+        .arg("tf:t:users")
+        .arg("not a set")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    instance.user(1).await.unwrap();
+    // The write after the miss runs off the caller's path; it is over once it has failed.
+    eventually(async || instance.cache.stats().store_errors >= 1).await;
+    assert_eq!(
+        exist(&mut raw, &["tf:v:user:1"]).await,
+        [false],
+        "no value that invalidating \"users\" would not find"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_invalidated_while_in_flight_is_never_written_to_redis() {
+    // Instance a's user may not DEL: a write it would have to undo stays in Redis.
+    let server =
+        RedisServer::start_with(&["--user", "nodel", "on", ">pw", "~*", "&*", "+@all", "-del"]);
+    let db = Db {
+        delay: Duration::from_millis(500),
+        ..Db::default()
+    };
+    let a = Instance {
+        cache: Cache::builder()
+            .tiered(server.url_as("nodel", "pw"))
+            .key_prefix("fl:")
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+    };
+    let b = Instance {
+        cache: tiered(&server, "fl:"),
+        db: db.clone(),
+    };
+    // a hears invalidations (subscribed) before the load begins.
+    a.user(2).await.unwrap();
+    until_served_from_memory(&a, 2).await;
+    let load = tokio::spawn({
+        let a = a.clone();
+        async move { a.user(1).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // (What the load read may predate this invalidation: it must not reach Redis.)
+    b.cache.invalidate("user:1").await;
+    load.await.unwrap().unwrap();
+    // a's next write goes out after any write of user 1: once it landed, so did that one.
+    a.user(3).await.unwrap();
+    let mut raw = server.raw().await;
+    eventually(async || exist(&mut raw, &["fl:v:user:3"]).await == [true]).await;
+    assert_eq!(
+        exist(&mut raw, &["fl:v:user:1"]).await,
+        [false],
+        "the outdated load is not in Redis"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_whose_member_deletes_fail_deletes_them_on_replay() {
+    // The app user may not write "ro:*" keys yet: deleting that member of the tag fails.
+    let server = RedisServer::start_with(&[
+        "--user", "app", "on", ">pw", "~app:*", "%R~ro:*", "&*", "+@all",
+    ]);
+    let instance = Instance {
+        cache: Cache::builder()
+            .redis(server.url_as("app", "pw"))
+            .key_prefix("app:")
+            .redis_timeouts(Duration::from_millis(50), Duration::from_millis(100))
+            .build()
+            .expect("valid configuration"),
+        db: Db::default(),
+    };
+    let mut raw = server.raw().await;
+    instance.user(1).await.unwrap();
+    eventually(async || exist(&mut raw, &["app:v:user:1"]).await == [true]).await;
+    let _: () = redis::pipe()
+        .cmd("SET")
+        .arg("ro:v:x")
+        .arg("x")
+        .cmd("SADD")
+        .arg("app:t:users")
+        .arg("ro:v:x")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    instance.cache.invalidate("users").await;
+    assert!(
+        instance.cache.stats().store_errors >= 1,
+        "the delete failed"
+    );
+    // The member can be deleted now; the replay (before the next operation) must do it.
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("app")
+        .arg("~ro:*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    eventually(async || {
+        instance.user(2).await.unwrap();
+        exist(&mut raw, &["ro:v:x"]).await == [false]
+    })
+    .await;
+    assert_eq!(
+        exist(&mut raw, &["app:v:user:1", "ro:v:x"]).await,
+        [false, false]
+    );
+}

@@ -3,33 +3,46 @@
 //! it stops remembering names and marks *everything* suspect instead: the replay then tells
 //! every instance to empty its memory tier.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-/// How many distinct names wait for Redis before everything is treated as suspect.
+/// How many distinct parts wait for Redis before everything is treated as suspect.
 pub(crate) const MAX_PENDING: usize = 1024;
 
-/// What the queue did with a name it was given.
+/// What the queue did with a part it was given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Queued {
-    /// Kept by name.
+    /// Kept.
     Kept,
     /// The queue was full: everything is suspect (the caller empties its memory tier).
     Overflowed,
 }
 
+/// One thing to send again.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Part {
+    /// An invalidation by name: its entry, its tag's members, and the broadcast.
+    Name(Box<str>),
+    /// A Redis value key to delete (a member taken from a tag's set, or one evicted from it,
+    /// whose delete failed).
+    Key(Box<str>),
+}
+
 /// What a replay has to send.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Replay {
-    pub(crate) names: Vec<Box<str>>,
+    /// Each part with the push it was snapshotted at (see [`Pending::replayed`]).
+    pub(crate) parts: Vec<(Part, u64)>,
     /// Tell every instance to empty its memory tier.
     pub(crate) everything: bool,
 }
 
 #[derive(Default)]
 struct Queue {
-    names: HashSet<Box<str>>,
+    /// Each part with the number of its latest push.
+    parts: HashMap<Part, u64>,
+    pushes: u64,
     everything: bool,
 }
 
@@ -48,23 +61,32 @@ impl Pending {
         self.any.load(Ordering::Acquire)
     }
 
-    /// Keeps `name` for the next replay.
+    /// Keeps the invalidation of `name` for the next replay.
     pub(crate) fn push(&self, name: &str) -> Queued {
+        self.push_part(Part::Name(name.into()))
+    }
+
+    /// Keeps the delete of the Redis key `key` for the next replay.
+    pub(crate) fn push_key(&self, key: &str) -> Queued {
+        self.push_part(Part::Key(key.into()))
+    }
+
+    fn push_part(&self, part: Part) -> Queued {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         self.any.store(true, Ordering::Release);
-        if queue.everything || queue.names.contains(name) {
-            return if queue.everything {
-                Queued::Overflowed
-            } else {
-                Queued::Kept
-            };
+        if queue.everything {
+            return Queued::Overflowed;
         }
-        if queue.names.len() >= MAX_PENDING {
-            queue.names.clear();
+        if !queue.parts.contains_key(&part) && queue.parts.len() >= MAX_PENDING {
+            queue.parts.clear();
             queue.everything = true;
             return Queued::Overflowed;
         }
-        queue.names.insert(name.into());
+        // Numbered again when already queued: a replay that snapshotted it before this push
+        // does not cover this one.
+        queue.pushes += 1;
+        let push = queue.pushes;
+        queue.parts.insert(part, push);
         Queued::Kept
     }
 
@@ -72,17 +94,24 @@ impl Pending {
     pub(crate) fn snapshot(&self) -> Replay {
         let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         Replay {
-            names: queue.names.iter().cloned().collect(),
+            parts: queue
+                .parts
+                .iter()
+                .map(|(part, push)| (part.clone(), *push))
+                .collect(),
             everything: queue.everything,
         }
     }
 
-    /// `name` reached Redis.
-    pub(crate) fn replayed(&self, name: &str) {
+    /// `part`, as snapshotted at push `push`, reached Redis: forgotten unless pushed again
+    /// since.
+    pub(crate) fn replayed(&self, part: &Part, push: u64) {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        queue.names.remove(name);
+        if queue.parts.get(part) == Some(&push) {
+            queue.parts.remove(part);
+        }
         self.any.store(
-            queue.everything || !queue.names.is_empty(),
+            queue.everything || !queue.parts.is_empty(),
             Ordering::Release,
         );
     }
@@ -91,7 +120,7 @@ impl Pending {
     pub(crate) fn replayed_everything(&self) {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         queue.everything = false;
-        self.any.store(!queue.names.is_empty(), Ordering::Release);
+        self.any.store(!queue.parts.is_empty(), Ordering::Release);
     }
 }
 
@@ -107,12 +136,38 @@ mod tests {
         assert_eq!(pending.push("user:1"), Queued::Kept);
         assert_eq!(pending.push("users"), Queued::Kept);
         let mut replay = pending.snapshot();
-        replay.names.sort();
-        assert_eq!(replay.names, vec![Box::from("user:1"), Box::from("users")]);
+        replay.parts.sort();
+        let parts: Vec<&Part> = replay.parts.iter().map(|(part, _)| part).collect();
+        assert_eq!(
+            parts,
+            [&Part::Name("user:1".into()), &Part::Name("users".into())]
+        );
         assert!(!replay.everything);
-        pending.replayed("user:1");
-        assert!(pending.any(), "users still waits");
-        pending.replayed("users");
+        for (part, push) in &replay.parts {
+            pending.replayed(part, *push);
+            if *part == Part::Name("user:1".into()) {
+                assert!(pending.any(), "users still waits");
+            }
+        }
+        assert!(!pending.any());
+    }
+
+    #[test]
+    fn a_name_pushed_again_during_its_replay_is_kept_for_the_next() {
+        let pending = Pending::default();
+        pending.push("user:1");
+        pending.push_key("v:user:2");
+        let replay = pending.snapshot();
+        // Invalidated again while the replay sends the first one.
+        assert_eq!(pending.push("user:1"), Queued::Kept);
+        for (part, push) in &replay.parts {
+            pending.replayed(part, *push);
+        }
+        assert!(pending.any(), "the second invalidation still waits");
+        let again = pending.snapshot();
+        assert_eq!(again.parts.len(), 1);
+        assert_eq!(again.parts[0].0, Part::Name("user:1".into()));
+        pending.replayed(&again.parts[0].0, again.parts[0].1);
         assert!(!pending.any());
     }
 
@@ -127,7 +182,7 @@ mod tests {
         assert_eq!(
             pending.snapshot(),
             Replay {
-                names: Vec::new(),
+                parts: Vec::new(),
                 everything: true
             }
         );
