@@ -1405,3 +1405,92 @@ async fn an_invalidation_whose_member_deletes_fail_deletes_them_on_replay() {
         [false, false]
     );
 }
+
+/// `redis-cli -c -p port args...` on a cluster node (follows redirects); its trimmed output.
+fn cluster_cli(url: &str, args: &[&str]) -> String {
+    let port = url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .expect("a port in the URL");
+    let out = std::process::Command::new("redis-cli")
+        .args(["-c", "-p", port])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_members_whose_deletes_fail_are_deleted_on_replay() {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    // The app user may not write "ro:*" keys yet: deleting that member of the tag fails.
+    for url in &urls {
+        let reply = cluster_cli(
+            url,
+            &[
+                "ACL", "SETUSER", "app", "on", ">pw", "~app:*", "%R~ro:*", "&*", "+@all",
+            ],
+        );
+        assert_eq!(reply, "OK");
+    }
+    let as_app: Vec<String> = urls
+        .iter()
+        .map(|u| u.replacen("redis://", "redis://app:pw@", 1))
+        .collect();
+    let instance = Instance {
+        cache: Cache::builder()
+            .redis_cluster(as_app)
+            .key_prefix("app:")
+            .build()
+            .expect("valid configuration"),
+        db: Db::default(),
+    };
+    let exists = |key: &str| cluster_cli(&urls[0], &["EXISTS", key]) == "1";
+    instance.user(1).await.unwrap();
+    eventually(async || exists("app:v:user:1")).await;
+    assert_eq!(cluster_cli(&urls[0], &["SET", "ro:v:x", "x"]), "OK");
+    assert_eq!(
+        cluster_cli(&urls[0], &["SADD", "app:t:users", "ro:v:x"]),
+        "1"
+    );
+    instance.cache.invalidate("users").await;
+    assert!(
+        instance.cache.stats().store_errors >= 1,
+        "the delete failed"
+    );
+    for url in &urls {
+        assert_eq!(cluster_cli(url, &["ACL", "SETUSER", "app", "~ro:*"]), "OK");
+    }
+    // The replay (before the next operation) must delete the member the set no longer names.
+    eventually(async || {
+        instance.user(2).await.unwrap();
+        !exists("ro:v:x")
+    })
+    .await;
+    assert!(!exists("app:v:user:1"));
+}
+
+#[tokio::test]
+async fn on_a_cluster_a_write_whose_tag_membership_fails_leaves_no_value_behind() {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    let instance = Instance {
+        cache: Cache::builder()
+            .redis_cluster(urls.clone())
+            .key_prefix("tf:")
+            .build()
+            .expect("valid configuration"),
+        db: Db::default(),
+    };
+    // Another program's string where the tag's set lives: adding to the set fails.
+    assert_eq!(
+        cluster_cli(&urls[0], &["SET", "tf:t:users", "not a set"]),
+        "OK"
+    );
+    instance.user(1).await.unwrap();
+    // The write after the miss runs off the caller's path; it is over once it has failed.
+    eventually(async || instance.cache.stats().store_errors >= 1).await;
+    assert_eq!(cluster_cli(&urls[0], &["EXISTS", "tf:v:user:1"]), "0");
+}
