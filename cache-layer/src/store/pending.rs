@@ -34,8 +34,8 @@ pub(crate) enum Part {
 pub(crate) struct Replay {
     /// Each part with the push it was snapshotted at (see [`Pending::replayed`]).
     pub(crate) parts: Vec<(Part, u64)>,
-    /// Tell every instance to empty its memory tier.
-    pub(crate) everything: bool,
+    /// Tell every instance to empty its memory tier (with the push it was snapshotted at).
+    pub(crate) everything: Option<u64>,
 }
 
 #[derive(Default)]
@@ -43,7 +43,8 @@ struct Queue {
     /// Each part with the number of its latest push.
     parts: HashMap<Part, u64>,
     pushes: u64,
-    everything: bool,
+    /// Everything is suspect, since the push numbered so (the latest one while it was).
+    everything: Option<u64>,
 }
 
 /// The queue of invalidations waiting for Redis.
@@ -74,18 +75,17 @@ impl Pending {
     fn push_part(&self, part: Part) -> Queued {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         self.any.store(true, Ordering::Release);
-        if queue.everything {
-            return Queued::Overflowed;
-        }
-        if !queue.parts.contains_key(&part) && queue.parts.len() >= MAX_PENDING {
-            queue.parts.clear();
-            queue.everything = true;
-            return Queued::Overflowed;
-        }
         // Numbered again when already queued: a replay that snapshotted it before this push
         // does not cover this one.
         queue.pushes += 1;
         let push = queue.pushes;
+        if queue.everything.is_some()
+            || (!queue.parts.contains_key(&part) && queue.parts.len() >= MAX_PENDING)
+        {
+            queue.parts.clear();
+            queue.everything = Some(push);
+            return Queued::Overflowed;
+        }
         queue.parts.insert(part, push);
         Queued::Kept
     }
@@ -111,16 +111,22 @@ impl Pending {
             queue.parts.remove(part);
         }
         self.any.store(
-            queue.everything || !queue.parts.is_empty(),
+            queue.everything.is_some() || !queue.parts.is_empty(),
             Ordering::Release,
         );
     }
 
-    /// The "everything" message reached Redis.
-    pub(crate) fn replayed_everything(&self) {
+    /// The "everything" message, as snapshotted at push `push`, reached Redis: forgotten
+    /// unless something was pushed (and overflowed) again since.
+    pub(crate) fn replayed_everything(&self, push: u64) {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        queue.everything = false;
-        self.any.store(!queue.parts.is_empty(), Ordering::Release);
+        if queue.everything == Some(push) {
+            queue.everything = None;
+        }
+        self.any.store(
+            queue.everything.is_some() || !queue.parts.is_empty(),
+            Ordering::Release,
+        );
     }
 }
 
@@ -142,7 +148,7 @@ mod tests {
             parts,
             [&Part::Name("user:1".into()), &Part::Name("users".into())]
         );
-        assert!(!replay.everything);
+        assert_eq!(replay.everything, None);
         for (part, push) in &replay.parts {
             pending.replayed(part, *push);
             if *part == Part::Name("user:1".into()) {
@@ -179,14 +185,15 @@ mod tests {
         }
         assert_eq!(pending.push("one too many"), Queued::Overflowed);
         assert_eq!(pending.push("k:1"), Queued::Overflowed);
-        assert_eq!(
-            pending.snapshot(),
-            Replay {
-                parts: Vec::new(),
-                everything: true
-            }
-        );
-        pending.replayed_everything();
+        let replay = pending.snapshot();
+        assert!(replay.parts.is_empty());
+        let push = replay.everything.expect("everything is suspect");
+        // Lost again while the replay sends the first message.
+        assert_eq!(pending.push("k:2"), Queued::Overflowed);
+        pending.replayed_everything(push);
+        assert!(pending.any(), "the second loss still waits");
+        let again = pending.snapshot().everything.expect("still suspect");
+        pending.replayed_everything(again);
         assert!(!pending.any());
     }
 }

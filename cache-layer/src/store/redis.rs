@@ -624,18 +624,18 @@ impl RedisStore {
             }
             self.pending.replayed(part, *push);
         }
-        if replay.everything {
+        if let Some(push) = replay.everything {
             redis::cmd("PUBLISH")
                 .arg(self.channel())
                 .arg(EVERYTHING)
                 .query_async::<()>(c)
                 .await?;
-            self.pending.replayed_everything();
+            self.pending.replayed_everything(push);
         }
         tracing::info!(
             cache = self.counters.name(),
             replayed = replay.parts.len(),
-            everything = replay.everything,
+            everything = replay.everything.is_some(),
             "replayed invalidations that had not reached Redis"
         );
         Ok(())
