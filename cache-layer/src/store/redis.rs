@@ -119,21 +119,15 @@ pub(crate) const EVERYTHING: &[u8] = b"\xff";
 /// another instance is not ours to delete).
 const UNLOCK: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
 
-/// Adds a value key (`ARGV[1]`) to a tag's set (`KEYS[1]`) in one step: the set then lives at
-/// least as long as the entry (`ARGV[2]` ms; no `PEXPIRE NX/GT`, which needs Redis 7); on one
-/// Redis (`ARGV[4]` = `1`; a cluster script may touch only its own key) up to three members
-/// whose entry is gone are dropped; at most `ARGV[3]` members are kept: the surplus is popped
-/// and returned, and the caller deletes those entries, since an entry must never outlive its
-/// membership.
+/// On a cluster (where a script may touch only its own key): adds a value key (`ARGV[1]`) to
+/// a tag's set (`KEYS[1]`) in one step: the set then lives at least as long as the entry
+/// (`ARGV[2]` ms; no `PEXPIRE NX/GT`, which needs Redis 7); at most `ARGV[3]` members are
+/// kept: the surplus is popped and returned, and the caller deletes those entries, since an
+/// entry must never outlive its membership.
 const TAG_ADD: &str = r#"
 redis.call("SADD", KEYS[1], ARGV[1])
 local ttl = tonumber(ARGV[2])
 if redis.call("PTTL", KEYS[1]) < ttl then redis.call("PEXPIRE", KEYS[1], ttl) end
-if ARGV[4] == "1" then
-  for _, member in ipairs(redis.call("SRANDMEMBER", KEYS[1], 3)) do
-    if redis.call("EXISTS", member) == 0 then redis.call("SREM", KEYS[1], member) end
-  end
-end
 local over = redis.call("SCARD", KEYS[1]) - tonumber(ARGV[3])
 if over > 0 then return redis.call("SPOP", KEYS[1], over) end
 return {}
@@ -158,7 +152,8 @@ return 0
 "#;
 
 /// On one Redis, a whole write in one step: adds the value key (`KEYS[1]`) to each tag's set
-/// (`KEYS[2..]`) as [`TAG_ADD`] does, deleting evicted members at once, and only then writes
+/// (`KEYS[2..]`) as [`TAG_ADD`] does, also dropping up to three members whose entry is gone
+/// and deleting evicted members at once, and only then writes
 /// the value (`ARGV[1]`, for `ARGV[2]` ms), so that a failure never leaves a value its tags do
 /// not name. A write whose own membership was evicted is not made.
 const WRITE: &str = r#"
@@ -181,6 +176,21 @@ end
 if keep then redis.call("SET", KEYS[1], ARGV[1], "PX", ttl) end
 return 0
 "#;
+
+/// Keys still to delete: queued for the replay when dropped before they are all deleted (an
+/// error, or the operation's future dropped at its time budget).
+struct Undeleted<'a> {
+    pending: &'a Pending,
+    keys: &'a [String],
+}
+
+impl Drop for Undeleted<'_> {
+    fn drop(&mut self) {
+        for key in self.keys {
+            self.pending.push_key(key);
+        }
+    }
+}
 
 /// The most value keys one tag's set holds; past it, the surplus entries are deleted.
 pub(crate) const MAX_TAG_MEMBERS: usize = 10_000;
@@ -513,7 +523,7 @@ impl RedisStore {
             for tag_key in &tag_keys {
                 let mut add = redis::cmd("EVAL");
                 add.arg(TAG_ADD).arg(1).arg(tag_key).arg(&value_key);
-                add.arg(millis).arg(MAX_TAG_MEMBERS).arg("0");
+                add.arg(millis).arg(MAX_TAG_MEMBERS);
                 evicted.extend(add.query_async::<Vec<String>>(&mut c).await?);
             }
             self.delete_or_queue(&mut c, &evicted).await?;
@@ -527,16 +537,16 @@ impl RedisStore {
         .await;
     }
 
-    /// Deletes the Redis keys `keys` one by one (a cluster's keys span slots); from the first
-    /// that fails, each is queued for the replay.
+    /// Deletes the Redis keys `keys` one by one (a cluster's keys span slots); those not
+    /// deleted when an error or the time budget ends it are queued for the replay.
     async fn delete_or_queue(&self, c: &mut Link, keys: &[String]) -> RedisResult<()> {
-        for (done, key) in keys.iter().enumerate() {
-            if let Err(error) = redis::cmd("DEL").arg(key).query_async::<()>(c).await {
-                for key in &keys[done..] {
-                    self.pending.push_key(key);
-                }
-                return Err(error);
-            }
+        let mut undeleted = Undeleted {
+            pending: &self.pending,
+            keys,
+        };
+        while let Some((key, rest)) = undeleted.keys.split_first() {
+            redis::cmd("DEL").arg(key).query_async::<()>(c).await?;
+            undeleted.keys = rest;
         }
         Ok(())
     }
