@@ -1494,3 +1494,63 @@ async fn on_a_cluster_a_write_whose_tag_membership_fails_leaves_no_value_behind(
     eventually(async || instance.cache.stats().store_errors >= 1).await;
     assert_eq!(cluster_cli(&urls[0], &["EXISTS", "tf:v:user:1"]), "0");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_undone_after_an_invalidation_during_it_is_queued_when_the_delete_fails() {
+    // a's user may not DEL yet, and reaches Redis through a relay the test can freeze.
+    let server =
+        RedisServer::start_with(&["--user", "nodel", "on", ">pw", "~*", "&*", "+@all", "-del"]);
+    let relay = Relay::start(server.port()).await;
+    let db = Db {
+        delay: Duration::from_millis(300),
+        ..Db::default()
+    };
+    let a = Instance {
+        cache: Cache::builder()
+            .tiered(relay.url().replacen("redis://", "redis://nodel:pw@", 1))
+            .key_prefix("fd:")
+            .redis_timeouts(Duration::from_secs(3), Duration::from_secs(3))
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+    };
+    let b = Instance {
+        cache: tiered(&server, "fd:"),
+        db: db.clone(),
+    };
+    a.user(2).await.unwrap();
+    until_served_from_memory(&a, 2).await;
+    let mut raw = server.raw().await;
+
+    // a's write of user 1 leaves while nothing was invalidated, and is held on the way.
+    let load = tokio::spawn({
+        let a = a.clone();
+        async move { a.user(1).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    relay.freeze();
+    load.await.unwrap().unwrap();
+    // Invalidated before the write lands: the write puts the old value back.
+    b.cache.invalidate("user:1").await;
+    relay.hold_replies();
+    relay.thaw();
+    eventually(async || exist(&mut raw, &["fd:v:user:1"]).await == [true]).await;
+    // a hears the invalidation before the write's reply, so it deletes its write: that fails.
+    relay.release_subscribers();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    relay.release_all();
+    eventually(async || a.cache.stats().store_errors >= 1).await;
+    // Once a may delete, the queued delete is replayed.
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("nodel")
+        .arg("+del")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    eventually(async || {
+        a.user(3).await.unwrap();
+        exist(&mut raw, &["fd:v:user:1"]).await == [false]
+    })
+    .await;
+}
