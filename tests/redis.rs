@@ -1275,3 +1275,282 @@ async fn an_oversized_entry_is_a_miss_then_healed() {
     instance.user(1).await.unwrap();
     assert_eq!(db.queries(), before + 1, "and overwritten");
 }
+
+/// Reads whether each of `keys` exists, in one transaction.
+async fn exist(raw: &mut redis::aio::MultiplexedConnection, keys: &[&str]) -> Vec<bool> {
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for key in keys {
+        pipe.cmd("EXISTS").arg(*key);
+    }
+    pipe.query_async(raw).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_write_whose_tag_membership_fails_leaves_no_value_behind() {
+    let server = RedisServer::start();
+    let instance = Instance {
+        cache: shared(&server, "tf:"),
+        db: Db::default(),
+    };
+    let mut raw = server.raw().await;
+    // Another program's string where the tag's set lives: adding to the set fails.
+    let _: () = redis::cmd("SET")
+        .arg("tf:t:users")
+        .arg("not a set")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    instance.user(1).await.unwrap();
+    // The write after the miss runs off the caller's path; it is over once it has failed.
+    eventually(async || instance.cache.stats().store_errors >= 1).await;
+    assert_eq!(
+        exist(&mut raw, &["tf:v:user:1"]).await,
+        [false],
+        "no value that invalidating \"users\" would not find"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_invalidated_while_in_flight_is_never_written_to_redis() {
+    // Instance a's user may not DEL: a write it would have to undo stays in Redis.
+    let server =
+        RedisServer::start_with(&["--user", "nodel", "on", ">pw", "~*", "&*", "+@all", "-del"]);
+    let db = Db {
+        delay: Duration::from_millis(500),
+        ..Db::default()
+    };
+    let a = Instance {
+        cache: Cache::builder()
+            .tiered(server.url_as("nodel", "pw"))
+            .key_prefix("fl:")
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+    };
+    let b = Instance {
+        cache: tiered(&server, "fl:"),
+        db: db.clone(),
+    };
+    // a hears invalidations (subscribed) before the load begins.
+    a.user(2).await.unwrap();
+    until_served_from_memory(&a, 2).await;
+    let load = tokio::spawn({
+        let a = a.clone();
+        async move { a.user(1).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // (What the load read may predate this invalidation: it must not reach Redis.)
+    b.cache.invalidate("user:1").await;
+    load.await.unwrap().unwrap();
+    // a's next write goes out after any write of user 1: once it landed, so did that one.
+    a.user(3).await.unwrap();
+    let mut raw = server.raw().await;
+    eventually(async || exist(&mut raw, &["fl:v:user:3"]).await == [true]).await;
+    assert_eq!(
+        exist(&mut raw, &["fl:v:user:1"]).await,
+        [false],
+        "the outdated load is not in Redis"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_whose_member_deletes_fail_deletes_them_on_replay() {
+    // The app user may not write "ro:*" keys yet: deleting that member of the tag fails.
+    let server = RedisServer::start_with(&[
+        "--user", "app", "on", ">pw", "~app:*", "%R~ro:*", "&*", "+@all",
+    ]);
+    let instance = Instance {
+        cache: Cache::builder()
+            .redis(server.url_as("app", "pw"))
+            .key_prefix("app:")
+            .redis_timeouts(Duration::from_millis(50), Duration::from_millis(100))
+            .build()
+            .expect("valid configuration"),
+        db: Db::default(),
+    };
+    let mut raw = server.raw().await;
+    instance.user(1).await.unwrap();
+    eventually(async || exist(&mut raw, &["app:v:user:1"]).await == [true]).await;
+    let _: () = redis::pipe()
+        .cmd("SET")
+        .arg("ro:v:x")
+        .arg("x")
+        .cmd("SADD")
+        .arg("app:t:users")
+        .arg("ro:v:x")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    instance.cache.invalidate("users").await;
+    assert!(
+        instance.cache.stats().store_errors >= 1,
+        "the delete failed"
+    );
+    // The member can be deleted now; the replay (before the next operation) must do it.
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("app")
+        .arg("~ro:*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    eventually(async || {
+        instance.user(2).await.unwrap();
+        exist(&mut raw, &["ro:v:x"]).await == [false]
+    })
+    .await;
+    assert_eq!(
+        exist(&mut raw, &["app:v:user:1", "ro:v:x"]).await,
+        [false, false]
+    );
+}
+
+/// `redis-cli -c -p port args...` on a cluster node (follows redirects); its trimmed output.
+fn cluster_cli(url: &str, args: &[&str]) -> String {
+    let port = url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .expect("a port in the URL");
+    let out = std::process::Command::new("redis-cli")
+        .args(["-c", "-p", port])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_members_whose_deletes_fail_are_deleted_on_replay() {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    // The app user may not write "ro:*" keys yet: deleting that member of the tag fails.
+    for url in &urls {
+        let reply = cluster_cli(
+            url,
+            &[
+                "ACL", "SETUSER", "app", "on", ">pw", "~app:*", "%R~ro:*", "&*", "+@all",
+            ],
+        );
+        assert_eq!(reply, "OK");
+    }
+    let as_app: Vec<String> = urls
+        .iter()
+        .map(|u| u.replacen("redis://", "redis://app:pw@", 1))
+        .collect();
+    let instance = Instance {
+        cache: Cache::builder()
+            .redis_cluster(as_app)
+            .key_prefix("app:")
+            .build()
+            .expect("valid configuration"),
+        db: Db::default(),
+    };
+    let exists = |key: &str| cluster_cli(&urls[0], &["EXISTS", key]) == "1";
+    instance.user(1).await.unwrap();
+    eventually(async || exists("app:v:user:1")).await;
+    assert_eq!(cluster_cli(&urls[0], &["SET", "ro:v:x", "x"]), "OK");
+    assert_eq!(
+        cluster_cli(&urls[0], &["SADD", "app:t:users", "ro:v:x"]),
+        "1"
+    );
+    instance.cache.invalidate("users").await;
+    assert!(
+        instance.cache.stats().store_errors >= 1,
+        "the delete failed"
+    );
+    for url in &urls {
+        assert_eq!(cluster_cli(url, &["ACL", "SETUSER", "app", "~ro:*"]), "OK");
+    }
+    // The replay (before the next operation) must delete the member the set no longer names.
+    eventually(async || {
+        instance.user(2).await.unwrap();
+        !exists("ro:v:x")
+    })
+    .await;
+    assert!(!exists("app:v:user:1"));
+}
+
+#[tokio::test]
+async fn on_a_cluster_a_write_whose_tag_membership_fails_leaves_no_value_behind() {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    let instance = Instance {
+        cache: Cache::builder()
+            .redis_cluster(urls.clone())
+            .key_prefix("tf:")
+            .build()
+            .expect("valid configuration"),
+        db: Db::default(),
+    };
+    // Another program's string where the tag's set lives: adding to the set fails.
+    assert_eq!(
+        cluster_cli(&urls[0], &["SET", "tf:t:users", "not a set"]),
+        "OK"
+    );
+    instance.user(1).await.unwrap();
+    // The write after the miss runs off the caller's path; it is over once it has failed.
+    eventually(async || instance.cache.stats().store_errors >= 1).await;
+    assert_eq!(cluster_cli(&urls[0], &["EXISTS", "tf:v:user:1"]), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_undone_after_an_invalidation_during_it_is_queued_when_the_delete_fails() {
+    // a's user may not DEL yet, and reaches Redis through a relay the test can freeze.
+    let server =
+        RedisServer::start_with(&["--user", "nodel", "on", ">pw", "~*", "&*", "+@all", "-del"]);
+    let relay = Relay::start(server.port()).await;
+    let db = Db {
+        delay: Duration::from_millis(300),
+        ..Db::default()
+    };
+    let a = Instance {
+        cache: Cache::builder()
+            .tiered(relay.url().replacen("redis://", "redis://nodel:pw@", 1))
+            .key_prefix("fd:")
+            .redis_timeouts(Duration::from_secs(3), Duration::from_secs(3))
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+    };
+    let b = Instance {
+        cache: tiered(&server, "fd:"),
+        db: db.clone(),
+    };
+    a.user(2).await.unwrap();
+    until_served_from_memory(&a, 2).await;
+    let mut raw = server.raw().await;
+
+    // a's write of user 1 leaves while nothing was invalidated, and is held on the way.
+    let load = tokio::spawn({
+        let a = a.clone();
+        async move { a.user(1).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    relay.freeze();
+    load.await.unwrap().unwrap();
+    // Invalidated before the write lands: the write puts the old value back.
+    b.cache.invalidate("user:1").await;
+    relay.hold_replies();
+    relay.thaw();
+    eventually(async || exist(&mut raw, &["fd:v:user:1"]).await == [true]).await;
+    // a hears the invalidation before the write's reply, so it deletes its write: that fails.
+    relay.release_subscribers();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    relay.release_all();
+    eventually(async || a.cache.stats().store_errors >= 1).await;
+    // Once a may delete, the queued delete is replayed.
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("nodel")
+        .arg("+del")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    eventually(async || {
+        a.user(3).await.unwrap();
+        exist(&mut raw, &["fd:v:user:1"]).await == [false]
+    })
+    .await;
+}

@@ -264,9 +264,10 @@ impl Cache {
         true
     }
 
-    /// The shared tier's part of [`Cache::store`], off the caller's path: writes `bytes`, then
-    /// deletes them again if `key` or a tag was invalidated by name since the load began (an
-    /// invalidation either deleted our write or is in the log). Emptying memory, for missed
+    /// The shared tier's part of [`Cache::store`], off the caller's path: writes `bytes` unless
+    /// `key` or a tag was invalidated by name since the load began, and deletes them again if
+    /// that happened during the write (an invalidation either deleted our write or is in the
+    /// log); a delete that does not reach Redis is queued like an invalidation. Emptying memory, for missed
     /// invalidations, says nothing against a value just loaded from the source.
     async fn store_shared(&self, key: &str, bytes: Vec<u8>, entry: &Entry, since: u64) {
         let Some(remote) = &self.inner.remote else {
@@ -276,6 +277,9 @@ impl Cache {
             .deadlines
             .expires_at
             .saturating_duration_since(crate::clock::now());
+        if self.inner.log.named_since(since, key, &entry.tags) {
+            return;
+        }
         remote.store.set(key, bytes, ttl, &entry.tags).await;
         if self.inner.log.named_since(since, key, &entry.tags) {
             remote.store.delete(key).await;

@@ -246,8 +246,8 @@
 //! writer that has returned for longer than 2 seconds with the default timeouts (in general:
 //! 750 ms plus three times the connect and operation timeouts: the replay's retry and budget,
 //! and a silent subscription's heartbeat). Its limits: the kept invalidations live in the
-//! writer's process (if it exits first, they are lost), and at most 1,024 distinct names are
-//! kept; beyond that, every instance empties its memory tier when Redis answers again, but
+//! writer's process (if it exits first, they are lost), and at most 1,024 distinct names (and
+//! keys whose delete failed) are kept; beyond that, every instance empties its memory tier when Redis answers again, but
 //! Redis itself keeps the entries of the forgotten names until they expire.
 //!
 //! # Redis layout
@@ -263,9 +263,12 @@
 //!
 //! A key or tag longer than 200 bytes is stored as its first 64 bytes, `#`, and the hex SHA-256
 //! of the whole, after `#` instead of `:` (`P` `v#` ..., `P` `t#` ..., `P` `l#` ...): no short
-//! key or tag can reach it. Tag sets are updated and emptied by Lua scripts (`EVAL`), one key
-//! each, so a concurrent write is never lost and the layout is correct on Redis Cluster; the
-//! commands used work on Redis 6.2 and later. A command Redis refuses about one key
+//! key or tag can reach it. A write adds the value key to its tag sets before it writes the
+//! value, so no failure leaves a value that invalidating one of its tags would not find. On
+//! one Redis, a write and an invalidation (the tag's members, the entry, the set, the
+//! broadcast) each run as one Lua script (`EVAL`); on Redis Cluster, tag sets are updated and
+//! taken by scripts of one key each, so a concurrent write is never lost, and a member whose
+//! delete fails is kept for the replay by key. The commands used work on Redis 6.2 and later. A command Redis refuses about one key
 //! (`WRONGTYPE`, `OOM`) is a miss for that key; it does not count towards the breaker.
 //!
 //! An entry's bytes:

@@ -3,34 +3,48 @@
 //! it stops remembering names and marks *everything* suspect instead: the replay then tells
 //! every instance to empty its memory tier.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-/// How many distinct names wait for Redis before everything is treated as suspect.
+/// How many distinct parts wait for Redis before everything is treated as suspect.
 pub(crate) const MAX_PENDING: usize = 1024;
 
-/// What the queue did with a name it was given.
+/// What the queue did with a part it was given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Queued {
-    /// Kept by name.
+    /// Kept.
     Kept,
     /// The queue was full: everything is suspect (the caller empties its memory tier).
     Overflowed,
 }
 
+/// One thing to send again.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Part {
+    /// An invalidation by name: its entry, its tag's members, and the broadcast.
+    Name(Box<str>),
+    /// A Redis value key to delete (a member taken from a tag's set, or one evicted from it,
+    /// whose delete failed).
+    Key(Box<str>),
+}
+
 /// What a replay has to send.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Replay {
-    pub(crate) names: Vec<Box<str>>,
-    /// Tell every instance to empty its memory tier.
-    pub(crate) everything: bool,
+    /// Each part with the push it was snapshotted at (see [`Pending::replayed`]).
+    pub(crate) parts: Vec<(Part, u64)>,
+    /// Tell every instance to empty its memory tier (with the push it was snapshotted at).
+    pub(crate) everything: Option<u64>,
 }
 
 #[derive(Default)]
 struct Queue {
-    names: HashSet<Box<str>>,
-    everything: bool,
+    /// Each part with the number of its latest push.
+    parts: HashMap<Part, u64>,
+    pushes: u64,
+    /// Everything is suspect, since the push numbered so (the latest one while it was).
+    everything: Option<u64>,
 }
 
 /// The queue of invalidations waiting for Redis.
@@ -48,23 +62,31 @@ impl Pending {
         self.any.load(Ordering::Acquire)
     }
 
-    /// Keeps `name` for the next replay.
+    /// Keeps the invalidation of `name` for the next replay.
     pub(crate) fn push(&self, name: &str) -> Queued {
+        self.push_part(Part::Name(name.into()))
+    }
+
+    /// Keeps the delete of the Redis key `key` for the next replay.
+    pub(crate) fn push_key(&self, key: &str) -> Queued {
+        self.push_part(Part::Key(key.into()))
+    }
+
+    fn push_part(&self, part: Part) -> Queued {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         self.any.store(true, Ordering::Release);
-        if queue.everything || queue.names.contains(name) {
-            return if queue.everything {
-                Queued::Overflowed
-            } else {
-                Queued::Kept
-            };
-        }
-        if queue.names.len() >= MAX_PENDING {
-            queue.names.clear();
-            queue.everything = true;
+        // Numbered again when already queued: a replay that snapshotted it before this push
+        // does not cover this one.
+        queue.pushes += 1;
+        let push = queue.pushes;
+        if queue.everything.is_some()
+            || (!queue.parts.contains_key(&part) && queue.parts.len() >= MAX_PENDING)
+        {
+            queue.parts.clear();
+            queue.everything = Some(push);
             return Queued::Overflowed;
         }
-        queue.names.insert(name.into());
+        queue.parts.insert(part, push);
         Queued::Kept
     }
 
@@ -72,26 +94,39 @@ impl Pending {
     pub(crate) fn snapshot(&self) -> Replay {
         let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         Replay {
-            names: queue.names.iter().cloned().collect(),
+            parts: queue
+                .parts
+                .iter()
+                .map(|(part, push)| (part.clone(), *push))
+                .collect(),
             everything: queue.everything,
         }
     }
 
-    /// `name` reached Redis.
-    pub(crate) fn replayed(&self, name: &str) {
+    /// `part`, as snapshotted at push `push`, reached Redis: forgotten unless pushed again
+    /// since.
+    pub(crate) fn replayed(&self, part: &Part, push: u64) {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        queue.names.remove(name);
+        if queue.parts.get(part) == Some(&push) {
+            queue.parts.remove(part);
+        }
         self.any.store(
-            queue.everything || !queue.names.is_empty(),
+            queue.everything.is_some() || !queue.parts.is_empty(),
             Ordering::Release,
         );
     }
 
-    /// The "everything" message reached Redis.
-    pub(crate) fn replayed_everything(&self) {
+    /// The "everything" message, as snapshotted at push `push`, reached Redis: forgotten
+    /// unless something was pushed (and overflowed) again since.
+    pub(crate) fn replayed_everything(&self, push: u64) {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        queue.everything = false;
-        self.any.store(!queue.names.is_empty(), Ordering::Release);
+        if queue.everything == Some(push) {
+            queue.everything = None;
+        }
+        self.any.store(
+            queue.everything.is_some() || !queue.parts.is_empty(),
+            Ordering::Release,
+        );
     }
 }
 
@@ -107,12 +142,38 @@ mod tests {
         assert_eq!(pending.push("user:1"), Queued::Kept);
         assert_eq!(pending.push("users"), Queued::Kept);
         let mut replay = pending.snapshot();
-        replay.names.sort();
-        assert_eq!(replay.names, vec![Box::from("user:1"), Box::from("users")]);
-        assert!(!replay.everything);
-        pending.replayed("user:1");
-        assert!(pending.any(), "users still waits");
-        pending.replayed("users");
+        replay.parts.sort();
+        let parts: Vec<&Part> = replay.parts.iter().map(|(part, _)| part).collect();
+        assert_eq!(
+            parts,
+            [&Part::Name("user:1".into()), &Part::Name("users".into())]
+        );
+        assert_eq!(replay.everything, None);
+        for (part, push) in &replay.parts {
+            pending.replayed(part, *push);
+            if *part == Part::Name("user:1".into()) {
+                assert!(pending.any(), "users still waits");
+            }
+        }
+        assert!(!pending.any());
+    }
+
+    #[test]
+    fn a_name_pushed_again_during_its_replay_is_kept_for_the_next() {
+        let pending = Pending::default();
+        pending.push("user:1");
+        pending.push_key("v:user:2");
+        let replay = pending.snapshot();
+        // Invalidated again while the replay sends the first one.
+        assert_eq!(pending.push("user:1"), Queued::Kept);
+        for (part, push) in &replay.parts {
+            pending.replayed(part, *push);
+        }
+        assert!(pending.any(), "the second invalidation still waits");
+        let again = pending.snapshot();
+        assert_eq!(again.parts.len(), 1);
+        assert_eq!(again.parts[0].0, Part::Name("user:1".into()));
+        pending.replayed(&again.parts[0].0, again.parts[0].1);
         assert!(!pending.any());
     }
 
@@ -124,14 +185,15 @@ mod tests {
         }
         assert_eq!(pending.push("one too many"), Queued::Overflowed);
         assert_eq!(pending.push("k:1"), Queued::Overflowed);
-        assert_eq!(
-            pending.snapshot(),
-            Replay {
-                names: Vec::new(),
-                everything: true
-            }
-        );
-        pending.replayed_everything();
+        let replay = pending.snapshot();
+        assert!(replay.parts.is_empty());
+        let push = replay.everything.expect("everything is suspect");
+        // Lost again while the replay sends the first message.
+        assert_eq!(pending.push("k:2"), Queued::Overflowed);
+        pending.replayed_everything(push);
+        assert!(pending.any(), "the second loss still waits");
+        let again = pending.snapshot().everything.expect("still suspect");
+        pending.replayed_everything(again);
         assert!(!pending.any());
     }
 }

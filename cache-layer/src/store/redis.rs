@@ -20,7 +20,7 @@ use tokio::sync::OnceCell;
 
 use super::breaker::Breaker;
 use super::codec::MAX_ENCODED;
-use super::pending::{Pending, Queued};
+use super::pending::{Part, Pending, Queued};
 use crate::stats::{Counter, Counters};
 
 /// How a [`RedisStore`] connects and how long it waits.
@@ -72,37 +72,6 @@ impl ConnectionLike for Link {
 }
 
 impl Link {
-    /// Runs `first`, then `commands`, whose replies (lists of strings) are concatenated;
-    /// pipelined on one Redis. Unlike [`Link::exec`], an error reply to any of them is an error.
-    async fn exec_returning(&mut self, first: Cmd, commands: Vec<Cmd>) -> RedisResult<Vec<String>> {
-        let mut out = Vec::new();
-        match self {
-            Link::Single(_) => {
-                let mut pipe = redis::pipe();
-                pipe.add_command(first);
-                for command in commands {
-                    pipe.add_command(command);
-                }
-                let replies: Vec<Value> = pipe.query_async(self).await?;
-                for reply in replies {
-                    if let Value::ServerError(error) = reply {
-                        return Err(error.into());
-                    }
-                    if let Value::Array(_) = reply {
-                        out.extend(redis::from_redis_value::<Vec<String>>(reply)?);
-                    }
-                }
-            }
-            Link::Cluster(_) => {
-                first.query_async::<()>(self).await?;
-                for command in commands {
-                    out.extend(command.query_async::<Vec<String>>(self).await?);
-                }
-            }
-        }
-        Ok(out)
-    }
-
     /// Runs `commands`: pipelined on one Redis; one by one on a cluster, where a pipeline's
     /// keys would span slots.
     async fn exec(&mut self, commands: Vec<Cmd>) -> RedisResult<()> {
@@ -150,33 +119,78 @@ pub(crate) const EVERYTHING: &[u8] = b"\xff";
 /// another instance is not ours to delete).
 const UNLOCK: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
 
-/// Adds a value key (`ARGV[1]`) to a tag's set (`KEYS[1]`) in one step: the set then lives at
-/// least as long as the entry (`ARGV[2]` ms; no `PEXPIRE NX/GT`, which needs Redis 7); on one
-/// Redis (`ARGV[4]` = `1`; a cluster script may touch only its own key) up to three members
-/// whose entry is gone are dropped; at most `ARGV[3]` members are kept: the surplus is popped
-/// and returned, and the caller deletes those entries, since an entry must never outlive its
-/// membership.
+/// On a cluster (where a script may touch only its own key): adds a value key (`ARGV[1]`) to
+/// a tag's set (`KEYS[1]`) in one step: the set then lives at least as long as the entry
+/// (`ARGV[2]` ms; no `PEXPIRE NX/GT`, which needs Redis 7); at most `ARGV[3]` members are
+/// kept: the surplus is popped and returned, and the caller deletes those entries, since an
+/// entry must never outlive its membership.
 const TAG_ADD: &str = r#"
 redis.call("SADD", KEYS[1], ARGV[1])
 local ttl = tonumber(ARGV[2])
 if redis.call("PTTL", KEYS[1]) < ttl then redis.call("PEXPIRE", KEYS[1], ttl) end
-if ARGV[4] == "1" then
-  for _, member in ipairs(redis.call("SRANDMEMBER", KEYS[1], 3)) do
-    if redis.call("EXISTS", member) == 0 then redis.call("SREM", KEYS[1], member) end
-  end
-end
 local over = redis.call("SCARD", KEYS[1]) - tonumber(ARGV[3])
 if over > 0 then return redis.call("SPOP", KEYS[1], over) end
 return {}
 "#;
 
-/// Empties a tag's set and returns its members in one step, so that a member added
-/// concurrently is either returned (and its entry deleted) or stays in the set.
+/// On a cluster: empties a tag's set and returns its members in one step, so that a member
+/// added concurrently is either returned (and its entry deleted) or stays in the set.
 const TAG_TAKE: &str = r#"
 local members = redis.call("SMEMBERS", KEYS[1])
 redis.call("DEL", KEYS[1])
 return members
 "#;
+
+/// On one Redis, a whole invalidation in one step: deletes every member of the tag's set
+/// (`KEYS[2]`), then the entry (`KEYS[1]`) and the set, then publishes `ARGV[2]` on `ARGV[1]`.
+/// If it stops half-way (an error), the set still names every member for the replay.
+const INVALIDATE: &str = r#"
+for _, member in ipairs(redis.call("SMEMBERS", KEYS[2])) do redis.call("DEL", member) end
+redis.call("DEL", KEYS[1], KEYS[2])
+redis.call("PUBLISH", ARGV[1], ARGV[2])
+return 0
+"#;
+
+/// On one Redis, a whole write in one step: adds the value key (`KEYS[1]`) to each tag's set
+/// (`KEYS[2..]`) as [`TAG_ADD`] does, also dropping up to three members whose entry is gone
+/// and deleting evicted members at once, and only then writes
+/// the value (`ARGV[1]`, for `ARGV[2]` ms), so that a failure never leaves a value its tags do
+/// not name. A write whose own membership was evicted is not made.
+const WRITE: &str = r#"
+local ttl = tonumber(ARGV[2])
+local keep = true
+for i = 2, #KEYS do
+  redis.call("SADD", KEYS[i], KEYS[1])
+  if redis.call("PTTL", KEYS[i]) < ttl then redis.call("PEXPIRE", KEYS[i], ttl) end
+  for _, member in ipairs(redis.call("SRANDMEMBER", KEYS[i], 3)) do
+    if member ~= KEYS[1] and redis.call("EXISTS", member) == 0 then redis.call("SREM", KEYS[i], member) end
+  end
+  local over = redis.call("SCARD", KEYS[i]) - tonumber(ARGV[3])
+  if over > 0 then
+    for _, member in ipairs(redis.call("SPOP", KEYS[i], over)) do
+      redis.call("DEL", member)
+      if member == KEYS[1] then keep = false end
+    end
+  end
+end
+if keep then redis.call("SET", KEYS[1], ARGV[1], "PX", ttl) end
+return 0
+"#;
+
+/// Keys still to delete: queued for the replay when dropped before they are all deleted (an
+/// error, or the operation's future dropped at its time budget).
+struct Undeleted<'a> {
+    pending: &'a Pending,
+    keys: &'a [String],
+}
+
+impl Drop for Undeleted<'_> {
+    fn drop(&mut self) {
+        for key in self.keys {
+            self.pending.push_key(key);
+        }
+    }
+}
 
 /// The most value keys one tag's set holds; past it, the surplus entries are deleted.
 pub(crate) const MAX_TAG_MEMBERS: usize = 10_000;
@@ -487,45 +501,74 @@ impl RedisStore {
         (!bytes.is_empty()).then_some(bytes)
     }
 
-    /// Stores `bytes` under `key` for `ttl`, and adds the key to each tag's set.
+    /// Adds `key` to each tag's set, then stores `bytes` under it for `ttl`: a failure on the
+    /// way leaves at most a member whose value is missing (harmless), never a value that an
+    /// invalidation of one of its tags would not find.
     pub(crate) async fn set(&self, key: &str, bytes: Vec<u8>, ttl: Duration, tags: &[Box<str>]) {
         let value_key = self.value_key(key);
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let tag_keys: Vec<String> = tags.iter().map(|t| self.tag_key(t)).collect();
-        let single = self.cluster.is_none();
         self.run("SET", |mut c| async move {
-            let mut set = redis::cmd("SET");
-            set.arg(&value_key).arg(bytes).arg("PX").arg(millis);
-            let mut adds = Vec::with_capacity(tag_keys.len());
+            if let Link::Single(_) = c {
+                let mut write = redis::cmd("EVAL");
+                write.arg(WRITE).arg(1 + tag_keys.len()).arg(&value_key);
+                write
+                    .arg(&tag_keys)
+                    .arg(bytes)
+                    .arg(millis)
+                    .arg(MAX_TAG_MEMBERS);
+                return write.query_async::<()>(&mut c).await;
+            }
+            let mut evicted = Vec::new();
             for tag_key in &tag_keys {
                 let mut add = redis::cmd("EVAL");
                 add.arg(TAG_ADD).arg(1).arg(tag_key).arg(&value_key);
-                add.arg(millis)
-                    .arg(MAX_TAG_MEMBERS)
-                    .arg(if single { "1" } else { "0" });
-                adds.push(add);
+                add.arg(millis).arg(MAX_TAG_MEMBERS);
+                evicted.extend(add.query_async::<Vec<String>>(&mut c).await?);
             }
-            let evicted = c.exec_returning(set, adds).await?;
-            if !evicted.is_empty() {
-                let deletes = evicted.iter().map(|key| {
-                    let mut del = redis::cmd("DEL");
-                    del.arg(key);
-                    del
-                });
-                c.exec(deletes.collect()).await?;
+            self.delete_or_queue(&mut c, &evicted).await?;
+            if evicted.contains(&value_key) {
+                return Ok(());
             }
-            Ok(())
+            let mut set = redis::cmd("SET");
+            set.arg(&value_key).arg(bytes).arg("PX").arg(millis);
+            set.query_async::<()>(&mut c).await
         })
         .await;
     }
 
-    /// Deletes the entry stored under `key` only.
+    /// Deletes the Redis keys `keys` one by one (a cluster's keys span slots); those not
+    /// deleted when an error or the time budget ends it are queued for the replay.
+    async fn delete_or_queue(&self, c: &mut Link, keys: &[String]) -> RedisResult<()> {
+        let mut undeleted = Undeleted {
+            pending: &self.pending,
+            keys,
+        };
+        while let Some((key, rest)) = undeleted.keys.split_first() {
+            redis::cmd("DEL").arg(key).query_async::<()>(c).await?;
+            undeleted.keys = rest;
+        }
+        Ok(())
+    }
+
+    /// Deletes the entry stored under `key` only; a delete that does not reach Redis is
+    /// queued for the replay.
     pub(crate) async fn delete(&self, key: &str) {
-        let key = self.value_key(key);
-        self.run("DEL", |mut c| async move {
-            redis::cmd("DEL").arg(&key).query_async::<()>(&mut c).await
-        })
-        .await;
+        let value_key = self.value_key(key);
+        let deleted = self
+            .run("DEL", |mut c| {
+                let value_key = &value_key;
+                async move {
+                    redis::cmd("DEL")
+                        .arg(value_key)
+                        .query_async::<()>(&mut c)
+                        .await
+                }
+            })
+            .await;
+        if deleted.is_none() {
+            self.pending.push_key(&value_key);
+        }
     }
 
     /// Deletes `name`'s entry and every entry tagged `name`, then tells every instance.
@@ -550,47 +593,59 @@ impl RedisStore {
         }
     }
 
+    /// One invalidation: on one Redis in one script; on a cluster the tag's set is taken,
+    /// then its members deleted one by one (those not deleted are queued by key, since the
+    /// set no longer names them), then the entry, then the broadcast.
     async fn send_invalidation(&self, c: &mut Link, name: &str) -> RedisResult<()> {
         let value_key = self.value_key(name);
         let tag_key = self.tag_key(name);
+        if let Link::Single(_) = c {
+            let mut invalidate = redis::cmd("EVAL");
+            invalidate
+                .arg(INVALIDATE)
+                .arg(2)
+                .arg(&value_key)
+                .arg(&tag_key);
+            invalidate.arg(self.channel()).arg(name);
+            return invalidate.query_async(c).await;
+        }
         let tagged: Vec<String> = redis::cmd("EVAL")
             .arg(TAG_TAKE)
             .arg(1)
             .arg(&tag_key)
             .query_async(c)
             .await?;
-        let mut commands = Vec::with_capacity(tagged.len() + 2);
-        for key in std::iter::once(&value_key).chain(&tagged) {
-            let mut del = redis::cmd("DEL");
-            del.arg(key);
-            commands.push(del);
-        }
+        self.delete_or_queue(c, &tagged).await?;
+        let mut del = redis::cmd("DEL");
+        del.arg(&value_key);
         let mut publish = redis::cmd("PUBLISH");
         publish.arg(self.channel()).arg(name);
-        commands.push(publish);
-        c.exec(commands).await
+        c.exec(vec![del, publish]).await
     }
 
     /// Sends the invalidations that did not reach Redis, oldest state first; each is
-    /// forgotten once sent.
+    /// forgotten once sent, unless queued again meanwhile.
     async fn replay(&self, c: &mut Link) -> RedisResult<()> {
         let replay = self.pending.snapshot();
-        for name in &replay.names {
-            self.send_invalidation(c, name).await?;
-            self.pending.replayed(name);
+        for (part, push) in &replay.parts {
+            match part {
+                Part::Name(name) => self.send_invalidation(c, name).await?,
+                Part::Key(key) => redis::cmd("DEL").arg(&**key).query_async::<()>(c).await?,
+            }
+            self.pending.replayed(part, *push);
         }
-        if replay.everything {
+        if let Some(push) = replay.everything {
             redis::cmd("PUBLISH")
                 .arg(self.channel())
                 .arg(EVERYTHING)
                 .query_async::<()>(c)
                 .await?;
-            self.pending.replayed_everything();
+            self.pending.replayed_everything(push);
         }
         tracing::info!(
             cache = self.counters.name(),
-            replayed = replay.names.len(),
-            everything = replay.everything,
+            replayed = replay.parts.len(),
+            everything = replay.everything.is_some(),
             "replayed invalidations that had not reached Redis"
         );
         Ok(())
