@@ -166,6 +166,16 @@ fn duration(input: ParseStream<'_>) -> syn::Result<Duration> {
             "duration must be longer than zero",
         ));
     }
+    // The engine clamps every deadline to 100 years; a longer duration would not mean what
+    // it says.
+    if parsed > Duration::from_secs(100 * 365 * 24 * 60 * 60) {
+        return Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "duration \"{text}\" is longer than 100 years, the longest a cache keeps anything"
+            ),
+        ));
+    }
     Ok(parsed)
 }
 
