@@ -362,8 +362,19 @@ fn header_map_bytes(map: &HeaderMap) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layer::gate::{admit, Exchange};
+    use crate::layer::gate::{admit, Admitted, Exchange};
     use http::header::CACHE_CONTROL;
+
+    /// `headers` through the storage gate, as a 200 to a plain GET.
+    fn admitted(headers: HeaderMap, parsed: &ResponseDirectives) -> Admitted {
+        let exchange = Exchange::Http {
+            method: &http::Method::GET,
+            request: &HeaderMap::new(),
+            status: StatusCode::OK,
+            has_default_ttl: false,
+        };
+        admit(exchange, headers, parsed).unwrap()
+    }
 
     fn stored(cc: &str, lifetime: u64, swr: u64, sie: u64) -> CachedResponse {
         stored_at(SystemTime::now(), cc, lifetime, swr, sie)
@@ -373,15 +384,9 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(CACHE_CONTROL, HeaderValue::from_str(cc).unwrap());
         let parsed = ResponseDirectives::parse(&headers);
-        let exchange = Exchange::Http {
-            method: &http::Method::GET,
-            request: &HeaderMap::new(),
-            status: StatusCode::OK,
-            has_default_ttl: false,
-        };
         CachedResponse::new(
             StatusCode::OK,
-            admit(exchange, headers, &parsed).unwrap(),
+            admitted(headers, &parsed),
             Bytes::new(),
             (at, at),
             Duration::from_secs(lifetime),
@@ -475,16 +480,10 @@ mod tests {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=1"));
         headers.insert(ETAG, HeaderValue::from_static("\"v1\""));
         let parsed = ResponseDirectives::parse(&headers);
-        let exchange = Exchange::Http {
-            method: &http::Method::GET,
-            request: &HeaderMap::new(),
-            status: StatusCode::OK,
-            has_default_ttl: false,
-        };
         let now = SystemTime::now();
         let r = CachedResponse::new(
             StatusCode::OK,
-            admit(exchange, headers, &parsed).unwrap(),
+            admitted(headers, &parsed),
             Bytes::new(),
             (now, now),
             Duration::from_secs(1),
@@ -529,12 +528,6 @@ mod tests {
             HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
         );
         let parsed = ResponseDirectives::parse(&headers);
-        let exchange = Exchange::Http {
-            method: &http::Method::GET,
-            request: &HeaderMap::new(),
-            status: StatusCode::OK,
-            has_default_ttl: false,
-        };
         let past = SystemTime::UNIX_EPOCH;
         let lifetime = lifetime_of(StatusCode::OK, &headers, &parsed, None, past);
         assert_eq!(
@@ -544,7 +537,7 @@ mod tests {
         );
         let r = CachedResponse::new(
             StatusCode::OK,
-            admit(exchange, headers, &parsed).unwrap(),
+            admitted(headers, &parsed),
             Bytes::new(),
             (past, SystemTime::now()),
             Duration::MAX,
