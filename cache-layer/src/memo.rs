@@ -147,7 +147,7 @@ where
         }
     }
     // Boxed for the same reason as the miss path: only caches with a shared tier pay for it.
-    let shared = match inner.remote {
+    let shared = match inner.remote() {
         Some(_) => Box::pin(remote_entry::<S::Value>(cache, key)).await,
         None => None,
     };
@@ -155,7 +155,7 @@ where
         match answer::<R, S>(cache, site, key, entry, now) {
             Found::Answer(lookup) => {
                 if matches!(lookup, Lookup::Hit(_)) {
-                    inner.counters.add(Counter::SharedHit);
+                    inner.counters().add(Counter::SharedHit);
                 }
                 return lookup;
             }
@@ -163,9 +163,9 @@ where
             Found::Expired | Found::OtherType => {}
         }
     }
-    inner.counters.add(Counter::Miss);
+    inner.counters().add(Counter::Miss);
     tracing::debug!(
-        cache = inner.counters.name(),
+        cache = inner.counters().name(),
         site = site.name,
         key,
         "cache miss"
@@ -203,7 +203,7 @@ where
     let Some(value) = entry.value.downcast_ref::<S::Value>() else {
         return Found::OtherType;
     };
-    let counters = &cache.inner().counters;
+    let counters = &cache.inner().counters();
     match entry.age(now) {
         Age::Fresh => {
             counters.add(Counter::Hit);
@@ -231,15 +231,16 @@ where
 /// miss (counted and logged); the next store overwrites them.
 async fn remote_entry<V: Cacheable>(cache: &Cache, key: &str) -> Option<Arc<Entry>> {
     let remote = cache.remote()?;
+    cache.listen_for_invalidations();
     let inner = cache.inner();
-    let since = inner.log.current();
+    let since = inner.log().current();
     let bytes = remote.store.get(key).await?;
     let decoded = match codec::decode::<V>(&bytes) {
         Ok(decoded) => decoded,
         Err(error) => {
-            inner.counters.add(Counter::DecodeError);
+            inner.counters().add(Counter::DecodeError);
             tracing::warn!(
-                cache = inner.counters.name(),
+                cache = inner.counters().name(),
                 key,
                 ?error,
                 "undecodable value in the shared store: treated as a miss"
@@ -257,7 +258,7 @@ async fn remote_entry<V: Cacheable>(cache: &Cache, key: &str) -> Option<Arc<Entr
     if let Some(memory) = inner.local() {
         memory.insert(key, Arc::clone(&entry));
         // Checked after the insert: an invalidation either removed our copy or is in the log.
-        if inner.log.touched_since(since, key, &entry.tags) {
+        if inner.log().touched_since(since, key, &entry.tags) {
             memory.remove(key);
         }
     }
@@ -328,7 +329,7 @@ impl<S> Miss<'_, S> {
         S: Shape<R>,
         S::Value: Cacheable,
     {
-        let entry = self.cache.inner().memory.get(self.key)?;
+        let entry = self.cache.inner().memory().get(self.key)?;
         let value = entry.value.downcast_ref::<S::Value>()?;
         (entry.age(clock::now()) == Age::Fresh).then(|| S::rebuild(value.clone()))
     }
@@ -483,7 +484,7 @@ impl<S> Miss<'_, S> {
             };
             if let Some(entry) = remote_entry::<S::Value>(self.cache, self.key).await {
                 if entry.age(clock::now()) == Age::Fresh {
-                    self.cache.inner().counters.add(Counter::Coalesced);
+                    self.cache.inner().counters().add(Counter::Coalesced);
                     return Some(entry);
                 }
             }
@@ -561,13 +562,13 @@ where
     let (value, lifetime) = match S::classify(&result) {
         Outcome::Value(value) => (
             value,
-            policy.lifetime(site, S::success(value), inner.jitter),
+            policy.lifetime(site, S::success(value), inner.jitter()),
         ),
         Outcome::Negative(value) => (value, site.negative_lifetime()),
         Outcome::Failure => {
             loading.failed();
             tracing::debug!(
-                cache = inner.counters.name(),
+                cache = inner.counters().name(),
                 site = site.name,
                 key,
                 "loader failed"
@@ -579,7 +580,7 @@ where
     let shared: Value = Arc::new(value.clone());
     if let Some(lifetime) = lifetime {
         let now = clock::now();
-        let deadlines = lifetime.deadlines(now, inner.jitter);
+        let deadlines = lifetime.deadlines(now, inner.jitter());
         let encoded = cache
             .remote()
             .and_then(|_| codec::encode(value, WallDeadlines::from_local(&deadlines, now), tags));

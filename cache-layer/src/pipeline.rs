@@ -72,7 +72,7 @@ pub(crate) async fn join<W: Waiting>(
 ) -> Joined<W::Served> {
     let inner = cache.inner();
     loop {
-        let waiter = match inner.flights.join(front.key(), tags) {
+        let waiter = match inner.flights().join(front.key(), tags) {
             // A load that finished between the caller's look-up and now stored what it needs.
             Join::Lead(leader) => {
                 return match front.fresh() {
@@ -82,14 +82,14 @@ pub(crate) async fn join<W: Waiting>(
             }
             Join::Wait(waiter) => waiter,
         };
-        inner.counters.add(Counter::Coalesced);
-        let handed = match waiter.wait(inner.max_wait).await {
+        inner.counters().add(Counter::Coalesced);
+        let handed = match waiter.wait(inner.max_wait()).await {
             Waited::Done(value) => front.accept(value, false),
             Waited::Fallback(value) => front.accept(value, true),
             Waited::Retry => None,
             Waited::TimedOut => {
                 tracing::warn!(
-                    cache = inner.counters.name(),
+                    cache = inner.counters().name(),
                     key = front.key(),
                     "waited too long for a concurrent load; loading independently"
                 );
@@ -133,7 +133,7 @@ pub(crate) fn refresh<T, F>(
     };
     let cache = cache.clone();
     runtime.spawn(async move {
-        let joined = cache.inner().flights.join(&key, &tags);
+        let joined = cache.inner().flights().join(&key, &tags);
         if let Join::Lead(leader) = joined {
             task(Refreshing {
                 cache,
@@ -151,9 +151,9 @@ pub(crate) fn refresh<T, F>(
 /// leader (if this caller leads) hands `stale` to its waiters as a fallback.
 pub(crate) fn stale_if_error(cache: &Cache, key: &str, stale: Value, leader: Option<Leader>) {
     let inner = cache.inner();
-    inner.counters.add(Counter::StaleIfError);
+    inner.counters().add(Counter::StaleIfError);
     tracing::warn!(
-        cache = inner.counters.name(),
+        cache = inner.counters().name(),
         key,
         "load failed; serving the stale value (stale-if-error)"
     );
@@ -174,10 +174,10 @@ impl<'a> Load<'a> {
     /// Begins a load (counted).
     pub(crate) fn begin(cache: &'a Cache) -> Self {
         let inner = cache.inner();
-        inner.counters.add(Counter::Load);
+        inner.counters().add(Counter::Load);
         Load {
             cache,
-            since: inner.log.current(),
+            since: inner.log().current(),
         }
     }
 
@@ -190,7 +190,7 @@ impl<'a> Load<'a> {
     pub(crate) async fn run<F: Future>(&self, source: F) -> F::Output {
         let started = Instant::now();
         let output = source.await;
-        self.cache.inner().counters.record_load(started.elapsed());
+        self.cache.inner().counters().record_load(started.elapsed());
         output
     }
 
@@ -215,7 +215,7 @@ impl<'a> Load<'a> {
 
     /// Counts the load as failed.
     pub(crate) fn failed(&self) {
-        self.cache.inner().counters.add(Counter::LoadError);
+        self.cache.inner().counters().add(Counter::LoadError);
     }
 }
 

@@ -147,7 +147,7 @@ fn fresh_hit<B: Body>(
     ) {
         return None;
     }
-    cache.inner().counters.add(Counter::Hit);
+    cache.inner().counters().add(Counter::Hit);
     let status = CacheStatus::hit().ttl(remaining_ttl(response, age));
     Some(serve(response, method, headers, status, age))
 }
@@ -292,7 +292,7 @@ fn not_modified<B: Body>(
             // (e.g. a `Vary: Cookie` added to a copy stored under the URL alone): storing it
             // under the old key would serve this client's update to everyone. Drop the copy.
             drop(leader);
-            x.cache.inner().memory.remove(x.plan.key());
+            x.cache.inner().memory().remove(x.plan.key());
             let status = status.detail("vary-changed");
             unstored_update(stale, headers, x, status, parts.extensions)
         }
@@ -301,7 +301,7 @@ fn not_modified<B: Body>(
             drop(leader);
             if cc.no_store || cc.private {
                 // The origin no longer lets shared caches keep this response.
-                x.cache.inner().memory.remove(x.plan.key());
+                x.cache.inner().memory().remove(x.plan.key());
             }
             let status = status.detail(reason.as_str());
             unstored_update(stale, headers, x, status, parts.extensions)
@@ -509,7 +509,7 @@ where
     let recording = Recording::new(config.max_body, config.in_flight.start(), pending);
     let mut response = Response::from_parts(
         parts,
-        CacheBody::spooled(body, recording, cache.inner().max_wait),
+        CacheBody::spooled(body, recording, cache.inner().max_wait()),
     );
     status.append_to(response.headers_mut());
     apply_preconditions(response, method, client)

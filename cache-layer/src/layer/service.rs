@@ -333,7 +333,7 @@ impl<S, M> CacheService<S, M> {
                 CacheStatus::default().detail("only-if-cached"),
             ));
         }
-        self.cache().inner().counters.add(Counter::Miss);
+        self.cache().inner().counters().add(Counter::Miss);
         // A HEAD response has no body to store: it must not make GETs queue behind it.
         if method == Method::HEAD {
             plan.coalesce = false;
@@ -352,7 +352,7 @@ impl<S, M> CacheService<S, M> {
         plan: &mut Plan,
     ) -> Option<Decision<B>> {
         let (method, headers, directives, now) = request;
-        let counters = &self.cache().inner().counters;
+        let counters = &self.cache().inner().counters();
         let response = response_of(entry);
         let age = response.age(now);
         match response.usability(age, directives) {

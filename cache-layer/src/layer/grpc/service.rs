@@ -179,7 +179,7 @@ impl Waiting for CallWaiting<'_> {
     fn fresh(&mut self) -> Option<Self::Served> {
         match lookup(self.cache, self.key, self.request) {
             Found::Stored(entry, call) if entry.age(clock::now()) == Age::Fresh => {
-                self.cache.inner().counters.add(Counter::Hit);
+                self.cache.inner().counters().add(Counter::Hit);
                 Some((call, CacheStatus::hit().ttl(remaining_ttl(&entry))))
             }
             _ => None,
@@ -250,7 +250,7 @@ impl Call {
             }
             Decision::Forward(forward, stale) => (forward, stale),
         };
-        self.cache.inner().counters.add(Counter::Miss);
+        self.cache.inner().counters().add(Counter::Miss);
         let mut leader = None;
         if forward != Forward::Miss {
             let mut waiting = CallWaiting {
@@ -284,7 +284,7 @@ impl Call {
 
     /// Looks the call up and decides how to answer it.
     fn decide(&self, key: &str, request: &HeaderMap) -> Decision {
-        let counters = &self.cache.inner().counters;
+        let counters = &self.cache.inner().counters();
         match lookup(&self.cache, key, request) {
             Found::Stored(entry, call) => match entry.age(clock::now()) {
                 Age::Fresh => {
