@@ -446,6 +446,7 @@ mod invalidation;
 mod key;
 mod layer;
 mod memo;
+mod pipeline;
 mod shape;
 mod stats;
 mod store;
