@@ -205,8 +205,6 @@ pub(crate) struct ResponseDirectives {
     pub(crate) stale_while_revalidate: Option<Duration>,
     /// `stale-if-error` (RFC 5861); `None` when invalid.
     pub(crate) stale_if_error: Option<Duration>,
-    /// `immutable` (RFC 8246).
-    pub(crate) immutable: bool,
 }
 
 impl ResponseDirectives {
@@ -229,7 +227,6 @@ impl ResponseDirectives {
                 "public" => out.public = true,
                 "must-revalidate" => out.must_revalidate = true,
                 "proxy-revalidate" => out.proxy_revalidate = true,
-                "immutable" => out.immutable = true,
                 _ => {}
             }
         }
@@ -373,7 +370,7 @@ mod tests {
         let d = resp(&["Max-Age=60, PUBLIC, s-MaxAge=120, Must-Revalidate, Immutable"]);
         assert_eq!(d.max_age, secs(60));
         assert_eq!(d.s_maxage, secs(120));
-        assert!(d.public && d.must_revalidate && d.immutable);
+        assert!(d.public && d.must_revalidate);
         assert!(!d.private && !d.no_store && !d.no_cache && !d.proxy_revalidate);
     }
 

@@ -6,6 +6,8 @@
 //! never keyed. Credentials never appear in a key: a varied `Cookie` or `Authorization` is
 //! keyed by a digest of its value.
 
+use std::fmt::Write as _;
+
 use http::header::{AUTHORIZATION, COOKIE, HOST, PROXY_AUTHORIZATION, VARY};
 use http::{HeaderMap, HeaderName, Method, Uri};
 use sha2::{Digest, Sha256};
@@ -195,10 +197,8 @@ pub(crate) fn secondary_key(names: &[HeaderName], request: &HeaderMap) -> String
         }
         if is_credential(name) {
             let digest = Sha256::digest(listed.as_bytes());
-            key.push('#');
-            for byte in &digest[..16] {
-                key.push_str(&format!("{byte:02x}"));
-            }
+            // The digest's first 32 hex digits (16 bytes).
+            let _ = write!(key, "#{digest:.32x}");
         } else {
             key.push_str(&listed);
         }

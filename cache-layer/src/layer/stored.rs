@@ -101,7 +101,7 @@ pub(crate) fn lifetime_of(
     default_ttl: Option<Duration>,
     received: SystemTime,
 ) -> Duration {
-    freshness_lifetime(status, headers, cc, true, received)
+    freshness_lifetime(status, headers, cc, received)
         .or(default_ttl)
         .unwrap_or(Duration::ZERO)
 }

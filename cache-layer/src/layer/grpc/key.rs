@@ -44,9 +44,7 @@ pub(crate) fn call_key(parts: &Parts, metadata: &[HeaderName], message: &[u8]) -
     key.push_str(&authority.to_ascii_lowercase());
     key.push_str(path);
     key.push(' ');
-    for byte in hash.finalize() {
-        let _ = write!(key, "{byte:02x}");
-    }
+    let _ = write!(key, "{:x}", hash.finalize());
     Some(key)
 }
 
