@@ -9,6 +9,8 @@ use std::time::Duration;
 use http::header::{CACHE_CONTROL, PRAGMA};
 use http::{HeaderMap, HeaderName};
 
+use super::field::{is_ows, trim_ows};
+
 /// Largest delta-seconds value; larger values clamp to it (RFC 9111 §1.2.2).
 pub(crate) const DELTA_SECONDS_MAX: u64 = 2_147_483_648;
 
@@ -38,28 +40,6 @@ struct Directive {
     /// Argument; a malformed quoted-string becomes `Some("")` so typed
     /// arguments (delta-seconds) are rejected rather than guessed.
     arg: Option<String>,
-}
-
-/// Whether `b` is optional whitespace (SP / HTAB).
-fn is_ows(b: u8) -> bool {
-    b == b' ' || b == b'\t'
-}
-
-/// Trims leading and trailing OWS from a byte slice.
-fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = s {
-        if !is_ows(*first) {
-            break;
-        }
-        s = rest;
-    }
-    while let [rest @ .., last] = s {
-        if !is_ows(*last) {
-            break;
-        }
-        s = rest;
-    }
-    s
 }
 
 /// Splits one field line into directives, appending to `out`.

@@ -5,6 +5,8 @@ use std::fmt;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::field::{is_ows, trim_ows};
+
 /// An entity tag; `tag` holds the opaque-tag without its quotes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct EntityTag {
@@ -17,18 +19,6 @@ pub(crate) struct EntityTag {
 /// `etagc = %x21 / %x23-7E / obs-text` (RFC 9110 §8.8.3).
 fn is_etagc(b: u8) -> bool {
     b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80
-}
-
-/// Whether `b` is optional whitespace (SP / HTAB).
-fn is_ows(b: u8) -> bool {
-    b == b' ' || b == b'\t'
-}
-
-/// Trims leading and trailing OWS from a byte slice.
-fn trim_ows(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|&b| !is_ows(b)).unwrap_or(s.len());
-    let end = s.iter().rposition(|&b| !is_ows(b)).map_or(start, |p| p + 1);
-    s.get(start..end).unwrap_or(&[])
 }
 
 impl EntityTag {

@@ -7,14 +7,15 @@ use http::header::{AGE, DATE, EXPIRES, LAST_MODIFIED};
 use http::{HeaderMap, HeaderName, StatusCode};
 
 use super::cache_control::{parse_delta_seconds, ResponseDirectives};
+use super::field::trim_ows;
 
 /// Upper bound for heuristic freshness (a common, conservative choice).
 const HEURISTIC_CAP: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Parses an HTTP-date (IMF-fixdate, RFC 850 or asctime) from raw bytes.
 pub(crate) fn parse_http_date(value: &[u8]) -> Option<SystemTime> {
-    let s = std::str::from_utf8(value).ok()?;
-    httpdate::parse_http_date(s.trim_matches(|c| c == ' ' || c == '\t')).ok()
+    let s = std::str::from_utf8(trim_ows(value)).ok()?;
+    httpdate::parse_http_date(s).ok()
 }
 
 /// Parses a date header that must appear exactly once; otherwise `None`.
@@ -74,6 +75,13 @@ pub(crate) fn freshness_lifetime(
     None
 }
 
+/// Whole seconds of freshness a response with `lifetime` has left at `age` (negative once
+/// stale), as `Cache-Status` reports it in `ttl`. Saturates.
+pub(crate) fn remaining_ttl(lifetime: Duration, age: Duration) -> i64 {
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    secs(lifetime).saturating_sub(secs(age))
+}
+
 /// Current age of a stored response (RFC 9111 §4.2.3).
 ///
 /// `request_time`/`response_time` are local clock readings around the
@@ -90,8 +98,8 @@ pub(crate) fn current_age(
     let age_value = headers
         .get_all(AGE)
         .iter()
-        .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
-        .filter_map(|s| parse_delta_seconds(s.trim_matches(|c| c == ' ' || c == '\t')))
+        .filter_map(|v| std::str::from_utf8(trim_ows(v.as_bytes())).ok())
+        .filter_map(parse_delta_seconds)
         .max()
         .unwrap_or(Duration::ZERO);
     let apparent_age = since(response_time, date_value);
@@ -221,6 +229,15 @@ mod tests {
             lifetime(&[(EXPIRES, &fmt(1_000_060))], 302),
             Some(Duration::from_secs(60))
         );
+    }
+
+    #[test]
+    fn remaining_ttl_counts_whole_seconds_and_saturates() {
+        let s = Duration::from_secs;
+        assert_eq!(remaining_ttl(s(60), Duration::from_millis(10_900)), 50);
+        assert_eq!(remaining_ttl(s(10), s(60)), -50);
+        assert_eq!(remaining_ttl(Duration::ZERO, Duration::MAX), -i64::MAX);
+        assert_eq!(remaining_ttl(Duration::MAX, Duration::ZERO), i64::MAX);
     }
 
     #[test]

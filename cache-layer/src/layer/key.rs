@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use http::header::{AUTHORIZATION, COOKIE, HOST, PROXY_AUTHORIZATION, VARY};
+use http::header::{AUTHORIZATION, COOKIE, HOST, PROXY_AUTHORIZATION};
 use http::{HeaderMap, HeaderName, Method, Uri};
 use sha2::{Digest, Sha256};
 
@@ -39,11 +39,9 @@ pub(crate) fn write_primary_key(
     let query = uri.query();
     key.reserve(8 + scheme.len() + authority.len() + path.len() + query.map_or(0, str::len));
     key.push_str("GET ");
-    let start = key.len();
-    key.push_str(scheme);
+    push_lowercase(key, scheme);
     key.push_str("://");
-    key.push_str(authority);
-    key[start..].make_ascii_lowercase();
+    push_lowercase(key, authority);
     key.push_str(path);
     if let Some(query) = query {
         key.push('?');
@@ -56,6 +54,14 @@ pub(crate) fn write_primary_key(
         }
     }
     true
+}
+
+/// Appends `text` (a scheme or an authority) lowercased: both are case-insensitive (RFC 3986
+/// §3.1, §3.2.2), so `HTTP://Example.COM` and `http://example.com` share keys.
+pub(crate) fn push_lowercase(key: &mut String, text: &str) {
+    let start = key.len();
+    key.push_str(text);
+    key[start..].make_ascii_lowercase();
 }
 
 /// The request's authority: the URI's, else the one `Host` line; `None` when absent, not a
@@ -147,28 +153,6 @@ pub(crate) fn is_unsafe_method(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
     )
-}
-
-/// The header names of a response's `Vary`, lowercased, in order, without duplicates.
-/// `None` for `Vary: *` or a name that is not a valid header name (never matches).
-pub(crate) fn vary_names(response: &HeaderMap) -> Option<Vec<HeaderName>> {
-    let mut names: Vec<HeaderName> = Vec::new();
-    for line in response.get_all(VARY) {
-        for member in line.as_bytes().split(|&b| b == b',') {
-            let member = member.trim_ascii();
-            if member.is_empty() {
-                continue;
-            }
-            if member == b"*" {
-                return None;
-            }
-            let name = HeaderName::from_bytes(member).ok()?;
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
-    }
-    Some(names)
 }
 
 /// The secondary key: each varied header's values, whitespace around list commas removed.
@@ -327,6 +311,9 @@ mod tests {
 
     #[test]
     fn vary_names_and_secondary_keys() {
+        use crate::layer::vary::vary_names;
+        use http::header::VARY;
+
         let mut response = HeaderMap::new();
         response.append(VARY, HeaderValue::from_static("Accept-Language, accept"));
         response.append(VARY, HeaderValue::from_static("ACCEPT"));

@@ -20,6 +20,7 @@ mod conditional;
 #[cfg(test)]
 mod differential;
 mod etag;
+mod field;
 mod forward;
 mod freshness;
 mod future;
@@ -39,6 +40,7 @@ mod status;
 mod storable;
 mod stored;
 mod tags;
+mod vary;
 
 pub use body::CacheBody;
 pub use future::ResponseFuture;
