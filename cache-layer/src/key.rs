@@ -319,19 +319,26 @@ fn is_reserved(byte: u8) -> bool {
     byte.is_ascii() && !byte.is_ascii_alphanumeric() && !matches!(byte, b'-' | b'.' | b'_' | b'~')
 }
 
+/// `byte` percent-encoded: `%XX`, uppercase hex (RFC 3986 §2.1).
+#[inline]
+pub(crate) fn percent_encoded(byte: u8) -> [char; 3] {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let digit = |nibble: u8| char::from(HEX[usize::from(nibble)]);
+    ['%', digit(byte >> 4), digit(byte & 0xF)]
+}
+
 /// Appends `s` with its reserved characters written `%XX` (uppercase hex). Unreserved runs
 /// are appended whole, so a string with nothing to escape is one copy.
 #[inline]
 fn escape_into(s: &str, out: &mut KeyBuf) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut start = 0;
     for (at, &byte) in s.as_bytes().iter().enumerate() {
         if is_reserved(byte) {
             // `at` is an ASCII byte, so both slices end on character boundaries.
             out.push_str(&s[start..at]);
-            out.push('%');
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0xF)]));
+            for c in percent_encoded(byte) {
+                out.push(c);
+            }
             start = at + 1;
         }
     }

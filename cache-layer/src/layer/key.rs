@@ -12,6 +12,8 @@ use http::header::{AUTHORIZATION, COOKIE, HOST, PROXY_AUTHORIZATION};
 use http::{HeaderMap, HeaderName, Method, Uri};
 use sha2::{Digest, Sha256};
 
+use crate::key::percent_encoded;
+
 /// The default primary key: `GET <scheme>://<authority><path>[?<query>]`, or `None` when the
 /// request's authority is missing or invalid (such a request is passed through uncached).
 ///
@@ -208,8 +210,8 @@ fn push_escaped(out: &mut String, bytes: &[u8]) {
                 None => out.push_str(part),
             }
         }
-        for byte in chunk.invalid() {
-            out.push_str(&format!("%{byte:02X}"));
+        for &byte in chunk.invalid() {
+            out.extend(percent_encoded(byte));
         }
     }
 }
