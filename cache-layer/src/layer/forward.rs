@@ -20,17 +20,19 @@ use super::body::{CacheBody, Recording};
 use super::cache_control::{RequestDirectives, ResponseDirectives};
 use super::etag::EntityTag;
 use super::freshness::current_age;
+use super::freshness::remaining_ttl;
 use super::gate::{admit, strip_connection_fields, Admitted, Exchange};
 use super::in_flight::Held;
-use super::key::{secondary_key, vary_names};
+use super::key::secondary_key;
 use super::layer::{Config, EtagMode};
 use super::lookup::{lookup, request_directives, response_of, Found};
 use super::record::{add_etag, mark_uncacheable, store_response, PendingStore};
-use super::respond::{apply_preconditions, remaining_ttl, serve};
+use super::respond::{apply_preconditions, serve};
 use super::status::{CacheStatus, Forward};
 use super::storable::NotStorable;
 use super::stored::{lifetime_of, CachedResponse, Usability};
 use super::tags::take_tags;
+use super::vary::vary_names;
 use crate::entry::Value;
 use crate::pipeline::{self, Joined, Leader, Load, Waiting};
 use crate::stats::Counter;
@@ -148,7 +150,7 @@ fn fresh_hit<B: Body>(
         return None;
     }
     cache.inner().counters().add(Counter::Hit);
-    let status = CacheStatus::hit().ttl(remaining_ttl(response, age));
+    let status = CacheStatus::hit().ttl(remaining_ttl(response.lifetime, age));
     Some(serve(response, method, headers, status, age))
 }
 

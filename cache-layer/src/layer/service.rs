@@ -17,13 +17,14 @@ use tower_service::Service;
 use super::body::CacheBody;
 use super::cache_control::RequestDirectives;
 use super::forward::{fetch, forward, Plan};
+use super::freshness::remaining_ttl;
 use super::future::ResponseFuture;
 use super::grpc::is_grpc;
 use super::key::{authority_of, is_cacheable_method, is_unsafe_method, write_primary_key};
 use super::layer::Config;
 use super::layer::HttpOnly;
 use super::lookup::{lookup, request_directives, response_of, shared_response_of, url_keys, Found};
-use super::respond::{empty_response, remaining_ttl, serve};
+use super::respond::{empty_response, serve};
 use super::status::{CacheStatus, Forward};
 use super::stored::Usability;
 use super::tags::take_tags;
@@ -358,7 +359,7 @@ impl<S, M> CacheService<S, M> {
         match response.usability(age, directives) {
             Usability::Fresh | Usability::StaleAccepted => {
                 counters.add(Counter::Hit);
-                let status = CacheStatus::hit().ttl(remaining_ttl(response, age));
+                let status = CacheStatus::hit().ttl(remaining_ttl(response.lifetime, age));
                 Some(Decision::Respond(serve(
                     response, method, headers, status, age,
                 )))
@@ -366,7 +367,7 @@ impl<S, M> CacheService<S, M> {
             Usability::StaleWhileRevalidate => {
                 counters.add(Counter::Stale);
                 let status = CacheStatus::hit()
-                    .ttl(remaining_ttl(response, age))
+                    .ttl(remaining_ttl(response.lifetime, age))
                     .detail("stale-while-revalidate");
                 let served = serve(response, method, headers, status, age);
                 // HEAD gets no body to store: the next GET refreshes.

@@ -26,6 +26,7 @@ use crate::clock;
 use crate::entry::{Age, Entry, RefreshClaim, Value};
 use crate::layer::body::{CacheBody, Recording};
 use crate::layer::cache_control::ResponseDirectives;
+use crate::layer::freshness;
 use crate::layer::future::ResponseFuture;
 use crate::layer::gate::{admit, Admitted, Exchange};
 use crate::layer::layer::Config;
@@ -130,12 +131,10 @@ fn lookup(cache: &Cache, key: &str, request: &HeaderMap) -> Found {
 /// Seconds of freshness left (negative when stale), for `Cache-Status`.
 fn remaining_ttl(entry: &Entry) -> i64 {
     let (now, until) = (clock::now(), entry.deadlines.fresh_until);
-    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-    if until >= now {
-        secs(until.duration_since(now))
-    } else {
-        -secs(now.duration_since(until))
-    }
+    freshness::remaining_ttl(
+        until.saturating_duration_since(now),
+        now.saturating_duration_since(until),
+    )
 }
 
 /// Whether a response head says the service failed, so a stale call may stand in: HTTP 5xx,
