@@ -32,6 +32,7 @@ mod key;
 #[allow(clippy::module_inception)] // tower-http's layout: `<middleware>/layer.rs` holds the config.
 mod layer;
 mod lookup;
+mod range;
 mod record;
 mod respond;
 mod service;
@@ -39,6 +40,7 @@ mod status;
 mod storable;
 mod stored;
 mod tags;
+mod targeted;
 
 pub use body::CacheBody;
 pub use future::ResponseFuture;
