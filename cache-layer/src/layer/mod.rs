@@ -32,6 +32,7 @@ mod key;
 #[allow(clippy::module_inception)] // tower-http's layout: `<middleware>/layer.rs` holds the config.
 mod layer;
 mod lookup;
+mod purge;
 mod range;
 mod record;
 mod respond;
@@ -47,6 +48,7 @@ pub use future::ResponseFuture;
 #[cfg(feature = "grpc")]
 pub use grpc::{DescriptorError, GrpcMethods, GrpcRequestBody, LayerMode};
 pub use layer::{CacheLayer, EtagMode, HttpOnly};
+pub use purge::{Purge, PurgeBody, PurgeOr};
 pub use service::CacheService;
 pub use tags::CacheTags;
 
