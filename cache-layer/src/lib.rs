@@ -461,7 +461,8 @@ pub use key::{KeyArg, KeyBuf};
 #[doc(hidden)]
 pub use layer::__fuzz;
 pub use layer::{
-    CacheBody, CacheLayer, CacheService, CacheTags, EtagMode, HttpOnly, ResponseFuture,
+    CacheBody, CacheLayer, CacheService, CacheTags, EtagMode, HttpOnly, Purge, PurgeBody, PurgeOr,
+    ResponseFuture,
 };
 #[cfg(feature = "grpc")]
 pub use layer::{DescriptorError, GrpcMethods, GrpcRequestBody, LayerMode};

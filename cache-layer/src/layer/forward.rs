@@ -280,13 +280,14 @@ fn not_modified<B: Body>(
         return served;
     }
     let headers = stale.updated_headers(&parts.headers, x.times.1);
-    let cc = ResponseDirectives::parse(&headers);
+    let cc = x.config.targeted.directives(&headers);
     let exchange = Exchange::Http {
         // A HEAD's 304 updates the stored GET response (RFC 9111 §4.3.5).
         method: &Method::GET,
         request: x.client,
         status: stale.status,
         has_default_ttl: x.config.default_ttl.is_some(),
+        targeted: &x.config.targeted,
     };
     match admit(exchange, headers.clone(), &cc) {
         Ok(admitted) if !varies_alike(admitted.get(), &stale.vary) => {
@@ -356,6 +357,7 @@ fn unstored_update<B: Body>(
     extensions: http::Extensions,
 ) -> Response<CacheBody<B>> {
     strip_connection_fields(&mut headers);
+    x.config.targeted.hide(&mut headers);
     let age = current_age(&headers, x.times.0, x.times.1, SystemTime::now());
     headers.insert(AGE, HeaderValue::from(age.as_secs()));
     status.append_to(&mut headers);
@@ -484,16 +486,19 @@ where
             parts.headers.insert(DATE, date);
         }
     }
-    let cc = ResponseDirectives::parse(&parts.headers);
+    let cc = config.targeted.directives(&parts.headers);
     let exchange = Exchange::Http {
         method,
         request: client,
         status: parts.status,
         has_default_ttl: config.default_ttl.is_some(),
+        targeted: &config.targeted,
     };
     let verdict = admit(exchange, parts.headers.clone(), &cc).and_then(|admitted| {
         check_size(&parts.headers, &body.size_hint(), config.max_body).map(|()| admitted)
     });
+    // The client's copy: targeted fields are for this cache (the stored copy keeps them).
+    config.targeted.hide(&mut parts.headers);
     let status = CacheStatus::forward(x.plan.forward).forward_status(parts.status.as_u16());
     let admitted = match verdict {
         Ok(admitted) => admitted,
