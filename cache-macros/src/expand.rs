@@ -252,8 +252,7 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
                 lookup,
             },
         );
-        let sibling = refreshed.sibling;
-        let body = refreshed.body;
+        let StaleExpansion { sig, body, sibling } = refreshed;
         return Ok(quote! {
             #(#attrs)*
             #vis #sig {
@@ -412,6 +411,7 @@ struct Refreshed<'a> {
 /// The expansion of a `stale` fn: its body after the site and key, and for a method the
 /// hidden sibling that holds the body.
 struct StaleExpansion {
+    sig: syn::Signature,
     body: TokenStream,
     sibling: Option<TokenStream>,
 }
@@ -486,7 +486,28 @@ fn stale_body(
             }
         }
     };
-    StaleExpansion { body, sibling }
+    let sig = match sibling {
+        Some(_) => without_binding_mut(&func.sig),
+        None => func.sig.clone(),
+    };
+    StaleExpansion { sig, body, sibling }
+}
+
+/// The signature of a method whose body moved to its sibling, as callers see it, without
+/// `mut` on its bindings: the sibling keeps them; here they would be unused.
+fn without_binding_mut(sig: &syn::Signature) -> syn::Signature {
+    let mut sig = sig.clone();
+    for input in &mut sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) => receiver.mutability = None,
+            FnArg::Typed(typed) => {
+                if let Pat::Ident(pat) = &mut *typed.pat {
+                    pat.mutability = None;
+                }
+            }
+        }
+    }
+    sig
 }
 
 /// How a `stale` fn reaches its body: `setup` before the miss/refresh split, the call for
