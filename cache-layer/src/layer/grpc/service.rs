@@ -29,7 +29,8 @@ use crate::layer::cache_control::ResponseDirectives;
 use crate::layer::future::ResponseFuture;
 use crate::layer::gate::{admit, Admitted, Exchange};
 use crate::layer::layer::Config;
-use crate::layer::record::{live_entry, mark_uncacheable};
+use crate::layer::lookup::live_entry;
+use crate::layer::record::mark_uncacheable;
 use crate::layer::status::{CacheStatus, Forward};
 use crate::layer::stored::Uncacheable;
 use crate::layer::tags::take_tags;
@@ -376,10 +377,10 @@ impl Call {
         status.append_to(&mut parts.headers);
         let since = loading.since();
         let pending = self.pending((key, path), &parts, admitted, &cc, tags, (since, leader));
-        let recording = Recording::call(
+        let recording = Recording::new(
             pending.config.max_body,
             pending.config.in_flight.start(),
-            pending,
+            Box::new(pending),
         );
         Ok(Response::from_parts(parts, CacheBody::tee(body, recording)))
     }
