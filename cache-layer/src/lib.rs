@@ -463,7 +463,7 @@ pub use layer::{
     CacheBody, CacheLayer, CacheService, CacheTags, EtagMode, HttpOnly, ResponseFuture,
 };
 #[cfg(feature = "grpc")]
-pub use layer::{DescriptorError, GrpcMethods, GrpcRequestBody, LayerMode};
+pub use layer::{DescriptorError, GrpcConfigError, GrpcMethods, GrpcRequestBody, LayerMode};
 pub use stats::Stats;
 
 /// The README's examples, compiled as doctests.

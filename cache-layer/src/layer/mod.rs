@@ -45,7 +45,7 @@ mod vary;
 pub use body::CacheBody;
 pub use future::ResponseFuture;
 #[cfg(feature = "grpc")]
-pub use grpc::{DescriptorError, GrpcMethods, GrpcRequestBody, LayerMode};
+pub use grpc::{DescriptorError, GrpcConfigError, GrpcMethods, GrpcRequestBody, LayerMode};
 pub use layer::{CacheLayer, EtagMode, HttpOnly};
 pub use service::CacheService;
 pub use tags::CacheTags;
