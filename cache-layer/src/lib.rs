@@ -457,6 +457,7 @@ pub mod __private;
 pub use cache::{BuildError, Cache, CacheBuilder};
 pub use cache_macros::{cached, invalidates};
 pub use key::{KeyArg, KeyBuf};
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub use layer::__fuzz;
 pub use layer::{
