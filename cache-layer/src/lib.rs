@@ -458,6 +458,7 @@ pub mod __private;
 pub use cache::{BuildError, Cache, CacheBuilder};
 pub use cache_macros::{cached, invalidates};
 pub use key::{KeyArg, KeyBuf};
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub use layer::__fuzz;
 pub use layer::{
@@ -465,7 +466,7 @@ pub use layer::{
     ResponseFuture,
 };
 #[cfg(feature = "grpc")]
-pub use layer::{DescriptorError, GrpcMethods, GrpcRequestBody, LayerMode};
+pub use layer::{DescriptorError, GrpcConfigError, GrpcMethods, GrpcRequestBody, LayerMode};
 pub use stats::Stats;
 
 /// The README's examples, compiled as doctests.

@@ -28,7 +28,7 @@ mod service;
 mod stored;
 
 #[cfg(feature = "grpc")]
-pub use config::{GrpcMethods, LayerMode};
+pub use config::{GrpcConfigError, GrpcMethods, LayerMode};
 #[cfg(feature = "grpc")]
 pub use descriptor::DescriptorError;
 #[cfg(feature = "grpc")]

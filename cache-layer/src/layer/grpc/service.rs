@@ -12,7 +12,6 @@ use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
-use tower::util::Oneshot;
 use tower::ServiceExt;
 use tower_service::Service;
 
@@ -54,7 +53,7 @@ where
 {
     type Response = Response<CacheBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<Oneshot<S, Request<GrpcRequestBody<ReqBody>>>, ResBody, S::Error>;
+    type Future = ResponseFuture<S, GrpcRequestBody<ReqBody>, ResBody>;
 
     /// Always ready: see [Readiness](CacheService#readiness).
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
