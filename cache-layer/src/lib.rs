@@ -454,6 +454,7 @@ mod invalidation;
 mod key;
 mod layer;
 mod memo;
+mod pipeline;
 mod shape;
 mod stats;
 mod store;

@@ -9,6 +9,8 @@ use std::time::Duration;
 use http::header::{CACHE_CONTROL, PRAGMA};
 use http::{HeaderMap, HeaderName};
 
+use super::field::{is_ows, trim_ows};
+
 /// Largest delta-seconds value; larger values clamp to it (RFC 9111 §1.2.2).
 pub(crate) const DELTA_SECONDS_MAX: u64 = 2_147_483_648;
 
@@ -38,28 +40,6 @@ pub(crate) struct Directive {
     /// Argument; a malformed quoted-string becomes `Some("")` so typed
     /// arguments (delta-seconds) are rejected rather than guessed.
     pub(crate) arg: Option<String>,
-}
-
-/// Whether `b` is optional whitespace (SP / HTAB).
-fn is_ows(b: u8) -> bool {
-    b == b' ' || b == b'\t'
-}
-
-/// Trims leading and trailing OWS from a byte slice.
-fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = s {
-        if !is_ows(*first) {
-            break;
-        }
-        s = rest;
-    }
-    while let [rest @ .., last] = s {
-        if !is_ows(*last) {
-            break;
-        }
-        s = rest;
-    }
-    s
 }
 
 /// Splits one field line into directives, appending to `out`.
@@ -205,8 +185,6 @@ pub(crate) struct ResponseDirectives {
     pub(crate) stale_while_revalidate: Option<Duration>,
     /// `stale-if-error` (RFC 5861); `None` when invalid.
     pub(crate) stale_if_error: Option<Duration>,
-    /// `immutable` (RFC 8246).
-    pub(crate) immutable: bool,
     /// Read from a targeted field (RFC 9213), which replaces `Cache-Control` *and* `Expires`.
     pub(crate) targeted: bool,
 }
@@ -236,7 +214,6 @@ impl ResponseDirectives {
                 "public" => out.public = true,
                 "must-revalidate" => out.must_revalidate = true,
                 "proxy-revalidate" => out.proxy_revalidate = true,
-                "immutable" => out.immutable = true,
                 _ => {}
             }
         }
@@ -380,7 +357,7 @@ mod tests {
         let d = resp(&["Max-Age=60, PUBLIC, s-MaxAge=120, Must-Revalidate, Immutable"]);
         assert_eq!(d.max_age, secs(60));
         assert_eq!(d.s_maxage, secs(120));
-        assert!(d.public && d.must_revalidate && d.immutable);
+        assert!(d.public && d.must_revalidate);
         assert!(!d.private && !d.no_store && !d.no_cache && !d.proxy_revalidate);
     }
 

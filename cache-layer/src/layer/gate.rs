@@ -12,10 +12,10 @@ use http::header::{
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use super::cache_control::ResponseDirectives;
-use super::key::vary_names;
 use super::storable::{storable, NotStorable};
 use super::tags::CACHE_TAG;
 use super::targeted::TargetedFields;
+use super::vary::vary_names;
 
 /// What is being stored, and in answer to what.
 #[derive(Clone, Copy, Debug)]

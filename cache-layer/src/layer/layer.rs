@@ -95,7 +95,7 @@ impl CacheLayer {
     /// without freshness information are not stored), 1 MiB body cap, strong generated
     /// ETags, no default stale windows, 8 variants per URL, request `Cache-Control` honoured.
     pub fn new(cache: Cache) -> Self {
-        let share = usize::try_from(cache.inner().memory.budget() / 4).unwrap_or(usize::MAX);
+        let share = usize::try_from(cache.inner().memory().budget() / 4).unwrap_or(usize::MAX);
         CacheLayer {
             mode: HttpOnly,
             cache,

@@ -21,13 +21,6 @@ use super::status::CacheStatus;
 use super::stored::CachedResponse;
 use super::tags::CacheTags;
 
-/// Seconds of freshness a response of `age` has left (negative when stale).
-pub(crate) fn remaining_ttl(response: &CachedResponse, age: Duration) -> i64 {
-    let lifetime = i64::try_from(response.lifetime.as_secs()).unwrap_or(i64::MAX);
-    let age = i64::try_from(age.as_secs()).unwrap_or(i64::MAX);
-    lifetime.saturating_sub(age)
-}
-
 /// Answers `method` with `request` headers from a stored response of `age`: 304 or 412 where
 /// the request's preconditions say so, otherwise the response (no body for HEAD), with `Age`.
 pub(crate) fn serve<B: Body>(

@@ -1,11 +1,12 @@
 //! Whether a response may be stored by a shared cache (RFC 9111 §3, §3.5),
 //! with a named reason when it may not (surfaced in `Cache-Status`).
 
-use http::header::{AUTHORIZATION, EXPIRES, LAST_MODIFIED, SET_COOKIE, VARY};
+use http::header::{AUTHORIZATION, EXPIRES, LAST_MODIFIED, SET_COOKIE};
 use http::{HeaderMap, Method, StatusCode};
 
 use super::cache_control::{RequestDirectives, ResponseDirectives};
 use super::freshness::is_heuristically_cacheable;
+use super::vary::has_vary_star;
 
 /// Why a response was not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,15 +76,6 @@ impl NotStorable {
     }
 }
 
-/// Whether any `Vary` line lists `*`.
-fn has_vary_star(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(VARY)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .any(|m| m.trim_ascii() == b"*")
-}
-
 /// Decides whether a shared cache may store this response.
 ///
 /// `cc` must be the parsed response `Cache-Control`; `has_default_ttl` says a
@@ -141,7 +133,7 @@ pub(crate) fn storable(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::header::CACHE_CONTROL;
+    use http::header::{CACHE_CONTROL, VARY};
     use http::{HeaderName, HeaderValue};
 
     fn map(pairs: &[(HeaderName, &str)]) -> HeaderMap {

@@ -102,7 +102,7 @@ pub(crate) fn lifetime_of(
     default_ttl: Option<Duration>,
     received: SystemTime,
 ) -> Duration {
-    freshness_lifetime(status, headers, cc, true, received)
+    freshness_lifetime(status, headers, cc, received)
         .or(default_ttl)
         .unwrap_or(Duration::ZERO)
 }
@@ -562,7 +562,7 @@ mod tests {
         for age in [r.age(now), Duration::MAX, Duration::ZERO] {
             let _ = r.usability(age, &RequestDirectives::default());
             let _ = r.usability(age, &request("max-stale, min-fresh=99999999999999999"));
-            let _ = crate::layer::respond::remaining_ttl(&r, age);
+            let _ = crate::layer::freshness::remaining_ttl(r.lifetime, age);
         }
         let (fresh, swr, after) = r.retention(now);
         let deadlines = crate::entry::Deadlines::from_windows(now, fresh, swr, after);
