@@ -421,3 +421,33 @@ async fn a_304_refreshes_by_the_targeted_field_and_clients_never_see_it() {
         assert_eq!(reply.header("cache-control"), "max-age=0");
     }
 }
+
+#[tokio::test]
+async fn targeted_fields_are_hidden_on_responses_passed_through_too() {
+    let calls = counter();
+    let app = counted(
+        &calls,
+        "body",
+        fields(&[("cdn-cache-control", "max-age=60")]),
+    )
+    .route(
+        "/w",
+        axum::routing::post(|| async { ([("cdn-cache-control", "no-store")], "written") }),
+    );
+    let server = start(app, |cache| {
+        // `/r?bypass` is declined by the key function: passed through uncached.
+        CacheLayer::new(cache)
+            .key_fn(|parts| (parts.uri.query() != Some("bypass")).then(|| parts.uri.to_string()))
+    })
+    .await;
+    let bypassed = server.get("/r?bypass", &[]).await;
+    assert!(
+        bypassed.cache_status().contains("fwd=bypass"),
+        "{}",
+        bypassed.cache_status()
+    );
+    assert!(!bypassed.headers.contains_key("cdn-cache-control"));
+    let written = server.send(axum::http::Method::POST, "/w", &[]).await;
+    assert_eq!(written.text(), "written");
+    assert!(!written.headers.contains_key("cdn-cache-control"));
+}

@@ -12,6 +12,7 @@ use pin_project_lite::pin_project;
 use super::body::CacheBody;
 use super::status::CacheStatus;
 use super::tags::take_tags;
+use super::targeted::TargetedFields;
 
 /// A boxed miss, revalidation or write: they wait on single-flight and the cache, so they
 /// are `async` code rather than hand-written states.
@@ -45,6 +46,7 @@ pin_project! {
         Passthrough {
             future: Pin<Box<F>>,
             status: CacheStatus,
+            targeted: TargetedFields,
         },
         Boxed {
             future: BoxedResponse<B, E>,
@@ -61,11 +63,14 @@ impl<F, B: Body, E> ResponseFuture<F, B, E> {
         }
     }
 
-    pub(crate) fn passthrough(future: F, status: CacheStatus) -> Self {
+    /// A response the layer does not consider for storage: `Cache-Tag` and the targeted
+    /// fields (unless forwarded) are removed, `status` added.
+    pub(crate) fn passthrough(future: F, status: CacheStatus, targeted: &TargetedFields) -> Self {
         ResponseFuture {
             kind: Kind::Passthrough {
                 future: Box::pin(future),
                 status,
+                targeted: targeted.clone(),
             },
         }
     }
@@ -89,9 +94,14 @@ where
             KindProj::Ready { response } => Poll::Ready(Ok(response
                 .take()
                 .expect("ResponseFuture polled after completion"))),
-            KindProj::Passthrough { future, status } => {
+            KindProj::Passthrough {
+                future,
+                status,
+                targeted,
+            } => {
                 let (mut parts, body) = ready!(future.as_mut().poll(cx))?.into_parts();
                 take_tags(&mut parts.headers, &mut parts.extensions);
+                targeted.hide(&mut parts.headers);
                 status.append_to(&mut parts.headers);
                 Poll::Ready(Ok(Response::from_parts(parts, CacheBody::inner(body))))
             }
