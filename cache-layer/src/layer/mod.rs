@@ -3,8 +3,9 @@
 //! `tower::Service<http::Request<B>>`.
 //!
 //! The module owns the whole HTTP face: header parsing (`cache_control`, `etag`,
-//! `freshness`), the storage rules (`storable`), precondition evaluation (`conditional`),
-//! keys, what is stored (`stored`) and how (`record`), the service, its future and its body.
+//! `freshness`, `targeted` for RFC 9213 fields), the storage rules (`storable`), precondition
+//! evaluation (`conditional`), byte ranges (`range`), keys, what is stored (`stored`) and how
+//! (`record`), the service, its future and its body, and purging over HTTP (`purge`).
 //! `grpc` owns the gRPC face: calls pass through unless opted in (feature `grpc`), and
 //! opted-in unary calls reuse the same records, single-flight, tags, bodies and `Cache-Status`.
 //!

@@ -24,7 +24,7 @@ use tower_service::Service;
 
 use super::layer::{CacheLayer, Config};
 use super::lookup::url_keys;
-use super::record::live_entry;
+use super::lookup::live_entry;
 use super::tags::{tag_names, CACHE_TAG};
 use crate::{clock, Cache};
 
