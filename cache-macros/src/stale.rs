@@ -72,17 +72,7 @@ pub(crate) fn stale_body(
         policy,
         lookup,
     } = parts;
-    let copies: Vec<TokenStream> = params
-        .typed
-        .iter()
-        .filter(|(_, _, ty)| borrowed(ty).is_some())
-        .map(|(ident, _, _)| {
-            let own = format_ident!("__cl_own_{}", ident);
-            quote_spanned! {at(ident.span())=>
-                let #own = ::std::borrow::ToOwned::to_owned(#ident);
-            }
-        })
-        .collect();
+    let copies = argument_copies(params);
     let (callee, sibling) = match &params.receiver {
         Some(receiver) => method_callee(func, params, args, receiver),
         None => (closure_callee(params, ret, &func.block), None),
@@ -180,8 +170,8 @@ fn borrowed(ty: &Type) -> Option<&Type> {
     }
 }
 
-/// The arguments of the refresh's call, in order: owned copies of borrowed ones (see
-/// `copies` in [`stale_body`]), the others moved.
+/// The arguments of the refresh's call, in order: the copies of borrowed ones (see
+/// [`argument_copies`]), the others moved.
 fn owned_arguments(params: &Params) -> Vec<TokenStream> {
     params
         .typed
@@ -193,7 +183,23 @@ fn owned_arguments(params: &Params) -> Vec<TokenStream> {
         .collect()
 }
 
-/// A borrow of the refresh's copy of the argument `ident`.
+/// The refresh's copies of the borrowed arguments (`__cl_own_<name>`), each spanned at its
+/// argument so that one that is not `ToOwned` is reported there.
+fn argument_copies(params: &Params) -> Vec<TokenStream> {
+    params
+        .typed
+        .iter()
+        .filter(|(_, _, ty)| borrowed(ty).is_some())
+        .map(|(ident, _, _)| {
+            let own = format_ident!("__cl_own_{}", ident);
+            quote_spanned! {at(ident.span())=>
+                let #own = ::std::borrow::ToOwned::to_owned(#ident);
+            }
+        })
+        .collect()
+}
+
+/// A borrow of the refresh's copy of the argument `ident` (see [`argument_copies`]).
 fn owned_copy(ident: &Ident) -> TokenStream {
     let own = format_ident!("__cl_own_{}", ident);
     quote! { ::std::borrow::Borrow::borrow(&#own) }
