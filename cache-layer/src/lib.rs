@@ -79,6 +79,9 @@
 //!
 //! # `#[cached]` arguments
 //!
+//! The reference of each argument, with examples: [`cached`](macro@cached) and
+//! [`invalidates`](macro@invalidates).
+//!
 //! | argument | meaning | default |
 //! | --- | --- | --- |
 //! | `ttl = "5m"` | fresh period, a duration string (`"30s"`, `"1h30m"`), checked at compile time | required |
@@ -464,7 +467,12 @@ mod store;
 pub mod __private;
 
 pub use cache::{BuildError, Cache, CacheBuilder};
-pub use cache_macros::{cached, invalidates};
+#[doc = include_str!("reference/cached.md")]
+#[doc(inline)]
+pub use cache_macros::cached;
+#[doc = include_str!("reference/invalidates.md")]
+#[doc(inline)]
+pub use cache_macros::invalidates;
 pub use key::{KeyArg, KeyBuf};
 #[cfg(fuzzing)]
 #[doc(hidden)]
