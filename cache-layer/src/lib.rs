@@ -438,14 +438,17 @@
 //! - **Not cached**: a message over [`max_body`](CacheLayer::max_body), several request
 //!   frames, an unknown `grpc-encoding`: the call passes through, with a `Cache-Status` detail.
 
+mod batch;
 mod cache;
 mod clock;
 mod entry;
 mod flight;
+mod imperative;
 mod invalidation;
 mod key;
 mod layer;
 mod memo;
+mod options;
 mod shape;
 mod stats;
 mod store;
@@ -456,7 +459,7 @@ pub mod __private;
 
 pub use cache::{BuildError, Cache, CacheBuilder};
 pub use cache_macros::{cached, invalidates};
-pub use key::{KeyArg, KeyBuf};
+pub use key::{Key, KeyArg, KeyBuf};
 #[doc(hidden)]
 pub use layer::__fuzz;
 pub use layer::{
@@ -464,6 +467,15 @@ pub use layer::{
 };
 #[cfg(feature = "grpc")]
 pub use layer::{DescriptorError, GrpcMethods, GrpcRequestBody, LayerMode};
+pub use options::LoadOptions;
+
+/// Support for testing code that caches: caching off is
+/// [`CacheBuilder::disabled`]; entry lifetimes on Tokio's paused clock are
+/// `follow_tokio_time` (feature `test-clock`).
+pub mod testing {
+    #[cfg(feature = "test-clock")]
+    pub use crate::clock::follow_tokio_time;
+}
 pub use stats::Stats;
 
 /// The README's examples, compiled as doctests.

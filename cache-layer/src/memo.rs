@@ -21,8 +21,9 @@ use crate::stats::Counter;
 use crate::store::codec::{self, WallDeadlines};
 use crate::store::ENTRY_OVERHEAD;
 
-/// The configuration of one `#[cached]` function, built by the macro as a `static`.
-#[derive(Debug)]
+/// The configuration of one `#[cached]` function, built by the macro as a `static` (or of a
+/// [`LoadOptions`](crate::LoadOptions) value).
+#[derive(Clone, Copy, Debug)]
 pub struct Site {
     /// Name for events (default: module path and fn name).
     pub name: &'static str,
@@ -41,7 +42,7 @@ pub struct Site {
 }
 
 impl Site {
-    fn lifetime(&self) -> Lifetime {
+    pub(crate) fn lifetime(&self) -> Lifetime {
         Lifetime {
             ttl: self.ttl,
             stale: self.stale,
@@ -125,7 +126,7 @@ pub enum Lookup<'a, R, S> {
 /// Looks `key` up for a function of shape `S` returning `R`.
 pub async fn lookup<'a, R, S>(
     cache: &'a Cache,
-    site: &'static Site,
+    site: &'a Site,
     _shape: S,
     key: &'a str,
 ) -> Lookup<'a, R, S>
@@ -134,6 +135,9 @@ where
     S::Value: Cacheable,
 {
     let inner = cache.inner();
+    if inner.disabled {
+        return Miss::lookup(cache, site, key, None);
+    }
     let now = clock::now();
     let mut fallback = None;
     if let Some(memory) = inner.local() {
@@ -170,13 +174,7 @@ where
         key,
         "cache miss"
     );
-    Lookup::Miss(Miss {
-        cache,
-        site,
-        key,
-        fallback,
-        shape: PhantomData,
-    })
+    Miss::lookup(cache, site, key, fallback)
 }
 
 enum Found<'a, R, S> {
@@ -191,7 +189,7 @@ enum Found<'a, R, S> {
 /// What a stored entry answers at `now`.
 fn answer<'a, R, S>(
     cache: &'a Cache,
-    site: &'static Site,
+    site: &'a Site,
     key: &str,
     entry: Arc<Entry>,
     now: clock::Instant,
@@ -213,7 +211,7 @@ where
             counters.add(Counter::Stale);
             let refresh = entry.claim_refresh().map(|claim| Refresh {
                 cache: cache.clone(),
-                site,
+                site: *site,
                 key: key.to_owned(),
                 claim,
                 shape: PhantomData,
@@ -267,14 +265,29 @@ async fn remote_entry<V: Cacheable>(cache: &Cache, key: &str) -> Option<Arc<Entr
 /// A miss on a key: [`Miss::load`] runs the loader once per key across concurrent callers.
 pub struct Miss<'a, S> {
     cache: &'a Cache,
-    site: &'static Site,
+    site: &'a Site,
     key: &'a str,
     /// An entry in its stale-if-error window, served if the load fails.
     fallback: Option<Arc<Entry>>,
     shape: PhantomData<S>,
 }
 
-impl<S> Miss<'_, S> {
+impl<'a, S> Miss<'a, S> {
+    fn lookup<R>(
+        cache: &'a Cache,
+        site: &'a Site,
+        key: &'a str,
+        fallback: Option<Arc<Entry>>,
+    ) -> Lookup<'a, R, S> {
+        Lookup::Miss(Miss {
+            cache,
+            site,
+            key,
+            fallback,
+            shape: PhantomData,
+        })
+    }
+
     /// Loads the value with `load` (or waits for a concurrent caller's load of the same key),
     /// stores it tagged with `tags`, and returns it.
     ///
@@ -310,6 +323,11 @@ impl<S> Miss<'_, S> {
         F: Future<Output = R>,
     {
         let inner = self.cache.inner();
+        if inner.disabled {
+            // Caching off (`CacheBuilder::disabled`): every call runs its loader.
+            inner.counters.add(Counter::Load);
+            return load.await;
+        }
         let tags: Box<[Box<str>]> = tags.into_iter().map(String::into_boxed_str).collect();
         loop {
             match inner.flights.join(self.key, &tags) {
@@ -465,7 +483,7 @@ impl<S> Miss<'_, S> {
 /// The right to refresh one stale entry in the background; see [`Refresh::spawn`].
 pub struct Refresh<S> {
     cache: Cache,
-    site: &'static Site,
+    site: Site,
     key: String,
     claim: RefreshClaim,
     shape: PhantomData<S>,
@@ -501,7 +519,7 @@ impl<S> Refresh<S> {
                 return;
             };
             let (_, stored) =
-                load_and_store::<R, S, F>(&cache, site, &key, &tags, &policy, load).await;
+                load_and_store::<R, S, F>(&cache, &site, &key, &tags, &policy, load).await;
             if let Some(value) = stored {
                 leader.complete(value);
             }
@@ -514,7 +532,7 @@ impl<S> Refresh<S> {
 /// when the call succeeded, the shared value waiters receive.
 async fn load_and_store<R, S, F>(
     cache: &Cache,
-    site: &'static Site,
+    site: &Site,
     key: &str,
     tags: &[Box<str>],
     policy: &Policy<<S as Shape<R>>::Success>,
@@ -548,18 +566,32 @@ where
             return (result, None);
         }
     };
-    let weight = weigh(key, tags, value);
+    let shared = store_value(cache, key, tags, value, lifetime, since).await;
+    (result, Some(shared))
+}
+
+/// Stores `value` under `key` for `lifetime` (`None`: not stored) through [`Cache::store`],
+/// unless `key` or a tag was invalidated after `since`; returns the value as waiters get it.
+pub(crate) async fn store_value<V: Cacheable>(
+    cache: &Cache,
+    key: &str,
+    tags: &[Box<str>],
+    value: &V,
+    lifetime: Option<Lifetime>,
+    since: u64,
+) -> Value {
     let shared: Value = Arc::new(value.clone());
     if let Some(lifetime) = lifetime {
         let now = clock::now();
-        let deadlines = lifetime.deadlines(now, inner.jitter);
+        let deadlines = lifetime.deadlines(now, cache.inner().jitter);
         let encoded = cache
             .remote()
             .and_then(|_| codec::encode(value, WallDeadlines::from_local(&deadlines, now), tags));
+        let weight = weigh(key, tags, value);
         let entry = Entry::new(Arc::clone(&shared), deadlines, tags.into(), weight);
         cache.store(key, entry, since, encoded).await;
     }
-    (result, Some(shared))
+    shared
 }
 
 /// Estimated bytes an entry holds: bookkeeping, key, tags, the value inline, and its heap
