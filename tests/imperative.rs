@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cache_layer::{cached, Cache, Key, LoadOptions};
-use support::redis_server::RedisServer;
+use support::redis_server::{RedisCluster, RedisServer};
 
 fn minute() -> LoadOptions {
     LoadOptions::new(Duration::from_secs(60))
@@ -359,26 +359,59 @@ async fn overlapping_concurrent_batches_load_each_missing_key_once_on_the_tiered
     let server = RedisServer::start();
     let cache = tiered(&server);
     overlapping_batches_load_each_key_once(&cache).await;
-    // Another instance finds every value in Redis: no source call.
-    let other = tiered(&server);
+    // Another instance, tiered and Redis-only, reads every value from Redis (one pipelined
+    // read): no source call.
     let keys: Vec<Key> = (0..30).map(user).collect();
-    let source = Source::default();
-    let values = eventually_all(&other, &keys, &source).await;
-    assert_eq!(values[0].as_deref(), Some("cached 0"));
-    assert_eq!(values[29].as_deref(), Some("value of user:29"));
-    assert_eq!(source.calls(), 0);
-    assert!(other.stats().shared_hits >= 30);
+    until_in_redis(&tiered(&server), &keys).await;
+    let redis_only = Cache::builder()
+        .redis(server.url())
+        .key_prefix("imperative:")
+        .build()
+        .unwrap();
+    for other in [tiered(&server), redis_only] {
+        let source = Source::default();
+        let values = other
+            .get_or_load_many(&keys, &minute(), source.batch())
+            .await
+            .unwrap();
+        assert_eq!(values[0].as_deref(), Some("cached 0"));
+        assert_eq!(values[29].as_deref(), Some("value of user:29"));
+        assert_eq!(source.calls(), 0);
+        assert_eq!(other.stats().shared_hits, 30);
+    }
 }
 
-/// The batch from `cache` once every key is in Redis (writes run in the background).
-async fn eventually_all(cache: &Cache, keys: &[Key], source: &Source) -> Vec<Option<String>> {
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batches_on_a_cluster_read_each_key_from_its_node() {
+    let cluster = RedisCluster::start();
+    let cluster_cache = || {
+        Cache::builder()
+            .tiered_cluster(cluster.urls())
+            .key_prefix("imperative:")
+            .build()
+            .unwrap()
+    };
+    let cache = cluster_cache();
+    overlapping_batches_load_each_key_once(&cache).await;
+    let keys: Vec<Key> = (0..30).map(user).collect();
+    until_in_redis(&cluster_cache(), &keys).await;
+    let other = cluster_cache();
+    let source = Source::default();
+    let values = other
+        .get_or_load_many(&keys, &minute(), source.batch())
+        .await
+        .unwrap();
+    assert!(values.iter().all(Option::is_some));
+    assert_eq!(source.calls(), 0);
+    assert_eq!(other.stats().shared_hits, 30);
+}
+
+/// Waits until `probe` finds every key in Redis (writes run in the background).
+async fn until_in_redis(probe: &Cache, keys: &[Key]) {
     for _ in 0..200 {
-        let found = futures_util::future::join_all(keys.iter().map(|k| cache.get::<String>(k)));
+        let found = futures_util::future::join_all(keys.iter().map(|k| probe.get::<String>(k)));
         if found.await.iter().all(Option::is_some) {
-            return cache
-                .get_or_load_many(keys, &minute(), source.batch())
-                .await
-                .unwrap();
+            return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

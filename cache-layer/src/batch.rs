@@ -14,8 +14,9 @@ use futures_util::future::{join, join_all};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cache::Cache;
+use crate::entry::Entry;
 use crate::key::Key;
-use crate::memo::{self, Lookup, Miss, Policy, Refresh};
+use crate::memo::{self, Lookup, Miss, Policy, Refresh, Site};
 use crate::options::LoadOptions;
 use crate::shape::{Cacheable, ResultShape};
 
@@ -50,9 +51,10 @@ impl Cache {
     /// With [`lock`](LoadOptions::lock), keys whose lock is taken late come in a further call.
     ///
     /// # Reads from Redis
-    /// The keys' reads are issued together on the multiplexed connection (one round trip for
-    /// the batch, not one per key); on a cluster they go to each key's node. Writes go through
-    /// the same background path as every load's.
+    /// Keys that memory does not answer are read from Redis in one round trip: one pipeline
+    /// on one Redis; on a cluster, the reads are sent together, each to its key's node.
+    /// Values loaded are written as every load's are, in the background. Redis failures are
+    /// misses (the keys are loaded), never errors.
     ///
     /// # Errors
     /// The loader's `Err`, when a key it should have loaded has no value to serve (a value in
@@ -105,18 +107,11 @@ impl Cache {
                 unique.len() - 1
             });
         }
-        let lookups = unique.iter().map(|key| {
-            memo::lookup::<KeyResult<T>, ResultShape>(
-                self,
-                &options.site,
-                ResultShape,
-                key.as_str(),
-            )
-        });
         let mut values: Vec<Option<T>> = Vec::with_capacity(unique.len());
         let mut stale = Vec::new();
         let mut misses = Vec::new();
-        for (slot, lookup) in join_all(lookups).await.into_iter().enumerate() {
+        let lookups = lookup_all::<T>(self, &options.site, &unique).await;
+        for (slot, lookup) in lookups.into_iter().enumerate() {
             match lookup {
                 Lookup::Hit(value) => values.push(value.ok()),
                 Lookup::Stale(value, refresh) => {
@@ -139,6 +134,54 @@ impl Cache {
             .map(|key| values[slot_of[key.as_str()]].clone())
             .collect())
     }
+}
+
+/// Looks every key up as `memo::lookup` does, memory first, then the shared tier for the
+/// rest in one pipelined read.
+async fn lookup_all<'a, T: Cacheable>(
+    cache: &'a Cache,
+    site: &'a Site,
+    keys: &[&'a Key],
+) -> Vec<Lookup<'a, KeyResult<T>, ResultShape>> {
+    let mut found: Vec<Option<Lookup<'a, KeyResult<T>, ResultShape>>> = Vec::new();
+    let mut unanswered = Vec::new();
+    for (slot, key) in keys.iter().enumerate() {
+        match memo::lookup_local(cache, site, key.as_str()) {
+            Ok(lookup) => found.push(Some(lookup)),
+            Err(fallback) => {
+                found.push(None);
+                unanswered.push((slot, fallback));
+            }
+        }
+    }
+    let names: Vec<&str> = unanswered
+        .iter()
+        .map(|&(slot, _)| keys[slot].as_str())
+        .collect();
+    let shared = read_shared::<T>(cache, &names).await;
+    for ((slot, fallback), entry) in unanswered.into_iter().zip(shared) {
+        let key = keys[slot].as_str();
+        found[slot] = Some(memo::lookup_shared(cache, site, key, entry, fallback));
+    }
+    found.into_iter().flatten().collect()
+}
+
+/// The shared tier's entries for `keys`, in order, read with one pipeline; all `None`
+/// without a shared tier.
+async fn read_shared<T: Cacheable>(cache: &Cache, keys: &[&str]) -> Vec<Option<Arc<Entry>>> {
+    let remote = match cache.inner().remote {
+        Some(_) if !keys.is_empty() => cache.remote(),
+        _ => None,
+    };
+    let Some(remote) = remote else {
+        return vec![None; keys.len()];
+    };
+    let since = cache.inner().log.current();
+    let read = remote.store.get_many(keys).await;
+    keys.iter()
+        .zip(read)
+        .map(|(key, bytes)| memo::shared_entry::<T>(cache, key, &bytes?, since))
+        .collect()
 }
 
 /// Loads the missed keys under single-flight, the ones this batch leads with as few calls of

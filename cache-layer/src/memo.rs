@@ -134,29 +134,63 @@ where
     S: Shape<R>,
     S::Value: Cacheable,
 {
+    let fallback = match lookup_local::<R, S>(cache, site, key) {
+        Ok(found) => return found,
+        Err(fallback) => fallback,
+    };
+    // Boxed for the same reason as the miss path: only caches with a shared tier pay for it.
+    let shared = match cache.inner().remote {
+        Some(_) => Box::pin(remote_entry::<S::Value>(cache, key)).await,
+        None => None,
+    };
+    lookup_shared(cache, site, key, shared, fallback)
+}
+
+/// The memory tier's answer for `key`; without one, `Err` with the entry to serve if loading
+/// fails (stale-if-error), if memory holds one.
+#[inline]
+pub(crate) fn lookup_local<'a, R, S>(
+    cache: &'a Cache,
+    site: &'a Site,
+    key: &'a str,
+) -> Result<Lookup<'a, R, S>, Option<Arc<Entry>>>
+where
+    S: Shape<R>,
+    S::Value: Cacheable,
+{
     let inner = cache.inner();
     if inner.disabled {
-        return Miss::lookup(cache, site, key, None);
+        return Ok(Miss::lookup(cache, site, key, None));
     }
-    let now = clock::now();
-    let mut fallback = None;
     if let Some(memory) = inner.local() {
         if let Some(entry) = memory.get(key) {
-            match answer::<R, S>(cache, site, key, entry, now) {
-                Found::Answer(lookup) => return lookup,
-                Found::Fallback(entry) => fallback = Some(entry),
+            match answer::<R, S>(cache, site, key, entry, clock::now()) {
+                Found::Answer(lookup) => return Ok(lookup),
+                Found::Fallback(entry) => return Err(Some(entry)),
                 Found::Expired => memory.remove(key),
                 Found::OtherType => {}
             }
         }
     }
-    // Boxed for the same reason as the miss path: only caches with a shared tier pay for it.
-    let shared = match inner.remote {
-        Some(_) => Box::pin(remote_entry::<S::Value>(cache, key)).await,
-        None => None,
-    };
+    Err(None)
+}
+
+/// The rest of a look-up once the shared tier's entry for `key` (if any) has been read:
+/// its answer, or a miss that keeps the best `fallback`.
+pub(crate) fn lookup_shared<'a, R, S>(
+    cache: &'a Cache,
+    site: &'a Site,
+    key: &'a str,
+    shared: Option<Arc<Entry>>,
+    mut fallback: Option<Arc<Entry>>,
+) -> Lookup<'a, R, S>
+where
+    S: Shape<R>,
+    S::Value: Cacheable,
+{
+    let inner = cache.inner();
     if let Some(entry) = shared {
-        match answer::<R, S>(cache, site, key, entry, now) {
+        match answer::<R, S>(cache, site, key, entry, clock::now()) {
             Found::Answer(lookup) => {
                 if matches!(lookup, Lookup::Hit(_)) {
                     inner.counters.add(Counter::SharedHit);
@@ -229,10 +263,21 @@ where
 /// miss (counted and logged); the next store overwrites them.
 async fn remote_entry<V: Cacheable>(cache: &Cache, key: &str) -> Option<Arc<Entry>> {
     let remote = cache.remote()?;
-    let inner = cache.inner();
-    let since = inner.log.current();
+    let since = cache.inner().log.current();
     let bytes = remote.store.get(key).await?;
-    let decoded = match codec::decode::<V>(&bytes) {
+    shared_entry::<V>(cache, key, &bytes, since)
+}
+
+/// [`remote_entry`]'s decoding and L1 copy of `bytes`, read from the shared tier for `key`
+/// after the invalidation log stood at `since`.
+pub(crate) fn shared_entry<V: Cacheable>(
+    cache: &Cache,
+    key: &str,
+    bytes: &[u8],
+    since: u64,
+) -> Option<Arc<Entry>> {
+    let inner = cache.inner();
+    let decoded = match codec::decode::<V>(bytes) {
         Ok(decoded) => decoded,
         Err(error) => {
             inner.counters.add(Counter::DecodeError);
