@@ -169,14 +169,12 @@ async fn lookup_all<'a, T: Cacheable>(
 /// The shared tier's entries for `keys`, in order, read with one pipeline; all `None`
 /// without a shared tier.
 async fn read_shared<T: Cacheable>(cache: &Cache, keys: &[&str]) -> Vec<Option<Arc<Entry>>> {
-    let remote = match cache.inner().remote {
-        Some(_) if !keys.is_empty() => cache.remote(),
-        _ => None,
-    };
+    let remote = cache.remote().filter(|_| !keys.is_empty());
     let Some(remote) = remote else {
         return vec![None; keys.len()];
     };
-    let since = cache.inner().log.current();
+    cache.listen_for_invalidations();
+    let since = cache.inner().log().current();
     let read = remote.store.get_many(keys).await;
     keys.iter()
         .zip(read)

@@ -52,7 +52,7 @@ impl Cache {
     /// load). A failed Redis write is counted and logged, never returned. Unless `key` or
     /// one of the tags is invalidated while it is being stored, the next look-up finds it.
     pub async fn insert<T: Cacheable>(&self, key: &Key, value: T, options: &LoadOptions) {
-        let since = self.inner().log.current();
+        let since = self.inner().log().current();
         let tags: Box<[Box<str>]> = options.tags.iter().map(|t| t.as_str().into()).collect();
         let lifetime = Some(options.site.lifetime());
         memo::store_value(self, key.as_str(), &tags, &value, lifetime, since).await;

@@ -150,59 +150,19 @@ impl fmt::Debug for KeyBuf {
     }
 }
 
-/// Appends `n` in decimal, after a `-` when `negative`. Digits by hand, in 64-bit arithmetic:
-/// `write!` goes through `fmt` machinery, and 128-bit division is a library call, each a
-/// measurable share of a cache hit.
-#[inline]
-fn write_decimal(out: &mut KeyBuf, negative: bool, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if negative {
-        out.push('-');
-    }
-    for &digit in &digits[at..] {
-        out.push(char::from(digit));
-    }
-}
-
+/// Integers in decimal, with `itoa` (no `fmt` machinery on the key path).
 macro_rules! integer_keys {
-    (unsigned: $($u:ty),*; signed: $($i:ty),*) => {
-        $(impl KeyArg for $u {
+    ($($t:ty),*) => {
+        $(impl KeyArg for $t {
             #[inline]
             fn write_key(&self, out: &mut KeyBuf) {
-                write_decimal(out, false, *self as u64);
-            }
-        })*
-        $(impl KeyArg for $i {
-            #[inline]
-            fn write_key(&self, out: &mut KeyBuf) {
-                write_decimal(out, *self < 0, (*self as i64).unsigned_abs());
+                out.push_str(itoa::Buffer::new().format(*self));
             }
         })*
     };
 }
 
-integer_keys!(unsigned: u8, u16, u32, u64, usize; signed: i8, i16, i32, i64, isize);
-
-impl KeyArg for i128 {
-    fn write_key(&self, out: &mut KeyBuf) {
-        out.push_str(&self.to_string());
-    }
-}
-
-impl KeyArg for u128 {
-    fn write_key(&self, out: &mut KeyBuf) {
-        out.push_str(&self.to_string());
-    }
-}
+integer_keys!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
 
 impl KeyArg for bool {
     fn write_key(&self, out: &mut KeyBuf) {
@@ -359,19 +319,26 @@ fn is_reserved(byte: u8) -> bool {
     byte.is_ascii() && !byte.is_ascii_alphanumeric() && !matches!(byte, b'-' | b'.' | b'_' | b'~')
 }
 
+/// `byte` percent-encoded: `%XX`, uppercase hex (RFC 3986 §2.1).
+#[inline]
+pub(crate) fn percent_encoded(byte: u8) -> [char; 3] {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let digit = |nibble: u8| char::from(HEX[usize::from(nibble)]);
+    ['%', digit(byte >> 4), digit(byte & 0xF)]
+}
+
 /// Appends `s` with its reserved characters written `%XX` (uppercase hex). Unreserved runs
 /// are appended whole, so a string with nothing to escape is one copy.
 #[inline]
 fn escape_into(s: &str, out: &mut KeyBuf) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut start = 0;
     for (at, &byte) in s.as_bytes().iter().enumerate() {
         if is_reserved(byte) {
             // `at` is an ASCII byte, so both slices end on character boundaries.
             out.push_str(&s[start..at]);
-            out.push('%');
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0xF)]));
+            for c in percent_encoded(byte) {
+                out.push(c);
+            }
             start = at + 1;
         }
     }

@@ -449,6 +449,7 @@ mod key;
 mod layer;
 mod memo;
 mod options;
+mod pipeline;
 mod shape;
 mod stats;
 mod store;
@@ -463,7 +464,8 @@ pub use key::{Key, KeyArg, KeyBuf};
 #[doc(hidden)]
 pub use layer::__fuzz;
 pub use layer::{
-    CacheBody, CacheLayer, CacheService, CacheTags, EtagMode, HttpOnly, ResponseFuture,
+    CacheBody, CacheLayer, CacheService, CacheTags, EtagMode, HttpOnly, Purge, PurgeBody, PurgeOr,
+    ResponseFuture,
 };
 #[cfg(feature = "grpc")]
 pub use layer::{DescriptorError, GrpcMethods, GrpcRequestBody, LayerMode};

@@ -78,7 +78,7 @@ pub(crate) fn store_response(
     keys.push(key);
     while keys.len() > config.max_variants {
         let oldest = keys.remove(0);
-        inner.memory.remove(&oldest);
+        inner.memory().remove(&oldest);
     }
     let expires_at = previous
         .map(|e| e.deadlines.expires_at)
@@ -111,7 +111,7 @@ pub(crate) fn mark_uncacheable(cache: &Cache, config: &Config, primary: &str) {
     }
     let deadlines = Deadlines::until(clock::after(clock::now(), config.uncacheable_for));
     let weight = u32::try_from(ENTRY_OVERHEAD + primary.len() + ARC).unwrap_or(u32::MAX);
-    let since = inner.log.current();
+    let since = inner.log().current();
     cache.store_in_memory(
         primary,
         Entry::new(Arc::new(Uncacheable), deadlines, Box::new([]), weight),

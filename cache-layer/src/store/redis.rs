@@ -208,6 +208,7 @@ const MAX_NAME: usize = 200;
 /// reading `redis-cli`), `#`, and the hex SHA-256 of the whole name (for uniqueness).
 fn bounded(name: &str) -> std::borrow::Cow<'_, str> {
     use sha2::Digest as _;
+    use std::fmt::Write as _;
     if name.len() <= MAX_NAME {
         return std::borrow::Cow::Borrowed(name);
     }
@@ -219,9 +220,7 @@ fn bounded(name: &str) -> std::borrow::Cow<'_, str> {
     let mut out = String::with_capacity(cut + 1 + 64);
     out.push_str(&name[..cut]);
     out.push('#');
-    for byte in digest {
-        out.push_str(&format!("{byte:02x}"));
-    }
+    let _ = write!(out, "{digest:x}");
     std::borrow::Cow::Owned(out)
 }
 

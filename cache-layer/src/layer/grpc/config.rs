@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::header::{AUTHORIZATION, COOKIE};
 use http::HeaderName;
 
-use super::descriptor::described_methods;
+use super::descriptor::{described_methods, DescriptorError};
 use crate::layer::layer::HttpOnly;
 use crate::CacheLayer;
 
@@ -82,18 +82,6 @@ impl sealed::Sealed for GrpcMethods {
 }
 
 impl LayerMode for GrpcMethods {}
-
-/// A file descriptor set [`CacheLayer::grpc_descriptors`] cannot use.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DescriptorError(pub(crate) String);
-
-impl fmt::Display for DescriptorError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid file descriptor set: {}", self.0)
-    }
-}
-
-impl std::error::Error for DescriptorError {}
 
 /// Checks a method path: `/` package-qualified service `/` method.
 fn check_path(path: &str) {

@@ -112,7 +112,7 @@ impl PendingCall {
             u32::try_from(ENTRY_OVERHEAD + self.key.len() + call.weight()).unwrap_or(u32::MAX);
         let deadlines = self
             .lifetime
-            .deadlines(clock::now(), self.cache.inner().jitter);
+            .deadlines(clock::now(), self.cache.inner().jitter());
         let entry = Entry::new(Arc::clone(&call) as Value, deadlines, tags.into(), weight);
         let kept = self.cache.store_in_memory(&self.key, entry, self.since);
         tracing::debug!(
