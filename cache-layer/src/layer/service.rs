@@ -278,6 +278,9 @@ impl<S, M> CacheService<S, M> {
         thread_local! {
             static KEY: RefCell<String> = const { RefCell::new(String::new()) };
         }
+        if self.cache().inner().disabled() {
+            return (Decision::Bypass, request);
+        }
         match &self.config().key_fn {
             Some(key_fn) => {
                 let (parts, body) = request.into_parts();
