@@ -10,7 +10,6 @@ use http::header::{CONTENT_LOCATION, LOCATION, UPGRADE};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::BodyExt;
-use tower::util::Oneshot;
 use tower::ServiceExt;
 use tower_service::Service;
 
@@ -153,7 +152,7 @@ where
 {
     type Response = Response<CacheBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<Oneshot<S, Request<ReqBody>>, ResBody, S::Error>;
+    type Future = ResponseFuture<S, ReqBody, ResBody>;
 
     /// Always ready: see [Readiness](CacheService#readiness).
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -193,7 +192,7 @@ impl<S, M> CacheService<S, M> {
         &self,
         request: Request<ReqBody>,
         detail: Option<&'static str>,
-    ) -> ResponseFuture<Oneshot<S, Request<ReqBody>>, ResBody, S::Error>
+    ) -> ResponseFuture<S, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
         ResBody: Body,
@@ -214,7 +213,7 @@ impl<S, M> CacheService<S, M> {
     pub(crate) fn call_http<ReqBody, ResBody>(
         &self,
         request: Request<ReqBody>,
-    ) -> ResponseFuture<Oneshot<S, Request<ReqBody>>, ResBody, S::Error>
+    ) -> ResponseFuture<S, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
         S::Future: Send + 'static,
@@ -278,6 +277,9 @@ impl<S, M> CacheService<S, M> {
     ) -> (Decision<B>, Request<ReqBody>) {
         thread_local! {
             static KEY: RefCell<String> = const { RefCell::new(String::new()) };
+        }
+        if self.cache().inner().disabled() {
+            return (Decision::Bypass, request);
         }
         match &self.config().key_fn {
             Some(key_fn) => {
@@ -446,7 +448,7 @@ impl<S, M> CacheService<S, M> {
     fn write<ReqBody, ResBody>(
         &self,
         request: Request<ReqBody>,
-    ) -> ResponseFuture<Oneshot<S, Request<ReqBody>>, ResBody, S::Error>
+    ) -> ResponseFuture<S, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
         S::Future: Send + 'static,
