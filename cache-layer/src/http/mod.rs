@@ -14,44 +14,31 @@
 //! pub/sub), and an instance that cannot hear invalidations (not subscribed, Redis down)
 //! stores and serves no responses until it can again.
 
-mod body;
-mod cache_control;
-mod compact;
-mod conditional;
+pub(crate) mod body;
+pub(crate) mod compact;
 #[cfg(test)]
 mod differential;
-mod etag;
-mod field;
 mod forward;
-mod freshness;
-mod future;
+pub(crate) mod future;
 #[cfg(any(fuzzing, test))]
 #[cfg_attr(not(fuzzing), allow(unreachable_pub))]
 mod fuzz_service;
-mod gate;
-mod grpc;
-mod in_flight;
-mod interned;
-mod key;
+pub(crate) mod in_flight;
+pub(crate) mod interned;
 #[allow(clippy::module_inception)] // tower-http's layout: `<middleware>/layer.rs` holds the config.
-mod layer;
-mod lookup;
+pub(crate) mod layer;
+pub(crate) mod lookup;
 mod purge;
-mod range;
-mod record;
+pub(crate) mod record;
 mod respond;
+pub(crate) mod rules;
 mod service;
-mod status;
-mod storable;
-mod stored;
-mod tags;
-mod targeted;
-mod vary;
+pub(crate) mod status;
+pub(crate) mod stored;
+pub(crate) mod tags;
 
 pub use body::CacheBody;
 pub use future::ResponseFuture;
-#[cfg(feature = "grpc")]
-pub use grpc::{DescriptorError, GrpcConfigError, GrpcMethods, GrpcRequestBody, LayerMode};
 pub use layer::{CacheLayer, EtagMode, HttpOnly};
 pub use purge::{Purge, PurgeBody, PurgeOr};
 pub use service::CacheService;
@@ -67,9 +54,9 @@ pub mod __fuzz {
     use http::header::{CACHE_CONTROL, IF_NONE_MATCH};
     use http::{HeaderMap, HeaderValue};
 
-    use super::cache_control::{RequestDirectives, ResponseDirectives};
-    use super::etag::{match_list, Comparison, EntityTag, ListMatch};
-    use super::freshness::parse_http_date;
+    use super::rules::cache_control::{RequestDirectives, ResponseDirectives};
+    use super::rules::etag::{match_list, Comparison, EntityTag, ListMatch};
+    use super::rules::freshness::parse_http_date;
 
     /// Parses `data` as a `Cache-Control` field, as a response's and as a request's.
     pub fn cache_control(data: &[u8]) -> bool {
@@ -142,11 +129,11 @@ mod smoke {
     };
     use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
-    use super::cache_control::{RequestDirectives, ResponseDirectives};
-    use super::conditional::{evaluate, Representation};
-    use super::etag::EntityTag;
-    use super::freshness::{current_age, freshness_lifetime, parse_http_date};
-    use super::storable::storable;
+    use super::rules::cache_control::{RequestDirectives, ResponseDirectives};
+    use super::rules::conditional::{evaluate, Representation};
+    use super::rules::etag::EntityTag;
+    use super::rules::freshness::{current_age, freshness_lifetime, parse_http_date};
+    use super::rules::storable::storable;
 
     /// Bytes biased toward syntax-relevant characters.
     const ALPHABET: &[u8] = b"\"\\,=*W/ \t-0123456789maxgeWsnocht\xff\x80GMT:";

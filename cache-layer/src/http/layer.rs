@@ -10,8 +10,8 @@ use http::request::Parts;
 use tower_layer::Layer;
 
 use super::in_flight::InFlight;
+use super::rules::targeted::TargetedFields;
 use super::service::CacheService;
-use super::targeted::TargetedFields;
 use crate::Cache;
 
 /// How the layer gives stored responses an `ETag` when the application sets none.
