@@ -14,7 +14,7 @@ use crate::clock;
 use crate::entry::{Entry, Lifetime, Value};
 use crate::flight::Leader;
 use crate::http::body::{CacheBody, RecordedStore};
-use crate::http::layer::Config;
+use crate::http::config::Config;
 use crate::http::record::mark_uncacheable;
 use crate::http::rules::gate::Admitted;
 use crate::http::status::{CacheStatus, ServedHeaders};

@@ -17,8 +17,8 @@ use http_body_util::BodyExt;
 use tower_service::Service;
 
 use super::body::{CacheBody, Recording};
+use super::config::{Config, EtagMode};
 use super::in_flight::Held;
-use super::layer::{Config, EtagMode};
 use super::lookup::{lookup, request_directives, response_of, Found};
 use super::record::{add_etag, mark_uncacheable, store_response, PendingStore};
 use super::respond::{apply_preconditions, serve};

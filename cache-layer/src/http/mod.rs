@@ -1,12 +1,61 @@
 //! HTTP response caching: [`CacheLayer`] makes the [`Cache`](crate::Cache) an RFC 9111 shared
 //! cache and the RFC 9110 §13 precondition evaluator in front of any
-//! `tower::Service<http::Request<B>>`.
+//! `tower::Service<http::Request<B>>`. What is stored, how it is served and every knob are
+//! described in the [crate documentation](crate#http-response-caching); the types are also
+//! re-exported at the crate root (`cache_layer::CacheLayer`).
 //!
-//! The module owns the whole HTTP face: header parsing (`cache_control`, `etag`,
-//! `freshness`, `targeted` for RFC 9213 fields), the storage rules (`storable`), precondition
-//! evaluation (`conditional`), byte ranges (`range`), keys, what is stored (`stored`) and how
-//! (`record`), the service, its future and its body, and purging over HTTP (`purge`).
-//! `grpc` owns the gRPC face: calls pass through unless opted in (feature `grpc`), and
+//! ```
+//! use std::convert::Infallible;
+//! use std::time::Duration;
+//!
+//! use bytes::Bytes;
+//! use cache_layer::http::CacheLayer;
+//! use cache_layer::Cache;
+//! use http::{Request, Response};
+//! use http_body_util::{BodyExt, Full};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let app = service_fn(|_: Request<()>| async {
+//!     let response = Response::builder()
+//!         .header("cache-control", "max-age=60")
+//!         .body(Full::new(Bytes::from("hello")))
+//!         .unwrap();
+//!     Ok::<_, Infallible>(response)
+//! });
+//! let layer = CacheLayer::new(Cache::builder().build().unwrap())
+//!     .stale_while_revalidate(Duration::from_secs(10));
+//! let service = layer.layer(app);
+//! let request = || Request::get("http://example.com/").body(()).unwrap();
+//!
+//! let first = service.clone().oneshot(request()).await.unwrap(); // stored
+//! let again = service.oneshot(request()).await.unwrap(); // served from the cache
+//! assert!(first.headers()["cache-status"].to_str().unwrap().ends_with("stored"));
+//! assert!(again.headers()["cache-status"].to_str().unwrap().starts_with("cache-layer; hit"));
+//! assert_eq!(again.into_body().collect().await.unwrap().to_bytes(), "hello");
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! In the shape of a tower-http middleware:
+//!
+//! - `layer`: [`CacheLayer`], the builder; `config`: the settings it shares with every
+//!   service, [`EtagMode`] and [`HttpOnly`].
+//! - `service`: [`CacheService`], which decides how each request is answered (from the cache,
+//!   refreshed in the background, or forwarded) and invalidates after successful writes;
+//!   `forward`: a request sent to the inner service through the load pipeline; `lookup`:
+//!   reading stored responses; `record`: writing them; `respond`: building answers from them.
+//! - `future`: [`ResponseFuture`]; `body`: [`CacheBody`], stored bytes or the inner body
+//!   streamed (and copied for the cache).
+//! - `stored`: what a stored response is; `status`: the `Cache-Status` field; `tags`:
+//!   [`CacheTags`] and `Cache-Tag`; `purge`: [`Purge`], purging over HTTP.
+//! - `rules/`: the RFC rules as pure functions (`cache_control`, `freshness`, `storable`,
+//!   `gate`, the one storage gate, `conditional`, `etag`, `vary`, `targeted`, `range`, `key`),
+//!   importing nothing from the files above.
+//!
+//! gRPC is `cache_layer::grpc`'s (feature `grpc`): calls pass through unless opted in, and
 //! opted-in unary calls reuse the same records, single-flight, tags, bodies and `Cache-Status`.
 //!
 //! Responses are kept in the cache's memory. With a shared (Redis) tier configured, every
@@ -16,6 +65,7 @@
 
 pub(crate) mod body;
 pub(crate) mod compact;
+pub(crate) mod config;
 #[cfg(test)]
 mod differential;
 mod forward;
@@ -25,7 +75,6 @@ pub(crate) mod future;
 mod fuzz_service;
 pub(crate) mod in_flight;
 pub(crate) mod interned;
-#[allow(clippy::module_inception)] // tower-http's layout: `<middleware>/layer.rs` holds the config.
 pub(crate) mod layer;
 pub(crate) mod lookup;
 mod purge;
@@ -38,8 +87,9 @@ pub(crate) mod stored;
 pub(crate) mod tags;
 
 pub use body::CacheBody;
+pub use config::{EtagMode, HttpOnly};
 pub use future::ResponseFuture;
-pub use layer::{CacheLayer, EtagMode, HttpOnly};
+pub use layer::CacheLayer;
 pub use purge::{Purge, PurgeBody, PurgeOr};
 pub use service::CacheService;
 pub use tags::CacheTags;

@@ -10,7 +10,7 @@ use http::header::ETAG;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::body::RecordedStore;
-use super::layer::{Config, EtagMode};
+use super::config::{Config, EtagMode};
 use super::lookup::live_entry;
 use super::rules::cache_control::ResponseDirectives;
 use super::rules::etag::EntityTag;

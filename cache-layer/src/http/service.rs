@@ -14,10 +14,10 @@ use tower::ServiceExt;
 use tower_service::Service;
 
 use super::body::CacheBody;
+use super::config::Config;
+use super::config::HttpOnly;
 use super::forward::{fetch, forward, Plan};
 use super::future::ResponseFuture;
-use super::layer::Config;
-use super::layer::HttpOnly;
 use super::lookup::{lookup, request_directives, response_of, shared_response_of, url_keys, Found};
 use super::respond::{empty_response, serve};
 use super::rules::cache_control::RequestDirectives;
