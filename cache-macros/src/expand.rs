@@ -1,49 +1,14 @@
 //! Code generation. The function keeps its signature exactly as written; only the body is
 //! wrapped, so `&self`, generics, `impl Trait` arguments and `?` keep type-checking.
 
-use proc_macro2::{Group, Ident, Span, TokenStream, TokenTree};
-use quote::{format_ident, quote, quote_spanned, ToTokens};
-use syn::{FnArg, ItemFn, Pat, ReturnType, Type};
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned, ToTokens};
+use syn::{ItemFn, ReturnType};
 
 use crate::args::{CachedArgs, InvalidatesArgs};
+use crate::params::{params, Params};
+use crate::stale::{check_refreshable, stale_body, Refreshed, StaleExpansion};
 use crate::template::Template;
-
-/// What the macros need to know about the function's parameters.
-struct Params {
-    names: Vec<String>,
-    receiver: Option<syn::Receiver>,
-    typed: Vec<(Ident, Option<syn::token::Mut>, Type)>,
-    /// Arguments bound by a pattern rather than a name (`(a, b): (u8, u8)`).
-    patterns: Vec<Span>,
-}
-
-fn params(func: &ItemFn) -> Params {
-    let mut params = Params {
-        names: Vec::new(),
-        receiver: None,
-        typed: Vec::new(),
-        patterns: Vec::new(),
-    };
-    for input in &func.sig.inputs {
-        match input {
-            FnArg::Receiver(receiver) => params.receiver = Some(receiver.clone()),
-            FnArg::Typed(typed) => match &*typed.pat {
-                Pat::Ident(pat) if pat.subpat.is_none() => {
-                    params.names.push(pat.ident.to_string());
-                    params
-                        .typed
-                        .push((pat.ident.clone(), pat.mutability, (*typed.ty).clone()));
-                }
-                other => params.patterns.push(other_span(other)),
-            },
-        }
-    }
-    params
-}
-
-fn other_span(pat: &Pat) -> Span {
-    syn::spanned::Spanned::span(pat)
-}
 
 fn return_type(func: &ItemFn) -> TokenStream {
     match &func.sig.output {
@@ -137,28 +102,37 @@ pub(crate) fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand_with(attr, item, expand_cached)
 }
 
-fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
+/// A `#[cached]` fn that passed every check.
+struct Checked {
+    args: CachedArgs,
+    params: Params,
+    key: Option<Template>,
+    tags: Vec<Template>,
+}
+
+/// Parses and checks the arguments against the fn, collecting every error.
+fn check_cached(attr: TokenStream, func: &ItemFn) -> syn::Result<Checked> {
     let mut errors = Errors::default();
     let mut push = |e: syn::Error| errors.push(e);
-    if let Err(e) = require_async(&func, "cached") {
+    if let Err(e) = require_async(func, "cached") {
         push(e);
     }
     let args: Option<CachedArgs> = syn::parse2(attr).map_err(&mut push).ok();
-    let params = params(&func);
+    let params = params(func);
     let has_self = params.receiver.is_some();
-    let key = args.as_ref().and_then(|a| a.key.as_ref()).and_then(|lit| {
+    let mut parse = |lit: &syn::LitStr| {
         Template::parse(lit, &params.names, has_self)
             .map_err(&mut push)
             .ok()
-    });
+    };
+    let key = args
+        .as_ref()
+        .and_then(|a| a.key.as_ref())
+        .and_then(&mut parse);
     let tags: Vec<Template> = args
         .iter()
         .flat_map(|a| &a.invalidate_on)
-        .filter_map(|lit| {
-            Template::parse(lit, &params.names, has_self)
-                .map_err(&mut push)
-                .ok()
-        })
+        .filter_map(parse)
         .collect();
     if let Some(args) = &args {
         if args.key.is_none() {
@@ -171,7 +145,7 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
         }
         // A key that did not parse has its own error already.
         if args.key.is_none() || key.is_some() {
-            if let Err(e) = check_receiver_keyed(&func, &params, args, key.as_ref()) {
+            if let Err(e) = check_receiver_keyed(func, &params, args, key.as_ref()) {
                 push(e);
             }
         }
@@ -183,7 +157,21 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
     }
     errors.finish()?;
     let args = args.expect("no errors means the arguments parsed");
+    Ok(Checked {
+        args,
+        params,
+        key,
+        tags,
+    })
+}
 
+fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
+    let Checked {
+        args,
+        params,
+        key,
+        tags,
+    } = check_cached(attr, &func)?;
     let ItemFn {
         attrs,
         vis,
@@ -191,7 +179,64 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
         block,
     } = &func;
     let ret = return_type(&func);
-    let fn_name = sig.ident.to_string();
+    let mut tags: Vec<TokenStream> = tags
+        .iter()
+        .map(|t| {
+            let render = t.render();
+            quote! { #render.into_string() }
+        })
+        .collect();
+    let site = site(&args, &func, &params, key.as_ref(), &mut tags);
+    let policy = policy(&args, &ret);
+    let lookup = quote! {
+        ::cache_layer::__private::lookup(__cl_cache, &__CL_SITE, __cl_shape, __cl_key.as_str()).await
+    };
+    if args.stale.is_some() {
+        let parts = Refreshed {
+            ret: &ret,
+            tags: &tags,
+            policy,
+            lookup,
+        };
+        let StaleExpansion { sig, body, sibling } = stale_body(&func, &params, &args, parts);
+        return Ok(quote! {
+            #(#attrs)*
+            #vis #sig {
+                #site
+                #body
+            }
+            #sibling
+        });
+    }
+    Ok(quote! {
+        #(#attrs)*
+        #vis #sig {
+            #site
+            match #lookup {
+                ::cache_layer::__private::Lookup::Hit(__cl_value) => __cl_value,
+                ::cache_layer::__private::Lookup::Stale(__cl_value, _) => __cl_value,
+                ::cache_layer::__private::Lookup::Miss(__cl_miss) => {
+                    let __cl_tags: ::std::vec::Vec<::std::string::String> = ::std::vec![#(#tags),*];
+                    __cl_miss
+                        .load(__cl_tags, #policy, ::cache_layer::__private::typed::<#ret, _>(async move #block))
+                        .await
+                }
+            }
+        }
+    })
+}
+
+/// The start of every `#[cached]` body: the site's `static` configuration, the cache, the
+/// shape of the return type and the rendered key (a versioned explicit key adds its tag to
+/// `tags`).
+fn site(
+    args: &CachedArgs,
+    func: &ItemFn,
+    params: &Params,
+    key: Option<&Template>,
+    tags: &mut Vec<TokenStream>,
+) -> TokenStream {
+    let fn_name = func.sig.ident.to_string();
     // The key namespace is the function's path (and version), whatever its `name`: two
     // functions never read each other's entries through a shared display name.
     let version = args.version.map(|v| format!("@v{v}")).unwrap_or_default();
@@ -210,70 +255,25 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
         None => quote! { ::std::option::Option::None },
     };
     let cache = cache_expr(args.cache.as_ref());
-    let shape = shape_of(&ret);
-    let mut tags: Vec<TokenStream> = tags
-        .iter()
-        .map(|t| {
-            let render = t.render();
-            quote! { #render.into_string() }
-        })
-        .collect();
-    let key = match &key {
-        Some(template) => explicit_key(template, &version, &mut tags),
-        None => default_key(&params, &namespace),
+    let shape = shape_of(&return_type(func));
+    let key = match key {
+        Some(template) => explicit_key(template, &version, tags),
+        None => default_key(params, &namespace),
     };
-    let policy = policy(&args, &ret);
-    let stale_arm = if args.stale.is_some() {
-        let (copies, rebinds) = owned_copies(&params);
-        let body = rewrite_self(block.to_token_stream());
-        quote! {
-            ::cache_layer::__private::Lookup::Stale(__cl_value, __cl_refresh) => {
-                if let ::std::option::Option::Some(__cl_refresh) = __cl_refresh {
-                    let __cl_tags: ::std::vec::Vec<::std::string::String> = ::std::vec![#(#tags),*];
-                    #(#copies)*
-                    __cl_refresh.spawn(
-                        __cl_tags,
-                        #policy,
-                        ::cache_layer::__private::typed::<#ret, _>(async move {
-                            #(#rebinds)*
-                            #body
-                        }),
-                    );
-                }
-                __cl_value
-            }
-        }
-    } else {
-        quote! { ::cache_layer::__private::Lookup::Stale(__cl_value, _) => __cl_value, }
-    };
-
-    Ok(quote! {
-        #(#attrs)*
-        #vis #sig {
-            static __CL_SITE: ::cache_layer::__private::Site = ::cache_layer::__private::Site {
-                name: #site_name,
-                ttl: #ttl,
-                stale: #stale,
-                stale_if_error: #stale_if_error,
-                none_ttl: #none_ttl,
-                jitter: #jitter,
-                lock: #lock,
-            };
-            let __cl_cache: &::cache_layer::Cache = #cache;
-            let __cl_shape = #shape;
-            let __cl_key: ::cache_layer::__private::KeyBuf = #key;
-            match ::cache_layer::__private::lookup(__cl_cache, &__CL_SITE, __cl_shape, __cl_key.as_str()).await {
-                ::cache_layer::__private::Lookup::Hit(__cl_value) => __cl_value,
-                #stale_arm
-                ::cache_layer::__private::Lookup::Miss(__cl_miss) => {
-                    let __cl_tags: ::std::vec::Vec<::std::string::String> = ::std::vec![#(#tags),*];
-                    __cl_miss
-                        .load(__cl_tags, #policy, ::cache_layer::__private::typed::<#ret, _>(async move #block))
-                        .await
-                }
-            }
-        }
-    })
+    quote! {
+        static __CL_SITE: ::cache_layer::__private::Site = ::cache_layer::__private::Site {
+            name: #site_name,
+            ttl: #ttl,
+            stale: #stale,
+            stale_if_error: #stale_if_error,
+            none_ttl: #none_ttl,
+            jitter: #jitter,
+            lock: #lock,
+        };
+        let __cl_cache: &::cache_layer::Cache = #cache;
+        let __cl_shape = #shape;
+        let __cl_key: ::cache_layer::__private::KeyBuf = #key;
+    }
 }
 
 /// An explicit key; with a version, stored as `<key>@vN` and tagged `<key>` so that
@@ -364,92 +364,6 @@ fn check_receiver_keyed(
              or write `ignore_self = true` if the receiver does not change the answer (a pool, a client)"
         ),
     ))
-}
-
-/// With `stale`, the body also runs in a background task after the caller has returned, so it
-/// needs owned copies of `self` and the arguments.
-fn check_refreshable(params: &Params) -> syn::Result<()> {
-    if let Some(receiver) = &params.receiver {
-        if receiver.mutability.is_some() && receiver.reference.is_some() {
-            return Err(syn::Error::new_spanned(
-                receiver,
-                "`stale` refreshes in the background with a clone of `self`; `&mut self` cannot be shared",
-            ));
-        }
-    }
-    for (ident, _, ty) in &params.typed {
-        if let Type::Reference(reference) = ty {
-            if reference.mutability.is_some() {
-                return Err(syn::Error::new_spanned(
-                    ident,
-                    "`stale` refreshes in the background with copies of the arguments; a `&mut` argument cannot be copied",
-                ));
-            }
-        }
-    }
-    if let Some(span) = params.patterns.first() {
-        return Err(syn::Error::new(
-            *span,
-            "`stale` needs plain argument names (it copies them for the background refresh)",
-        ));
-    }
-    Ok(())
-}
-
-/// `let` statements cloning `self` and the arguments before the refresh task is spawned, and
-/// the statements inside the task that rebind them under their original names and types.
-fn owned_copies(params: &Params) -> (Vec<TokenStream>, Vec<TokenStream>) {
-    let mut copies = Vec::new();
-    let mut rebinds = Vec::new();
-    if let Some(receiver) = &params.receiver {
-        if receiver.reference.is_some() {
-            copies.push(quote! { let __cl_own_self = ::std::clone::Clone::clone(self); });
-            rebinds.push(quote! { let __cl_self = &__cl_own_self; });
-        } else {
-            copies.push(quote! { let __cl_own_self = ::std::clone::Clone::clone(&self); });
-            rebinds.push(quote! { #[allow(unused_mut)] let mut __cl_self = __cl_own_self; });
-        }
-    }
-    for (ident, mutability, ty) in &params.typed {
-        let owned = format_ident!("__cl_own_{}", ident);
-        if let Type::Reference(reference) = ty {
-            let inner = &reference.elem;
-            copies.push(quote! { let #owned = ::std::borrow::ToOwned::to_owned(#ident); });
-            rebinds.push(quote! {
-                let #ident: &#inner = ::std::borrow::Borrow::borrow(&#owned);
-            });
-        } else {
-            copies.push(quote! { let #owned = ::std::clone::Clone::clone(&#ident); });
-            rebinds.push(quote! { let #mutability #ident = #owned; });
-        }
-    }
-    (copies, rebinds)
-}
-
-/// Replaces the `self` keyword by `__cl_self` (not in `self::` paths), for the copy of the
-/// body that runs on a clone of `self`.
-fn rewrite_self(tokens: TokenStream) -> TokenStream {
-    let mut out = Vec::new();
-    let mut iter = tokens.into_iter().peekable();
-    while let Some(token) = iter.next() {
-        match token {
-            TokenTree::Ident(ident) if ident == "self" => {
-                let path = matches!(iter.peek(), Some(TokenTree::Punct(p)) if p.as_char() == ':');
-                if path {
-                    out.push(TokenTree::Ident(ident));
-                } else {
-                    out.push(TokenTree::Ident(Ident::new("__cl_self", ident.span())));
-                }
-            }
-            TokenTree::Group(group) => {
-                let mut rewritten = Group::new(group.delimiter(), rewrite_self(group.stream()));
-                rewritten.set_span(group.span());
-                out.push(TokenTree::Group(rewritten));
-            }
-            other => out.push(other),
-        }
-    }
-    out.into_iter().collect()
 }
 
 pub(crate) fn invalidates(attr: TokenStream, item: TokenStream) -> TokenStream {

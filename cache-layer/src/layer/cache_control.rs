@@ -9,6 +9,8 @@ use std::time::Duration;
 use http::header::{CACHE_CONTROL, PRAGMA};
 use http::{HeaderMap, HeaderName};
 
+use super::field::{is_ows, trim_ows};
+
 /// Largest delta-seconds value; larger values clamp to it (RFC 9111 §1.2.2).
 pub(crate) const DELTA_SECONDS_MAX: u64 = 2_147_483_648;
 
@@ -32,34 +34,12 @@ pub(crate) fn parse_delta_seconds(s: &str) -> Option<Duration> {
 
 /// One directive: lowercase name plus optional argument (quotes/escapes removed).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Directive {
+pub(crate) struct Directive {
     /// Lowercased directive name.
-    name: String,
+    pub(crate) name: String,
     /// Argument; a malformed quoted-string becomes `Some("")` so typed
     /// arguments (delta-seconds) are rejected rather than guessed.
-    arg: Option<String>,
-}
-
-/// Whether `b` is optional whitespace (SP / HTAB).
-fn is_ows(b: u8) -> bool {
-    b == b' ' || b == b'\t'
-}
-
-/// Trims leading and trailing OWS from a byte slice.
-fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = s {
-        if !is_ows(*first) {
-            break;
-        }
-        s = rest;
-    }
-    while let [rest @ .., last] = s {
-        if !is_ows(*last) {
-            break;
-        }
-        s = rest;
-    }
-    s
+    pub(crate) arg: Option<String>,
 }
 
 /// Splits one field line into directives, appending to `out`.
@@ -205,17 +185,22 @@ pub(crate) struct ResponseDirectives {
     pub(crate) stale_while_revalidate: Option<Duration>,
     /// `stale-if-error` (RFC 5861); `None` when invalid.
     pub(crate) stale_if_error: Option<Duration>,
-    /// `immutable` (RFC 8246).
-    pub(crate) immutable: bool,
+    /// Read from a targeted field (RFC 9213), which replaces `Cache-Control` *and* `Expires`.
+    pub(crate) targeted: bool,
 }
 
 impl ResponseDirectives {
     /// Parses all `Cache-Control` lines of a response.
     pub(crate) fn parse(headers: &HeaderMap) -> Self {
+        Self::from_directives(directives(headers, &CACHE_CONTROL))
+    }
+
+    /// The directive set `directives` make up (repeated ones folded as in `Cache-Control`).
+    pub(crate) fn from_directives(directives: impl IntoIterator<Item = Directive>) -> Self {
         let mut out = Self::default();
         let (mut max_age, mut s_maxage) = (Slot::Absent, Slot::Absent);
         let (mut swr, mut sie) = (Slot::Absent, Slot::Absent);
-        for d in directives(headers, &CACHE_CONTROL) {
+        for d in directives {
             let arg = d.arg.as_deref();
             match d.name.as_str() {
                 "max-age" => max_age = max_age.merge(arg),
@@ -229,7 +214,6 @@ impl ResponseDirectives {
                 "public" => out.public = true,
                 "must-revalidate" => out.must_revalidate = true,
                 "proxy-revalidate" => out.proxy_revalidate = true,
-                "immutable" => out.immutable = true,
                 _ => {}
             }
         }
@@ -373,7 +357,7 @@ mod tests {
         let d = resp(&["Max-Age=60, PUBLIC, s-MaxAge=120, Must-Revalidate, Immutable"]);
         assert_eq!(d.max_age, secs(60));
         assert_eq!(d.s_maxage, secs(120));
-        assert!(d.public && d.must_revalidate && d.immutable);
+        assert!(d.public && d.must_revalidate);
         assert!(!d.private && !d.no_store && !d.no_cache && !d.proxy_revalidate);
     }
 

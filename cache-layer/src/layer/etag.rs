@@ -5,6 +5,8 @@ use std::fmt;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::field::{is_ows, trim_ows};
+
 /// An entity tag; `tag` holds the opaque-tag without its quotes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct EntityTag {
@@ -17,18 +19,6 @@ pub(crate) struct EntityTag {
 /// `etagc = %x21 / %x23-7E / obs-text` (RFC 9110 §8.8.3).
 fn is_etagc(b: u8) -> bool {
     b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80
-}
-
-/// Whether `b` is optional whitespace (SP / HTAB).
-fn is_ows(b: u8) -> bool {
-    b == b' ' || b == b'\t'
-}
-
-/// Trims leading and trailing OWS from a byte slice.
-fn trim_ows(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|&b| !is_ows(b)).unwrap_or(s.len());
-    let end = s.iter().rposition(|&b| !is_ows(b)).map_or(start, |p| p + 1);
-    s.get(start..end).unwrap_or(&[])
 }
 
 impl EntityTag {
@@ -73,18 +63,6 @@ impl EntityTag {
             return None;
         }
         Self::parse_bytes(first.as_bytes())
-    }
-
-    /// Strong comparison: both strong and identical tags (RFC 9110 §8.8.3.2).
-    #[cfg(test)]
-    pub(crate) fn strong_eq(&self, other: &Self) -> bool {
-        !self.weak && !other.weak && self.tag == other.tag
-    }
-
-    /// Weak comparison: identical tags regardless of weakness.
-    #[cfg(test)]
-    pub(crate) fn weak_eq(&self, other: &Self) -> bool {
-        self.tag == other.tag
     }
 
     /// The wire form as a header value.
@@ -169,7 +147,8 @@ pub(crate) enum ListMatch {
 }
 
 /// Evaluates the request's `name` list (every field line) against `current`, without building
-/// the list; `None` when the header is absent. Same rules as [`EntityTagList::parse_bytes`].
+/// the list; `None` when the header is absent. `*` counts only as the sole member; invalid
+/// members are skipped (they match nothing).
 pub(crate) fn match_list(
     headers: &HeaderMap,
     name: &HeaderName,
@@ -210,73 +189,8 @@ impl fmt::Display for EntityTag {
 /// Deterministic, so every instance and release gives a body the same tag.
 fn body_tag(body: &[u8]) -> String {
     use sha2::{Digest as _, Sha256};
-    use std::fmt::Write as _;
-    let digest = Sha256::digest(body);
-    let mut tag = format!("{:x}-", body.len());
-    for byte in &digest[..16] {
-        let _ = write!(tag, "{byte:02x}");
-    }
-    tag
-}
-
-/// Parsed `If-Match` / `If-None-Match` value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum EntityTagList {
-    /// `*`.
-    Any,
-    /// Listed tags; empty when nothing valid parsed (matches nothing).
-    Tags(Vec<EntityTag>),
-}
-
-impl EntityTagList {
-    /// Parses all lines of header `name`; `None` when the header is absent.
-    ///
-    /// `*` counts only as the sole member; invalid members are skipped.
-    #[cfg(test)]
-    pub(crate) fn from_headers(headers: &HeaderMap, name: &HeaderName) -> Option<Self> {
-        let mut lines = headers.get_all(name).iter().peekable();
-        lines.peek()?;
-        Some(Self::collect(lines.map(HeaderValue::as_bytes)))
-    }
-
-    /// Parses a single raw field value (used by fuzzing and tests).
-    pub(crate) fn parse_bytes(value: &[u8]) -> Self {
-        Self::collect([value])
-    }
-
-    fn collect<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Self {
-        let mut tags = Vec::new();
-        let any = {
-            let mut scan = ListScan::new(|member: TagRef<'_>| tags.push(member.to_owned()));
-            for line in lines {
-                scan.scan(line);
-            }
-            scan.is_any()
-        };
-        if any {
-            Self::Any
-        } else {
-            Self::Tags(tags)
-        }
-    }
-
-    /// True if any member strongly matches `current` (`*` matches anything).
-    #[cfg(test)]
-    pub(crate) fn matches_strong(&self, current: &EntityTag) -> bool {
-        match self {
-            Self::Any => true,
-            Self::Tags(tags) => tags.iter().any(|t| t.strong_eq(current)),
-        }
-    }
-
-    /// True if any member weakly matches `current` (`*` matches anything).
-    #[cfg(test)]
-    pub(crate) fn matches_weak(&self, current: &EntityTag) -> bool {
-        match self {
-            Self::Any => true,
-            Self::Tags(tags) => tags.iter().any(|t| t.weak_eq(current)),
-        }
-    }
+    // `{:.32x}`: the digest's first 32 hex digits (16 bytes).
+    format!("{:x}-{:.32x}", body.len(), Sha256::digest(body))
 }
 
 /// Scans list members across field lines, handing each valid tag to `on_tag`.
@@ -424,6 +338,28 @@ mod tests {
         assert_eq!(EntityTag::weak("a b"), None);
     }
 
+    /// How the `If-None-Match` `lines` apply to `current` under `comparison`.
+    fn applies(lines: &[&[u8]], current: &EntityTag, comparison: Comparison) -> Option<ListMatch> {
+        let mut h = HeaderMap::new();
+        for l in lines {
+            h.append(IF_NONE_MATCH, HeaderValue::from_bytes(l).expect("valid"));
+        }
+        match_list(&h, &IF_NONE_MATCH, Some(current), comparison)
+    }
+
+    /// Which of `candidates` the `lines` list (weak comparison); `None` for `*`.
+    fn listed(lines: &[&[u8]], candidates: &[EntityTag]) -> Option<Vec<String>> {
+        let mut found = Vec::new();
+        for current in candidates {
+            match applies(lines, current, Comparison::Weak)? {
+                ListMatch::Any => return None,
+                ListMatch::Tags(true) => found.push(current.to_string()),
+                ListMatch::Tags(false) => {}
+            }
+        }
+        Some(found)
+    }
+
     #[test]
     fn comparison_table() {
         // RFC 9110 §8.8.3.2 example table.
@@ -435,70 +371,91 @@ mod tests {
             (s("1"), s("2"), false, false),
         ];
         for (a, b, strong, weak) in cases {
-            assert_eq!(a.strong_eq(&b), strong, "{a} {b}");
-            assert_eq!(b.strong_eq(&a), strong, "{b} {a}");
-            assert_eq!(a.weak_eq(&b), weak, "{a} {b}");
-            assert_eq!(b.weak_eq(&a), weak, "{b} {a}");
+            for (x, y) in [(&a, &b), (&b, &a)] {
+                let line = x.to_string();
+                let tag = |c| applies(&[line.as_bytes()], y, c);
+                assert_eq!(
+                    tag(Comparison::Strong),
+                    Some(ListMatch::Tags(strong)),
+                    "{x} {y}"
+                );
+                assert_eq!(
+                    tag(Comparison::Weak),
+                    Some(ListMatch::Tags(weak)),
+                    "{x} {y}"
+                );
+            }
         }
-    }
-
-    fn list(lines: &[&[u8]]) -> Option<EntityTagList> {
-        let mut h = HeaderMap::new();
-        for l in lines {
-            h.append(IF_NONE_MATCH, HeaderValue::from_bytes(l).expect("valid"));
-        }
-        EntityTagList::from_headers(&h, &IF_NONE_MATCH)
     }
 
     #[test]
     fn list_parsing() {
-        use EntityTagList::{Any, Tags};
-        assert_eq!(list(&[]), None);
-        assert_eq!(list(&[b"*"]), Some(Any));
-        assert_eq!(list(&[b"  *  "]), Some(Any));
-        assert_eq!(list(&[b"*", b"*"]), Some(Any));
-        assert_eq!(list(&[b"\"a\", W/\"b\""]), Some(Tags(vec![s("a"), w("b")])));
+        let all = [s("a"), w("b"), s("a,b"), s("c"), s("ok"), w("c")];
+        let tags = |lines: &[&[u8]]| listed(lines, &all);
+        let names = |v: &[&str]| Some(v.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>());
+        assert_eq!(applies(&[], &s("a"), Comparison::Weak), None);
+        assert_eq!(tags(&[b"*"]), None);
+        assert_eq!(tags(&[b"  *  "]), None);
+        assert_eq!(tags(&[b"*", b"*"]), None);
+        assert_eq!(tags(&[b"\"a\", W/\"b\""]), names(&["\"a\"", "W/\"b\""]));
+        assert_eq!(tags(&[b"\"a\"", b"W/\"b\""]), names(&["\"a\"", "W/\"b\""]));
         assert_eq!(
-            list(&[b"\"a\"", b"W/\"b\""]),
-            Some(Tags(vec![s("a"), w("b")]))
+            tags(&[b"\"a,b\", \"c\""]),
+            names(&["\"a,b\"", "\"c\"", "W/\"c\""])
         );
-        assert_eq!(
-            list(&[b"\"a,b\", \"c\""]),
-            Some(Tags(vec![s("a,b"), s("c")]))
-        );
-        assert_eq!(list(&[b",, \"a\" ,,"]), Some(Tags(vec![s("a")])));
-        assert_eq!(
-            list(&[b"bogus, \"a\", \"b\"x, w/\"c\""]),
-            Some(Tags(vec![s("a")]))
-        );
-        assert_eq!(list(&[b"bogus"]), Some(Tags(vec![])));
-        assert_eq!(list(&[b""]), Some(Tags(vec![])));
-        assert_eq!(list(&[b"\"unterminated"]), Some(Tags(vec![])));
-        assert_eq!(list(&[b"*, \"a\""]), Some(Tags(vec![s("a")])));
-        assert_eq!(list(&[b"*", b"junk"]), Some(Tags(vec![])));
-        assert_eq!(list(&[b"\"\xff\", \"ok\""]), Some(Tags(vec![s("ok")])));
+        assert_eq!(tags(&[b",, \"a\" ,,"]), names(&["\"a\""]));
+        assert_eq!(tags(&[b"bogus, \"a\", \"b\"x, w/\"c\""]), names(&["\"a\""]));
+        assert_eq!(tags(&[b"bogus"]), names(&[]));
+        assert_eq!(tags(&[b""]), names(&[]));
+        assert_eq!(tags(&[b"\"unterminated"]), names(&[]));
+        assert_eq!(tags(&[b"*, \"a\""]), names(&["\"a\""]));
+        assert_eq!(tags(&[b"*", b"junk"]), names(&[]));
+        assert_eq!(tags(&[b"\"\xff\", \"ok\""]), names(&["\"ok\""]));
     }
 
     #[test]
     fn list_header_name_respected() {
         let mut h = HeaderMap::new();
         h.insert(IF_MATCH, HeaderValue::from_static("\"a\""));
-        assert_eq!(EntityTagList::from_headers(&h, &IF_NONE_MATCH), None);
         assert_eq!(
-            EntityTagList::from_headers(&h, &IF_MATCH),
-            Some(EntityTagList::Tags(vec![s("a")]))
+            match_list(&h, &IF_NONE_MATCH, Some(&s("a")), Comparison::Weak),
+            None
+        );
+        assert_eq!(
+            match_list(&h, &IF_MATCH, Some(&s("a")), Comparison::Strong),
+            Some(ListMatch::Tags(true))
         );
     }
 
     #[test]
     fn list_matching() {
-        let l = EntityTagList::parse_bytes(b"W/\"a\", \"b\"");
-        assert!(l.matches_weak(&s("a")));
-        assert!(!l.matches_strong(&s("a")));
-        assert!(l.matches_strong(&s("b")));
-        assert!(!l.matches_weak(&s("c")));
-        assert!(EntityTagList::Any.matches_strong(&w("z")));
-        assert!(!EntityTagList::Tags(vec![]).matches_weak(&s("")));
+        let l: &[&[u8]] = &[b"W/\"a\", \"b\""];
+        assert_eq!(
+            applies(l, &s("a"), Comparison::Weak),
+            Some(ListMatch::Tags(true))
+        );
+        assert_eq!(
+            applies(l, &s("a"), Comparison::Strong),
+            Some(ListMatch::Tags(false))
+        );
+        assert_eq!(
+            applies(l, &s("b"), Comparison::Strong),
+            Some(ListMatch::Tags(true))
+        );
+        assert_eq!(
+            applies(l, &s("c"), Comparison::Weak),
+            Some(ListMatch::Tags(false))
+        );
+        assert_eq!(
+            applies(&[b"*"], &w("z"), Comparison::Strong),
+            Some(ListMatch::Any)
+        );
+        let mut h = HeaderMap::new();
+        h.insert(IF_NONE_MATCH, HeaderValue::from_static("\"a\""));
+        assert_eq!(
+            match_list(&h, &IF_NONE_MATCH, None, Comparison::Weak),
+            Some(ListMatch::Tags(false))
+        );
     }
 
     #[test]
@@ -522,7 +479,7 @@ mod tests {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
         assert_eq!(a, EntityTag::strong_from_bytes(b"hello world"));
         let wk = EntityTag::weak_from_bytes(b"hello world");
-        assert!(wk.weak && wk.weak_eq(&a) && !wk.strong_eq(&a));
+        assert!(wk.weak && wk.tag == a.tag);
         assert_eq!(EntityTag::parse(&a.to_string()), Some(a));
         assert!(EntityTag::strong_from_bytes(b"").tag.starts_with("0-"));
         assert_eq!(
@@ -548,51 +505,5 @@ mod tests {
             buf[bit / 8] ^= 1 << (bit % 8);
             assert!(seen.insert(body_tag(&buf)), "collision at bit {bit}");
         }
-    }
-
-    #[test]
-    fn matching_without_building_the_list_agrees_with_the_list() {
-        let lines: [&[&[u8]]; 10] = [
-            &[b"\"a\""],
-            &[b"W/\"a\""],
-            &[b"\"b\", W/\"a\""],
-            &[b"*"],
-            &[b"*, \"a\""],
-            &[b"\"x\"", b"\"a\""],
-            &[b"garbage, \"a\" trailing"],
-            &[b"\"a,b\""],
-            &[b""],
-            &[b"W/\"\xff\""],
-        ];
-        let currents = [s("a"), w("a"), s("a,b"), s("z")];
-        for line in lines {
-            let mut h = HeaderMap::new();
-            for value in line {
-                h.append(IF_NONE_MATCH, HeaderValue::from_bytes(value).unwrap());
-            }
-            let list = EntityTagList::from_headers(&h, &IF_NONE_MATCH).unwrap();
-            for current in &currents {
-                for (comparison, expected) in [
-                    (Comparison::Strong, list.matches_strong(current)),
-                    (Comparison::Weak, list.matches_weak(current)),
-                ] {
-                    let found = match_list(&h, &IF_NONE_MATCH, Some(current), comparison);
-                    let found = match found {
-                        Some(ListMatch::Any) => true,
-                        Some(ListMatch::Tags(matched)) => matched,
-                        None => panic!("header present"),
-                    };
-                    assert_eq!(found, expected, "{line:?} vs {current} ({comparison:?})");
-                }
-            }
-            assert_eq!(
-                match_list(&h, &IF_NONE_MATCH, None, Comparison::Weak) == Some(ListMatch::Any),
-                list == EntityTagList::Any
-            );
-        }
-        assert_eq!(
-            match_list(&HeaderMap::new(), &IF_NONE_MATCH, None, Comparison::Weak),
-            None
-        );
     }
 }

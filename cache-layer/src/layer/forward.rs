@@ -20,17 +20,19 @@ use super::body::{CacheBody, Recording};
 use super::cache_control::{RequestDirectives, ResponseDirectives};
 use super::etag::EntityTag;
 use super::freshness::current_age;
+use super::freshness::remaining_ttl;
 use super::gate::{admit, strip_connection_fields, Admitted, Exchange};
 use super::in_flight::Held;
-use super::key::{secondary_key, vary_names};
+use super::key::secondary_key;
 use super::layer::{Config, EtagMode};
 use super::lookup::{lookup, request_directives, response_of, Found};
 use super::record::{add_etag, mark_uncacheable, store_response, PendingStore};
-use super::respond::{apply_preconditions, remaining_ttl, serve};
+use super::respond::{apply_preconditions, serve};
 use super::status::{CacheStatus, Forward};
 use super::storable::NotStorable;
 use super::stored::{lifetime_of, CachedResponse, Usability};
 use super::tags::take_tags;
+use super::vary::vary_names;
 use crate::entry::Value;
 use crate::pipeline::{self, Joined, Leader, Load, Waiting};
 use crate::stats::Counter;
@@ -148,7 +150,7 @@ fn fresh_hit<B: Body>(
         return None;
     }
     cache.inner().counters().add(Counter::Hit);
-    let status = CacheStatus::hit().ttl(remaining_ttl(response, age));
+    let status = CacheStatus::hit().ttl(remaining_ttl(response.lifetime, age));
     Some(serve(response, method, headers, status, age))
 }
 
@@ -278,13 +280,14 @@ fn not_modified<B: Body>(
         return served;
     }
     let headers = stale.updated_headers(&parts.headers, x.times.1);
-    let cc = ResponseDirectives::parse(&headers);
+    let cc = x.config.targeted.directives(&headers);
     let exchange = Exchange::Http {
         // A HEAD's 304 updates the stored GET response (RFC 9111 §4.3.5).
         method: &Method::GET,
         request: x.client,
         status: stale.status,
         has_default_ttl: x.config.default_ttl.is_some(),
+        targeted: &x.config.targeted,
     };
     match admit(exchange, headers.clone(), &cc) {
         Ok(admitted) if !varies_alike(admitted.get(), &stale.vary) => {
@@ -354,6 +357,7 @@ fn unstored_update<B: Body>(
     extensions: http::Extensions,
 ) -> Response<CacheBody<B>> {
     strip_connection_fields(&mut headers);
+    x.config.targeted.hide(&mut headers);
     let age = current_age(&headers, x.times.0, x.times.1, SystemTime::now());
     headers.insert(AGE, HeaderValue::from(age.as_secs()));
     status.append_to(&mut headers);
@@ -482,16 +486,19 @@ where
             parts.headers.insert(DATE, date);
         }
     }
-    let cc = ResponseDirectives::parse(&parts.headers);
+    let cc = config.targeted.directives(&parts.headers);
     let exchange = Exchange::Http {
         method,
         request: client,
         status: parts.status,
         has_default_ttl: config.default_ttl.is_some(),
+        targeted: &config.targeted,
     };
     let verdict = admit(exchange, parts.headers.clone(), &cc).and_then(|admitted| {
         check_size(&parts.headers, &body.size_hint(), config.max_body).map(|()| admitted)
     });
+    // The client's copy: targeted fields are for this cache (the stored copy keeps them).
+    config.targeted.hide(&mut parts.headers);
     let status = CacheStatus::forward(x.plan.forward).forward_status(parts.status.as_u16());
     let admitted = match verdict {
         Ok(admitted) => admitted,

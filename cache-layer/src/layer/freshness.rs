@@ -7,14 +7,15 @@ use http::header::{AGE, DATE, EXPIRES, LAST_MODIFIED};
 use http::{HeaderMap, HeaderName, StatusCode};
 
 use super::cache_control::{parse_delta_seconds, ResponseDirectives};
+use super::field::trim_ows;
 
 /// Upper bound for heuristic freshness (a common, conservative choice).
 const HEURISTIC_CAP: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Parses an HTTP-date (IMF-fixdate, RFC 850 or asctime) from raw bytes.
 pub(crate) fn parse_http_date(value: &[u8]) -> Option<SystemTime> {
-    let s = std::str::from_utf8(value).ok()?;
-    httpdate::parse_http_date(s.trim_matches(|c| c == ' ' || c == '\t')).ok()
+    let s = std::str::from_utf8(trim_ows(value)).ok()?;
+    httpdate::parse_http_date(s).ok()
 }
 
 /// Parses a date header that must appear exactly once; otherwise `None`.
@@ -44,22 +45,22 @@ fn since(later: SystemTime, earlier: SystemTime) -> Duration {
 /// Freshness lifetime for a shared cache (RFC 9111 §4.2.1).
 ///
 /// Precedence: `s-maxage`, `max-age`, `Expires - Date`, then heuristic
-/// (10% of `Date - Last-Modified`, capped at one day) when
-/// `heuristic_allowed` and the status is heuristically cacheable or the response is `public`.
+/// (10% of `Date - Last-Modified`, capped at one day) when the status is heuristically
+/// cacheable or the response is `public`.
 /// `received` stands in for a missing or invalid `Date`.
 /// `None` means the response carries no freshness information.
 pub(crate) fn freshness_lifetime(
     status: StatusCode,
     headers: &HeaderMap,
     cc: &ResponseDirectives,
-    heuristic_allowed: bool,
     received: SystemTime,
 ) -> Option<Duration> {
     if let Some(d) = cc.s_maxage.or(cc.max_age) {
         return Some(d);
     }
     let date = header_date(headers, &DATE).unwrap_or(received);
-    if headers.contains_key(EXPIRES) {
+    // A targeted field (RFC 9213 §2.2) replaces `Expires` as well as `Cache-Control`.
+    if !cc.targeted && headers.contains_key(EXPIRES) {
         // Invalid Expires (e.g. "0") means already expired (RFC 9111 §5.3).
         return Some(match header_date(headers, &EXPIRES) {
             Some(expires) => since(expires, date),
@@ -68,11 +69,35 @@ pub(crate) fn freshness_lifetime(
     }
     // RFC 9111 §5.2.2.9: a `public` response without explicit freshness is heuristically
     // cacheable whatever its status.
-    if heuristic_allowed && (is_heuristically_cacheable(status) || cc.public) {
+    if is_heuristically_cacheable(status) || cc.public {
         let last_modified = header_date(headers, &LAST_MODIFIED)?;
         return Some((since(date, last_modified) / 10).min(HEURISTIC_CAP));
     }
     None
+}
+
+/// Whole seconds of freshness a response with `lifetime` has left at `age` (negative once
+/// stale), as `Cache-Status` reports it in `ttl`. Saturates.
+pub(crate) fn remaining_ttl(lifetime: Duration, age: Duration) -> i64 {
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    secs(lifetime).saturating_sub(secs(age))
+}
+
+/// The `Age` field's value (RFC 9111 §5.1): a list (several lines, or commas in one) counts
+/// as its first member; an invalid value is ignored (zero); a huge one saturates at 2^31 s.
+fn age_value(headers: &HeaderMap) -> Duration {
+    let Some(first_line) = headers.get(AGE) else {
+        return Duration::ZERO;
+    };
+    let first = first_line
+        .as_bytes()
+        .split(|&b| b == b',')
+        .next()
+        .unwrap_or_default();
+    std::str::from_utf8(trim_ows(first))
+        .ok()
+        .and_then(parse_delta_seconds)
+        .unwrap_or(Duration::ZERO)
 }
 
 /// Current age of a stored response (RFC 9111 §4.2.3).
@@ -87,14 +112,7 @@ pub(crate) fn current_age(
     now: SystemTime,
 ) -> Duration {
     let date_value = header_date(headers, &DATE).unwrap_or(response_time);
-    // Invalid Age lines are ignored; multiple valid ones take the largest (conservative).
-    let age_value = headers
-        .get_all(AGE)
-        .iter()
-        .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
-        .filter_map(|s| parse_delta_seconds(s.trim_matches(|c| c == ' ' || c == '\t')))
-        .max()
-        .unwrap_or(Duration::ZERO);
+    let age_value = age_value(headers);
     let apparent_age = since(response_time, date_value);
     let response_delay = since(response_time, request_time);
     let corrected_age_value = age_value.saturating_add(response_delay);
@@ -126,11 +144,11 @@ mod tests {
         h
     }
 
-    fn lifetime(pairs: &[(HeaderName, &str)], status: u16, heuristic: bool) -> Option<Duration> {
+    fn lifetime(pairs: &[(HeaderName, &str)], status: u16) -> Option<Duration> {
         let h = headers(pairs);
         let cc = ResponseDirectives::parse(&h);
         let status = StatusCode::from_u16(status).expect("valid status");
-        freshness_lifetime(status, &h, &cc, heuristic, t(1_000_000))
+        freshness_lifetime(status, &h, &cc, t(1_000_000))
     }
 
     const D: u64 = 1_000_000_000;
@@ -173,61 +191,64 @@ mod tests {
             (EXPIRES, exp.as_str()),
             (LAST_MODIFIED, lm.as_str()),
         ];
-        assert_eq!(lifetime(&all, 200, true), Some(Duration::from_secs(200)));
-        assert_eq!(lifetime(&all[0..0], 200, true), None);
+        assert_eq!(lifetime(&all, 200), Some(Duration::from_secs(200)));
+        assert_eq!(lifetime(&all[0..0], 200), None);
         let no_s = [
             (CACHE_CONTROL, "max-age=100"),
             all[1].clone(),
             all[2].clone(),
             all[3].clone(),
         ];
-        assert_eq!(lifetime(&no_s, 200, true), Some(Duration::from_secs(100)));
+        assert_eq!(lifetime(&no_s, 200), Some(Duration::from_secs(100)));
+        assert_eq!(lifetime(&all[1..], 200), Some(Duration::from_secs(500)));
         assert_eq!(
-            lifetime(&all[1..], 200, true),
-            Some(Duration::from_secs(500))
-        );
-        assert_eq!(
-            lifetime(&[all[1].clone(), all[3].clone()], 200, true),
+            lifetime(&[all[1].clone(), all[3].clone()], 200),
             Some(Duration::from_secs(100))
         );
         // Invalid max-age means stale, and beats Expires.
         let bad = [(CACHE_CONTROL, "max-age=x"), all[1].clone(), all[2].clone()];
-        assert_eq!(lifetime(&bad, 200, true), Some(Duration::ZERO));
+        assert_eq!(lifetime(&bad, 200), Some(Duration::ZERO));
     }
 
     #[test]
     fn expires_cases() {
         let date = fmt(D);
         assert_eq!(
-            lifetime(&[(EXPIRES, "0"), (DATE, &date)], 200, true),
+            lifetime(&[(EXPIRES, "0"), (DATE, &date)], 200),
             Some(Duration::ZERO)
         );
+        assert_eq!(lifetime(&[(EXPIRES, "garbage")], 200), Some(Duration::ZERO));
         assert_eq!(
-            lifetime(&[(EXPIRES, "garbage")], 200, true),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(
-            lifetime(&[(EXPIRES, &fmt(D - 10)), (DATE, &date)], 200, true),
+            lifetime(&[(EXPIRES, &fmt(D - 10)), (DATE, &date)], 200),
             Some(Duration::ZERO)
         );
         let two = [(EXPIRES, fmt(D + 10)), (EXPIRES, fmt(D + 20))];
         let two: Vec<_> = two.iter().map(|(n, v)| (n.clone(), v.as_str())).collect();
-        assert_eq!(lifetime(&two, 200, true), Some(Duration::ZERO));
+        assert_eq!(lifetime(&two, 200), Some(Duration::ZERO));
         // Missing Date: measured from `received` (1_000_000).
         assert_eq!(
-            lifetime(&[(EXPIRES, &fmt(1_000_060))], 200, true),
+            lifetime(&[(EXPIRES, &fmt(1_000_060))], 200),
             Some(Duration::from_secs(60))
         );
         // Invalid Date: also falls back to `received`.
         assert_eq!(
-            lifetime(&[(EXPIRES, &fmt(1_000_060)), (DATE, "nope")], 200, true),
+            lifetime(&[(EXPIRES, &fmt(1_000_060)), (DATE, "nope")], 200),
             Some(Duration::from_secs(60))
         );
-        // Expires is explicit: used even when heuristics are disallowed / status not listed.
+        // Expires is explicit: used even when the status is not heuristically cacheable.
         assert_eq!(
-            lifetime(&[(EXPIRES, &fmt(1_000_060))], 302, false),
+            lifetime(&[(EXPIRES, &fmt(1_000_060))], 302),
             Some(Duration::from_secs(60))
         );
+    }
+
+    #[test]
+    fn remaining_ttl_counts_whole_seconds_and_saturates() {
+        let s = Duration::from_secs;
+        assert_eq!(remaining_ttl(s(60), Duration::from_millis(10_900)), 50);
+        assert_eq!(remaining_ttl(s(10), s(60)), -50);
+        assert_eq!(remaining_ttl(Duration::ZERO, Duration::MAX), -i64::MAX);
+        assert_eq!(remaining_ttl(Duration::MAX, Duration::ZERO), i64::MAX);
     }
 
     #[test]
@@ -237,14 +258,13 @@ mod tests {
         let base = [(DATE, date.as_str()), (LAST_MODIFIED, lm.as_str())];
         for code in [200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501] {
             assert_eq!(
-                lifetime(&base, code, true),
+                lifetime(&base, code),
                 Some(Duration::from_secs(100)),
                 "{code}"
             );
-            assert_eq!(lifetime(&base, code, false), None, "{code}");
         }
         for code in [201, 202, 302, 303, 307, 400, 403, 500, 502, 503] {
-            assert_eq!(lifetime(&base, code, true), None, "{code}");
+            assert_eq!(lifetime(&base, code), None, "{code}");
             // `public` makes any status heuristically cacheable (RFC 9111 §5.2.2.9).
             let public = [
                 (DATE, date.as_str()),
@@ -252,7 +272,7 @@ mod tests {
                 (CACHE_CONTROL, "public"),
             ];
             assert_eq!(
-                lifetime(&public, code, true),
+                lifetime(&public, code),
                 Some(Duration::from_secs(100)),
                 "public {code}"
             );
@@ -260,24 +280,21 @@ mod tests {
         // Cap at one day.
         let old = fmt(D - 100 * 86_400);
         assert_eq!(
-            lifetime(&[(DATE, &date), (LAST_MODIFIED, &old)], 200, true),
+            lifetime(&[(DATE, &date), (LAST_MODIFIED, &old)], 200),
             Some(HEURISTIC_CAP)
         );
         // Last-Modified in the future relative to Date.
         let future = fmt(D + 10);
         assert_eq!(
-            lifetime(&[(DATE, &date), (LAST_MODIFIED, &future)], 200, true),
+            lifetime(&[(DATE, &date), (LAST_MODIFIED, &future)], 200),
             Some(Duration::ZERO)
         );
         // No / invalid Last-Modified: no information.
-        assert_eq!(lifetime(&[(DATE, &date)], 200, true), None);
-        assert_eq!(
-            lifetime(&[(DATE, &date), (LAST_MODIFIED, "x")], 200, true),
-            None
-        );
+        assert_eq!(lifetime(&[(DATE, &date)], 200), None);
+        assert_eq!(lifetime(&[(DATE, &date), (LAST_MODIFIED, "x")], 200), None);
         // No Date: uses `received`.
         assert_eq!(
-            lifetime(&[(LAST_MODIFIED, &fmt(1_000_000 - 50))], 200, true),
+            lifetime(&[(LAST_MODIFIED, &fmt(1_000_000 - 50))], 200),
             Some(Duration::from_secs(5))
         );
     }
@@ -327,7 +344,13 @@ mod tests {
         assert_eq!(at(&[" 42 "]), Duration::from_secs(42));
         assert_eq!(at(&["abc"]), Duration::ZERO);
         assert_eq!(at(&["-5"]), Duration::ZERO);
-        assert_eq!(at(&["5", "abc", "7"]), Duration::from_secs(7));
+        // A list counts as its first member; an invalid first member voids the field.
+        assert_eq!(at(&["5", "abc", "7"]), Duration::from_secs(5));
+        assert_eq!(at(&["5, 9"]), Duration::from_secs(5));
+        assert_eq!(at(&[" 8 ,x"]), Duration::from_secs(8));
+        assert_eq!(at(&["abc", "7"]), Duration::ZERO);
+        assert_eq!(at(&[",7"]), Duration::ZERO);
+        assert_eq!(at(&["1.5"]), Duration::ZERO);
         assert_eq!(
             at(&["99999999999999999999"]),
             Duration::from_secs(2_147_483_648)

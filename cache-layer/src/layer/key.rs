@@ -6,9 +6,13 @@
 //! never keyed. Credentials never appear in a key: a varied `Cookie` or `Authorization` is
 //! keyed by a digest of its value.
 
-use http::header::{AUTHORIZATION, COOKIE, HOST, PROXY_AUTHORIZATION, VARY};
+use std::fmt::Write as _;
+
+use http::header::{AUTHORIZATION, COOKIE, HOST, PROXY_AUTHORIZATION};
 use http::{HeaderMap, HeaderName, Method, Uri};
 use sha2::{Digest, Sha256};
+
+use crate::key::percent_encoded;
 
 /// The default primary key: `GET <scheme>://<authority><path>[?<query>]`, or `None` when the
 /// request's authority is missing or invalid (such a request is passed through uncached).
@@ -37,11 +41,9 @@ pub(crate) fn write_primary_key(
     let query = uri.query();
     key.reserve(8 + scheme.len() + authority.len() + path.len() + query.map_or(0, str::len));
     key.push_str("GET ");
-    let start = key.len();
-    key.push_str(scheme);
+    push_lowercase(key, scheme);
     key.push_str("://");
-    key.push_str(authority);
-    key[start..].make_ascii_lowercase();
+    push_lowercase(key, authority);
     key.push_str(path);
     if let Some(query) = query {
         key.push('?');
@@ -54,6 +56,14 @@ pub(crate) fn write_primary_key(
         }
     }
     true
+}
+
+/// Appends `text` (a scheme or an authority) lowercased: both are case-insensitive (RFC 3986
+/// §3.1, §3.2.2), so `HTTP://Example.COM` and `http://example.com` share keys.
+pub(crate) fn push_lowercase(key: &mut String, text: &str) {
+    let start = key.len();
+    key.push_str(text);
+    key[start..].make_ascii_lowercase();
 }
 
 /// The request's authority: the URI's, else the one `Host` line; `None` when absent, not a
@@ -147,28 +157,6 @@ pub(crate) fn is_unsafe_method(method: &Method) -> bool {
     )
 }
 
-/// The header names of a response's `Vary`, lowercased, in order, without duplicates.
-/// `None` for `Vary: *` or a name that is not a valid header name (never matches).
-pub(crate) fn vary_names(response: &HeaderMap) -> Option<Vec<HeaderName>> {
-    let mut names: Vec<HeaderName> = Vec::new();
-    for line in response.get_all(VARY) {
-        for member in line.as_bytes().split(|&b| b == b',') {
-            let member = member.trim_ascii();
-            if member.is_empty() {
-                continue;
-            }
-            if member == b"*" {
-                return None;
-            }
-            let name = HeaderName::from_bytes(member).ok()?;
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
-    }
-    Some(names)
-}
-
 /// The secondary key: each varied header's values, whitespace around list commas removed.
 /// An absent header and an empty one are different keys. Bytes that are not UTF-8 (and `%`)
 /// are percent-escaped, so different values never share a key; credentials (`Cookie`,
@@ -195,10 +183,8 @@ pub(crate) fn secondary_key(names: &[HeaderName], request: &HeaderMap) -> String
         }
         if is_credential(name) {
             let digest = Sha256::digest(listed.as_bytes());
-            key.push('#');
-            for byte in &digest[..16] {
-                key.push_str(&format!("{byte:02x}"));
-            }
+            // The digest's first 32 hex digits (16 bytes).
+            let _ = write!(key, "#{digest:.32x}");
         } else {
             key.push_str(&listed);
         }
@@ -224,8 +210,8 @@ fn push_escaped(out: &mut String, bytes: &[u8]) {
                 None => out.push_str(part),
             }
         }
-        for byte in chunk.invalid() {
-            out.push_str(&format!("%{byte:02X}"));
+        for &byte in chunk.invalid() {
+            out.extend(percent_encoded(byte));
         }
     }
 }
@@ -327,6 +313,9 @@ mod tests {
 
     #[test]
     fn vary_names_and_secondary_keys() {
+        use crate::layer::vary::vary_names;
+        use http::header::VARY;
+
         let mut response = HeaderMap::new();
         response.append(VARY, HeaderValue::from_static("Accept-Language, accept"));
         response.append(VARY, HeaderValue::from_static("ACCEPT"));

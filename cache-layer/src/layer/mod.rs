@@ -3,8 +3,9 @@
 //! `tower::Service<http::Request<B>>`.
 //!
 //! The module owns the whole HTTP face: header parsing (`cache_control`, `etag`,
-//! `freshness`), the storage rules (`storable`), precondition evaluation (`conditional`),
-//! keys, what is stored (`stored`) and how (`record`), the service, its future and its body.
+//! `freshness`, `targeted` for RFC 9213 fields), the storage rules (`storable`), precondition
+//! evaluation (`conditional`), byte ranges (`range`), keys, what is stored (`stored`) and how
+//! (`record`), the service, its future and its body, and purging over HTTP (`purge`).
 //! `grpc` owns the gRPC face: calls pass through unless opted in (feature `grpc`), and
 //! opted-in unary calls reuse the same records, single-flight, tags, bodies and `Cache-Status`.
 //!
@@ -20,9 +21,12 @@ mod conditional;
 #[cfg(test)]
 mod differential;
 mod etag;
+mod field;
 mod forward;
 mod freshness;
 mod future;
+#[cfg(any(fuzzing, test))]
+#[cfg_attr(not(fuzzing), allow(unreachable_pub))]
 mod fuzz_service;
 mod gate;
 mod grpc;
@@ -32,6 +36,8 @@ mod key;
 #[allow(clippy::module_inception)] // tower-http's layout: `<middleware>/layer.rs` holds the config.
 mod layer;
 mod lookup;
+mod purge;
+mod range;
 mod record;
 mod respond;
 mod service;
@@ -39,17 +45,22 @@ mod status;
 mod storable;
 mod stored;
 mod tags;
+mod targeted;
+mod vary;
 
 pub use body::CacheBody;
 pub use future::ResponseFuture;
 #[cfg(feature = "grpc")]
-pub use grpc::{DescriptorError, GrpcMethods, GrpcRequestBody, LayerMode};
+pub use grpc::{DescriptorError, GrpcConfigError, GrpcMethods, GrpcRequestBody, LayerMode};
 pub use layer::{CacheLayer, EtagMode, HttpOnly};
+pub use purge::{Purge, PurgeBody, PurgeOr};
 pub use service::CacheService;
 pub use tags::CacheTags;
 
 /// Entry points for the `fuzz/` targets: the header parsers on raw bytes, and the whole service.
-/// Not a stable API.
+/// Not a stable API: compiled only for fuzzing (`--cfg fuzzing`, set by `cargo fuzz`) and tests.
+#[cfg(any(fuzzing, test))]
+#[cfg_attr(not(fuzzing), allow(unreachable_pub))]
 #[doc(hidden)]
 pub mod __fuzz {
     pub use super::fuzz_service::service;
@@ -57,7 +68,7 @@ pub mod __fuzz {
     use http::{HeaderMap, HeaderValue};
 
     use super::cache_control::{RequestDirectives, ResponseDirectives};
-    use super::etag::{match_list, Comparison, EntityTag, EntityTagList, ListMatch};
+    use super::etag::{match_list, Comparison, EntityTag, ListMatch};
     use super::freshness::parse_http_date;
 
     /// Parses `data` as a `Cache-Control` field, as a response's and as a request's.
@@ -72,10 +83,9 @@ pub mod __fuzz {
         response.no_store || request.no_cache
     }
 
-    /// Parses `data` as an `If-None-Match` list (built, and matched as preconditions do) and
-    /// as one entity tag; whether the list matches the tag.
+    /// Parses `data` as one entity tag and as an `If-None-Match` list (matched as
+    /// preconditions do); whether the list matches the tag.
     pub fn etag_list(data: &[u8]) -> bool {
-        std::hint::black_box(EntityTagList::parse_bytes(data));
         let tag = EntityTag::parse_bytes(data);
         let Ok(value) = HeaderValue::from_bytes(data) else {
             return false;
@@ -134,7 +144,7 @@ mod smoke {
 
     use super::cache_control::{RequestDirectives, ResponseDirectives};
     use super::conditional::{evaluate, Representation};
-    use super::etag::{EntityTag, EntityTagList};
+    use super::etag::EntityTag;
     use super::freshness::{current_age, freshness_lifetime, parse_http_date};
     use super::storable::storable;
 
@@ -158,7 +168,6 @@ mod smoke {
                 .collect();
             let _ = parse_http_date(&bytes);
             let _ = EntityTag::parse_bytes(&bytes);
-            let _ = EntityTagList::parse_bytes(&bytes);
             let Ok(v) = HeaderValue::from_bytes(&bytes) else {
                 continue;
             };
@@ -179,7 +188,7 @@ mod smoke {
             }
             let cc = ResponseDirectives::parse(&h);
             let _ = RequestDirectives::parse(&h);
-            let _ = freshness_lifetime(StatusCode::OK, &h, &cc, true, t);
+            let _ = freshness_lifetime(StatusCode::OK, &h, &cc, t);
             let _ = current_age(&h, t, t, t);
             let etag = EntityTag::strong_from_bytes(&bytes);
             let rep = Representation {

@@ -10,20 +10,20 @@ use http::header::{CONTENT_LOCATION, LOCATION, UPGRADE};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::BodyExt;
-use tower::util::Oneshot;
 use tower::ServiceExt;
 use tower_service::Service;
 
 use super::body::CacheBody;
 use super::cache_control::RequestDirectives;
 use super::forward::{fetch, forward, Plan};
+use super::freshness::remaining_ttl;
 use super::future::ResponseFuture;
 use super::grpc::is_grpc;
 use super::key::{authority_of, is_cacheable_method, is_unsafe_method, write_primary_key};
 use super::layer::Config;
 use super::layer::HttpOnly;
 use super::lookup::{lookup, request_directives, response_of, shared_response_of, url_keys, Found};
-use super::respond::{empty_response, remaining_ttl, serve};
+use super::respond::{empty_response, serve};
 use super::status::{CacheStatus, Forward};
 use super::stored::Usability;
 use super::tags::take_tags;
@@ -152,7 +152,7 @@ where
 {
     type Response = Response<CacheBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<Oneshot<S, Request<ReqBody>>, ResBody, S::Error>;
+    type Future = ResponseFuture<S, ReqBody, ResBody>;
 
     /// Always ready: see [Readiness](CacheService#readiness).
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -192,7 +192,7 @@ impl<S, M> CacheService<S, M> {
         &self,
         request: Request<ReqBody>,
         detail: Option<&'static str>,
-    ) -> ResponseFuture<Oneshot<S, Request<ReqBody>>, ResBody, S::Error>
+    ) -> ResponseFuture<S, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
         ResBody: Body,
@@ -201,7 +201,11 @@ impl<S, M> CacheService<S, M> {
         if let Some(detail) = detail {
             status = status.detail(detail);
         }
-        ResponseFuture::passthrough(self.inner_service().oneshot(request), status)
+        ResponseFuture::passthrough(
+            self.inner_service().oneshot(request),
+            status,
+            &self.config().targeted,
+        )
     }
 
     /// An HTTP request: served from the cache, forwarded under single-flight, or passed
@@ -209,7 +213,7 @@ impl<S, M> CacheService<S, M> {
     pub(crate) fn call_http<ReqBody, ResBody>(
         &self,
         request: Request<ReqBody>,
-    ) -> ResponseFuture<Oneshot<S, Request<ReqBody>>, ResBody, S::Error>
+    ) -> ResponseFuture<S, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
         S::Future: Send + 'static,
@@ -245,6 +249,7 @@ impl<S, M> CacheService<S, M> {
                 Decision::Bypass => ResponseFuture::passthrough(
                     self.inner_service().oneshot(request),
                     CacheStatus::forward(Forward::Bypass),
+                    &self.config().targeted,
                 ),
             };
         }
@@ -254,11 +259,13 @@ impl<S, M> CacheService<S, M> {
             ResponseFuture::passthrough(
                 self.inner_service().oneshot(request),
                 CacheStatus::forward(Forward::Bypass),
+                &self.config().targeted,
             )
         } else {
             ResponseFuture::passthrough(
                 self.inner_service().oneshot(request),
                 CacheStatus::forward(Forward::Method),
+                &self.config().targeted,
             )
         }
     }
@@ -270,6 +277,9 @@ impl<S, M> CacheService<S, M> {
     ) -> (Decision<B>, Request<ReqBody>) {
         thread_local! {
             static KEY: RefCell<String> = const { RefCell::new(String::new()) };
+        }
+        if self.cache().inner().disabled() {
+            return (Decision::Bypass, request);
         }
         match &self.config().key_fn {
             Some(key_fn) => {
@@ -358,7 +368,7 @@ impl<S, M> CacheService<S, M> {
         match response.usability(age, directives) {
             Usability::Fresh | Usability::StaleAccepted => {
                 counters.add(Counter::Hit);
-                let status = CacheStatus::hit().ttl(remaining_ttl(response, age));
+                let status = CacheStatus::hit().ttl(remaining_ttl(response.lifetime, age));
                 Some(Decision::Respond(serve(
                     response, method, headers, status, age,
                 )))
@@ -366,7 +376,7 @@ impl<S, M> CacheService<S, M> {
             Usability::StaleWhileRevalidate => {
                 counters.add(Counter::Stale);
                 let status = CacheStatus::hit()
-                    .ttl(remaining_ttl(response, age))
+                    .ttl(remaining_ttl(response.lifetime, age))
                     .detail("stale-while-revalidate");
                 let served = serve(response, method, headers, status, age);
                 // HEAD gets no body to store: the next GET refreshes.
@@ -438,7 +448,7 @@ impl<S, M> CacheService<S, M> {
     fn write<ReqBody, ResBody>(
         &self,
         request: Request<ReqBody>,
-    ) -> ResponseFuture<Oneshot<S, Request<ReqBody>>, ResBody, S::Error>
+    ) -> ResponseFuture<S, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
         S::Future: Send + 'static,
@@ -455,6 +465,7 @@ impl<S, M> CacheService<S, M> {
         ResponseFuture::boxed(Box::pin(async move {
             let (mut parts, body) = future.await?.into_parts();
             take_tags(&mut parts.headers, &mut parts.extensions);
+            config.targeted.hide(&mut parts.headers);
             if parts.status.is_success() || parts.status.is_redirection() {
                 let mut names = url_keys(&config, &target, &request_headers);
                 for header in [LOCATION, CONTENT_LOCATION] {

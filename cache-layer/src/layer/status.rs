@@ -1,7 +1,6 @@
 //! The RFC 9211 `Cache-Status` member this layer adds to each response.
 
 use std::cell::RefCell;
-use std::fmt::Write as _;
 
 use http::header::{Entry, AGE};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -138,13 +137,15 @@ impl CacheStatus {
             member.push_str(forward.as_str());
         }
         if let Some(status) = self.forward_status {
-            let _ = write!(member, "; fwd-status={status}");
+            member.push_str("; fwd-status=");
+            member.push_str(itoa::Buffer::new().format(status));
         }
         if self.stored {
             member.push_str("; stored");
         }
         if let Some(ttl) = self.ttl {
-            let _ = write!(member, "; ttl={ttl}");
+            member.push_str("; ttl=");
+            member.push_str(itoa::Buffer::new().format(ttl));
         }
         if let Some(detail) = self.detail {
             member.push_str("; detail=");

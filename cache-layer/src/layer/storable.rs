@@ -1,18 +1,19 @@
 //! Whether a response may be stored by a shared cache (RFC 9111 §3, §3.5),
 //! with a named reason when it may not (surfaced in `Cache-Status`).
 
-use http::header::{AUTHORIZATION, EXPIRES, LAST_MODIFIED, SET_COOKIE, VARY};
+use http::header::{AUTHORIZATION, EXPIRES, LAST_MODIFIED, SET_COOKIE};
 use http::{HeaderMap, Method, StatusCode};
 
 use super::cache_control::{RequestDirectives, ResponseDirectives};
 use super::freshness::is_heuristically_cacheable;
+use super::vary::has_vary_star;
 
 /// Why a response was not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NotStorable {
     /// Request method is not GET.
     Method,
-    /// Status is 1xx, 206 (ranges unsupported) or 304.
+    /// Status is 1xx (interim), 206 (ranges are cut from a stored 200 instead) or 304.
     Status,
     /// `no-store` on the request or the response.
     NoStore,
@@ -75,15 +76,6 @@ impl NotStorable {
     }
 }
 
-/// Whether any `Vary` line lists `*`.
-fn has_vary_star(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(VARY)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .any(|m| m.trim_ascii() == b"*")
-}
-
 /// Decides whether a shared cache may store this response.
 ///
 /// `cc` must be the parsed response `Cache-Control`; `has_default_ttl` says a
@@ -124,7 +116,9 @@ pub(crate) fn storable(
     {
         return Err(NotStorable::Authorization);
     }
-    let explicit = cc.max_age.is_some() || cc.s_maxage.is_some() || response.contains_key(EXPIRES);
+    // A targeted field (RFC 9213 §2.2) replaces `Expires` too.
+    let expires = !cc.targeted && response.contains_key(EXPIRES);
+    let explicit = cc.max_age.is_some() || cc.s_maxage.is_some() || expires;
     let heuristic = is_heuristically_cacheable(status) && response.contains_key(LAST_MODIFIED);
     // `no-cache` (revalidate on every use) alone is enough for a heuristically cacheable status
     // (RFC 9111 §3 lets those be stored without freshness information); not for a 302, say.
@@ -139,7 +133,7 @@ pub(crate) fn storable(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::header::CACHE_CONTROL;
+    use http::header::{CACHE_CONTROL, VARY};
     use http::{HeaderName, HeaderValue};
 
     fn map(pairs: &[(HeaderName, &str)]) -> HeaderMap {

@@ -2,6 +2,7 @@
 //! from, the per-URL record of `Vary` variants, and the short-lived "uncacheable" marker. Also
 //! decides what a stored response may be used for, given its age and the request.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -108,7 +109,7 @@ pub(crate) fn lifetime_of(
     default_ttl: Option<Duration>,
     received: SystemTime,
 ) -> Duration {
-    freshness_lifetime(status, headers, cc, true, received)
+    freshness_lifetime(status, headers, cc, received)
         .or(default_ttl)
         .unwrap_or(Duration::ZERO)
 }
@@ -141,11 +142,20 @@ impl CachedResponse {
         vary: (Box<[HeaderName]>, String),
         tags: Vec<String>,
     ) -> Self {
+        let targeted = headers.targeted().clone();
         let (headers, body) = compact(headers.into_inner(), &body);
+        // Targeted fields stay stored (a 304 may update them) but are hidden from clients.
+        let shown = if targeted.hides_any(&headers) {
+            let mut shown = headers.clone();
+            targeted.hide(&mut shown);
+            Cow::Owned(shown)
+        } else {
+            Cow::Borrowed(&headers)
+        };
         CachedResponse {
             status,
-            served: ServedHeaders::new(&headers, true),
-            not_modified: ServedHeaders::new(&not_modified_headers(&headers), true),
+            served: ServedHeaders::new(&shown, true),
+            not_modified: ServedHeaders::new(&not_modified_headers(&shown), true),
             initial_age: current_age(&headers, times.0, times.1, times.1),
             etag: EntityTag::from_etag_header(&headers),
             last_modified: header_date(&headers, &LAST_MODIFIED),
@@ -301,7 +311,7 @@ impl CachedResponse {
         (default_ttl, defaults): (Option<Duration>, (Duration, Duration)),
         tags: Vec<String>,
     ) -> CachedResponse {
-        let cc = ResponseDirectives::parse(headers.get());
+        let cc = headers.directives();
         let lifetime = lifetime_of(self.status, headers.get(), &cc, default_ttl, times.1);
         CachedResponse::new(
             self.status,
@@ -372,6 +382,7 @@ impl Stored for CachedResponse {
 mod tests {
     use super::*;
     use crate::layer::gate::{admit, Admitted, Exchange};
+    use crate::layer::targeted::TargetedFields;
     use http::header::CACHE_CONTROL;
 
     /// `headers` through the storage gate, as a 200 to a plain GET.
@@ -381,6 +392,7 @@ mod tests {
             request: &HeaderMap::new(),
             status: StatusCode::OK,
             has_default_ttl: false,
+            targeted: &TargetedFields::default(),
         };
         admit(exchange, headers, parsed).unwrap()
     }
@@ -559,7 +571,7 @@ mod tests {
         for age in [r.age(now), Duration::MAX, Duration::ZERO] {
             let _ = r.usability(age, &RequestDirectives::default());
             let _ = r.usability(age, &request("max-stale, min-fresh=99999999999999999"));
-            let _ = crate::layer::respond::remaining_ttl(&r, age);
+            let _ = crate::layer::freshness::remaining_ttl(r.lifetime, age);
         }
         let (fresh, swr, after) = r.retention(now);
         let deadlines = crate::entry::Deadlines::from_windows(now, fresh, swr, after);

@@ -8,7 +8,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderName};
 use sha2::{Digest as _, Sha256};
 
-use crate::layer::key::authority_of;
+use crate::layer::key::{authority_of, push_lowercase};
 
 /// `grpc-accept-encoding`: the response encodings the client decodes.
 const GRPC_ACCEPT_ENCODING: &str = "grpc-accept-encoding";
@@ -41,12 +41,10 @@ pub(crate) fn call_key(parts: &Parts, metadata: &[HeaderName], message: &[u8]) -
     let path = parts.uri.path();
     let mut key = String::with_capacity(6 + authority.len() + path.len() + 64);
     key.push_str("grpc ");
-    key.push_str(&authority.to_ascii_lowercase());
+    push_lowercase(&mut key, authority);
     key.push_str(path);
     key.push(' ');
-    for byte in hash.finalize() {
-        let _ = write!(key, "{byte:02x}");
-    }
+    let _ = write!(key, "{:x}", hash.finalize());
     Some(key)
 }
 

@@ -28,7 +28,9 @@ mod service;
 mod stored;
 
 #[cfg(feature = "grpc")]
-pub use config::{DescriptorError, GrpcMethods, LayerMode};
+pub use config::{GrpcConfigError, GrpcMethods, LayerMode};
+#[cfg(feature = "grpc")]
+pub use descriptor::DescriptorError;
 #[cfg(feature = "grpc")]
 pub use request_body::GrpcRequestBody;
 

@@ -12,7 +12,6 @@ use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
-use tower::util::Oneshot;
 use tower::ServiceExt;
 use tower_service::Service;
 
@@ -26,6 +25,7 @@ use crate::clock;
 use crate::entry::{Age, Entry, RefreshClaim, Value};
 use crate::layer::body::{CacheBody, Recording};
 use crate::layer::cache_control::ResponseDirectives;
+use crate::layer::freshness;
 use crate::layer::future::ResponseFuture;
 use crate::layer::gate::{admit, Admitted, Exchange};
 use crate::layer::layer::Config;
@@ -53,7 +53,7 @@ where
 {
     type Response = Response<CacheBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<Oneshot<S, Request<GrpcRequestBody<ReqBody>>>, ResBody, S::Error>;
+    type Future = ResponseFuture<S, GrpcRequestBody<ReqBody>, ResBody>;
 
     /// Always ready: see [Readiness](CacheService#readiness).
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -131,12 +131,10 @@ fn lookup(cache: &Cache, key: &str, request: &HeaderMap) -> Held {
 /// Seconds of freshness left (negative when stale), for `Cache-Status`.
 fn remaining_ttl(entry: &Entry) -> i64 {
     let (now, until) = (clock::now(), entry.deadlines.fresh_until);
-    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-    if until >= now {
-        secs(until.duration_since(now))
-    } else {
-        -secs(now.duration_since(until))
-    }
+    freshness::remaining_ttl(
+        until.saturating_duration_since(now),
+        now.saturating_duration_since(until),
+    )
 }
 
 /// Whether a response head says the service failed, so a stale call may stand in: HTTP 5xx,
@@ -230,7 +228,9 @@ impl Call {
             Err(detail) => {
                 let request = Request::from_parts(parts, GrpcRequestBody::read(read));
                 let status = CacheStatus::forward(Forward::Bypass).detail(detail);
-                return ResponseFuture::passthrough(inner().oneshot(request), status).await;
+                let targeted = &self.config.targeted;
+                return ResponseFuture::passthrough(inner().oneshot(request), status, targeted)
+                    .await;
             }
         };
         let (forward, stale) = match self.decide(&key, &parts.headers) {
