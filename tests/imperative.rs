@@ -478,3 +478,20 @@ async fn a_dead_redis_never_fails_the_imperative_api() {
     assert_eq!(batch.len(), 2);
     assert!(cache.stats().store_errors > 0);
 }
+
+/// An `insert` is made in Redis before it returns: another instance reads it at once (a
+/// detached write left a window where it did not; seen failing with the write detached).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insert_is_read_by_another_instance_as_soon_as_it_returns() {
+    let server = RedisServer::start();
+    let (a, b) = (tiered(&server), tiered(&server));
+    for id in 0..50 {
+        a.insert(&user(id), format!("inserted {id}"), &minute())
+            .await;
+        assert_eq!(
+            b.get::<String>(&user(id)).await,
+            Some(format!("inserted {id}")),
+            "instance b reads what a inserted"
+        );
+    }
+}

@@ -127,7 +127,7 @@ impl Repo {
         stale = "1m",
         jitter = false,
         key = "shared:<self.tenant>:<times>",
-        cache = CACHE
+        cache = self.cache
     )]
     async fn shared(self: Arc<Self>, times: usize) -> Result<String, std::fmt::Error> {
         let version = self.source.load().await;

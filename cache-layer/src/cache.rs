@@ -152,6 +152,15 @@ pub(crate) async fn detach<F: Future<Output = ()> + Send + 'static>(task: F) {
     }
 }
 
+/// Whether [`Cache::store`] returns before the shared tier's write is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SharedWrite {
+    /// Off the caller's path (see [`detach`]): a load's result, whose caller has its value.
+    Detached,
+    /// Before returning: an explicit `insert`, after which any instance reads the value.
+    Awaited,
+}
+
 static GLOBAL: OnceLock<Cache> = OnceLock::new();
 
 impl Cache {
@@ -308,6 +317,7 @@ impl Cache {
         entry: Entry,
         since: u64,
         encoded: Option<Vec<u8>>,
+        write: SharedWrite,
     ) -> bool {
         let inner = &*self.inner;
         if inner.disabled {
@@ -320,7 +330,11 @@ impl Cache {
         }
         if let (Some(_), Some(bytes)) = (self.remote(), encoded) {
             let (cache, key, entry) = (self.clone(), key.to_owned(), Arc::clone(&entry));
-            detach(async move { cache.store_shared(&key, bytes, &entry, since).await }).await;
+            let shared = async move { cache.store_shared(&key, bytes, &entry, since).await };
+            match write {
+                SharedWrite::Detached => detach(shared).await,
+                SharedWrite::Awaited => shared.await,
+            }
         }
         inner.counters.add(Counter::Insert);
         // Checked after the insert: an invalidation either removed our entry or is in the log.

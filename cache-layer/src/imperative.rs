@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, SharedWrite};
 use crate::key::Key;
 use crate::memo::{self, Lookup, Policy, Site};
 use crate::options::LoadOptions;
@@ -48,14 +48,17 @@ impl Cache {
     }
 
     /// Stores `value` under `key` with `options`' lifetime and tags, replacing what is there:
-    /// in memory and, on a shared tier, in Redis (written in the background, as after a
-    /// load). A failed Redis write is counted and logged, never returned. Unless `key` or
+    /// in memory and, on a shared tier, in Redis (written before `insert` returns, so that
+    /// every instance reads it next; a load's write is made in the background instead). A
+    /// failed Redis write is counted and logged, never returned. Unless `key` or
     /// one of the tags is invalidated while it is being stored, the next look-up finds it.
     pub async fn insert<T: Cacheable>(&self, key: &Key, value: T, options: &LoadOptions) {
         let since = self.inner().log().current();
         let tags: Box<[Box<str>]> = options.tags.iter().map(|t| t.as_str().into()).collect();
         let lifetime = Some(options.site.lifetime());
-        memo::store_value(self, key.as_str(), &tags, &value, lifetime, since).await;
+        // Awaited: after `insert` returns, every instance reads the value (not only this one).
+        let write = SharedWrite::Awaited;
+        memo::store_value(self, key.as_str(), &tags, &value, lifetime, since, write).await;
     }
 
     /// Warms the cache: [`insert`](Self::insert)s each of `entries` with `options` (at

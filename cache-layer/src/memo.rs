@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::clock;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, SharedWrite};
 use crate::entry::{Age, Entry, Lifetime, RefreshClaim, Value};
 use crate::pipeline::{self, Found, Joined, Leader, Load, Refreshing, Waiting};
 use crate::shape::{Cacheable, Outcome, Shape};
@@ -637,7 +637,16 @@ where
             return (result, None);
         }
     };
-    let shared = store_value(cache, key, tags, value, lifetime, loading.since()).await;
+    let shared = store_value(
+        cache,
+        key,
+        tags,
+        value,
+        lifetime,
+        loading.since(),
+        SharedWrite::Detached,
+    )
+    .await;
     (result, Some(shared))
 }
 
@@ -650,6 +659,7 @@ pub(crate) async fn store_value<V: Cacheable>(
     value: &V,
     lifetime: Option<Lifetime>,
     since: u64,
+    write: SharedWrite,
 ) -> Value {
     let shared: Value = Arc::new(value.clone());
     if let Some(lifetime) = lifetime {
@@ -660,7 +670,7 @@ pub(crate) async fn store_value<V: Cacheable>(
             .and_then(|_| codec::encode(value, WallDeadlines::from_local(&deadlines, now), tags));
         let weight = weigh(key, tags, value);
         let entry = Entry::new(Arc::clone(&shared), deadlines, tags.into(), weight);
-        cache.store(key, entry, since, encoded).await;
+        cache.store(key, entry, since, encoded, write).await;
     }
     shared
 }

@@ -27,10 +27,23 @@ fn require_async(func: &ItemFn, macro_name: &str) -> syn::Result<()> {
     Ok(())
 }
 
-fn cache_expr(cache: Option<&syn::Expr>) -> TokenStream {
+/// `let __cl_cache: &Cache = ...;`. A cache taken from a receiver that the body consumes
+/// (`self: Arc<Self>` with `cache = self.cache`) is a clone of the handle: the body owns the
+/// receiver while the cache is in use.
+fn cache_binding(cache: Option<&syn::Expr>, params: &Params) -> TokenStream {
+    let owned_receiver = params
+        .receiver
+        .as_ref()
+        .is_some_and(|receiver| !matches!(&*receiver.ty, syn::Type::Reference(_)));
     match cache {
-        Some(expr) => quote! { &(#expr) },
-        None => quote! { ::cache_layer::__private::default_cache() },
+        Some(expr) if owned_receiver => quote! {
+            let __cl_cache_handle: ::cache_layer::Cache = ::std::clone::Clone::clone(&(#expr));
+            let __cl_cache: &::cache_layer::Cache = &__cl_cache_handle;
+        },
+        Some(expr) => quote! { let __cl_cache: &::cache_layer::Cache = &(#expr); },
+        None => quote! {
+            let __cl_cache: &::cache_layer::Cache = ::cache_layer::__private::default_cache();
+        },
     }
 }
 
@@ -254,7 +267,7 @@ fn site(
         Some(j) => quote! { ::std::option::Option::Some(#j) },
         None => quote! { ::std::option::Option::None },
     };
-    let cache = cache_expr(args.cache.as_ref());
+    let cache = cache_binding(args.cache.as_ref(), params);
     let shape = shape_of(&return_type(func));
     let key = match key {
         Some(template) => explicit_key(template, &version, tags),
@@ -270,7 +283,7 @@ fn site(
             jitter: #jitter,
             lock: #lock,
         };
-        let __cl_cache: &::cache_layer::Cache = #cache;
+        #cache
         let __cl_shape = #shape;
         let __cl_key: ::cache_layer::__private::KeyBuf = #key;
     }
@@ -396,7 +409,7 @@ fn expand_invalidates(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStrea
         block,
     } = &func;
     let ret = return_type(&func);
-    let cache = cache_expr(args.cache.as_ref());
+    let cache = cache_binding(args.cache.as_ref(), &params);
     let shape = shape_of(&ret);
     let names = names.iter().map(|t| {
         let render = t.render();
@@ -405,7 +418,7 @@ fn expand_invalidates(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStrea
     Ok(quote! {
         #(#attrs)*
         #vis #sig {
-            let __cl_cache: &::cache_layer::Cache = #cache;
+            #cache
             // Rendered before the body runs: the body may consume the arguments.
             let __cl_names: ::std::vec::Vec<::std::string::String> = ::std::vec![#(#names),*];
             let __cl_result: #ret = ::cache_layer::__private::typed::<#ret, _>(async move #block).await;

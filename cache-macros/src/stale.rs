@@ -243,6 +243,12 @@ const SIBLING_ATTRIBUTES: [&str; 7] = [
 /// so that where an extra method is not allowed, in a trait impl, the error points there).
 /// The refresh calls it on a clone of a borrowed receiver; `Self` must be
 /// `Clone + Send + Sync + 'static`, which `owned_receiver` checks with an error that says so.
+///
+/// Why a sibling rather than the method calling itself (with a flag that skips the look-up):
+/// the refresh's future must be `Send`, and the compiler cannot tell whether an `async fn`'s
+/// own future is `Send` from inside that fn's body (an opaque type's auto traits are not
+/// visible in its defining scope). The sibling's future is a different type, checked from
+/// outside. A closure (as for fns without a receiver) cannot hold a body that names `self`.
 fn method_callee(
     func: &ItemFn,
     params: &Params,

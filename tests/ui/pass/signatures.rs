@@ -33,6 +33,20 @@ impl Service {
         name.parse().ok()
     }
 
+    // A receiver taken by value, and a cache taken from it.
+    #[cached(ttl = "30s", key = "arc:<id>", cache = self.cache, ignore_self = true)]
+    async fn by_arc(self: std::sync::Arc<Self>, id: u64) -> u64 {
+        drop(self);
+        id
+    }
+
+    #[invalidates("arc:<id>", cache = self.cache)]
+    async fn forget_arc(self: std::sync::Arc<Self>, id: u64) -> DbResult<()> {
+        drop(self);
+        let _ = id;
+        Ok(())
+    }
+
     #[invalidates("user:<id>", "users", cache = self.cache)]
     async fn rename(&self, id: u64, name: String) -> DbResult<()> {
         let _ = (id, name);
