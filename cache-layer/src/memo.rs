@@ -15,7 +15,7 @@ use crate::clock;
 
 use crate::cache::{Cache, SharedWrite};
 use crate::entry::{Age, Entry, Lifetime, RefreshClaim, Value};
-use crate::pipeline::{self, Joined, Leader, Load, Refreshing, Waiting};
+use crate::pipeline::{self, Found, Joined, Leader, Load, Refreshing, Waiting};
 use crate::shape::{Cacheable, Outcome, Shape};
 use crate::stats::Counter;
 use crate::store::codec::{self, WallDeadlines};
@@ -165,10 +165,10 @@ where
     if let Some(memory) = inner.local() {
         if let Some(entry) = memory.get(key) {
             match answer::<R, S>(cache, site, key, entry, clock::now()) {
-                Found::Answer(lookup) => return Ok(lookup),
-                Found::Fallback(entry) => return Err(Some(entry)),
-                Found::Expired => memory.remove(key),
-                Found::OtherType => {}
+                Answer::Lookup(lookup) => return Ok(lookup),
+                Answer::Fallback(entry) => return Err(Some(entry)),
+                Answer::Miss { expired: true } => memory.remove(key),
+                Answer::Miss { expired: false } => {}
             }
         }
     }
@@ -191,14 +191,14 @@ where
     let inner = cache.inner();
     if let Some(entry) = shared {
         match answer::<R, S>(cache, site, key, entry, clock::now()) {
-            Found::Answer(lookup) => {
+            Answer::Lookup(lookup) => {
                 if matches!(lookup, Lookup::Hit(_)) {
                     inner.counters().add(Counter::SharedHit);
                 }
                 return lookup;
             }
-            Found::Fallback(entry) => fallback = Some(entry),
-            Found::Expired | Found::OtherType => {}
+            Answer::Fallback(entry) => fallback = Some(entry),
+            Answer::Miss { .. } => {}
         }
     }
     inner.counters().add(Counter::Miss);
@@ -211,49 +211,48 @@ where
     Miss::lookup(cache, site, key, fallback)
 }
 
-enum Found<'a, R, S> {
-    Answer(Lookup<'a, R, S>),
+/// What a stored entry gives [`lookup`].
+enum Answer<'a, R, S> {
+    /// The caller's answer: a hit, or stale with perhaps the right to refresh.
+    Lookup(Lookup<'a, R, S>),
+    /// An entry in its stale-if-error window, kept in case the load fails.
     Fallback(Arc<Entry>),
-    Expired,
-    /// A value of another type under this key (two functions sharing a key template): a
-    /// miss, and it will be overwritten.
-    OtherType,
+    /// Nothing usable (expired, or a value of another type: both are overwritten).
+    Miss { expired: bool },
 }
 
-/// What a stored entry answers at `now`.
+/// What a stored entry answers at `now` (see [`pipeline::found`]).
 fn answer<'a, R, S>(
     cache: &'a Cache,
     site: &'a Site,
     key: &str,
     entry: Arc<Entry>,
     now: clock::Instant,
-) -> Found<'a, R, S>
+) -> Answer<'a, R, S>
 where
     S: Shape<R>,
     S::Value: Cacheable,
 {
-    let Some(value) = entry.value.downcast_ref::<S::Value>() else {
-        return Found::OtherType;
-    };
-    let counters = &cache.inner().counters();
-    match entry.age(now) {
-        Age::Fresh => {
+    let counters = cache.inner().counters();
+    match pipeline::found::<S::Value>(&entry, now) {
+        Found::Fresh(value) => {
             counters.add(Counter::Hit);
-            Found::Answer(Lookup::Hit(S::rebuild(value.clone())))
+            Answer::Lookup(Lookup::Hit(S::rebuild(value.clone())))
         }
-        Age::Stale => {
+        Found::Stale(value, claim) => {
             counters.add(Counter::Stale);
-            let refresh = entry.claim_refresh().map(|claim| Refresh {
+            let refresh = claim.map(|claim| Refresh {
                 cache: cache.clone(),
                 site: *site,
                 key: key.to_owned(),
                 claim,
                 shape: PhantomData,
             });
-            Found::Answer(Lookup::Stale(S::rebuild(value.clone()), refresh))
+            Answer::Lookup(Lookup::Stale(S::rebuild(value.clone()), refresh))
         }
-        Age::Fallback => Found::Fallback(entry),
-        Age::Expired => Found::Expired,
+        Found::Fallback => Answer::Fallback(Arc::clone(&entry)),
+        Found::Expired => Answer::Miss { expired: true },
+        Found::OtherType => Answer::Miss { expired: false },
     }
 }
 

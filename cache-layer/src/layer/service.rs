@@ -354,6 +354,8 @@ impl<S, M> CacheService<S, M> {
 
     /// How a stored response answers the request: served (fresh, or stale while it is refreshed
     /// in the background), or `None` with `plan` set to revalidate it.
+    // Inlined: the hit path's one call, as it was before this was split out of `decide_for`.
+    #[inline(always)]
     fn decide_stored<B: Body>(
         &self,
         entry: &Arc<Entry>,
