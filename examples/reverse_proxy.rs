@@ -3,12 +3,19 @@
 //!
 //! ```text
 //! cargo run --release --example reverse_proxy -- --listen 127.0.0.1:PORT --upstream http://HOST:PORT \
-//!     [--memory-budget BYTES]
+//!     [--memory-budget BYTES] [--purge-token TOKEN]
 //! ```
 //!
 //! `--memory-budget` sets the cache's budget (default 64 MiB, the builder's default);
 //! benches/soak.sh checks the process's RSS against it. The layer runs with its default configuration: only what the upstream allows is stored
 //! (no invented freshness), conditional requests are answered, concurrent misses coalesce.
+//!
+//! `--purge-token TOKEN` enables purging (`CacheLayer::purge_with_token`): a request with
+//! `Authorization: Bearer TOKEN` and method `PURGE` drops that URL's stored responses
+//! (`curl -X PURGE -H 'Authorization: Bearer TOKEN' http://127.0.0.1:PORT/products/7`), and one
+//! with `Cache-Tag` or `Surrogate-Key` values (any path, method `PURGE`) drops everything
+//! tagged with them. A wrong or missing token is answered 403; without the flag, `PURGE`
+//! requests are forwarded upstream like any other.
 
 use std::time::Duration;
 
@@ -91,7 +98,7 @@ fn argument(name: &str) -> Option<String> {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let usage = "usage: reverse_proxy --listen 127.0.0.1:PORT --upstream http://HOST:PORT \
-                 [--memory-budget BYTES]";
+                 [--memory-budget BYTES] [--purge-token TOKEN]";
     let (Some(listen), Some(upstream)) = (argument("--listen"), argument("--upstream")) else {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -124,10 +131,23 @@ async fn main() -> std::io::Result<()> {
         // Short-lived idle connections: an upstream restart is noticed within seconds.
         .pool_idle_timeout(Duration::from_secs(3))
         .build(connector);
-    let app = Router::new()
+    let layer = CacheLayer::new(cache);
+    let purge = match argument("--purge-token") {
+        Some(token) if token.is_empty() => {
+            eprintln!("bad --purge-token: empty\n{usage}");
+            std::process::exit(2);
+        }
+        Some(token) => Some(layer.purge_with_token(token)),
+        None => None,
+    };
+    let mut app = Router::new()
         .fallback(forward)
         .with_state(Proxy { client, upstream })
-        .layer(CacheLayer::new(cache));
+        .layer(layer);
+    if let Some(purge) = purge {
+        // In front of the cache: `PURGE` requests never reach it or the upstream.
+        app = app.layer(purge);
+    }
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!(
         "proxying http://{} -> {}",

@@ -32,20 +32,65 @@ pub struct Cache {
     inner: Arc<Inner>,
 }
 
+/// What a [`Cache`] handle shares: its stores, flights, invalidation log, counters and
+/// defaults.
 pub(crate) struct Inner {
-    pub(crate) counters: Arc<Counters>,
-    pub(crate) memory: MemoryStore,
-    pub(crate) flights: Flights,
-    pub(crate) log: InvalidationLog,
+    counters: Arc<Counters>,
+    memory: MemoryStore,
+    flights: Flights,
+    log: InvalidationLog,
     /// Default TTL jitter fraction.
-    pub(crate) jitter: f64,
+    jitter: f64,
     /// How long a caller waits for a concurrent load of the same key before loading itself.
-    pub(crate) max_wait: Duration,
+    max_wait: Duration,
     /// The shared tier, when configured.
-    pub(crate) remote: Option<Remote>,
+    remote: Option<Remote>,
 }
 
 impl Inner {
+    /// The counters metrics and [`Cache::stats`] read; their name labels events.
+    #[inline]
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The in-process store, whether or not it may be used now (see [`Inner::local`]).
+    #[inline]
+    pub(crate) fn memory(&self) -> &MemoryStore {
+        &self.memory
+    }
+
+    /// The loads in flight in this process, by key.
+    #[inline]
+    pub(crate) fn flights(&self) -> &Flights {
+        &self.flights
+    }
+
+    /// The invalidations recently made, which a load checks before storing its result.
+    #[inline]
+    pub(crate) fn log(&self) -> &InvalidationLog {
+        &self.log
+    }
+
+    /// The default TTL jitter fraction.
+    #[inline]
+    pub(crate) fn jitter(&self) -> f64 {
+        self.jitter
+    }
+
+    /// How long a caller waits for a concurrent load of the same key before loading itself.
+    #[inline]
+    pub(crate) fn max_wait(&self) -> Duration {
+        self.max_wait
+    }
+
+    /// The shared tier, when configured. Reading it starts nothing: see
+    /// [`Cache::listen_for_invalidations`].
+    #[inline]
+    pub(crate) fn remote(&self) -> Option<&Remote> {
+        self.remote.as_ref()
+    }
+
     /// The in-process store when it may be used now: always without a shared tier; as L1
     /// only while invalidations from other instances can be heard.
     #[inline]
@@ -160,6 +205,9 @@ impl Cache {
         if self.remote().is_none() {
             return;
         }
+        // The recovery task replays what could not reach Redis: a process that only writes
+        // needs it too.
+        self.listen_for_invalidations();
         let cache = self.clone();
         let shared = async move { cache.invalidate_shared(&names).await };
         match tokio::runtime::Handle::try_current() {
@@ -204,11 +252,21 @@ impl Cache {
         &self.inner
     }
 
-    /// The shared tier, with its invalidation subscriber started.
+    /// The shared tier, when configured.
+    #[inline]
     pub(crate) fn remote(&self) -> Option<&Remote> {
-        let remote = self.inner.remote.as_ref()?;
-        remote.ensure_subscriber(Arc::downgrade(&self.inner));
-        Some(remote)
+        self.inner.remote()
+    }
+
+    /// Starts, once, the tasks that keep the memory tier usable next to a shared tier: the
+    /// subscriber that hears other instances' invalidations, and the recovery that replays
+    /// queued ones (it needs a Tokio runtime; outside one, a later call starts them). Until
+    /// they run, memory is bypassed. Called where the shared tier is first used: a read that
+    /// reaches it, every store and every invalidation.
+    pub(crate) fn listen_for_invalidations(&self) {
+        if let Some(remote) = &self.inner.remote {
+            remote.ensure_subscriber(Arc::downgrade(&self.inner));
+        }
     }
 
     /// Stores `entry` under `key` in memory only (see [`Inner::memory_only_tier`]), unless `key`
@@ -216,8 +274,7 @@ impl Cache {
     /// was kept.
     pub(crate) fn store_in_memory(&self, key: &str, entry: Entry, since: u64) -> bool {
         let inner = &*self.inner;
-        // Starts the subscriber that makes memory usable next to a shared tier.
-        let _ = self.remote();
+        self.listen_for_invalidations();
         let Some(memory) = inner.memory_only_tier() else {
             return false;
         };
@@ -242,6 +299,7 @@ impl Cache {
         encoded: Option<Vec<u8>>,
     ) -> bool {
         let inner = &*self.inner;
+        self.listen_for_invalidations();
         let entry = Arc::new(entry);
         if let Some(memory) = inner.local() {
             memory.insert(key, Arc::clone(&entry));

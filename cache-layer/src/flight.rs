@@ -24,9 +24,13 @@ pub(crate) struct Flights {
     next_id: AtomicU64,
 }
 
+/// What a leader hands its waiters: the value, and whether it is a stale fallback (the load
+/// failed and stale-if-error stood in).
+type Handed = Option<(Value, bool)>;
+
 struct Slot {
     id: u64,
-    result: watch::Receiver<Option<Value>>,
+    result: watch::Receiver<Handed>,
     tags: Box<[Box<str>]>,
 }
 
@@ -41,16 +45,18 @@ pub(crate) struct Leader {
     map: SlotMap,
     key: Box<str>,
     id: u64,
-    result: watch::Sender<Option<Value>>,
+    result: watch::Sender<Handed>,
 }
 
 pub(crate) struct Waiter {
-    result: watch::Receiver<Option<Value>>,
+    result: watch::Receiver<Handed>,
 }
 
 pub(crate) enum Waited {
     /// The leader's value.
     Done(Value),
+    /// The stale value the leader fell back to when its load failed (stale-if-error).
+    Fallback(Value),
     /// The leader went away without a value: look again, and perhaps lead.
     Retry,
     /// The leader took longer than the wait bound.
@@ -109,7 +115,13 @@ impl Leader {
     pub(crate) fn complete(self, value: Value) {
         // `send_replace` stores the value even when no waiter is subscribed yet: a caller that
         // joins between now and the drop below still receives it.
-        self.result.send_replace(Some(value));
+        self.result.send_replace(Some((value, false)));
+    }
+
+    /// Hands the stale `value` the leader fell back to (its load failed) to every waiter, so
+    /// that they serve it too instead of each calling the failing source again.
+    pub(crate) fn fall_back(self, value: Value) {
+        self.result.send_replace(Some((value, true)));
     }
 }
 
@@ -126,8 +138,9 @@ impl Waiter {
     pub(crate) async fn wait(mut self, bound: Duration) -> Waited {
         let outcome = tokio::time::timeout(bound, self.result.wait_for(Option::is_some)).await;
         match outcome {
-            Ok(Ok(value)) => match value.as_ref() {
-                Some(value) => Waited::Done(value.clone()),
+            Ok(Ok(handed)) => match handed.as_ref() {
+                Some((value, false)) => Waited::Done(value.clone()),
+                Some((value, true)) => Waited::Fallback(value.clone()),
                 None => Waited::Retry,
             },
             Ok(Err(_leader_gone)) => Waited::Retry,

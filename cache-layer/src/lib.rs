@@ -446,6 +446,7 @@ mod invalidation;
 mod key;
 mod layer;
 mod memo;
+mod pipeline;
 mod shape;
 mod stats;
 mod store;
@@ -461,7 +462,8 @@ pub use key::{KeyArg, KeyBuf};
 #[doc(hidden)]
 pub use layer::__fuzz;
 pub use layer::{
-    CacheBody, CacheLayer, CacheService, CacheTags, EtagMode, HttpOnly, ResponseFuture,
+    CacheBody, CacheLayer, CacheService, CacheTags, EtagMode, HttpOnly, Purge, PurgeBody, PurgeOr,
+    ResponseFuture,
 };
 #[cfg(feature = "grpc")]
 pub use layer::{DescriptorError, GrpcConfigError, GrpcMethods, GrpcRequestBody, LayerMode};

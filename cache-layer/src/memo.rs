@@ -9,13 +9,13 @@ use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::clock;
 
 use crate::cache::Cache;
 use crate::entry::{Age, Entry, Lifetime, RefreshClaim, Value};
-use crate::flight::{Join, Leader, Waited};
+use crate::pipeline::{self, Joined, Leader, Load, Refreshing, Waiting};
 use crate::shape::{Cacheable, Outcome, Shape};
 use crate::stats::Counter;
 use crate::store::codec::{self, WallDeadlines};
@@ -147,7 +147,7 @@ where
         }
     }
     // Boxed for the same reason as the miss path: only caches with a shared tier pay for it.
-    let shared = match inner.remote {
+    let shared = match inner.remote() {
         Some(_) => Box::pin(remote_entry::<S::Value>(cache, key)).await,
         None => None,
     };
@@ -155,7 +155,7 @@ where
         match answer::<R, S>(cache, site, key, entry, now) {
             Found::Answer(lookup) => {
                 if matches!(lookup, Lookup::Hit(_)) {
-                    inner.counters.add(Counter::SharedHit);
+                    inner.counters().add(Counter::SharedHit);
                 }
                 return lookup;
             }
@@ -163,9 +163,9 @@ where
             Found::Expired | Found::OtherType => {}
         }
     }
-    inner.counters.add(Counter::Miss);
+    inner.counters().add(Counter::Miss);
     tracing::debug!(
-        cache = inner.counters.name(),
+        cache = inner.counters().name(),
         site = site.name,
         key,
         "cache miss"
@@ -203,7 +203,7 @@ where
     let Some(value) = entry.value.downcast_ref::<S::Value>() else {
         return Found::OtherType;
     };
-    let counters = &cache.inner().counters;
+    let counters = &cache.inner().counters();
     match entry.age(now) {
         Age::Fresh => {
             counters.add(Counter::Hit);
@@ -231,15 +231,16 @@ where
 /// miss (counted and logged); the next store overwrites them.
 async fn remote_entry<V: Cacheable>(cache: &Cache, key: &str) -> Option<Arc<Entry>> {
     let remote = cache.remote()?;
+    cache.listen_for_invalidations();
     let inner = cache.inner();
-    let since = inner.log.current();
+    let since = inner.log().current();
     let bytes = remote.store.get(key).await?;
     let decoded = match codec::decode::<V>(&bytes) {
         Ok(decoded) => decoded,
         Err(error) => {
-            inner.counters.add(Counter::DecodeError);
+            inner.counters().add(Counter::DecodeError);
             tracing::warn!(
-                cache = inner.counters.name(),
+                cache = inner.counters().name(),
                 key,
                 ?error,
                 "undecodable value in the shared store: treated as a miss"
@@ -257,7 +258,7 @@ async fn remote_entry<V: Cacheable>(cache: &Cache, key: &str) -> Option<Arc<Entr
     if let Some(memory) = inner.local() {
         memory.insert(key, Arc::clone(&entry));
         // Checked after the insert: an invalidation either removed our copy or is in the log.
-        if inner.log.touched_since(since, key, &entry.tags) {
+        if inner.log().touched_since(since, key, &entry.tags) {
             memory.remove(key);
         }
     }
@@ -309,38 +310,17 @@ impl<S> Miss<'_, S> {
         S::Value: Cacheable,
         F: Future<Output = R>,
     {
-        let inner = self.cache.inner();
         let tags: Box<[Box<str>]> = tags.into_iter().map(String::into_boxed_str).collect();
-        loop {
-            match inner.flights.join(self.key, &tags) {
-                Join::Lead(leader) => return self.run(load, &tags, &policy, Some(leader)).await,
-                Join::Wait(waiter) => {
-                    inner.counters.add(Counter::Coalesced);
-                    match waiter.wait(inner.max_wait).await {
-                        Waited::Done(value) => {
-                            if let Some(value) = value.downcast_ref::<S::Value>() {
-                                return S::rebuild(value.clone());
-                            }
-                            return self.run(load, &tags, &policy, None).await;
-                        }
-                        Waited::TimedOut => {
-                            tracing::warn!(
-                                cache = inner.counters.name(),
-                                site = self.site.name,
-                                key = self.key,
-                                "waited too long for a concurrent load; loading independently"
-                            );
-                            return self.run(load, &tags, &policy, None).await;
-                        }
-                        Waited::Retry => {
-                            if let Some(hit) = self.fresh::<R>() {
-                                return hit;
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let mut waiting = MemoWaiting {
+            miss: &self,
+            result: PhantomData,
+        };
+        let leader = match pipeline::join(self.cache, &tags, &mut waiting).await {
+            Joined::Served(value) => return value,
+            Joined::Lead(leader) => Some(leader),
+            Joined::Alone => None,
+        };
+        self.run(load, &tags, &policy, leader).await
     }
 
     /// A fresh value stored by a leader that finished between our look-up and our wait.
@@ -349,9 +329,21 @@ impl<S> Miss<'_, S> {
         S: Shape<R>,
         S::Value: Cacheable,
     {
-        let entry = self.cache.inner().memory.get(self.key)?;
+        let entry = self.cache.inner().memory().get(self.key)?;
         let value = entry.value.downcast_ref::<S::Value>()?;
         (entry.age(clock::now()) == Age::Fresh).then(|| S::rebuild(value.clone()))
+    }
+
+    /// The stale-if-error entry, while its window is still open, and its value.
+    fn fallback<R>(&self) -> Option<(Value, R)>
+    where
+        S: Shape<R>,
+        S::Value: Cacheable,
+    {
+        let entry = self.fallback.as_ref()?;
+        let value = entry.value.downcast_ref::<S::Value>()?;
+        (entry.age(clock::now()) != Age::Expired)
+            .then(|| (entry.value.clone(), S::rebuild(value.clone())))
     }
 
     async fn run<R, F>(
@@ -366,24 +358,17 @@ impl<S> Miss<'_, S> {
         S::Value: Cacheable,
         F: Future<Output = R>,
     {
-        let mut held_lock = None;
-        if let (Some(ttl), Some(remote)) = (self.site.lock, self.cache.remote()) {
-            let token = format!("{:016x}", fastrand::u64(..));
-            match remote.store.try_lock(self.key, &token, ttl).await {
-                Some(true) => held_lock = Some(token),
-                Some(false) => {
-                    if let Some(entry) = self.wait_for_other_instance(ttl).await {
-                        if let Some(leader) = leader {
-                            leader.complete(entry.value.clone());
-                        }
-                        let value = entry.value.downcast_ref::<S::Value>().cloned();
-                        return S::rebuild(value.expect("checked by wait_for_other_instance"));
-                    }
+        let held_lock = match self.lock::<R>().await {
+            Locked::Held(token) => Some(token),
+            Locked::Unlocked => None,
+            Locked::LoadedElsewhere(entry) => {
+                if let Some(leader) = leader {
+                    leader.complete(entry.value.clone());
                 }
-                // Redis unavailable: load without the lock (fail open).
-                None => {}
+                let value = entry.value.downcast_ref::<S::Value>().cloned();
+                return S::rebuild(value.expect("checked by wait_for_other_instance"));
             }
-        }
+        };
         let (result, stored) =
             load_and_store::<R, S, F>(self.cache, self.site, self.key, tags, policy, load).await;
         if let Some(token) = held_lock {
@@ -395,25 +380,74 @@ impl<S> Miss<'_, S> {
             }
             return result;
         }
-        let Some((stale, value)) = self.fallback.as_ref().and_then(|entry| {
-            let value = entry.value.downcast_ref::<S::Value>()?;
-            (entry.age(clock::now()) != Age::Expired).then(|| (entry.value.clone(), value))
-        }) else {
+        match self.fallback::<R>() {
+            Some((stale, value)) => {
+                pipeline::stale_if_error(self.cache, self.key, stale, leader);
+                value
+            }
             // Dropping the leader without a value hands the load to a waiter.
-            return result;
-        };
-        let inner = self.cache.inner();
-        inner.counters.add(Counter::StaleIfError);
-        tracing::warn!(
-            cache = inner.counters.name(),
-            site = self.site.name,
-            key = self.key,
-            "loader failed; serving the stale value (stale-if-error)"
-        );
-        if let Some(leader) = leader {
-            leader.complete(stale);
+            None => result,
         }
-        S::rebuild(value.clone())
+    }
+
+    /// Takes the site's distributed lock, when it has one and a shared tier is configured; when
+    /// another instance holds it, waits for that instance's value.
+    async fn lock<R>(&self) -> Locked
+    where
+        S: Shape<R>,
+        S::Value: Cacheable,
+    {
+        let (Some(ttl), Some(remote)) = (self.site.lock, self.cache.remote()) else {
+            return Locked::Unlocked;
+        };
+        let token = format!("{:016x}", fastrand::u64(..));
+        match remote.store.try_lock(self.key, &token, ttl).await {
+            Some(true) => Locked::Held(token),
+            Some(false) => match self.wait_for_other_instance::<R>(ttl).await {
+                Some(entry) => Locked::LoadedElsewhere(entry),
+                None => Locked::Unlocked,
+            },
+            // Redis unavailable: load without the lock (fail open).
+            None => Locked::Unlocked,
+        }
+    }
+}
+
+/// The outcome of [`Miss::lock`].
+enum Locked {
+    /// This caller holds the lock (its token).
+    Held(String),
+    /// No lock: load anyway.
+    Unlocked,
+    /// Another instance loaded the value meanwhile.
+    LoadedElsewhere(Arc<Entry>),
+}
+
+/// Memo's side of the pipeline's single-flight: a value handed by a leader is served when it
+/// has this function's type.
+struct MemoWaiting<'m, 'a, S, R> {
+    miss: &'m Miss<'a, S>,
+    result: PhantomData<fn() -> R>,
+}
+
+impl<S, R> Waiting for MemoWaiting<'_, '_, S, R>
+where
+    S: Shape<R>,
+    S::Value: Cacheable,
+{
+    type Served = R;
+
+    fn key(&self) -> &str {
+        self.miss.key
+    }
+
+    fn accept(&mut self, value: Value, _fallback: bool) -> Option<R> {
+        let value = value.downcast_ref::<S::Value>()?;
+        Some(S::rebuild(value.clone()))
+    }
+
+    fn fresh(&mut self) -> Option<R> {
+        self.miss.fresh::<R>()
     }
 }
 
@@ -450,7 +484,7 @@ impl<S> Miss<'_, S> {
             };
             if let Some(entry) = remote_entry::<S::Value>(self.cache, self.key).await {
                 if entry.age(clock::now()) == Age::Fresh {
-                    self.cache.inner().counters.add(Counter::Coalesced);
+                    self.cache.inner().counters().add(Counter::Coalesced);
                     return Some(entry);
                 }
             }
@@ -483,29 +517,26 @@ impl<S> Refresh<S> {
         R: Send + 'static,
         F: Future<Output = R> + Send + 'static,
     {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        runtime.spawn(async move {
-            let Refresh {
+        let Refresh {
+            cache,
+            site,
+            key,
+            claim,
+            ..
+        } = self;
+        let tags: Box<[Box<str>]> = tags.into_iter().map(String::into_boxed_str).collect();
+        pipeline::refresh(&cache, key, tags, claim, move |refresh| async move {
+            let Refreshing {
                 cache,
-                site,
                 key,
-                claim,
-                ..
-            } = self;
-            let tags: Box<[Box<str>]> = tags.into_iter().map(String::into_boxed_str).collect();
-            // One refresh per key in this process, also when entries come from a shared store
-            // (where each read yields its own copy of the entry and its refresh claim).
-            let Join::Lead(leader) = cache.inner().flights.join(&key, &tags) else {
-                return;
-            };
+                tags,
+                leader,
+            } = refresh;
             let (_, stored) =
                 load_and_store::<R, S, F>(&cache, site, &key, &tags, &policy, load).await;
             if let Some(value) = stored {
                 leader.complete(value);
             }
-            drop(claim);
         });
     }
 }
@@ -526,21 +557,18 @@ where
     F: Future<Output = R>,
 {
     let inner = cache.inner();
-    let since = inner.log.current();
-    inner.counters.add(Counter::Load);
-    let started = Instant::now();
-    let result = load.await;
-    inner.counters.record_load(started.elapsed());
+    let loading = Load::begin(cache);
+    let result = loading.run(load).await;
     let (value, lifetime) = match S::classify(&result) {
         Outcome::Value(value) => (
             value,
-            policy.lifetime(site, S::success(value), inner.jitter),
+            policy.lifetime(site, S::success(value), inner.jitter()),
         ),
         Outcome::Negative(value) => (value, site.negative_lifetime()),
         Outcome::Failure => {
-            inner.counters.add(Counter::LoadError);
+            loading.failed();
             tracing::debug!(
-                cache = inner.counters.name(),
+                cache = inner.counters().name(),
                 site = site.name,
                 key,
                 "loader failed"
@@ -552,12 +580,12 @@ where
     let shared: Value = Arc::new(value.clone());
     if let Some(lifetime) = lifetime {
         let now = clock::now();
-        let deadlines = lifetime.deadlines(now, inner.jitter);
+        let deadlines = lifetime.deadlines(now, inner.jitter());
         let encoded = cache
             .remote()
             .and_then(|_| codec::encode(value, WallDeadlines::from_local(&deadlines, now), tags));
         let entry = Entry::new(Arc::clone(&shared), deadlines, tags.into(), weight);
-        cache.store(key, entry, since, encoded).await;
+        cache.store(key, entry, loading.since(), encoded).await;
     }
     (result, Some(shared))
 }

@@ -25,6 +25,42 @@ pub fn typed<R, F: Future<Output = R>>(body: F) -> F {
     body
 }
 
+/// Runs the body of a `#[cached(stale = ...)]` fn without a receiver, which the macro keeps in
+/// an async closure over its reference arguments: with the caller's references on a miss, with
+/// references to owned copies in a background refresh. Taking the closure by value makes its
+/// future own what the closure captured (the arguments passed by value), as the body would.
+#[inline]
+pub async fn call_once<A, R, F: AsyncFnOnce(A) -> R>(body: F, arguments: A) -> R {
+    body(arguments).await
+}
+
+/// The owned receiver a background refresh of a `#[cached(stale = ...)]` method runs on.
+#[diagnostic::on_unimplemented(
+    message = "`stale` on a method needs an owned receiver to refresh in the background: `{Self}` must be `Clone + Send + Sync + 'static`",
+    label = "the refresh runs the body on a clone of this receiver",
+    note = "derive or implement `Clone` for `{Self}` (a handle to a pool or a client usually is cheap to clone), take `self: Arc<Self>`, or drop `stale`"
+)]
+pub trait OwnedReceiver: Sized {
+    /// A clone for the refresh.
+    fn to_owned_receiver(&self) -> Self;
+}
+
+// `do_not_recommend`: a receiver that is not `Clone` is reported with the message above, not
+// as a missing `Clone`.
+#[diagnostic::do_not_recommend]
+impl<T: Clone + Send + Sync + 'static> OwnedReceiver for T {
+    #[inline]
+    fn to_owned_receiver(&self) -> Self {
+        self.clone()
+    }
+}
+
+/// See [`OwnedReceiver`].
+#[inline]
+pub fn owned_receiver<T: OwnedReceiver>(receiver: &T) -> T {
+    receiver.to_owned_receiver()
+}
+
 /// Appends a key part to a key being rendered.
 #[inline(always)]
 pub fn push<T: KeyArg + ?Sized>(out: &mut KeyBuf, part: &T) {

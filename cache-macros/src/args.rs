@@ -16,6 +16,8 @@ pub(crate) struct CachedArgs {
     pub(crate) key: Option<LitStr>,
     pub(crate) invalidate_on: Vec<LitStr>,
     pub(crate) stale: Option<Duration>,
+    /// Where `stale` is written: errors about the background refresh point here.
+    pub(crate) stale_span: Span,
     pub(crate) stale_if_error: Option<Duration>,
     pub(crate) none_ttl: Option<Duration>,
     pub(crate) jitter: Option<f64>,
@@ -37,6 +39,7 @@ impl Parse for CachedArgs {
             key: None,
             invalidate_on: Vec::new(),
             stale: None,
+            stale_span: Span::call_site(),
             stale_if_error: None,
             none_ttl: None,
             jitter: None,
@@ -75,7 +78,10 @@ impl Parse for CachedArgs {
                     let tags = Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?;
                     args.invalidate_on = tags.into_iter().collect();
                 }
-                "stale" => args.stale = Some(duration(input)?),
+                "stale" => {
+                    args.stale = Some(duration(input)?);
+                    args.stale_span = ident.span();
+                }
                 "stale_if_error" => args.stale_if_error = Some(duration(input)?),
                 "none_ttl" => args.none_ttl = Some(duration(input)?),
                 "jitter" => args.jitter = Some(jitter(input)?),

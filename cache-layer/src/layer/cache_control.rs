@@ -34,12 +34,12 @@ pub(crate) fn parse_delta_seconds(s: &str) -> Option<Duration> {
 
 /// One directive: lowercase name plus optional argument (quotes/escapes removed).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Directive {
+pub(crate) struct Directive {
     /// Lowercased directive name.
-    name: String,
+    pub(crate) name: String,
     /// Argument; a malformed quoted-string becomes `Some("")` so typed
     /// arguments (delta-seconds) are rejected rather than guessed.
-    arg: Option<String>,
+    pub(crate) arg: Option<String>,
 }
 
 /// Splits one field line into directives, appending to `out`.
@@ -194,15 +194,22 @@ pub(crate) struct ResponseDirectives {
     pub(crate) stale_while_revalidate: Option<Duration>,
     /// `stale-if-error` (RFC 5861); `None` when invalid.
     pub(crate) stale_if_error: Option<Duration>,
+    /// Read from a targeted field (RFC 9213), which replaces `Cache-Control` *and* `Expires`.
+    pub(crate) targeted: bool,
 }
 
 impl ResponseDirectives {
     /// Parses all `Cache-Control` lines of a response.
     pub(crate) fn parse(headers: &HeaderMap) -> Self {
+        Self::from_directives(directives(headers, &CACHE_CONTROL))
+    }
+
+    /// The directive set `directives` make up (repeated ones folded as in `Cache-Control`).
+    pub(crate) fn from_directives(directives: impl IntoIterator<Item = Directive>) -> Self {
         let mut out = Self::default();
         let (mut max_age, mut s_maxage) = (Slot::Absent, Slot::Absent);
         let (mut swr, mut sie) = (Slot::Absent, Slot::Absent);
-        for d in directives(headers, &CACHE_CONTROL) {
+        for d in directives {
             let arg = d.arg.as_deref();
             match d.name.as_str() {
                 "max-age" => max_age = max_age.merge(arg),

@@ -254,6 +254,8 @@ fn we_admit(request_headers: &HeaderMap, status: StatusCode, response_headers: &
         request: request_headers,
         status,
         has_default_ttl: false,
+        // The peer knows no targeted fields.
+        targeted: &super::targeted::TargetedFields::none(),
     };
     admit(exchange, response_headers.clone(), &cc).is_ok()
 }

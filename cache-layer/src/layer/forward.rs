@@ -2,8 +2,9 @@
 //! service (conditionally when revalidating), and turning its answer into the client's response
 //! while storing what may be stored.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
@@ -13,7 +14,6 @@ use http::header::{
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
-use tower::ServiceExt;
 use tower_service::Service;
 
 use super::body::{CacheBody, Recording};
@@ -33,8 +33,8 @@ use super::storable::NotStorable;
 use super::stored::{lifetime_of, CachedResponse, Usability};
 use super::tags::take_tags;
 use super::vary::vary_names;
-use crate::cache::Inner;
-use crate::flight::{Join, Leader, Waited};
+use crate::entry::Value;
+use crate::pipeline::{self, Joined, Leader, Load, Waiting};
 use crate::stats::Counter;
 use crate::{clock, Cache};
 
@@ -50,7 +50,18 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    fn key(&self) -> &str {
+    /// A plan for a URL not found: coalesced, nothing stale, no key yet.
+    pub(crate) fn empty() -> Self {
+        Plan {
+            primary: String::new(),
+            variant: None,
+            stale: None,
+            forward: Forward::UriMiss,
+            coalesce: true,
+        }
+    }
+
+    pub(crate) fn key(&self) -> &str {
         self.variant.as_deref().unwrap_or(&self.primary)
     }
 }
@@ -119,34 +130,83 @@ fn join(first: Option<Bytes>, rest: BytesMut) -> Bytes {
 }
 
 /// A response stored for `request` that is usable now, served as a hit.
-fn fresh_hit<B: Body, R>(
+fn fresh_hit<B: Body>(
     cache: &Cache,
     config: &Config,
     primary: &str,
-    request: &Request<R>,
+    (method, headers): (&Method, &HeaderMap),
 ) -> Option<Response<CacheBody<B>>> {
     let now = clock::now();
-    let Found::Stored { entry, .. } = lookup(cache, primary, request.headers(), now) else {
+    let Found::Stored { entry, .. } = lookup(cache, primary, headers, now) else {
         return None;
     };
     let response = response_of(&entry);
     let age = response.age(now);
-    let directives = request_directives(config, request.headers());
+    let directives = request_directives(config, headers);
     if !matches!(
         response.usability(age, &directives),
         Usability::Fresh | Usability::StaleAccepted
     ) {
         return None;
     }
-    cache.inner().counters.add(Counter::Hit);
+    cache.inner().counters().add(Counter::Hit);
     let status = CacheStatus::hit().ttl(remaining_ttl(response.lifetime, age));
-    Some(serve(
-        response,
-        request.method(),
-        request.headers(),
-        status,
-        age,
-    ))
+    Some(serve(response, method, headers, status, age))
+}
+
+/// HTTP's side of the pipeline's single-flight: a response handed by a leader is served when
+/// it is the variant this request selects; otherwise the URL is looked up again (its variants
+/// may have changed, or it may have turned out uncacheable).
+struct HttpWaiting<'a, B> {
+    cache: &'a Cache,
+    config: &'a Config,
+    /// The request's method and headers.
+    request: (&'a Method, &'a HeaderMap),
+    plan: &'a mut Plan,
+    body: PhantomData<fn() -> B>,
+}
+
+impl<B: Body> Waiting for HttpWaiting<'_, B> {
+    type Served = Response<CacheBody<B>>;
+
+    fn key(&self) -> &str {
+        self.plan.key()
+    }
+
+    fn accept(&mut self, value: Value, fallback: bool) -> Option<Self::Served> {
+        let response = value.downcast::<CachedResponse>().ok()?;
+        let (method, headers) = self.request;
+        if !response.matches(headers) {
+            return None;
+        }
+        let status = if fallback {
+            CacheStatus::forward(self.plan.forward).detail("stale-if-error")
+        } else {
+            CacheStatus::hit().detail("coalesced")
+        };
+        Some(serve(
+            &response,
+            method,
+            headers,
+            status,
+            response.age(clock::now()),
+        ))
+    }
+
+    fn fresh(&mut self) -> Option<Self::Served> {
+        fresh_hit(self.cache, self.config, &self.plan.primary, self.request)
+    }
+
+    fn rejoin(&mut self) -> bool {
+        let headers = self.request.1;
+        match lookup(self.cache, &self.plan.primary, headers, clock::now()) {
+            Found::Stored { variant, .. } => self.plan.variant = variant,
+            Found::VaryMiss(key) => self.plan.variant = Some(key),
+            Found::Uncacheable => return false,
+            Found::Nothing => {}
+        }
+        true
+    }
 }
 
 /// A miss: waits for a concurrent load of the same key, or leads one.
@@ -164,75 +224,20 @@ where
 {
     let mut leader = None;
     if plan.coalesce {
-        let engine = cache.inner();
-        loop {
-            let waiter = match engine.flights.join(plan.key(), &[]) {
-                Join::Lead(lead) => {
-                    // A load that finished between our look-up and now has stored what we need.
-                    if plan.stale.is_none() {
-                        if let Some(hit) = fresh_hit(&cache, &config, &plan.primary, &request) {
-                            return Ok(hit);
-                        }
-                    }
-                    leader = Some(lead);
-                    break;
-                }
-                Join::Wait(waiter) => waiter,
-            };
-            engine.counters.add(Counter::Coalesced);
-            match waiter.wait(engine.max_wait).await {
-                Waited::Done(value) => {
-                    if let Ok(response) = value.downcast::<CachedResponse>() {
-                        if response.matches(request.headers()) {
-                            return Ok(serve(
-                                &response,
-                                request.method(),
-                                request.headers(),
-                                CacheStatus::hit().detail("coalesced"),
-                                response.age(clock::now()),
-                            ));
-                        }
-                    }
-                }
-                Waited::Retry => {}
-                Waited::TimedOut => break,
-            }
-            // The leader stored something else (another variant), or nothing: look again.
-            if let Some(hit) = fresh_hit(&cache, &config, &plan.primary, &request) {
-                return Ok(hit);
-            }
-            match lookup(&cache, &plan.primary, request.headers(), clock::now()) {
-                Found::Stored { variant, .. } => plan.variant = variant,
-                Found::VaryMiss(key) => plan.variant = Some(key),
-                Found::Uncacheable => break,
-                Found::Nothing => {}
-            }
+        let mut waiting = HttpWaiting {
+            cache: &cache,
+            config: &config,
+            request: (request.method(), request.headers()),
+            plan: &mut plan,
+            body: PhantomData,
+        };
+        match pipeline::join(&cache, &[], &mut waiting).await {
+            Joined::Served(response) => return Ok(response),
+            Joined::Lead(lead) => leader = Some(lead),
+            Joined::Alone => {}
         }
     }
     forward(cache, config, inner, request, plan, leader).await
-}
-
-/// Calls the inner service once it is ready, counted and timed as a load; returns its answer
-/// and when the call was made (RFC 9111 `request_time`). Waiting for the inner service's
-/// capacity is neither load time nor part of the response's age.
-pub(crate) async fn load<S, R>(
-    engine: &Inner,
-    inner: S,
-    request: R,
-) -> (Result<S::Response, S::Error>, SystemTime)
-where
-    S: Service<R>,
-{
-    engine.counters.add(Counter::Load);
-    let mut ready = match inner.ready_oneshot().await {
-        Ok(ready) => ready,
-        Err(error) => return (Err(error), SystemTime::now()),
-    };
-    let request_time = SystemTime::now();
-    let started = Instant::now();
-    let result = ready.call(request).await;
-    engine.counters.record_load(started.elapsed());
-    (result, request_time)
 }
 
 /// A revalidation's exchange with the inner service: what a 304 answering it is applied with.
@@ -275,13 +280,14 @@ fn not_modified<B: Body>(
         return served;
     }
     let headers = stale.updated_headers(&parts.headers, x.times.1);
-    let cc = ResponseDirectives::parse(&headers);
+    let cc = x.config.targeted.directives(&headers);
     let exchange = Exchange::Http {
         // A HEAD's 304 updates the stored GET response (RFC 9111 §4.3.5).
         method: &Method::GET,
         request: x.client,
         status: stale.status,
         has_default_ttl: x.config.default_ttl.is_some(),
+        targeted: &x.config.targeted,
     };
     match admit(exchange, headers.clone(), &cc) {
         Ok(admitted) if !varies_alike(admitted.get(), &stale.vary) => {
@@ -289,7 +295,7 @@ fn not_modified<B: Body>(
             // (e.g. a `Vary: Cookie` added to a copy stored under the URL alone): storing it
             // under the old key would serve this client's update to everyone. Drop the copy.
             drop(leader);
-            x.cache.inner().memory.remove(x.plan.key());
+            x.cache.inner().memory().remove(x.plan.key());
             let status = status.detail("vary-changed");
             unstored_update(stale, headers, x, status, parts.extensions)
         }
@@ -298,7 +304,7 @@ fn not_modified<B: Body>(
             drop(leader);
             if cc.no_store || cc.private {
                 // The origin no longer lets shared caches keep this response.
-                x.cache.inner().memory.remove(x.plan.key());
+                x.cache.inner().memory().remove(x.plan.key());
             }
             let status = status.detail(reason.as_str());
             unstored_update(stale, headers, x, status, parts.extensions)
@@ -329,7 +335,7 @@ fn store_update<B: Body>(
     if kept {
         status = status.stored();
         if let Some(leader) = leader {
-            leader.complete(Arc::clone(&refreshed) as crate::entry::Value);
+            leader.complete(Arc::clone(&refreshed) as Value);
         }
     }
     serve(
@@ -351,6 +357,7 @@ fn unstored_update<B: Body>(
     extensions: http::Extensions,
 ) -> Response<CacheBody<B>> {
     strip_connection_fields(&mut headers);
+    x.config.targeted.hide(&mut headers);
     let age = current_age(&headers, x.times.0, x.times.1, SystemTime::now());
     headers.insert(AGE, HeaderValue::from(age.as_secs()));
     status.append_to(&mut headers);
@@ -366,26 +373,10 @@ fn unstored_update<B: Body>(
     apply_preconditions(response, x.method, x.client)
 }
 
-/// Calls the inner service (conditionally, when revalidating) and turns its answer into the
-/// client's response, storing it when allowed.
-pub(crate) async fn forward<S, ReqBody, ResBody>(
-    cache: Cache,
-    config: Arc<Config>,
-    inner: S,
-    request: Request<ReqBody>,
-    plan: Plan,
-    leader: Option<Leader>,
-) -> Result<Response<CacheBody<ResBody>>, S::Error>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Send + 'static,
-{
-    let (mut parts, body) = request.into_parts();
-    let method = parts.method.clone();
-    let client = parts.headers.clone();
-    // The layer evaluates the client's preconditions itself, on the full response, so the inner
-    // service is asked for something it can store.
+/// The request the inner service is asked: without the client's preconditions (the layer
+/// evaluates them itself, on the full response, so the inner service is asked for something it
+/// can store), and conditional on the stored response when revalidating it.
+fn upstream_request(parts: &mut http::request::Parts, plan: &Plan) {
     for name in [
         IF_MATCH,
         IF_NONE_MATCH,
@@ -409,37 +400,52 @@ where
             }
         }
     }
-    let engine = cache.inner();
-    let since = engine.log.current();
-    let (result, request_time) = load(engine, inner, Request::from_parts(parts, body)).await;
-    let response_time = SystemTime::now();
-    let failed = match &result {
+}
+
+/// The status a failed exchange is reported with: the inner service's 5xx, or 502 for an
+/// error; `None` when it did not fail.
+fn failure<B, E>(result: &Result<Response<B>, E>) -> Option<StatusCode> {
+    match result {
         Ok(response) => response
             .status()
             .is_server_error()
             .then(|| response.status()),
         Err(_) => Some(StatusCode::BAD_GATEWAY),
-    };
-    if let Some(failed_status) = failed {
-        engine.counters.add(Counter::LoadError);
+    }
+}
+
+/// Calls the inner service (conditionally, when revalidating) and turns its answer into the
+/// client's response, storing it when allowed.
+pub(crate) async fn forward<S, ReqBody, ResBody>(
+    cache: Cache,
+    config: Arc<Config>,
+    inner: S,
+    request: Request<ReqBody>,
+    plan: Plan,
+    leader: Option<Leader>,
+) -> Result<Response<CacheBody<ResBody>>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send + 'static,
+{
+    let (mut parts, body) = request.into_parts();
+    let method = parts.method.clone();
+    let client = parts.headers.clone();
+    upstream_request(&mut parts, &plan);
+    let loading = Load::begin(&cache);
+    let (result, request_time) = loading.call(inner, Request::from_parts(parts, body)).await;
+    let response_time = SystemTime::now();
+    if let Some(failed_status) = failure(&result) {
+        loading.failed();
         if let Some((stale, true)) = &plan.stale {
-            engine.counters.add(Counter::StaleIfError);
+            pipeline::stale_if_error(&cache, plan.key(), Arc::clone(stale) as Value, leader);
             let mut status = CacheStatus::forward(plan.forward).detail("stale-if-error");
             if result.is_ok() {
                 status = status.forward_status(failed_status.as_u16());
             }
-            tracing::warn!(
-                cache = cache.name(),
-                key = plan.key(),
-                "inner service failed; serving the stale response (stale-if-error)"
-            );
-            return Ok(serve(
-                stale,
-                &method,
-                &client,
-                status,
-                stale.age(clock::now()),
-            ));
+            let age = stale.age(clock::now());
+            return Ok(serve(stale, &method, &client, status, age));
         }
     }
     let exchange = Exchanged {
@@ -449,7 +455,7 @@ where
         method: &method,
         client: &client,
         times: (request_time, response_time),
-        since,
+        since: loading.since(),
     };
     let response = result?;
     if response.status() == StatusCode::NOT_MODIFIED {
@@ -472,25 +478,27 @@ where
     B::Error: Send + 'static,
 {
     let (cache, config, method, client) = (x.cache, x.config, x.method, x.client);
-    let (request_time, response_time) = x.times;
     let (mut parts, body) = response.into_parts();
     let tags = take_tags(&mut parts.headers, &mut parts.extensions);
     if !parts.headers.contains_key(DATE) {
         // RFC 9110 §6.6.1: a recipient that caches a response without Date records one.
-        if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(response_time)) {
+        if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(x.times.1)) {
             parts.headers.insert(DATE, date);
         }
     }
-    let cc = ResponseDirectives::parse(&parts.headers);
+    let cc = config.targeted.directives(&parts.headers);
     let exchange = Exchange::Http {
         method,
         request: client,
         status: parts.status,
         has_default_ttl: config.default_ttl.is_some(),
+        targeted: &config.targeted,
     };
     let verdict = admit(exchange, parts.headers.clone(), &cc).and_then(|admitted| {
         check_size(&parts.headers, &body.size_hint(), config.max_body).map(|()| admitted)
     });
+    // The client's copy: targeted fields are for this cache (the stored copy keeps them).
+    config.targeted.hide(&mut parts.headers);
     let status = CacheStatus::forward(x.plan.forward).forward_status(parts.status.as_u16());
     let admitted = match verdict {
         Ok(admitted) => admitted,
@@ -499,51 +507,71 @@ where
             return unstored(x, reason, status, Response::from_parts(parts, body)).await;
         }
     };
+    let pending = pending_store(&x, &parts, admitted, cc, tags, leader);
+    // Known and small (and room for it in the in-flight share): read it now, so this response
+    // already carries the generated ETag and is answered exactly like the hits that follow.
+    if let Some(_held) = hold_small(&body, config) {
+        return read_and_store(&x, pending, status, parts, body).await;
+    }
+    let recording = Recording::new(config.max_body, config.in_flight.start(), Box::new(pending));
+    let mut response = Response::from_parts(
+        parts,
+        CacheBody::spooled(body, recording, cache.inner().max_wait()),
+    );
+    status.append_to(response.headers_mut());
+    apply_preconditions(response, method, client)
+}
+
+/// The store of an admitted response head, finished once its body is read.
+fn pending_store(
+    x: &Exchanged<'_>,
+    parts: &http::response::Parts,
+    admitted: Admitted,
+    cc: ResponseDirectives,
+    tags: Vec<String>,
+    leader: Option<Leader>,
+) -> PendingStore {
     let names = vary_names(admitted.get()).unwrap_or_default();
-    let secondary = secondary_key(&names, client);
-    let pending = PendingStore {
-        cache: cache.clone(),
-        config: Arc::clone(config),
-        lifetime: lifetime_of(
-            parts.status,
-            &parts.headers,
-            &cc,
-            config.default_ttl,
-            response_time,
-        ),
+    let secondary = secondary_key(&names, x.client);
+    let default_ttl = x.config.default_ttl;
+    PendingStore {
+        cache: x.cache.clone(),
+        config: Arc::clone(x.config),
+        lifetime: lifetime_of(parts.status, &parts.headers, &cc, default_ttl, x.times.1),
         primary: x.plan.primary.clone(),
         status: parts.status,
         headers: admitted,
-        times: (request_time, response_time),
+        times: x.times,
         directives: cc,
         vary: (names.into(), secondary),
         tags,
         since: x.since,
         leader,
-    };
-    // Known and small (and room for it in the in-flight share): read it now, so this response
-    // already carries the generated ETag and is answered exactly like the hits that follow.
-    if let Some(_held) = hold_small(&body, config) {
-        let (data, trailers, error) = read_body(body).await;
-        if trailers.is_none() && error.is_none() {
-            let (stored, kept) = pending.complete(data);
-            let status = if kept { status.stored() } else { status };
-            let mut response = serve(&stored, method, client, status, stored.age(clock::now()));
-            response.extensions_mut().extend(parts.extensions);
-            return response;
-        }
-        drop(pending);
-        let mut response =
-            Response::from_parts(parts, CacheBody::buffered(Some(data), trailers, error));
-        status.detail("trailers").append_to(response.headers_mut());
-        return apply_preconditions(response, method, client);
     }
-    let recording = Recording::new(config.max_body, config.in_flight.start(), pending);
-    let mut response = Response::from_parts(
-        parts,
-        CacheBody::spooled(body, recording, cache.inner().max_wait),
-    );
-    status.append_to(response.headers_mut());
+}
+
+/// Reads a small body of known size and stores the response with it (unless it ends with
+/// trailers or an error: then it is passed on as read, unstored).
+async fn read_and_store<B: Body<Data = Bytes>>(
+    x: &Exchanged<'_>,
+    pending: PendingStore,
+    status: CacheStatus,
+    parts: http::response::Parts,
+    body: B,
+) -> Response<CacheBody<B>> {
+    let (method, client) = (x.method, x.client);
+    let (data, trailers, error) = read_body(body).await;
+    if trailers.is_none() && error.is_none() {
+        let (stored, kept) = pending.complete(data);
+        let status = if kept { status.stored() } else { status };
+        let mut response = serve(&stored, method, client, status, stored.age(clock::now()));
+        response.extensions_mut().extend(parts.extensions);
+        return response;
+    }
+    drop(pending);
+    let mut response =
+        Response::from_parts(parts, CacheBody::buffered(Some(data), trailers, error));
+    status.detail("trailers").append_to(response.headers_mut());
     apply_preconditions(response, method, client)
 }
 

@@ -59,7 +59,8 @@ pub(crate) fn freshness_lifetime(
         return Some(d);
     }
     let date = header_date(headers, &DATE).unwrap_or(received);
-    if headers.contains_key(EXPIRES) {
+    // A targeted field (RFC 9213 §2.2) replaces `Expires` as well as `Cache-Control`.
+    if !cc.targeted && headers.contains_key(EXPIRES) {
         // Invalid Expires (e.g. "0") means already expired (RFC 9111 §5.3).
         return Some(match header_date(headers, &EXPIRES) {
             Some(expires) => since(expires, date),
@@ -82,6 +83,23 @@ pub(crate) fn remaining_ttl(lifetime: Duration, age: Duration) -> i64 {
     secs(lifetime).saturating_sub(secs(age))
 }
 
+/// The `Age` field's value (RFC 9111 §5.1): a list (several lines, or commas in one) counts
+/// as its first member; an invalid value is ignored (zero); a huge one saturates at 2^31 s.
+fn age_value(headers: &HeaderMap) -> Duration {
+    let Some(first_line) = headers.get(AGE) else {
+        return Duration::ZERO;
+    };
+    let first = first_line
+        .as_bytes()
+        .split(|&b| b == b',')
+        .next()
+        .unwrap_or_default();
+    std::str::from_utf8(trim_ows(first))
+        .ok()
+        .and_then(parse_delta_seconds)
+        .unwrap_or(Duration::ZERO)
+}
+
 /// Current age of a stored response (RFC 9111 §4.2.3).
 ///
 /// `request_time`/`response_time` are local clock readings around the
@@ -94,14 +112,7 @@ pub(crate) fn current_age(
     now: SystemTime,
 ) -> Duration {
     let date_value = header_date(headers, &DATE).unwrap_or(response_time);
-    // Invalid Age lines are ignored; multiple valid ones take the largest (conservative).
-    let age_value = headers
-        .get_all(AGE)
-        .iter()
-        .filter_map(|v| std::str::from_utf8(trim_ows(v.as_bytes())).ok())
-        .filter_map(parse_delta_seconds)
-        .max()
-        .unwrap_or(Duration::ZERO);
+    let age_value = age_value(headers);
     let apparent_age = since(response_time, date_value);
     let response_delay = since(response_time, request_time);
     let corrected_age_value = age_value.saturating_add(response_delay);
@@ -333,7 +344,13 @@ mod tests {
         assert_eq!(at(&[" 42 "]), Duration::from_secs(42));
         assert_eq!(at(&["abc"]), Duration::ZERO);
         assert_eq!(at(&["-5"]), Duration::ZERO);
-        assert_eq!(at(&["5", "abc", "7"]), Duration::from_secs(7));
+        // A list counts as its first member; an invalid first member voids the field.
+        assert_eq!(at(&["5", "abc", "7"]), Duration::from_secs(5));
+        assert_eq!(at(&["5, 9"]), Duration::from_secs(5));
+        assert_eq!(at(&[" 8 ,x"]), Duration::from_secs(8));
+        assert_eq!(at(&["abc", "7"]), Duration::ZERO);
+        assert_eq!(at(&[",7"]), Duration::ZERO);
+        assert_eq!(at(&["1.5"]), Duration::ZERO);
         assert_eq!(
             at(&["99999999999999999999"]),
             Duration::from_secs(2_147_483_648)

@@ -14,6 +14,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use super::cache_control::ResponseDirectives;
 use super::storable::{storable, NotStorable};
 use super::tags::CACHE_TAG;
+use super::targeted::TargetedFields;
 use super::vary::vary_names;
 
 /// What is being stored, and in answer to what.
@@ -26,6 +27,8 @@ pub(crate) enum Exchange<'a> {
         request: &'a HeaderMap,
         status: StatusCode,
         has_default_ttl: bool,
+        /// The targeted fields (RFC 9213) the directives were read from.
+        targeted: &'a TargetedFields,
     },
     /// An opted-in gRPC unary call, whose request-side rules (`authorization`, encodings) are
     /// applied where the call is keyed.
@@ -35,12 +38,23 @@ pub(crate) enum Exchange<'a> {
 
 /// Response headers that passed the gate: what a stored response or call is built from.
 #[derive(Debug)]
-pub(crate) struct Admitted(HeaderMap);
+pub(crate) struct Admitted(HeaderMap, TargetedFields);
 
 impl Admitted {
     /// The headers, to build the stored form from.
     pub(crate) fn into_inner(self) -> HeaderMap {
         self.0
+    }
+
+    /// The targeted fields the headers were admitted under: which directives they give this
+    /// cache, and what clients must not see of them.
+    pub(crate) fn targeted(&self) -> &TargetedFields {
+        &self.1
+    }
+
+    /// The directives this cache follows for these headers (see [`TargetedFields`]).
+    pub(crate) fn directives(&self) -> ResponseDirectives {
+        self.1.directives(&self.0)
     }
 
     /// The headers.
@@ -70,24 +84,29 @@ impl Admitted {
 /// Decides whether `headers` (a response, or the stored response merged with a 304) may be
 /// stored for `exchange`; if so, returns them without the fields that are never stored.
 ///
-/// `cc` is the parsed `Cache-Control` of `headers`.
+/// `cc` is the directives of `headers` for this cache: for HTTP, what `targeted` reads from
+/// them (a targeted field, else `Cache-Control`), the same that decide the response's
+/// freshness; for gRPC, `Cache-Control`.
 pub(crate) fn admit(
     exchange: Exchange<'_>,
     mut headers: HeaderMap,
     cc: &ResponseDirectives,
 ) -> Result<Admitted, NotStorable> {
-    match exchange {
+    let targeted = match exchange {
         Exchange::Http {
             method,
             request,
             status,
             has_default_ttl,
+            targeted,
         } => {
+            debug_assert_eq!(*cc, targeted.directives(&headers), "one set of directives");
             storable(method, request, status, &headers, cc, has_default_ttl)?;
             check_cookie(request, &headers, cc)?;
             if is_event_stream(&headers) {
                 return Err(NotStorable::EventStream);
             }
+            targeted.clone()
         }
         Exchange::GrpcCall => {
             if cc.no_store {
@@ -99,8 +118,9 @@ pub(crate) fn admit(
             if headers.contains_key(SET_COOKIE) {
                 return Err(NotStorable::SetCookie);
             }
+            TargetedFields::none()
         }
-    }
+    };
     if names_in_connection(&headers).any(|name| name == VARY) {
         // `Connection: vary` would strip the `Vary` the rules above relied on (a response
         // varying on `Cookie` would be stored for everyone).
@@ -111,7 +131,7 @@ pub(crate) fn admit(
         return Err(NotStorable::VaryInvalid);
     }
     strip_unstorable_fields(&mut headers);
-    Ok(Admitted(headers))
+    Ok(Admitted(headers, targeted))
 }
 
 /// Whether the response is a server-sent event stream.
@@ -206,12 +226,14 @@ mod tests {
 
     fn http(request: &HeaderMap, response: &[(&str, &str)]) -> Result<HeaderMap, NotStorable> {
         let headers = map(response);
-        let cc = ResponseDirectives::parse(&headers);
+        let targeted = TargetedFields::default();
+        let cc = targeted.directives(&headers);
         let exchange = Exchange::Http {
             method: &Method::GET,
             request,
             status: StatusCode::OK,
             has_default_ttl: false,
+            targeted: &targeted,
         };
         admit(exchange, headers, &cc).map(Admitted::into_inner)
     }
@@ -288,5 +310,49 @@ mod tests {
             Err(NotStorable::NoStore)
         );
         assert_eq!(grpc(&[("content-type", "application/grpc")]), Ok(()));
+    }
+
+    #[test]
+    fn a_targeted_field_decides_storability_instead_of_cache_control() {
+        let none = HeaderMap::new();
+        let public = ("cache-control", "public, max-age=60");
+        assert_eq!(
+            http(&none, &[public, ("cdn-cache-control", "private")]),
+            Err(NotStorable::Private)
+        );
+        assert_eq!(
+            http(&none, &[public, ("cdn-cache-control", "no-store")]),
+            Err(NotStorable::NoStore)
+        );
+        let cookie = map(&[("cookie", "sid=a")]);
+        assert_eq!(
+            http(&cookie, &[public, ("cdn-cache-control", "max-age=60")]),
+            Err(NotStorable::Cookie),
+            "Cache-Control's `public` does not count once a targeted field rules"
+        );
+        assert!(http(
+            &none,
+            &[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=60")
+            ]
+        )
+        .is_ok());
+        // A targeted field replaces `Expires` too.
+        let later = httpdate::fmt_http_date(
+            std::time::SystemTime::now() + std::time::Duration::from_secs(600),
+        );
+        assert_eq!(
+            http(
+                &none,
+                &[
+                    ("cdn-cache-control", "must-revalidate"),
+                    ("expires", &later)
+                ]
+            ),
+            Err(NotStorable::NoFreshness)
+        );
+        // An invalid one is ignored.
+        assert!(http(&none, &[public, ("cdn-cache-control", "Private")]).is_ok());
     }
 }

@@ -11,6 +11,7 @@ use tower_layer::Layer;
 
 use super::in_flight::InFlight;
 use super::service::CacheService;
+use super::targeted::TargetedFields;
 use crate::Cache;
 
 /// How the layer gives stored responses an `ETag` when the application sets none.
@@ -46,6 +47,8 @@ pub(crate) struct Config {
     pub(crate) uncacheable_for: Duration,
     /// Bodies being copied for the cache: a quarter of the cache's memory budget.
     pub(crate) in_flight: Arc<InFlight>,
+    /// Targeted cache-control fields (RFC 9213) obeyed before `Cache-Control`.
+    pub(crate) targeted: TargetedFields,
 }
 
 /// A [`tower_layer::Layer`] that caches HTTP responses in a [`Cache`] like an RFC 9111 shared
@@ -93,7 +96,7 @@ impl CacheLayer {
     /// without freshness information are not stored), 1 MiB body cap, strong generated
     /// ETags, no default stale windows, 8 variants per URL, request `Cache-Control` honoured.
     pub fn new(cache: Cache) -> Self {
-        let share = usize::try_from(cache.inner().memory.budget() / 4).unwrap_or(usize::MAX);
+        let share = usize::try_from(cache.inner().memory().budget() / 4).unwrap_or(usize::MAX);
         CacheLayer {
             mode: HttpOnly,
             cache,
@@ -109,6 +112,7 @@ impl CacheLayer {
                 sort_query: false,
                 uncacheable_for: Duration::from_secs(5),
                 in_flight: InFlight::new(share),
+                targeted: TargetedFields::default(),
             }),
         }
     }
@@ -223,6 +227,43 @@ impl<M> CacheLayer<M> {
     }
 }
 
+impl<M> CacheLayer<M> {
+    /// A targeted cache-control field of the application's own (RFC 9213), obeyed before
+    /// `CDN-Cache-Control` and `Cache-Control`: say `CacheLayer-Cache-Control: max-age=600`
+    /// next to `Cache-Control: max-age=60` to keep a response here longer than browsers do,
+    /// or `CacheLayer-Cache-Control: no-store` to keep it out of this cache only.
+    ///
+    /// `CDN-Cache-Control` is obeyed without this call. The first targeted field present with
+    /// a valid value (a Structured Fields Dictionary) replaces `Cache-Control` and `Expires`
+    /// for this cache, for storing and for freshness alike; an empty or malformed one is
+    /// ignored. Clients do not receive targeted fields unless
+    /// [`forward_targeted_cache_control`](Self::forward_targeted_cache_control) says so.
+    ///
+    /// ```
+    /// use cache_layer::{Cache, CacheLayer};
+    /// use http::HeaderName;
+    ///
+    /// let layer = CacheLayer::new(Cache::global().clone())
+    ///     .targeted_cache_control(HeaderName::from_static("cachelayer-cache-control"));
+    /// # let _ = layer;
+    /// ```
+    pub fn targeted_cache_control(mut self, name: http::HeaderName) -> Self {
+        let config = Arc::make_mut(&mut self.config);
+        config.targeted = config.targeted.with_first(name);
+        self
+    }
+
+    /// Whether clients receive the targeted fields (`CDN-Cache-Control` and the one named with
+    /// [`targeted_cache_control`](Self::targeted_cache_control)) of the responses the layer
+    /// handles (default `false`: they are meant for this cache). Set `true` when a CDN in
+    /// front of this layer should see `CDN-Cache-Control` too.
+    pub fn forward_targeted_cache_control(mut self, forward: bool) -> Self {
+        let config = Arc::make_mut(&mut self.config);
+        config.targeted = config.targeted.forwarded(forward);
+        self
+    }
+}
+
 impl<S, M: Clone> Layer<S> for CacheLayer<M> {
     type Service = CacheService<S, M>;
 
@@ -259,6 +300,7 @@ impl fmt::Debug for Config {
             .field("request_cache_control", &self.request_cache_control)
             .field("sort_query", &self.sort_query)
             .field("in_flight_limit", &self.in_flight.limit())
+            .field("targeted", &self.targeted)
             .finish()
     }
 }

@@ -36,6 +36,8 @@ mod key;
 #[allow(clippy::module_inception)] // tower-http's layout: `<middleware>/layer.rs` holds the config.
 mod layer;
 mod lookup;
+mod purge;
+mod range;
 mod record;
 mod respond;
 mod service;
@@ -43,6 +45,7 @@ mod status;
 mod storable;
 mod stored;
 mod tags;
+mod targeted;
 mod vary;
 
 pub use body::CacheBody;
@@ -50,6 +53,7 @@ pub use future::ResponseFuture;
 #[cfg(feature = "grpc")]
 pub use grpc::{DescriptorError, GrpcConfigError, GrpcMethods, GrpcRequestBody, LayerMode};
 pub use layer::{CacheLayer, EtagMode, HttpOnly};
+pub use purge::{Purge, PurgeBody, PurgeOr};
 pub use service::CacheService;
 pub use tags::CacheTags;
 

@@ -9,28 +9,19 @@ use bytes::Bytes;
 use http::header::ETAG;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
+use super::body::RecordedStore;
 use super::cache_control::ResponseDirectives;
 use super::etag::EntityTag;
 use super::gate::Admitted;
 use super::key::variant_key;
 use super::layer::{Config, EtagMode};
+use super::lookup::live_entry;
 use super::stored::{CachedResponse, Uncacheable, Variants, ARC};
 use crate::clock;
-use crate::entry::{Age, Deadlines, Entry, Value};
+use crate::entry::{Deadlines, Entry, Value};
 use crate::flight::Leader;
 use crate::store::ENTRY_OVERHEAD;
 use crate::Cache;
-
-/// The entry under `key`, unless its last window has closed (the store expires lazily).
-/// Responses live in the cache's memory, and only while it can hear other instances'
-/// invalidations (see `Inner::memory_only_tier`).
-pub(crate) fn live_entry(cache: &Cache, key: &str, now: clock::Instant) -> Option<Arc<Entry>> {
-    cache
-        .inner()
-        .memory_only_tier()?
-        .get(key)
-        .filter(|entry| entry.age(now) != Age::Expired)
-}
 
 /// Stores `response` for the URL `primary`; returns whether it was kept (an invalidation
 /// since `since` discards it).
@@ -78,7 +69,7 @@ pub(crate) fn store_response(
     keys.push(key);
     while keys.len() > config.max_variants {
         let oldest = keys.remove(0);
-        inner.memory.remove(&oldest);
+        inner.memory().remove(&oldest);
     }
     let expires_at = previous
         .map(|e| e.deadlines.expires_at)
@@ -111,7 +102,7 @@ pub(crate) fn mark_uncacheable(cache: &Cache, config: &Config, primary: &str) {
     }
     let deadlines = Deadlines::until(clock::after(clock::now(), config.uncacheable_for));
     let weight = u32::try_from(ENTRY_OVERHEAD + primary.len() + ARC).unwrap_or(u32::MAX);
-    let since = inner.log.current();
+    let since = inner.log().current();
     cache.store_in_memory(
         primary,
         Entry::new(Arc::new(Uncacheable), deadlines, Box::new([]), weight),
@@ -220,5 +211,18 @@ impl PendingStore {
             "response not stored"
         );
         mark_uncacheable(&self.cache, &self.config, &self.primary);
+    }
+}
+
+impl RecordedStore for PendingStore {
+    fn finish(self: Box<Self>, body: Bytes, trailers: Option<&HeaderMap>) {
+        // Trailers are not stored with HTTP responses: not replayable as is.
+        if trailers.is_none() {
+            self.complete(body);
+        }
+    }
+
+    fn abandon(self: Box<Self>, reason: &'static str) {
+        PendingStore::abandon(*self, reason);
     }
 }

@@ -6,7 +6,8 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use http::header::{
-    IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE, LAST_MODIFIED, SET_COOKIE,
+    AGE, CONTENT_LENGTH, CONTENT_RANGE, DATE, ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    IF_UNMODIFIED_SINCE, LAST_MODIFIED, RANGE, SET_COOKIE,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use http_body::Body;
@@ -15,6 +16,7 @@ use super::body::CacheBody;
 use super::conditional::{evaluate, not_modified_headers, Precondition, Representation};
 use super::etag::EntityTag;
 use super::freshness::header_date;
+use super::range::{self, RangeAnswer, Validators};
 use super::status::CacheStatus;
 use super::stored::CachedResponse;
 use super::tags::CacheTags;
@@ -39,6 +41,9 @@ pub(crate) fn serve<B: Body>(
         Precondition::Proceed
     };
     let (code, headers, body) = match precondition {
+        Precondition::Proceed if method == Method::GET && wants_range(stored, request) => {
+            partial(stored, request, &status, age)
+        }
         Precondition::Proceed => {
             let body = if method == Method::HEAD {
                 CacheBody::empty()
@@ -67,6 +72,63 @@ pub(crate) fn serve<B: Body>(
             .insert(CacheTags(stored.tags.clone()));
     }
     response
+}
+
+/// Whether a request for a stored response asks for a range of it: only a complete `200` is cut.
+fn wants_range(stored: &CachedResponse, request: &HeaderMap) -> bool {
+    stored.status == StatusCode::OK && request.contains_key(RANGE)
+}
+
+/// A GET with `Range` answered from a stored `200`: a `206` with the one range asked for, a
+/// `416`, or the whole response (see [`range`](super::range)).
+fn partial<B: Body>(
+    stored: &CachedResponse,
+    request: &HeaderMap,
+    status: &CacheStatus,
+    age: HeaderValue,
+) -> (StatusCode, HeaderMap, CacheBody<B>) {
+    let validators = Validators {
+        etag: stored.etag.as_ref(),
+        last_modified: stored.last_modified,
+        date: header_date(&stored.headers, &DATE),
+    };
+    let length = stored.body.len();
+    let mut headers = stored.served.with_status_and_age(status, age);
+    match range::answer(request, length, &validators) {
+        RangeAnswer::Whole => (
+            StatusCode::OK,
+            headers,
+            CacheBody::full(stored.body.clone()),
+        ),
+        RangeAnswer::Partial(bytes) => {
+            let content_range = format!("bytes {}-{}/{length}", bytes.start, bytes.end - 1);
+            if let Ok(value) = HeaderValue::from_str(&content_range) {
+                headers.insert(CONTENT_RANGE, value);
+            }
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            let body = CacheBody::full(stored.body.slice(bytes));
+            (StatusCode::PARTIAL_CONTENT, headers, body)
+        }
+        RangeAnswer::Unsatisfiable => {
+            // The representation's own fields describe a body this answer does not carry.
+            let mut unsatisfiable = HeaderMap::new();
+            for name in [DATE, ETAG, LAST_MODIFIED, AGE] {
+                if let Some(value) = headers.get(&name) {
+                    unsatisfiable.insert(name, value.clone());
+                }
+            }
+            status.append_to(&mut unsatisfiable);
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{length}")) {
+                unsatisfiable.insert(CONTENT_RANGE, value);
+            }
+            unsatisfiable.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+            (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                unsatisfiable,
+                CacheBody::empty(),
+            )
+        }
+    }
 }
 
 /// `Age: seconds`. An age under 1000 s is static text, a header value that costs nothing to

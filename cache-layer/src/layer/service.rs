@@ -27,7 +27,8 @@ use super::respond::{empty_response, serve};
 use super::status::{CacheStatus, Forward};
 use super::stored::Usability;
 use super::tags::take_tags;
-use crate::entry::RefreshClaim;
+use crate::entry::{Entry, RefreshClaim};
+use crate::pipeline;
 use crate::stats::Counter;
 use crate::{clock, Cache};
 
@@ -304,60 +305,16 @@ impl<S, M> CacheService<S, M> {
         headers: &HeaderMap,
     ) -> Decision<B> {
         let directives = request_directives(self.config(), headers);
-        let counters = &self.cache().inner().counters;
+        // Its primary key is filled only when the plan leaves this function.
+        let mut plan = Plan::empty();
         // One clock reading serves the entry's deadlines and the response's age.
         let now = clock::now();
-        let mut plan = Plan {
-            primary: String::new(), // filled only when the plan leaves this function
-            variant: None,
-            stale: None,
-            forward: Forward::UriMiss,
-            coalesce: true,
-        };
+        let request = (method, headers, &directives, now);
         match lookup(self.cache(), primary, headers, now) {
             Found::Stored { variant, entry } => {
                 plan.variant = variant;
-                let response = response_of(&entry);
-                let age = response.age(now);
-                match response.usability(age, &directives) {
-                    Usability::Fresh | Usability::StaleAccepted => {
-                        counters.add(Counter::Hit);
-                        let status = CacheStatus::hit().ttl(remaining_ttl(response.lifetime, age));
-                        return Decision::Respond(serve(response, method, headers, status, age));
-                    }
-                    Usability::StaleWhileRevalidate => {
-                        counters.add(Counter::Stale);
-                        let status = CacheStatus::hit()
-                            .ttl(remaining_ttl(response.lifetime, age))
-                            .detail("stale-while-revalidate");
-                        let served = serve(response, method, headers, status, age);
-                        // HEAD gets no body to store: the next GET refreshes.
-                        let claim = (method == Method::GET)
-                            .then(|| entry.claim_refresh())
-                            .flatten();
-                        let Some(claim) = claim else {
-                            return Decision::Respond(served);
-                        };
-                        plan.primary = primary.to_owned();
-                        plan.stale = shared_response_of(&entry).map(|r| (r, false));
-                        plan.forward = Forward::Stale;
-                        return Decision::Refresh {
-                            served,
-                            plan,
-                            claim,
-                        };
-                    }
-                    Usability::Revalidate { stale_if_error } => {
-                        let fresh_for_anyone = response
-                            .usability(age, &RequestDirectives::default())
-                            == Usability::Fresh;
-                        plan.forward = if fresh_for_anyone {
-                            Forward::Request
-                        } else {
-                            Forward::Stale
-                        };
-                        plan.stale = shared_response_of(&entry).map(|r| (r, stale_if_error));
-                    }
+                if let Some(decision) = self.decide_stored(&entry, primary, request, &mut plan) {
+                    return decision;
                 }
             }
             Found::VaryMiss(key) => {
@@ -376,13 +333,70 @@ impl<S, M> CacheService<S, M> {
                 CacheStatus::default().detail("only-if-cached"),
             ));
         }
-        counters.add(Counter::Miss);
+        self.cache().inner().counters().add(Counter::Miss);
         // A HEAD response has no body to store: it must not make GETs queue behind it.
         if method == Method::HEAD {
             plan.coalesce = false;
         }
         plan.primary = primary.to_owned();
         Decision::Fetch(plan)
+    }
+
+    /// How a stored response answers the request: served (fresh, or stale while it is refreshed
+    /// in the background), or `None` with `plan` set to revalidate it.
+    fn decide_stored<B: Body>(
+        &self,
+        entry: &Arc<Entry>,
+        primary: &str,
+        request: (&Method, &HeaderMap, &RequestDirectives, clock::Instant),
+        plan: &mut Plan,
+    ) -> Option<Decision<B>> {
+        let (method, headers, directives, now) = request;
+        let counters = &self.cache().inner().counters();
+        let response = response_of(entry);
+        let age = response.age(now);
+        match response.usability(age, directives) {
+            Usability::Fresh | Usability::StaleAccepted => {
+                counters.add(Counter::Hit);
+                let status = CacheStatus::hit().ttl(remaining_ttl(response.lifetime, age));
+                Some(Decision::Respond(serve(
+                    response, method, headers, status, age,
+                )))
+            }
+            Usability::StaleWhileRevalidate => {
+                counters.add(Counter::Stale);
+                let status = CacheStatus::hit()
+                    .ttl(remaining_ttl(response.lifetime, age))
+                    .detail("stale-while-revalidate");
+                let served = serve(response, method, headers, status, age);
+                // HEAD gets no body to store: the next GET refreshes.
+                let claim = (method == Method::GET)
+                    .then(|| entry.claim_refresh())
+                    .flatten();
+                let Some(claim) = claim else {
+                    return Some(Decision::Respond(served));
+                };
+                plan.primary = primary.to_owned();
+                plan.stale = shared_response_of(entry).map(|r| (r, false));
+                plan.forward = Forward::Stale;
+                Some(Decision::Refresh {
+                    served,
+                    plan: std::mem::replace(plan, Plan::empty()),
+                    claim,
+                })
+            }
+            Usability::Revalidate { stale_if_error } => {
+                let fresh_for_anyone =
+                    response.usability(age, &RequestDirectives::default()) == Usability::Fresh;
+                plan.forward = if fresh_for_anyone {
+                    Forward::Request
+                } else {
+                    Forward::Stale
+                };
+                plan.stale = shared_response_of(entry).map(|r| (r, stale_if_error));
+                None
+            }
+        }
     }
 
     fn refresh_in_background<ReqBody, ResBody>(
@@ -399,18 +413,22 @@ impl<S, M> CacheService<S, M> {
         ResBody: Body<Data = Bytes> + Send + 'static,
         ResBody::Error: Send + 'static,
     {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let cache = self.cache().clone();
         let config = Arc::clone(self.config());
-        runtime.spawn(async move {
-            if let Ok(response) = forward(cache, config, inner, request, plan, None).await {
-                // Reading a streamed body to its end is what stores it.
-                let _ = response.into_body().collect().await;
-            }
-            drop(claim);
-        });
+        let key = plan.key().to_owned();
+        pipeline::refresh(
+            self.cache(),
+            key,
+            Box::default(),
+            claim,
+            |refresh| async move {
+                let leader = Some(refresh.leader);
+                let refreshed = forward(refresh.cache, config, inner, request, plan, leader);
+                if let Ok(response) = refreshed.await {
+                    // Reading a streamed body to its end is what stores it.
+                    let _ = response.into_body().collect().await;
+                }
+            },
+        );
     }
 
     /// An unsafe request: forwarded with its preconditions, which the application decides

@@ -13,7 +13,7 @@ use super::vary::has_vary_star;
 pub(crate) enum NotStorable {
     /// Request method is not GET.
     Method,
-    /// Status is 1xx, 206 (ranges unsupported) or 304.
+    /// Status is 1xx (interim), 206 (ranges are cut from a stored 200 instead) or 304.
     Status,
     /// `no-store` on the request or the response.
     NoStore,
@@ -116,7 +116,9 @@ pub(crate) fn storable(
     {
         return Err(NotStorable::Authorization);
     }
-    let explicit = cc.max_age.is_some() || cc.s_maxage.is_some() || response.contains_key(EXPIRES);
+    // A targeted field (RFC 9213 §2.2) replaces `Expires` too.
+    let expires = !cc.targeted && response.contains_key(EXPIRES);
+    let explicit = cc.max_age.is_some() || cc.s_maxage.is_some() || expires;
     let heuristic = is_heuristically_cacheable(status) && response.contains_key(LAST_MODIFIED);
     // `no-cache` (revalidate on every use) alone is enough for a heuristically cacheable status
     // (RFC 9111 §3 lets those be stored without freshness information); not for a 302, say.

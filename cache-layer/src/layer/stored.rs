@@ -2,6 +2,7 @@
 //! from, the per-URL record of `Vary` variants, and the short-lived "uncacheable" marker. Also
 //! decides what a stored response may be used for, given its age and the request.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -134,11 +135,20 @@ impl CachedResponse {
         vary: (Box<[HeaderName]>, String),
         tags: Vec<String>,
     ) -> Self {
+        let targeted = headers.targeted().clone();
         let (headers, body) = compact(headers.into_inner(), &body);
+        // Targeted fields stay stored (a 304 may update them) but are hidden from clients.
+        let shown = if targeted.hides_any(&headers) {
+            let mut shown = headers.clone();
+            targeted.hide(&mut shown);
+            Cow::Owned(shown)
+        } else {
+            Cow::Borrowed(&headers)
+        };
         CachedResponse {
             status,
-            served: ServedHeaders::new(&headers, true),
-            not_modified: ServedHeaders::new(&not_modified_headers(&headers), true),
+            served: ServedHeaders::new(&shown, true),
+            not_modified: ServedHeaders::new(&not_modified_headers(&shown), true),
             initial_age: current_age(&headers, times.0, times.1, times.1),
             etag: EntityTag::from_etag_header(&headers),
             last_modified: header_date(&headers, &LAST_MODIFIED),
@@ -294,7 +304,7 @@ impl CachedResponse {
         (default_ttl, defaults): (Option<Duration>, (Duration, Duration)),
         tags: Vec<String>,
     ) -> CachedResponse {
-        let cc = ResponseDirectives::parse(headers.get());
+        let cc = headers.directives();
         let lifetime = lifetime_of(self.status, headers.get(), &cc, default_ttl, times.1);
         CachedResponse::new(
             self.status,
@@ -363,6 +373,7 @@ fn header_map_bytes(map: &HeaderMap) -> usize {
 mod tests {
     use super::*;
     use crate::layer::gate::{admit, Admitted, Exchange};
+    use crate::layer::targeted::TargetedFields;
     use http::header::CACHE_CONTROL;
 
     /// `headers` through the storage gate, as a 200 to a plain GET.
@@ -372,6 +383,7 @@ mod tests {
             request: &HeaderMap::new(),
             status: StatusCode::OK,
             has_default_ttl: false,
+            targeted: &TargetedFields::default(),
         };
         admit(exchange, headers, parsed).unwrap()
     }

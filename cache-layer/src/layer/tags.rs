@@ -25,6 +25,11 @@ pub(crate) static CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CacheTags(pub Vec<String>);
 
+/// The tag names in one `Cache-Tag` (or `Surrogate-Key`) line: separated by commas or spaces.
+pub(crate) fn tag_names(line: &str) -> impl Iterator<Item = &str> {
+    line.split([',', ' ', '\t']).filter(|t| !t.is_empty())
+}
+
 /// Takes the tags out of a response's `Cache-Tag` header and [`CacheTags`] extension, and puts
 /// the union back as the extension.
 pub(crate) fn take_tags(headers: &mut HeaderMap, extensions: &mut Extensions) -> Vec<String> {
@@ -35,7 +40,7 @@ pub(crate) fn take_tags(headers: &mut HeaderMap, extensions: &mut Extensions) ->
     if headers.contains_key(&CACHE_TAG) {
         for line in headers.get_all(&CACHE_TAG) {
             let line = String::from_utf8_lossy(line.as_bytes());
-            for tag in line.split([',', ' ', '\t']).filter(|t| !t.is_empty()) {
+            for tag in tag_names(&line) {
                 if !tags.iter().any(|t| t == tag) {
                     tags.push(tag.to_owned());
                 }

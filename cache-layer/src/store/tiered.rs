@@ -85,7 +85,7 @@ async fn recover(weak: Weak<Inner>) {
     loop {
         tokio::time::sleep(PROBE_EVERY).await;
         let Some(inner) = weak.upgrade() else { return };
-        let Some(remote) = &inner.remote else { return };
+        let Some(remote) = inner.remote() else { return };
         let store = &remote.store;
         if store.needs_probe() && !store.probe().await {
             continue;
@@ -97,7 +97,7 @@ async fn recover(weak: Weak<Inner>) {
         inner.invalidate_everything_local();
         store.recovered_up_to(opened);
         tracing::info!(
-            cache = inner.counters.name(),
+            cache = inner.counters().name(),
             "Redis answers again: memory emptied, in use again"
         );
     }
@@ -114,7 +114,7 @@ struct Target {
 impl Target {
     fn of(weak: &Weak<Inner>, attempt: usize) -> Option<Target> {
         let inner = weak.upgrade()?;
-        let store = &inner.remote.as_ref()?.store;
+        let store = &inner.remote()?.store;
         Some(Target {
             client: store.subscribe_client(attempt).clone(),
             channel: store.channel(),
@@ -163,7 +163,10 @@ async fn listen(weak: &Weak<Inner>, pubsub: PubSub, target: &Target) -> bool {
     // Whatever memory holds may have missed invalidations while we were not listening.
     inner.invalidate_everything_local();
     set_subscribed(&inner, true);
-    tracing::debug!(cache = inner.counters.name(), "subscribed to invalidations");
+    tracing::debug!(
+        cache = inner.counters().name(),
+        "subscribed to invalidations"
+    );
     drop(inner);
     let (mut sink, mut messages) = pubsub.split();
     let mut next_ping = tokio::time::Instant::now() + HEARTBEAT;
@@ -194,14 +197,14 @@ async fn listen(weak: &Weak<Inner>, pubsub: PubSub, target: &Target) -> bool {
     set_subscribed(&inner, false);
     inner.invalidate_everything_local();
     tracing::warn!(
-        cache = inner.counters.name(),
+        cache = inner.counters().name(),
         "lost the invalidation subscription: memory bypassed until resubscribed"
     );
     true
 }
 
 fn set_subscribed(inner: &Inner, subscribed: bool) {
-    if let Some(remote) = &inner.remote {
+    if let Some(remote) = inner.remote() {
         remote.subscribed.store(subscribed, Ordering::Release);
     }
 }

@@ -33,8 +33,6 @@ pub use config::{GrpcConfigError, GrpcMethods, LayerMode};
 pub use descriptor::DescriptorError;
 #[cfg(feature = "grpc")]
 pub use request_body::GrpcRequestBody;
-#[cfg(feature = "grpc")]
-pub(crate) use stored::PendingCall;
 
 /// Whether a request is a gRPC call: a POST (gRPC sends nothing else, so a GET cache hit pays
 /// for no header lookup) of `application/grpc`, `application/grpc+proto`, ...; not gRPC-Web,

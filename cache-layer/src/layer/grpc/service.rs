@@ -22,19 +22,19 @@ use super::key::{accepts_response, call_key};
 use super::request_body::{GrpcRequestBody, ReadBody};
 use super::stored::{call_lifetime, grpc_status, CachedCall, PendingCall};
 use crate::clock;
-use crate::entry::{Age, Entry};
-use crate::flight::{Join, Leader, Waited};
+use crate::entry::{Age, Entry, RefreshClaim, Value};
 use crate::layer::body::{CacheBody, Recording};
 use crate::layer::cache_control::ResponseDirectives;
-use crate::layer::forward::load;
 use crate::layer::freshness;
 use crate::layer::future::ResponseFuture;
-use crate::layer::gate::{admit, Exchange};
+use crate::layer::gate::{admit, Admitted, Exchange};
 use crate::layer::layer::Config;
-use crate::layer::record::{live_entry, mark_uncacheable};
+use crate::layer::lookup::live_entry;
+use crate::layer::record::mark_uncacheable;
 use crate::layer::status::{CacheStatus, Forward};
 use crate::layer::stored::Uncacheable;
 use crate::layer::tags::take_tags;
+use crate::pipeline::{self, Joined, Leader, Load, Waiting};
 use crate::stats::Counter;
 use crate::{Cache, CacheService};
 
@@ -148,6 +148,64 @@ fn server_failed(status: StatusCode, headers: &HeaderMap) -> bool {
         )
 }
 
+/// gRPC's side of the pipeline's single-flight: a call handed by a leader is replayed; after a
+/// leader that stored nothing, a fresh call stored meanwhile is served, and an uncacheable
+/// method is called alone.
+struct CallWaiting<'a> {
+    cache: &'a Cache,
+    key: &'a str,
+    request: &'a HeaderMap,
+    forward: Forward,
+}
+
+impl Waiting for CallWaiting<'_> {
+    type Served = Replay;
+
+    fn key(&self) -> &str {
+        self.key
+    }
+
+    fn accept(&mut self, value: Value, fallback: bool) -> Option<Self::Served> {
+        let call = value.downcast::<CachedCall>().ok()?;
+        let status = if fallback {
+            CacheStatus::forward(self.forward).detail("stale-if-error")
+        } else {
+            CacheStatus::hit().detail("coalesced")
+        };
+        Some((call, status))
+    }
+
+    fn fresh(&mut self) -> Option<Self::Served> {
+        match lookup(self.cache, self.key, self.request) {
+            Found::Stored(entry, call) if entry.age(clock::now()) == Age::Fresh => {
+                self.cache.inner().counters().add(Counter::Hit);
+                Some((call, CacheStatus::hit().ttl(remaining_ttl(&entry))))
+            }
+            _ => None,
+        }
+    }
+
+    fn rejoin(&mut self) -> bool {
+        !matches!(
+            lookup(self.cache, self.key, self.request),
+            Found::Uncacheable
+        )
+    }
+}
+
+/// A stored call and the `Cache-Status` it is replayed with.
+type Replay = (Arc<CachedCall>, CacheStatus);
+
+/// How a call is answered after its look-up.
+enum Decision {
+    /// Replayed from the cache.
+    Serve(Replay),
+    /// Replayed stale while `claim` refreshes it in the background.
+    Refresh(Replay, RefreshClaim),
+    /// Forwarded, with a stale call for stale-if-error.
+    Forward(Forward, Option<Arc<CachedCall>>),
+}
+
 impl Call {
     async fn run<S, B, ResBody>(
         self,
@@ -165,15 +223,7 @@ impl Call {
     {
         let (parts, body) = request.into_parts();
         let read = ReadBody::read(body, self.config.max_body).await;
-        let key = match read.complete() {
-            None => Err("too-large"),
-            Some(body) => unary_message(body, &parts.headers, self.config.max_body)
-                .map_err(FrameError::as_str)
-                .and_then(|message| {
-                    call_key(&parts, &self.grpc.key_metadata, &message).ok_or("authority")
-                }),
-        };
-        let key = match key {
+        let key = match self.key(&parts, &read) {
             Ok(key) => key,
             Err(detail) => {
                 let request = Request::from_parts(parts, GrpcRequestBody::read(read));
@@ -181,80 +231,101 @@ impl Call {
                 return ResponseFuture::passthrough(inner().oneshot(request), status).await;
             }
         };
-        let engine = self.cache.inner();
-        let mut stale = None;
-        let mut forward = Forward::UriMiss;
-        match lookup(&self.cache, &key, &parts.headers) {
-            Found::Stored(entry, call) => match entry.age(clock::now()) {
-                Age::Fresh => {
-                    engine.counters.add(Counter::Hit);
-                    return Ok(call.serve(&CacheStatus::hit().ttl(remaining_ttl(&entry))));
-                }
-                Age::Stale => {
-                    engine.counters.add(Counter::Stale);
-                    let status = CacheStatus::hit()
-                        .ttl(remaining_ttl(&entry))
-                        .detail("stale-while-revalidate");
-                    if let Some(claim) = entry.claim_refresh() {
-                        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                            let request = Request::from_parts(parts, GrpcRequestBody::read(read));
-                            runtime.spawn(async move {
-                                let refreshed =
-                                    self.forward(inner(), request, key, None, None, Forward::Stale);
-                                if let Ok(response) = refreshed.await {
-                                    // Reading the body to its end is what stores it.
-                                    let _ = response.into_body().collect().await;
-                                }
-                                drop(claim);
-                            });
-                        }
-                    }
-                    return Ok(call.serve(&status));
-                }
-                Age::Fallback => {
-                    stale = Some(call);
-                    forward = Forward::Stale;
-                }
-                Age::Expired => {}
-            },
-            Found::Uncacheable => forward = Forward::Miss,
-            Found::Nothing => {}
-        }
-        engine.counters.add(Counter::Miss);
+        let (forward, stale) = match self.decide(&key, &parts.headers) {
+            Decision::Serve((call, status)) => return Ok(call.serve(&status)),
+            Decision::Refresh((call, status), claim) => {
+                let request = Request::from_parts(parts, GrpcRequestBody::read(read));
+                self.refresh_in_background(inner, request, key, claim);
+                return Ok(call.serve(&status));
+            }
+            Decision::Forward(forward, stale) => (forward, stale),
+        };
+        self.cache.inner().counters().add(Counter::Miss);
         let mut leader = None;
         if forward != Forward::Miss {
-            loop {
-                let waiter = match engine.flights.join(&key, &[]) {
-                    Join::Lead(lead) => {
-                        leader = Some(lead);
-                        break;
-                    }
-                    Join::Wait(waiter) => waiter,
-                };
-                engine.counters.add(Counter::Coalesced);
-                match waiter.wait(engine.max_wait).await {
-                    Waited::Done(value) => {
-                        if let Ok(call) = value.downcast::<CachedCall>() {
-                            return Ok(call.serve(&CacheStatus::hit().detail("coalesced")));
-                        }
-                    }
-                    Waited::Retry => {}
-                    Waited::TimedOut => break,
-                }
-                // The leader stored nothing: perhaps a later load did; else lead or go alone.
-                match lookup(&self.cache, &key, &parts.headers) {
-                    Found::Stored(entry, call) if entry.age(clock::now()) == Age::Fresh => {
-                        engine.counters.add(Counter::Hit);
-                        return Ok(call.serve(&CacheStatus::hit().ttl(remaining_ttl(&entry))));
-                    }
-                    Found::Uncacheable => break,
-                    _ => {}
-                }
+            let mut waiting = CallWaiting {
+                cache: &self.cache,
+                key: &key,
+                request: &parts.headers,
+                forward,
+            };
+            match pipeline::join(&self.cache, &[], &mut waiting).await {
+                Joined::Served((call, status)) => return Ok(call.serve(&status)),
+                Joined::Lead(lead) => leader = Some(lead),
+                Joined::Alone => {}
             }
         }
         let request = Request::from_parts(parts, GrpcRequestBody::read(read));
         self.forward(inner(), request, key, stale, leader, forward)
             .await
+    }
+
+    /// Stale-while-revalidate: calls the inner service in the background, as the key's flight
+    /// leader, and stores its answer.
+    fn refresh_in_background<S, B, ResBody>(
+        self,
+        inner: impl FnOnce() -> S + Send + 'static,
+        request: Request<GrpcRequestBody<B>>,
+        key: String,
+        claim: RefreshClaim,
+    ) where
+        S: Service<Request<GrpcRequestBody<B>>, Response = Response<ResBody>> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Send + 'static,
+        ResBody: Body<Data = Bytes> + Send + 'static,
+        ResBody::Error: Send + 'static,
+    {
+        let cache = self.cache.clone();
+        pipeline::refresh(&cache, key, Box::default(), claim, |refresh| async move {
+            let leader = Some(refresh.leader);
+            let refreshed =
+                self.forward(inner(), request, refresh.key, None, leader, Forward::Stale);
+            if let Ok(response) = refreshed.await {
+                // Reading the body to its end is what stores it.
+                let _ = response.into_body().collect().await;
+            }
+        });
+    }
+
+    /// The call's key, from its request message; else why it is not cached.
+    fn key<B: Body<Data = Bytes>>(
+        &self,
+        parts: &http::request::Parts,
+        read: &ReadBody<B>,
+    ) -> Result<String, &'static str> {
+        let body = read.complete().ok_or("too-large")?;
+        let message = unary_message(body, &parts.headers, self.config.max_body)
+            .map_err(FrameError::as_str)?;
+        call_key(parts, &self.grpc.key_metadata, &message).ok_or("authority")
+    }
+
+    /// Looks the call up and decides how to answer it.
+    fn decide(&self, key: &str, request: &HeaderMap) -> Decision {
+        let counters = &self.cache.inner().counters();
+        match lookup(&self.cache, key, request) {
+            Found::Stored(entry, call) => match entry.age(clock::now()) {
+                Age::Fresh => {
+                    counters.add(Counter::Hit);
+                    Decision::Serve((call, CacheStatus::hit().ttl(remaining_ttl(&entry))))
+                }
+                Age::Stale => {
+                    counters.add(Counter::Stale);
+                    let status = CacheStatus::hit()
+                        .ttl(remaining_ttl(&entry))
+                        .detail("stale-while-revalidate");
+                    match entry.claim_refresh() {
+                        Some(claim) => Decision::Refresh((call, status), claim),
+                        None => Decision::Serve((call, status)),
+                    }
+                }
+                Age::Fallback => Decision::Forward(Forward::Stale, Some(call)),
+                Age::Expired => Decision::Forward(Forward::UriMiss, None),
+            },
+            Found::Uncacheable => Decision::Forward(Forward::Miss, None),
+            Found::Nothing => Decision::Forward(Forward::UriMiss, None),
+        }
     }
 
     /// Calls the inner service; serves `stale` if it fails, else streams its answer to the
@@ -274,22 +345,16 @@ impl Call {
         ResBody: Body<Data = Bytes>,
     {
         let path = request.uri().path().to_owned();
-        let engine = self.cache.inner();
-        let since = engine.log.current();
-        let (result, _) = load(engine, inner, request).await;
+        let loading = Load::begin(&self.cache);
+        let (result, _) = loading.call(inner, request).await;
         let failed = match &result {
             Ok(response) => server_failed(response.status(), response.headers()),
             Err(_) => true,
         };
         if failed {
-            engine.counters.add(Counter::LoadError);
+            loading.failed();
             if let Some(stale) = stale {
-                engine.counters.add(Counter::StaleIfError);
-                tracing::warn!(
-                    cache = self.cache.name(),
-                    key,
-                    "inner service failed; serving the stale call (stale-if-error)"
-                );
+                pipeline::stale_if_error(&self.cache, &key, Arc::clone(&stale) as Value, leader);
                 let status = CacheStatus::forward(forward).detail("stale-if-error");
                 return Ok(stale.serve(&status));
             }
@@ -298,15 +363,7 @@ impl Call {
         let tags = take_tags(&mut parts.headers, &mut parts.extensions);
         let status = CacheStatus::forward(forward).forward_status(parts.status.as_u16());
         let cc = ResponseDirectives::parse(&parts.headers);
-        let verdict = if parts.status != StatusCode::OK || grpc_status(&parts.headers).is_some() {
-            // An HTTP error, or a Trailers-Only response: gRPC errors are never stored.
-            Err("status")
-        } else if body.size_hint().lower() > self.config.max_body as u64 {
-            Err("too-large")
-        } else {
-            admit(Exchange::GrpcCall, parts.headers.clone(), &cc).map_err(|r| r.as_str())
-        };
-        let admitted = match verdict {
+        let admitted = match self.admit(&parts, &body, &cc) {
             Ok(admitted) => admitted,
             Err(reason) => {
                 drop(leader);
@@ -315,28 +372,64 @@ impl Call {
                 return Ok(Response::from_parts(parts, CacheBody::inner(body)));
             }
         };
+        status.append_to(&mut parts.headers);
+        let since = loading.since();
+        let pending = self.pending((key, path), &parts, admitted, &cc, tags, (since, leader));
+        let recording = Recording::new(
+            pending.config.max_body,
+            pending.config.in_flight.start(),
+            Box::new(pending),
+        );
+        Ok(Response::from_parts(parts, CacheBody::tee(body, recording)))
+    }
+
+    /// The store of an admitted call, finished once its trailers arrive: the lifetime the
+    /// service states in `cache-control` metadata, else the method's TTL and the layer's
+    /// windows.
+    fn pending(
+        self,
+        (key, path): (String, String),
+        parts: &http::response::Parts,
+        admitted: Admitted,
+        cc: &ResponseDirectives,
+        tags: Vec<String>,
+        (since, leader): (u64, Option<Leader>),
+    ) -> PendingCall {
         let stated = cc.s_maxage.or(cc.max_age);
-        let ttl = stated.unwrap_or(self.ttl);
         let windows = (
             cc.stale_while_revalidate
                 .unwrap_or(self.config.stale_while_revalidate),
             cc.stale_if_error.unwrap_or(self.config.stale_if_error),
         );
-        let pending = PendingCall {
+        PendingCall {
+            lifetime: call_lifetime(stated.unwrap_or(self.ttl), windows, stated.is_some()),
             cache: self.cache,
-            config: Arc::clone(&self.config),
+            config: self.config,
             key,
             path,
             status: parts.status,
             headers: admitted,
-            lifetime: call_lifetime(ttl, windows, stated.is_some()),
             tags,
             since,
             leader,
-        };
-        status.append_to(&mut parts.headers);
-        let recording =
-            Recording::call(self.config.max_body, self.config.in_flight.start(), pending);
-        Ok(Response::from_parts(parts, CacheBody::tee(body, recording)))
+        }
+    }
+
+    /// Whether a response head may be stored: HTTP 200 without a Trailers-Only status, a body
+    /// that may fit, and the storage gate's rules; else why not.
+    fn admit<B: Body>(
+        &self,
+        parts: &http::response::Parts,
+        body: &B,
+        cc: &ResponseDirectives,
+    ) -> Result<Admitted, &'static str> {
+        if parts.status != StatusCode::OK || grpc_status(&parts.headers).is_some() {
+            // An HTTP error, or a Trailers-Only response: gRPC errors are never stored.
+            Err("status")
+        } else if body.size_hint().lower() > self.config.max_body as u64 {
+            Err("too-large")
+        } else {
+            admit(Exchange::GrpcCall, parts.headers.clone(), cc).map_err(|r| r.as_str())
+        }
     }
 }

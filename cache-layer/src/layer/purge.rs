@@ -1,0 +1,311 @@
+//! [`Purge`]: hard purge over HTTP. `PURGE <path>` drops the stored responses of that URL (every
+//! `Vary` variant, for the request's authority); a request with `Cache-Tag` or
+//! `Surrogate-Key` values drops everything tagged with them. Both go through the cache's
+//! invalidation, so on a shared (Redis) tier every instance drops its copies.
+//!
+//! URLs are named for invalidation exactly as a successful write names them (`url_keys`):
+//! one place decides which keys a URL's responses live under.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use tower::util::Oneshot;
+use tower::ServiceExt;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::layer::{CacheLayer, Config};
+use super::lookup::url_keys;
+use super::record::live_entry;
+use super::tags::{tag_names, CACHE_TAG};
+use crate::{clock, Cache};
+
+/// `Surrogate-Key`: Fastly's name for invalidation tags, read like `Cache-Tag`.
+static SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
+
+/// The most tags one request may purge; more is answered `400`.
+const MAX_TAGS: usize = 256;
+
+/// The application's check of a purge request's headers (a bearer token, say).
+type Authorize = dyn Fn(&HeaderMap) -> bool + Send + Sync;
+
+/// A [`tower_service::Service`] that purges stored responses; built by [`CacheLayer::purge`].
+///
+/// Every request is first shown to the application's check; one it refuses is answered
+/// `403 Forbidden` and purges nothing. Then:
+///
+/// - with `Cache-Tag` or `Surrogate-Key` header values (separated by commas or spaces), every
+///   response tagged with one of them is purged (`200`);
+/// - otherwise a `PURGE` request purges the stored responses of its own URL, all variants,
+///   for its authority (`Host`): `200` when this instance held one, `404` when not (the purge
+///   still reaches the other instances);
+/// - anything else is `405 Method Not Allowed`.
+///
+/// Purges use [`Cache::invalidate`]: in memory at once, and with a Redis tier in Redis and on
+/// every instance. This is a hard purge: the responses are gone, the next request goes to the
+/// application.
+///
+/// Use it as a [`Layer`] in front of the cached service, so that `PURGE` on any URL reaches it
+/// (with axum: `router.layer(cache_layer).layer(purge.clone())`), and/or mount it at a path
+/// for tag purges (`router.route_service("/_purge", purge)`).
+///
+/// ```
+/// use std::convert::Infallible;
+/// use cache_layer::{Cache, CacheLayer};
+/// use tower::ServiceBuilder;
+///
+/// let layer = CacheLayer::new(Cache::global().clone());
+/// // `PURGE /products/7` with `Authorization: Bearer secret` purges that URL.
+/// let purge = layer.purge_with_token("secret");
+/// let app = tower::service_fn(|_: http::Request<String>| async {
+///     Ok::<_, Infallible>(http::Response::new(String::from("a product")))
+/// });
+/// let service = ServiceBuilder::new().layer(purge).layer(layer).service(app);
+/// # let _ = service;
+/// ```
+#[derive(Clone)]
+pub struct Purge {
+    cache: Cache,
+    config: Arc<Config>,
+    authorize: Arc<Authorize>,
+}
+
+impl<M> CacheLayer<M> {
+    /// A [`Purge`] service for what this layer stores, guarded by `authorize`: it sees each
+    /// purge request's headers and says whether the request may purge.
+    pub fn purge<F>(&self, authorize: F) -> Purge
+    where
+        F: Fn(&HeaderMap) -> bool + Send + Sync + 'static,
+    {
+        Purge {
+            cache: self.cache.clone(),
+            config: Arc::clone(&self.config),
+            authorize: Arc::new(authorize),
+        }
+    }
+
+    /// [`purge`](Self::purge) for requests with `Authorization: Bearer <token>`, compared in
+    /// time independent of where they differ.
+    pub fn purge_with_token(&self, token: impl Into<String>) -> Purge {
+        let token = token.into();
+        self.purge(move |headers| bearer_matches(headers, &token))
+    }
+}
+
+/// Whether `headers` carry exactly one `Authorization: Bearer <token>`.
+fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+    let mut lines = headers.get_all(http::header::AUTHORIZATION).iter();
+    let (Some(line), None) = (lines.next(), lines.next()) else {
+        return false;
+    };
+    let value = line.as_bytes();
+    let Some(given) = value
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
+        .and_then(|_| value.get(7..))
+    else {
+        return false;
+    };
+    let expected = token.as_bytes();
+    if token.is_empty() || given.len() != expected.len() {
+        return false;
+    }
+    given
+        .iter()
+        .zip(expected)
+        .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+        == 0
+}
+
+impl fmt::Debug for Purge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Purge")
+            .field("cache", &self.cache.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The response body of a purge: a short text.
+pub type PurgeBody = Full<Bytes>;
+
+impl Purge {
+    /// Answers one purge request.
+    async fn answer(
+        self,
+        method: Method,
+        uri: http::Uri,
+        headers: HeaderMap,
+    ) -> Response<PurgeBody> {
+        if !(self.authorize)(&headers) {
+            return text(StatusCode::FORBIDDEN, "forbidden\n");
+        }
+        let mut tags: Vec<String> = Vec::new();
+        for name in [&CACHE_TAG, &SURROGATE_KEY] {
+            for line in headers.get_all(name) {
+                for tag in tag_names(&String::from_utf8_lossy(line.as_bytes())) {
+                    if !tags.iter().any(|t| t == tag) {
+                        tags.push(tag.to_owned());
+                    }
+                }
+            }
+        }
+        if tags.len() > MAX_TAGS {
+            return text(StatusCode::BAD_REQUEST, "too many tags\n");
+        }
+        if !tags.is_empty() {
+            let count = tags.len();
+            tracing::info!(cache = self.cache.name(), ?tags, "purge by tag");
+            self.cache.invalidate_names(tags).await;
+            return text(StatusCode::OK, &format!("purged {count} tag(s)\n"));
+        }
+        if method.as_str() != "PURGE" {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "use PURGE\n");
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("PURGE"));
+            return response;
+        }
+        let keys = url_keys(&self.config, &uri, &headers);
+        if keys.is_empty() {
+            return text(StatusCode::BAD_REQUEST, "no valid authority\n");
+        }
+        let now = clock::now();
+        let held = keys
+            .iter()
+            .any(|key| live_entry(&self.cache, key, now).is_some());
+        tracing::info!(cache = self.cache.name(), ?keys, "purge by URL");
+        self.cache.invalidate_names(keys).await;
+        if held {
+            text(StatusCode::OK, "purged\n")
+        } else {
+            text(StatusCode::NOT_FOUND, "not stored here\n")
+        }
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<PurgeBody> {
+    let mut response = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+impl<B> Service<Request<B>> for Purge {
+    type Response = Response<PurgeBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The body is not read: a purge says everything in its head.
+        let (parts, _) = request.into_parts();
+        let purge = self.clone();
+        Box::pin(async move { Ok(purge.answer(parts.method, parts.uri, parts.headers).await) })
+    }
+}
+
+impl<S> Layer<S> for Purge {
+    type Service = PurgeOr<S>;
+
+    fn layer(&self, inner: S) -> PurgeOr<S> {
+        PurgeOr {
+            purge: self.clone(),
+            inner,
+        }
+    }
+}
+
+/// [`Purge`] as a [`Layer`]: `PURGE` requests are purges, every other request goes to `S`.
+#[derive(Clone, Debug)]
+pub struct PurgeOr<S> {
+    purge: Purge,
+    inner: S,
+}
+
+impl<S, B, ResBody> Service<Request<B>> for PurgeOr<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Either<PurgeBody, ResBody>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Readied per request below, as `CacheService` does: a purge never waits for `S`.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        if request.method().as_str() == "PURGE" {
+            let mut purge = self.purge.clone();
+            return Box::pin(async move {
+                let Ok(response) = purge.call(request).await;
+                Ok(response.map(Either::Left))
+            });
+        }
+        let call: Oneshot<S, Request<B>> = self.inner.clone().oneshot(request);
+        Box::pin(async move { Ok(call.await?.map(Either::Right)) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_match_exactly() {
+        let with = |value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                http::header::AUTHORIZATION,
+                HeaderValue::from_str(value).unwrap(),
+            );
+            bearer_matches(&h, "s3cret")
+        };
+        assert!(with("Bearer s3cret"));
+        assert!(with("bearer s3cret"));
+        for wrong in [
+            "Bearer s3cre",
+            "Bearer s3cret ",
+            "Basic s3cret",
+            "Bearer",
+            "s3cret",
+            "",
+        ] {
+            assert!(!with(wrong), "{wrong:?}");
+        }
+        assert!(!bearer_matches(&HeaderMap::new(), "s3cret"));
+        let mut two = HeaderMap::new();
+        two.append(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer s3cret"),
+        );
+        two.append(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer s3cret"),
+        );
+        assert!(!bearer_matches(&two, "s3cret"));
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer "),
+        );
+        assert!(!bearer_matches(&h, ""), "an empty token never matches");
+    }
+}

@@ -1,0 +1,303 @@
+//! The one load pipeline under every front-end (`#[cached]` memo, the HTTP layer, gRPC):
+//! look up → join or lead a flight → serve stale while one refresh runs → stale-if-error →
+//! store unless invalidated since the load began.
+//!
+//! A front-end keeps what is its own: how it finds a stored value for a request, serves it,
+//! and turns a loaded value into an entry. The steps' rules live here once, so a change to one
+//! reaches memo, HTTP and gRPC at the same time:
+//!
+//! - [`join`]: single-flight. A waiter serves what its leader hands it (the loaded value, or the
+//!   stale value the leader fell back to). After a leader that left without a value this
+//!   caller can use (cancelled, panicked, failed, a value of another type or for another
+//!   variant) the waiter takes a fresh value stored meanwhile, else joins again (and perhaps
+//!   leads). After the cache's `max_wait` it loads alone, without leading.
+//! - [`refresh`]: stale-while-revalidate. The caller serves the stale value; one task per key
+//!   (the entry's refresh claim, and the key's flight in this process) loads in the
+//!   background, as the flight's leader.
+//! - [`stale_if_error`]: a failed load serves the stale value, and its leader hands that value
+//!   to the waiters instead of sending each of them to the failing source.
+//! - [`Load`]: one counted, timed call to the source; the invalidation-log position it began at
+//!   is what [`Cache::store`] and [`Cache::store_in_memory`] check before keeping its result.
+
+use std::future::Future;
+use std::time::{Instant, SystemTime};
+
+use tower::ServiceExt;
+use tower_service::Service;
+
+use crate::cache::Cache;
+use crate::entry::{RefreshClaim, Value};
+use crate::flight::{Join, Waited};
+use crate::stats::Counter;
+
+pub(crate) use crate::flight::Leader;
+
+/// A front-end's side of [`join`]: what it does with what a flight yields.
+pub(crate) trait Waiting {
+    /// What the front-end answers its caller with.
+    type Served;
+
+    /// The key of the flight to join (it may change between rounds: an HTTP variant).
+    fn key(&self) -> &str;
+
+    /// Serves the value a leader handed (`fallback`: the stale value its failed load fell back
+    /// to), or `None` when that value is not for this caller (another type, another variant).
+    fn accept(&mut self, value: Value, fallback: bool) -> Option<Self::Served>;
+
+    /// A fresh value stored since this caller looked, by a load that finished meanwhile.
+    fn fresh(&mut self) -> Option<Self::Served>;
+
+    /// Looks again after a leader left without a usable value: `false` when this caller should
+    /// load alone instead of joining again (the key turned out not to be cacheable).
+    fn rejoin(&mut self) -> bool {
+        true
+    }
+}
+
+/// How [`join`] ended.
+pub(crate) enum Joined<T> {
+    /// Answered from a flight or from what one stored.
+    Served(T),
+    /// This caller loads, and hands its value to the waiters through the [`Leader`].
+    Lead(Leader),
+    /// This caller loads without leading (it waited `max_wait`, or the key is not cacheable).
+    Alone,
+}
+
+/// Joins the flight for `front`'s key, or leads it; see the [module docs](self).
+pub(crate) async fn join<W: Waiting>(
+    cache: &Cache,
+    tags: &[Box<str>],
+    front: &mut W,
+) -> Joined<W::Served> {
+    let inner = cache.inner();
+    loop {
+        let waiter = match inner.flights().join(front.key(), tags) {
+            // A load that finished between the caller's look-up and now stored what it needs.
+            Join::Lead(leader) => {
+                return match front.fresh() {
+                    Some(served) => Joined::Served(served),
+                    None => Joined::Lead(leader),
+                }
+            }
+            Join::Wait(waiter) => waiter,
+        };
+        inner.counters().add(Counter::Coalesced);
+        let handed = match waiter.wait(inner.max_wait()).await {
+            Waited::Done(value) => front.accept(value, false),
+            Waited::Fallback(value) => front.accept(value, true),
+            Waited::Retry => None,
+            Waited::TimedOut => {
+                tracing::warn!(
+                    cache = inner.counters().name(),
+                    key = front.key(),
+                    "waited too long for a concurrent load; loading independently"
+                );
+                return Joined::Alone;
+            }
+        };
+        if let Some(served) = handed.or_else(|| front.fresh()) {
+            return Joined::Served(served);
+        }
+        if !front.rejoin() {
+            return Joined::Alone;
+        }
+    }
+}
+
+/// What a background refresh runs with: it leads the flight of `key`.
+pub(crate) struct Refreshing {
+    pub(crate) cache: Cache,
+    pub(crate) key: String,
+    pub(crate) tags: Box<[Box<str>]>,
+    pub(crate) leader: Leader,
+}
+
+/// Stale-while-revalidate: runs `task` on the Tokio runtime as the leader of `key`'s flight,
+/// holding `claim` until it ends; the caller serves the stale value without waiting. Nothing
+/// runs when a load of `key` is already in flight in this process (also when entries come
+/// from a shared store, where each read yields its own copy of the entry and its claim), or
+/// outside a runtime (a later miss refreshes the entry then).
+pub(crate) fn refresh<T, F>(
+    cache: &Cache,
+    key: String,
+    tags: Box<[Box<str>]>,
+    claim: RefreshClaim,
+    task: T,
+) where
+    T: FnOnce(Refreshing) -> F + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let cache = cache.clone();
+    runtime.spawn(async move {
+        let joined = cache.inner().flights().join(&key, &tags);
+        if let Join::Lead(leader) = joined {
+            task(Refreshing {
+                cache,
+                key,
+                tags,
+                leader,
+            })
+            .await;
+        }
+        drop(claim);
+    });
+}
+
+/// Stale-if-error: the load of `key` failed and `stale` stands in. Counted and logged; the
+/// leader (if this caller leads) hands `stale` to its waiters as a fallback.
+pub(crate) fn stale_if_error(cache: &Cache, key: &str, stale: Value, leader: Option<Leader>) {
+    let inner = cache.inner();
+    inner.counters().add(Counter::StaleIfError);
+    tracing::warn!(
+        cache = inner.counters().name(),
+        key,
+        "load failed; serving the stale value (stale-if-error)"
+    );
+    if let Some(leader) = leader {
+        leader.fall_back(stale);
+    }
+}
+
+/// One load from the source (a loader, an inner service): counted and timed, and remembering
+/// where the invalidation log stood when it began: its result is stored only if neither its
+/// key nor a tag was invalidated since ([`Load::since`]).
+pub(crate) struct Load<'a> {
+    cache: &'a Cache,
+    since: u64,
+}
+
+impl<'a> Load<'a> {
+    /// Begins a load (counted).
+    pub(crate) fn begin(cache: &'a Cache) -> Self {
+        let inner = cache.inner();
+        inner.counters().add(Counter::Load);
+        Load {
+            cache,
+            since: inner.log().current(),
+        }
+    }
+
+    /// The invalidation-log position the load began at, for [`Cache::store`].
+    pub(crate) fn since(&self) -> u64 {
+        self.since
+    }
+
+    /// Awaits `source`, timed as the load's latency.
+    pub(crate) async fn run<F: Future>(&self, source: F) -> F::Output {
+        let started = Instant::now();
+        let output = source.await;
+        self.cache.inner().counters().record_load(started.elapsed());
+        output
+    }
+
+    /// Calls `service` once it is ready; returns its answer and when the call was made (RFC
+    /// 9111 `request_time`). Waiting for the service's capacity is neither load time nor part
+    /// of the response's age.
+    pub(crate) async fn call<S, R>(
+        &self,
+        service: S,
+        request: R,
+    ) -> (Result<S::Response, S::Error>, SystemTime)
+    where
+        S: Service<R>,
+    {
+        let mut ready = match service.ready_oneshot().await {
+            Ok(ready) => ready,
+            Err(error) => return (Err(error), SystemTime::now()),
+        };
+        let request_time = SystemTime::now();
+        (self.run(ready.call(request)).await, request_time)
+    }
+
+    /// Counts the load as failed.
+    pub(crate) fn failed(&self) {
+        self.cache.inner().counters().add(Counter::LoadError);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A front-end that serves what it is handed, as a `u32`.
+    struct Numbers(&'static str);
+
+    impl Waiting for Numbers {
+        type Served = (u32, bool);
+        fn key(&self) -> &str {
+            self.0
+        }
+        fn accept(&mut self, value: Value, fallback: bool) -> Option<(u32, bool)> {
+            value.downcast_ref::<u32>().map(|n| (*n, fallback))
+        }
+        fn fresh(&mut self) -> Option<(u32, bool)> {
+            None
+        }
+    }
+
+    fn cache(max_wait: Duration) -> Cache {
+        Cache::builder().max_wait(max_wait).build().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_waiter_past_max_wait_loads_alone() {
+        let cache = cache(Duration::from_millis(20));
+        let Joined::Lead(_leader) = join(&cache, &[], &mut Numbers("k")).await else {
+            panic!("the first caller leads")
+        };
+        assert!(matches!(
+            join(&cache, &[], &mut Numbers("k")).await,
+            Joined::Alone
+        ));
+        assert_eq!(cache.stats().coalesced, 1);
+    }
+
+    #[tokio::test]
+    async fn waiters_get_the_leaders_fallback_marked_as_such() {
+        let cache = cache(Duration::from_secs(30));
+        let Joined::Lead(leader) = join(&cache, &[], &mut Numbers("k")).await else {
+            panic!("the first caller leads")
+        };
+        let waiting = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                match join(&cache, &[], &mut Numbers("k")).await {
+                    Joined::Served(served) => Some(served),
+                    _ => None,
+                }
+            })
+        };
+        while cache.stats().coalesced == 0 {
+            tokio::task::yield_now().await;
+        }
+        stale_if_error(&cache, "k", Arc::new(7u32), Some(leader));
+        assert_eq!(waiting.await.unwrap(), Some((7, true)));
+        assert_eq!(cache.stats().stale_if_error, 1);
+    }
+
+    #[tokio::test]
+    async fn a_value_of_another_type_sends_the_waiter_to_lead() {
+        let cache = cache(Duration::from_secs(30));
+        let Joined::Lead(leader) = join(&cache, &[], &mut Numbers("k")).await else {
+            panic!("the first caller leads")
+        };
+        let waiting = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                matches!(join(&cache, &[], &mut Numbers("k")).await, Joined::Lead(_))
+            })
+        };
+        while cache.stats().coalesced == 0 {
+            tokio::task::yield_now().await;
+        }
+        leader.complete(Arc::new("not a number"));
+        assert!(waiting.await.unwrap(), "the waiter leads the next load");
+    }
+}
