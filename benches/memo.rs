@@ -1,5 +1,7 @@
 //! `#[cached]` hit path against a bare moka get of the same key and value and against the
-//! `cached` crate's `#[cached]`, single task and 2 tasks; plus a cold-key stampede.
+//! `cached` crate's `#[cached]`, single task and 2 tasks; `Cache::get_or_load`'s hit against
+//! the macro's; a 100-key `get_or_load_many` against 100 `get_or_load`s (hits, and cold keys
+//! from a source that takes 1 ms per call); plus a cold-key stampede.
 //!
 //! `cargo bench --bench memo` prints criterion's report, then the median ratios.
 
@@ -8,7 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use cache_layer::{cached, Cache};
+use std::collections::HashMap;
+use std::convert::Infallible;
+
+use cache_layer::{cached, Cache, Key, LoadOptions};
 use criterion::{criterion_group, Criterion};
 use support::{median, user, User};
 
@@ -49,6 +54,22 @@ async fn moka_arc(key: &str) -> User {
 }
 
 const ID: u64 = 42;
+
+static OPTIONS: LazyLock<LoadOptions> =
+    LazyLock::new(|| LoadOptions::new(Duration::from_secs(300)));
+
+/// The imperative twin of `ours`: the same key (`user:42`), so the same entry.
+async fn by_hand(id: u64) -> User {
+    let loaded = CACHE
+        .get_or_load(&Key::new("user").part(id), &OPTIONS, move || async move {
+            Ok::<_, Infallible>(user(id))
+        })
+        .await;
+    match loaded {
+        Ok(user) => user,
+        Err(never) => match never {},
+    }
+}
 
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -108,11 +129,83 @@ fn hits(c: &mut Criterion) {
         group.bench_function("cache_layer", |b| {
             b.iter_custom(|n| spread(&rt, tasks, n, || ours(ID)))
         });
+        group.bench_function("get_or_load", |b| {
+            b.iter_custom(|n| spread(&rt, tasks, n, || by_hand(ID)))
+        });
         group.bench_function("cached_crate", |b| {
             b.iter_custom(|n| spread(&rt, tasks, n, || peer(ID)))
         });
         group.finish();
     }
+}
+
+static BATCH_CACHE: LazyLock<Cache> = LazyLock::new(|| Cache::builder().build().expect("cache"));
+
+/// One round trip to the source: 1 ms, whatever the number of keys.
+const ROUND_TRIP: Duration = Duration::from_millis(1);
+
+async fn source_many(keys: Vec<Key>) -> Result<HashMap<Key, User>, Infallible> {
+    tokio::time::sleep(ROUND_TRIP).await;
+    Ok(keys
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| (k, user(i as u64)))
+        .collect())
+}
+
+async fn singles(keys: &[Key]) {
+    for (i, key) in keys.iter().enumerate() {
+        let loaded = BATCH_CACHE
+            .get_or_load(key, &OPTIONS, move || async move {
+                tokio::time::sleep(ROUND_TRIP).await;
+                Ok::<_, Infallible>(user(i as u64))
+            })
+            .await;
+        black_box(loaded.is_ok());
+    }
+}
+
+async fn batch(keys: &[Key]) {
+    let loaded = BATCH_CACHE
+        .get_or_load_many(keys, &OPTIONS, source_many)
+        .await;
+    black_box(loaded.is_ok());
+}
+
+/// 100 keys as one batch and as 100 single loads: all hits, and all cold (fresh keys each
+/// round, a source that takes [`ROUND_TRIP`] per call).
+fn batches(c: &mut Criterion) {
+    let rt = runtime(2);
+    let hot: Vec<Key> = (0..100).map(|i| Key::new("hot").part(i)).collect();
+    rt.block_on(batch(&hot));
+    let mut group = c.benchmark_group("batch_100_hit");
+    group.bench_function("single_loads", |b| b.iter(|| rt.block_on(singles(&hot))));
+    group.bench_function("get_or_load_many", |b| b.iter(|| rt.block_on(batch(&hot))));
+    group.finish();
+    let mut group = c.benchmark_group("batch_100_cold");
+    group.sample_size(10);
+    let mut round = 0u64;
+    let mut cold = move |kind: &'static str| {
+        round += 1;
+        (0..100)
+            .map(|i| Key::new(kind).part(round).part(i))
+            .collect::<Vec<_>>()
+    };
+    group.bench_function("single_loads", |b| {
+        b.iter_batched(
+            || cold("single"),
+            |keys| rt.block_on(singles(&keys)),
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("get_or_load_many", |b| {
+        b.iter_batched(
+            || cold("batch"),
+            |keys| rt.block_on(batch(&keys)),
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    group.finish();
 }
 
 static SOURCE_CALLS: AtomicUsize = AtomicUsize::new(0);
@@ -185,7 +278,7 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = hits, stampede
+    targets = hits, batches, stampede
 }
 
 fn main() {
@@ -195,6 +288,12 @@ fn main() {
     for tasks in [1, 2] {
         let group = format!("hit_{tasks}_task");
         let ours = median(&group, "cache_layer");
+        if let (Some(by_hand), Some(macro_hit)) = (median(&group, "get_or_load"), ours) {
+            println!(
+                "  {group}: get_or_load {by_hand:.1} ns / #[cached] {macro_hit:.1} ns = {:.2}x",
+                by_hand / macro_hit
+            );
+        }
         for baseline in ["moka_get_prebuilt_key", "moka_get", "cached_crate"] {
             if let (Some(ours), Some(base)) = (ours, median(&group, baseline)) {
                 println!(
@@ -202,6 +301,19 @@ fn main() {
                     ours / base
                 );
             }
+        }
+    }
+    for group in ["batch_100_hit", "batch_100_cold"] {
+        if let (Some(batch), Some(singles)) = (
+            median(group, "get_or_load_many"),
+            median(group, "single_loads"),
+        ) {
+            println!(
+                "  {group}: get_or_load_many {:.1} us / 100 get_or_load {:.1} us = {:.3}x",
+                batch / 1000.0,
+                singles / 1000.0,
+                batch / singles
+            );
         }
     }
 }

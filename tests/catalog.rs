@@ -334,7 +334,11 @@ async fn without_caching_every_request_reaches_the_database() {
     for _ in 0..2 {
         let reply = service.get("/courses/featured").await;
         assert_eq!(reply.status, StatusCode::OK);
-        assert_eq!(reply.header("cache-status"), "", "no CacheLayer");
+        assert_eq!(
+            reply.header("cache-status"),
+            "cache-layer; fwd=bypass",
+            "a disabled cache: the layer passes through"
+        );
         service.get("/users/3").await;
         service.get("/products/999999").await;
     }
@@ -361,7 +365,7 @@ async fn with_redis_memoised_reads_are_shared_through_redis() {
     assert_eq!(service.get("/users/1").await.status, StatusCode::OK);
     assert_eq!(service.queries(), before, "the second read is a hit");
     assert!(
-        app::build_cache(Some("not a url")).is_err(),
+        app::build_cache(Some("not a url"), false).is_err(),
         "a bad URL is a clear error"
     );
 }

@@ -45,6 +45,8 @@ pub(crate) struct Inner {
     max_wait: Duration,
     /// The shared tier, when configured.
     remote: Option<Remote>,
+    /// Caching off ([`CacheBuilder::disabled`]): every look-up misses, nothing is stored.
+    disabled: bool,
 }
 
 impl Inner {
@@ -89,6 +91,12 @@ impl Inner {
     #[inline]
     pub(crate) fn remote(&self) -> Option<&Remote> {
         self.remote.as_ref()
+    }
+
+    /// Whether caching is off ([`CacheBuilder::disabled`]).
+    #[inline]
+    pub(crate) fn disabled(&self) -> bool {
+        self.disabled
     }
 
     /// The in-process store when it may be used now: always without a shared tier; as L1
@@ -274,6 +282,9 @@ impl Cache {
     /// was kept.
     pub(crate) fn store_in_memory(&self, key: &str, entry: Entry, since: u64) -> bool {
         let inner = &*self.inner;
+        if inner.disabled {
+            return false;
+        }
         self.listen_for_invalidations();
         let Some(memory) = inner.memory_only_tier() else {
             return false;
@@ -299,6 +310,9 @@ impl Cache {
         encoded: Option<Vec<u8>>,
     ) -> bool {
         let inner = &*self.inner;
+        if inner.disabled {
+            return false;
+        }
         self.listen_for_invalidations();
         let entry = Arc::new(entry);
         if let Some(memory) = inner.local() {
@@ -367,6 +381,7 @@ pub struct CacheBuilder {
     redis_connect_timeout: Duration,
     redis_timeout: Duration,
     redis_root_certificate: Option<Vec<u8>>,
+    disabled: bool,
 }
 
 impl Default for CacheBuilder {
@@ -381,6 +396,7 @@ impl Default for CacheBuilder {
             redis_connect_timeout: Duration::from_millis(250),
             redis_timeout: Duration::from_millis(100),
             redis_root_certificate: None,
+            disabled: false,
         }
     }
 }
@@ -489,6 +505,42 @@ impl CacheBuilder {
         self
     }
 
+    /// Turns caching off: every `#[cached]` call, [`Cache::get_or_load`] and batch runs its
+    /// loader (no single-flight, nothing stored, nothing read), [`Cache::get`] finds nothing,
+    /// [`Cache::insert`] stores nothing, and a [`CacheLayer`](crate::CacheLayer) on this cache
+    /// passes every request through (`Cache-Status: cache-layer; fwd=bypass`). Invalidations
+    /// still reach a configured Redis. For tests and for measuring the source without a
+    /// cache; `loads` in [`Cache::stats`] still counts the loader runs.
+    ///
+    /// ```
+    /// use cache_layer::{cached, Cache};
+    /// use std::sync::LazyLock;
+    ///
+    /// static OFF: LazyLock<Cache> = LazyLock::new(|| Cache::builder().disabled().build().unwrap());
+    ///
+    /// #[cached(ttl = "5m", cache = OFF)]
+    /// async fn answer() -> u32 { 42 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// answer().await;
+    /// answer().await;
+    /// assert_eq!(OFF.stats().loads, 2); // both calls ran the body
+    /// assert_eq!(OFF.entry_count(), 0);
+    /// # }
+    /// ```
+    pub fn disabled(mut self) -> Self {
+        self.disabled = true;
+        self
+    }
+
+    /// [`disabled`](Self::disabled) when `off` is true (for a `--no-cache` flag); otherwise
+    /// the builder as it is.
+    pub fn disabled_if(mut self, off: bool) -> Self {
+        self.disabled |= off;
+        self
+    }
+
     /// Builds the cache.
     ///
     /// # Errors
@@ -531,6 +583,7 @@ impl CacheBuilder {
                 jitter: self.jitter,
                 max_wait: self.max_wait,
                 remote,
+                disabled: self.disabled,
             }),
         })
     }

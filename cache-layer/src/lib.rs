@@ -79,6 +79,9 @@
 //!
 //! # `#[cached]` arguments
 //!
+//! The reference of each argument, with examples: [`cached`](macro@cached) and
+//! [`invalidates`](macro@invalidates).
+//!
 //! | argument | meaning | default |
 //! | --- | --- | --- |
 //! | `ttl = "5m"` | fresh period, a duration string (`"30s"`, `"1h30m"`), checked at compile time | required |
@@ -297,6 +300,58 @@
 //! the others wait for the holder's value, at most the lock time; when the holder releases
 //! the lock without a value (its load failed), they stop waiting and load at once.
 //!
+//! # Without the macro: get, insert, load by hand
+//! The same engine answers calls made by hand (single-flight, jitter, stale-while-revalidate,
+//! stale-if-error, negative caching, tags, tiers, codec): [`Cache::get`], [`Cache::insert`],
+//! [`Cache::prime`] (warming at start-up), [`Cache::get_or_load`] (what a `#[cached]` function
+//! returning `Result<T, E>` does), [`Cache::get_or_load_optional`] (`Result<Option<T>, E>`,
+//! with negative caching) and [`Cache::remove`]. What the macro takes as arguments,
+//! [`LoadOptions`] holds, built once. Keys are [`Key`]s: a namespace written in code, then
+//! parts rendered as a key template renders placeholders, so `Key::new("user").part(7)` is the
+//! entry of `#[cached(key = "user:<id>")]` for `id = 7` (warm a function's entries that way),
+//! and no part, however hostile, renders another key (see [`Key`] for the namespace rules).
+//!
+//! ```
+//! use std::time::Duration;
+//! use cache_layer::{Cache, Key, LoadOptions};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), std::io::Error> {
+//! let cache = Cache::builder().build().unwrap();
+//! let options = LoadOptions::new(Duration::from_secs(300))
+//!     .stale(Duration::from_secs(60))
+//!     .tag("users");
+//! // Warm at start-up.
+//! cache.prime([(Key::new("user").part(1), "Ada".to_owned())], &options).await;
+//! // Load by hand: the loader runs on a miss only, once per key across concurrent callers.
+//! let name: String = cache
+//!     .get_or_load(&Key::new("user").part(2), &options, || async {
+//!         Ok::<_, std::io::Error>("Grace".to_owned()) // the query
+//!     })
+//!     .await?;
+//! assert_eq!(name, "Grace");
+//! assert_eq!(cache.get::<String>(&Key::new("user").part(1)).await.as_deref(), Some("Ada"));
+//! cache.invalidate("users").await; // both entries carry the tag
+//! assert_eq!(cache.entry_count(), 0);
+//! # Ok(()) }
+//! ```
+//!
+//! **Batches** (N+1 reads): [`Cache::get_or_load_many`] answers what it can from memory, reads
+//! the rest from Redis in one round trip, and calls its loader once with only the keys still
+//! missing; each key keeps its own single-flight, so overlapping concurrent batches (and single
+//! loads) load each key once.
+//!
+//! # Testing code that caches
+//! - **Caching off**: [`CacheBuilder::disabled`] (or [`disabled_if`](CacheBuilder::disabled_if)
+//!   for a `--no-cache` flag) builds a cache through which every `#[cached]` call and every
+//!   load runs its loader, nothing is stored, and a [`CacheLayer`] passes requests through.
+//!   Install it with [`Cache::set_global`] for the functions that use the default cache.
+//! - **A paused clock**: with the `test-clock` feature (in `[dev-dependencies]`),
+//!   `cache_layer::testing::follow_tokio_time()` measures entry lifetimes on Tokio's clock, so
+//!   `tokio::time::pause()` and `advance()` take entries from fresh to stale to expired without
+//!   sleeping. Without that feature nothing of it is compiled; with it but not called, a
+//!   clock reading costs one more relaxed atomic load.
+//!
 //! # HTTP response caching
 //! [`CacheLayer`] puts the same [`Cache`] in front of any `tower::Service<http::Request<B>>`
 //! (an axum `Router`, a hyper service) as an RFC 9111 *shared* cache, and evaluates the
@@ -367,6 +422,12 @@
 //!   `Cookie` unless `public`/`s-maxage`/`Vary: Cookie`, bodies over
 //!   [`max_body`](CacheLayer::max_body) or with trailers. `no-cache` is stored and revalidated
 //!   on every use.
+//! - **Targeted fields** (RFC 9213): `CDN-Cache-Control`, and a field of your own
+//!   ([`CacheLayer::targeted_cache_control`]), replace `Cache-Control` and `Expires` for this
+//!   cache when present and valid; clients do not see them unless
+//!   [`forward_targeted_cache_control`](CacheLayer::forward_targeted_cache_control).
+//! - **Ranges**: a GET with one byte `Range` is cut from a stored `200` (`206`, or `416`),
+//!   honouring `If-Range`; several ranges get the whole response.
 //! - **Keys**: `GET <scheme>://<authority><path>?<query>` (or [`CacheLayer::key_fn`]), plus
 //!   the request headers the response `Vary`s on (up to
 //!   [`max_variants`](CacheLayer::max_variants) variants per URL). The authority comes from the
@@ -396,6 +457,8 @@
 //! - **Invalidation**: a successful POST/PUT/PATCH/DELETE drops its URL and same-origin
 //!   `Location`/`Content-Location`; the [`CacheTags`] extension or a `Cache-Tag` header
 //!   (removed before the client sees it) tag a response, and `cache.invalidate(tag)` drops it.
+//!   [`CacheLayer::purge`] serves the same over HTTP: `PURGE <path>`, or `Cache-Tag` /
+//!   `Surrogate-Key` values, behind a check of your own.
 //! - **Load**: concurrent misses on one key make one inner call; a response that may not be
 //!   stored is never shared with the waiters, and its URL skips coalescing for a few seconds.
 //! - **Bodies**: the decision is made from the headers first. Bodies of known size up to the
@@ -438,14 +501,17 @@
 //! - **Not cached**: a message over [`max_body`](CacheLayer::max_body), several request
 //!   frames, an unknown `grpc-encoding`: the call passes through, with a `Cache-Status` detail.
 
+mod batch;
 mod cache;
 mod clock;
 mod entry;
 mod flight;
+mod imperative;
 mod invalidation;
 mod key;
 mod layer;
 mod memo;
+mod options;
 mod pipeline;
 mod shape;
 mod stats;
@@ -456,8 +522,13 @@ mod store;
 pub mod __private;
 
 pub use cache::{BuildError, Cache, CacheBuilder};
-pub use cache_macros::{cached, invalidates};
-pub use key::{KeyArg, KeyBuf};
+#[doc = include_str!("reference/cached.md")]
+#[doc(inline)]
+pub use cache_macros::cached;
+#[doc = include_str!("reference/invalidates.md")]
+#[doc(inline)]
+pub use cache_macros::invalidates;
+pub use key::{Key, KeyArg, KeyBuf};
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub use layer::__fuzz;
@@ -467,6 +538,15 @@ pub use layer::{
 };
 #[cfg(feature = "grpc")]
 pub use layer::{DescriptorError, GrpcConfigError, GrpcMethods, GrpcRequestBody, LayerMode};
+pub use options::LoadOptions;
+
+/// Support for testing code that caches: caching off is
+/// [`CacheBuilder::disabled`]; entry lifetimes on Tokio's paused clock are
+/// `follow_tokio_time` (feature `test-clock`).
+pub mod testing {
+    #[cfg(feature = "test-clock")]
+    pub use crate::clock::follow_tokio_time;
+}
 pub use stats::Stats;
 
 /// The README's examples, compiled as doctests.

@@ -21,8 +21,9 @@ use crate::stats::Counter;
 use crate::store::codec::{self, WallDeadlines};
 use crate::store::ENTRY_OVERHEAD;
 
-/// The configuration of one `#[cached]` function, built by the macro as a `static`.
-#[derive(Debug)]
+/// The configuration of one `#[cached]` function, built by the macro as a `static` (or of a
+/// [`LoadOptions`](crate::LoadOptions) value).
+#[derive(Clone, Copy, Debug)]
 pub struct Site {
     /// Name for events (default: module path and fn name).
     pub name: &'static str,
@@ -41,7 +42,7 @@ pub struct Site {
 }
 
 impl Site {
-    fn lifetime(&self) -> Lifetime {
+    pub(crate) fn lifetime(&self) -> Lifetime {
         Lifetime {
             ttl: self.ttl,
             stale: self.stale,
@@ -125,7 +126,7 @@ pub enum Lookup<'a, R, S> {
 /// Looks `key` up for a function of shape `S` returning `R`.
 pub async fn lookup<'a, R, S>(
     cache: &'a Cache,
-    site: &'static Site,
+    site: &'a Site,
     _shape: S,
     key: &'a str,
 ) -> Lookup<'a, R, S>
@@ -133,26 +134,63 @@ where
     S: Shape<R>,
     S::Value: Cacheable,
 {
+    let fallback = match lookup_local::<R, S>(cache, site, key) {
+        Ok(found) => return found,
+        Err(fallback) => fallback,
+    };
+    // Boxed for the same reason as the miss path: only caches with a shared tier pay for it.
+    let shared = match cache.inner().remote() {
+        Some(_) => Box::pin(remote_entry::<S::Value>(cache, key)).await,
+        None => None,
+    };
+    lookup_shared(cache, site, key, shared, fallback)
+}
+
+/// The memory tier's answer for `key`; without one, `Err` with the entry to serve if loading
+/// fails (stale-if-error), if memory holds one. With caching off, a miss.
+#[inline]
+pub(crate) fn lookup_local<'a, R, S>(
+    cache: &'a Cache,
+    site: &'a Site,
+    key: &'a str,
+) -> Result<Lookup<'a, R, S>, Option<Arc<Entry>>>
+where
+    S: Shape<R>,
+    S::Value: Cacheable,
+{
     let inner = cache.inner();
-    let now = clock::now();
-    let mut fallback = None;
+    if inner.disabled() {
+        return Ok(Miss::lookup(cache, site, key, None));
+    }
     if let Some(memory) = inner.local() {
         if let Some(entry) = memory.get(key) {
-            match answer::<R, S>(cache, site, key, entry, now) {
-                Found::Answer(lookup) => return lookup,
-                Found::Fallback(entry) => fallback = Some(entry),
+            match answer::<R, S>(cache, site, key, entry, clock::now()) {
+                Found::Answer(lookup) => return Ok(lookup),
+                Found::Fallback(entry) => return Err(Some(entry)),
                 Found::Expired => memory.remove(key),
                 Found::OtherType => {}
             }
         }
     }
-    // Boxed for the same reason as the miss path: only caches with a shared tier pay for it.
-    let shared = match inner.remote() {
-        Some(_) => Box::pin(remote_entry::<S::Value>(cache, key)).await,
-        None => None,
-    };
+    Err(None)
+}
+
+/// The rest of a look-up once the shared tier's entry for `key` (if any) has been read:
+/// its answer, or a miss that keeps the best `fallback`.
+pub(crate) fn lookup_shared<'a, R, S>(
+    cache: &'a Cache,
+    site: &'a Site,
+    key: &'a str,
+    shared: Option<Arc<Entry>>,
+    mut fallback: Option<Arc<Entry>>,
+) -> Lookup<'a, R, S>
+where
+    S: Shape<R>,
+    S::Value: Cacheable,
+{
+    let inner = cache.inner();
     if let Some(entry) = shared {
-        match answer::<R, S>(cache, site, key, entry, now) {
+        match answer::<R, S>(cache, site, key, entry, clock::now()) {
             Found::Answer(lookup) => {
                 if matches!(lookup, Lookup::Hit(_)) {
                     inner.counters().add(Counter::SharedHit);
@@ -170,13 +208,7 @@ where
         key,
         "cache miss"
     );
-    Lookup::Miss(Miss {
-        cache,
-        site,
-        key,
-        fallback,
-        shape: PhantomData,
-    })
+    Miss::lookup(cache, site, key, fallback)
 }
 
 enum Found<'a, R, S> {
@@ -191,7 +223,7 @@ enum Found<'a, R, S> {
 /// What a stored entry answers at `now`.
 fn answer<'a, R, S>(
     cache: &'a Cache,
-    site: &'static Site,
+    site: &'a Site,
     key: &str,
     entry: Arc<Entry>,
     now: clock::Instant,
@@ -213,7 +245,7 @@ where
             counters.add(Counter::Stale);
             let refresh = entry.claim_refresh().map(|claim| Refresh {
                 cache: cache.clone(),
-                site,
+                site: *site,
                 key: key.to_owned(),
                 claim,
                 shape: PhantomData,
@@ -232,10 +264,21 @@ where
 async fn remote_entry<V: Cacheable>(cache: &Cache, key: &str) -> Option<Arc<Entry>> {
     let remote = cache.remote()?;
     cache.listen_for_invalidations();
-    let inner = cache.inner();
-    let since = inner.log().current();
+    let since = cache.inner().log().current();
     let bytes = remote.store.get(key).await?;
-    let decoded = match codec::decode::<V>(&bytes) {
+    shared_entry::<V>(cache, key, &bytes, since)
+}
+
+/// [`remote_entry`]'s decoding and L1 copy of `bytes`, read from the shared tier for `key`
+/// after the invalidation log stood at `since`.
+pub(crate) fn shared_entry<V: Cacheable>(
+    cache: &Cache,
+    key: &str,
+    bytes: &[u8],
+    since: u64,
+) -> Option<Arc<Entry>> {
+    let inner = cache.inner();
+    let decoded = match codec::decode::<V>(bytes) {
         Ok(decoded) => decoded,
         Err(error) => {
             inner.counters().add(Counter::DecodeError);
@@ -268,14 +311,29 @@ async fn remote_entry<V: Cacheable>(cache: &Cache, key: &str) -> Option<Arc<Entr
 /// A miss on a key: [`Miss::load`] runs the loader once per key across concurrent callers.
 pub struct Miss<'a, S> {
     cache: &'a Cache,
-    site: &'static Site,
+    site: &'a Site,
     key: &'a str,
     /// An entry in its stale-if-error window, served if the load fails.
     fallback: Option<Arc<Entry>>,
     shape: PhantomData<S>,
 }
 
-impl<S> Miss<'_, S> {
+impl<'a, S> Miss<'a, S> {
+    fn lookup<R>(
+        cache: &'a Cache,
+        site: &'a Site,
+        key: &'a str,
+        fallback: Option<Arc<Entry>>,
+    ) -> Lookup<'a, R, S> {
+        Lookup::Miss(Miss {
+            cache,
+            site,
+            key,
+            fallback,
+            shape: PhantomData,
+        })
+    }
+
     /// Loads the value with `load` (or waits for a concurrent caller's load of the same key),
     /// stores it tagged with `tags`, and returns it.
     ///
@@ -310,6 +368,10 @@ impl<S> Miss<'_, S> {
         S::Value: Cacheable,
         F: Future<Output = R>,
     {
+        if self.cache.inner().disabled() {
+            // Caching off (`CacheBuilder::disabled`): every call runs its loader.
+            return Load::begin(self.cache).run(load).await;
+        }
         let tags: Box<[Box<str>]> = tags.into_iter().map(String::into_boxed_str).collect();
         let mut waiting = MemoWaiting {
             miss: &self,
@@ -499,7 +561,7 @@ impl<S> Miss<'_, S> {
 /// The right to refresh one stale entry in the background; see [`Refresh::spawn`].
 pub struct Refresh<S> {
     cache: Cache,
-    site: &'static Site,
+    site: Site,
     key: String,
     claim: RefreshClaim,
     shape: PhantomData<S>,
@@ -533,7 +595,7 @@ impl<S> Refresh<S> {
                 leader,
             } = refresh;
             let (_, stored) =
-                load_and_store::<R, S, F>(&cache, site, &key, &tags, &policy, load).await;
+                load_and_store::<R, S, F>(&cache, &site, &key, &tags, &policy, load).await;
             if let Some(value) = stored {
                 leader.complete(value);
             }
@@ -545,7 +607,7 @@ impl<S> Refresh<S> {
 /// when the call succeeded, the shared value waiters receive.
 async fn load_and_store<R, S, F>(
     cache: &Cache,
-    site: &'static Site,
+    site: &Site,
     key: &str,
     tags: &[Box<str>],
     policy: &Policy<<S as Shape<R>>::Success>,
@@ -576,18 +638,32 @@ where
             return (result, None);
         }
     };
-    let weight = weigh(key, tags, value);
+    let shared = store_value(cache, key, tags, value, lifetime, loading.since()).await;
+    (result, Some(shared))
+}
+
+/// Stores `value` under `key` for `lifetime` (`None`: not stored) through [`Cache::store`],
+/// unless `key` or a tag was invalidated after `since`; returns the value as waiters get it.
+pub(crate) async fn store_value<V: Cacheable>(
+    cache: &Cache,
+    key: &str,
+    tags: &[Box<str>],
+    value: &V,
+    lifetime: Option<Lifetime>,
+    since: u64,
+) -> Value {
     let shared: Value = Arc::new(value.clone());
     if let Some(lifetime) = lifetime {
         let now = clock::now();
-        let deadlines = lifetime.deadlines(now, inner.jitter());
+        let deadlines = lifetime.deadlines(now, cache.inner().jitter());
         let encoded = cache
             .remote()
             .and_then(|_| codec::encode(value, WallDeadlines::from_local(&deadlines, now), tags));
+        let weight = weigh(key, tags, value);
         let entry = Entry::new(Arc::clone(&shared), deadlines, tags.into(), weight);
-        cache.store(key, entry, loading.since(), encoded).await;
+        cache.store(key, entry, since, encoded).await;
     }
-    (result, Some(shared))
+    shared
 }
 
 /// Estimated bytes an entry holds: bookkeeping, key, tags, the value inline, and its heap

@@ -24,14 +24,15 @@ use db::{Db, DbError, FeaturedCourse, Product, Settings, User};
 /// How the service is started.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Options {
-    /// Without caching: no `CacheLayer`, and every memoised read goes to the database.
+    /// Without caching: the cache is built `disabled()`, so every memoised read goes to the
+    /// database and the `CacheLayer` passes every request through.
     pub(crate) no_cache: bool,
     /// A Redis URL for the tiered store (memory in front of Redis).
     pub(crate) redis: Option<String>,
 }
 
-/// The application's read and write paths. Reads go through `#[cached]` methods when caching
-/// is on; writers invalidate what they changed.
+/// The application's read and write paths: reads are `#[cached]` methods; writers invalidate
+/// what they changed. With `--no-cache` the same code runs on a disabled cache.
 pub(crate) struct Catalog {
     pub(crate) db: Db,
     /// One cache for the memoised reads *and* the HTTP responses: one invalidation of
@@ -46,62 +47,30 @@ impl Catalog {
         self.db.featured_courses().await
     }
 
-    /// A user's profile, shared by `GET /users/{id}` and `GET /me`.
-    pub(crate) async fn user(&self, id: u64) -> Result<User, DbError> {
-        if self.caching {
-            self.cached_user(id).await
-        } else {
-            self.db.user(id).await
-        }
-    }
-
-    // Errors (an unknown id, a failed query) are never cached: only `Ok` is stored.
+    /// A user's profile, shared by `GET /users/{id}` and `GET /me`. Errors (an unknown id, a
+    /// failed query) are never cached: only `Ok` is stored.
     #[cached(ttl = "5m", key = "user:<id>", cache = self.cache, ignore_self = true)]
-    async fn cached_user(&self, id: u64) -> Result<User, DbError> {
+    pub(crate) async fn user(&self, id: u64) -> Result<User, DbError> {
         self.db.user(id).await
     }
 
     /// Renames a user; afterwards `user:<id>` is gone from the cache: the memoised profile
     /// and, through the `Cache-Tag` on `GET /users/{id}`, the cached HTTP response.
-    pub(crate) async fn rename_user(&self, id: u64, name: String) -> Result<(), DbError> {
-        if self.caching {
-            self.rename_user_invalidating(id, name).await
-        } else {
-            self.db.rename_user(id, name).await
-        }
-    }
-
     #[invalidates("user:<id>", cache = self.cache)]
-    async fn rename_user_invalidating(&self, id: u64, name: String) -> Result<(), DbError> {
+    pub(crate) async fn rename_user(&self, id: u64, name: String) -> Result<(), DbError> {
         self.db.rename_user(id, name).await
     }
 
     /// A product, or `None`. Unknown ids are cached too, for 30 s (`none_ttl`), so a flood
     /// of made-up ids costs one query per id, not one per request (cache penetration).
-    pub(crate) async fn product(&self, id: u64) -> Option<Product> {
-        if self.caching {
-            self.cached_product(id).await
-        } else {
-            product_or_panic(self.db.product(id).await)
-        }
-    }
-
     #[cached(ttl = "10m", none_ttl = "30s", key = "product:<id>", cache = self.cache, ignore_self = true)]
-    async fn cached_product(&self, id: u64) -> Option<Product> {
+    pub(crate) async fn product(&self, id: u64) -> Option<Product> {
         product_or_panic(self.db.product(id).await)
     }
 
     /// One tenant's settings, keyed by tenant so that no tenant ever sees another's.
-    pub(crate) async fn tenant_settings(&self, tenant: &str) -> Result<Settings, DbError> {
-        if self.caching {
-            self.cached_tenant_settings(tenant).await
-        } else {
-            self.db.tenant_settings(tenant.to_owned()).await
-        }
-    }
-
     #[cached(ttl = "1m", key = "tenant:<tenant>:settings", cache = self.cache, ignore_self = true)]
-    async fn cached_tenant_settings(&self, tenant: &str) -> Result<Settings, DbError> {
+    pub(crate) async fn tenant_settings(&self, tenant: &str) -> Result<Settings, DbError> {
         self.db.tenant_settings(tenant.to_owned()).await
     }
 
@@ -124,27 +93,17 @@ fn product_or_panic(found: Result<Option<Product>, DbError>) -> Option<Product> 
 /// The cache the service runs on: in memory, or tiered over Redis with `--redis URL`.
 ///
 /// Errors when the configuration is invalid or the store is unreachable.
-pub(crate) fn build_cache(redis: Option<&str>) -> Result<Cache, String> {
-    match redis {
-        None => Cache::builder()
-            .name("catalog")
-            .memory_budget(64 * 1024 * 1024)
-            .build()
-            .map_err(|e| e.to_string()),
-        Some(url) => tiered_cache(url),
-    }
-}
-
-/// `--redis URL`: memory L1 in front of Redis, with invalidations broadcast to every instance.
-/// Redis is connected on first use; while it is unreachable, reads fall back to the database.
-fn tiered_cache(url: &str) -> Result<Cache, String> {
-    Cache::builder()
+pub(crate) fn build_cache(redis: Option<&str>, no_cache: bool) -> Result<Cache, String> {
+    let builder = Cache::builder()
         .name("catalog")
         .memory_budget(64 * 1024 * 1024)
-        .tiered(url)
-        .key_prefix("catalog:")
-        .build()
-        .map_err(|e| e.to_string())
+        // `--no-cache`: the same code, every read to the database (`CacheBuilder::disabled`).
+        .disabled_if(no_cache);
+    let builder = match redis {
+        None => builder,
+        Some(url) => builder.tiered(url).key_prefix("catalog:"),
+    };
+    builder.build().map_err(|e| e.to_string())
 }
 
 /// A built service: its router and the handles behind it.
@@ -153,12 +112,12 @@ pub(crate) struct App {
     pub(crate) router: Router,
 }
 
-/// Seeds a fresh database and builds the router. With caching on, every route is behind one
-/// `CacheLayer`; each handler states its own policy in `Cache-Control`.
+/// Seeds a fresh database and builds the router: every route is behind one `CacheLayer`;
+/// each handler states its own policy in `Cache-Control`.
 pub(crate) async fn build(options: &Options) -> Result<App, String> {
     // The recorder first: a cache registers its counters with it when it is built.
     let metrics = telemetry::install();
-    let cache = build_cache(options.redis.as_deref())?;
+    let cache = build_cache(options.redis.as_deref(), options.no_cache)?;
     // A few more connections than cores: requests are short and some wait on the WAL.
     let connections = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
     let db = Db::open(connections).await.map_err(|e| e.to_string())?;
@@ -167,12 +126,8 @@ pub(crate) async fn build(options: &Options) -> Result<App, String> {
         cache: cache.clone(),
         caching: !options.no_cache,
     });
-    let routes = routes::router(Arc::clone(&catalog), metrics);
-    let routes = if options.no_cache {
-        routes
-    } else {
-        routes.layer(CacheLayer::new(cache))
-    };
+    // With `--no-cache` the layer passes every request through (`Cache-Status: ...; fwd=bypass`).
+    let routes = routes::router(Arc::clone(&catalog), metrics).layer(CacheLayer::new(cache));
     // Outermost, so that the latency histogram includes responses served from the cache.
     let router = routes.layer(axum::middleware::from_fn(telemetry::record_latency));
     Ok(App { catalog, router })

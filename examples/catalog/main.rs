@@ -30,7 +30,7 @@ const USAGE: &str = "usage: catalog [--listen ADDR] [--no-cache] [--redis URL]
        catalog --demo [--duration SECS] [--concurrency N] [--redis URL]
 
   --listen ADDR      address to serve on (default 127.0.0.1:0: a free port, printed)
-  --no-cache         no CacheLayer and no memoisation: every request reaches SQLite
+  --no-cache         caching off (Cache::builder().disabled()): every request reaches SQLite
   --redis URL        tiered cache: memory in front of Redis
   --demo             run the service twice (caching off, then on) under load; print a table
   --duration SECS    length of each demo phase (default 5)

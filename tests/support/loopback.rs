@@ -65,8 +65,12 @@ pub async fn start_on(
 
 impl Server {
     pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        self.send(Method::GET, path, headers).await
+    }
+
+    pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Reply {
         let mut request = Request::builder()
-            .method(Method::GET)
+            .method(method)
             .uri(format!("http://{}{path}", self.addr));
         for (name, value) in headers {
             request = request.header(*name, *value);

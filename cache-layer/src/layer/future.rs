@@ -14,6 +14,7 @@ use tower_service::Service;
 use super::body::CacheBody;
 use super::status::CacheStatus;
 use super::tags::take_tags;
+use super::targeted::TargetedFields;
 
 /// A boxed miss, revalidation or write: they wait on single-flight and the cache, so they
 /// are `async` code rather than hand-written states.
@@ -50,6 +51,7 @@ pin_project! {
         Passthrough {
             future: Pin<Box<Oneshot<S, Request<ReqBody>>>>,
             status: CacheStatus,
+            targeted: TargetedFields,
         },
         Boxed {
             future: BoxedResponse<ResBody, S::Error>,
@@ -70,11 +72,18 @@ where
         }
     }
 
-    pub(crate) fn passthrough(future: Oneshot<S, Request<ReqBody>>, status: CacheStatus) -> Self {
+    /// A response the layer does not consider for storage: `Cache-Tag` and the targeted
+    /// fields (unless forwarded) are removed, `status` added.
+    pub(crate) fn passthrough(
+        future: Oneshot<S, Request<ReqBody>>,
+        status: CacheStatus,
+        targeted: &TargetedFields,
+    ) -> Self {
         ResponseFuture {
             kind: Kind::Passthrough {
                 future: Box::pin(future),
                 status,
+                targeted: targeted.clone(),
             },
         }
     }
@@ -98,9 +107,14 @@ where
             KindProj::Ready { response } => Poll::Ready(Ok(response
                 .take()
                 .expect("ResponseFuture polled after completion"))),
-            KindProj::Passthrough { future, status } => {
+            KindProj::Passthrough {
+                future,
+                status,
+                targeted,
+            } => {
                 let (mut parts, body) = ready!(future.as_mut().poll(cx))?.into_parts();
                 take_tags(&mut parts.headers, &mut parts.extensions);
+                targeted.hide(&mut parts.headers);
                 status.append_to(&mut parts.headers);
                 Poll::Ready(Ok(Response::from_parts(parts, CacheBody::inner(body))))
             }

@@ -254,8 +254,8 @@ impl<M> CacheLayer<M> {
     }
 
     /// Whether clients receive the targeted fields (`CDN-Cache-Control` and the one named with
-    /// [`targeted_cache_control`](Self::targeted_cache_control)) of the responses the layer
-    /// handles (default `false`: they are meant for this cache). Set `true` when a CDN in
+    /// [`targeted_cache_control`](Self::targeted_cache_control)) of every response, stored or
+    /// passed through (default `false`: they are meant for this cache). Set `true` when a CDN in
     /// front of this layer should see `CDN-Cache-Control` too.
     pub fn forward_targeted_cache_control(mut self, forward: bool) -> Self {
         let config = Arc::make_mut(&mut self.config);

@@ -3,9 +3,11 @@
 //! `tower::Service<http::Request<B>>`.
 //!
 //! The module owns the whole HTTP face: header parsing (`field`, `cache_control`, `etag`,
-//! `freshness`, `vary`), the storage rules (`storable`, `gate`), precondition evaluation
-//! (`conditional`), keys, what is stored (`stored`) and how (`record`), the service, its future
-//! and its body. The rule modules are pure functions and import none of the service files.
+//! `freshness`, `vary`, `targeted` for RFC 9213 fields), the storage rules (`storable`,
+//! `gate`), precondition evaluation (`conditional`), byte ranges (`range`), keys, what is
+//! stored (`stored`) and how (`record`), the service, its future and its body, and purging
+//! over HTTP (`purge`). The rule modules are pure functions and import none of the service
+//! files.
 //! `grpc` owns the gRPC face: calls pass through unless opted in (feature `grpc`), and
 //! opted-in unary calls reuse the same records, single-flight, tags, bodies and `Cache-Status`.
 //!

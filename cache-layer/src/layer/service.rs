@@ -201,7 +201,11 @@ impl<S, M> CacheService<S, M> {
         if let Some(detail) = detail {
             status = status.detail(detail);
         }
-        ResponseFuture::passthrough(self.inner_service().oneshot(request), status)
+        ResponseFuture::passthrough(
+            self.inner_service().oneshot(request),
+            status,
+            &self.config().targeted,
+        )
     }
 
     /// An HTTP request: served from the cache, forwarded under single-flight, or passed
@@ -245,6 +249,7 @@ impl<S, M> CacheService<S, M> {
                 Decision::Bypass => ResponseFuture::passthrough(
                     self.inner_service().oneshot(request),
                     CacheStatus::forward(Forward::Bypass),
+                    &self.config().targeted,
                 ),
             };
         }
@@ -254,11 +259,13 @@ impl<S, M> CacheService<S, M> {
             ResponseFuture::passthrough(
                 self.inner_service().oneshot(request),
                 CacheStatus::forward(Forward::Bypass),
+                &self.config().targeted,
             )
         } else {
             ResponseFuture::passthrough(
                 self.inner_service().oneshot(request),
                 CacheStatus::forward(Forward::Method),
+                &self.config().targeted,
             )
         }
     }
@@ -270,6 +277,9 @@ impl<S, M> CacheService<S, M> {
     ) -> (Decision<B>, Request<ReqBody>) {
         thread_local! {
             static KEY: RefCell<String> = const { RefCell::new(String::new()) };
+        }
+        if self.cache().inner().disabled() {
+            return (Decision::Bypass, request);
         }
         match &self.config().key_fn {
             Some(key_fn) => {
@@ -455,6 +465,7 @@ impl<S, M> CacheService<S, M> {
         ResponseFuture::boxed(Box::pin(async move {
             let (mut parts, body) = future.await?.into_parts();
             take_tags(&mut parts.headers, &mut parts.extensions);
+            config.targeted.hide(&mut parts.headers);
             if parts.status.is_success() || parts.status.is_redirection() {
                 let mut names = url_keys(&config, &target, &request_headers);
                 for header in [LOCATION, CONTENT_LOCATION] {

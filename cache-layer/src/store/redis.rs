@@ -500,6 +500,41 @@ impl RedisStore {
         (!bytes.is_empty()).then_some(bytes)
     }
 
+    /// The bytes stored under each of `keys`, in order, read in one round trip: one pipeline
+    /// of `GETRANGE`s on one Redis; on a cluster, the reads sent together, each to its key's
+    /// node (a pipeline's keys would span slots). All `None` when Redis did not answer.
+    pub(crate) async fn get_many(&self, keys: &[&str]) -> Vec<Option<Vec<u8>>> {
+        let value_keys: Vec<String> = keys.iter().map(|key| self.value_key(key)).collect();
+        let read = |key: &String| {
+            let mut command = redis::cmd("GETRANGE");
+            command.arg(key).arg(0).arg(MAX_ENCODED);
+            command
+        };
+        let found = self
+            .run("MGET", |mut c| async move {
+                if let Link::Single(_) = c {
+                    let mut pipe = redis::pipe();
+                    for key in &value_keys {
+                        pipe.add_command(read(key));
+                    }
+                    return pipe.query_async::<Vec<Vec<u8>>>(&mut c).await;
+                }
+                let reads = value_keys.iter().map(|key| {
+                    let mut c = c.clone();
+                    async move { read(key).query_async::<Vec<u8>>(&mut c).await }
+                });
+                futures_util::future::try_join_all(reads).await
+            })
+            .await;
+        match found {
+            Some(found) if found.len() == keys.len() => found
+                .into_iter()
+                .map(|bytes| (!bytes.is_empty()).then_some(bytes))
+                .collect(),
+            _ => vec![None; keys.len()],
+        }
+    }
+
     /// Adds `key` to each tag's set, then stores `bytes` under it for `ttl`: a failure on the
     /// way leaves at most a member whose value is missing (harmless), never a value that an
     /// invalidation of one of its tags would not find.

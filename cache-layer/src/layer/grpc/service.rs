@@ -228,7 +228,9 @@ impl Call {
             Err(detail) => {
                 let request = Request::from_parts(parts, GrpcRequestBody::read(read));
                 let status = CacheStatus::forward(Forward::Bypass).detail(detail);
-                return ResponseFuture::passthrough(inner().oneshot(request), status).await;
+                let targeted = &self.config.targeted;
+                return ResponseFuture::passthrough(inner().oneshot(request), status, targeted)
+                    .await;
             }
         };
         let (forward, stale) = match self.decide(&key, &parts.headers) {

@@ -1,0 +1,141 @@
+//! [`LoadOptions`]: what `#[cached(...)]` says in its arguments, for the imperative API.
+
+use std::time::Duration;
+
+use crate::memo::Site;
+
+/// How entries written by [`Cache::insert`](crate::Cache::insert),
+/// [`Cache::get_or_load`](crate::Cache::get_or_load) and
+/// [`Cache::get_or_load_many`](crate::Cache::get_or_load_many) live: the `#[cached]`
+/// arguments, with the same meaning. Build them once (a `static`, a field) and pass them by
+/// reference; each call only reads them.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_layer::LoadOptions;
+///
+/// let options = LoadOptions::new(Duration::from_secs(300))
+///     .stale(Duration::from_secs(60))
+///     .stale_if_error(Duration::from_secs(3600))
+///     .none_ttl(Duration::from_secs(10))
+///     .jitter(0.2)
+///     .tag("users")
+///     .name("users");
+/// assert_eq!(options.ttl(), Duration::from_secs(300));
+/// ```
+///
+/// Out-of-range values do not fail: durations beyond 100 years count as 100 years (the
+/// engine's horizon), a zero `ttl` stores entries that are never fresh (each call loads), and
+/// a jitter outside `[0, 1)` (or NaN) is clamped into it (NaN counts as `0`).
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct LoadOptions {
+    pub(crate) site: Site,
+    pub(crate) tags: Vec<String>,
+}
+
+/// The largest jitter fraction: just under 1, so a jittered TTL stays above zero.
+const MAX_JITTER: f64 = 0.99;
+
+impl LoadOptions {
+    /// Entries fresh for `ttl`, with the cache's default jitter, no stale windows, no
+    /// negative caching, no tags but their own key, no distributed lock.
+    pub fn new(ttl: Duration) -> Self {
+        LoadOptions {
+            site: Site {
+                name: "cache_layer::Cache",
+                ttl,
+                stale: Duration::ZERO,
+                stale_if_error: Duration::ZERO,
+                none_ttl: None,
+                jitter: None,
+                lock: None,
+            },
+            tags: Vec::new(),
+        }
+    }
+
+    /// The fresh period.
+    pub fn ttl(&self) -> Duration {
+        self.site.ttl
+    }
+
+    /// Stale-while-revalidate: after `ttl`, serve the old value this long while one
+    /// background load refreshes it (`#[cached(stale = ...)]`).
+    pub fn stale(mut self, window: Duration) -> Self {
+        self.site.stale = window;
+        self
+    }
+
+    /// Stale-if-error: after the stale window, serve the old value this long when the loader
+    /// fails (`#[cached(stale_if_error = ...)]`).
+    pub fn stale_if_error(mut self, window: Duration) -> Self {
+        self.site.stale_if_error = window;
+        self
+    }
+
+    /// Negative caching: keep `Ok(None)` of
+    /// [`get_or_load_optional`](crate::Cache::get_or_load_optional) this long
+    /// (`#[cached(none_ttl = ...)]`); without it, `None` is never stored.
+    pub fn none_ttl(mut self, ttl: Duration) -> Self {
+        self.site.none_ttl = Some(ttl);
+        self
+    }
+
+    /// TTL jitter as a fraction (`0.2`: each TTL scaled by a random factor in 0.8..=1.2);
+    /// `0.0` turns it off. Default: the cache's ([`CacheBuilder::jitter`](crate::CacheBuilder::jitter)).
+    pub fn jitter(mut self, fraction: f64) -> Self {
+        let fraction = if fraction.is_nan() { 0.0 } else { fraction };
+        self.site.jitter = Some(fraction.clamp(0.0, MAX_JITTER));
+        self
+    }
+
+    /// With Redis, a distributed load lock held at most `hold` (`#[cached(lock = ...)]`).
+    pub fn lock(mut self, hold: Duration) -> Self {
+        self.site.lock = Some(hold);
+        self
+    }
+
+    /// Tags every entry written with these options with `tag` too: invalidating `tag` drops
+    /// them (`#[cached(invalidate_on = [...])]`). Entries always answer to their own key.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tags.push(tag.into());
+        self
+    }
+
+    /// [`tag`](Self::tag) for each of `tags`.
+    pub fn tags<I, T>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.tags.extend(tags.into_iter().map(Into::into));
+        self
+    }
+
+    /// The label of these loads in events and traces (default `"cache_layer::Cache"`); not
+    /// part of any key.
+    pub fn name(mut self, name: &'static str) -> Self {
+        self.site.name = name;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_out_of_range_is_clamped() {
+        let j = |f| {
+            LoadOptions::new(Duration::from_secs(1))
+                .jitter(f)
+                .site
+                .jitter
+        };
+        assert_eq!(j(f64::NAN), Some(0.0));
+        assert_eq!(j(-1.0), Some(0.0));
+        assert_eq!(j(5.0), Some(MAX_JITTER));
+        assert_eq!(j(0.25), Some(0.25));
+    }
+}
