@@ -2,10 +2,12 @@
 //! cache and the RFC 9110 §13 precondition evaluator in front of any
 //! `tower::Service<http::Request<B>>`.
 //!
-//! The module owns the whole HTTP face: header parsing (`cache_control`, `etag`,
-//! `freshness`, `targeted` for RFC 9213 fields), the storage rules (`storable`), precondition
-//! evaluation (`conditional`), byte ranges (`range`), keys, what is stored (`stored`) and how
-//! (`record`), the service, its future and its body, and purging over HTTP (`purge`).
+//! The module owns the whole HTTP face: header parsing (`field`, `cache_control`, `etag`,
+//! `freshness`, `vary`, `targeted` for RFC 9213 fields), the storage rules (`storable`,
+//! `gate`), precondition evaluation (`conditional`), byte ranges (`range`), keys, what is
+//! stored (`stored`) and how (`record`), the service, its future and its body, and purging
+//! over HTTP (`purge`). The rule modules are pure functions and import none of the service
+//! files.
 //! `grpc` owns the gRPC face: calls pass through unless opted in (feature `grpc`), and
 //! opted-in unary calls reuse the same records, single-flight, tags, bodies and `Cache-Status`.
 //!
