@@ -7,11 +7,20 @@
 #   ceiling             the uncached catalog's GET /healthz (two static bytes, no layer, no
 #                       database): what this server answers at best on this machine, so an upper
 #                       bound for any cache inside it
+# Two phases, each with its own table:
+#   all cores   servers and wrk share every core (wrk -t$THREADS, nginx worker_processes auto)
+#   per core    each server pinned to core $SERVER_CORE (taskset; nginx worker_processes 1, the
+#               tokio runtime sizes itself to the one core), wrk -t1 pinned to core $CLIENT_CORE:
+#               requests per second per server core. The origin and redis-server are pinned to
+#               the server core too (on a hit neither is called). Skipped on fewer than 2 cores
+#               or with PER_CORE=0.
 # Runs are interleaved (set-up A, B, C, D, then again) so that noise from the machine hits
 # every set-up alike; the table shows the median of RUNS runs.
 #
-# Needs: wrk and nginx (Debian: apt-get install wrk nginx), redis-server for the Redis row.
-# Usage: benches/compare.sh            (env: RUNS=3 DURATION=5s CONNECTIONS=32 THREADS=2)
+# Needs: wrk and nginx (Debian: apt-get install wrk nginx), redis-server for the Redis row,
+# taskset (util-linux) for the per-core phase.
+# Usage: benches/compare.sh  (env: RUNS=3 DURATION=5s CONNECTIONS=32 THREADS=2 PER_CORE=1
+#                             SERVER_CORE=0 CLIENT_CORE=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +28,14 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
+PER_CORE=${PER_CORE:-1}
+SERVER_CORE=${SERVER_CORE:-0}
+CLIENT_CORE=${CLIENT_CORE:-1}
 PATH_UNDER_TEST=/courses/featured
+if [ "$PER_CORE" = 1 ] && { [ "$(nproc)" -lt 2 ] || ! command -v taskset >/dev/null; }; then
+    echo "skipping the per-core phase: needs 2 cores and taskset" >&2
+    PER_CORE=0
+fi
 
 for tool in wrk nginx; do
     command -v "$tool" >/dev/null || { echo "error: $tool not found (apt-get install $tool)" >&2; exit 1; }
@@ -43,13 +59,13 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# Starts the catalog as set-up $1 with flags $2...; sets ADDR[$1] to its address. Not run in a
-# subshell, so that its pid reaches the clean-up.
+# Starts the catalog as set-up $1 with flags $2... (under the PIN prefix); sets ADDR[$1] to its
+# address. Not run in a subshell, so that its pid reaches the clean-up.
 start_catalog() {
     local setup=$1
     shift
     local log="$WORK/catalog-${#PIDS[@]}.log"
-    "$CATALOG" --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
+    "${PIN[@]}" "$CATALOG" --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
     for _ in $(seq 100); do
@@ -67,14 +83,19 @@ start_catalog() {
     return 1
 }
 
-declare -A ADDR
+# One phase: starts every set-up (under PIN), measures them with WRK, prints the table titled
+# $1, and stops its processes.
+phase() {
+local title=$1
+local first_pid=${#PIDS[@]}
+ADDR=()
 start_catalog "no cache" --no-cache
 start_catalog "CacheLayer memory"
 SETUPS=("no cache" "CacheLayer memory")
 
 if command -v redis-server >/dev/null; then
     REDIS_PORT=$(free_port)
-    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
+    "${PIN[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
     PIDS+=($!)
     sleep 0.3
     if start_catalog "CacheLayer Redis" --redis "redis://127.0.0.1:$REDIS_PORT"; then
@@ -90,12 +111,13 @@ fi
 # catalog's own Cache-Control says (s-maxage=30), with the equivalents of the layer's
 # coalescing (proxy_cache_lock) and stale-while-revalidate (use_stale updating).
 NGINX_PORT=$(free_port)
+rm -rf "$WORK/nginx"
 mkdir -p "$WORK/nginx/cache" "$WORK/nginx/tmp"
 # nginx's workers drop root for an unprivileged user that must reach the cache directory.
 chmod a+x "$WORK"
 chmod -R a+rwx "$WORK/nginx"
 cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes auto;
+worker_processes $NGINX_WORKERS;
 daemon off;
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log warn;
@@ -126,13 +148,13 @@ http {
     }
 }
 EOF
-nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
+"${PIN[@]}" nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
 PIDS+=($!)
 sleep 0.5
 ADDR[nginx proxy_cache]=127.0.0.1:$NGINX_PORT
 SETUPS+=("nginx proxy_cache")
 
-declare -A URL
+URL=()
 for setup in "${SETUPS[@]}"; do
     URL[$setup]="${ADDR[$setup]}$PATH_UNDER_TEST"
 done
@@ -149,7 +171,7 @@ grep -qi '^x-cache-status: HIT' "$WORK/h" || { echo "error: nginx is not caching
 
 # wrk's output → "requests/s p50_ms p99_ms".
 measure() {
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://$1" | awk '
+    "${WRK[@]}" -c"$CONNECTIONS" -d"$DURATION" --latency "http://$1" | awk '
         function ms(v) {
             if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000;
             if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0;
@@ -162,19 +184,17 @@ measure() {
         END { printf "%s %.3f %.3f\n", rps, p50, p99 }'
 }
 
-declare -A RESULTS
+RESULTS=()
 for run in $(seq "$RUNS"); do
     for setup in "${SETUPS[@]}"; do
         result=$(measure "${URL[$setup]}")
-        echo "run $run/$RUNS  $setup: $result (req/s p50_ms p99_ms)" >&2
+        echo "$title, run $run/$RUNS  $setup: $result (req/s p50_ms p99_ms)" >&2
         RESULTS[$setup]+="$result"$'\n'
     done
 done
 
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-
 echo
-echo "GET $PATH_UNDER_TEST (ceiling: GET /healthz), wrk -t$THREADS -c$CONNECTIONS -d$DURATION, median of $RUNS interleaved runs, $(nproc) cores"
+echo "$title: GET $PATH_UNDER_TEST (ceiling: GET /healthz), ${WRK[*]} -c$CONNECTIONS -d$DURATION, median of $RUNS interleaved runs, $(nproc) cores"
 echo
 nginx_rps=$(printf '%s' "${RESULTS[nginx proxy_cache]}" | awk '{ print $1 }' | median)
 printf '| %-18s | %12s | %10s | %10s | %9s |\n' "set-up" "requests/s" "p50 ms" "p99 ms" "vs nginx"
@@ -186,3 +206,26 @@ for setup in "${SETUPS[@]}"; do
     ratio=$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN { printf "%.2fx", a / b }')
     printf '| %-18s | %12.0f | %10.3f | %10.3f | %9s |\n' "$setup" "$rps" "$p50" "$p99" "$ratio"
 done
+local i
+for ((i = ${#PIDS[@]} - 1; i >= first_pid; i--)); do
+    kill "${PIDS[$i]}" 2>/dev/null || true
+    wait "${PIDS[$i]}" 2>/dev/null || true
+done
+PIDS=("${PIDS[@]:0:$first_pid}")
+}
+
+declare -A ADDR URL RESULTS
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+PIN=()
+WRK=(wrk -t"$THREADS")
+NGINX_WORKERS=auto
+phase "all cores"
+
+if [ "$PER_CORE" = 1 ]; then
+    PIN=(taskset -c "$SERVER_CORE")
+    WRK=(taskset -c "$CLIENT_CORE" wrk -t1)
+    NGINX_WORKERS=1
+    phase "per core (server on core $SERVER_CORE, wrk on core $CLIENT_CORE)"
+fi
+

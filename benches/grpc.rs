@@ -83,7 +83,9 @@ async fn serve(service: Bench, cached: bool) -> CatalogClient<Channel> {
     let service = CatalogServer::new(service);
     if cached {
         let cache = Cache::builder().build().expect("cache");
-        let layer = CacheLayer::new(cache).grpc_method(GET_COURSE, Duration::from_secs(3600));
+        let layer = CacheLayer::new(cache)
+            .grpc_method(GET_COURSE, Duration::from_secs(3600))
+            .expect("a method path");
         let router = Server::builder().layer(layer).add_service(service);
         tokio::spawn(router.serve_with_incoming(incoming));
     } else {

@@ -211,7 +211,9 @@ where
 }
 
 fn cached_get(cache: Cache) -> CacheLayer<GrpcMethods> {
-    CacheLayer::new(cache).grpc_method(GET_COURSE, Duration::from_secs(60))
+    CacheLayer::new(cache)
+        .grpc_method(GET_COURSE, Duration::from_secs(60))
+        .unwrap()
 }
 
 async fn get(client: &mut CatalogClient<Channel>, id: u64) -> Result<Response<Course>, Status> {
@@ -403,7 +405,9 @@ async fn authorization_keeps_callers_apart() {
 
     // In the key: each caller has its own entry.
     let mut server = start(Seen::default(), |cache| {
-        cached_get(cache).grpc_key_metadata("authorization")
+        cached_get(cache)
+            .grpc_key_metadata("authorization")
+            .unwrap()
     })
     .await;
     let client = &mut server.client;
@@ -524,6 +528,7 @@ async fn a_stale_call_stands_in_when_the_service_fails() {
         CacheLayer::new(cache)
             .stale_if_error(Duration::from_secs(60))
             .grpc_method(GET_COURSE, Duration::ZERO)
+            .unwrap()
     })
     .await;
     get(&mut server.client, 7).await.unwrap();
@@ -542,6 +547,7 @@ async fn a_stale_call_is_served_while_one_call_refreshes_it() {
         CacheLayer::new(cache)
             .stale_while_revalidate(Duration::from_secs(60))
             .grpc_method(GET_COURSE, Duration::ZERO)
+            .unwrap()
     })
     .await;
     get(&mut server.client, 7).await.unwrap();

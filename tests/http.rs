@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -1128,7 +1129,10 @@ async fn only_the_newest_variants_are_kept() {
             }
         }),
     );
-    let server = start(app, |cache| CacheLayer::new(cache).max_variants(2)).await;
+    let server = start(app, |cache| {
+        CacheLayer::new(cache).max_variants(NonZeroUsize::new(2).unwrap())
+    })
+    .await;
     for lang in ["en", "fr", "de"] {
         server.get("/r", &[("accept-language", lang)]).await;
     }

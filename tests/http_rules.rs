@@ -366,3 +366,88 @@ async fn a_range_on_a_miss_is_served_from_the_response_just_stored() {
     assert!(full.cache_status().contains("hit"));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn a_304_refreshes_by_the_targeted_field_and_clients_never_see_it() {
+    let calls = counter();
+    let app = {
+        let calls = Arc::clone(&calls);
+        Router::new().route(
+            "/r",
+            get(move |headers: axum::http::HeaderMap| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    let revalidating = headers.get("if-none-match").is_some_and(|v| v == "\"v1\"");
+                    let mut response =
+                        Response::new(Body::from(if revalidating { "" } else { "v1" }));
+                    let h = response.headers_mut();
+                    h.insert("etag", HeaderValue::from_static("\"v1\""));
+                    h.insert("cache-control", HeaderValue::from_static("max-age=0"));
+                    if revalidating {
+                        *response.status_mut() = StatusCode::NOT_MODIFIED;
+                        response
+                            .headers_mut()
+                            .insert("cdn-cache-control", HeaderValue::from_static("max-age=600"));
+                    } else {
+                        response
+                            .headers_mut()
+                            .insert("cdn-cache-control", HeaderValue::from_static("max-age=1"));
+                    }
+                    response
+                }
+            }),
+        )
+    };
+    let server = start(app, CacheLayer::new).await;
+    let first = server.get("/r", &[]).await;
+    assert!(
+        first.cache_status().contains("stored"),
+        "{}",
+        first.cache_status()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let revalidated = server.get("/r", &[]).await;
+    assert_eq!(revalidated.status, StatusCode::OK);
+    assert_eq!(revalidated.text(), "v1");
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "revalidated once");
+    let hit = server.get("/r", &[]).await;
+    assert!(
+        hit.cache_status().contains("hit"),
+        "fresh for 600 s by the 304's targeted field"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    for reply in [&first, &revalidated, &hit] {
+        assert!(!reply.headers.contains_key("cdn-cache-control"));
+        assert_eq!(reply.header("cache-control"), "max-age=0");
+    }
+}
+
+#[tokio::test]
+async fn targeted_fields_are_hidden_on_responses_passed_through_too() {
+    let calls = counter();
+    let app = counted(
+        &calls,
+        "body",
+        fields(&[("cdn-cache-control", "max-age=60")]),
+    )
+    .route(
+        "/w",
+        axum::routing::post(|| async { ([("cdn-cache-control", "no-store")], "written") }),
+    );
+    let server = start(app, |cache| {
+        // `/r?bypass` is declined by the key function: passed through uncached.
+        CacheLayer::new(cache)
+            .key_fn(|parts| (parts.uri.query() != Some("bypass")).then(|| parts.uri.to_string()))
+    })
+    .await;
+    let bypassed = server.get("/r?bypass", &[]).await;
+    assert!(
+        bypassed.cache_status().contains("fwd=bypass"),
+        "{}",
+        bypassed.cache_status()
+    );
+    assert!(!bypassed.headers.contains_key("cdn-cache-control"));
+    let written = server.send(axum::http::Method::POST, "/w", &[]).await;
+    assert_eq!(written.text(), "written");
+    assert!(!written.headers.contains_key("cdn-cache-control"));
+}

@@ -1,4 +1,5 @@
-//! Every misuse of the macros is a compile error pointing at the offending token.
+//! Every misuse of the macros is a compile error pointing at the offending token; so is a
+//! `CacheLayer` setting that cannot be valid (`max_variants(0)`).
 
 #[test]
 fn macro_errors() {

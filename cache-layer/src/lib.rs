@@ -79,6 +79,9 @@
 //!
 //! # `#[cached]` arguments
 //!
+//! The reference of each argument, with examples: [`cached`](macro@cached) and
+//! [`invalidates`](macro@invalidates).
+//!
 //! | argument | meaning | default |
 //! | --- | --- | --- |
 //! | `ttl = "5m"` | fresh period, a duration string (`"30s"`, `"1h30m"`), checked at compile time | required |
@@ -431,6 +434,12 @@
 //!   `Cookie` unless `public`/`s-maxage`/`Vary: Cookie`, bodies over
 //!   [`max_body`](CacheLayer::max_body) or with trailers. `no-cache` is stored and revalidated
 //!   on every use.
+//! - **Targeted fields** (RFC 9213): `CDN-Cache-Control`, and a field of your own
+//!   ([`CacheLayer::targeted_cache_control`]), replace `Cache-Control` and `Expires` for this
+//!   cache when present and valid; clients do not see them unless
+//!   [`forward_targeted_cache_control`](CacheLayer::forward_targeted_cache_control).
+//! - **Ranges**: a GET with one byte `Range` is cut from a stored `200` (`206`, or `416`),
+//!   honouring `If-Range`; several ranges get the whole response.
 //! - **Keys**: `GET <scheme>://<authority><path>?<query>` (or [`CacheLayer::key_fn`]), plus
 //!   the request headers the response `Vary`s on (up to
 //!   [`max_variants`](CacheLayer::max_variants) variants per URL). The authority comes from the
@@ -460,6 +469,8 @@
 //! - **Invalidation**: a successful POST/PUT/PATCH/DELETE drops its URL and same-origin
 //!   `Location`/`Content-Location`; the [`CacheTags`] extension or a `Cache-Tag` header
 //!   (removed before the client sees it) tag a response, and `cache.invalidate(tag)` drops it.
+//!   [`CacheLayer::purge`] serves the same over HTTP: `PURGE <path>`, or `Cache-Tag` /
+//!   `Surrogate-Key` values, behind a check of your own.
 //! - **Load**: concurrent misses on one key make one inner call; a response that may not be
 //!   stored is never shared with the waiters, and its URL skips coalescing for a few seconds.
 //! - **Bodies**: the decision is made from the headers first. Bodies of known size up to the
@@ -524,8 +535,14 @@ mod trace;
 pub mod __private;
 
 pub use cache::{BuildError, Cache, CacheBuilder};
-pub use cache_macros::{cached, invalidates};
+#[doc = include_str!("reference/cached.md")]
+#[doc(inline)]
+pub use cache_macros::cached;
+#[doc = include_str!("reference/invalidates.md")]
+#[doc(inline)]
+pub use cache_macros::invalidates;
 pub use key::{Key, KeyArg, KeyBuf};
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub use layer::__fuzz;
 pub use layer::{
@@ -533,7 +550,7 @@ pub use layer::{
     ResponseFuture,
 };
 #[cfg(feature = "grpc")]
-pub use layer::{DescriptorError, GrpcMethods, GrpcRequestBody, LayerMode};
+pub use layer::{DescriptorError, GrpcConfigError, GrpcMethods, GrpcRequestBody, LayerMode};
 pub use options::LoadOptions;
 
 /// Support for testing code that caches: caching off is

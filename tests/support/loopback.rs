@@ -44,6 +44,15 @@ impl Reply {
 /// Serves `app` behind `layer(cache)` on an ephemeral loopback port.
 pub async fn start(app: Router, layer: impl FnOnce(Cache) -> CacheLayer) -> Server {
     let cache = Cache::builder().jitter(0.0).build().unwrap();
+    start_on(cache, app, layer).await
+}
+
+/// Serves `app` behind `layer(cache)`, on a cache the test built, on an ephemeral loopback port.
+pub async fn start_on(
+    cache: Cache,
+    app: Router,
+    layer: impl FnOnce(Cache) -> CacheLayer,
+) -> Server {
     let app = app.layer(layer(cache));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -56,8 +65,12 @@ pub async fn start(app: Router, layer: impl FnOnce(Cache) -> CacheLayer) -> Serv
 
 impl Server {
     pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        self.send(Method::GET, path, headers).await
+    }
+
+    pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Reply {
         let mut request = Request::builder()
-            .method(Method::GET)
+            .method(method)
             .uri(format!("http://{}{path}", self.addr));
         for (name, value) in headers {
             request = request.header(*name, *value);

@@ -15,7 +15,6 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
 
 use super::in_flight::Held;
-use super::record::PendingStore;
 
 pin_project! {
     /// The body of a response from [`CacheService`](crate::CacheService): stored bytes, the
@@ -191,58 +190,39 @@ pub(crate) struct Recording {
     cap: usize,
     /// The buffer's bytes, held in the layer's in-flight share until stored or abandoned.
     held: Held,
-    store: Pending,
+    /// Boxed behind a trait: the body stores a copy without knowing what it is a copy of.
+    store: Box<dyn RecordedStore>,
 }
 
-/// What a finished copy is stored as.
-enum Pending {
-    /// An HTTP response: stored when the body ends without trailers.
-    Response(PendingStore),
-    /// A gRPC unary response: stored with its trailers, when they say `grpc-status: 0`.
-    #[cfg(feature = "grpc")]
-    Call(super::grpc::PendingCall),
+/// What a finished copy is stored as (an HTTP response, a gRPC call): implemented where that
+/// store is built. Dropped unfinished (the body failed), it stores nothing.
+pub(crate) trait RecordedStore: Send + Sync {
+    /// The body ended, with `trailers` or without, after `body`.
+    fn finish(self: Box<Self>, body: Bytes, trailers: Option<&HeaderMap>);
+
+    /// The copy was given up (`reason`: it grew too large, the in-flight share is spent, the
+    /// client left and the body did not end in time).
+    fn abandon(self: Box<Self>, reason: &'static str);
 }
 
 impl Recording {
-    pub(crate) fn new(cap: usize, held: Held, store: PendingStore) -> Self {
+    /// A copy of up to `cap` bytes, held in the in-flight share, finished into `store`.
+    pub(crate) fn new(cap: usize, held: Held, store: Box<dyn RecordedStore>) -> Self {
         Recording {
             buffer: BytesMut::new(),
             cap,
             held,
-            store: Pending::Response(store),
-        }
-    }
-
-    #[cfg(feature = "grpc")]
-    pub(crate) fn call(cap: usize, held: Held, store: super::grpc::PendingCall) -> Self {
-        Recording {
-            buffer: BytesMut::new(),
-            cap,
-            held,
-            store: Pending::Call(store),
+            store,
         }
     }
 
     fn abandon(self, reason: &'static str) {
-        match self.store {
-            Pending::Response(store) => store.abandon(reason),
-            #[cfg(feature = "grpc")]
-            Pending::Call(store) => store.abandon(reason),
-        }
+        self.store.abandon(reason);
     }
 
     /// The body ended, with `trailers` or without.
     fn finish(self, trailers: Option<&HeaderMap>) {
-        let body = self.buffer.freeze();
-        match (self.store, trailers) {
-            (Pending::Response(store), None) => {
-                store.complete(body);
-            }
-            // Trailers are not stored with HTTP responses: not replayable as is.
-            (Pending::Response(_), Some(_)) => {}
-            #[cfg(feature = "grpc")]
-            (Pending::Call(store), trailers) => store.complete(body, trailers),
-        }
+        self.store.finish(self.buffer.freeze(), trailers);
     }
 }
 

@@ -513,7 +513,7 @@ where
     if let Some(_held) = hold_small(&body, config) {
         return read_and_store(&x, pending, status, parts, body).await;
     }
-    let recording = Recording::new(config.max_body, config.in_flight.start(), pending);
+    let recording = Recording::new(config.max_body, config.in_flight.start(), Box::new(pending));
     let mut response = Response::from_parts(
         parts,
         CacheBody::spooled(body, recording, cache.inner().max_wait()),

@@ -5,13 +5,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use http::Response;
+use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
+use tower::util::Oneshot;
+use tower_service::Service;
 
 use super::body::CacheBody;
 use super::status::CacheStatus;
 use super::tags::take_tags;
+use super::targeted::TargetedFields;
 
 /// A boxed miss, revalidation or write: they wait on single-flight and the cache, so they
 /// are `async` code rather than hand-written states.
@@ -19,41 +22,49 @@ pub(crate) type BoxedResponse<B, E> =
     Pin<Box<dyn Future<Output = Result<Response<CacheBody<B>>, E>> + Send>>;
 
 pin_project! {
-    /// The response future of [`CacheService`](crate::CacheService).
+    /// The response future of [`CacheService`](crate::CacheService), for an inner service `S`
+    /// called with `Request<ReqBody>` that answers `Response<ResBody>`.
     ///
     /// A cache hit is answered without allocating a future; everything else polls a boxed one.
-    pub struct ResponseFuture<F, B, E>
+    pub struct ResponseFuture<S, ReqBody, ResBody>
     where
-        B: Body,
+        S: Service<Request<ReqBody>>,
+        ResBody: Body,
     {
         #[pin]
-        kind: Kind<F, B, E>,
+        kind: Kind<S, ReqBody, ResBody>,
     }
 }
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<F, B, E>
+    enum Kind<S, ReqBody, ResBody>
     where
-        B: Body,
+        S: Service<Request<ReqBody>>,
+        ResBody: Body,
     {
         Ready {
-            response: Option<Response<CacheBody<B>>>,
+            response: Option<Response<CacheBody<ResBody>>>,
         },
         // Boxed: the inner future can be hundreds of bytes, and inline it would make every
         // hit's future as large.
         Passthrough {
-            future: Pin<Box<F>>,
+            future: Pin<Box<Oneshot<S, Request<ReqBody>>>>,
             status: CacheStatus,
+            targeted: TargetedFields,
         },
         Boxed {
-            future: BoxedResponse<B, E>,
+            future: BoxedResponse<ResBody, S::Error>,
         },
     }
 }
 
-impl<F, B: Body, E> ResponseFuture<F, B, E> {
-    pub(crate) fn ready(response: Response<CacheBody<B>>) -> Self {
+impl<S, ReqBody, ResBody> ResponseFuture<S, ReqBody, ResBody>
+where
+    S: Service<Request<ReqBody>>,
+    ResBody: Body,
+{
+    pub(crate) fn ready(response: Response<CacheBody<ResBody>>) -> Self {
         ResponseFuture {
             kind: Kind::Ready {
                 response: Some(response),
@@ -61,37 +72,49 @@ impl<F, B: Body, E> ResponseFuture<F, B, E> {
         }
     }
 
-    pub(crate) fn passthrough(future: F, status: CacheStatus) -> Self {
+    /// A response the layer does not consider for storage: `Cache-Tag` and the targeted
+    /// fields (unless forwarded) are removed, `status` added.
+    pub(crate) fn passthrough(
+        future: Oneshot<S, Request<ReqBody>>,
+        status: CacheStatus,
+        targeted: &TargetedFields,
+    ) -> Self {
         ResponseFuture {
             kind: Kind::Passthrough {
                 future: Box::pin(future),
                 status,
+                targeted: targeted.clone(),
             },
         }
     }
 
-    pub(crate) fn boxed(future: BoxedResponse<B, E>) -> Self {
+    pub(crate) fn boxed(future: BoxedResponse<ResBody, S::Error>) -> Self {
         ResponseFuture {
             kind: Kind::Boxed { future },
         }
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B, E>
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody, ResBody>
 where
-    F: Future<Output = Result<Response<B>, E>>,
-    B: Body,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body,
 {
-    type Output = Result<Response<CacheBody<B>>, E>;
+    type Output = Result<Response<CacheBody<ResBody>>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Ready { response } => Poll::Ready(Ok(response
                 .take()
                 .expect("ResponseFuture polled after completion"))),
-            KindProj::Passthrough { future, status } => {
+            KindProj::Passthrough {
+                future,
+                status,
+                targeted,
+            } => {
                 let (mut parts, body) = ready!(future.as_mut().poll(cx))?.into_parts();
                 take_tags(&mut parts.headers, &mut parts.extensions);
+                targeted.hide(&mut parts.headers);
                 status.append_to(&mut parts.headers);
                 Poll::Ready(Ok(Response::from_parts(parts, CacheBody::inner(body))))
             }
@@ -100,7 +123,11 @@ where
     }
 }
 
-impl<F, B: Body, E> fmt::Debug for ResponseFuture<F, B, E> {
+impl<S, ReqBody, ResBody> fmt::Debug for ResponseFuture<S, ReqBody, ResBody>
+where
+    S: Service<Request<ReqBody>>,
+    ResBody: Body,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
             Kind::Ready { .. } => "ready",
@@ -110,5 +137,32 @@ impl<F, B: Body, E> fmt::Debug for ResponseFuture<F, B, E> {
         f.debug_struct("ResponseFuture")
             .field("kind", &kind)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use tower_layer::Layer;
+
+    use super::*;
+    use crate::{Cache, CacheLayer};
+
+    fn future_type<S: Service<R>, R>(_: &S) -> &'static str {
+        std::any::type_name::<S::Future>()
+    }
+
+    #[test]
+    fn the_public_future_names_no_tower_internals() {
+        let inner = tower::service_fn(|_: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+        });
+        let service = CacheLayer::new(Cache::builder().build().unwrap()).layer(inner);
+        let name = future_type(&service);
+        assert!(name.contains("ResponseFuture<"), "{name}");
+        assert!(!name.contains("Oneshot"), "{name}");
     }
 }

@@ -2,6 +2,7 @@
 //! HTTP plus opted-in gRPC methods with the `grpc` feature).
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -199,9 +200,19 @@ impl<M> CacheLayer<M> {
         self
     }
 
-    /// How many `Vary` variants of one URL are kept (default 8); the oldest goes first.
-    pub fn max_variants(mut self, variants: usize) -> Self {
-        Arc::make_mut(&mut self.config).max_variants = variants.max(1);
+    /// How many `Vary` variants of one URL are kept (default 8); the oldest goes first. At
+    /// least one: a response is always kept for the request that fetched it.
+    ///
+    /// ```
+    /// use std::num::NonZeroUsize;
+    /// use cache_layer::{Cache, CacheLayer};
+    ///
+    /// let layer = CacheLayer::new(Cache::global().clone())
+    ///     .max_variants(NonZeroUsize::new(4).expect("not zero"));
+    /// # let _ = layer;
+    /// ```
+    pub fn max_variants(mut self, variants: NonZeroUsize) -> Self {
+        Arc::make_mut(&mut self.config).max_variants = variants.get();
         self
     }
 
@@ -243,8 +254,8 @@ impl<M> CacheLayer<M> {
     }
 
     /// Whether clients receive the targeted fields (`CDN-Cache-Control` and the one named with
-    /// [`targeted_cache_control`](Self::targeted_cache_control)) of the responses the layer
-    /// handles (default `false`: they are meant for this cache). Set `true` when a CDN in
+    /// [`targeted_cache_control`](Self::targeted_cache_control)) of every response, stored or
+    /// passed through (default `false`: they are meant for this cache). Set `true` when a CDN in
     /// front of this layer should see `CDN-Cache-Control` too.
     pub fn forward_targeted_cache_control(mut self, forward: bool) -> Self {
         let config = Arc::make_mut(&mut self.config);

@@ -10,9 +10,8 @@ use http::{HeaderMap, Request, Uri};
 use super::cache_control::RequestDirectives;
 use super::key::{authority_of, primary_key, secondary_key, variant_key};
 use super::layer::Config;
-use super::record::live_entry;
 use super::stored::{CachedResponse, Uncacheable, Variants};
-use crate::entry::Entry;
+use crate::entry::{Age, Entry};
 use crate::{clock, Cache};
 
 /// What the cache holds for a request.
@@ -38,6 +37,17 @@ pub(crate) fn response_of(entry: &Entry) -> &CachedResponse {
 /// The stored response of `entry`, to keep beyond the lookup (a refresh or a revalidation).
 pub(crate) fn shared_response_of(entry: &Entry) -> Option<Arc<CachedResponse>> {
     Arc::clone(&entry.value).downcast::<CachedResponse>().ok()
+}
+
+/// The entry under `key`, unless its last window has closed (the store expires lazily).
+/// Responses live in the cache's memory, and only while it can hear other instances'
+/// invalidations (see `Inner::memory_only_tier`).
+pub(crate) fn live_entry(cache: &Cache, key: &str, now: clock::Instant) -> Option<Arc<Entry>> {
+    cache
+        .inner()
+        .memory_only_tier()?
+        .get(key)
+        .filter(|entry| entry.age(now) != Age::Expired)
 }
 
 /// What the cache holds for `primary` and the request's `headers`, at `now` on the cache's clock.

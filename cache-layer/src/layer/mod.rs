@@ -3,8 +3,9 @@
 //! `tower::Service<http::Request<B>>`.
 //!
 //! The module owns the whole HTTP face: header parsing (`cache_control`, `etag`,
-//! `freshness`), the storage rules (`storable`), precondition evaluation (`conditional`),
-//! keys, what is stored (`stored`) and how (`record`), the service, its future and its body.
+//! `freshness`, `targeted` for RFC 9213 fields), the storage rules (`storable`), precondition
+//! evaluation (`conditional`), byte ranges (`range`), keys, what is stored (`stored`) and how
+//! (`record`), the service, its future and its body, and purging over HTTP (`purge`).
 //! `grpc` owns the gRPC face: calls pass through unless opted in (feature `grpc`), and
 //! opted-in unary calls reuse the same records, single-flight, tags, bodies and `Cache-Status`.
 //!
@@ -24,6 +25,8 @@ mod field;
 mod forward;
 mod freshness;
 mod future;
+#[cfg(any(fuzzing, test))]
+#[cfg_attr(not(fuzzing), allow(unreachable_pub))]
 mod fuzz_service;
 mod gate;
 mod grpc;
@@ -48,14 +51,16 @@ mod vary;
 pub use body::CacheBody;
 pub use future::ResponseFuture;
 #[cfg(feature = "grpc")]
-pub use grpc::{DescriptorError, GrpcMethods, GrpcRequestBody, LayerMode};
+pub use grpc::{DescriptorError, GrpcConfigError, GrpcMethods, GrpcRequestBody, LayerMode};
 pub use layer::{CacheLayer, EtagMode, HttpOnly};
 pub use purge::{Purge, PurgeBody, PurgeOr};
 pub use service::CacheService;
 pub use tags::CacheTags;
 
 /// Entry points for the `fuzz/` targets: the header parsers on raw bytes, and the whole service.
-/// Not a stable API.
+/// Not a stable API: compiled only for fuzzing (`--cfg fuzzing`, set by `cargo fuzz`) and tests.
+#[cfg(any(fuzzing, test))]
+#[cfg_attr(not(fuzzing), allow(unreachable_pub))]
 #[doc(hidden)]
 pub mod __fuzz {
     pub use super::fuzz_service::service;

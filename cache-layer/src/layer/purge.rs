@@ -23,8 +23,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::layer::{CacheLayer, Config};
+use super::lookup::live_entry;
 use super::lookup::url_keys;
-use super::record::live_entry;
 use super::tags::{tag_names, CACHE_TAG};
 use crate::{clock, Cache};
 

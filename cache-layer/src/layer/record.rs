@@ -9,28 +9,19 @@ use bytes::Bytes;
 use http::header::ETAG;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
+use super::body::RecordedStore;
 use super::cache_control::ResponseDirectives;
 use super::etag::EntityTag;
 use super::gate::Admitted;
 use super::key::variant_key;
 use super::layer::{Config, EtagMode};
+use super::lookup::live_entry;
 use super::stored::{CachedResponse, Uncacheable, Variants, ARC};
 use crate::clock;
-use crate::entry::{Age, Deadlines, Entry, Value};
+use crate::entry::{Deadlines, Entry, Value};
 use crate::flight::Leader;
 use crate::store::ENTRY_OVERHEAD;
 use crate::Cache;
-
-/// The entry under `key`, unless its last window has closed (the store expires lazily).
-/// Responses live in the cache's memory, and only while it can hear other instances'
-/// invalidations (see `Inner::memory_only_tier`).
-pub(crate) fn live_entry(cache: &Cache, key: &str, now: clock::Instant) -> Option<Arc<Entry>> {
-    cache
-        .inner()
-        .memory_only_tier()?
-        .get(key)
-        .filter(|entry| entry.age(now) != Age::Expired)
-}
 
 /// Stores `response` for the URL `primary`; returns whether it was kept (an invalidation
 /// since `since` discards it).
@@ -220,5 +211,18 @@ impl PendingStore {
             "response not stored"
         );
         mark_uncacheable(&self.cache, &self.config, &self.primary);
+    }
+}
+
+impl RecordedStore for PendingStore {
+    fn finish(self: Box<Self>, body: Bytes, trailers: Option<&HeaderMap>) {
+        // Trailers are not stored with HTTP responses: not replayable as is.
+        if trailers.is_none() {
+            self.complete(body);
+        }
+    }
+
+    fn abandon(self: Box<Self>, reason: &'static str) {
+        PendingStore::abandon(*self, reason);
     }
 }

@@ -10,7 +10,6 @@ use http::header::{CONTENT_LOCATION, LOCATION, UPGRADE};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::BodyExt;
-use tower::util::Oneshot;
 use tower::ServiceExt;
 use tower_service::Service;
 
@@ -154,7 +153,7 @@ where
 {
     type Response = Response<CacheBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<Oneshot<S, Request<ReqBody>>, ResBody, S::Error>;
+    type Future = ResponseFuture<S, ReqBody, ResBody>;
 
     /// Always ready: see [Readiness](CacheService#readiness).
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -194,7 +193,7 @@ impl<S, M> CacheService<S, M> {
         &self,
         request: Request<ReqBody>,
         detail: Option<&'static str>,
-    ) -> ResponseFuture<Oneshot<S, Request<ReqBody>>, ResBody, S::Error>
+    ) -> ResponseFuture<S, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
         ResBody: Body,
@@ -203,7 +202,11 @@ impl<S, M> CacheService<S, M> {
         if let Some(detail) = detail {
             status = status.detail(detail);
         }
-        ResponseFuture::passthrough(self.inner_service().oneshot(request), status)
+        ResponseFuture::passthrough(
+            self.inner_service().oneshot(request),
+            status,
+            &self.config().targeted,
+        )
     }
 
     /// An HTTP request: served from the cache, forwarded under single-flight, or passed
@@ -211,7 +214,7 @@ impl<S, M> CacheService<S, M> {
     pub(crate) fn call_http<ReqBody, ResBody>(
         &self,
         request: Request<ReqBody>,
-    ) -> ResponseFuture<Oneshot<S, Request<ReqBody>>, ResBody, S::Error>
+    ) -> ResponseFuture<S, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
         S::Future: Send + 'static,
@@ -247,6 +250,7 @@ impl<S, M> CacheService<S, M> {
                 Decision::Bypass => ResponseFuture::passthrough(
                     self.inner_service().oneshot(request),
                     CacheStatus::forward(Forward::Bypass),
+                    &self.config().targeted,
                 ),
             };
         }
@@ -256,11 +260,13 @@ impl<S, M> CacheService<S, M> {
             ResponseFuture::passthrough(
                 self.inner_service().oneshot(request),
                 CacheStatus::forward(Forward::Bypass),
+                &self.config().targeted,
             )
         } else {
             ResponseFuture::passthrough(
                 self.inner_service().oneshot(request),
                 CacheStatus::forward(Forward::Method),
+                &self.config().targeted,
             )
         }
     }
@@ -460,7 +466,7 @@ impl<S, M> CacheService<S, M> {
     fn write<ReqBody, ResBody>(
         &self,
         request: Request<ReqBody>,
-    ) -> ResponseFuture<Oneshot<S, Request<ReqBody>>, ResBody, S::Error>
+    ) -> ResponseFuture<S, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
         S::Future: Send + 'static,
@@ -477,6 +483,7 @@ impl<S, M> CacheService<S, M> {
         ResponseFuture::boxed(Box::pin(async move {
             let (mut parts, body) = future.await?.into_parts();
             take_tags(&mut parts.headers, &mut parts.extensions);
+            config.targeted.hide(&mut parts.headers);
             if parts.status.is_success() || parts.status.is_redirection() {
                 let mut names = url_keys(&config, &target, &request_headers);
                 for header in [LOCATION, CONTENT_LOCATION] {

@@ -83,8 +83,21 @@ impl sealed::Sealed for GrpcMethods {
 
 impl LayerMode for GrpcMethods {}
 
+/// A method path or metadata name that [`CacheLayer::grpc_method`] or
+/// [`CacheLayer::grpc_key_metadata`] refuses; the message says which and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrpcConfigError(String);
+
+impl fmt::Display for GrpcConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for GrpcConfigError {}
+
 /// Checks a method path: `/` package-qualified service `/` method.
-fn check_path(path: &str) {
+fn check_path(path: &str) -> Result<(), GrpcConfigError> {
     let valid = path.strip_prefix('/').is_some_and(|rest| {
         let mut parts = rest.split('/');
         let (service, method) = (parts.next(), parts.next());
@@ -92,10 +105,25 @@ fn check_path(path: &str) {
             && service.is_some_and(|s| !s.is_empty())
             && method.is_some_and(|m| !m.is_empty())
     });
-    assert!(
-        valid,
-        "gRPC method path {path:?} is not of the form \"/package.Service/Method\""
-    );
+    if valid {
+        Ok(())
+    } else {
+        Err(GrpcConfigError(format!(
+            "gRPC method path {path:?} is not of the form \"/package.Service/Method\""
+        )))
+    }
+}
+
+/// Checks a metadata name for the key: a valid header name, not `grpc-timeout`.
+fn key_metadata_name(name: &str) -> Result<HeaderName, GrpcConfigError> {
+    let name = HeaderName::try_from(name)
+        .map_err(|_| GrpcConfigError(format!("{name:?} is not a valid gRPC metadata name")))?;
+    if name == "grpc-timeout" {
+        return Err(GrpcConfigError(
+            "grpc-timeout is never part of the key: a deadline does not change the answer".into(),
+        ));
+    }
+    Ok(name)
 }
 
 impl<M: LayerMode> CacheLayer<M> {
@@ -121,19 +149,26 @@ impl<M: LayerMode> CacheLayer<M> {
     /// use std::time::Duration;
     /// use cache_layer::{Cache, CacheLayer};
     ///
+    /// # fn main() -> Result<(), cache_layer::GrpcConfigError> {
     /// let layer = CacheLayer::new(Cache::global().clone())
-    ///     .grpc_method("/catalog.v1.Catalog/GetCourse", Duration::from_secs(60))
-    ///     .grpc_key_metadata("x-tenant");
+    ///     .grpc_method("/catalog.v1.Catalog/GetCourse", Duration::from_secs(60))?
+    ///     .grpc_key_metadata("x-tenant")?;
     /// # let _ = layer;
+    /// # Ok(())
+    /// # }
     /// ```
     ///
-    /// # Panics
+    /// # Errors
     /// If `path` is not of the form `/package.Service/Method`.
-    pub fn grpc_method(self, path: &str, ttl: Duration) -> CacheLayer<GrpcMethods> {
-        check_path(path);
-        self.with_grpc(|grpc| {
+    pub fn grpc_method(
+        self,
+        path: &str,
+        ttl: Duration,
+    ) -> Result<CacheLayer<GrpcMethods>, GrpcConfigError> {
+        check_path(path)?;
+        Ok(self.with_grpc(|grpc| {
             grpc.methods.insert(path.into(), ttl);
-        })
+        }))
     }
 
     /// Caches the unary methods for which `ttl_for(path)` gives a TTL (consulted for paths
@@ -202,20 +237,15 @@ impl<M: LayerMode> CacheLayer<M> {
     /// A call carrying `authorization` or `cookie` is not cached unless that field is added here.
     /// `grpc-timeout` is never part of the key: a deadline does not change the answer.
     ///
-    /// # Panics
+    /// # Errors
     /// If `name` is not a valid metadata name, or is `grpc-timeout`.
-    pub fn grpc_key_metadata(self, name: &str) -> CacheLayer<GrpcMethods> {
-        let name = HeaderName::try_from(name)
-            .unwrap_or_else(|_| panic!("{name:?} is not a valid gRPC metadata name"));
-        assert!(
-            name != "grpc-timeout",
-            "grpc-timeout is never part of the key: a deadline does not change the answer"
-        );
-        self.with_grpc(|grpc| {
+    pub fn grpc_key_metadata(self, name: &str) -> Result<CacheLayer<GrpcMethods>, GrpcConfigError> {
+        let name = key_metadata_name(name)?;
+        Ok(self.with_grpc(|grpc| {
             if !grpc.key_metadata.contains(&name) {
                 grpc.key_metadata.push(name);
             }
-        })
+        }))
     }
 }
 
@@ -244,7 +274,8 @@ mod tests {
     fn exact_paths_before_predicates() {
         let layer = layer()
             .grpc_methods_where(|p| p.ends_with("/Get").then_some(Duration::from_secs(2)))
-            .grpc_method("/a.S/Get", Duration::from_secs(1));
+            .grpc_method("/a.S/Get", Duration::from_secs(1))
+            .unwrap();
         let grpc = &layer.mode.config;
         assert_eq!(grpc.ttl_for("/a.S/Get"), Some(Duration::from_secs(1)));
         assert_eq!(grpc.ttl_for("/b.S/Get"), Some(Duration::from_secs(2)));
@@ -252,22 +283,50 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "is not of the form")]
-    fn a_path_without_a_method_is_refused() {
-        let _ = layer().grpc_method("/a.S", Duration::from_secs(1));
+    fn a_path_that_names_no_method_is_an_error() {
+        for path in ["/a.S", "a.S/Get", "/a.S/Get/x", "//Get", "/a.S/", "", "/"] {
+            let error = layer()
+                .grpc_method(path, Duration::from_secs(1))
+                .unwrap_err();
+            assert!(
+                error.to_string().contains("is not of the form"),
+                "{path:?}: {error}"
+            );
+        }
+        let layer = layer()
+            .grpc_method("/a.S/Get", Duration::from_secs(1))
+            .unwrap();
+        assert!(layer.grpc_method("/S/Get", Duration::from_secs(1)).is_ok());
     }
 
     #[test]
-    #[should_panic(expected = "grpc-timeout is never part of the key")]
+    fn an_invalid_metadata_name_is_an_error() {
+        for name in ["x tenant", "", "x\ntenant", "ünïcode"] {
+            let error = layer().grpc_key_metadata(name).unwrap_err();
+            assert!(
+                error.to_string().contains("not a valid gRPC metadata name"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
     fn the_deadline_cannot_be_keyed() {
-        let _ = layer().grpc_key_metadata("grpc-timeout");
+        for name in ["grpc-timeout", "GRPC-Timeout"] {
+            let error = layer().grpc_key_metadata(name).unwrap_err();
+            assert!(error
+                .to_string()
+                .starts_with("grpc-timeout is never part of the key"));
+        }
     }
 
     #[test]
     fn authorization_is_cached_only_when_keyed() {
-        let layer = layer().grpc_method("/a.S/Get", Duration::from_secs(1));
+        let layer = layer()
+            .grpc_method("/a.S/Get", Duration::from_secs(1))
+            .unwrap();
         assert!(!layer.mode.config.keys_authorization());
-        let layer = layer.grpc_key_metadata("Authorization");
+        let layer = layer.grpc_key_metadata("Authorization").unwrap();
         assert!(layer.mode.config.keys_authorization());
     }
 }

@@ -28,13 +28,11 @@ mod service;
 mod stored;
 
 #[cfg(feature = "grpc")]
-pub use config::{GrpcMethods, LayerMode};
+pub use config::{GrpcConfigError, GrpcMethods, LayerMode};
 #[cfg(feature = "grpc")]
 pub use descriptor::DescriptorError;
 #[cfg(feature = "grpc")]
 pub use request_body::GrpcRequestBody;
-#[cfg(feature = "grpc")]
-pub(crate) use stored::PendingCall;
 
 /// Whether a request is a gRPC call: a POST (gRPC sends nothing else, so a GET cache hit pays
 /// for no header lookup) of `application/grpc`, `application/grpc+proto`, ...; not gRPC-Web,

@@ -12,7 +12,6 @@ use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
-use tower::util::Oneshot;
 use tower::ServiceExt;
 use tower_service::Service;
 
@@ -30,7 +29,8 @@ use crate::layer::freshness;
 use crate::layer::future::ResponseFuture;
 use crate::layer::gate::{admit, Admitted, Exchange};
 use crate::layer::layer::Config;
-use crate::layer::record::{live_entry, mark_uncacheable};
+use crate::layer::lookup::live_entry;
+use crate::layer::record::mark_uncacheable;
 use crate::layer::status::{CacheStatus, Forward};
 use crate::layer::stored::Uncacheable;
 use crate::layer::tags::take_tags;
@@ -53,7 +53,7 @@ where
 {
     type Response = Response<CacheBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<Oneshot<S, Request<GrpcRequestBody<ReqBody>>>, ResBody, S::Error>;
+    type Future = ResponseFuture<S, GrpcRequestBody<ReqBody>, ResBody>;
 
     /// Always ready: see [Readiness](CacheService#readiness).
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -228,23 +228,16 @@ impl Call {
             Err(detail) => {
                 let request = Request::from_parts(parts, GrpcRequestBody::read(read));
                 let status = CacheStatus::forward(Forward::Bypass).detail(detail);
-                return ResponseFuture::passthrough(inner().oneshot(request), status).await;
+                let targeted = &self.config.targeted;
+                return ResponseFuture::passthrough(inner().oneshot(request), status, targeted)
+                    .await;
             }
         };
         let (forward, stale) = match self.decide(&key, &parts.headers) {
             Decision::Serve((call, status)) => return Ok(call.serve(&status)),
             Decision::Refresh((call, status), claim) => {
                 let request = Request::from_parts(parts, GrpcRequestBody::read(read));
-                let cache = self.cache.clone();
-                pipeline::refresh(&cache, key, Box::default(), claim, |refresh| async move {
-                    let leader = Some(refresh.leader);
-                    let refreshed =
-                        self.forward(inner(), request, refresh.key, None, leader, Forward::Stale);
-                    if let Ok(response) = refreshed.await {
-                        // Reading the body to its end is what stores it.
-                        let _ = response.into_body().collect().await;
-                    }
-                });
+                self.refresh_in_background(inner, request, key, claim);
                 return Ok(call.serve(&status));
             }
             Decision::Forward(forward, stale) => (forward, stale),
@@ -267,6 +260,35 @@ impl Call {
         let request = Request::from_parts(parts, GrpcRequestBody::read(read));
         self.forward(inner(), request, key, stale, leader, forward)
             .await
+    }
+
+    /// Stale-while-revalidate: calls the inner service in the background, as the key's flight
+    /// leader, and stores its answer.
+    fn refresh_in_background<S, B, ResBody>(
+        self,
+        inner: impl FnOnce() -> S + Send + 'static,
+        request: Request<GrpcRequestBody<B>>,
+        key: String,
+        claim: RefreshClaim,
+    ) where
+        S: Service<Request<GrpcRequestBody<B>>, Response = Response<ResBody>> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Send + 'static,
+        ResBody: Body<Data = Bytes> + Send + 'static,
+        ResBody::Error: Send + 'static,
+    {
+        let cache = self.cache.clone();
+        pipeline::refresh(&cache, key, Box::default(), claim, |refresh| async move {
+            let leader = Some(refresh.leader);
+            let refreshed =
+                self.forward(inner(), request, refresh.key, None, leader, Forward::Stale);
+            if let Ok(response) = refreshed.await {
+                // Reading the body to its end is what stores it.
+                let _ = response.into_body().collect().await;
+            }
+        });
     }
 
     /// The call's key, from its request message; else why it is not cached.
@@ -352,18 +374,39 @@ impl Call {
                 return Ok(Response::from_parts(parts, CacheBody::inner(body)));
             }
         };
+        status.append_to(&mut parts.headers);
+        let since = loading.since();
+        let pending = self.pending((key, path), &parts, admitted, &cc, tags, (since, leader));
+        let recording = Recording::new(
+            pending.config.max_body,
+            pending.config.in_flight.start(),
+            Box::new(pending),
+        );
+        Ok(Response::from_parts(parts, CacheBody::tee(body, recording)))
+    }
+
+    /// The store of an admitted call, finished once its trailers arrive: the lifetime the
+    /// service states in `cache-control` metadata, else the method's TTL and the layer's
+    /// windows.
+    fn pending(
+        self,
+        (key, path): (String, String),
+        parts: &http::response::Parts,
+        admitted: Admitted,
+        cc: &ResponseDirectives,
+        tags: Vec<String>,
+        (since, leader): (u64, Option<Leader>),
+    ) -> PendingCall {
         let stated = cc.s_maxage.or(cc.max_age);
         let windows = (
             cc.stale_while_revalidate
                 .unwrap_or(self.config.stale_while_revalidate),
             cc.stale_if_error.unwrap_or(self.config.stale_if_error),
         );
-        let config = Arc::clone(&self.config);
-        let since = loading.since();
-        let pending = PendingCall {
+        PendingCall {
             lifetime: call_lifetime(stated.unwrap_or(self.ttl), windows, stated.is_some()),
             cache: self.cache,
-            config: Arc::clone(&config),
+            config: self.config,
             key,
             path,
             status: parts.status,
@@ -371,10 +414,7 @@ impl Call {
             tags,
             since,
             leader,
-        };
-        status.append_to(&mut parts.headers);
-        let recording = Recording::call(config.max_body, config.in_flight.start(), pending);
-        Ok(Response::from_parts(parts, CacheBody::tee(body, recording)))
+        }
     }
 
     /// Whether a response head may be stored: HTTP 200 without a Trailers-Only status, a body

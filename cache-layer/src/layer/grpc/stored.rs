@@ -13,7 +13,7 @@ use super::frame::single_frame;
 use crate::clock;
 use crate::entry::{Entry, Lifetime, Value};
 use crate::flight::Leader;
-use crate::layer::body::CacheBody;
+use crate::layer::body::{CacheBody, RecordedStore};
 use crate::layer::gate::Admitted;
 use crate::layer::layer::Config;
 use crate::layer::record::mark_uncacheable;
@@ -152,6 +152,16 @@ pub(crate) fn call_lifetime(
         stale: windows.0,
         stale_if_error: windows.1,
         jitter: from_service.then_some(0.0),
+    }
+}
+
+impl RecordedStore for PendingCall {
+    fn finish(self: Box<Self>, body: Bytes, trailers: Option<&HeaderMap>) {
+        self.complete(body, trailers);
+    }
+
+    fn abandon(self: Box<Self>, reason: &'static str) {
+        PendingCall::abandon(*self, reason);
     }
 }
 
