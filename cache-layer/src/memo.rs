@@ -20,6 +20,8 @@ use crate::shape::{Cacheable, Outcome, Shape};
 use crate::stats::Counter;
 use crate::store::codec::{self, WallDeadlines};
 use crate::store::ENTRY_OVERHEAD;
+use crate::trace::{self, Tier};
+use tracing::{Instrument, Span};
 
 /// The configuration of one `#[cached]` function, built by the macro as a `static` (or of a
 /// [`LoadOptions`](crate::LoadOptions) value).
@@ -134,8 +136,12 @@ where
     S: Shape<R>,
     S::Value: Cacheable,
 {
+    let span = trace::memo_lookup(cache, site.name, key);
     let fallback = match lookup_local::<R, S>(cache, site, key) {
-        Ok(found) => return found,
+        Ok(found) => {
+            traced(cache, &span, &found, Tier::Memory);
+            return found;
+        }
         Err(fallback) => fallback,
     };
     // Boxed for the same reason as the miss path: only caches with a shared tier pay for it.
@@ -143,7 +149,21 @@ where
         Some(_) => Box::pin(remote_entry::<S::Value>(cache, key)).await,
         None => None,
     };
-    lookup_shared(cache, site, key, shared, fallback)
+    let found = lookup_shared(cache, site, key, shared, fallback);
+    traced(cache, &span, &found, Tier::Redis);
+    found
+}
+
+/// Records a look-up's answer (from `tier` unless a miss) on its span.
+#[inline]
+fn traced<R, S>(cache: &Cache, span: &tracing::Span, found: &Lookup<'_, R, S>, tier: Tier) {
+    let (outcome, tier) = match found {
+        Lookup::Hit(_) => (trace::Outcome::Hit, Some(tier)),
+        Lookup::Stale(..) => (trace::Outcome::Stale, Some(tier)),
+        Lookup::Miss(_) if cache.inner().disabled() => (trace::Outcome::Bypass, None),
+        Lookup::Miss(_) => (trace::Outcome::Miss, None),
+    };
+    trace::outcome(span, outcome, tier);
 }
 
 /// The memory tier's answer for `key`; without one, `Err` with the entry to serve if loading
@@ -353,7 +373,12 @@ impl<'a, S> Miss<'a, S> {
     {
         // Boxed: the miss path's state (the loader, waiting, the shared tier) would otherwise
         // make every call's future, hits included, as large as all of it.
-        Box::pin(self.load_unboxed(tags, policy, load)).await
+        let span = trace::memo_load(self.cache, self.site.name, self.key);
+        Box::pin(
+            self.load_unboxed(tags, policy, load, &span)
+                .instrument(span.clone()),
+        )
+        .await
     }
 
     async fn load_unboxed<R, F>(
@@ -361,6 +386,7 @@ impl<'a, S> Miss<'a, S> {
         tags: Vec<String>,
         policy: Policy<<S as Shape<R>>::Success>,
         load: F,
+        span: &Span,
     ) -> R
     where
         S: Shape<R>,
@@ -369,6 +395,7 @@ impl<'a, S> Miss<'a, S> {
     {
         if self.cache.inner().disabled() {
             // Caching off (`CacheBuilder::disabled`): every call runs its loader.
+            trace::outcome(span, trace::Outcome::Bypass, None);
             return Load::begin(self.cache).run(load).await;
         }
         let tags: Box<[Box<str>]> = tags.into_iter().map(String::into_boxed_str).collect();
@@ -377,11 +404,14 @@ impl<'a, S> Miss<'a, S> {
             result: PhantomData,
         };
         let leader = match pipeline::join(self.cache, &tags, &mut waiting).await {
-            Joined::Served(value) => return value,
+            Joined::Served(value) => {
+                trace::outcome(span, trace::Outcome::Coalesced, None);
+                return value;
+            }
             Joined::Lead(leader) => Some(leader),
             Joined::Alone => None,
         };
-        self.run(load, &tags, &policy, leader).await
+        self.run(load, &tags, &policy, leader, span).await
     }
 
     /// A fresh value stored by a leader that finished between our look-up and our wait.
@@ -413,6 +443,7 @@ impl<'a, S> Miss<'a, S> {
         tags: &[Box<str>],
         policy: &Policy<<S as Shape<R>>::Success>,
         leader: Option<Leader>,
+        span: &Span,
     ) -> R
     where
         S: Shape<R>,
@@ -430,8 +461,11 @@ impl<'a, S> Miss<'a, S> {
                 return S::rebuild(value.expect("checked by wait_for_other_instance"));
             }
         };
+        let started = std::time::Instant::now();
         let (result, stored) =
             load_and_store::<R, S, F>(self.cache, self.site, self.key, tags, policy, load).await;
+        trace::load_time(span, started.elapsed());
+        trace::outcome(span, trace::Outcome::Miss, None);
         if let Some(token) = held_lock {
             self.unlock(token).await;
         }
@@ -443,6 +477,7 @@ impl<'a, S> Miss<'a, S> {
         }
         match self.fallback::<R>() {
             Some((stale, value)) => {
+                trace::outcome(span, trace::Outcome::StaleIfError, None);
                 pipeline::stale_if_error(self.cache, self.key, stale, leader);
                 value
             }

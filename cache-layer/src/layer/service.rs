@@ -30,6 +30,7 @@ use super::tags::take_tags;
 use crate::entry::{Entry, RefreshClaim};
 use crate::pipeline;
 use crate::stats::Counter;
+use crate::trace;
 use crate::{clock, Cache};
 
 /// Caches the responses of the service it wraps; built by [`CacheLayer`](crate::CacheLayer).
@@ -272,6 +273,23 @@ impl<S, M> CacheService<S, M> {
 
     /// Looks a GET or HEAD request up and decides how to answer it.
     fn decide<B: Body, ReqBody>(
+        &self,
+        request: Request<ReqBody>,
+    ) -> (Decision<B>, Request<ReqBody>) {
+        let span = trace::http_lookup(self.cache(), request.method());
+        let (decision, request) = self.decide_untraced(request);
+        let (outcome, tier) = match &decision {
+            Decision::Respond(_) => (trace::Outcome::Hit, Some(trace::Tier::Memory)),
+            Decision::Refresh { .. } => (trace::Outcome::Stale, Some(trace::Tier::Memory)),
+            Decision::Fetch(_) => (trace::Outcome::Miss, None),
+            Decision::Bypass => (trace::Outcome::Bypass, None),
+        };
+        trace::outcome(&span, outcome, tier);
+        (decision, request)
+    }
+
+    /// [`CacheService::decide`] without its span.
+    fn decide_untraced<B: Body, ReqBody>(
         &self,
         request: Request<ReqBody>,
     ) -> (Decision<B>, Request<ReqBody>) {
