@@ -99,14 +99,7 @@ impl Cache {
         Fut: Future<Output = Result<HashMap<Key, T>, E>> + Send + 'static,
     {
         let load = Arc::new(load);
-        let mut unique: Vec<&Key> = Vec::with_capacity(keys.len());
-        let mut slot_of: HashMap<&str, usize> = HashMap::with_capacity(keys.len());
-        for key in keys {
-            slot_of.entry(key.as_str()).or_insert_with(|| {
-                unique.push(key);
-                unique.len() - 1
-            });
-        }
+        let (unique, slot_of) = dedupe(keys);
         let mut values: Vec<Option<T>> = Vec::with_capacity(unique.len());
         let mut stale = Vec::new();
         let mut misses = Vec::new();
@@ -129,11 +122,29 @@ impl Cache {
         if let Some(error) = failed {
             return Err(error);
         }
-        Ok(keys
-            .iter()
-            .map(|key| values[slot_of[key.as_str()]].clone())
-            .collect())
+        if unique.len() == keys.len() {
+            // No key repeated: the slots are the keys' positions.
+            return Ok(values);
+        }
+        Ok(slot_of.iter().map(|&slot| values[slot].clone()).collect())
     }
+}
+
+/// The distinct keys in first-seen order, and each key's index among them.
+fn dedupe(keys: &[Key]) -> (Vec<&Key>, Vec<usize>) {
+    let mut unique: Vec<&Key> = Vec::with_capacity(keys.len());
+    let mut seen: HashMap<&str, usize, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(keys.len(), foldhash::fast::RandomState::default());
+    let slot_of = keys
+        .iter()
+        .map(|key| {
+            *seen.entry(key.as_str()).or_insert_with(|| {
+                unique.push(key);
+                unique.len() - 1
+            })
+        })
+        .collect();
+    (unique, slot_of)
 }
 
 /// Looks every key up as `memo::lookup` does, memory first, then the shared tier for the

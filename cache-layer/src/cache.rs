@@ -47,6 +47,8 @@ pub(crate) struct Inner {
     remote: Option<Remote>,
     /// Caching off ([`CacheBuilder::disabled`]): every look-up misses, nothing is stored.
     disabled: bool,
+    /// Keys recorded on spans ([`CacheBuilder::trace_keys`]).
+    trace_keys: bool,
 }
 
 impl Inner {
@@ -91,6 +93,12 @@ impl Inner {
     #[inline]
     pub(crate) fn remote(&self) -> Option<&Remote> {
         self.remote.as_ref()
+    }
+
+    /// Whether spans record keys ([`CacheBuilder::trace_keys`]).
+    #[inline]
+    pub(crate) fn trace_keys(&self) -> bool {
+        self.trace_keys
     }
 
     /// Whether caching is off ([`CacheBuilder::disabled`]).
@@ -396,6 +404,7 @@ pub struct CacheBuilder {
     redis_timeout: Duration,
     redis_root_certificate: Option<Vec<u8>>,
     disabled: bool,
+    trace_keys: bool,
 }
 
 impl Default for CacheBuilder {
@@ -411,6 +420,7 @@ impl Default for CacheBuilder {
             redis_timeout: Duration::from_millis(100),
             redis_root_certificate: None,
             disabled: false,
+            trace_keys: false,
         }
     }
 }
@@ -555,6 +565,13 @@ impl CacheBuilder {
         self
     }
 
+    /// Records each key on the `cache.lookup` and `cache.load` spans (field `cache.key`;
+    /// default off: keys may hold user data). See the crate docs, "Traces".
+    pub fn trace_keys(mut self, on: bool) -> Self {
+        self.trace_keys = on;
+        self
+    }
+
     /// Builds the cache.
     ///
     /// # Errors
@@ -598,6 +615,7 @@ impl CacheBuilder {
                 max_wait: self.max_wait,
                 remote,
                 disabled: self.disabled,
+                trace_keys: self.trace_keys,
             }),
         })
     }

@@ -352,6 +352,18 @@
 //!   sleeping. Without that feature nothing of it is compiled; with it but not called, a
 //!   clock reading costs one more relaxed atomic load.
 //!
+//! # Traces
+//! Every cache decision is a `tracing` span, whatever exports it (an OpenTelemetry layer, a
+//! log): `cache.lookup` (level DEBUG, on the hit path: memo and HTTP look-ups) and `cache.load`
+//! (level INFO: a memo load, entered while it runs). Fields follow OpenTelemetry's names where
+//! one exists: `cache.name`, `code.function.name` (the `#[cached]` site or
+//! [`LoadOptions::name`]), `http.request.method`, `cache.outcome` (look-up: `hit`, `stale`,
+//! `miss`, `bypass`; load: `miss`, `coalesced`, `stale_if_error`, `bypass`), `cache.tier`
+//! (`memory` or `redis`, where a look-up's answer came from) and `cache.load.duration_us`; a
+//! span's start and end time it. Keys are left out (they may hold user data) unless
+//! [`CacheBuilder::trace_keys`] adds them as `cache.key`. Without a subscriber interested in
+//! them, a span costs a check of its callsite.
+//!
 //! # HTTP response caching
 //! [`CacheLayer`] puts the same [`Cache`] in front of any `tower::Service<http::Request<B>>`
 //! (an axum `Router`, a hyper service) as an RFC 9111 *shared* cache, and evaluates the
@@ -520,6 +532,7 @@ mod pipeline;
 mod shape;
 mod stats;
 mod store;
+mod trace;
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -15,11 +15,13 @@ use crate::clock;
 
 use crate::cache::{Cache, SharedWrite};
 use crate::entry::{Age, Entry, Lifetime, RefreshClaim, Value};
-use crate::pipeline::{self, Joined, Leader, Load, Refreshing, Waiting};
+use crate::pipeline::{self, Found, Joined, Leader, Load, Refreshing, Waiting};
 use crate::shape::{Cacheable, Outcome, Shape};
 use crate::stats::Counter;
 use crate::store::codec::{self, WallDeadlines};
 use crate::store::ENTRY_OVERHEAD;
+use crate::trace::{self, Tier};
+use tracing::{Instrument, Span};
 
 /// The configuration of one `#[cached]` function, built by the macro as a `static` (or of a
 /// [`LoadOptions`](crate::LoadOptions) value).
@@ -134,8 +136,12 @@ where
     S: Shape<R>,
     S::Value: Cacheable,
 {
+    let span = trace::memo_lookup(cache, site.name, key);
     let fallback = match lookup_local::<R, S>(cache, site, key) {
-        Ok(found) => return found,
+        Ok(found) => {
+            traced(cache, &span, &found, Tier::Memory);
+            return found;
+        }
         Err(fallback) => fallback,
     };
     // Boxed for the same reason as the miss path: only caches with a shared tier pay for it.
@@ -143,7 +149,21 @@ where
         Some(_) => Box::pin(remote_entry::<S::Value>(cache, key)).await,
         None => None,
     };
-    lookup_shared(cache, site, key, shared, fallback)
+    let found = lookup_shared(cache, site, key, shared, fallback);
+    traced(cache, &span, &found, Tier::Redis);
+    found
+}
+
+/// Records a look-up's answer (from `tier` unless a miss) on its span.
+#[inline]
+fn traced<R, S>(cache: &Cache, span: &tracing::Span, found: &Lookup<'_, R, S>, tier: Tier) {
+    let (outcome, tier) = match found {
+        Lookup::Hit(_) => (trace::Outcome::Hit, Some(tier)),
+        Lookup::Stale(..) => (trace::Outcome::Stale, Some(tier)),
+        Lookup::Miss(_) if cache.inner().disabled() => (trace::Outcome::Bypass, None),
+        Lookup::Miss(_) => (trace::Outcome::Miss, None),
+    };
+    trace::outcome(span, outcome, tier);
 }
 
 /// The memory tier's answer for `key`; without one, `Err` with the entry to serve if loading
@@ -165,10 +185,10 @@ where
     if let Some(memory) = inner.local() {
         if let Some(entry) = memory.get(key) {
             match answer::<R, S>(cache, site, key, entry, clock::now()) {
-                Found::Answer(lookup) => return Ok(lookup),
-                Found::Fallback(entry) => return Err(Some(entry)),
-                Found::Expired => memory.remove(key),
-                Found::OtherType => {}
+                Answer::Lookup(lookup) => return Ok(lookup),
+                Answer::Fallback(entry) => return Err(Some(entry)),
+                Answer::Miss { expired: true } => memory.remove(key),
+                Answer::Miss { expired: false } => {}
             }
         }
     }
@@ -191,14 +211,14 @@ where
     let inner = cache.inner();
     if let Some(entry) = shared {
         match answer::<R, S>(cache, site, key, entry, clock::now()) {
-            Found::Answer(lookup) => {
+            Answer::Lookup(lookup) => {
                 if matches!(lookup, Lookup::Hit(_)) {
                     inner.counters().add(Counter::SharedHit);
                 }
                 return lookup;
             }
-            Found::Fallback(entry) => fallback = Some(entry),
-            Found::Expired | Found::OtherType => {}
+            Answer::Fallback(entry) => fallback = Some(entry),
+            Answer::Miss { .. } => {}
         }
     }
     inner.counters().add(Counter::Miss);
@@ -211,49 +231,48 @@ where
     Miss::lookup(cache, site, key, fallback)
 }
 
-enum Found<'a, R, S> {
-    Answer(Lookup<'a, R, S>),
+/// What a stored entry gives [`lookup`].
+enum Answer<'a, R, S> {
+    /// The caller's answer: a hit, or stale with perhaps the right to refresh.
+    Lookup(Lookup<'a, R, S>),
+    /// An entry in its stale-if-error window, kept in case the load fails.
     Fallback(Arc<Entry>),
-    Expired,
-    /// A value of another type under this key (two functions sharing a key template): a
-    /// miss, and it will be overwritten.
-    OtherType,
+    /// Nothing usable (expired, or a value of another type: both are overwritten).
+    Miss { expired: bool },
 }
 
-/// What a stored entry answers at `now`.
+/// What a stored entry answers at `now` (see [`pipeline::found`]).
 fn answer<'a, R, S>(
     cache: &'a Cache,
     site: &'a Site,
     key: &str,
     entry: Arc<Entry>,
     now: clock::Instant,
-) -> Found<'a, R, S>
+) -> Answer<'a, R, S>
 where
     S: Shape<R>,
     S::Value: Cacheable,
 {
-    let Some(value) = entry.value.downcast_ref::<S::Value>() else {
-        return Found::OtherType;
-    };
-    let counters = &cache.inner().counters();
-    match entry.age(now) {
-        Age::Fresh => {
+    let counters = cache.inner().counters();
+    match pipeline::found::<S::Value>(&entry, now) {
+        Found::Fresh(value) => {
             counters.add(Counter::Hit);
-            Found::Answer(Lookup::Hit(S::rebuild(value.clone())))
+            Answer::Lookup(Lookup::Hit(S::rebuild(value.clone())))
         }
-        Age::Stale => {
+        Found::Stale(value, claim) => {
             counters.add(Counter::Stale);
-            let refresh = entry.claim_refresh().map(|claim| Refresh {
+            let refresh = claim.map(|claim| Refresh {
                 cache: cache.clone(),
                 site: *site,
                 key: key.to_owned(),
                 claim,
                 shape: PhantomData,
             });
-            Found::Answer(Lookup::Stale(S::rebuild(value.clone()), refresh))
+            Answer::Lookup(Lookup::Stale(S::rebuild(value.clone()), refresh))
         }
-        Age::Fallback => Found::Fallback(entry),
-        Age::Expired => Found::Expired,
+        Found::Fallback => Answer::Fallback(Arc::clone(&entry)),
+        Found::Expired => Answer::Miss { expired: true },
+        Found::OtherType => Answer::Miss { expired: false },
     }
 }
 
@@ -354,7 +373,12 @@ impl<'a, S> Miss<'a, S> {
     {
         // Boxed: the miss path's state (the loader, waiting, the shared tier) would otherwise
         // make every call's future, hits included, as large as all of it.
-        Box::pin(self.load_unboxed(tags, policy, load)).await
+        let span = trace::memo_load(self.cache, self.site.name, self.key);
+        Box::pin(
+            self.load_unboxed(tags, policy, load, &span)
+                .instrument(span.clone()),
+        )
+        .await
     }
 
     async fn load_unboxed<R, F>(
@@ -362,6 +386,7 @@ impl<'a, S> Miss<'a, S> {
         tags: Vec<String>,
         policy: Policy<<S as Shape<R>>::Success>,
         load: F,
+        span: &Span,
     ) -> R
     where
         S: Shape<R>,
@@ -370,6 +395,7 @@ impl<'a, S> Miss<'a, S> {
     {
         if self.cache.inner().disabled() {
             // Caching off (`CacheBuilder::disabled`): every call runs its loader.
+            trace::outcome(span, trace::Outcome::Bypass, None);
             return Load::begin(self.cache).run(load).await;
         }
         let tags: Box<[Box<str>]> = tags.into_iter().map(String::into_boxed_str).collect();
@@ -378,11 +404,14 @@ impl<'a, S> Miss<'a, S> {
             result: PhantomData,
         };
         let leader = match pipeline::join(self.cache, &tags, &mut waiting).await {
-            Joined::Served(value) => return value,
+            Joined::Served(value) => {
+                trace::outcome(span, trace::Outcome::Coalesced, None);
+                return value;
+            }
             Joined::Lead(leader) => Some(leader),
             Joined::Alone => None,
         };
-        self.run(load, &tags, &policy, leader).await
+        self.run(load, &tags, &policy, leader, span).await
     }
 
     /// A fresh value stored by a leader that finished between our look-up and our wait.
@@ -414,6 +443,7 @@ impl<'a, S> Miss<'a, S> {
         tags: &[Box<str>],
         policy: &Policy<<S as Shape<R>>::Success>,
         leader: Option<Leader>,
+        span: &Span,
     ) -> R
     where
         S: Shape<R>,
@@ -431,8 +461,11 @@ impl<'a, S> Miss<'a, S> {
                 return S::rebuild(value.expect("checked by wait_for_other_instance"));
             }
         };
+        let started = std::time::Instant::now();
         let (result, stored) =
             load_and_store::<R, S, F>(self.cache, self.site, self.key, tags, policy, load).await;
+        trace::load_time(span, started.elapsed());
+        trace::outcome(span, trace::Outcome::Miss, None);
         if let Some(token) = held_lock {
             self.unlock(token).await;
         }
@@ -444,6 +477,7 @@ impl<'a, S> Miss<'a, S> {
         }
         match self.fallback::<R>() {
             Some((stale, value)) => {
+                trace::outcome(span, trace::Outcome::StaleIfError, None);
                 pipeline::stale_if_error(self.cache, self.key, stale, leader);
                 value
             }

@@ -18,19 +18,75 @@
 //!   to the waiters instead of sending each of them to the failing source.
 //! - [`Load`]: one counted, timed call to the source; the invalidation-log position it began at
 //!   is what [`Cache::store`] and [`Cache::store_in_memory`] check before keeping its result.
+//! - [`Stored`] and [`found`]: what a stored value is to the pipeline: an entry holding it is
+//!   weighed by what it holds ([`entry`]), and is fresh, stale (with the claim to refresh it), a
+//!   stale-if-error fallback, expired, or of another type.
 
+use std::any::Any;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use tower::ServiceExt;
 use tower_service::Service;
 
 use crate::cache::Cache;
-use crate::entry::{RefreshClaim, Value};
+use crate::clock;
+use crate::entry::{Age, Deadlines, Entry, RefreshClaim, Value};
 use crate::flight::{Join, Waited};
 use crate::stats::Counter;
+use crate::store::ENTRY_OVERHEAD;
 
 pub(crate) use crate::flight::Leader;
+
+/// A value a front-end stores whole (a response, a gRPC call, the records beside them);
+/// memoised values are weighed by their encoded size instead (`memo::weigh`).
+pub(crate) trait Stored: Any + Send + Sync {
+    /// Bytes the value holds besides its entry's bookkeeping and key, for the memory budget.
+    fn weight(&self) -> usize;
+}
+
+/// An entry holding `value`, weighed as the store's cost per entry, `key` and what the value
+/// holds.
+pub(crate) fn entry<T: Stored>(
+    key: &str,
+    value: Arc<T>,
+    deadlines: Deadlines,
+    tags: Box<[Box<str>]>,
+) -> Entry {
+    let weight = u32::try_from(ENTRY_OVERHEAD + key.len() + value.weight()).unwrap_or(u32::MAX);
+    Entry::new(value, deadlines, tags, weight)
+}
+
+/// What a stored entry is, at a given instant, to a caller that wants a `T`.
+pub(crate) enum Found<'e, T> {
+    /// Served.
+    Fresh(&'e T),
+    /// Served while one background refresh runs: the claim to run it goes to the first caller
+    /// that sees the entry stale.
+    Stale(&'e T, Option<RefreshClaim>),
+    /// Served only if a load fails (stale-if-error): the caller keeps the entry for that.
+    Fallback,
+    /// Past its last window: a miss.
+    Expired,
+    /// A value of another type under the key (two functions sharing a key template): a miss,
+    /// overwritten by the next store.
+    OtherType,
+}
+
+/// What `entry` is at `now` to a caller that wants a `T`; see [`Found`].
+#[inline]
+pub(crate) fn found<T: Any>(entry: &Arc<Entry>, now: clock::Instant) -> Found<'_, T> {
+    let Some(value) = entry.value.downcast_ref::<T>() else {
+        return Found::OtherType;
+    };
+    match entry.age(now) {
+        Age::Fresh => Found::Fresh(value),
+        Age::Stale => Found::Stale(value, entry.claim_refresh()),
+        Age::Fallback => Found::Fallback,
+        Age::Expired => Found::Expired,
+    }
+}
 
 /// A front-end's side of [`join`]: what it does with what a flight yields.
 pub(crate) trait Waiting {

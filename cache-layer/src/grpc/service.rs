@@ -34,7 +34,7 @@ use crate::http::rules::gate::{admit, Admitted, Exchange};
 use crate::http::status::{CacheStatus, Forward};
 use crate::http::stored::Uncacheable;
 use crate::http::tags::take_tags;
-use crate::pipeline::{self, Joined, Leader, Load, Waiting};
+use crate::pipeline::{self, Found, Joined, Leader, Load, Waiting};
 use crate::stats::Counter;
 use crate::{Cache, CacheService};
 
@@ -104,28 +104,28 @@ struct Call {
 }
 
 /// What the cache holds under a call's key.
-enum Found {
+enum Held {
     Stored(Arc<Entry>, Arc<CachedCall>),
     Uncacheable,
     Nothing,
 }
 
-fn lookup(cache: &Cache, key: &str, request: &HeaderMap) -> Found {
+fn lookup(cache: &Cache, key: &str, request: &HeaderMap) -> Held {
     let Some(entry) = live_entry(cache, key, clock::now()) else {
-        return Found::Nothing;
+        return Held::Nothing;
     };
     if let Ok(call) = Arc::clone(&entry.value).downcast::<CachedCall>() {
         // Never a compressed response to a client that cannot decode it (the key includes the
         // accepted encodings; this holds whatever keyed it).
         if accepts_response(request, call.served.map()) {
-            return Found::Stored(entry, call);
+            return Held::Stored(entry, call);
         }
-        return Found::Nothing;
+        return Held::Nothing;
     }
     if entry.value.is::<Uncacheable>() {
-        return Found::Uncacheable;
+        return Held::Uncacheable;
     }
-    Found::Nothing
+    Held::Nothing
 }
 
 /// Seconds of freshness left (negative when stale), for `Cache-Status`.
@@ -177,7 +177,7 @@ impl Waiting for CallWaiting<'_> {
 
     fn fresh(&mut self) -> Option<Self::Served> {
         match lookup(self.cache, self.key, self.request) {
-            Found::Stored(entry, call) if entry.age(clock::now()) == Age::Fresh => {
+            Held::Stored(entry, call) if entry.age(clock::now()) == Age::Fresh => {
                 self.cache.inner().counters().add(Counter::Hit);
                 Some((call, CacheStatus::hit().ttl(remaining_ttl(&entry))))
             }
@@ -188,7 +188,7 @@ impl Waiting for CallWaiting<'_> {
     fn rejoin(&mut self) -> bool {
         !matches!(
             lookup(self.cache, self.key, self.request),
-            Found::Uncacheable
+            Held::Uncacheable
         )
     }
 }
@@ -305,28 +305,29 @@ impl Call {
 
     /// Looks the call up and decides how to answer it.
     fn decide(&self, key: &str, request: &HeaderMap) -> Decision {
-        let counters = &self.cache.inner().counters();
-        match lookup(&self.cache, key, request) {
-            Found::Stored(entry, call) => match entry.age(clock::now()) {
-                Age::Fresh => {
-                    counters.add(Counter::Hit);
-                    Decision::Serve((call, CacheStatus::hit().ttl(remaining_ttl(&entry))))
+        let counters = self.cache.inner().counters();
+        let (entry, call) = match lookup(&self.cache, key, request) {
+            Held::Stored(entry, call) => (entry, call),
+            Held::Uncacheable => return Decision::Forward(Forward::Miss, None),
+            Held::Nothing => return Decision::Forward(Forward::UriMiss, None),
+        };
+        match pipeline::found::<CachedCall>(&entry, clock::now()) {
+            Found::Fresh(_) => {
+                counters.add(Counter::Hit);
+                Decision::Serve((call, CacheStatus::hit().ttl(remaining_ttl(&entry))))
+            }
+            Found::Stale(_, claim) => {
+                counters.add(Counter::Stale);
+                let status = CacheStatus::hit()
+                    .ttl(remaining_ttl(&entry))
+                    .detail("stale-while-revalidate");
+                match claim {
+                    Some(claim) => Decision::Refresh((call, status), claim),
+                    None => Decision::Serve((call, status)),
                 }
-                Age::Stale => {
-                    counters.add(Counter::Stale);
-                    let status = CacheStatus::hit()
-                        .ttl(remaining_ttl(&entry))
-                        .detail("stale-while-revalidate");
-                    match entry.claim_refresh() {
-                        Some(claim) => Decision::Refresh((call, status), claim),
-                        None => Decision::Serve((call, status)),
-                    }
-                }
-                Age::Fallback => Decision::Forward(Forward::Stale, Some(call)),
-                Age::Expired => Decision::Forward(Forward::UriMiss, None),
-            },
-            Found::Uncacheable => Decision::Forward(Forward::Miss, None),
-            Found::Nothing => Decision::Forward(Forward::UriMiss, None),
+            }
+            Found::Fallback => Decision::Forward(Forward::Stale, Some(call)),
+            Found::Expired | Found::OtherType => Decision::Forward(Forward::UriMiss, None),
         }
     }
 

@@ -11,7 +11,7 @@ use http_body::Body;
 
 use super::frame::single_frame;
 use crate::clock;
-use crate::entry::{Entry, Lifetime, Value};
+use crate::entry::{Lifetime, Value};
 use crate::flight::Leader;
 use crate::http::body::{CacheBody, RecordedStore};
 use crate::http::config::Config;
@@ -19,7 +19,7 @@ use crate::http::record::mark_uncacheable;
 use crate::http::rules::gate::Admitted;
 use crate::http::status::{CacheStatus, ServedHeaders};
 use crate::http::tags::CacheTags;
-use crate::store::ENTRY_OVERHEAD;
+use crate::pipeline::{self, Stored};
 use crate::Cache;
 
 /// A successful unary call as stored.
@@ -51,7 +51,9 @@ impl CachedCall {
         }
         response
     }
+}
 
+impl Stored for CachedCall {
     fn weight(&self) -> usize {
         let fields = |map: &HeaderMap| {
             map.iter()
@@ -108,12 +110,10 @@ impl PendingCall {
         });
         let mut tags: Vec<Box<str>> = call.tags.iter().map(|t| t.as_str().into()).collect();
         tags.push(self.path.into());
-        let weight =
-            u32::try_from(ENTRY_OVERHEAD + self.key.len() + call.weight()).unwrap_or(u32::MAX);
         let deadlines = self
             .lifetime
             .deadlines(clock::now(), self.cache.inner().jitter());
-        let entry = Entry::new(Arc::clone(&call) as Value, deadlines, tags.into(), weight);
+        let entry = pipeline::entry(&self.key, Arc::clone(&call), deadlines, tags.into());
         let kept = self.cache.store_in_memory(&self.key, entry, self.since);
         tracing::debug!(
             cache = self.cache.name(),

@@ -52,8 +52,8 @@
 //! - `stored`: what a stored response is; `status`: the `Cache-Status` field; `tags`:
 //!   [`CacheTags`] and `Cache-Tag`; `purge`: [`Purge`], purging over HTTP.
 //! - `rules/`: the RFC rules as pure functions (`cache_control`, `freshness`, `storable`,
-//!   `gate`, the one storage gate, `conditional`, `etag`, `vary`, `targeted`, `range`, `key`),
-//!   importing nothing from the files above.
+//!   `gate`, the one storage gate, `conditional`, `etag`, `vary`, `field`, `targeted`, `range`,
+//!   `key`), importing nothing from the files above.
 //!
 //! gRPC is `cache_layer::grpc`'s (feature `grpc`): calls pass through unless opted in, and
 //! opted-in unary calls reuse the same records, single-flight, tags, bodies and `Cache-Status`.

@@ -16,11 +16,11 @@ use super::rules::cache_control::ResponseDirectives;
 use super::rules::etag::EntityTag;
 use super::rules::gate::Admitted;
 use super::rules::key::variant_key;
-use super::stored::{CachedResponse, Uncacheable, Variants, ARC};
+use super::stored::{CachedResponse, Uncacheable, Variants};
 use crate::clock;
-use crate::entry::{Deadlines, Entry, Value};
+use crate::entry::{Deadlines, Value};
 use crate::flight::Leader;
-use crate::store::ENTRY_OVERHEAD;
+use crate::pipeline;
 use crate::Cache;
 
 /// Stores `response` for the URL `primary`; returns whether it was kept (an invalidation
@@ -36,24 +36,16 @@ pub(crate) fn store_response(
     let (fresh, swr, after) = response.retention(now);
     let deadlines = Deadlines::from_windows(now, fresh, swr, after);
     let mut tags: Vec<Box<str>> = response.tags.iter().map(|t| t.as_str().into()).collect();
-    let weight =
-        u32::try_from(ENTRY_OVERHEAD + primary.len() + response.weight()).unwrap_or(u32::MAX);
-    let value: Value = Arc::clone(response) as Value;
+    let value = Arc::clone(response);
     if response.vary.is_empty() {
-        return cache.store_in_memory(
-            primary,
-            Entry::new(value, deadlines, tags.into(), weight),
-            since,
-        );
+        let entry = pipeline::entry(primary, value, deadlines, tags.into());
+        return cache.store_in_memory(primary, entry, since);
     }
     // Each variant is tagged with the URL, so invalidating the URL drops all of them.
     tags.push(primary.into());
     let key = variant_key(primary, &response.secondary);
-    if !cache.store_in_memory(
-        &key,
-        Entry::new(value, deadlines, tags.into(), weight),
-        since,
-    ) {
+    let entry = pipeline::entry(primary, value, deadlines, tags.into());
+    if !cache.store_in_memory(&key, entry, since) {
         return false;
     }
     let inner = cache.inner();
@@ -79,18 +71,9 @@ pub(crate) fn store_response(
         names: response.vary.clone(),
         keys,
     };
-    let record_weight = ENTRY_OVERHEAD + primary.len() + record.weight();
     let deadlines = Deadlines::until(expires_at);
-    cache.store_in_memory(
-        primary,
-        Entry::new(
-            Arc::new(record),
-            deadlines,
-            Box::new([]),
-            u32::try_from(record_weight).unwrap_or(u32::MAX),
-        ),
-        since,
-    )
+    let entry = pipeline::entry(primary, Arc::new(record), deadlines, Box::new([]));
+    cache.store_in_memory(primary, entry, since)
 }
 
 /// Remembers for a few seconds that `primary` gave a response that may not be stored, unless
@@ -101,13 +84,9 @@ pub(crate) fn mark_uncacheable(cache: &Cache, config: &Config, primary: &str) {
         return;
     }
     let deadlines = Deadlines::until(clock::after(clock::now(), config.uncacheable_for));
-    let weight = u32::try_from(ENTRY_OVERHEAD + primary.len() + ARC).unwrap_or(u32::MAX);
     let since = inner.log().current();
-    cache.store_in_memory(
-        primary,
-        Entry::new(Arc::new(Uncacheable), deadlines, Box::new([]), weight),
-        since,
-    );
+    let entry = pipeline::entry(primary, Arc::new(Uncacheable), deadlines, Box::new([]));
+    cache.store_in_memory(primary, entry, since);
 }
 
 /// Gives a response without an `ETag` one made from its bytes, as configured.

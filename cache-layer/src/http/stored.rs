@@ -20,6 +20,7 @@ use super::rules::gate::Admitted;
 use super::rules::key::secondary_key;
 use super::status::ServedHeaders;
 use crate::clock;
+use crate::pipeline::Stored;
 
 /// Where `at`, a reading of the system clock a moment ago, lies on the cache's monotonic clock.
 fn monotonic(at: SystemTime) -> clock::Instant {
@@ -74,9 +75,9 @@ pub(crate) struct Variants {
     pub(crate) keys: Vec<String>,
 }
 
-impl Variants {
+impl Stored for Variants {
     /// Bytes held, for the memory budget (see [`CachedResponse::weight`]).
-    pub(crate) fn weight(&self) -> usize {
+    fn weight(&self) -> usize {
         ARC + std::mem::size_of::<Self>()
             + self.names.len() * std::mem::size_of::<HeaderName>()
             + self.keys.capacity() * std::mem::size_of::<String>()
@@ -92,6 +93,12 @@ impl Variants {
 /// Under a URL's primary key for a few seconds after a response that may not be stored, so that
 /// requests for it go straight to the inner service instead of queueing behind each other.
 pub(crate) struct Uncacheable;
+
+impl Stored for Uncacheable {
+    fn weight(&self) -> usize {
+        ARC
+    }
+}
 
 /// The freshness lifetime of a response received at `received`: explicit or heuristic
 /// (RFC 9111 §4.2.1), else the layer's default TTL, else zero (stale at once).
@@ -318,33 +325,6 @@ impl CachedResponse {
             tags,
         )
     }
-
-    /// Bytes held, for the memory budget (calibrated with a counting allocator in
-    /// tests/memory_budget.rs): the three header maps by their capacity, the one buffer of the
-    /// body and the values (see `compact`), and the small parts, each allocation with the
-    /// allocator's own [`ALLOCATION`] bytes.
-    pub(crate) fn weight(&self) -> usize {
-        let values: usize = self.headers.values().map(HeaderValue::len).sum();
-        let tags: usize = self.tags.iter().map(|t| t.capacity() + ALLOCATION).sum();
-        let strings = self.secondary.capacity()
-            + self
-                .etag
-                .as_ref()
-                .map_or(0, |tag| tag.tag.capacity() + ALLOCATION)
-            + self.vary.len() * std::mem::size_of::<HeaderName>()
-            + self.tags.capacity() * std::mem::size_of::<String>()
-            + tags;
-        std::mem::size_of::<Self>()
-            + ARC
-            + header_map_bytes(&self.headers)
-            + header_map_bytes(self.served.map())
-            + header_map_bytes(self.not_modified.map())
-            + SHARED_BUFFER
-            + self.body.len()
-            + values
-            + strings
-            + 3 * ALLOCATION
-    }
 }
 
 /// What the allocator spends on each allocation besides the bytes asked for (glibc malloc: an
@@ -367,6 +347,35 @@ fn header_map_bytes(map: &HeaderMap) -> usize {
     let positions = (capacity + capacity / 3).next_power_of_two() * 4;
     let extra = map.len() - map.keys_len();
     capacity * SLOT + positions + extra * EXTRA * 2 + 3 * ALLOCATION
+}
+
+impl Stored for CachedResponse {
+    /// Bytes held, for the memory budget (calibrated with a counting allocator in
+    /// tests/memory_budget.rs): the three header maps by their capacity, the one buffer of the
+    /// body and the values (see `compact`), and the small parts, each allocation with the
+    /// allocator's own [`ALLOCATION`] bytes.
+    fn weight(&self) -> usize {
+        let values: usize = self.headers.values().map(HeaderValue::len).sum();
+        let tags: usize = self.tags.iter().map(|t| t.capacity() + ALLOCATION).sum();
+        let strings = self.secondary.capacity()
+            + self
+                .etag
+                .as_ref()
+                .map_or(0, |tag| tag.tag.capacity() + ALLOCATION)
+            + self.vary.len() * std::mem::size_of::<HeaderName>()
+            + self.tags.capacity() * std::mem::size_of::<String>()
+            + tags;
+        std::mem::size_of::<Self>()
+            + ARC
+            + header_map_bytes(&self.headers)
+            + header_map_bytes(self.served.map())
+            + header_map_bytes(self.not_modified.map())
+            + SHARED_BUFFER
+            + self.body.len()
+            + values
+            + strings
+            + 3 * ALLOCATION
+    }
 }
 
 #[cfg(test)]

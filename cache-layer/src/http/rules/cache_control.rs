@@ -64,45 +64,13 @@ fn split_directives(value: &[u8], out: &mut Vec<Directive>) {
             while i < n && is_ows(value[i]) {
                 i += 1;
             }
-            if i < n && value[i] == b'"' {
-                i += 1;
-                let mut buf = Vec::new();
-                let mut closed = false;
-                while i < n {
-                    match value[i] {
-                        b'\\' if i + 1 < n => {
-                            buf.push(value[i + 1]);
-                            i += 2;
-                        }
-                        b'"' => {
-                            closed = true;
-                            i += 1;
-                            break;
-                        }
-                        b => {
-                            buf.push(b);
-                            i += 1;
-                        }
-                    }
-                }
-                let rest_start = i;
-                while i < n && value[i] != b',' {
-                    i += 1;
-                }
-                // Junk after the closing quote makes the argument malformed.
-                let ok = closed && trim_ows(&value[rest_start..i]).is_empty();
-                arg = Some(if ok {
-                    String::from_utf8_lossy(&buf).into_owned()
-                } else {
-                    String::new()
-                });
+            arg = Some(if i < n && value[i] == b'"' {
+                quoted_argument(value, &mut i)
             } else {
                 let arg_start = i;
-                while i < n && value[i] != b',' {
-                    i += 1;
-                }
-                arg = Some(String::from_utf8_lossy(trim_ows(&value[arg_start..i])).into_owned());
-            }
+                i = end_of_member(value, i);
+                String::from_utf8_lossy(trim_ows(&value[arg_start..i])).into_owned()
+            });
         }
         if !name.is_empty() {
             out.push(Directive {
@@ -110,6 +78,47 @@ fn split_directives(value: &[u8], out: &mut Vec<Directive>) {
                 arg,
             });
         }
+    }
+}
+
+/// Where the list member containing `value[at]` ends: the next `,`, or the end.
+fn end_of_member(value: &[u8], at: usize) -> usize {
+    value[at..]
+        .iter()
+        .position(|&b| b == b',')
+        .map_or(value.len(), |p| at + p)
+}
+
+/// The quoted-string argument whose opening quote is `value[*i]`, unescaped; `*i` moves to the
+/// end of the member. Unterminated, or followed by anything but OWS, it is malformed: `""`.
+fn quoted_argument(value: &[u8], i: &mut usize) -> String {
+    let n = value.len();
+    let mut at = *i + 1;
+    let mut buf = Vec::new();
+    let mut closed = false;
+    while at < n {
+        match value[at] {
+            b'\\' if at + 1 < n => {
+                buf.push(value[at + 1]);
+                at += 2;
+            }
+            b'"' => {
+                closed = true;
+                at += 1;
+                break;
+            }
+            b => {
+                buf.push(b);
+                at += 1;
+            }
+        }
+    }
+    *i = end_of_member(value, at);
+    // Junk after the closing quote makes the argument malformed.
+    if closed && trim_ows(&value[at..*i]).is_empty() {
+        String::from_utf8_lossy(&buf).into_owned()
+    } else {
+        String::new()
     }
 }
 
