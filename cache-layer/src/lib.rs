@@ -518,10 +518,14 @@ mod cache;
 mod clock;
 mod entry;
 mod flight;
+#[cfg(feature = "grpc")]
+pub mod grpc;
+#[cfg(not(feature = "grpc"))]
+mod grpc;
+pub mod http;
 mod imperative;
 mod invalidation;
 mod key;
-mod layer;
 mod memo;
 mod options;
 mod pipeline;
@@ -534,6 +538,15 @@ mod trace;
 #[path = "private.rs"]
 pub mod __private;
 
+#[cfg(feature = "grpc")]
+pub use self::grpc::{DescriptorError, GrpcConfigError, GrpcMethods, GrpcRequestBody, LayerMode};
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub use self::http::__fuzz;
+pub use self::http::{
+    CacheBody, CacheLayer, CacheService, CacheTags, EtagMode, HttpOnly, Purge, PurgeBody, PurgeOr,
+    ResponseFuture,
+};
 pub use cache::{BuildError, Cache, CacheBuilder};
 #[doc = include_str!("reference/cached.md")]
 #[doc(inline)]
@@ -542,15 +555,6 @@ pub use cache_macros::cached;
 #[doc(inline)]
 pub use cache_macros::invalidates;
 pub use key::{Key, KeyArg, KeyBuf};
-#[cfg(fuzzing)]
-#[doc(hidden)]
-pub use layer::__fuzz;
-pub use layer::{
-    CacheBody, CacheLayer, CacheService, CacheTags, EtagMode, HttpOnly, Purge, PurgeBody, PurgeOr,
-    ResponseFuture,
-};
-#[cfg(feature = "grpc")]
-pub use layer::{DescriptorError, GrpcConfigError, GrpcMethods, GrpcRequestBody, LayerMode};
 pub use options::LoadOptions;
 
 /// Support for testing code that caches: caching off is

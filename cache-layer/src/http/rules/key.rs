@@ -313,7 +313,7 @@ mod tests {
 
     #[test]
     fn vary_names_and_secondary_keys() {
-        use crate::layer::vary::vary_names;
+        use crate::http::rules::vary::vary_names;
         use http::header::VARY;
 
         let mut response = HeaderMap::new();

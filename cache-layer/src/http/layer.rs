@@ -1,5 +1,5 @@
-//! [`CacheLayer`]: the configuration, and which protocols it caches ([`HttpOnly`], or
-//! HTTP plus opted-in gRPC methods with the `grpc` feature).
+//! [`CacheLayer`]: the builder of the configuration, and the [`Layer`] that wraps a service in
+//! a [`CacheService`].
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -9,47 +9,11 @@ use std::time::Duration;
 use http::request::Parts;
 use tower_layer::Layer;
 
+use super::config::{Config, EtagMode, HttpOnly};
 use super::in_flight::InFlight;
+use super::rules::targeted::TargetedFields;
 use super::service::CacheService;
-use super::targeted::TargetedFields;
 use crate::Cache;
-
-/// How the layer gives stored responses an `ETag` when the application sets none.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum EtagMode {
-    /// A strong tag hashed from the exact body bytes (the default).
-    #[default]
-    Strong,
-    /// A weak tag (`W/"..."`) from the body bytes: for bodies that may change in transit
-    /// (for example a compression layer outside this one).
-    Weak,
-    /// No generated tags.
-    Off,
-}
-
-/// The user's key function; see [`CacheLayer::key_fn`].
-pub(crate) type KeyFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
-
-/// The layer's settings, shared by every service it builds.
-#[derive(Clone)]
-pub(crate) struct Config {
-    pub(crate) default_ttl: Option<Duration>,
-    pub(crate) max_body: usize,
-    pub(crate) etag: EtagMode,
-    pub(crate) key_fn: Option<Arc<KeyFn>>,
-    pub(crate) stale_while_revalidate: Duration,
-    pub(crate) stale_if_error: Duration,
-    pub(crate) max_variants: usize,
-    pub(crate) request_cache_control: bool,
-    /// Whether the default key sorts the query's `&`-separated pairs.
-    pub(crate) sort_query: bool,
-    /// How long a URL whose response could not be stored skips coalescing.
-    pub(crate) uncacheable_for: Duration,
-    /// Bodies being copied for the cache: a quarter of the cache's memory budget.
-    pub(crate) in_flight: Arc<InFlight>,
-    /// Targeted cache-control fields (RFC 9213) obeyed before `Cache-Control`.
-    pub(crate) targeted: TargetedFields,
-}
 
 /// A [`tower_layer::Layer`] that caches HTTP responses in a [`Cache`] like an RFC 9111 shared
 /// cache, and answers conditional requests (RFC 9110 §13) for the service it wraps.
@@ -85,11 +49,6 @@ pub struct CacheLayer<M = HttpOnly> {
     /// What is cached besides HTTP: nothing, or opted-in gRPC methods.
     pub(crate) mode: M,
 }
-
-/// The [`CacheLayer`] mode that caches HTTP responses only; gRPC calls pass through, and the
-/// inner service receives each request as it came.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HttpOnly;
 
 impl CacheLayer {
     /// A layer storing responses in `cache`, with the defaults: no default TTL (responses
@@ -283,24 +242,6 @@ impl<M: fmt::Debug> fmt::Debug for CacheLayer<M> {
             .field("cache", &self.cache.name())
             .field("config", &self.config)
             .field("mode", &self.mode)
-            .finish()
-    }
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("default_ttl", &self.default_ttl)
-            .field("max_body", &self.max_body)
-            .field("etag", &self.etag)
-            .field("key_fn", &self.key_fn.is_some())
-            .field("stale_while_revalidate", &self.stale_while_revalidate)
-            .field("stale_if_error", &self.stale_if_error)
-            .field("max_variants", &self.max_variants)
-            .field("request_cache_control", &self.request_cache_control)
-            .field("sort_query", &self.sort_query)
-            .field("in_flight_limit", &self.in_flight.limit())
-            .field("targeted", &self.targeted)
             .finish()
     }
 }

@@ -1,5 +1,9 @@
 //! gRPC over [`CacheLayer`](crate::CacheLayer): every call passes through untouched unless its
 //! method is opted in; opted-in unary calls are cached by their decoded request message.
+//! Opt methods in with `CacheLayer::grpc_method` and its siblings (see the
+//! [crate documentation](crate#grpc)); this module's types are also re-exported at the crate
+//! root. Without the `grpc` feature the module is private and only recognises gRPC calls, so
+//! that they pass through.
 //!
 //! - `config`: [`GrpcMethods`], which methods are cached and what else is part of the key.
 //! - `descriptor`: reading `idempotency_level = NO_SIDE_EFFECTS` from a file descriptor set.
@@ -7,7 +11,8 @@
 //! - `key`: the cache key of a call.
 //! - `request_body`: [`GrpcRequestBody`], the request body the inner service receives.
 //! - `stored`: what is kept (headers, message, trailers) and how it is replayed.
-//! - `service`: the call path: hit, stale-while-revalidate, single-flight, stale-if-error.
+//! - `service`: the call path, a front-end of the load pipeline: hit, stale-while-revalidate,
+//!   single-flight, stale-if-error.
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Method};

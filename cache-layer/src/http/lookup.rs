@@ -7,9 +7,9 @@ use std::sync::Arc;
 use http::header::{CACHE_CONTROL, PRAGMA};
 use http::{HeaderMap, Request, Uri};
 
-use super::cache_control::RequestDirectives;
-use super::key::{authority_of, primary_key, secondary_key, variant_key};
-use super::layer::Config;
+use super::config::Config;
+use super::rules::cache_control::RequestDirectives;
+use super::rules::key::{authority_of, primary_key, secondary_key, variant_key};
 use super::stored::{CachedResponse, Uncacheable, Variants};
 use crate::entry::{Age, Entry};
 use crate::{clock, Cache};

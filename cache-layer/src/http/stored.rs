@@ -11,13 +11,13 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use super::cache_control::{RequestDirectives, ResponseDirectives};
 use super::compact::compact;
-use super::conditional::not_modified_headers;
-use super::etag::EntityTag;
-use super::freshness::{current_age, freshness_lifetime, header_date};
-use super::gate::Admitted;
-use super::key::secondary_key;
+use super::rules::cache_control::{RequestDirectives, ResponseDirectives};
+use super::rules::conditional::not_modified_headers;
+use super::rules::etag::EntityTag;
+use super::rules::freshness::{current_age, freshness_lifetime, header_date};
+use super::rules::gate::Admitted;
+use super::rules::key::secondary_key;
 use super::status::ServedHeaders;
 use crate::clock;
 use crate::pipeline::Stored;
@@ -381,8 +381,8 @@ impl Stored for CachedResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layer::gate::{admit, Admitted, Exchange};
-    use crate::layer::targeted::TargetedFields;
+    use crate::http::rules::gate::{admit, Admitted, Exchange};
+    use crate::http::rules::targeted::TargetedFields;
     use http::header::CACHE_CONTROL;
 
     /// `headers` through the storage gate, as a 200 to a plain GET.
@@ -571,7 +571,7 @@ mod tests {
         for age in [r.age(now), Duration::MAX, Duration::ZERO] {
             let _ = r.usability(age, &RequestDirectives::default());
             let _ = r.usability(age, &request("max-stale, min-fresh=99999999999999999"));
-            let _ = crate::layer::freshness::remaining_ttl(r.lifetime, age);
+            let _ = crate::http::rules::freshness::remaining_ttl(r.lifetime, age);
         }
         let (fresh, swr, after) = r.retention(now);
         let deadlines = crate::entry::Deadlines::from_windows(now, fresh, swr, after);

@@ -12,9 +12,9 @@ use tower::util::Oneshot;
 use tower_service::Service;
 
 use super::body::CacheBody;
+use super::rules::targeted::TargetedFields;
 use super::status::CacheStatus;
 use super::tags::take_tags;
-use super::targeted::TargetedFields;
 
 /// A boxed miss, revalidation or write: they wait on single-flight and the cache, so they
 /// are `async` code rather than hand-written states.

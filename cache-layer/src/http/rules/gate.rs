@@ -13,9 +13,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use super::cache_control::ResponseDirectives;
 use super::storable::{storable, NotStorable};
-use super::tags::CACHE_TAG;
 use super::targeted::TargetedFields;
 use super::vary::vary_names;
+use crate::http::tags::CACHE_TAG;
 
 /// What is being stored, and in answer to what.
 #[derive(Clone, Copy, Debug)]

@@ -13,12 +13,12 @@ use super::frame::single_frame;
 use crate::clock;
 use crate::entry::{Lifetime, Value};
 use crate::flight::Leader;
-use crate::layer::body::{CacheBody, RecordedStore};
-use crate::layer::gate::Admitted;
-use crate::layer::layer::Config;
-use crate::layer::record::mark_uncacheable;
-use crate::layer::status::{CacheStatus, ServedHeaders};
-use crate::layer::tags::CacheTags;
+use crate::http::body::{CacheBody, RecordedStore};
+use crate::http::config::Config;
+use crate::http::record::mark_uncacheable;
+use crate::http::rules::gate::Admitted;
+use crate::http::status::{CacheStatus, ServedHeaders};
+use crate::http::tags::CacheTags;
 use crate::pipeline::{self, Stored};
 use crate::Cache;
 

@@ -22,7 +22,8 @@ use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::layer::{CacheLayer, Config};
+use super::config::Config;
+use super::layer::CacheLayer;
 use super::lookup::live_entry;
 use super::lookup::url_keys;
 use super::tags::{tag_names, CACHE_TAG};

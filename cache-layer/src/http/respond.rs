@@ -13,10 +13,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use http_body::Body;
 
 use super::body::CacheBody;
-use super::conditional::{evaluate, not_modified_headers, Precondition, Representation};
-use super::etag::EntityTag;
-use super::freshness::header_date;
-use super::range::{self, RangeAnswer, Validators};
+use super::rules::conditional::{evaluate, not_modified_headers, Precondition, Representation};
+use super::rules::etag::EntityTag;
+use super::rules::freshness::header_date;
+use super::rules::range::{self, RangeAnswer, Validators};
 use super::status::CacheStatus;
 use super::stored::CachedResponse;
 use super::tags::CacheTags;
@@ -80,7 +80,7 @@ fn wants_range(stored: &CachedResponse, request: &HeaderMap) -> bool {
 }
 
 /// A GET with `Range` answered from a stored `200`: a `206` with the one range asked for, a
-/// `416`, or the whole response (see [`range`](super::range)).
+/// `416`, or the whole response (see [`range`](super::rules::range)).
 fn partial<B: Body>(
     stored: &CachedResponse,
     request: &HeaderMap,

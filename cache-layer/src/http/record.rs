@@ -10,12 +10,12 @@ use http::header::ETAG;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::body::RecordedStore;
-use super::cache_control::ResponseDirectives;
-use super::etag::EntityTag;
-use super::gate::Admitted;
-use super::key::variant_key;
-use super::layer::{Config, EtagMode};
+use super::config::{Config, EtagMode};
 use super::lookup::live_entry;
+use super::rules::cache_control::ResponseDirectives;
+use super::rules::etag::EntityTag;
+use super::rules::gate::Admitted;
+use super::rules::key::variant_key;
 use super::stored::{CachedResponse, Uncacheable, Variants};
 use crate::clock;
 use crate::entry::{Deadlines, Value};

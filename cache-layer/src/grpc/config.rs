@@ -10,7 +10,7 @@ use http::header::{AUTHORIZATION, COOKIE};
 use http::HeaderName;
 
 use super::descriptor::{described_methods, DescriptorError};
-use crate::layer::layer::HttpOnly;
+use crate::http::config::HttpOnly;
 use crate::CacheLayer;
 
 /// The user's method predicate; see [`CacheLayer::grpc_methods_where`].

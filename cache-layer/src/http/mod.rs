@@ -1,14 +1,61 @@
 //! HTTP response caching: [`CacheLayer`] makes the [`Cache`](crate::Cache) an RFC 9111 shared
 //! cache and the RFC 9110 §13 precondition evaluator in front of any
-//! `tower::Service<http::Request<B>>`.
+//! `tower::Service<http::Request<B>>`. What is stored, how it is served and every knob are
+//! described in the [crate documentation](crate#http-response-caching); the types are also
+//! re-exported at the crate root (`cache_layer::CacheLayer`).
 //!
-//! The module owns the whole HTTP face: header parsing (`field`, `cache_control`, `etag`,
-//! `freshness`, `vary`, `targeted` for RFC 9213 fields), the storage rules (`storable`,
-//! `gate`), precondition evaluation (`conditional`), byte ranges (`range`), keys, what is
-//! stored (`stored`) and how (`record`), the service, its future and its body, and purging
-//! over HTTP (`purge`). The rule modules are pure functions and import none of the service
-//! files.
-//! `grpc` owns the gRPC face: calls pass through unless opted in (feature `grpc`), and
+//! ```
+//! use std::convert::Infallible;
+//! use std::time::Duration;
+//!
+//! use bytes::Bytes;
+//! use cache_layer::http::CacheLayer;
+//! use cache_layer::Cache;
+//! use http::{Request, Response};
+//! use http_body_util::{BodyExt, Full};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let app = service_fn(|_: Request<()>| async {
+//!     let response = Response::builder()
+//!         .header("cache-control", "max-age=60")
+//!         .body(Full::new(Bytes::from("hello")))
+//!         .unwrap();
+//!     Ok::<_, Infallible>(response)
+//! });
+//! let layer = CacheLayer::new(Cache::builder().build().unwrap())
+//!     .stale_while_revalidate(Duration::from_secs(10));
+//! let service = layer.layer(app);
+//! let request = || Request::get("http://example.com/").body(()).unwrap();
+//!
+//! let first = service.clone().oneshot(request()).await.unwrap(); // stored
+//! let again = service.oneshot(request()).await.unwrap(); // served from the cache
+//! assert!(first.headers()["cache-status"].to_str().unwrap().ends_with("stored"));
+//! assert!(again.headers()["cache-status"].to_str().unwrap().starts_with("cache-layer; hit"));
+//! assert_eq!(again.into_body().collect().await.unwrap().to_bytes(), "hello");
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! In the shape of a tower-http middleware:
+//!
+//! - `layer`: [`CacheLayer`], the builder; `config`: the settings it shares with every
+//!   service, [`EtagMode`] and [`HttpOnly`].
+//! - `service`: [`CacheService`], which decides how each request is answered (from the cache,
+//!   refreshed in the background, or forwarded) and invalidates after successful writes;
+//!   `forward`: a request sent to the inner service through the load pipeline; `lookup`:
+//!   reading stored responses; `record`: writing them; `respond`: building answers from them.
+//! - `future`: [`ResponseFuture`]; `body`: [`CacheBody`], stored bytes or the inner body
+//!   streamed (and copied for the cache).
+//! - `stored`: what a stored response is; `status`: the `Cache-Status` field; `tags`:
+//!   [`CacheTags`] and `Cache-Tag`; `purge`: [`Purge`], purging over HTTP.
+//! - `rules/`: the RFC rules as pure functions (`cache_control`, `freshness`, `storable`,
+//!   `gate`, the one storage gate, `conditional`, `etag`, `vary`, `field`, `targeted`, `range`,
+//!   `key`), importing nothing from the files above.
+//!
+//! gRPC is `cache_layer::grpc`'s (feature `grpc`): calls pass through unless opted in, and
 //! opted-in unary calls reuse the same records, single-flight, tags, bodies and `Cache-Status`.
 //!
 //! Responses are kept in the cache's memory. With a shared (Redis) tier configured, every
@@ -16,45 +63,33 @@
 //! pub/sub), and an instance that cannot hear invalidations (not subscribed, Redis down)
 //! stores and serves no responses until it can again.
 
-mod body;
-mod cache_control;
-mod compact;
-mod conditional;
+pub(crate) mod body;
+pub(crate) mod compact;
+pub(crate) mod config;
 #[cfg(test)]
 mod differential;
-mod etag;
-mod field;
 mod forward;
-mod freshness;
-mod future;
+pub(crate) mod future;
 #[cfg(any(fuzzing, test))]
 #[cfg_attr(not(fuzzing), allow(unreachable_pub))]
 mod fuzz_service;
-mod gate;
-mod grpc;
-mod in_flight;
-mod interned;
-mod key;
-#[allow(clippy::module_inception)] // tower-http's layout: `<middleware>/layer.rs` holds the config.
-mod layer;
-mod lookup;
+pub(crate) mod in_flight;
+pub(crate) mod interned;
+pub(crate) mod layer;
+pub(crate) mod lookup;
 mod purge;
-mod range;
-mod record;
+pub(crate) mod record;
 mod respond;
+pub(crate) mod rules;
 mod service;
-mod status;
-mod storable;
-mod stored;
-mod tags;
-mod targeted;
-mod vary;
+pub(crate) mod status;
+pub(crate) mod stored;
+pub(crate) mod tags;
 
 pub use body::CacheBody;
+pub use config::{EtagMode, HttpOnly};
 pub use future::ResponseFuture;
-#[cfg(feature = "grpc")]
-pub use grpc::{DescriptorError, GrpcConfigError, GrpcMethods, GrpcRequestBody, LayerMode};
-pub use layer::{CacheLayer, EtagMode, HttpOnly};
+pub use layer::CacheLayer;
 pub use purge::{Purge, PurgeBody, PurgeOr};
 pub use service::CacheService;
 pub use tags::CacheTags;
@@ -69,9 +104,9 @@ pub mod __fuzz {
     use http::header::{CACHE_CONTROL, IF_NONE_MATCH};
     use http::{HeaderMap, HeaderValue};
 
-    use super::cache_control::{RequestDirectives, ResponseDirectives};
-    use super::etag::{match_list, Comparison, EntityTag, ListMatch};
-    use super::freshness::parse_http_date;
+    use super::rules::cache_control::{RequestDirectives, ResponseDirectives};
+    use super::rules::etag::{match_list, Comparison, EntityTag, ListMatch};
+    use super::rules::freshness::parse_http_date;
 
     /// Parses `data` as a `Cache-Control` field, as a response's and as a request's.
     pub fn cache_control(data: &[u8]) -> bool {
@@ -144,11 +179,11 @@ mod smoke {
     };
     use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
-    use super::cache_control::{RequestDirectives, ResponseDirectives};
-    use super::conditional::{evaluate, Representation};
-    use super::etag::EntityTag;
-    use super::freshness::{current_age, freshness_lifetime, parse_http_date};
-    use super::storable::storable;
+    use super::rules::cache_control::{RequestDirectives, ResponseDirectives};
+    use super::rules::conditional::{evaluate, Representation};
+    use super::rules::etag::EntityTag;
+    use super::rules::freshness::{current_age, freshness_lifetime, parse_http_date};
+    use super::rules::storable::storable;
 
     /// Bytes biased toward syntax-relevant characters.
     const ALPHABET: &[u8] = b"\"\\,=*W/ \t-0123456789maxgeWsnocht\xff\x80GMT:";

@@ -1,0 +1,71 @@
+//! The layer's settings ([`Config`], shared by every service a layer builds), how stored
+//! responses get an `ETag` ([`EtagMode`]), and the mode that caches HTTP only ([`HttpOnly`]).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::request::Parts;
+
+use super::in_flight::InFlight;
+use super::rules::targeted::TargetedFields;
+
+/// How the layer gives stored responses an `ETag` when the application sets none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EtagMode {
+    /// A strong tag hashed from the exact body bytes (the default).
+    #[default]
+    Strong,
+    /// A weak tag (`W/"..."`) from the body bytes: for bodies that may change in transit
+    /// (for example a compression layer outside this one).
+    Weak,
+    /// No generated tags.
+    Off,
+}
+
+/// The user's key function; see [`CacheLayer::key_fn`](super::CacheLayer::key_fn).
+pub(crate) type KeyFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
+
+/// The layer's settings, shared by every service it builds.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) default_ttl: Option<Duration>,
+    pub(crate) max_body: usize,
+    pub(crate) etag: EtagMode,
+    pub(crate) key_fn: Option<Arc<KeyFn>>,
+    pub(crate) stale_while_revalidate: Duration,
+    pub(crate) stale_if_error: Duration,
+    pub(crate) max_variants: usize,
+    pub(crate) request_cache_control: bool,
+    /// Whether the default key sorts the query's `&`-separated pairs.
+    pub(crate) sort_query: bool,
+    /// How long a URL whose response could not be stored skips coalescing.
+    pub(crate) uncacheable_for: Duration,
+    /// Bodies being copied for the cache: a quarter of the cache's memory budget.
+    pub(crate) in_flight: Arc<InFlight>,
+    /// Targeted cache-control fields (RFC 9213) obeyed before `Cache-Control`.
+    pub(crate) targeted: TargetedFields,
+}
+
+/// The [`CacheLayer`](super::CacheLayer) mode that caches HTTP responses only; gRPC calls pass
+/// through, and the inner service receives each request as it came.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HttpOnly;
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("default_ttl", &self.default_ttl)
+            .field("max_body", &self.max_body)
+            .field("etag", &self.etag)
+            .field("key_fn", &self.key_fn.is_some())
+            .field("stale_while_revalidate", &self.stale_while_revalidate)
+            .field("stale_if_error", &self.stale_if_error)
+            .field("max_variants", &self.max_variants)
+            .field("request_cache_control", &self.request_cache_control)
+            .field("sort_query", &self.sort_query)
+            .field("in_flight_limit", &self.in_flight.limit())
+            .field("targeted", &self.targeted)
+            .finish()
+    }
+}
