@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cache_layer::{cached, invalidates, Cache};
+use cache_layer::{cached, invalidates, Cache, Key, LoadOptions};
 use serde::{Deserialize, Serialize};
 use support::redis_server::{RedisCluster, RedisServer};
 use support::relay::Relay;
@@ -953,6 +953,101 @@ async fn tag_sets_stay_complete_under_concurrent_writes_and_invalidations() {
     );
 }
 
+/// An instance whose loads read the database, then wait at a gate before they return.
+#[derive(Clone)]
+struct Gated {
+    cache: Cache,
+    db: Db,
+    read: Arc<tokio::sync::Notify>,
+    gate: Arc<tokio::sync::Notify>,
+}
+
+impl Gated {
+    #[cached(ttl = "1m", key = "user:<id>", invalidate_on = ["users"], cache = self.cache, ignore_self = true)]
+    async fn user(&self, id: u64) -> Result<User, DbError> {
+        let user = self.db.user(id).await;
+        self.read.notify_one();
+        self.gate.notified().await;
+        user
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_that_began_before_another_instances_invalidation_is_not_kept_in_redis() {
+    let server = RedisServer::start();
+    let relay = Relay::start(server.port()).await;
+    let db = Db::default();
+    let a = Gated {
+        cache: Cache::builder()
+            .redis(relay.url())
+            .key_prefix("lost:")
+            .redis_timeouts(Duration::from_millis(200), Duration::from_millis(100))
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+        read: Arc::default(),
+        gate: Arc::default(),
+    };
+    let b = Instance {
+        cache: shared(&server, "lost:"),
+        db: db.clone(),
+    };
+    // Redis already holds an invalidation history.
+    b.cache.invalidate("user:2").await;
+    // a reads the old name, then b renames user 1 and invalidates "users"; a hears nothing of
+    // it (its replies, the broadcast included, are held) before its write reaches Redis.
+    let load = {
+        let a = a.clone();
+        tokio::spawn(async move { a.user(1).await })
+    };
+    a.read.notified().await;
+    relay.hold_replies();
+    db.names.lock().unwrap().insert(1, "Ada".to_owned());
+    b.cache.invalidate("users").await;
+    let errors = a.cache.stats().store_errors;
+    a.gate.notify_one();
+    assert_eq!(load.await.unwrap().unwrap().name, "user1");
+    // The write was sent (its reply, held, timed out) before anything is released.
+    eventually(async || a.cache.stats().store_errors > errors).await;
+    relay.release_all();
+    let mut raw = server.raw().await;
+    let kept: bool = redis::cmd("EXISTS")
+        .arg("lost:v:user:1")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(
+        !kept,
+        "the value loaded before the invalidation was not kept"
+    );
+    assert_eq!(b.user(1).await.unwrap().name, "Ada");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_is_written_when_only_other_names_were_invalidated_meanwhile() {
+    let server = RedisServer::start();
+    let db = Db::default();
+    let a = Gated {
+        cache: shared(&server, "kept:"),
+        db: db.clone(),
+        read: Arc::default(),
+        gate: Arc::default(),
+    };
+    let b = shared(&server, "kept:");
+    b.invalidate("user:2").await;
+    let load = {
+        let a = a.clone();
+        tokio::spawn(async move { a.user(1).await })
+    };
+    a.read.notified().await;
+    b.invalidate("user:3").await;
+    b.invalidate("orders").await;
+    a.gate.notify_one();
+    load.await.unwrap().unwrap();
+    let mut raw = server.raw().await;
+    eventually(async || exist(&mut raw, &["kept:v:user:1"]).await == [true]).await;
+}
+
 #[tokio::test]
 async fn tag_sets_are_pruned_and_bounded() {
     let server = RedisServer::start();
@@ -1522,14 +1617,23 @@ async fn a_write_undone_after_an_invalidation_during_it_is_queued_when_the_delet
     until_served_from_memory(&a, 2).await;
     let mut raw = server.raw().await;
 
-    // a's write of user 1 leaves while nothing was invalidated, and is held on the way.
-    let load = tokio::spawn({
+    // a's insert of user 1 leaves while nothing was invalidated, and is held on the way (a
+    // load's write is refused by Redis instead; an insert is written unchecked).
+    relay.freeze();
+    let insert = tokio::spawn({
         let a = a.clone();
-        async move { a.user(1).await }
+        async move {
+            let user = User {
+                id: 1,
+                name: "user1".to_owned(),
+            };
+            let options = LoadOptions::new(Duration::from_secs(60)).tag("users");
+            a.cache
+                .insert(&Key::new("user").part(1), user, &options)
+                .await;
+        }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    relay.freeze();
-    load.await.unwrap().unwrap();
     // Invalidated before the write lands: the write puts the old value back.
     b.cache.invalidate("user:1").await;
     relay.hold_replies();
@@ -1539,6 +1643,7 @@ async fn a_write_undone_after_an_invalidation_during_it_is_queued_when_the_delet
     relay.release_subscribers();
     tokio::time::sleep(Duration::from_millis(200)).await;
     relay.release_all();
+    insert.await.unwrap();
     eventually(async || a.cache.stats().store_errors >= 1).await;
     // Once a may delete, the queued delete is replayed.
     let _: () = redis::cmd("ACL")

@@ -19,7 +19,7 @@ use crate::pipeline::{self, Joined, Leader, Load, Refreshing, Waiting};
 use crate::shape::{Cacheable, Outcome, Shape};
 use crate::stats::Counter;
 use crate::store::codec::{self, WallDeadlines};
-use crate::store::ENTRY_OVERHEAD;
+use crate::store::{SharedSince, ENTRY_OVERHEAD};
 
 /// The configuration of one `#[cached]` function, built by the macro as a `static` (or of a
 /// [`LoadOptions`](crate::LoadOptions) value).
@@ -619,6 +619,12 @@ where
     F: Future<Output = R>,
 {
     let inner = cache.inner();
+    // Before the source is read: the write is not made if any instance invalidates the key or
+    // a tag from here on.
+    let shared_since = match cache.remote() {
+        Some(remote) => remote.store.shared_since().await,
+        None => SharedSince::Unchecked,
+    };
     let loading = Load::begin(cache);
     let result = loading.run(load).await;
     let (value, lifetime) = match S::classify(&result) {
@@ -645,7 +651,7 @@ where
         value,
         lifetime,
         loading.since(),
-        SharedWrite::Detached,
+        SharedWrite::Detached(shared_since),
     )
     .await;
     (result, Some(shared))
