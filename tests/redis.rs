@@ -1048,6 +1048,65 @@ async fn a_load_is_written_when_only_other_names_were_invalidated_meanwhile() {
     eventually(async || exist(&mut raw, &["kept:v:user:1"]).await == [true]).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_is_not_written_when_the_invalidation_history_cannot_tell() {
+    let server = RedisServer::start();
+    let a = Gated {
+        cache: shared(&server, "gone:"),
+        db: Db::default(),
+        read: Arc::default(),
+        gate: Arc::default(),
+    };
+    let b = shared(&server, "gone:");
+    b.invalidate("user:9").await;
+    let mut raw = server.raw().await;
+    // While a loads: the history is lost (flushed, evicted) and begins again with another name.
+    let load = {
+        let a = a.clone();
+        tokio::spawn(async move { a.user(1).await })
+    };
+    a.read.notified().await;
+    let _: () = redis::cmd("DEL")
+        .arg("gone:invalidated")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    b.invalidate("orders").await;
+    a.gate.notify_one();
+    load.await.unwrap().unwrap();
+    // While a loads: more names were invalidated than the history keeps (its floor rises).
+    let load = {
+        let a = a.clone();
+        tokio::spawn(async move { a.user(2).await })
+    };
+    a.read.notified().await;
+    let epoch: f64 = redis::cmd("ZINCRBY")
+        .arg("gone:invalidated")
+        .arg(1)
+        .arg(b"\xff")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg("gone:invalidated")
+        .arg(epoch)
+        .arg(b"\xfe")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    a.gate.notify_one();
+    load.await.unwrap().unwrap();
+    // A load that spans neither is written (so the two above were refused, not lost).
+    a.gate.notify_one();
+    a.user(3).await.unwrap();
+    eventually(async || exist(&mut raw, &["gone:v:user:3"]).await == [true]).await;
+    assert_eq!(
+        exist(&mut raw, &["gone:v:user:1", "gone:v:user:2"]).await,
+        [false, false],
+        "a write the history cannot vouch for is not made"
+    );
+}
+
 #[tokio::test]
 async fn tag_sets_are_pruned_and_bounded() {
     let server = RedisServer::start();
