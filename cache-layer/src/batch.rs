@@ -125,7 +125,7 @@ impl Cache {
             }
         }
         refresh_in_background(Arc::clone(&load), stale, options);
-        let failed = load_misses(&*load, misses, options, &mut values, &unique).await;
+        let failed = load_misses(self, &*load, misses, options, &mut values, &unique).await;
         if let Some(error) = failed {
             return Err(error);
         }
@@ -186,6 +186,7 @@ async fn read_shared<T: Cacheable>(cache: &Cache, keys: &[&str]) -> Vec<Option<A
 /// `load` as their requests arrive in; fills `values`. The loader's error when a key ended
 /// without a value because of it.
 async fn load_misses<T, E, F, Fut>(
+    cache: &Cache,
     load: &F,
     misses: Vec<(usize, Miss<'_, ResultShape>)>,
     options: &LoadOptions,
@@ -200,6 +201,9 @@ where
     if misses.is_empty() {
         return None;
     }
+    // Read once for the batch, before any load begins: a read per load would make each reach
+    // the loader at its own time, in several calls.
+    let shared_since = memo::read_shared_since(cache).await;
     let (requests, received) = mpsc::unbounded_channel::<Request<T>>();
     let loads: Vec<_> = misses
         .into_iter()
@@ -216,6 +220,7 @@ where
             };
             async move {
                 let loaded = miss
+                    .with_shared_since(shared_since)
                     .load(options.tags.clone(), Policy::default(), request)
                     .await;
                 (slot, loaded)

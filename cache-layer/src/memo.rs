@@ -315,6 +315,9 @@ pub struct Miss<'a, S> {
     key: &'a str,
     /// An entry in its stale-if-error window, served if the load fails.
     fallback: Option<Arc<Entry>>,
+    /// Where Redis's invalidation history stood, when read for a whole batch; otherwise it
+    /// is read when the load begins.
+    shared_since: Option<SharedSince>,
     shape: PhantomData<S>,
 }
 
@@ -330,8 +333,16 @@ impl<'a, S> Miss<'a, S> {
             site,
             key,
             fallback,
+            shared_since: None,
             shape: PhantomData,
         })
+    }
+
+    /// This miss's load checks its Redis write against `shared_since`, read once for a batch
+    /// of misses (so that their loads still reach the batch's loader together).
+    pub(crate) fn with_shared_since(mut self, shared_since: SharedSince) -> Self {
+        self.shared_since = Some(shared_since);
+        self
     }
 
     /// Loads the value with `load` (or waits for a concurrent caller's load of the same key),
@@ -431,8 +442,10 @@ impl<'a, S> Miss<'a, S> {
                 return S::rebuild(value.expect("checked by wait_for_other_instance"));
             }
         };
+        let at = self.shared_since;
         let (result, stored) =
-            load_and_store::<R, S, F>(self.cache, self.site, self.key, tags, policy, load).await;
+            load_and_store::<R, S, F>(self.cache, self.site, self.key, tags, policy, at, load)
+                .await;
         if let Some(token) = held_lock {
             self.unlock(token).await;
         }
@@ -595,7 +608,7 @@ impl<S> Refresh<S> {
                 leader,
             } = refresh;
             let (_, stored) =
-                load_and_store::<R, S, F>(&cache, &site, &key, &tags, &policy, load).await;
+                load_and_store::<R, S, F>(&cache, &site, &key, &tags, &policy, None, load).await;
             if let Some(value) = stored {
                 leader.complete(value);
             }
@@ -611,6 +624,7 @@ async fn load_and_store<R, S, F>(
     key: &str,
     tags: &[Box<str>],
     policy: &Policy<<S as Shape<R>>::Success>,
+    shared_since: Option<SharedSince>,
     load: F,
 ) -> (R, Option<Value>)
 where
@@ -621,9 +635,9 @@ where
     let inner = cache.inner();
     // Before the source is read: the write is not made if any instance invalidates the key or
     // a tag from here on.
-    let shared_since = match cache.remote() {
-        Some(remote) => remote.store.shared_since().await,
-        None => SharedSince::Unchecked,
+    let shared_since = match shared_since {
+        Some(shared_since) => shared_since,
+        None => read_shared_since(cache).await,
     };
     let loading = Load::begin(cache);
     let result = loading.run(load).await;
@@ -655,6 +669,15 @@ where
     )
     .await;
     (result, Some(shared))
+}
+
+/// Where the shared tier's invalidation history stands, for a load about to begin (one round
+/// trip to Redis, on a miss only).
+pub(crate) async fn read_shared_since(cache: &Cache) -> SharedSince {
+    match cache.remote() {
+        Some(remote) => remote.store.shared_since().await,
+        None => SharedSince::Unchecked,
+    }
 }
 
 /// Stores `value` under `key` for `lifetime` (`None`: not stored) through [`Cache::store`],
