@@ -1024,6 +1024,61 @@ async fn a_load_that_began_before_another_instances_invalidation_is_not_kept_in_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_refresh_that_began_before_another_instances_invalidation_is_not_kept() {
+    let server = RedisServer::start();
+    let relay = Relay::start(server.port()).await;
+    let a = Cache::builder()
+        .redis(relay.url())
+        .key_prefix("batch:")
+        .redis_timeouts(Duration::from_millis(200), Duration::from_millis(100))
+        .build()
+        .expect("valid configuration");
+    let b = shared(&server, "batch:");
+    let options = LoadOptions::new(Duration::from_millis(50))
+        .stale(Duration::from_secs(60))
+        .tag("users");
+    let key = Key::new("user").part(1);
+    a.insert(&key, "old".to_owned(), &options).await;
+    b.invalidate("user:2").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The stale value is served; the refresh's loader reads the old value, then waits while b
+    // invalidates "users" (a hears nothing of it: its subscription's replies are held).
+    let (read, gate) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let loader = {
+        let (read, gate) = (Arc::clone(&read), Arc::clone(&gate));
+        move |keys: Vec<Key>| {
+            let (read, gate) = (Arc::clone(&read), Arc::clone(&gate));
+            async move {
+                let found: HashMap<Key, String> =
+                    keys.into_iter().map(|k| (k, "old".to_owned())).collect();
+                read.notify_one();
+                gate.notified().await;
+                Ok::<_, DbError>(found)
+            }
+        }
+    };
+    let served = a.get_or_load_many(&[key], &options, loader).await.unwrap();
+    assert_eq!(served, [Some("old".to_owned())]);
+    read.notified().await;
+    relay.hold_subscribers();
+    b.invalidate("users").await;
+    let mut raw = server.raw().await;
+    let scripts = scripts_run(&mut raw).await;
+    gate.notify_one();
+    // The refresh's write script has run.
+    eventually(async || scripts_run(&mut raw).await > scripts).await;
+    relay.release_all();
+    assert_eq!(
+        exist(&mut raw, &["batch:v:user:1"]).await,
+        [false],
+        "the value refreshed before the invalidation was not kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_is_written_when_only_other_names_were_invalidated_meanwhile() {
     let server = RedisServer::start();
     let db = Db::default();
@@ -1431,6 +1486,19 @@ async fn an_oversized_entry_is_a_miss_then_healed() {
 }
 
 /// Reads whether each of `keys` exists, in one transaction.
+/// How many Lua scripts (`EVAL`) the server has run.
+async fn scripts_run(raw: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(raw)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_eval:calls="))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 async fn exist(raw: &mut redis::aio::MultiplexedConnection, keys: &[&str]) -> Vec<bool> {
     let mut pipe = redis::pipe();
     pipe.atomic();

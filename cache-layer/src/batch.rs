@@ -124,7 +124,7 @@ impl Cache {
                 }
             }
         }
-        refresh_in_background(Arc::clone(&load), stale, options);
+        refresh_in_background(self, Arc::clone(&load), stale, options);
         let failed = load_misses(self, &*load, misses, options, &mut values, &unique).await;
         if let Some(error) = failed {
             return Err(error);
@@ -281,6 +281,7 @@ where
 /// each value is stored through its key's [`Refresh`]. Keys the loader does not return, or a
 /// failed call, release their claims (a later look-up tries again).
 fn refresh_in_background<T, E, F, Fut>(
+    cache: &Cache,
     load: Arc<F>,
     stale: Vec<(Key, Refresh<ResultShape>)>,
     options: &LoadOptions,
@@ -297,7 +298,10 @@ fn refresh_in_background<T, E, F, Fut>(
         return;
     };
     let tags = options.tags.clone();
+    let cache = cache.clone();
     runtime.spawn(async move {
+        // Before the source is read, as a single load does.
+        let shared_since = memo::read_shared_since(&cache).await;
         let keys = stale.iter().map(|(key, _)| key.clone()).collect();
         let Ok(mut found) = load(keys).await else {
             return;
@@ -305,6 +309,7 @@ fn refresh_in_background<T, E, F, Fut>(
         for (key, refresh) in stale {
             if let Some(value) = found.remove(&key) {
                 let loaded = std::future::ready(Ok::<T, Missing>(value));
+                let refresh = refresh.with_shared_since(shared_since);
                 refresh.spawn(tags.clone(), Policy::default(), loaded);
             }
         }

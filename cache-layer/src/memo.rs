@@ -244,6 +244,7 @@ where
         Age::Stale => {
             counters.add(Counter::Stale);
             let refresh = entry.claim_refresh().map(|claim| Refresh {
+                shared_since: None,
                 cache: cache.clone(),
                 site: *site,
                 key: key.to_owned(),
@@ -577,10 +578,20 @@ pub struct Refresh<S> {
     site: Site,
     key: String,
     claim: RefreshClaim,
+    /// Where Redis's invalidation history stood before the value was loaded, when it was
+    /// loaded before the refresh was spawned (a batch); otherwise read when the load begins.
+    shared_since: Option<SharedSince>,
     shape: PhantomData<S>,
 }
 
 impl<S> Refresh<S> {
+    /// The refreshed value's Redis write is checked against `shared_since`, read before the
+    /// value was loaded.
+    pub(crate) fn with_shared_since(mut self, shared_since: SharedSince) -> Self {
+        self.shared_since = Some(shared_since);
+        self
+    }
+
     /// Runs `load` on the Tokio runtime and stores its value, tagged with `tags`; the caller
     /// returns the stale value without waiting. Outside a Tokio runtime nothing is spawned and
     /// the entry is refreshed by a later miss.
@@ -597,6 +608,7 @@ impl<S> Refresh<S> {
             site,
             key,
             claim,
+            shared_since,
             ..
         } = self;
         let tags: Box<[Box<str>]> = tags.into_iter().map(String::into_boxed_str).collect();
@@ -607,8 +619,9 @@ impl<S> Refresh<S> {
                 tags,
                 leader,
             } = refresh;
+            let at = shared_since;
             let (_, stored) =
-                load_and_store::<R, S, F>(&cache, &site, &key, &tags, &policy, None, load).await;
+                load_and_store::<R, S, F>(&cache, &site, &key, &tags, &policy, at, load).await;
             if let Some(value) = stored {
                 leader.complete(value);
             }
