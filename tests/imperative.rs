@@ -495,3 +495,27 @@ async fn an_insert_is_read_by_another_instance_as_soon_as_it_returns() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_of_misses_on_redis_makes_one_call() {
+    let server = RedisServer::start();
+    let redis_only = Cache::builder()
+        .redis(server.url())
+        .key_prefix("one-call:")
+        .build()
+        .unwrap();
+    for cache in [tiered(&server), redis_only] {
+        let source = Source::default();
+        let keys: Vec<Key> = (100..120).map(user).collect();
+        let values = cache
+            .get_or_load_many(&keys, &minute(), source.batch())
+            .await
+            .unwrap();
+        assert!(values.iter().all(Option::is_some));
+        assert_eq!(
+            source.batches.lock().unwrap().len(),
+            1,
+            "one call for the batch's misses"
+        );
+    }
+}

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cache_layer::{cached, invalidates, Cache};
+use cache_layer::{cached, invalidates, Cache, Key, LoadOptions};
 use serde::{Deserialize, Serialize};
 use support::redis_server::{RedisCluster, RedisServer};
 use support::relay::Relay;
@@ -953,6 +953,215 @@ async fn tag_sets_stay_complete_under_concurrent_writes_and_invalidations() {
     );
 }
 
+/// An instance whose loads read the database, then wait at a gate before they return.
+#[derive(Clone)]
+struct Gated {
+    cache: Cache,
+    db: Db,
+    read: Arc<tokio::sync::Notify>,
+    gate: Arc<tokio::sync::Notify>,
+}
+
+impl Gated {
+    #[cached(ttl = "1m", key = "user:<id>", invalidate_on = ["users"], cache = self.cache, ignore_self = true)]
+    async fn user(&self, id: u64) -> Result<User, DbError> {
+        let user = self.db.user(id).await;
+        self.read.notify_one();
+        self.gate.notified().await;
+        user
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_that_began_before_another_instances_invalidation_is_not_kept_in_redis() {
+    let server = RedisServer::start();
+    let relay = Relay::start(server.port()).await;
+    let db = Db::default();
+    let a = Gated {
+        cache: Cache::builder()
+            .redis(relay.url())
+            .key_prefix("lost:")
+            .redis_timeouts(Duration::from_millis(200), Duration::from_millis(100))
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+        read: Arc::default(),
+        gate: Arc::default(),
+    };
+    let b = Instance {
+        cache: shared(&server, "lost:"),
+        db: db.clone(),
+    };
+    // Redis already holds an invalidation history.
+    b.cache.invalidate("user:2").await;
+    // a reads the old name, then b renames user 1 and invalidates "users"; a hears nothing of
+    // it (its replies, the broadcast included, are held) before its write reaches Redis.
+    let load = {
+        let a = a.clone();
+        tokio::spawn(async move { a.user(1).await })
+    };
+    a.read.notified().await;
+    relay.hold_replies();
+    db.names.lock().unwrap().insert(1, "Ada".to_owned());
+    b.cache.invalidate("users").await;
+    let errors = a.cache.stats().store_errors;
+    a.gate.notify_one();
+    assert_eq!(load.await.unwrap().unwrap().name, "user1");
+    // The write was sent (its reply, held, timed out) before anything is released.
+    eventually(async || a.cache.stats().store_errors > errors).await;
+    relay.release_all();
+    let mut raw = server.raw().await;
+    let kept: bool = redis::cmd("EXISTS")
+        .arg("lost:v:user:1")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(
+        !kept,
+        "the value loaded before the invalidation was not kept"
+    );
+    assert_eq!(b.user(1).await.unwrap().name, "Ada");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_refresh_that_began_before_another_instances_invalidation_is_not_kept() {
+    let server = RedisServer::start();
+    let relay = Relay::start(server.port()).await;
+    let a = Cache::builder()
+        .redis(relay.url())
+        .key_prefix("batch:")
+        .redis_timeouts(Duration::from_millis(200), Duration::from_millis(100))
+        .build()
+        .expect("valid configuration");
+    let b = shared(&server, "batch:");
+    let options = LoadOptions::new(Duration::from_millis(50))
+        .stale(Duration::from_secs(60))
+        .tag("users");
+    let key = Key::new("user").part(1);
+    a.insert(&key, "old".to_owned(), &options).await;
+    b.invalidate("user:2").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The stale value is served; the refresh's loader reads the old value, then waits while b
+    // invalidates "users" (a hears nothing of it: its subscription's replies are held).
+    let (read, gate) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let loader = {
+        let (read, gate) = (Arc::clone(&read), Arc::clone(&gate));
+        move |keys: Vec<Key>| {
+            let (read, gate) = (Arc::clone(&read), Arc::clone(&gate));
+            async move {
+                let found: HashMap<Key, String> =
+                    keys.into_iter().map(|k| (k, "old".to_owned())).collect();
+                read.notify_one();
+                gate.notified().await;
+                Ok::<_, DbError>(found)
+            }
+        }
+    };
+    let served = a.get_or_load_many(&[key], &options, loader).await.unwrap();
+    assert_eq!(served, [Some("old".to_owned())]);
+    read.notified().await;
+    relay.hold_subscribers();
+    b.invalidate("users").await;
+    let mut raw = server.raw().await;
+    let scripts = scripts_run(&mut raw).await;
+    gate.notify_one();
+    // The refresh's write script has run.
+    eventually(async || scripts_run(&mut raw).await > scripts).await;
+    relay.release_all();
+    assert_eq!(
+        exist(&mut raw, &["batch:v:user:1"]).await,
+        [false],
+        "the value refreshed before the invalidation was not kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_is_written_when_only_other_names_were_invalidated_meanwhile() {
+    let server = RedisServer::start();
+    let db = Db::default();
+    let a = Gated {
+        cache: shared(&server, "kept:"),
+        db: db.clone(),
+        read: Arc::default(),
+        gate: Arc::default(),
+    };
+    let b = shared(&server, "kept:");
+    b.invalidate("user:2").await;
+    let load = {
+        let a = a.clone();
+        tokio::spawn(async move { a.user(1).await })
+    };
+    a.read.notified().await;
+    b.invalidate("user:3").await;
+    b.invalidate("orders").await;
+    a.gate.notify_one();
+    load.await.unwrap().unwrap();
+    let mut raw = server.raw().await;
+    eventually(async || exist(&mut raw, &["kept:v:user:1"]).await == [true]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_is_not_written_when_the_invalidation_history_cannot_tell() {
+    let server = RedisServer::start();
+    let a = Gated {
+        cache: shared(&server, "gone:"),
+        db: Db::default(),
+        read: Arc::default(),
+        gate: Arc::default(),
+    };
+    let b = shared(&server, "gone:");
+    b.invalidate("user:9").await;
+    let mut raw = server.raw().await;
+    // While a loads: the history is lost (flushed, evicted) and begins again with another name.
+    let load = {
+        let a = a.clone();
+        tokio::spawn(async move { a.user(1).await })
+    };
+    a.read.notified().await;
+    let _: () = redis::cmd("DEL")
+        .arg("gone:invalidated")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    b.invalidate("orders").await;
+    a.gate.notify_one();
+    load.await.unwrap().unwrap();
+    // While a loads: more names were invalidated than the history keeps (its floor rises).
+    let load = {
+        let a = a.clone();
+        tokio::spawn(async move { a.user(2).await })
+    };
+    a.read.notified().await;
+    let epoch: f64 = redis::cmd("ZINCRBY")
+        .arg("gone:invalidated")
+        .arg(1)
+        .arg(b"\xff")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg("gone:invalidated")
+        .arg(epoch)
+        .arg(b"\xfe")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    a.gate.notify_one();
+    load.await.unwrap().unwrap();
+    // A load that spans neither is written (so the two above were refused, not lost).
+    a.gate.notify_one();
+    a.user(3).await.unwrap();
+    eventually(async || exist(&mut raw, &["gone:v:user:3"]).await == [true]).await;
+    assert_eq!(
+        exist(&mut raw, &["gone:v:user:1", "gone:v:user:2"]).await,
+        [false, false],
+        "a write the history cannot vouch for is not made"
+    );
+}
+
 #[tokio::test]
 async fn tag_sets_are_pruned_and_bounded() {
     let server = RedisServer::start();
@@ -1277,6 +1486,19 @@ async fn an_oversized_entry_is_a_miss_then_healed() {
 }
 
 /// Reads whether each of `keys` exists, in one transaction.
+/// How many Lua scripts (`EVAL`) the server has run.
+async fn scripts_run(raw: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(raw)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_eval:calls="))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 async fn exist(raw: &mut redis::aio::MultiplexedConnection, keys: &[&str]) -> Vec<bool> {
     let mut pipe = redis::pipe();
     pipe.atomic();
@@ -1522,14 +1744,23 @@ async fn a_write_undone_after_an_invalidation_during_it_is_queued_when_the_delet
     until_served_from_memory(&a, 2).await;
     let mut raw = server.raw().await;
 
-    // a's write of user 1 leaves while nothing was invalidated, and is held on the way.
-    let load = tokio::spawn({
+    // a's insert of user 1 leaves while nothing was invalidated, and is held on the way (a
+    // load's write is refused by Redis instead; an insert is written unchecked).
+    relay.freeze();
+    let insert = tokio::spawn({
         let a = a.clone();
-        async move { a.user(1).await }
+        async move {
+            let user = User {
+                id: 1,
+                name: "user1".to_owned(),
+            };
+            let options = LoadOptions::new(Duration::from_secs(60)).tag("users");
+            a.cache
+                .insert(&Key::new("user").part(1), user, &options)
+                .await;
+        }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    relay.freeze();
-    load.await.unwrap().unwrap();
     // Invalidated before the write lands: the write puts the old value back.
     b.cache.invalidate("user:1").await;
     relay.hold_replies();
@@ -1539,6 +1770,7 @@ async fn a_write_undone_after_an_invalidation_during_it_is_queued_when_the_delet
     relay.release_subscribers();
     tokio::time::sleep(Duration::from_millis(200)).await;
     relay.release_all();
+    insert.await.unwrap();
     eventually(async || a.cache.stats().store_errors >= 1).await;
     // Once a may delete, the queued delete is replayed.
     let _: () = redis::cmd("ACL")

@@ -117,8 +117,8 @@ impl Cache {
                 }
             }
         }
-        refresh_in_background(Arc::clone(&load), stale, options);
-        let failed = load_misses(&*load, misses, options, &mut values, &unique).await;
+        refresh_in_background(self, Arc::clone(&load), stale, options);
+        let failed = load_misses(self, &*load, misses, options, &mut values, &unique).await;
         if let Some(error) = failed {
             return Err(error);
         }
@@ -197,6 +197,7 @@ async fn read_shared<T: Cacheable>(cache: &Cache, keys: &[&str]) -> Vec<Option<A
 /// `load` as their requests arrive in; fills `values`. The loader's error when a key ended
 /// without a value because of it.
 async fn load_misses<T, E, F, Fut>(
+    cache: &Cache,
     load: &F,
     misses: Vec<(usize, Miss<'_, ResultShape>)>,
     options: &LoadOptions,
@@ -211,6 +212,9 @@ where
     if misses.is_empty() {
         return None;
     }
+    // Read once for the batch, before any load begins: a read per load would make each reach
+    // the loader at its own time, in several calls.
+    let shared_since = memo::read_shared_since(cache).await;
     let (requests, received) = mpsc::unbounded_channel::<Request<T>>();
     let loads: Vec<_> = misses
         .into_iter()
@@ -227,6 +231,7 @@ where
             };
             async move {
                 let loaded = miss
+                    .with_shared_since(shared_since)
                     .load(options.tags.clone(), Policy::default(), request)
                     .await;
                 (slot, loaded)
@@ -287,6 +292,7 @@ where
 /// each value is stored through its key's [`Refresh`]. Keys the loader does not return, or a
 /// failed call, release their claims (a later look-up tries again).
 fn refresh_in_background<T, E, F, Fut>(
+    cache: &Cache,
     load: Arc<F>,
     stale: Vec<(Key, Refresh<ResultShape>)>,
     options: &LoadOptions,
@@ -303,7 +309,10 @@ fn refresh_in_background<T, E, F, Fut>(
         return;
     };
     let tags = options.tags.clone();
+    let cache = cache.clone();
     runtime.spawn(async move {
+        // Before the source is read, as a single load does.
+        let shared_since = memo::read_shared_since(&cache).await;
         let keys = stale.iter().map(|(key, _)| key.clone()).collect();
         let Ok(mut found) = load(keys).await else {
             return;
@@ -311,6 +320,7 @@ fn refresh_in_background<T, E, F, Fut>(
         for (key, refresh) in stale {
             if let Some(value) = found.remove(&key) {
                 let loaded = std::future::ready(Ok::<T, Missing>(value));
+                let refresh = refresh.with_shared_since(shared_since);
                 refresh.spawn(tags.clone(), Policy::default(), loaded);
             }
         }

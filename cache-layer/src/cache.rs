@@ -10,7 +10,7 @@ use crate::entry::Entry;
 use crate::flight::Flights;
 use crate::invalidation::InvalidationLog;
 use crate::stats::{Counter, Counters, Stats};
-use crate::store::{MemoryStore, Queued, RedisConfig, RedisStore, Remote};
+use crate::store::{MemoryStore, Queued, RedisConfig, RedisStore, Remote, SharedSince};
 
 /// A cache: stores, single-flight, invalidation and counters behind one cheap-to-clone handle.
 ///
@@ -163,8 +163,9 @@ pub(crate) async fn detach<F: Future<Output = ()> + Send + 'static>(task: F) {
 /// Whether [`Cache::store`] returns before the shared tier's write is made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SharedWrite {
-    /// Off the caller's path (see [`detach`]): a load's result, whose caller has its value.
-    Detached,
+    /// Off the caller's path (see [`detach`]): a load's result, whose caller has its value,
+    /// not written if any instance invalidated it since the load began (`SharedSince`).
+    Detached(SharedSince),
     /// Before returning: an explicit `insert`, after which any instance reads the value.
     Awaited,
 }
@@ -338,9 +339,16 @@ impl Cache {
         }
         if let (Some(_), Some(bytes)) = (self.remote(), encoded) {
             let (cache, key, entry) = (self.clone(), key.to_owned(), Arc::clone(&entry));
-            let shared = async move { cache.store_shared(&key, bytes, &entry, since).await };
+            let shared_since = match write {
+                SharedWrite::Detached(shared_since) => shared_since,
+                SharedWrite::Awaited => SharedSince::Unchecked,
+            };
+            let shared = async move {
+                let at = (since, shared_since);
+                cache.store_shared(&key, bytes, &entry, at).await;
+            };
             match write {
-                SharedWrite::Detached => detach(shared).await,
+                SharedWrite::Detached(_) => detach(shared).await,
                 SharedWrite::Awaited => shared.await,
             }
         }
@@ -359,11 +367,15 @@ impl Cache {
     }
 
     /// The shared tier's part of [`Cache::store`], off the caller's path: writes `bytes` unless
-    /// `key` or a tag was invalidated by name since the load began, and deletes them again if
-    /// that happened during the write (an invalidation either deleted our write or is in the
-    /// log); a delete that does not reach Redis is queued like an invalidation. Emptying memory, for missed
-    /// invalidations, says nothing against a value just loaded from the source.
-    async fn store_shared(&self, key: &str, bytes: Vec<u8>, entry: &Entry, since: u64) {
+    /// `key` or a tag was invalidated by name since the load began (`at`: this process's log
+    /// position, and where Redis's invalidation history stood, which also knows the other
+    /// instances' invalidations, even those not heard yet), and deletes them again if that
+    /// happened here during the write (an invalidation either deleted our write or is in the
+    /// log); a delete that does not reach Redis is queued like an invalidation. Emptying
+    /// memory, for missed invalidations, says nothing against a value just loaded from the
+    /// source.
+    async fn store_shared(&self, key: &str, bytes: Vec<u8>, entry: &Entry, at: (u64, SharedSince)) {
+        let (since, shared_since) = at;
         let Some(remote) = &self.inner.remote else {
             return;
         };
@@ -374,7 +386,10 @@ impl Cache {
         if self.inner.log.named_since(since, key, &entry.tags) {
             return;
         }
-        remote.store.set(key, bytes, ttl, &entry.tags).await;
+        remote
+            .store
+            .set(key, bytes, ttl, &entry.tags, shared_since)
+            .await;
         if self.inner.log.named_since(since, key, &entry.tags) {
             remote.store.delete(key).await;
         }

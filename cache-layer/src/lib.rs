@@ -262,6 +262,7 @@
 //! | `P` `v:` key | string | the entry (layout below); `PX` = its whole lifetime |
 //! | `P` `t:` tag | set | the value keys (`P` `v:` ...) carrying the tag; expires with its longest-lived entry; at most 10,000 members (past that, the surplus entries are deleted); members whose entry is gone are pruned as the set is written |
 //! | `P` `l:` key | string | the distributed load lock (`lock = "5s"`): a random token, `PX` = the lock time |
+//! | `P` `invalidated` | sorted set | the invalidation history (one Redis; not on a cluster), no TTL: member `0xFF` scores the epoch, a counter every invalidation moves on (started at the server's time in microseconds); each recently invalidated name (key or tag, in the bounded form below) scores the epoch of its last invalidation; member `0xFE` scores the floor, at and above which the history is complete; at most 100,000 names (past that, the oldest are dropped and the floor raised to them) |
 //! | `P` `invalidate` | pub/sub channel | each invalidated name (key or tag), for every instance's memory tier; the single byte `0xFF` (not UTF-8) means "empty your memory tier" |
 //!
 //! A key or tag longer than 200 bytes is stored as its first 64 bytes, `#`, and the hex SHA-256
@@ -269,7 +270,14 @@
 //! key or tag can reach it. A write adds the value key to its tag sets before it writes the
 //! value, so no failure leaves a value that invalidating one of its tags would not find. On
 //! one Redis, a write and an invalidation (the tag's members, the entry, the set, the
-//! broadcast) each run as one Lua script (`EVAL`); on Redis Cluster, tag sets are updated and
+//! broadcast) each run as one Lua script (`EVAL`). There, the invalidation also records the
+//! name in `P` `invalidated`, and a load's write, made in the background after the loader
+//! returns, is checked against it: a load reads the epoch before its loader runs (one round
+//! trip, on a miss only), and the write is not made when the key or one of its tags was
+//! invalidated after that epoch, by any instance, or when the history cannot tell (its floor
+//! is above that epoch, or it is gone). So a value loaded before another instance's
+//! invalidation never lands in Redis after it, however late this instance hears of it. An
+//! explicit [`Cache::insert`] is written unchecked. On Redis Cluster, tag sets are updated and
 //! taken by scripts of one key each, so a concurrent write is never lost, and a member whose
 //! delete fails is kept for the replay by key. The commands used work on Redis 6.2 and later. A command Redis refuses about one key
 //! (`WRONGTYPE`, `OOM`) is a miss for that key; it does not count towards the breaker.

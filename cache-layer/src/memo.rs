@@ -19,7 +19,7 @@ use crate::pipeline::{self, Found, Joined, Leader, Load, Refreshing, Waiting};
 use crate::shape::{Cacheable, Outcome, Shape};
 use crate::stats::Counter;
 use crate::store::codec::{self, WallDeadlines};
-use crate::store::ENTRY_OVERHEAD;
+use crate::store::{SharedSince, ENTRY_OVERHEAD};
 use crate::trace::{self, Tier};
 use tracing::{Instrument, Span};
 
@@ -262,6 +262,7 @@ where
         Found::Stale(value, claim) => {
             counters.add(Counter::Stale);
             let refresh = claim.map(|claim| Refresh {
+                shared_since: None,
                 cache: cache.clone(),
                 site: *site,
                 key: key.to_owned(),
@@ -334,6 +335,9 @@ pub struct Miss<'a, S> {
     key: &'a str,
     /// An entry in its stale-if-error window, served if the load fails.
     fallback: Option<Arc<Entry>>,
+    /// Where Redis's invalidation history stood, when read for a whole batch; otherwise it
+    /// is read when the load begins.
+    shared_since: Option<SharedSince>,
     shape: PhantomData<S>,
 }
 
@@ -349,8 +353,16 @@ impl<'a, S> Miss<'a, S> {
             site,
             key,
             fallback,
+            shared_since: None,
             shape: PhantomData,
         })
+    }
+
+    /// This miss's load checks its Redis write against `shared_since`, read once for a batch
+    /// of misses (so that their loads still reach the batch's loader together).
+    pub(crate) fn with_shared_since(mut self, shared_since: SharedSince) -> Self {
+        self.shared_since = Some(shared_since);
+        self
     }
 
     /// Loads the value with `load` (or waits for a concurrent caller's load of the same key),
@@ -462,8 +474,10 @@ impl<'a, S> Miss<'a, S> {
             }
         };
         let started = std::time::Instant::now();
+        let at = self.shared_since;
         let (result, stored) =
-            load_and_store::<R, S, F>(self.cache, self.site, self.key, tags, policy, load).await;
+            load_and_store::<R, S, F>(self.cache, self.site, self.key, tags, policy, at, load)
+                .await;
         trace::load_time(span, started.elapsed());
         trace::outcome(span, trace::Outcome::Miss, None);
         if let Some(token) = held_lock {
@@ -598,10 +612,20 @@ pub struct Refresh<S> {
     site: Site,
     key: String,
     claim: RefreshClaim,
+    /// Where Redis's invalidation history stood before the value was loaded, when it was
+    /// loaded before the refresh was spawned (a batch); otherwise read when the load begins.
+    shared_since: Option<SharedSince>,
     shape: PhantomData<S>,
 }
 
 impl<S> Refresh<S> {
+    /// The refreshed value's Redis write is checked against `shared_since`, read before the
+    /// value was loaded.
+    pub(crate) fn with_shared_since(mut self, shared_since: SharedSince) -> Self {
+        self.shared_since = Some(shared_since);
+        self
+    }
+
     /// Runs `load` on the Tokio runtime and stores its value, tagged with `tags`; the caller
     /// returns the stale value without waiting. Outside a Tokio runtime nothing is spawned and
     /// the entry is refreshed by a later miss.
@@ -618,6 +642,7 @@ impl<S> Refresh<S> {
             site,
             key,
             claim,
+            shared_since,
             ..
         } = self;
         let tags: Box<[Box<str>]> = tags.into_iter().map(String::into_boxed_str).collect();
@@ -628,8 +653,9 @@ impl<S> Refresh<S> {
                 tags,
                 leader,
             } = refresh;
+            let at = shared_since;
             let (_, stored) =
-                load_and_store::<R, S, F>(&cache, &site, &key, &tags, &policy, load).await;
+                load_and_store::<R, S, F>(&cache, &site, &key, &tags, &policy, at, load).await;
             if let Some(value) = stored {
                 leader.complete(value);
             }
@@ -645,6 +671,7 @@ async fn load_and_store<R, S, F>(
     key: &str,
     tags: &[Box<str>],
     policy: &Policy<<S as Shape<R>>::Success>,
+    shared_since: Option<SharedSince>,
     load: F,
 ) -> (R, Option<Value>)
 where
@@ -653,6 +680,12 @@ where
     F: Future<Output = R>,
 {
     let inner = cache.inner();
+    // Before the source is read: the write is not made if any instance invalidates the key or
+    // a tag from here on.
+    let shared_since = match shared_since {
+        Some(shared_since) => shared_since,
+        None => read_shared_since(cache).await,
+    };
     let loading = Load::begin(cache);
     let result = loading.run(load).await;
     let (value, lifetime) = match S::classify(&result) {
@@ -679,10 +712,19 @@ where
         value,
         lifetime,
         loading.since(),
-        SharedWrite::Detached,
+        SharedWrite::Detached(shared_since),
     )
     .await;
     (result, Some(shared))
+}
+
+/// Where the shared tier's invalidation history stands, for a load about to begin (one round
+/// trip to Redis, on a miss only).
+pub(crate) async fn read_shared_since(cache: &Cache) -> SharedSince {
+    match cache.remote() {
+        Some(remote) => remote.store.shared_since().await,
+        None => SharedSince::Unchecked,
+    }
 }
 
 /// Stores `value` under `key` for `lifetime` (`None`: not stored) through [`Cache::store`],

@@ -95,6 +95,15 @@ impl Relay {
         self.state.holding_replies.store(true, Ordering::SeqCst);
     }
 
+    /// Holds what the server sends on the subscriber connections only (the others answer).
+    pub fn hold_subscribers(&self) {
+        for connection in self.state.connections.lock().unwrap().iter() {
+            let subscriber = connection.subscriber.load(Ordering::SeqCst);
+            connection.released.store(!subscriber, Ordering::SeqCst);
+        }
+        self.state.holding_replies.store(true, Ordering::SeqCst);
+    }
+
     /// Lets the held replies through on the subscriber connections only.
     pub fn release_subscribers(&self) {
         for connection in self.state.connections.lock().unwrap().iter() {

@@ -9,7 +9,7 @@ mod pending;
 mod redis;
 mod tiered;
 
-pub(crate) use self::redis::{RedisConfig, RedisStore};
+pub(crate) use self::redis::{RedisConfig, RedisStore, SharedSince};
 pub(crate) use memory::{MemoryStore, ENTRY_OVERHEAD};
 pub(crate) use pending::Queued;
 pub(crate) use tiered::Remote;

@@ -5,7 +5,7 @@
 //! The key layout is documented, as a stable contract, in the crate docs ("Redis layout").
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,12 +108,18 @@ pub(crate) struct RedisStore {
     /// emptied since (see [`RedisStore::suspect`]).
     opened: AtomicU64,
     recovered: AtomicU64,
+    /// Whether the last operation was answered: a load does not wait a second time budget
+    /// for [`RedisStore::shared_since`] right after its read went unanswered.
+    answering: AtomicBool,
     counters: Arc<Counters>,
 }
 
 /// The pub/sub payload that tells every instance to empty its memory tier (sent when
 /// invalidations were lost to a full [`Pending`] queue). Not UTF-8, so no name can be it.
 pub(crate) const EVERYTHING: &[u8] = b"\xff";
+
+/// The invalidation history's member that scores its epoch (see [`INVALIDATE`]).
+const EPOCH: &[u8] = b"\xff";
 
 /// Releases the lock only if it still holds our token (a lock that expired and was taken by
 /// another instance is not ours to delete).
@@ -142,24 +148,64 @@ return members
 "#;
 
 /// On one Redis, a whole invalidation in one step: deletes every member of the tag's set
-/// (`KEYS[2]`), then the entry (`KEYS[1]`) and the set, then publishes `ARGV[2]` on `ARGV[1]`.
-/// If it stops half-way (an error), the set still names every member for the replay.
+/// (`KEYS[2]`), then the entry (`KEYS[1]`) and the set, records the name (its bounded form,
+/// `ARGV[4]`) in the invalidation history (`KEYS[3]`), then publishes the name (`ARGV[2]`) on
+/// `ARGV[1]`. If it stops half-way (an error), the set still names every member for the
+/// replay.
+///
+/// The history is a sorted set: member `0xFF` scores the epoch, one counter moved on by every
+/// invalidation; each recently invalidated name scores the epoch of its last invalidation;
+/// member `0xFE` scores the floor, at and above which the history is complete (past `ARGV[3]`
+/// names, the oldest are dropped and the floor raised to them). A missing history starts at
+/// the server's time in microseconds, so that its epochs are above any an earlier (flushed,
+/// evicted) history gave out. Neither marker is UTF-8, so no name is one.
 const INVALIDATE: &str = r#"
 for _, member in ipairs(redis.call("SMEMBERS", KEYS[2])) do redis.call("DEL", member) end
 redis.call("DEL", KEYS[1], KEYS[2])
+if not redis.call("ZSCORE", KEYS[3], "\255") then
+  local now = redis.call("TIME")
+  local start = tonumber(now[1]) * 1000000 + tonumber(now[2])
+  redis.call("DEL", KEYS[3])
+  redis.call("ZADD", KEYS[3], start, "\254", start, "\255")
+end
+local epoch = redis.call("ZINCRBY", KEYS[3], 1, "\255")
+redis.call("ZADD", KEYS[3], epoch, ARGV[4])
+local over = redis.call("ZCARD", KEYS[3]) - 2 - tonumber(ARGV[3])
+if over > 0 then
+  local last = redis.call("ZRANGE", KEYS[3], over, over, "WITHSCORES")
+  redis.call("ZREMRANGEBYRANK", KEYS[3], 1, over)
+  redis.call("ZADD", KEYS[3], last[2], "\254")
+end
 redis.call("PUBLISH", ARGV[1], ARGV[2])
 return 0
 "#;
 
-/// On one Redis, a whole write in one step: adds the value key (`KEYS[1]`) to each tag's set
-/// (`KEYS[2..]`) as [`TAG_ADD`] does, also dropping up to three members whose entry is gone
-/// and deleting evicted members at once, and only then writes
-/// the value (`ARGV[1]`, for `ARGV[2]` ms), so that a failure never leaves a value its tags do
-/// not name. A write whose own membership was evicted is not made.
+/// On one Redis, a whole write in one step. First, for a load that began at epoch `ARGV[4]`
+/// (empty: not checked), it is refused (returns 1) when the key or a tag (`ARGV[5..]`) was
+/// invalidated since, or when the history (`KEYS[2]`, see [`INVALIDATE`]) cannot tell: it no
+/// longer reaches back that far, or began after the load. Then it adds the value key
+/// (`KEYS[1]`) to each tag's set (`KEYS[3..]`) as [`TAG_ADD`] does, also dropping up to three
+/// members whose entry is gone and deleting evicted members at once, and only then writes the
+/// value (`ARGV[1]`, for `ARGV[2]` ms), so that a failure never leaves a value its tags do not
+/// name. A write whose own membership was evicted is not made.
 const WRITE: &str = r#"
+if ARGV[4] ~= "" then
+  local since = tonumber(ARGV[4])
+  local epoch = redis.call("ZSCORE", KEYS[2], "\255")
+  if epoch then
+    local floor = redis.call("ZSCORE", KEYS[2], "\254")
+    if not floor or since < tonumber(floor) or since > tonumber(epoch) then return 1 end
+    for i = 5, #ARGV do
+      local at = redis.call("ZSCORE", KEYS[2], ARGV[i])
+      if at and tonumber(at) > since then return 1 end
+    end
+  elseif since ~= 0 then
+    return 1
+  end
+end
 local ttl = tonumber(ARGV[2])
 local keep = true
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   redis.call("SADD", KEYS[i], KEYS[1])
   if redis.call("PTTL", KEYS[i]) < ttl then redis.call("PEXPIRE", KEYS[i], ttl) end
   for _, member in ipairs(redis.call("SRANDMEMBER", KEYS[i], 3)) do
@@ -176,6 +222,23 @@ end
 if keep then redis.call("SET", KEYS[1], ARGV[1], "PX", ttl) end
 return 0
 "#;
+
+/// The most names the invalidation history keeps (see [`INVALIDATE`]); a load that spans more
+/// distinct invalidated names than that is not written to Redis.
+pub(crate) const MAX_INVALIDATED_NAMES: usize = 100_000;
+
+/// Where the shared tier's invalidation history stood when a load began: what its write is
+/// checked against, so that it is not made if the key or a tag was invalidated since, by any
+/// instance (see [`INVALIDATE`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SharedSince {
+    /// At this epoch (0: Redis held no history yet).
+    Epoch(u64),
+    /// Redis did not answer: the write is not made (it only costs a miss).
+    Unknown,
+    /// No history to check against (Redis Cluster, or not a load: an explicit insert).
+    Unchecked,
+}
 
 /// Keys still to delete: queued for the replay when dropped before they are all deleted (an
 /// error, or the operation's future dropped at its time budget).
@@ -322,6 +385,7 @@ impl RedisStore {
             pending: Pending::default(),
             opened: AtomicU64::new(0),
             recovered: AtomicU64::new(0),
+            answering: AtomicBool::new(true),
             counters,
         })
     }
@@ -353,6 +417,11 @@ impl RedisStore {
     fn name_key(&self, kind: char, name: &str) -> String {
         let marker = if name.len() > MAX_NAME { '#' } else { ':' };
         format!("{}{kind}{marker}{}", self.prefix, bounded(name))
+    }
+
+    /// The invalidation history (see [`INVALIDATE`]).
+    fn history_key(&self) -> String {
+        format!("{}invalidated", self.prefix)
     }
 
     pub(crate) fn channel(&self) -> String {
@@ -458,6 +527,7 @@ impl RedisStore {
         let error = match tokio::time::timeout(budget, attempt).await {
             Ok(Ok(value)) => {
                 self.breaker.success();
+                self.answering.store(true, Ordering::Release);
                 return Some(value);
             }
             Ok(Err(error)) if about_one_key(&error) => {
@@ -472,6 +542,7 @@ impl RedisStore {
             )),
         };
         self.counters.add(Counter::StoreError);
+        self.answering.store(false, Ordering::Release);
         if self.breaker.failure() {
             // Invalidations published from now on may not reach this instance.
             self.opened.fetch_add(1, Ordering::AcqRel);
@@ -535,40 +606,104 @@ impl RedisStore {
         }
     }
 
+    /// Where the invalidation history stands now, for a load about to begin (one round trip,
+    /// on a miss only; none when the last operation went unanswered: the write would most
+    /// likely fail too). On a cluster, where a write's keys span slots, there is none to check.
+    pub(crate) async fn shared_since(&self) -> SharedSince {
+        if self.cluster.is_some() {
+            return SharedSince::Unchecked;
+        }
+        if !self.answering.load(Ordering::Acquire) {
+            return SharedSince::Unknown;
+        }
+        let history_key = self.history_key();
+        let epoch = self
+            .run("ZSCORE", |mut c| async move {
+                redis::cmd("ZSCORE")
+                    .arg(&history_key)
+                    .arg(EPOCH)
+                    .query_async::<Option<f64>>(&mut c)
+                    .await
+            })
+            .await;
+        match epoch {
+            // `as` saturates (NaN is 0): a garbage score only makes the write refused.
+            Some(epoch) => SharedSince::Epoch(epoch.unwrap_or(0.0) as u64),
+            None => SharedSince::Unknown,
+        }
+    }
+
     /// Adds `key` to each tag's set, then stores `bytes` under it for `ttl`: a failure on the
     /// way leaves at most a member whose value is missing (harmless), never a value that an
-    /// invalidation of one of its tags would not find.
-    pub(crate) async fn set(&self, key: &str, bytes: Vec<u8>, ttl: Duration, tags: &[Box<str>]) {
+    /// invalidation of one of its tags would not find. On one Redis, a load's write is not
+    /// made when `key` or a tag was invalidated, by any instance, after `since`.
+    pub(crate) async fn set(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        ttl: Duration,
+        tags: &[Box<str>],
+        since: SharedSince,
+    ) {
+        let since = match since {
+            SharedSince::Epoch(epoch) => epoch.to_string(),
+            SharedSince::Unchecked => String::new(),
+            SharedSince::Unknown => return,
+        };
         let value_key = self.value_key(key);
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let tag_keys: Vec<String> = tags.iter().map(|t| self.tag_key(t)).collect();
-        self.run("SET", |mut c| async move {
-            if let Link::Single(_) = c {
-                let mut write = redis::cmd("EVAL");
-                write.arg(WRITE).arg(1 + tag_keys.len()).arg(&value_key);
-                write
-                    .arg(&tag_keys)
-                    .arg(bytes)
-                    .arg(millis)
-                    .arg(MAX_TAG_MEMBERS);
-                return write.query_async::<()>(&mut c).await;
-            }
-            let mut evicted = Vec::new();
-            for tag_key in &tag_keys {
-                let mut add = redis::cmd("EVAL");
-                add.arg(TAG_ADD).arg(1).arg(tag_key).arg(&value_key);
-                add.arg(millis).arg(MAX_TAG_MEMBERS);
-                evicted.extend(add.query_async::<Vec<String>>(&mut c).await?);
-            }
-            self.delete_or_queue(&mut c, &evicted).await?;
-            if evicted.contains(&value_key) {
-                return Ok(());
-            }
-            let mut set = redis::cmd("SET");
-            set.arg(&value_key).arg(bytes).arg("PX").arg(millis);
-            set.query_async::<()>(&mut c).await
-        })
-        .await;
+        let refused = self
+            .run("SET", |mut c| async move {
+                if let Link::Single(_) = c {
+                    let mut write = redis::cmd("EVAL");
+                    write.arg(WRITE).arg(2 + tag_keys.len()).arg(&value_key);
+                    write.arg(self.history_key()).arg(&tag_keys);
+                    write.arg(bytes).arg(millis).arg(MAX_TAG_MEMBERS).arg(since);
+                    write.arg(&*bounded(key));
+                    for tag in tags {
+                        write.arg(&*bounded(tag));
+                    }
+                    return write.query_async::<bool>(&mut c).await;
+                }
+                self.set_on_cluster(&mut c, &value_key, bytes, millis, &tag_keys)
+                    .await
+                    .map(|()| false)
+            })
+            .await;
+        if refused == Some(true) {
+            tracing::debug!(
+                cache = self.counters.name(),
+                key,
+                "not written: invalidated by an instance since the load began"
+            );
+        }
+    }
+
+    /// [`RedisStore::set`] on a cluster: each tag's set updated by a script of its own key,
+    /// then the value written (no invalidation history is checked).
+    async fn set_on_cluster(
+        &self,
+        c: &mut Link,
+        value_key: &str,
+        bytes: Vec<u8>,
+        millis: u64,
+        tag_keys: &[String],
+    ) -> RedisResult<()> {
+        let mut evicted = Vec::new();
+        for tag_key in tag_keys {
+            let mut add = redis::cmd("EVAL");
+            add.arg(TAG_ADD).arg(1).arg(tag_key).arg(value_key);
+            add.arg(millis).arg(MAX_TAG_MEMBERS);
+            evicted.extend(add.query_async::<Vec<String>>(c).await?);
+        }
+        self.delete_or_queue(c, &evicted).await?;
+        if evicted.iter().any(|key| key == value_key) {
+            return Ok(());
+        }
+        let mut set = redis::cmd("SET");
+        set.arg(value_key).arg(bytes).arg("PX").arg(millis);
+        set.query_async::<()>(c).await
     }
 
     /// Deletes the Redis keys `keys` one by one (a cluster's keys span slots); those not
@@ -637,10 +772,12 @@ impl RedisStore {
             let mut invalidate = redis::cmd("EVAL");
             invalidate
                 .arg(INVALIDATE)
-                .arg(2)
+                .arg(3)
                 .arg(&value_key)
-                .arg(&tag_key);
+                .arg(&tag_key)
+                .arg(self.history_key());
             invalidate.arg(self.channel()).arg(name);
+            invalidate.arg(MAX_INVALIDATED_NAMES).arg(&*bounded(name));
             return invalidate.query_async(c).await;
         }
         let tagged: Vec<String> = redis::cmd("EVAL")
