@@ -7,7 +7,7 @@ use crate::cache::{Cache, SharedWrite};
 use crate::key::Key;
 use crate::memo::{self, Lookup, Policy, Site};
 use crate::options::LoadOptions;
-use crate::shape::{Cacheable, PlainShape, ResultOptionShape, ResultShape};
+use crate::shape::{Cacheable, PlainShape, ResultOptionShape, ResultShape, Shape};
 
 /// The site [`Cache::get`] looks up with: it never loads, so its windows are unused.
 static GET: Site = Site {
@@ -138,20 +138,7 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
-        let lookup = memo::lookup(self, &options.site, ResultShape, key.as_str()).await;
-        match lookup {
-            Lookup::Hit(value) => value,
-            Lookup::Stale(value, refresh) => {
-                if let Some(refresh) = refresh {
-                    refresh.spawn(options.tags.clone(), Policy::default(), load());
-                }
-                value
-            }
-            Lookup::Miss(miss) => {
-                miss.load(options.tags.clone(), Policy::default(), load())
-                    .await
-            }
-        }
+        self.load_shaped(key, options, ResultShape, load).await
     }
 
     /// [`get_or_load`](Self::get_or_load) for a loader that may find nothing: `Ok(Some)` is
@@ -194,8 +181,39 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<T>, E>> + Send + 'static,
     {
-        let lookup = memo::lookup(self, &options.site, ResultOptionShape, key.as_str()).await;
-        match lookup {
+        self.load_shaped(key, options, ResultOptionShape, load)
+            .await
+    }
+
+    /// Removes the entry under `key` everywhere: [`invalidate`](Self::invalidate) of its
+    /// text, so loads of it in flight discard their result, Redis and every instance's memory
+    /// drop it, and entries tagged with the same text go too.
+    pub async fn remove(&self, key: &Key) {
+        self.invalidate(key.as_str()).await;
+    }
+}
+
+impl Cache {
+    /// What [`Cache::get_or_load`] and [`Cache::get_or_load_optional`] share: the look-up,
+    /// then a background refresh of a stale value or a load under single-flight, for a
+    /// result of shape `S`.
+    #[inline]
+    async fn load_shaped<R, S, F, Fut>(
+        &self,
+        key: &Key,
+        options: &LoadOptions,
+        shape: S,
+        load: F,
+    ) -> R
+    where
+        S: Shape<R>,
+        S::Value: Cacheable,
+        S::Success: 'static,
+        R: Send + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = R> + Send + 'static,
+    {
+        match memo::lookup(self, &options.site, shape, key.as_str()).await {
             Lookup::Hit(value) => value,
             Lookup::Stale(value, refresh) => {
                 if let Some(refresh) = refresh {
@@ -208,12 +226,5 @@ impl Cache {
                     .await
             }
         }
-    }
-
-    /// Removes the entry under `key` everywhere: [`invalidate`](Self::invalidate) of its
-    /// text, so loads of it in flight discard their result, Redis and every instance's memory
-    /// drop it, and entries tagged with the same text go too.
-    pub async fn remove(&self, key: &Key) {
-        self.invalidate(key.as_str()).await;
     }
 }

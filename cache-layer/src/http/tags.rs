@@ -1,11 +1,9 @@
 //! Invalidation tags on responses: the `Cache-Tag` header (removed before the client sees it)
 //! and the [`CacheTags`] response extension.
 
-use http::{Extensions, HeaderMap, HeaderName};
+use http::{Extensions, HeaderMap};
 
-/// The `Cache-Tag` response header: names, separated by commas or spaces, that
-/// [`Cache::invalidate`](crate::Cache::invalidate) drops this response by.
-pub(crate) static CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
+pub(crate) use super::rules::gate::CACHE_TAG;
 
 /// Invalidation tags of a response.
 ///

@@ -15,7 +15,11 @@ use super::cache_control::ResponseDirectives;
 use super::storable::{storable, NotStorable};
 use super::targeted::TargetedFields;
 use super::vary::vary_names;
-use crate::http::tags::CACHE_TAG;
+
+/// The `Cache-Tag` response header: names, separated by commas or spaces, that
+/// [`Cache::invalidate`](crate::Cache::invalidate) drops this response by. Never stored: the
+/// tags are kept beside the response.
+pub(crate) static CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
 
 /// What is being stored, and in answer to what.
 #[derive(Clone, Copy, Debug)]
