@@ -2,64 +2,35 @@
 //! and across instances sharing a Redis tier. Real axum servers on loopback ports, a real
 //! HTTP client, a real `redis-server`.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderValue, Method, Request, Response, StatusCode};
+use axum::http::{HeaderValue, Method, Response, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use bytes::Bytes;
 use cache_layer::{Cache, CacheLayer};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 mod support;
+
+use support::loopback::{self, Reply};
 
 const TOKEN: &str = "purge-s3cret";
 const HOST: &str = "shop.test";
 
-struct Server {
-    addr: SocketAddr,
-    client: Client<HttpConnector, Full<Bytes>>,
-}
-
-struct Reply {
-    status: StatusCode,
-    body: String,
-    cache_status: String,
-}
+/// The purge test's server: every request names `HOST` unless its headers name another.
+struct Server(loopback::Server);
 
 impl Server {
     /// Sends `method path` with `headers` (for `HOST` unless they name another).
     async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-        let mut request = Request::builder()
-            .method(Method::from_bytes(method.as_bytes()).unwrap())
-            .uri(format!("http://{}{path}", self.addr));
+        let mut all = Vec::with_capacity(headers.len() + 1);
         if !headers.iter().any(|(name, _)| *name == "host") {
-            request = request.header("host", HOST);
+            all.push(("host", HOST));
         }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = self
-            .client
-            .request(request.body(Full::new(Bytes::new())).unwrap())
-            .await
-            .unwrap();
-        let (parts, body) = response.into_parts();
-        Reply {
-            status: parts.status,
-            cache_status: parts
-                .headers
-                .get("cache-status")
-                .map(|v| v.to_str().unwrap().to_owned())
-                .unwrap_or_default(),
-            body: String::from_utf8_lossy(&body.collect().await.unwrap().to_bytes()).into_owned(),
-        }
+        all.extend_from_slice(headers);
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        self.0.send(method, path, &all).await
     }
 
     async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
@@ -101,13 +72,7 @@ async fn start(cache: Cache, calls: &Arc<AtomicUsize>) -> Server {
         .layer(layer)
         .layer(purge.clone())
         .route_service("/_purge", purge);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Server {
-        addr,
-        client: Client::builder(TokioExecutor::new()).build_http(),
-    }
+    Server(loopback::serve(app).await)
 }
 
 fn memory_cache() -> Cache {
@@ -132,21 +97,25 @@ async fn purge_by_path_drops_every_variant_of_that_url_only() {
     assert!(server
         .get("/r", &[("accept-language", "fr")])
         .await
-        .cache_status
+        .cache_status()
         .contains("hit"));
 
     let purged = server.purge("/r", &[AUTH]).await;
-    assert_eq!(purged.status, StatusCode::OK, "{}", purged.body);
+    assert_eq!(purged.status, StatusCode::OK, "{}", purged.text());
     for language in ["en", "fr"] {
         let reply = server.get("/r", &[("accept-language", language)]).await;
         assert!(
-            !reply.cache_status.contains("hit"),
+            !reply.cache_status().contains("hit"),
             "{language}: {}",
-            reply.cache_status
+            reply.cache_status()
         );
     }
     assert_eq!(calls.load(Ordering::SeqCst), 5);
-    assert!(server.get("/other", &[]).await.cache_status.contains("hit"));
+    assert!(server
+        .get("/other", &[])
+        .await
+        .cache_status()
+        .contains("hit"));
 
     // Nothing stored for that URL here: 404 (the purge is still sent to the fleet).
     let none = server.purge("/never", &[AUTH]).await;
@@ -167,17 +136,25 @@ async fn purge_by_tag_with_cache_tag_or_surrogate_key() {
     let purged = server
         .purge("/", &[AUTH, ("surrogate-key", "unknown products")])
         .await;
-    assert_eq!(purged.status, StatusCode::OK, "{}", purged.body);
-    assert!(!server.get("/r", &[]).await.cache_status.contains("hit"));
-    assert!(server.get("/other", &[]).await.cache_status.contains("hit"));
+    assert_eq!(purged.status, StatusCode::OK, "{}", purged.text());
+    assert!(!server.get("/r", &[]).await.cache_status().contains("hit"));
+    assert!(server
+        .get("/other", &[])
+        .await
+        .cache_status()
+        .contains("hit"));
 
     // The same through the mounted route, with `Cache-Tag` and another method.
     let purged = server
         .send("POST", "/_purge", &[AUTH, ("cache-tag", "pages, x")])
         .await;
-    assert_eq!(purged.status, StatusCode::OK, "{}", purged.body);
-    assert!(!server.get("/other", &[]).await.cache_status.contains("hit"));
-    assert!(server.get("/r", &[]).await.cache_status.contains("hit"));
+    assert_eq!(purged.status, StatusCode::OK, "{}", purged.text());
+    assert!(!server
+        .get("/other", &[])
+        .await
+        .cache_status()
+        .contains("hit"));
+    assert!(server.get("/r", &[]).await.cache_status().contains("hit"));
     assert_eq!(calls.load(Ordering::SeqCst), 4);
 
     // Neither tags nor PURGE: not a purge.
@@ -203,7 +180,7 @@ async fn a_wrong_or_missing_token_is_403_and_purges_nothing() {
         let refused = server.send("POST", "/_purge", headers).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN, "{headers:?}");
     }
-    assert!(server.get("/r", &[]).await.cache_status.contains("hit"));
+    assert!(server.get("/r", &[]).await.cache_status().contains("hit"));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
@@ -211,7 +188,7 @@ async fn a_wrong_or_missing_token_is_403_and_purges_nothing() {
 /// invalidation subscriber is up).
 async fn until_hit(server: &Server, path: &str) {
     for _ in 0..500 {
-        if server.get(path, &[]).await.cache_status.contains("hit") {
+        if server.get(path, &[]).await.cache_status().contains("hit") {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -273,5 +250,5 @@ async fn a_purge_through_one_instance_drops_the_others_copy() {
     let refused = a.purge("/r", &[("authorization", "Bearer nope")]).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(b.get("/r", &[]).await.cache_status.contains("hit"));
+    assert!(b.get("/r", &[]).await.cache_status().contains("hit"));
 }

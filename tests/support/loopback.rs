@@ -53,7 +53,11 @@ pub async fn start_on(
     app: Router,
     layer: impl FnOnce(Cache) -> CacheLayer,
 ) -> Server {
-    let app = app.layer(layer(cache));
+    serve(app.layer(layer(cache))).await
+}
+
+/// Serves `app` as it is (its layers already in place) on an ephemeral loopback port.
+pub async fn serve(app: Router) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

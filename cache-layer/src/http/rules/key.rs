@@ -292,7 +292,7 @@ mod tests {
         for host in [
             "example.com",
             "example.com:",
-            "127.0.0.1:8080",
+            "127.0.0.1:65535",
             "a-b_c~d.%41",
         ] {
             assert!(key("/x", Some(host)).is_some(), "{host:?}");
