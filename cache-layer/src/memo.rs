@@ -15,6 +15,7 @@ use crate::clock;
 
 use crate::cache::{Cache, SharedWrite};
 use crate::entry::{Age, Entry, Lifetime, RefreshClaim, Value};
+pub(crate) use crate::pipeline::read_shared_since;
 use crate::pipeline::{self, Found, Joined, Leader, Load, Refreshing, Waiting};
 use crate::shape::{Cacheable, Outcome, Shape};
 use crate::stats::Counter;
@@ -319,11 +320,7 @@ pub(crate) fn shared_entry<V: Cacheable>(
         weight,
     ));
     if let Some(memory) = inner.local() {
-        memory.insert(key, Arc::clone(&entry));
-        // Checked after the insert: an invalidation either removed our copy or is in the log.
-        if inner.log().touched_since(since, key, &entry.tags) {
-            memory.remove(key);
-        }
+        pipeline::keep_copy(cache, memory, key, &entry, since);
     }
     Some(entry)
 }
@@ -716,15 +713,6 @@ where
     )
     .await;
     (result, Some(shared))
-}
-
-/// Where the shared tier's invalidation history stands, for a load about to begin (one round
-/// trip to Redis, on a miss only).
-pub(crate) async fn read_shared_since(cache: &Cache) -> SharedSince {
-    match cache.remote() {
-        Some(remote) => remote.store.shared_since().await,
-        None => SharedSince::Unchecked,
-    }
 }
 
 /// Stores `value` under `key` for `lifetime` (`None`: not stored) through [`Cache::store`],

@@ -35,7 +35,7 @@ use crate::clock;
 use crate::entry::{Age, Deadlines, Entry, RefreshClaim, Value};
 use crate::flight::{Join, Waited};
 use crate::stats::Counter;
-use crate::store::ENTRY_OVERHEAD;
+use crate::store::{MemoryStore, SharedSince, ENTRY_OVERHEAD};
 
 pub(crate) use crate::flight::Leader;
 
@@ -272,6 +272,33 @@ impl<'a> Load<'a> {
     /// Counts the load as failed.
     pub(crate) fn failed(&self) {
         self.cache.inner().counters().add(Counter::LoadError);
+    }
+}
+
+/// Where the shared tier's invalidation history stands, for a load about to begin (one round
+/// trip to Redis, on a miss only): the load's Redis write is not made if any instance
+/// invalidates its key or a tag from here on.
+pub(crate) async fn read_shared_since(cache: &Cache) -> SharedSince {
+    match cache.remote() {
+        Some(remote) => remote.store.shared_since().await,
+        None => SharedSince::Unchecked,
+    }
+}
+
+/// Copies `entry`, read from the shared tier under `key` after the invalidation log stood at
+/// `since`, into `memory`, unless `key` or a tag was invalidated while it was being read (a
+/// read racing an invalidation must not leave a stale copy in memory).
+pub(crate) fn keep_copy(
+    cache: &Cache,
+    memory: &MemoryStore,
+    key: &str,
+    entry: &Arc<Entry>,
+    since: u64,
+) {
+    memory.insert(key, Arc::clone(entry));
+    // Checked after the insert: an invalidation either removed our copy or is in the log.
+    if cache.inner().log().touched_since(since, key, &entry.tags) {
+        memory.remove(key);
     }
 }
 

@@ -30,12 +30,14 @@ use super::rules::gate::{admit, strip_connection_fields, Admitted, Exchange};
 use super::rules::key::secondary_key;
 use super::rules::storable::NotStorable;
 use super::rules::vary::vary_names;
+use super::shared::forget;
 use super::status::{CacheStatus, Forward};
 use super::stored::{lifetime_of, CachedResponse, Usability};
 use super::tags::take_tags;
 use crate::entry::Value;
 use crate::pipeline::{self, Joined, Leader, Load, Waiting};
 use crate::stats::Counter;
+use crate::store::SharedSince;
 use crate::{clock, Cache};
 
 /// What a miss does: which key to coalesce and store under, and what stale copy it has.
@@ -250,6 +252,8 @@ struct Exchanged<'a> {
     /// When the conditional request was sent and its answer arrived.
     times: (SystemTime, SystemTime),
     since: u64,
+    /// Where Redis's invalidation history stood when the load began.
+    shared_since: SharedSince,
 }
 
 /// Applies a `304 Not Modified` to the stored response it revalidated (RFC 9111 §4.3.4): the
@@ -295,7 +299,7 @@ fn not_modified<B: Body>(
             // (e.g. a `Vary: Cookie` added to a copy stored under the URL alone): storing it
             // under the old key would serve this client's update to everyone. Drop the copy.
             drop(leader);
-            x.cache.inner().memory().remove(x.plan.key());
+            forget(x.cache, x.plan.key());
             let status = status.detail("vary-changed");
             unstored_update(stale, headers, x, status, parts.extensions)
         }
@@ -304,7 +308,7 @@ fn not_modified<B: Body>(
             drop(leader);
             if cc.no_store || cc.private {
                 // The origin no longer lets shared caches keep this response.
-                x.cache.inner().memory().remove(x.plan.key());
+                forget(x.cache, x.plan.key());
             }
             let status = status.detail(reason.as_str());
             unstored_update(stale, headers, x, status, parts.extensions)
@@ -331,7 +335,8 @@ fn store_update<B: Body>(
     let defaults = (x.config.stale_while_revalidate, x.config.stale_if_error);
     let refreshed =
         Arc::new(stale.refreshed(admitted, x.times, (x.config.default_ttl, defaults), tags));
-    let kept = store_response(x.cache, x.config, &x.plan.primary, &refreshed, x.since);
+    let at = (x.since, x.shared_since);
+    let kept = store_response(x.cache, x.config, &x.plan.primary, &refreshed, at);
     if kept {
         status = status.stored();
         if let Some(leader) = leader {
@@ -433,6 +438,12 @@ where
     let method = parts.method.clone();
     let client = parts.headers.clone();
     upstream_request(&mut parts, &plan);
+    // Before the inner service is called: the Redis write is not made if any instance
+    // invalidates the key or a tag from here on.
+    let shared_since = match cache.remote() {
+        Some(_) => pipeline::read_shared_since(&cache).await,
+        None => SharedSince::Unchecked,
+    };
     let loading = Load::begin(&cache);
     let (result, request_time) = loading.call(inner, Request::from_parts(parts, body)).await;
     let response_time = SystemTime::now();
@@ -456,6 +467,7 @@ where
         client: &client,
         times: (request_time, response_time),
         since: loading.since(),
+        shared_since,
     };
     let response = result?;
     if response.status() == StatusCode::NOT_MODIFIED {
@@ -546,6 +558,7 @@ fn pending_store(
         vary: (names.into(), secondary),
         tags,
         since: x.since,
+        shared_since: x.shared_since,
         leader,
     }
 }

@@ -62,6 +62,7 @@ impl CacheLayer {
             config: Arc::new(Config {
                 default_ttl: None,
                 max_body: 1024 * 1024,
+                max_shared_body: 1024 * 1024,
                 etag: EtagMode::Strong,
                 key_fn: None,
                 stale_while_revalidate: Duration::ZERO,
@@ -98,6 +99,18 @@ impl<M> CacheLayer<M> {
     /// cannot hold memory outside the budget without bound.
     pub fn max_body(mut self, bytes: usize) -> Self {
         Arc::make_mut(&mut self.config).max_body = bytes;
+        self
+    }
+
+    /// On a cache with Redis ([`CacheBuilder::tiered`](crate::CacheBuilder::tiered) or
+    /// [`redis`](crate::CacheBuilder::redis)), the largest body shared through Redis, in bytes
+    /// (default 1 MiB). A stored response with a longer body is kept in this instance's memory
+    /// only: every instance then asks the inner service for it once. Each read of a shared
+    /// response that is not in memory moves the whole body from Redis, so large bodies are
+    /// often cheaper to keep per instance. Bodies above [`max_body`](Self::max_body) are
+    /// not stored at all.
+    pub fn max_shared_body(mut self, bytes: usize) -> Self {
+        Arc::make_mut(&mut self.config).max_shared_body = bytes;
         self
     }
 

@@ -82,6 +82,7 @@ pub(crate) mod record;
 mod respond;
 pub(crate) mod rules;
 mod service;
+pub(crate) mod shared;
 pub(crate) mod status;
 pub(crate) mod stored;
 pub(crate) mod tags;

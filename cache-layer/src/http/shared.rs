@@ -1,0 +1,311 @@
+//! Responses shared through Redis. On a cache with a shared tier, a stored response and a
+//! URL's `Vary` record are written to Redis beside the memory copy, under the same keys and
+//! after the same storage gate, so that every instance finds them; an instance that misses in
+//! memory reads Redis before it asks the inner service. The bytes are a stable contract
+//! (crate docs, "Redis layout"): the codec's header (format, a format version in the
+//! fingerprint's place, wall-clock deadlines, tags), then a MessagePack array.
+//!
+//! Bytes read back are hostile: anything that does not decode, is of another version, does not
+//! belong under its key or does not pass the storage gate again is a miss (counted, logged,
+//! overwritten by the next store), never a panic or an error.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::config::Config;
+use super::rules::gate::{admit, Exchange};
+use super::rules::key::{secondary_key, variant_key};
+use super::stored::{CachedResponse, Variants};
+use crate::entry::{Age, Deadlines, Entry};
+use crate::pipeline;
+use crate::stats::Counter;
+use crate::store::codec::{self, unix_millis, WallDeadlines};
+use crate::{clock, Cache};
+
+/// The fingerprint slot of a shared response: its format's version. Another version (an older
+/// or newer release's layout) is a miss.
+pub(crate) const RESPONSE_FORMAT: u64 = codec::fingerprint_of("cache-layer http response 1");
+/// The fingerprint slot of a URL's shared `Vary` record.
+pub(crate) const VARIANTS_FORMAT: u64 = codec::fingerprint_of("cache-layer http variants 1");
+
+/// The most header fields a shared response may have (a `HeaderMap` holds at most 32,768).
+const MAX_FIELDS: usize = 4096;
+
+/// A byte string, as MessagePack `bin`.
+struct Raw<'a>(Cow<'a, [u8]>);
+
+impl Serialize for Raw<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Raw<'static> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Bin;
+        impl Visitor<'_> for Bin {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(bytes.to_vec())
+            }
+            fn visit_byte_buf<E: de::Error>(self, bytes: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(bytes)
+            }
+        }
+        let bytes = deserializer.deserialize_byte_buf(Bin)?;
+        Ok(Raw(Cow::Owned(bytes)))
+    }
+}
+
+/// A shared response's payload, in this order: status, header fields (name, value) in order,
+/// body, when it arrived (Unix ms), its corrected initial age (ms), its freshness lifetime,
+/// stale-while-revalidate and stale-if-error windows (ms), the `Vary` names, the secondary key
+/// it was stored for, its tags.
+type ResponseWire<'a> = (
+    u16,
+    Vec<(Cow<'a, str>, Raw<'a>)>,
+    Raw<'a>,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    Vec<Cow<'a, str>>,
+    Cow<'a, str>,
+    Vec<Cow<'a, str>>,
+);
+
+/// A `Vary` record's payload: the varied header names.
+type VariantsWire<'a> = (Vec<Cow<'a, str>>,);
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The shared form of `response`, stored with `deadlines` and `tags`; `None` when it cannot
+/// be written (too large for the shared tier).
+pub(crate) fn encode_response(
+    response: &CachedResponse,
+    deadlines: WallDeadlines,
+    tags: &[Box<str>],
+) -> Option<Vec<u8>> {
+    let (arrived, initial_age) = response.age_basis();
+    let fields = response
+        .headers
+        .iter()
+        .map(|(name, value)| (Cow::Borrowed(name.as_str()), Raw(value.as_bytes().into())))
+        .collect();
+    let wire: ResponseWire<'_> = (
+        response.status.as_u16(),
+        fields,
+        Raw(Cow::Borrowed(&response.body)),
+        unix_millis(arrived),
+        millis(initial_age),
+        millis(response.lifetime),
+        millis(response.stale_while_revalidate),
+        millis(response.stale_if_error),
+        response.vary.iter().map(|n| n.as_str().into()).collect(),
+        Cow::Borrowed(&response.secondary),
+        response.tags.iter().map(|t| t.as_str().into()).collect(),
+    );
+    codec::encode_as(RESPONSE_FORMAT, &wire, deadlines, tags)
+}
+
+/// The shared form of a URL's `Vary` record.
+pub(crate) fn encode_variants(names: &[HeaderName], deadlines: WallDeadlines) -> Option<Vec<u8>> {
+    let wire: VariantsWire<'_> = (names.iter().map(|n| n.as_str().into()).collect(),);
+    codec::encode_as(VARIANTS_FORMAT, &wire, deadlines, &[])
+}
+
+fn header_names(names: &[Cow<'_, str>]) -> Option<Box<[HeaderName]>> {
+    names
+        .iter()
+        .map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+        .collect()
+}
+
+/// The response a shared payload describes, admitted again by this instance's storage gate;
+/// `None` when it does not parse or is refused.
+fn response_from(
+    wire: ResponseWire<'static>,
+    config: &Config,
+) -> Option<(CachedResponse, u64, Duration)> {
+    let (status, fields, body, arrived, initial_age, lifetime, swr, sie, vary, secondary, tags) =
+        wire;
+    let status = StatusCode::from_u16(status).ok()?;
+    if fields.len() > MAX_FIELDS {
+        return None;
+    }
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    for (name, value) in &fields {
+        let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+        headers.append(name, HeaderValue::from_bytes(&value.0).ok()?);
+    }
+    let vary = header_names(&vary)?;
+    let received = UNIX_EPOCH.checked_add(Duration::from_millis(arrived))?;
+    let cc = config.targeted.directives(&headers);
+    let exchange = Exchange::Http {
+        method: &Method::GET,
+        request: &HeaderMap::new(),
+        status,
+        has_default_ttl: config.default_ttl.is_some(),
+        targeted: &config.targeted,
+    };
+    let admitted = admit(exchange, headers, &cc).ok()?;
+    let windows = (Duration::from_millis(swr), Duration::from_millis(sie));
+    let response = CachedResponse::new(
+        status,
+        admitted,
+        Bytes::from(body.0.into_owned()),
+        (received, received),
+        Duration::from_millis(lifetime),
+        &cc,
+        windows,
+        (vary, secondary.into_owned()),
+        tags.into_iter().map(Cow::into_owned).collect(),
+    );
+    let initial_age = Duration::from_millis(initial_age);
+    Some((response.with_initial_age(initial_age), arrived, initial_age))
+}
+
+/// The entry `bytes` (read under `key`) hold: a response or a `Vary` record; `None` when they
+/// do not decode, or were refused.
+fn decode(config: &Config, key: &str, bytes: &[u8]) -> Result<Arc<Entry>, &'static str> {
+    let now = clock::now();
+    match codec::decode_as::<ResponseWire<'static>>(RESPONSE_FORMAT, bytes) {
+        Ok(decoded) => {
+            let (mut response, arrived, initial_age) =
+                response_from(decoded.value, config).ok_or("refused")?;
+            let wall = decoded.deadlines;
+            // The shared deadlines cap the response's own freshness (a soft purge moves them).
+            let age_at = |deadline: u64| {
+                let resident = Duration::from_millis(deadline.saturating_sub(arrived));
+                initial_age.saturating_add(resident)
+            };
+            let (fresh_age, stale_age) = (age_at(wall.fresh_until), age_at(wall.stale_until));
+            response.cap_freshness(fresh_age, stale_age);
+            let tags = decoded.tags.into_boxed_slice();
+            let entry = pipeline::entry(key, Arc::new(response), wall.to_local(now), tags);
+            Ok(Arc::new(entry))
+        }
+        Err(codec::DecodeError::OtherType) => {
+            let decoded = codec::decode_as::<VariantsWire<'static>>(VARIANTS_FORMAT, bytes)
+                .map_err(|_| "another type or version")?;
+            let record = Variants {
+                names: header_names(&decoded.value.0).ok_or("invalid Vary name")?,
+                keys: Vec::new(),
+            };
+            let deadlines = Deadlines::until(decoded.deadlines.to_local(now).expires_at);
+            let entry = pipeline::entry(key, Arc::new(record), deadlines, Box::new([]));
+            Ok(Arc::new(entry))
+        }
+        Err(_) => Err("undecodable"),
+    }
+}
+
+/// The live entry the shared tier holds under `key`, copied into memory when memory may be
+/// used (unless invalidated while it was read, the invalidation log then standing at
+/// `since`). Bytes that do not decode are a miss, counted and logged.
+async fn read(cache: &Cache, config: &Config, key: &str, since: u64) -> Option<Arc<Entry>> {
+    let bytes = cache.remote()?.store.get(key).await?;
+    let entry = match decode(config, key, &bytes) {
+        Ok(entry) => entry,
+        Err(why) => {
+            let counters = cache.inner().counters();
+            counters.add(Counter::DecodeError);
+            tracing::warn!(
+                cache = counters.name(),
+                key,
+                why,
+                "unusable response in the shared store: treated as a miss"
+            );
+            return None;
+        }
+    };
+    if entry.age(clock::now()) == Age::Expired {
+        return None;
+    }
+    if let Some(memory) = cache.inner().memory_only_tier() {
+        pipeline::keep_copy(cache, memory, key, &entry, since);
+    }
+    Some(entry)
+}
+
+/// What the shared tier holds for a request whose URL (`primary`) memory had nothing for, or
+/// whose variant (`variant`) memory lacked: the stored response, a `Vary` miss, or nothing.
+/// A response under a key it was not stored for is a miss.
+pub(crate) async fn lookup(
+    cache: &Cache,
+    config: &Config,
+    primary: &str,
+    variant: Option<&str>,
+    request: &HeaderMap,
+) -> super::lookup::Found {
+    use super::lookup::Found;
+    cache.listen_for_invalidations();
+    let since = cache.inner().log().current();
+    let key = match variant {
+        Some(key) => key.to_owned(),
+        None => {
+            let Some(entry) = read(cache, config, primary, since).await else {
+                return Found::Nothing;
+            };
+            if let Some(record) = entry.value.downcast_ref::<Variants>() {
+                variant_key(primary, &secondary_key(&record.names, request))
+            } else if stored_for(&entry, primary, None) {
+                return Found::Stored {
+                    variant: None,
+                    entry,
+                };
+            } else {
+                return Found::Nothing;
+            }
+        }
+    };
+    match read(cache, config, &key, since).await {
+        Some(entry) if stored_for(&entry, primary, Some(&key)) => Found::Stored {
+            variant: Some(key),
+            entry,
+        },
+        _ => Found::VaryMiss(key),
+    }
+}
+
+/// Whether `entry` holds a response stored for `primary` (and, when it varies, `variant`).
+fn stored_for(entry: &Entry, primary: &str, variant: Option<&str>) -> bool {
+    let Some(response) = entry.value.downcast_ref::<CachedResponse>() else {
+        return false;
+    };
+    match variant {
+        None => response.vary.is_empty(),
+        Some(key) => !response.vary.is_empty() && variant_key(primary, &response.secondary) == key,
+    }
+}
+
+/// Drops the response stored under `key` here and in the shared tier (the origin no longer
+/// lets it be kept, or a newer variant displaced it); the shared delete runs off the caller's
+/// path.
+pub(crate) fn forget(cache: &Cache, key: &str) {
+    cache.inner().memory().remove(key);
+    if cache.remote().is_none() {
+        return;
+    }
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let (cache, key) = (cache.clone(), key.to_owned());
+        runtime.spawn(async move {
+            if let Some(remote) = cache.remote() {
+                remote.store.delete(&key).await;
+            }
+        });
+    }
+}
