@@ -131,7 +131,8 @@ fn counted(
 
 /// The origin: `/r` (fresh for a minute, tagged `catalog`; POST is a write), `/v` (varies on
 /// `Accept-Language`), `/private`, `/cookie` (sets a cookie), `/big` (4 KiB) and `/small`,
-/// `/swr` (may be served stale for a minute while revalidated).
+/// `/slow` (answers after 300 ms), `/swr` (may be served stale for a minute while
+/// revalidated).
 fn origin(calls: &Arc<AtomicUsize>) -> Router {
     let numbered = |n: usize, _: &axum::http::HeaderMap| format!("body-{n}");
     let fresh = &[("cache-control", "max-age=60"), ("cache-tag", "catalog")];
@@ -173,6 +174,16 @@ fn origin(calls: &Arc<AtomicUsize>) -> Router {
             "/small",
             counted(calls, &[("cache-control", "max-age=60")], numbered),
         )
+        .route("/slow", {
+            let calls = Arc::clone(calls);
+            get(move || {
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    ([("cache-control", "max-age=60")], format!("slow-{n}"))
+                }
+            })
+        })
         .route(
             "/swr",
             counted(
@@ -450,4 +461,34 @@ async fn a_shared_response_whose_header_says_stale_is_served_stale_and_refreshed
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("no refresh reached the origin");
+}
+
+/// Two instances behind a balancer miss the same URL at once: one asks the origin, the other
+/// waits for the response it stores (the URL's distributed lock).
+#[tokio::test]
+async fn concurrent_misses_on_two_instances_reach_the_origin_once() {
+    let fleet = Fleet::start().await;
+    let (a, b) = tokio::join!(fleet.a.get("/slow", &[]), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        fleet.b.get("/slow", &[]).await
+    });
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(b.status, StatusCode::OK);
+    assert_eq!(a.text(), "slow-1");
+    assert_eq!(b.text(), "slow-1");
+    assert_eq!(fleet.calls(), 1, "one origin call for both instances");
+    assert!(
+        b.cache_status().contains("coalesced"),
+        "{}",
+        b.cache_status()
+    );
+
+    // Without the lock, each instance asks for itself.
+    let fleet = Fleet::start_with(|layer| layer.shared_lock(Duration::ZERO)).await;
+    let (a, b) = tokio::join!(fleet.a.get("/slow", &[]), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        fleet.b.get("/slow", &[]).await
+    });
+    assert_eq!((a.status, b.status), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(fleet.calls(), 2);
 }

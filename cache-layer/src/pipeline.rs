@@ -25,7 +25,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tower::ServiceExt;
 use tower_service::Service;
@@ -302,10 +302,88 @@ pub(crate) fn keep_copy(
     }
 }
 
+/// The outcome of [`lock`].
+pub(crate) enum Locked<T> {
+    /// This caller holds the lock (its token): it loads, then [`unlock`]s.
+    Held(String),
+    /// No lock (no shared tier, Redis unavailable, or the holder left without a value): load
+    /// anyway.
+    Unlocked,
+    /// Another instance loaded the value meanwhile.
+    LoadedElsewhere(T),
+}
+
+/// Cross-instance single-flight: takes the distributed load lock of `key` for `ttl`. When
+/// another instance holds it, waits for that instance's value, which `read` looks for in the
+/// shared tier (`None` until it is there), polled every 20 ms, until the lock is released or
+/// Redis stops answering (then `read` once more and, without a value, load at once: the holder
+/// failed), or at most for `ttl` (a crashed holder's lock expires by then).
+pub(crate) async fn lock<T, F, Fut>(cache: &Cache, key: &str, ttl: Duration, read: F) -> Locked<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let Some(remote) = cache.remote() else {
+        return Locked::Unlocked;
+    };
+    let token = format!("{:016x}", fastrand::u64(..));
+    match remote.store.try_lock(key, &token, ttl).await {
+        Some(true) => Locked::Held(token),
+        Some(false) => match wait_for_other_instance(cache, key, ttl, read).await {
+            Some(value) => Locked::LoadedElsewhere(value),
+            None => Locked::Unlocked,
+        },
+        // Redis unavailable: load without the lock (fail open).
+        None => Locked::Unlocked,
+    }
+}
+
+async fn wait_for_other_instance<T, F, Fut>(
+    cache: &Cache,
+    key: &str,
+    lock: Duration,
+    mut read: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = clock::after(clock::now(), lock);
+    while clock::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Checked before the read: a holder stores its value before it unlocks. A Redis that
+        // does not answer cannot tell: load (fail open; single-flight still holds).
+        let released = match cache.remote() {
+            Some(remote) => remote.store.lock_held(key).await != Some(true),
+            None => true,
+        };
+        if let Some(value) = read().await {
+            cache.inner().counters().add(Counter::Coalesced);
+            return Some(value);
+        }
+        if released {
+            return None;
+        }
+    }
+    None
+}
+
+/// Releases the distributed lock of `key` taken with `token`: off the caller's path, sent
+/// after the value's write (see `detach`), so that a waiter that sees the lock gone finds the
+/// value.
+pub(crate) async fn unlock(cache: &Cache, key: &str, token: String) {
+    let (cache, key) = (cache.clone(), key.to_owned());
+    crate::cache::detach(async move {
+        if let Some(remote) = cache.remote() {
+            remote.store.unlock(&key, &token).await;
+        }
+    })
+    .await;
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Duration;
 
     use super::*;
 

@@ -19,7 +19,7 @@ use tower_service::Service;
 use super::body::{CacheBody, Recording};
 use super::config::{Config, EtagMode};
 use super::in_flight::Held;
-use super::lookup::{lookup, request_directives, response_of, Found};
+use super::lookup::{lookup, request_directives, response_of, shared_response_of, Found};
 use super::record::{add_etag, mark_uncacheable, store_response, PendingStore};
 use super::respond::{apply_preconditions, serve};
 use super::rules::cache_control::{RequestDirectives, ResponseDirectives};
@@ -30,12 +30,12 @@ use super::rules::gate::{admit, strip_connection_fields, Admitted, Exchange};
 use super::rules::key::secondary_key;
 use super::rules::storable::NotStorable;
 use super::rules::vary::vary_names;
-use super::shared::forget;
+use super::shared::{self, forget};
 use super::status::{CacheStatus, Forward};
 use super::stored::{lifetime_of, CachedResponse, Usability};
 use super::tags::take_tags;
 use crate::entry::Value;
-use crate::pipeline::{self, Joined, Leader, Load, Waiting};
+use crate::pipeline::{self, Joined, Leader, Load, Locked, Waiting};
 use crate::stats::Counter;
 use crate::store::SharedSince;
 use crate::{clock, Cache};
@@ -239,7 +239,76 @@ where
             Joined::Alone => {}
         }
     }
-    forward(cache, config, inner, request, plan, leader).await
+    load_once(cache, config, inner, request, plan, leader).await
+}
+
+/// Forwards a miss to the inner service, once across the instances sharing a Redis tier: the
+/// one that takes the key's distributed lock (`CacheLayer::shared_lock`) forwards; the others
+/// wait for the response it stores. Without a shared tier, or when Redis does not answer,
+/// forwards at once.
+async fn load_once<S, ReqBody, ResBody>(
+    cache: Cache,
+    config: Arc<Config>,
+    inner: S,
+    request: Request<ReqBody>,
+    plan: Plan,
+    leader: Option<Leader>,
+) -> Result<Response<CacheBody<ResBody>>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send + 'static,
+{
+    let ttl = config.shared_lock;
+    if ttl.is_zero() || cache.remote().is_none() || !plan.coalesce {
+        return forward(cache, config, inner, request, plan, leader).await;
+    }
+    let key = plan.key().to_owned();
+    let asked = (request.method(), request.headers());
+    let read = || stored_elsewhere(&cache, &config, &plan, asked);
+    match pipeline::lock(&cache, &key, ttl, read).await {
+        Locked::LoadedElsewhere((response, served)) => {
+            if let Some(leader) = leader {
+                leader.complete(response as Value);
+            }
+            Ok(served)
+        }
+        Locked::Held(token) => {
+            let answer = forward(cache.clone(), config, inner, request, plan, leader).await;
+            pipeline::unlock(&cache, &key, token).await;
+            answer
+        }
+        Locked::Unlocked => forward(cache, config, inner, request, plan, leader).await,
+    }
+}
+
+/// A response another instance stored in the shared tier for the request, fresh enough for
+/// it: served as a coalesced hit.
+async fn stored_elsewhere<B: Body>(
+    cache: &Cache,
+    config: &Config,
+    plan: &Plan,
+    (method, headers): (&Method, &HeaderMap),
+) -> Option<(Arc<CachedResponse>, Response<CacheBody<B>>)> {
+    let variant = plan.variant.as_deref();
+    let found = shared::lookup(cache, config, &plan.primary, variant, headers).await;
+    let Found::Stored { entry, .. } = found else {
+        return None;
+    };
+    let response = shared_response_of(&entry)?;
+    let age = response.age(clock::now());
+    let directives = request_directives(config, headers);
+    if !matches!(
+        response.usability(age, &directives),
+        Usability::Fresh | Usability::StaleAccepted
+    ) {
+        return None;
+    }
+    let status = CacheStatus::hit()
+        .ttl(remaining_ttl(response.lifetime, age))
+        .detail("coalesced");
+    let served = serve(&response, method, headers, status, age);
+    Some((response, served))
 }
 
 /// A revalidation's exchange with the inner service: what a 304 answering it is applied with.

@@ -63,6 +63,7 @@ impl CacheLayer {
                 default_ttl: None,
                 max_body: 1024 * 1024,
                 max_shared_body: 1024 * 1024,
+                shared_lock: Duration::from_secs(5),
                 etag: EtagMode::Strong,
                 key_fn: None,
                 stale_while_revalidate: Duration::ZERO,
@@ -111,6 +112,19 @@ impl<M> CacheLayer<M> {
     /// not stored at all.
     pub fn max_shared_body(mut self, bytes: usize) -> Self {
         Arc::make_mut(&mut self.config).max_shared_body = bytes;
+        self
+    }
+
+    /// On a cache with Redis, how long an instance holds a URL's distributed load lock while it
+    /// asks the inner service about a miss (default 5 s; `Duration::ZERO` turns the lock off).
+    /// Instances that miss the same URL meanwhile wait for the response it stores (polling
+    /// Redis every 20 ms) instead of asking their own inner service: behind a load balancer,
+    /// each miss reaches the origin once. They stop waiting when the holder releases the lock
+    /// without a shareable response (not storable, a body streamed to its client before it
+    /// was stored, a failure), when Redis stops answering, or after this long (a holder that
+    /// crashed), and then ask for themselves. Costs two Redis round trips per miss.
+    pub fn shared_lock(mut self, lock: Duration) -> Self {
+        Arc::make_mut(&mut self.config).shared_lock = lock;
         self
     }
 
