@@ -118,9 +118,9 @@ impl Inner {
         }
     }
 
-    /// The in-process store for what is only ever kept in memory (HTTP responses), when it
-    /// may be used now: always without a shared tier; with one, while invalidations from other
-    /// instances can be heard.
+    /// The in-process store in front of HTTP responses and gRPC calls (which every shared
+    /// set-up keeps in memory, HTTP responses in Redis too), when it may be used now: always
+    /// without a shared tier; with one, while invalidations from other instances can be heard.
     #[inline]
     pub(crate) fn memory_only_tier(&self) -> Option<&MemoryStore> {
         match &self.remote {
