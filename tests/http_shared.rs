@@ -131,7 +131,8 @@ fn counted(
 
 /// The origin: `/r` (fresh for a minute, tagged `catalog`; POST is a write), `/v` (varies on
 /// `Accept-Language`), `/private`, `/cookie` (sets a cookie), `/big` (4 KiB) and `/small`,
-/// `/slow` (answers after 300 ms), `/swr` (may be served stale for a minute while
+/// `/etag` (fresh for 1 s; a revalidation gets a 304 fresh for a minute), `/slow` (answers
+/// after 300 ms), `/swr` (may be served stale for a minute while
 /// revalidated).
 fn origin(calls: &Arc<AtomicUsize>) -> Router {
     let numbered = |n: usize, _: &axum::http::HeaderMap| format!("body-{n}");
@@ -174,6 +175,23 @@ fn origin(calls: &Arc<AtomicUsize>) -> Router {
             "/small",
             counted(calls, &[("cache-control", "max-age=60")], numbered),
         )
+        .route("/etag", {
+            let calls = Arc::clone(calls);
+            get(move |request: axum::http::HeaderMap| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    let revalidated = request
+                        .get("if-none-match")
+                        .is_some_and(|tag| tag == "\"v1\"");
+                    if revalidated {
+                        let headers = [("cache-control", "max-age=60"), ("etag", "\"v1\"")];
+                        return (StatusCode::NOT_MODIFIED, headers, String::new());
+                    }
+                    let headers = [("cache-control", "max-age=1"), ("etag", "\"v1\"")];
+                    (StatusCode::OK, headers, "tagged".to_owned())
+                }
+            })
+        })
         .route("/slow", {
             let calls = Arc::clone(calls);
             get(move || {
@@ -454,13 +472,77 @@ async fn a_shared_response_whose_header_says_stale_is_served_stale_and_refreshed
         "{}",
         reply.cache_status()
     );
+    // The background refresh's response replaces the shared one: fresh for a minute again.
     for _ in 0..500 {
-        if fleet.calls() == 2 {
+        if fleet.calls() == 2 && fresh_for(&mut raw, &key).await > Duration::from_secs(30) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("no refresh reached the origin");
+    panic!("no refresh reached the origin and Redis");
+}
+
+/// How long the shared entry under `key` stays fresh, from its header's "fresh until".
+async fn fresh_for(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Duration {
+    let bytes: Vec<u8> = raw.get(key).await.unwrap();
+    let Some(word) = bytes.get(9..17) else {
+        return Duration::ZERO;
+    };
+    let until = u64::from_be_bytes(word.try_into().unwrap());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    Duration::from_millis(until.saturating_sub(now))
+}
+
+/// A 304's update is shared like a first store: the other instance serves the revalidated
+/// response without asking the origin.
+#[tokio::test]
+async fn a_revalidated_response_is_shared() {
+    let fleet = Fleet::start().await;
+    let key = response_key("/etag");
+    assert_eq!(fleet.a.get("/etag", &[]).await.text(), "tagged");
+    fleet.until_in_redis(&key).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let revalidated = fleet.a.get("/etag", &[]).await;
+    assert_eq!(revalidated.text(), "tagged");
+    assert!(revalidated.cache_status().contains("fwd-status=304"));
+    assert_eq!(fleet.calls(), 2);
+    let mut raw = fleet.raw().await;
+    for _ in 0..500 {
+        if fresh_for(&mut raw, &key).await > Duration::from_secs(30) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let reply = fleet.b.get("/etag", &[]).await;
+    assert_eq!(reply.text(), "tagged");
+    assert!(
+        reply.cache_status().contains("hit"),
+        "{}",
+        reply.cache_status()
+    );
+    assert_eq!(fleet.calls(), 2, "B served the update without the origin");
+}
+
+/// A Redis that stops answering (paused: connections open, no replies) fails no request on
+/// either instance.
+#[tokio::test]
+async fn a_paused_redis_fails_no_request() {
+    let mut fleet = Fleet::start().await;
+    fleet.a.get("/r", &[]).await;
+    fleet.until_in_redis(&response_key("/r")).await;
+    fleet.redis.pause();
+    for i in 0..10 {
+        for instance in [&fleet.a, &fleet.b] {
+            for path in ["/r".to_owned(), format!("/small?paused={i}")] {
+                let reply = instance.get(&path, &[]).await;
+                assert_eq!(reply.status, StatusCode::OK, "{path} while Redis is paused");
+            }
+        }
+    }
+    fleet.redis.resume();
 }
 
 /// Two instances behind a balancer miss the same URL at once: one asks the origin, the other
