@@ -250,6 +250,25 @@ async fn a_response_stored_by_one_instance_is_a_hit_on_the_other() {
     assert_eq!(fleet.calls(), 1);
 }
 
+/// What is in Redis answers `only-if-cached` and HEAD on an instance that never saw the URL.
+#[tokio::test]
+async fn only_if_cached_and_head_are_answered_from_redis() {
+    let fleet = Fleet::start().await;
+    fleet.a.get("/r", &[]).await;
+    fleet.until_in_redis(&response_key("/r")).await;
+    let only = [("cache-control", "only-if-cached")];
+    let reply = fleet.b.get("/r", &only).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), "body-1");
+    let head = fleet.b.send(Method::HEAD, "/r", &[]).await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.body.is_empty());
+    assert!(head.cache_status().contains("hit"));
+    let missing = fleet.b.get("/small", &only).await;
+    assert_eq!(missing.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(fleet.calls(), 1);
+}
+
 #[tokio::test]
 async fn the_age_counts_from_when_the_first_instance_received_the_response() {
     let fleet = Fleet::start().await;
