@@ -178,11 +178,16 @@ fn response_from(
     Some((response.with_initial_age(initial_age), arrived, initial_age))
 }
 
-/// The entry `bytes` (read under `key`) hold: a response or a `Vary` record; `None` when they
-/// do not decode, or were refused.
-fn decode(config: &Config, key: &str, bytes: &[u8]) -> Result<Arc<Entry>, &'static str> {
+/// The entry `bytes`, read under `key` for the URL `primary`, hold: a response or the URL's
+/// `Vary` record; an error when they do not decode, are refused by the storage gate, or do
+/// not belong under `key`.
+fn decode(
+    config: &Config,
+    (primary, key): (&str, &str),
+    bytes: &[u8],
+) -> Result<Arc<Entry>, &'static str> {
     let now = clock::now();
-    match codec::decode_as::<ResponseWire<'static>>(RESPONSE_FORMAT, bytes) {
+    let entry = match codec::decode_as::<ResponseWire<'static>>(RESPONSE_FORMAT, bytes) {
         Ok(decoded) => {
             let (mut response, arrived, initial_age) =
                 response_from(decoded.value, config).ok_or("refused")?;
@@ -195,8 +200,7 @@ fn decode(config: &Config, key: &str, bytes: &[u8]) -> Result<Arc<Entry>, &'stat
             let (fresh_age, stale_age) = (age_at(wall.fresh_until), age_at(wall.stale_until));
             response.cap_freshness(fresh_age, stale_age);
             let tags = decoded.tags.into_boxed_slice();
-            let entry = pipeline::entry(key, Arc::new(response), wall.to_local(now), tags);
-            Ok(Arc::new(entry))
+            pipeline::entry(key, Arc::new(response), wall.to_local(now), tags)
         }
         Err(codec::DecodeError::OtherType) => {
             let decoded = codec::decode_as::<VariantsWire<'static>>(VARIANTS_FORMAT, bytes)
@@ -206,19 +210,44 @@ fn decode(config: &Config, key: &str, bytes: &[u8]) -> Result<Arc<Entry>, &'stat
                 keys: Vec::new(),
             };
             let deadlines = Deadlines::until(decoded.deadlines.to_local(now).expires_at);
-            let entry = pipeline::entry(key, Arc::new(record), deadlines, Box::new([]));
-            Ok(Arc::new(entry))
+            pipeline::entry(key, Arc::new(record), deadlines, Box::new([]))
         }
-        Err(_) => Err("undecodable"),
+        Err(_) => return Err("undecodable"),
+    };
+    if !belongs(&entry, primary, key) {
+        return Err("stored under another key");
+    }
+    Ok(Arc::new(entry))
+}
+
+/// Whether `entry` belongs under `key` for the URL `primary`: the URL's `Vary` record or its
+/// response that does not vary under the URL's key, a variant under the key of the request
+/// headers it was stored for.
+fn belongs(entry: &Entry, primary: &str, key: &str) -> bool {
+    if entry.value.is::<Variants>() {
+        return key == primary;
+    }
+    let Some(response) = entry.value.downcast_ref::<CachedResponse>() else {
+        return false;
+    };
+    if key == primary {
+        response.vary.is_empty()
+    } else {
+        !response.vary.is_empty() && variant_key(primary, &response.secondary) == key
     }
 }
 
-/// The live entry the shared tier holds under `key`, copied into memory when memory may be
-/// used (unless invalidated while it was read, the invalidation log then standing at
-/// `since`). Bytes that do not decode are a miss, counted and logged.
-async fn read(cache: &Cache, config: &Config, key: &str, since: u64) -> Option<Arc<Entry>> {
+/// The live entry the shared tier holds under `key` (for the URL `primary`), copied into
+/// memory when memory may be used (unless invalidated while it was read, the invalidation log
+/// then standing at `since`). Bytes that are not usable there are a miss, counted and logged.
+async fn read(
+    cache: &Cache,
+    config: &Config,
+    (primary, key): (&str, &str),
+    since: u64,
+) -> Option<Arc<Entry>> {
     let bytes = cache.remote()?.store.get(key).await?;
-    let entry = match decode(config, key, &bytes) {
+    let entry = match decode(config, (primary, key), &bytes) {
         Ok(entry) => entry,
         Err(why) => {
             let counters = cache.inner().counters();
@@ -243,7 +272,6 @@ async fn read(cache: &Cache, config: &Config, key: &str, since: u64) -> Option<A
 
 /// What the shared tier holds for a request whose URL (`primary`) memory had nothing for, or
 /// whose variant (`variant`) memory lacked: the stored response, a `Vary` miss, or nothing.
-/// A response under a key it was not stored for is a miss.
 pub(crate) async fn lookup(
     cache: &Cache,
     config: &Config,
@@ -257,38 +285,22 @@ pub(crate) async fn lookup(
     let key = match variant {
         Some(key) => key.to_owned(),
         None => {
-            let Some(entry) = read(cache, config, primary, since).await else {
+            let Some(entry) = read(cache, config, (primary, primary), since).await else {
                 return Found::Nothing;
             };
-            if let Some(record) = entry.value.downcast_ref::<Variants>() {
-                variant_key(primary, &secondary_key(&record.names, request))
-            } else if stored_for(&entry, primary, None) {
-                return Found::Stored {
-                    variant: None,
-                    entry,
-                };
-            } else {
-                return Found::Nothing;
-            }
+            let Some(record) = entry.value.downcast_ref::<Variants>() else {
+                let variant = None;
+                return Found::Stored { variant, entry };
+            };
+            variant_key(primary, &secondary_key(&record.names, request))
         }
     };
-    match read(cache, config, &key, since).await {
-        Some(entry) if stored_for(&entry, primary, Some(&key)) => Found::Stored {
+    match read(cache, config, (primary, &key), since).await {
+        Some(entry) if entry.value.is::<CachedResponse>() => Found::Stored {
             variant: Some(key),
             entry,
         },
         _ => Found::VaryMiss(key),
-    }
-}
-
-/// Whether `entry` holds a response stored for `primary` (and, when it varies, `variant`).
-fn stored_for(entry: &Entry, primary: &str, variant: Option<&str>) -> bool {
-    let Some(response) = entry.value.downcast_ref::<CachedResponse>() else {
-        return false;
-    };
-    match variant {
-        None => response.vary.is_empty(),
-        Some(key) => !response.vary.is_empty() && variant_key(primary, &response.secondary) == key,
     }
 }
 
@@ -361,7 +373,7 @@ mod tests {
         at: WallDeadlines,
     ) -> Result<Arc<Entry>, &'static str> {
         let bytes = codec::encode_as(RESPONSE_FORMAT, wire, at, &["t".into()]).unwrap();
-        decode(&config(), "k", &bytes)
+        decode(&config(), ("k", "k"), &bytes)
     }
 
     #[test]
@@ -382,7 +394,7 @@ mod tests {
         let age = response.age(clock::now()).as_secs();
         assert!((2..=4).contains(&age), "age {age}");
         let bytes = encode_response(response, deadlines(1, 2), &[]).unwrap();
-        let again = decode(&config(), "k", &bytes).unwrap();
+        let again = decode(&config(), ("k", "k"), &bytes).unwrap();
         let again = again.value.downcast_ref::<CachedResponse>().unwrap();
         assert_eq!(again.headers, response.headers);
     }
@@ -429,8 +441,21 @@ mod tests {
                 let _ = response.usability(age, &RequestDirectives::default());
             }
         }
+        // A response that does not vary, read under a variant's key, is not served there.
+        let plain = codec::encode_as(RESPONSE_FORMAT, &wire(fresh, now, 1), at, &[]).unwrap();
+        assert!(decode(&config(), ("k", "k"), &plain).is_ok());
+        assert_eq!(
+            decode(&config(), ("k", "k\0a=1\n"), &plain).err(),
+            Some("stored under another key")
+        );
         let variants = codec::encode_as(VARIANTS_FORMAT, &(vec!["a b"],), at, &[]).unwrap();
-        assert!(decode(&config(), "k", &variants).is_err());
+        assert!(decode(&config(), ("k", "k"), &variants).is_err());
+        let variants = codec::encode_as(VARIANTS_FORMAT, &(vec!["a"],), at, &[]).unwrap();
+        assert!(decode(&config(), ("k", "k"), &variants).is_ok());
+        assert_eq!(
+            decode(&config(), ("k", "k\0a=1\n"), &variants).err(),
+            Some("stored under another key")
+        );
     }
 
     #[test]
