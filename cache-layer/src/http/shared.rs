@@ -322,6 +322,46 @@ pub(crate) fn forget(cache: &Cache, key: &str) {
     }
 }
 
+/// For the fuzz target: decodes `data` as bytes read under a response's key and under a
+/// variant's key; with a first byte of 0x80 or more (a real entry's is 1), the rest is the
+/// payload behind a valid header (so the fuzzer reaches the MessagePack decoding and the
+/// gate). Whether either decoded.
+#[cfg(any(fuzzing, test))]
+pub(crate) fn fuzz_decode(data: &[u8]) -> bool {
+    static CONFIG: std::sync::OnceLock<Arc<Config>> = std::sync::OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let cache = Cache::builder()
+            .build()
+            .expect("the default configuration is valid");
+        Arc::clone(&crate::CacheLayer::new(cache).config)
+    });
+    let framed;
+    let bytes = match data.split_first() {
+        Some((first, payload)) if *first >= 0x80 => {
+            let now = codec::now_millis();
+            let at = WallDeadlines {
+                fresh_until: now + 1000,
+                stale_until: now + 2000,
+                expires_at: now + 3000,
+            };
+            let format = if first % 2 == 0 {
+                RESPONSE_FORMAT
+            } else {
+                VARIANTS_FORMAT
+            };
+            // A valid header around a one-byte payload (0), then the fuzzer's payload instead.
+            let mut header = codec::encode_as(format, &0u8, at, &[]).unwrap_or_default();
+            header.pop();
+            header.extend_from_slice(payload);
+            framed = header;
+            &framed[..]
+        }
+        _ => data,
+    };
+    let primary = decode(config, ("k", "k"), bytes).is_ok();
+    primary | decode(config, ("k", "k\0accept=x\n"), bytes).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,6 +496,32 @@ mod tests {
             decode(&config(), ("k", "k\0a=1\n"), &variants).err(),
             Some("stored under another key")
         );
+    }
+
+    #[test]
+    fn every_truncation_and_corrupt_byte_is_an_error_or_a_response_never_a_panic() {
+        let fields: &[(&str, &[u8])] = &[("cache-control", b"max-age=60"), ("etag", b"\"a\"")];
+        let at = deadlines(60_000, 60_000);
+        let bytes = codec::encode_as(RESPONSE_FORMAT, &wire(fields, 1, 1), at, &[]).unwrap();
+        for cut in 0..bytes.len() {
+            assert!(
+                decode(&config(), ("k", "k"), &bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        for at in 0..bytes.len() {
+            for flip in [0x01, 0x80, 0xff] {
+                let mut corrupt = bytes.clone();
+                corrupt[at] ^= flip;
+                let _ = fuzz_decode(&corrupt);
+            }
+        }
+        assert!(fuzz_decode(&bytes));
+        assert!(!fuzz_decode(b"\x01garbage"));
+        // The payload alone, behind the header the target adds.
+        let payload = &bytes[35..];
+        assert!(fuzz_decode(&[&[0x80][..], payload].concat()));
+        assert!(!fuzz_decode(&[&[0x81][..], payload].concat()));
     }
 
     #[test]
