@@ -593,3 +593,22 @@ async fn concurrent_misses_on_two_instances_reach_the_origin_once() {
     assert_eq!((a.status, b.status), (StatusCode::OK, StatusCode::OK));
     assert_eq!(fleet.calls(), 2);
 }
+
+/// A client that leaves while its instance holds a URL's load lock releases the lock: the
+/// other instances do not wait for it to expire.
+#[tokio::test]
+async fn a_cancelled_miss_releases_its_lock() {
+    let fleet = Fleet::start_with(|layer| layer.shared_lock(Duration::from_secs(60))).await;
+    let lock = format!("{PREFIX}l:GET http://{HOST}/slow");
+    let leaving = tokio::time::timeout(Duration::from_millis(150), fleet.a.get("/slow", &[]));
+    assert!(leaving.await.is_err(), "the client left before the answer");
+    let mut raw = fleet.raw().await;
+    for _ in 0..500 {
+        if !raw.exists::<_, bool>(&lock).await.unwrap() {
+            assert_eq!(fleet.b.get("/slow", &[]).await.text(), "slow-2");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the lock outlived the request that took it");
+}

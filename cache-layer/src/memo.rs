@@ -460,7 +460,7 @@ impl<'a, S> Miss<'a, S> {
         F: Future<Output = R>,
     {
         let held_lock = match self.lock::<R>().await {
-            Locked::Held(token) => Some(token),
+            Locked::Held(lock) => Some(lock),
             Locked::Unlocked => None,
             Locked::LoadedElsewhere(entry) => {
                 if let Some(leader) = leader {
@@ -477,8 +477,8 @@ impl<'a, S> Miss<'a, S> {
                 .await;
         trace::load_time(span, started.elapsed());
         trace::outcome(span, trace::Outcome::Miss, None);
-        if let Some(token) = held_lock {
-            pipeline::unlock(self.cache, self.key, token).await;
+        if let Some(lock) = held_lock {
+            lock.release().await;
         }
         if let Some(value) = stored {
             if let Some(leader) = leader {

@@ -304,8 +304,8 @@ pub(crate) fn keep_copy(
 
 /// The outcome of [`lock`].
 pub(crate) enum Locked<T> {
-    /// This caller holds the lock (its token): it loads, then [`unlock`]s.
-    Held(String),
+    /// This caller holds the lock: it loads, then releases it.
+    Held(HeldLock),
     /// No lock (no shared tier, Redis unavailable, or the holder left without a value): load
     /// anyway.
     Unlocked,
@@ -328,7 +328,11 @@ where
     };
     let token = format!("{:016x}", fastrand::u64(..));
     match remote.store.try_lock(key, &token, ttl).await {
-        Some(true) => Locked::Held(token),
+        Some(true) => Locked::Held(HeldLock {
+            cache: cache.clone(),
+            key: key.to_owned(),
+            token: Some(token),
+        }),
         Some(false) => match wait_for_other_instance(cache, key, ttl, read).await {
             Some(value) => Locked::LoadedElsewhere(value),
             None => Locked::Unlocked,
@@ -368,17 +372,41 @@ where
     None
 }
 
-/// Releases the distributed lock of `key` taken with `token`: off the caller's path, sent
-/// after the value's write (see `detach`), so that a waiter that sees the lock gone finds the
-/// value.
-pub(crate) async fn unlock(cache: &Cache, key: &str, token: String) {
-    let (cache, key) = (cache.clone(), key.to_owned());
-    crate::cache::detach(async move {
-        if let Some(remote) = cache.remote() {
-            remote.store.unlock(&key, &token).await;
+/// A distributed load lock this caller holds. [`HeldLock::release`] lets it go once the value
+/// is stored; dropped unreleased (the caller was cancelled or panicked), it is let go in the
+/// background, so that other instances need not wait for it to expire.
+pub(crate) struct HeldLock {
+    cache: Cache,
+    key: String,
+    token: Option<String>,
+}
+
+impl HeldLock {
+    /// Releases the lock: off the caller's path, sent after the value's write (see `detach`),
+    /// so that a waiter that sees the lock gone finds the value.
+    pub(crate) async fn release(mut self) {
+        if let Some(task) = self.unlock() {
+            crate::cache::detach(task).await;
         }
-    })
-    .await;
+    }
+
+    fn unlock(&mut self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let token = self.token.take()?;
+        let (cache, key) = (self.cache.clone(), std::mem::take(&mut self.key));
+        Some(async move {
+            if let Some(remote) = cache.remote() {
+                remote.store.unlock(&key, &token).await;
+            }
+        })
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        if let (Some(task), Ok(runtime)) = (self.unlock(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(task);
+        }
+    }
 }
 
 #[cfg(test)]

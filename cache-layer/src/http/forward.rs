@@ -273,9 +273,9 @@ where
             }
             Ok(served)
         }
-        Locked::Held(token) => {
-            let answer = forward(cache.clone(), config, inner, request, plan, leader).await;
-            pipeline::unlock(&cache, &key, token).await;
+        Locked::Held(lock) => {
+            let answer = forward(cache, config, inner, request, plan, leader).await;
+            lock.release().await;
             answer
         }
         Locked::Unlocked => forward(cache, config, inner, request, plan, leader).await,
