@@ -330,7 +330,8 @@
 //! value. A caller that is cancelled or panics while loading hands the load to a waiter. With
 //! `lock = "5s"` and Redis, instances also take a distributed lock (`SET NX PX` with a token):
 //! the others wait for the holder's value, at most the lock time; when the holder releases
-//! the lock without a value (its load failed), they stop waiting and load at once.
+//! the lock without a value (its load failed, or it was cancelled: a dropped holder releases
+//! the lock too), they stop waiting and load at once.
 //!
 //! # Without the macro: get, insert, load by hand
 //! The same engine answers calls made by hand (single-flight, jitter, stale-while-revalidate,
