@@ -1,6 +1,7 @@
-//! Misses: waiting on a concurrent load of the same key or leading one, calling the inner
-//! service (conditionally when revalidating), and turning its answer into the client's response
-//! while storing what may be stored.
+//! Misses: waiting on a concurrent load of the same key or leading one (in this process, and
+//! across instances through the key's distributed lock), calling the inner service
+//! (conditionally when revalidating), and turning its answer into the client's response while
+//! storing what may be stored.
 
 use std::marker::PhantomData;
 use std::sync::Arc;

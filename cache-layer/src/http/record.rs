@@ -1,5 +1,6 @@
 //! Writing responses into the cache: a stored response under its key (and, when it varies,
-//! the URL's variants record), the "uncacheable" marker, and [`PendingStore`], which finishes a
+//! the URL's variants record), in memory and, on a shared cache, in Redis; the "uncacheable"
+//! marker (memory only), and [`PendingStore`], which finishes a
 //! store once the body has been read and hands the result to coalesced waiters.
 
 use std::sync::Arc;

@@ -1,5 +1,6 @@
-//! [`CacheService`]: decides how each request is answered (from the cache, refreshed in the
-//! background, or forwarded), and invalidates stored responses after successful writes.
+//! [`CacheService`]: decides how each request is answered (from memory, from what Redis holds
+//! on a shared cache, refreshed in the background, or forwarded), and invalidates stored
+//! responses after successful writes.
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, PoisonError};
