@@ -325,6 +325,10 @@ pub(crate) fn shared_entry<V: Cacheable>(
             memory.remove(key);
         }
     }
+    // Read before a soft purge heard here, the bytes may predate its Redis write.
+    if inner.log().soft_since(since, key, &entry.tags) {
+        entry.mark_stale();
+    }
     Some(entry)
 }
 

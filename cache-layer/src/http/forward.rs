@@ -144,7 +144,7 @@ fn fresh_hit<B: Body>(
     let age = response.age(now);
     let directives = request_directives(config, headers);
     if !matches!(
-        response.usability(age, &directives),
+        response.usability_in(entry.age(now), age, &directives),
         Usability::Fresh | Usability::StaleAccepted
     ) {
         return None;

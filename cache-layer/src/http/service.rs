@@ -385,7 +385,8 @@ impl<S, M> CacheService<S, M> {
         let counters = &self.cache().inner().counters();
         let response = response_of(entry);
         let age = response.age(now);
-        match response.usability(age, directives) {
+        let entry_age = entry.age(now);
+        match response.usability_in(entry_age, age, directives) {
             Usability::Fresh | Usability::StaleAccepted => {
                 counters.add(Counter::Hit);
                 let status = CacheStatus::hit().ttl(remaining_ttl(response.lifetime, age));
@@ -395,8 +396,9 @@ impl<S, M> CacheService<S, M> {
             }
             Usability::StaleWhileRevalidate => {
                 counters.add(Counter::Stale);
+                // Stale, if only by its entry (a soft purge): no freshness left to report.
                 let status = CacheStatus::hit()
-                    .ttl(remaining_ttl(response.lifetime, age))
+                    .ttl(remaining_ttl(response.lifetime, age).min(0))
                     .detail("stale-while-revalidate");
                 let served = serve(response, method, headers, status, age);
                 // HEAD gets no body to store: the next GET refreshes.
@@ -417,7 +419,8 @@ impl<S, M> CacheService<S, M> {
             }
             Usability::Revalidate { stale_if_error } => {
                 let fresh_for_anyone =
-                    response.usability(age, &RequestDirectives::default()) == Usability::Fresh;
+                    response.usability_in(entry_age, age, &RequestDirectives::default())
+                        == Usability::Fresh;
                 plan.forward = if fresh_for_anyone {
                     Forward::Request
                 } else {

@@ -1,6 +1,6 @@
 //! The shared tier and what may be kept in memory in front of it. Every invalidation is
 //! published on the prefix's `invalidate` channel; each instance's subscriber drops its memory
-//! copies.
+//! copies (or, for a soft purge, marks them stale).
 //!
 //! Memory is used in front of Redis only while this instance cannot have missed an
 //! invalidation: it is subscribed, its subscription answered a heartbeat recently, its breaker
@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use redis::aio::PubSub;
 
-use super::redis::{RedisStore, EVERYTHING};
+use super::redis::{RedisStore, EVERYTHING, SOFT};
 use crate::cache::Inner;
 
 /// How often the subscriber checks that its connection still answers (a PING on it).
@@ -209,10 +209,14 @@ fn set_subscribed(inner: &Inner, subscribed: bool) {
     }
 }
 
-/// Applies one published invalidation.
+/// Applies one published invalidation or soft purge.
 fn deliver(inner: &Inner, payload: &[u8]) {
     if payload == EVERYTHING {
         inner.invalidate_everything_local();
+    } else if let Some(name) = payload.strip_prefix(SOFT) {
+        if let Ok(name) = std::str::from_utf8(name) {
+            inner.soft_invalidate_local(name);
+        }
     } else if let Ok(name) = std::str::from_utf8(payload) {
         inner.invalidate_local(name);
     }
