@@ -4,10 +4,10 @@
 //! `redis-server` (pub/sub for memory copies, the stored fresh-until time for Redis itself).
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use cache_layer::{Cache, Key, LoadOptions};
+use cache_layer::{cached, Cache, Key, LoadOptions};
 use tokio::sync::Semaphore;
 
 mod support;
@@ -152,6 +152,41 @@ async fn a_soft_purged_tag_makes_each_tagged_entry_stale() {
         .await
         .unwrap();
     assert_eq!(again, other_value, "an entry without the tag stays fresh");
+}
+
+static MACRO_CACHE: LazyLock<Cache> = LazyLock::new(|| Cache::builder().build().unwrap());
+static RATE_LOADS: AtomicU32 = AtomicU32::new(0);
+static RATE_GATE: Semaphore = Semaphore::const_new(0);
+
+/// Without `stale`: its body (which borrows `region`) cannot run after its caller returns.
+#[cached(ttl = "1m", key = "rate:<region>", invalidate_on = ["rates"], cache = MACRO_CACHE)]
+async fn rate(region: &str) -> u32 {
+    let version = RATE_LOADS.fetch_add(1, Ordering::SeqCst) + 1;
+    RATE_GATE.acquire().await.expect("open").forget();
+    region.len() as u32 * 1000 + version
+}
+
+/// A `#[cached]` fn without `stale` refreshes a soft-purged entry in the caller that claims
+/// it; concurrent callers are served the stale value meanwhile, and no other load starts.
+#[tokio::test]
+async fn a_soft_purged_cached_fn_is_reloaded_once_while_others_are_served_stale() {
+    RATE_GATE.add_permits(1);
+    assert_eq!(rate("eu").await, 2001);
+    assert_eq!(rate("eu").await, 2001);
+    MACRO_CACHE.soft_invalidate("rates").await;
+    let refreshing = tokio::spawn(rate("eu"));
+    eventually("the reload starts", async || {
+        RATE_LOADS.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(rate("eu").await, 2001, "served stale meanwhile");
+    }
+    assert_eq!(RATE_LOADS.load(Ordering::SeqCst), 2, "one reload");
+    RATE_GATE.add_permits(1);
+    assert_eq!(refreshing.await.unwrap(), 2002);
+    assert_eq!(rate("eu").await, 2002);
+    assert_eq!(RATE_LOADS.load(Ordering::SeqCst), 2, "fresh again");
 }
 
 #[tokio::test]

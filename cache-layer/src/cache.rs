@@ -252,10 +252,12 @@ impl Cache {
     }
 
     /// Soft purge: makes the entry stored under `name` and every entry tagged `name` stale
-    /// instead of dropping them. The next call (or request, for [`CacheLayer`] responses) is
-    /// served the old value at once while one refresh runs in the background
-    /// (stale-while-revalidate), and the refreshed value is served after it. What a cache
-    /// can answer while its source is slow or down is kept; what it serves is revalidated.
+    /// instead of dropping them. The next call (or request, for
+    /// [`CacheLayer`](crate::CacheLayer) responses) is served the old value at once while one
+    /// refresh runs in the background (stale-while-revalidate), and the refreshed value is
+    /// served after it. What a cache can answer while its source is slow or down is kept;
+    /// what it serves is revalidated. (A `#[cached]` fn without `stale` cannot refresh in the
+    /// background: its first caller reloads and waits, the others are served stale meanwhile.)
     ///
     /// An entry keeps its windows: the fresh time it had left becomes stale time, so it is
     /// served stale (at least once, even with a zero `stale` window) until it would have

@@ -186,6 +186,13 @@ pub(crate) struct RefreshClaim {
     entry: Arc<Entry>,
 }
 
+impl RefreshClaim {
+    /// The entry this claim refreshes.
+    pub(crate) fn entry(&self) -> &Arc<Entry> {
+        &self.entry
+    }
+}
+
 impl Drop for RefreshClaim {
     fn drop(&mut self) {
         self.entry.refreshing.store(false, Ordering::Release);

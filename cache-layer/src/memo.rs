@@ -630,6 +630,22 @@ impl<S> Refresh<S> {
         self
     }
 
+    /// The refresh as a load in the caller's task, for a `#[cached]` fn without `stale` (whose
+    /// body cannot run after the caller returns: its arguments may be borrowed), which sees a
+    /// stale entry only after a soft purge. The claim stays with `self` while the load runs,
+    /// so concurrent callers are served the stale value meanwhile; if the load fails, the
+    /// stale value is served (stale-if-error).
+    pub fn in_place(&self) -> Miss<'_, S> {
+        Miss {
+            cache: &self.cache,
+            site: &self.site,
+            key: &self.key,
+            fallback: Some(Arc::clone(self.claim.entry())),
+            shared_since: self.shared_since,
+            shape: PhantomData,
+        }
+    }
+
     /// Runs `load` on the Tokio runtime and stores its value, tagged with `tags`; the caller
     /// returns the stale value without waiting. Outside a Tokio runtime nothing is spawned and
     /// the entry is refreshed by a later miss.
