@@ -478,7 +478,8 @@ impl Cache {
             .deadlines
             .expires_at
             .saturating_duration_since(crate::clock::now());
-        if self.inner.log.soft_since(since, key, &entry.tags) {
+        let log = &self.inner.log;
+        if log.named_since(since, key, &entry.tags) || log.soft_since(since, key, &entry.tags) {
             return;
         }
         remote

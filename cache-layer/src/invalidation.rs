@@ -103,9 +103,9 @@ impl InvalidationLog {
         self.touched(since, key, tags, Counting::NAMED)
     }
 
-    /// Whether `key` or any of `tags` was soft-purged (or invalidated) by name after `since`:
-    /// a value loaded since then may be older than the purge, so it is stored as already
-    /// stale. Must run *after* the entry was inserted.
+    /// Whether `key` or any of `tags` was soft-purged after `since`: a value loaded since then
+    /// may be older than the purge, so it is stored as already stale. Must run *after* the
+    /// entry was inserted. (Invalidations are [`touched_since`](Self::touched_since)'s.)
     pub(crate) fn soft_since(&self, since: u64, key: &str, tags: &[Box<str>]) -> bool {
         self.touched(since, key, tags, Counting::SOFT)
     }
@@ -128,32 +128,37 @@ impl InvalidationLog {
             .take_while(|(seq, _)| *seq > since)
             .any(|(_, named)| match named {
                 Named::Everything => counting.everything,
-                Named::Gone(name) => names(name),
+                Named::Gone(name) => counting.gone && names(name),
                 Named::Stale(name) => counting.soft && names(name),
             })
     }
 }
 
-/// Which remembered invalidations a check counts besides names invalidated.
+/// Which remembered invalidations a check counts (forgotten history always counts).
 #[derive(Clone, Copy)]
 struct Counting {
     /// Emptying the memory tier.
     everything: bool,
-    /// Soft purges.
+    /// Names invalidated.
+    gone: bool,
+    /// Names soft-purged.
     soft: bool,
 }
 
 impl Counting {
     const EVERYTHING: Counting = Counting {
         everything: true,
+        gone: true,
         soft: false,
     };
     const NAMED: Counting = Counting {
         everything: false,
+        gone: true,
         soft: false,
     };
     const SOFT: Counting = Counting {
         everything: false,
+        gone: false,
         soft: true,
     };
 }
@@ -197,7 +202,8 @@ mod tests {
         assert!(log.touched_since(start, "user:2", &["staff".into()]));
         assert!(!log.soft_since(start, "user:2", &["staff".into()]));
         log.record("user:2");
-        assert!(log.soft_since(start, "user:2", &[]));
+        assert!(!log.soft_since(start, "user:2", &[]));
+        assert!(log.named_since(start, "user:2", &[]));
     }
 
     #[test]
