@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 mod support;
 
 use support::redis_server::{RedisCluster, RedisServer};
+use support::relay::Relay;
 
 /// A source whose loads are counted and held until the test lets them finish: each load
 /// returns `base` plus how many loads had started when it began.
@@ -285,6 +286,59 @@ async fn a_soft_purge_from_one_instance_makes_anothers_memory_copy_stale() {
     assert_eq!(source_b.started(), 1, "fresh on B");
     // A was purged too: its memory copy is served stale and refreshed once.
     served_stale_then_refreshed_once(&a, &source_a, &key, 1).await;
+}
+
+/// The purging instance hears its own soft purge over pub/sub too: it must not apply it again,
+/// or the refresh begun in between would be stored stale and not written to Redis.
+#[tokio::test]
+async fn the_purging_instance_refreshes_once_and_shares_the_refreshed_value() {
+    let server = RedisServer::start();
+    // A's connections pass through a relay, which holds A's purge message until A's refresh
+    // has begun.
+    let relay = Relay::start(server.port()).await;
+    let a = Cache::builder()
+        .tiered(relay.url())
+        .key_prefix("own:")
+        .jitter(0.0)
+        .build()
+        .unwrap();
+    let b = Cache::builder()
+        .redis(server.url())
+        .key_prefix("own:")
+        .build()
+        .unwrap();
+    let source = Source::new();
+    let key = Key::new("price").part(5);
+    source.release(1);
+    assert_eq!(source.call(&a, &key, &options()).await, 1);
+    until_a_memory_hit(&a, &source, &key).await;
+
+    relay.hold_subscribers();
+    a.soft_invalidate("prices").await;
+    assert_eq!(source.call(&a, &key, &options()).await, 1, "served stale");
+    eventually("the refresh starts", async || source.started() == 2).await;
+    relay.release_subscribers();
+    // B is not subscribed: once it reads A's purge from Redis, A's subscriber has it too.
+    eventually("the purge is in Redis", async || {
+        let stale = b.stats().stale;
+        b.get::<u32>(&key).await;
+        b.stats().stale > stale
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    source.release(1);
+    eventually("the refreshed value is stored", async || {
+        a.get::<u32>(&key).await == Some(2)
+    })
+    .await;
+    let stale = a.stats().stale;
+    assert_eq!(source.call(&a, &key, &options()).await, 2);
+    assert_eq!(a.stats().stale, stale, "fresh: no second refresh");
+    assert_eq!(source.started(), 2);
+    eventually("the refreshed value is written to Redis", async || {
+        b.get::<u32>(&key).await == Some(2)
+    })
+    .await;
 }
 
 /// Without memory in front, the soft purge reaches other instances through the fresh-until

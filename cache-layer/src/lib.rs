@@ -277,7 +277,8 @@
 //!   (offset 9 below) of the key's entry and of each member of the tag's set to now, where it
 //!   is later, keeping the value and its TTL; values shorter than the header or of another
 //!   format are left alone. Nothing is recorded in `P` `invalidated`. Then the name is
-//!   published with a leading `0xFE` byte, and every instance marks its memory copies stale.
+//!   published (after a `0xFE` byte and the sender's id), and every other instance marks its
+//!   memory copies stale.
 //!   A soft purge that cannot reach Redis never fails the caller: it is kept and replayed as
 //!   a hard invalidation (see above), so no instance keeps the entries fresh. Its limit: a load
 //!   that began before another instance's soft purge, and whose write reaches Redis before this
@@ -293,7 +294,7 @@
 //! | `P` `t:` tag | set | the value keys (`P` `v:` ...) carrying the tag; expires with its longest-lived entry; at most 10,000 members (past that, the surplus entries are deleted); members whose entry is gone are pruned as the set is written |
 //! | `P` `l:` key | string | the distributed load lock (`lock = "5s"`): a random token, `PX` = the lock time |
 //! | `P` `invalidated` | sorted set | the invalidation history (one Redis; not on a cluster), no TTL: member `0xFF` scores the epoch, a counter every invalidation moves on (started at the server's time in microseconds); each recently invalidated name (key or tag, in the bounded form below) scores the epoch of its last invalidation; member `0xFE` scores the floor, at and above which the history is complete; at most 100,000 names (past that, the oldest are dropped and the floor raised to them) |
-//! | `P` `invalidate` | pub/sub channel | each invalidated name (key or tag), for every instance's memory tier; the single byte `0xFF` (not UTF-8) means "empty your memory tier"; the byte `0xFE` (not UTF-8) followed by a name means "mark that name's entries stale" (a [soft purge](#soft-purge); an instance that does not know it ignores it) |
+//! | `P` `invalidate` | pub/sub channel | each invalidated name (key or tag), for every instance's memory tier; the single byte `0xFF` (not UTF-8) means "empty your memory tier"; the byte `0xFE` (not UTF-8), the sending instance's random id (8 bytes) and a name mean "mark that name's entries stale" (a [soft purge](#soft-purge); the sender ignores its own, an instance that does not know the byte ignores it) |
 //!
 //! A key or tag longer than 200 bytes is stored as its first 64 bytes, `#`, and the hex SHA-256
 //! of the whole, after `#` instead of `:` (`P` `v#` ..., `P` `t#` ..., `P` `l#` ...): no short

@@ -111,6 +111,9 @@ pub(crate) struct RedisStore {
     /// Whether the last operation was answered: a load does not wait a second time budget
     /// for [`RedisStore::shared_since`] right after its read went unanswered.
     answering: AtomicBool,
+    /// Random, per store: names this instance in its soft purges' messages, so that it does
+    /// not apply its own again (see [`SOFT`]).
+    instance: u64,
     counters: Arc<Counters>,
 }
 
@@ -121,8 +124,10 @@ pub(crate) const EVERYTHING: &[u8] = b"\xff";
 /// The invalidation history's member that scores its epoch (see [`INVALIDATE`]).
 const EPOCH: &[u8] = b"\xff";
 
-/// The first byte of a soft purge's pub/sub payload, followed by the name: not UTF-8, so no
-/// name (UTF-8) starts with it, and an instance that does not know it ignores the message.
+/// The first byte of a soft purge's pub/sub payload, followed by the sending instance's id (8
+/// bytes) and the name: not UTF-8, so no name (UTF-8) starts with it, and an instance that
+/// does not know it ignores the message. The sender has marked its own copies already: hearing
+/// its purge again would make a refresh begun in between store its value stale.
 pub(crate) const SOFT: &[u8] = b"\xfe";
 
 /// A soft purge: lowers the wall-clock fresh-until time (8 bytes, big-endian, at byte 9 of
@@ -420,8 +425,14 @@ impl RedisStore {
             opened: AtomicU64::new(0),
             recovered: AtomicU64::new(0),
             answering: AtomicBool::new(true),
+            instance: fastrand::u64(..),
             counters,
         })
+    }
+
+    /// The id this instance's soft purges carry (see [`SOFT`]).
+    pub(crate) fn instance(&self) -> u64 {
+        self.instance
     }
 
     pub(crate) fn connect_timeout(&self) -> Duration {
@@ -860,6 +871,7 @@ impl RedisStore {
         let value_key = self.value_key(name);
         let tag_key = self.tag_key(name);
         let mut payload = SOFT.to_vec();
+        payload.extend_from_slice(&self.instance.to_be_bytes());
         payload.extend_from_slice(name.as_bytes());
         let soften = |keys: &[&str]| {
             let mut soften = redis::cmd("EVAL");

@@ -213,8 +213,14 @@ fn set_subscribed(inner: &Inner, subscribed: bool) {
 fn deliver(inner: &Inner, payload: &[u8]) {
     if payload == EVERYTHING {
         inner.invalidate_everything_local();
-    } else if let Some(name) = payload.strip_prefix(SOFT) {
-        if let Ok(name) = std::str::from_utf8(name) {
+    } else if let Some(sent) = payload.strip_prefix(SOFT) {
+        let Some((sender, name)) = sent.split_first_chunk::<8>() else {
+            return;
+        };
+        let own = inner
+            .remote()
+            .is_some_and(|remote| remote.store.instance() == u64::from_be_bytes(*sender));
+        if let (false, Ok(name)) = (own, std::str::from_utf8(name)) {
             inner.soft_invalidate_local(name);
         }
     } else if let Ok(name) = std::str::from_utf8(payload) {
