@@ -381,6 +381,36 @@ async fn a_soft_purge_lowers_the_fresh_until_time_stored_in_redis() {
     assert_eq!((source_a.started(), source_b.started()), (1, 1));
 }
 
+/// Fail open: a soft purge while Redis does not answer returns (after the operation's time
+/// budget) without an error, and is replayed as a hard invalidation once Redis answers again,
+/// so no instance keeps the entry fresh.
+#[tokio::test]
+async fn a_soft_purge_that_cannot_reach_redis_is_replayed_as_an_invalidation() {
+    let mut server = RedisServer::start();
+    let cache = Cache::builder()
+        .redis(server.url())
+        .key_prefix("down:")
+        .redis_timeouts(Duration::from_millis(50), Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let source = Source::new();
+    let key = Key::new("price").part(6);
+    source.release(1);
+    assert_eq!(source.call(&cache, &key, &options()).await, 1);
+    eventually("the value is in Redis", async || {
+        cache.get::<u32>(&key).await == Some(1)
+    })
+    .await;
+
+    server.pause();
+    cache.soft_invalidate("prices").await;
+    server.resume();
+    eventually("the replay dropped the entry", async || {
+        cache.get::<u32>(&key).await.is_none()
+    })
+    .await;
+}
+
 /// What the soft purge's script reads is checked: a value of another format under a tagged
 /// key, or one shorter than the header, is left exactly as it was.
 #[tokio::test]
