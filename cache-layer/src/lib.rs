@@ -265,7 +265,7 @@
 //! - **How long it stays servable.** A soft-purged entry keeps its windows: the fresh time it
 //!   had left becomes stale time, then its `stale` window, then its `stale_if_error` window
 //!   (served only if the refresh fails). So an entry with a zero `stale` window is still served
-//!   stale until it would have expired; an entry that was no longer fresh is left as it is.
+//!   stale for the fresh time it had left; an entry that was no longer fresh is left as it is.
 //!   An HTTP response is fresh only when both its RFC 9111 freshness and its entry say so; one
 //!   that may never be served stale (`must-revalidate`, `s-maxage`, `no-cache`) is revalidated
 //!   before it is served.
@@ -278,8 +278,7 @@
 //!   is later, keeping the value and its TTL; values shorter than the header or of another
 //!   format are left alone. Nothing is recorded in `P` `invalidated`. Then the name is
 //!   published (after a `0xFE` byte and the sender's id), and every other instance marks its
-//!   memory copies stale.
-//!   A soft purge that cannot reach Redis never fails the caller: it is kept and replayed as
+//!   memory copies stale. A soft purge that cannot reach Redis never fails the caller: it is kept and replayed as
 //!   a hard invalidation (see above), so no instance keeps the entries fresh. Its limit: a load
 //!   that began before another instance's soft purge, and whose write reaches Redis before this
 //!   instance hears of the purge, is stored fresh in Redis.
