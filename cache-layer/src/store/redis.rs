@@ -863,8 +863,8 @@ impl RedisStore {
     }
 
     /// One soft purge: on one Redis in one script; on a cluster (where a script may touch
-    /// only its own key) the tag's members are read, then each softened by a script of its
-    /// own key, then the entry, then the broadcast.
+    /// only its own key) the tag's members are read, then they and the entry are each
+    /// softened by a script of its own key, then the broadcast.
     async fn send_soft_invalidation(&self, c: &mut Link, name: &str) -> RedisResult<()> {
         let now = super::codec::now_millis();
         let formats = super::codec::FORMATS_WITH_DEADLINES;
@@ -885,9 +885,12 @@ impl RedisStore {
             return script.query_async(c).await;
         }
         let tagged: Vec<String> = redis::cmd("SMEMBERS").arg(&tag_key).query_async(c).await?;
-        for key in tagged.iter().chain(std::iter::once(&value_key)) {
-            soften(&[key]).query_async::<()>(c).await?;
-        }
+        // Sent together, each to its key's node: a big tag takes one round trip, not one each.
+        let softened = tagged.iter().chain(std::iter::once(&value_key)).map(|key| {
+            let (mut c, script) = (c.clone(), soften(&[key]));
+            async move { script.query_async::<()>(&mut c).await }
+        });
+        futures_util::future::try_join_all(softened).await?;
         let mut publish = redis::cmd("PUBLISH");
         publish.arg(self.channel()).arg(&payload);
         publish.query_async(c).await
