@@ -11,7 +11,7 @@ use crate::clock::{self, Instant};
 use crate::entry::Deadlines;
 
 const FORMAT_MSGPACK_NAMED: u8 = 1;
-pub(crate) const HEADER: usize = 35;
+const HEADER: usize = 35;
 
 /// The format bytes of values whose header holds the wall-clock deadlines at the offsets
 /// [`encode`] writes them (`fresh_until` at byte 9): what a soft purge in Redis lowers.
