@@ -22,8 +22,10 @@
 //! `Authorization: Bearer TOKEN` and method `PURGE` drops that URL's stored responses
 //! (`curl -X PURGE -H 'Authorization: Bearer TOKEN' http://127.0.0.1:PORT/products/7`), and one
 //! with `Cache-Tag` or `Surrogate-Key` values (any path, method `PURGE`) drops everything
-//! tagged with them. A wrong or missing token is answered 403; without the flag, `PURGE`
-//! requests are forwarded upstream like any other.
+//! tagged with them. With `Fastly-Soft-Purge: 1` as well, the purge is soft: the responses stay,
+//! stale, and the next request is served from them while one background request revalidates.
+//! A wrong or missing token is answered 403; without the flag, `PURGE` requests are forwarded
+//! upstream like any other.
 
 use std::time::Duration;
 

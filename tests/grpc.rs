@@ -458,6 +458,36 @@ async fn invalidation_by_tag_drops_the_cached_call() {
 }
 
 #[tokio::test]
+async fn a_soft_purged_call_is_replayed_stale_while_one_call_refreshes_it() {
+    let mut server = start(Seen::default(), cached_get).await;
+    get(&mut server.client, 7).await.unwrap();
+    get(&mut server.client, 7).await.unwrap();
+    assert_eq!(server.gets(), 1);
+    server.cache.soft_invalidate("course:7").await;
+    let stale = get(&mut server.client, 7).await.unwrap();
+    assert_eq!(stale.get_ref().title, "course 7 for anonymous, answer 1");
+    let status = text(stale.metadata(), "cache-status");
+    assert!(
+        status.contains("ttl=0; detail=stale-while-revalidate"),
+        "{status}"
+    );
+    // One background call stores answer 2.
+    for _ in 0..1000 {
+        if server.gets() == 2 && server.cache.stats().inserts >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let refreshed = get(&mut server.client, 7).await.unwrap();
+    assert_eq!(
+        refreshed.get_ref().title,
+        "course 7 for anonymous, answer 2"
+    );
+    assert!(text(refreshed.metadata(), "cache-status").starts_with("cache-layer; hit"));
+    assert_eq!(server.gets(), 2);
+}
+
+#[tokio::test]
 async fn compressed_and_plain_requests_share_an_entry() {
     let mut server = start(Seen::default(), cached_get).await;
     let mut gzip = server

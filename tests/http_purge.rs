@@ -174,13 +174,34 @@ async fn a_wrong_or_missing_token_is_403_and_purges_nothing() {
         &[("authorization", "Basic purge-s3cret")],
         &[("authorization", "Bearer wrong"), ("cache-tag", "products")],
         &[("surrogate-key", "products")],
+        &[("fastly-soft-purge", "1")],
+        &[
+            ("authorization", "Bearer wrong"),
+            ("fastly-soft-purge", "1"),
+        ],
+        &[
+            ("authorization", "Bearer nope"),
+            ("fastly-soft-purge", "1"),
+            ("cache-tag", "products"),
+        ],
     ] {
         let refused = server.purge("/r", headers).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN, "{headers:?}");
         let refused = server.send("POST", "/_purge", headers).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN, "{headers:?}");
     }
-    assert!(server.get("/r", &[]).await.cache_status().contains("hit"));
+    // Neither dropped nor made stale.
+    let kept = server.get("/r", &[]).await;
+    assert!(
+        kept.cache_status().contains("hit"),
+        "{}",
+        kept.cache_status()
+    );
+    assert!(
+        !kept.cache_status().contains("stale"),
+        "{}",
+        kept.cache_status()
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
@@ -251,4 +272,180 @@ async fn a_purge_through_one_instance_drops_the_others_copy() {
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(b.get("/r", &[]).await.cache_status().contains("hit"));
+}
+
+const SOFT: (&str, &str) = ("fastly-soft-purge", "1");
+
+/// Whether `reply` was served stale while a background request revalidates it.
+fn served_stale(reply: &Reply) -> bool {
+    let status = reply.cache_status();
+    status.contains("hit") && status.contains("stale-while-revalidate")
+}
+
+/// Waits until the origin has been called `n` times in all.
+async fn until_calls(calls: &Arc<AtomicUsize>, n: usize) {
+    for _ in 0..1000 {
+        if calls.load(Ordering::SeqCst) >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the origin was called {calls:?} times, not {n}");
+}
+
+/// GETs `path` (with `headers`) until it is a fresh hit; returns its body.
+async fn until_fresh(server: &Server, path: &str, headers: &[(&str, &str)]) -> String {
+    for _ in 0..500 {
+        let reply = server.get(path, headers).await;
+        if reply.cache_status().contains("hit") && !reply.cache_status().contains("stale") {
+            return reply.text();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{path} never became a fresh hit");
+}
+
+#[tokio::test]
+async fn a_soft_purge_by_path_serves_every_variant_stale_while_one_request_revalidates_it() {
+    let calls = counter();
+    let server = start(memory_cache(), &calls).await;
+    for language in ["en", "fr"] {
+        server.get("/r", &[("accept-language", language)]).await;
+    }
+    server.get("/other", &[]).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+    let purged = server.purge("/r", &[AUTH, SOFT]).await;
+    assert_eq!(purged.status, StatusCode::OK, "{}", purged.text());
+    assert_eq!(purged.text(), "soft-purged\n");
+    for (language, old) in [("en", "products-1"), ("fr", "products-2")] {
+        let reply = server.get("/r", &[("accept-language", language)]).await;
+        assert!(served_stale(&reply), "{language}: {}", reply.cache_status());
+        assert!(
+            reply.cache_status().contains("ttl=0"),
+            "{}",
+            reply.cache_status()
+        );
+        assert_eq!(reply.text(), old);
+    }
+    // One background request per variant, then the new responses are fresh.
+    until_calls(&calls, 5).await;
+    let mut refreshed = Vec::new();
+    for language in ["en", "fr"] {
+        refreshed.push(until_fresh(&server, "/r", &[("accept-language", language)]).await);
+    }
+    refreshed.sort();
+    assert_eq!(refreshed, ["products-4", "products-5"]);
+    assert_eq!(calls.load(Ordering::SeqCst), 5, "exactly one per variant");
+    let other = server.get("/other", &[]).await;
+    assert!(!served_stale(&other), "another URL is untouched");
+    assert_eq!(other.text(), "pages-3");
+
+    // A hard purge still removes: the next request waits for the origin.
+    let purged = server.purge("/r", &[AUTH]).await;
+    assert_eq!(purged.text(), "purged\n");
+    let reply = server.get("/r", &[("accept-language", "en")]).await;
+    assert!(
+        !reply.cache_status().contains("hit"),
+        "{}",
+        reply.cache_status()
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 6);
+}
+
+#[tokio::test]
+async fn a_soft_purge_by_tag_serves_stale_while_one_request_revalidates() {
+    let calls = counter();
+    let server = start(memory_cache(), &calls).await;
+    server.get("/r", &[]).await;
+    server.get("/other", &[]).await;
+    let purged = server
+        .send(
+            "POST",
+            "/_purge",
+            &[AUTH, SOFT, ("surrogate-key", "products")],
+        )
+        .await;
+    assert_eq!(purged.status, StatusCode::OK, "{}", purged.text());
+    assert_eq!(purged.text(), "soft-purged 1 tag(s)\n");
+
+    let reply = server.get("/r", &[]).await;
+    assert!(served_stale(&reply), "{}", reply.cache_status());
+    assert_eq!(reply.text(), "products-1");
+    until_calls(&calls, 3).await;
+    assert_eq!(until_fresh(&server, "/r", &[]).await, "products-3");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(until_fresh(&server, "/other", &[]).await, "pages-2");
+
+    // Any other value of the header is a hard purge.
+    let purged = server
+        .purge(
+            "/",
+            &[AUTH, ("fastly-soft-purge", "0"), ("cache-tag", "pages")],
+        )
+        .await;
+    assert_eq!(purged.text(), "purged 1 tag(s)\n");
+    let reply = server.get("/other", &[]).await;
+    assert!(
+        !reply.cache_status().contains("hit"),
+        "{}",
+        reply.cache_status()
+    );
+    assert_eq!(reply.text(), "pages-4");
+}
+
+#[tokio::test]
+async fn a_soft_purge_through_one_instance_makes_the_others_copy_stale() {
+    let redis = support::redis_server::RedisServer::start();
+    let shared = || {
+        Cache::builder()
+            .redis(redis.url())
+            .key_prefix("soft-http:")
+            .jitter(0.0)
+            .build()
+            .unwrap()
+    };
+    let (calls_a, calls_b) = (counter(), counter());
+    let a = start(shared(), &calls_a).await;
+    let b = start(shared(), &calls_b).await;
+    for server in [&a, &b] {
+        until_hit(server, "/r").await;
+        until_hit(server, "/other").await;
+    }
+    let before = calls_b.load(Ordering::SeqCst);
+
+    let purged = a.purge("/r", &[AUTH, SOFT]).await;
+    assert_eq!(purged.status, StatusCode::OK);
+    let mut stale = None;
+    for _ in 0..500 {
+        let reply = b.get("/r", &[]).await;
+        if served_stale(&reply) {
+            stale = Some(reply);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(stale.is_some(), "B's copy was made stale by A's soft purge");
+    until_calls(&calls_b, before + 1).await;
+    until_fresh(&b, "/r", &[]).await;
+    assert_eq!(
+        calls_b.load(Ordering::SeqCst),
+        before + 1,
+        "one background request"
+    );
+
+    let purged = a
+        .send("POST", "/_purge", &[AUTH, SOFT, ("surrogate-key", "pages")])
+        .await;
+    assert_eq!(purged.status, StatusCode::OK);
+    let mut stale = false;
+    for _ in 0..500 {
+        if served_stale(&b.get("/other", &[]).await) {
+            stale = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(stale, "B's pages were made stale by A's tag");
+    until_calls(&calls_b, before + 2).await;
 }

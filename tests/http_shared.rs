@@ -501,6 +501,37 @@ async fn a_shared_response_whose_header_says_stale_is_served_stale_and_refreshed
     panic!("no refresh reached the origin and Redis");
 }
 
+/// A soft purge reaches what only Redis holds: an instance that never had the response in
+/// memory reads the purged copy, serves it stale at once and refreshes it once.
+#[tokio::test]
+async fn a_soft_purge_reaches_an_instance_that_reads_the_response_from_redis() {
+    let fleet = Fleet::start().await;
+    assert_eq!(fleet.a.get("/r", &[]).await.text(), "body-1");
+    let key = response_key("/r");
+    fleet.until_in_redis(&key).await;
+    fleet.a.cache.soft_invalidate("catalog").await;
+    let mut raw = fleet.raw().await;
+    assert_eq!(fresh_for(&mut raw, &key).await, Duration::ZERO);
+    // A third instance: nothing in its memory, so the copy comes from Redis.
+    let c = instance(&fleet.redis, &fleet.calls, |layer| layer).await;
+    let reply = c.get("/r", &[]).await;
+    assert_eq!(reply.text(), "body-1", "the purged copy is served at once");
+    assert!(
+        reply.cache_status().contains("stale-while-revalidate"),
+        "{}",
+        reply.cache_status()
+    );
+    for _ in 0..500 {
+        if fleet.calls() == 2 && fresh_for(&mut raw, &key).await > Duration::from_secs(30) {
+            assert_eq!(until_hit(&fleet.b, "/r").await.text(), "body-2");
+            assert_eq!(fleet.calls(), 2, "one refresh, shared with the fleet");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no refresh reached the origin and Redis");
+}
+
 /// How long the shared entry under `key` stays fresh, from its header's "fresh until".
 async fn fresh_for(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Duration {
     let bytes: Vec<u8> = raw.get(key).await.unwrap();

@@ -138,6 +138,13 @@ impl Inner {
         self.memory.invalidate(name);
     }
 
+    /// The in-process part of a soft purge (also run for soft purges published by other
+    /// instances): entries stay, but stale.
+    pub(crate) fn soft_invalidate_local(&self, name: &str) {
+        self.log.record_soft(name);
+        self.memory.mark_stale(name);
+    }
+
     /// Empties the memory tier, for when invalidations may have been missed; reads and loads
     /// that began before are not stored.
     pub(crate) fn invalidate_everything_local(&self) {
@@ -252,6 +259,86 @@ impl Cache {
         }
     }
 
+    /// Soft purge: makes the entry stored under `name` and every entry tagged `name` stale
+    /// instead of dropping them. The next call (or request, for
+    /// [`CacheLayer`](crate::CacheLayer) responses) is served the old value at once while one
+    /// refresh runs in the background (stale-while-revalidate), and the refreshed value is
+    /// served after it. What a cache can answer while its source is slow or down is kept;
+    /// what it serves is revalidated. (A `#[cached]` fn without `stale` cannot refresh in the
+    /// background: its first caller reloads and waits, the others are served stale meanwhile.)
+    ///
+    /// An entry keeps its windows: the fresh time it had left becomes stale time, so it is
+    /// served stale (at least once, even with a zero `stale` window) until it would have
+    /// stopped being servable anyway, and then within its `stale_if_error` window only if the
+    /// refresh fails. An entry already stale is left as it is. A load that was in flight when
+    /// the purge was made may have read the old data: its value is stored, but already stale
+    /// (its next use refreshes again), and not written to Redis.
+    ///
+    /// # With Redis
+    /// Each entry's stored fresh-until time is lowered to now in Redis, and every instance
+    /// is told over pub/sub to mark its memory copies stale; on a task of its own, as for
+    /// [`Cache::invalidate`]. A soft purge that cannot reach Redis never fails the caller: it
+    /// is kept and replayed as a hard [invalidation](Cache::invalidate) (the entries are then
+    /// dropped rather than left fresh anywhere). See the crate docs, "Soft purge".
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_layer::{Cache, Key, LoadOptions};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), std::io::Error> {
+    /// let cache = Cache::builder().build().unwrap();
+    /// let options = LoadOptions::new(Duration::from_secs(60)).tag("prices");
+    /// let key = Key::new("price").part(7);
+    /// let load = |price: u32| move || async move { Ok::<_, std::io::Error>(price) };
+    /// assert_eq!(cache.get_or_load(&key, &options, load(100)).await?, 100);
+    ///
+    /// cache.soft_invalidate("prices").await;
+    /// // Served stale at once; the loader runs in the background.
+    /// assert_eq!(cache.get_or_load(&key, &options, load(120)).await?, 100);
+    /// # while cache.stats().loads < 2 || cache.get::<u32>(&key).await != Some(120) {
+    /// #     tokio::task::yield_now().await;
+    /// # }
+    /// assert_eq!(cache.get_or_load(&key, &options, load(130)).await?, 120);
+    /// # Ok(()) }
+    /// ```
+    pub async fn soft_invalidate(&self, name: &str) {
+        self.soft_invalidate_names(vec![name.to_owned()]).await;
+    }
+
+    /// [`Cache::soft_invalidate`] for each of `names`: in this process at once, in Redis and
+    /// the other instances on a spawned task that the caller awaits but cannot cancel.
+    pub(crate) async fn soft_invalidate_names(&self, names: Vec<String>) {
+        let inner = &*self.inner;
+        for name in &names {
+            tracing::debug!(cache = inner.counters.name(), name, "soft purge");
+            inner.soft_invalidate_local(name);
+        }
+        if self.remote().is_none() {
+            return;
+        }
+        self.listen_for_invalidations();
+        let cache = self.clone();
+        let shared = async move { cache.soft_invalidate_shared(&names).await };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let _ = runtime.spawn(shared).await;
+            }
+            Err(_) => shared.await,
+        }
+    }
+
+    async fn soft_invalidate_shared(&self, names: &[String]) {
+        let Some(remote) = &self.inner.remote else {
+            return;
+        };
+        for name in names {
+            if remote.store.soft_invalidate(name).await == Some(Queued::Overflowed) {
+                self.inner.invalidate_everything_local();
+            }
+        }
+    }
+
     async fn invalidate_shared(&self, names: &[String]) {
         let Some(remote) = &self.inner.remote else {
             return;
@@ -340,6 +427,11 @@ impl Cache {
             }
             return false;
         }
+        // A load that began before a soft purge may hold what was read before it (the shared
+        // write below then keeps Redis's purged copy; see `store_shared`).
+        if inner.log.soft_since(since, key, &entry.tags) {
+            entry.mark_stale();
+        }
         let written = match (shared, tokio::runtime::Handle::try_current()) {
             (Some((bytes, shared_since)), Ok(runtime)) if self.remote().is_some() => {
                 let (cache, key) = (self.clone(), key.to_owned());
@@ -400,6 +492,10 @@ impl Cache {
             );
             return false;
         }
+        // A load that began before a soft purge may hold what was read before it.
+        if inner.log.soft_since(since, key, &entry.tags) {
+            entry.mark_stale();
+        }
         true
     }
 
@@ -410,7 +506,8 @@ impl Cache {
     /// happened here during the write (an invalidation either deleted our write or is in the
     /// log); a delete that does not reach Redis is queued like an invalidation. Emptying
     /// memory, for missed invalidations, says nothing against a value just loaded from the
-    /// source.
+    /// source. A value loaded before a soft purge heard here is not written (Redis keeps the
+    /// purged, stale copy), and is made stale again if the purge came during the write.
     async fn store_shared(&self, key: &str, bytes: Vec<u8>, entry: &Entry, at: (u64, SharedSince)) {
         let (since, shared_since) = at;
         let Some(remote) = &self.inner.remote else {
@@ -420,7 +517,8 @@ impl Cache {
             .deadlines
             .expires_at
             .saturating_duration_since(crate::clock::now());
-        if self.inner.log.named_since(since, key, &entry.tags) {
+        let log = &self.inner.log;
+        if log.named_since(since, key, &entry.tags) || log.soft_since(since, key, &entry.tags) {
             return;
         }
         remote
@@ -429,6 +527,8 @@ impl Cache {
             .await;
         if self.inner.log.named_since(since, key, &entry.tags) {
             remote.store.delete(key).await;
+        } else if self.inner.log.soft_since(since, key, &entry.tags) {
+            remote.store.soft_invalidate(key).await;
         }
     }
 }

@@ -113,6 +113,8 @@ pub(crate) struct Entry {
     /// Set once the entry has left the memory store (invalidated, replaced, evicted): copies
     /// that threads keep in front of the store check it before serving.
     removed: AtomicBool,
+    /// Set by a soft purge: no longer fresh, whatever `deadlines.fresh_until` says.
+    purged: AtomicBool,
 }
 
 impl Entry {
@@ -131,6 +133,7 @@ impl Entry {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             refreshing: AtomicBool::new(false),
             removed: AtomicBool::new(false),
+            purged: AtomicBool::new(false),
         }
     }
 
@@ -145,9 +148,17 @@ impl Entry {
         self.removed.load(Ordering::Acquire)
     }
 
+    /// Makes the entry stale from now on (a soft purge): it is served as stale while one
+    /// refresh runs, until its stale window closes. Its windows stay as they were, so the fresh
+    /// time it had left becomes stale time: an entry soft-purged while fresh is always served
+    /// stale at least once, even with a zero stale window.
+    pub(crate) fn mark_stale(&self) {
+        self.purged.store(true, Ordering::Release);
+    }
+
     pub(crate) fn age(&self, now: Instant) -> Age {
         let d = &self.deadlines;
-        if now < d.fresh_until {
+        if now < d.fresh_until && !self.purged.load(Ordering::Acquire) {
             Age::Fresh
         } else if now < d.stale_until {
             Age::Stale
@@ -173,6 +184,13 @@ impl Entry {
 /// cancellation), so a failed refresh can be retried by a later caller.
 pub(crate) struct RefreshClaim {
     entry: Arc<Entry>,
+}
+
+impl RefreshClaim {
+    /// The entry this claim refreshes.
+    pub(crate) fn entry(&self) -> &Arc<Entry> {
+        &self.entry
+    }
 }
 
 impl Drop for RefreshClaim {
@@ -231,6 +249,23 @@ mod tests {
         assert_eq!(entry.age(now + Duration::from_secs(12)), Age::Stale);
         assert_eq!(entry.age(now + Duration::from_secs(30)), Age::Fallback);
         assert_eq!(entry.age(now + Duration::from_secs(36)), Age::Expired);
+    }
+
+    #[test]
+    fn a_soft_purge_turns_the_fresh_time_left_into_stale_time() {
+        let now = clock::now();
+        let lifetime = Lifetime {
+            ttl: Duration::from_secs(10),
+            stale: Duration::ZERO,
+            stale_if_error: Duration::from_secs(20),
+            jitter: Some(0.0),
+        };
+        let entry = Entry::new(Arc::new(1u8), lifetime.deadlines(now, 0.1), Box::new([]), 1);
+        entry.mark_stale();
+        assert_eq!(entry.age(now), Age::Stale);
+        assert_eq!(entry.age(now + Duration::from_secs(9)), Age::Stale);
+        assert_eq!(entry.age(now + Duration::from_secs(11)), Age::Fallback);
+        assert_eq!(entry.age(now + Duration::from_secs(31)), Age::Expired);
     }
 
     #[test]

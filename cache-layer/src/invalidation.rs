@@ -1,6 +1,9 @@
 //! The invalidation log: closes the race between a load that started before a write and an
 //! invalidation that ran while it was in flight. Without it, the load would store the value it
 //! read before the write, and the cache would serve it for a whole TTL.
+//!
+//! Soft purges are logged too, apart: a load that began before one is still stored, but as
+//! already stale (see [`InvalidationLog::soft_since`]).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,9 +24,27 @@ pub(crate) struct InvalidationLog {
 /// The remembered invalidations, oldest first, and the bytes of their names.
 #[derive(Default)]
 struct Recent {
-    /// `None` stands for "everything" (the memory tier was emptied).
-    names: VecDeque<(u64, Option<Box<str>>)>,
+    names: VecDeque<(u64, Named)>,
     bytes: usize,
+}
+
+/// What one remembered invalidation named.
+enum Named {
+    /// Everything (the memory tier was emptied).
+    Everything,
+    /// A key or tag, invalidated.
+    Gone(Box<str>),
+    /// A key or tag, soft-purged (made stale).
+    Stale(Box<str>),
+}
+
+impl Named {
+    fn len(&self) -> usize {
+        match self {
+            Named::Everything => 0,
+            Named::Gone(name) | Named::Stale(name) => name.len(),
+        }
+    }
 }
 
 impl InvalidationLog {
@@ -42,41 +63,54 @@ impl InvalidationLog {
     /// Records an invalidation of `name`. Must run *before* the entries are removed, so that a
     /// concurrent insert either is removed or sees this record.
     pub(crate) fn record(&self, name: &str) {
-        self.push(Some(name.into()));
+        self.push(Named::Gone(name.into()));
+    }
+
+    /// Records a soft purge of `name`. Must run before the entries are marked stale, so that a
+    /// concurrent insert either is marked or sees this record.
+    pub(crate) fn record_soft(&self, name: &str) {
+        self.push(Named::Stale(name.into()));
     }
 
     /// Records that everything was invalidated (the memory tier is being emptied): no load or
     /// read that began before is kept. Must run before the entries are removed.
     pub(crate) fn record_everything(&self) {
-        self.push(None);
+        self.push(Named::Everything);
     }
 
-    fn push(&self, name: Option<Box<str>>) {
+    fn push(&self, name: Named) {
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
-        recent.bytes += name.as_ref().map_or(0, |n| n.len());
+        recent.bytes += name.len();
         recent.names.push_back((seq, name));
         while recent.names.len() > REMEMBERED || recent.bytes > REMEMBERED_BYTES {
             let Some((_, oldest)) = recent.names.pop_front() else {
                 break;
             };
-            recent.bytes -= oldest.map_or(0, |n| n.len());
+            recent.bytes -= oldest.len();
         }
     }
 
     /// Whether `key` or any of `tags` was invalidated after `since`, by name or by emptying
     /// the memory tier. Must run *after* the entry was inserted.
     pub(crate) fn touched_since(&self, since: u64, key: &str, tags: &[Box<str>]) -> bool {
-        self.touched(since, key, tags, true)
+        self.touched(since, key, tags, Counting::EVERYTHING)
     }
 
     /// Whether `key` or any of `tags` was invalidated by name after `since` (what makes a
     /// loaded value outdated everywhere, not only in memory).
     pub(crate) fn named_since(&self, since: u64, key: &str, tags: &[Box<str>]) -> bool {
-        self.touched(since, key, tags, false)
+        self.touched(since, key, tags, Counting::NAMED)
     }
 
-    fn touched(&self, since: u64, key: &str, tags: &[Box<str>], everything: bool) -> bool {
+    /// Whether `key` or any of `tags` was soft-purged after `since`: a value loaded since then
+    /// may be older than the purge, so it is stored as already stale. Must run *after* the
+    /// entry was inserted. (Invalidations are [`touched_since`](Self::touched_since)'s.)
+    pub(crate) fn soft_since(&self, since: u64, key: &str, tags: &[Box<str>]) -> bool {
+        self.touched(since, key, tags, Counting::SOFT)
+    }
+
+    fn touched(&self, since: u64, key: &str, tags: &[Box<str>], counting: Counting) -> bool {
         if self.seq.load(Ordering::SeqCst) == since {
             return false;
         }
@@ -87,15 +121,46 @@ impl InvalidationLog {
             None => return true,
             Some(_) => {}
         }
+        let names = |name: &str| name == key || tags.iter().any(|t| &**t == name);
         recent
             .iter()
             .rev()
             .take_while(|(seq, _)| *seq > since)
-            .any(|(_, name)| match name {
-                None => everything,
-                Some(name) => &**name == key || tags.iter().any(|t| t == name),
+            .any(|(_, named)| match named {
+                Named::Everything => counting.everything,
+                Named::Gone(name) => counting.gone && names(name),
+                Named::Stale(name) => counting.soft && names(name),
             })
     }
+}
+
+/// Which remembered invalidations a check counts (forgotten history always counts).
+#[derive(Clone, Copy)]
+struct Counting {
+    /// Emptying the memory tier.
+    everything: bool,
+    /// Names invalidated.
+    gone: bool,
+    /// Names soft-purged.
+    soft: bool,
+}
+
+impl Counting {
+    const EVERYTHING: Counting = Counting {
+        everything: true,
+        gone: true,
+        soft: false,
+    };
+    const NAMED: Counting = Counting {
+        everything: false,
+        gone: true,
+        soft: false,
+    };
+    const SOFT: Counting = Counting {
+        everything: false,
+        gone: false,
+        soft: true,
+    };
 }
 
 #[cfg(test)]
@@ -126,6 +191,22 @@ mod tests {
     }
 
     #[test]
+    fn soft_purges_count_only_for_the_soft_check() {
+        let log = InvalidationLog::new();
+        let start = log.current();
+        log.record_soft("users");
+        assert!(!log.touched_since(start, "user:1", &["users".into()]));
+        assert!(!log.named_since(start, "user:1", &["users".into()]));
+        assert!(log.soft_since(start, "user:1", &["users".into()]));
+        log.record_everything();
+        assert!(log.touched_since(start, "user:2", &["staff".into()]));
+        assert!(!log.soft_since(start, "user:2", &["staff".into()]));
+        log.record("user:2");
+        assert!(!log.soft_since(start, "user:2", &[]));
+        assert!(log.named_since(start, "user:2", &[]));
+    }
+
+    #[test]
     fn forgotten_history_is_treated_as_touched() {
         let log = InvalidationLog::new();
         let start = log.current();
@@ -147,11 +228,7 @@ mod tests {
         assert!(recent.bytes <= REMEMBERED_BYTES);
         assert_eq!(
             recent.bytes,
-            recent
-                .names
-                .iter()
-                .map(|(_, n)| n.as_ref().map_or(0, |n| n.len()))
-                .sum::<usize>()
+            recent.names.iter().map(|(_, n)| n.len()).sum::<usize>()
         );
         assert_eq!(recent.names.len(), REMEMBERED_BYTES / long.len());
         drop(recent);

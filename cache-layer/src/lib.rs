@@ -253,6 +253,36 @@
 //! keys whose delete failed) are kept; beyond that, every instance empties its memory tier when Redis answers again, but
 //! Redis itself keeps the entries of the forgotten names until they expire.
 //!
+//! # Soft purge
+//! [`Cache::soft_invalidate`] names keys and tags like [`Cache::invalidate`], but keeps their
+//! entries, stale: the next call (or request, for [`CacheLayer`] responses and gRPC calls) is
+//! served the old value at once while one refresh runs in the background, and the refreshed
+//! value is served after it (stale-while-revalidate, for a purge). Over HTTP, [`Purge`] does it
+//! for requests with `Fastly-Soft-Purge: 1`. A `#[cached]` fn without `stale` cannot run its
+//! body after its caller returns: there the caller that claims the refresh runs it and waits,
+//! and concurrent callers are served the old value meanwhile.
+//!
+//! - **How long it stays servable.** A soft-purged entry keeps its windows: the fresh time it
+//!   had left becomes stale time, then its `stale` window, then its `stale_if_error` window
+//!   (served only if the refresh fails). So an entry with a zero `stale` window is still served
+//!   stale for the fresh time it had left; an entry that was no longer fresh is left as it is.
+//!   An HTTP response is fresh only when both its RFC 9111 freshness and its entry say so; one
+//!   that may never be served stale (`must-revalidate`, `s-maxage`, `no-cache`) is revalidated
+//!   before it is served.
+//! - **Loads in flight.** A load that began before the soft purge may have read the old data:
+//!   its value is stored already stale (its next use refreshes again) and not written to Redis,
+//!   where the purged copy stays, stale. A refresh that began after it stores as usual: a
+//!   soft purge never refuses a write.
+//! - **With Redis.** One script (per key, on a cluster) lowers the stored fresh-until time
+//!   (offset 9 below) of the key's entry and of each member of the tag's set to now, where it
+//!   is later, keeping the value and its TTL; values shorter than the header or of another
+//!   format are left alone. Nothing is recorded in `P` `invalidated`. Then the name is
+//!   published (after a `0xFE` byte and the sender's id), and every other instance marks its
+//!   memory copies stale. A soft purge that cannot reach Redis never fails the caller: it is kept and replayed as
+//!   a hard invalidation (see above), so no instance keeps the entries fresh. Its limit: a load
+//!   that began before another instance's soft purge, and whose write reaches Redis before this
+//!   instance hears of the purge, is stored fresh in Redis.
+//!
 //! # Redis layout
 //! A stable contract: instances running different versions of an application share entries.
 //! With the key prefix `P` (default empty; [`CacheBuilder::key_prefix`]):
@@ -263,7 +293,7 @@
 //! | `P` `t:` tag | set | the value keys (`P` `v:` ...) carrying the tag; expires with its longest-lived entry; at most 10,000 members (past that, the surplus entries are deleted); members whose entry is gone are pruned as the set is written |
 //! | `P` `l:` key | string | the distributed load lock (`lock = "5s"`): a random token, `PX` = the lock time |
 //! | `P` `invalidated` | sorted set | the invalidation history (one Redis; not on a cluster), no TTL: member `0xFF` scores the epoch, a counter every invalidation moves on (started at the server's time in microseconds); each recently invalidated name (key or tag, in the bounded form below) scores the epoch of its last invalidation; member `0xFE` scores the floor, at and above which the history is complete; at most 100,000 names (past that, the oldest are dropped and the floor raised to them) |
-//! | `P` `invalidate` | pub/sub channel | each invalidated name (key or tag), for every instance's memory tier; the single byte `0xFF` (not UTF-8) means "empty your memory tier" |
+//! | `P` `invalidate` | pub/sub channel | each invalidated name (key or tag), for every instance's memory tier; the single byte `0xFF` (not UTF-8) means "empty your memory tier"; the byte `0xFE` (not UTF-8), the sending instance's random id (8 bytes) and a name mean "mark that name's entries stale" (a [soft purge](#soft-purge); the sender ignores its own, an instance that does not know the byte ignores it) |
 //!
 //! A key or tag longer than 200 bytes is stored as its first 64 bytes, `#`, and the hex SHA-256
 //! of the whole, after `#` instead of `:` (`P` `v#` ..., `P` `t#` ..., `P` `l#` ...): no short
@@ -503,7 +533,9 @@
 //!   `Location`/`Content-Location`; the [`CacheTags`] extension or a `Cache-Tag` header
 //!   (removed before the client sees it) tag a response, and `cache.invalidate(tag)` drops it.
 //!   [`CacheLayer::purge`] serves the same over HTTP: `PURGE <path>`, or `Cache-Tag` /
-//!   `Surrogate-Key` values, behind a check of your own.
+//!   `Surrogate-Key` values, behind a check of your own; with `Fastly-Soft-Purge: 1` the
+//!   purge is [soft](#soft-purge): served stale once while one background request
+//!   revalidates.
 //! - **Load**: concurrent misses on one key make one inner call; a response that may not be
 //!   stored is never shared with the waiters, and its URL skips coalescing for a few seconds.
 //! - **Shared responses**: on a cache with Redis ([`CacheBuilder::tiered`] or

@@ -319,9 +319,7 @@ pub(crate) fn shared_entry<V: Cacheable>(
         decoded.tags.into(),
         weight,
     ));
-    if let Some(memory) = inner.local() {
-        pipeline::keep_copy(cache, memory, key, &entry, since);
-    }
+    pipeline::adopt_shared(cache, inner.local(), key, &entry, since);
     Some(entry)
 }
 
@@ -567,6 +565,22 @@ impl<S> Refresh<S> {
     pub(crate) fn with_shared_since(mut self, shared_since: SharedSince) -> Self {
         self.shared_since = Some(shared_since);
         self
+    }
+
+    /// The refresh as a load in the caller's task, for a `#[cached]` fn without `stale` (whose
+    /// body cannot run after the caller returns: its arguments may be borrowed), which sees a
+    /// stale entry only after a soft purge. The claim stays with `self` while the load runs,
+    /// so concurrent callers are served the stale value meanwhile; if the load fails, the
+    /// stale value is served (stale-if-error).
+    pub fn in_place(&self) -> Miss<'_, S> {
+        Miss {
+            cache: &self.cache,
+            site: &self.site,
+            key: &self.key,
+            fallback: Some(Arc::clone(self.claim.entry())),
+            shared_since: self.shared_since,
+            shape: PhantomData,
+        }
     }
 
     /// Runs `load` on the Tokio runtime and stores its value, tagged with `tags`; the caller

@@ -285,20 +285,28 @@ pub(crate) async fn read_shared_since(cache: &Cache) -> SharedSince {
     }
 }
 
-/// Copies `entry`, read from the shared tier under `key` after the invalidation log stood at
-/// `since`, into `memory`, unless `key` or a tag was invalidated while it was being read (a
-/// read racing an invalidation must not leave a stale copy in memory).
-pub(crate) fn keep_copy(
+/// Takes `entry`, read from the shared tier under `key` after the invalidation log stood at
+/// `since`: copies it into `memory` (when memory may be used), unless `key` or a tag was
+/// invalidated while it was being read (a read racing an invalidation must not leave a stale
+/// copy in memory), and marks it stale when a soft purge was heard meanwhile (the bytes may
+/// predate its Redis write). Memo values and HTTP responses alike.
+pub(crate) fn adopt_shared(
     cache: &Cache,
-    memory: &MemoryStore,
+    memory: Option<&MemoryStore>,
     key: &str,
     entry: &Arc<Entry>,
     since: u64,
 ) {
-    memory.insert(key, Arc::clone(entry));
-    // Checked after the insert: an invalidation either removed our copy or is in the log.
-    if cache.inner().log().touched_since(since, key, &entry.tags) {
-        memory.remove(key);
+    let log = cache.inner().log();
+    if let Some(memory) = memory {
+        memory.insert(key, Arc::clone(entry));
+        // Checked after the insert: an invalidation either removed our copy or is in the log.
+        if log.touched_since(since, key, &entry.tags) {
+            memory.remove(key);
+        }
+    }
+    if log.soft_since(since, key, &entry.tags) {
+        entry.mark_stale();
     }
 }
 

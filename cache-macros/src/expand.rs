@@ -221,20 +221,29 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
             #sibling
         });
     }
+    // Without `stale`, an entry is stale only after a soft purge: the body cannot run after the
+    // caller returns, so the caller that claims the refresh reloads in place (the others are
+    // served the stale value meanwhile).
     Ok(quote! {
         #(#attrs)*
         #vis #sig {
             #site
-            match #lookup {
-                ::cache_layer::__private::Lookup::Hit(__cl_value) => __cl_value,
-                ::cache_layer::__private::Lookup::Stale(__cl_value, _) => __cl_value,
-                ::cache_layer::__private::Lookup::Miss(__cl_miss) => {
-                    let __cl_tags: ::std::vec::Vec<::std::string::String> = ::std::vec![#(#tags),*];
-                    __cl_miss
-                        .load(__cl_tags, #policy, ::cache_layer::__private::typed::<#ret, _>(async move #block))
-                        .await
+            let __cl_refresh;
+            let __cl_miss = match #lookup {
+                ::cache_layer::__private::Lookup::Hit(__cl_value)
+                | ::cache_layer::__private::Lookup::Stale(__cl_value, ::std::option::Option::None) => {
+                    return __cl_value;
                 }
-            }
+                ::cache_layer::__private::Lookup::Stale(_, ::std::option::Option::Some(__cl_claimed)) => {
+                    __cl_refresh = __cl_claimed;
+                    __cl_refresh.in_place()
+                }
+                ::cache_layer::__private::Lookup::Miss(__cl_miss) => __cl_miss,
+            };
+            let __cl_tags: ::std::vec::Vec<::std::string::String> = ::std::vec![#(#tags),*];
+            __cl_miss
+                .load(__cl_tags, #policy, ::cache_layer::__private::typed::<#ret, _>(async move #block))
+                .await
         }
     })
 }

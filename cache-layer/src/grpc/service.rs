@@ -318,8 +318,9 @@ impl Call {
             }
             Found::Stale(_, claim) => {
                 counters.add(Counter::Stale);
+                // Stale, if only by a soft purge: no freshness left to report.
                 let status = CacheStatus::hit()
-                    .ttl(remaining_ttl(&entry))
+                    .ttl(remaining_ttl(&entry).min(0))
                     .detail("stale-while-revalidate");
                 match claim {
                     Some(claim) => Decision::Refresh((call, status), claim),

@@ -147,7 +147,7 @@ fn fresh_hit<B: Body>(
     let age = response.age(now);
     let directives = request_directives(config, headers);
     if !matches!(
-        response.usability(age, &directives),
+        response.usability_in(entry.age(now), age, &directives),
         Usability::Fresh | Usability::StaleAccepted
     ) {
         return None;
@@ -297,10 +297,11 @@ async fn stored_elsewhere<B: Body>(
         return None;
     };
     let response = shared_response_of(&entry)?;
-    let age = response.age(clock::now());
+    let now = clock::now();
+    let age = response.age(now);
     let directives = request_directives(config, headers);
     if !matches!(
-        response.usability(age, &directives),
+        response.usability_in(entry.age(now), age, &directives),
         Usability::Fresh | Usability::StaleAccepted
     ) {
         return None;

@@ -1,7 +1,8 @@
-//! [`Purge`]: hard purge over HTTP. `PURGE <path>` drops the stored responses of that URL (every
+//! [`Purge`]: purge over HTTP. `PURGE <path>` drops the stored responses of that URL (every
 //! `Vary` variant, for the request's authority); a request with `Cache-Tag` or
 //! `Surrogate-Key` values drops everything tagged with them. Both go through the cache's
-//! invalidation, so on a shared (Redis) tier every instance drops its copies.
+//! invalidation, so on a shared (Redis) tier every instance drops its copies. With
+//! `Fastly-Soft-Purge: 1` the purge is soft: the responses are kept but made stale.
 //!
 //! URLs are named for invalidation exactly as a successful write names them (`url_keys`):
 //! one place decides which keys a URL's responses live under.
@@ -32,6 +33,9 @@ use crate::{clock, Cache};
 /// `Surrogate-Key`: Fastly's name for invalidation tags, read like `Cache-Tag`.
 static SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
 
+/// `Fastly-Soft-Purge: 1`: the purge is soft (see [`Purge`]).
+static SOFT_PURGE: HeaderName = HeaderName::from_static("fastly-soft-purge");
+
 /// The most tags one request may purge; more is answered `400`.
 const MAX_TAGS: usize = 256;
 
@@ -53,6 +57,17 @@ type Authorize = dyn Fn(&HeaderMap) -> bool + Send + Sync;
 /// Purges use [`Cache::invalidate`]: in memory at once, and with a Redis tier in Redis and on
 /// every instance. This is a hard purge: the responses are gone, the next request goes to the
 /// application.
+///
+/// # Soft purge
+/// With the request header `Fastly-Soft-Purge: 1` (Fastly's name; exactly one line, value
+/// `1`), the same URL or tags are soft-purged instead, with [`Cache::soft_invalidate`]: the
+/// responses stay, but stale. The next request is served the stored response at once
+/// (`Cache-Status: cache-layer; hit; ttl=0; detail=stale-while-revalidate`) while one
+/// background request to the application revalidates it, as `stale-while-revalidate` would;
+/// the answer is `200` with `soft-purged` in the body. This holds even for a response without
+/// `stale-while-revalidate`, as long as its fresh time had not run out; one that may never be
+/// served stale (`must-revalidate`, `s-maxage`, `no-cache`) is revalidated before it is
+/// served. Any other value of the header means a hard purge.
 ///
 /// Use it as a [`Layer`] in front of the cached service, so that `PURGE` on any URL reaches it
 /// (with axum: `router.layer(cache_layer).layer(purge.clone())`), and/or mount it at a path
@@ -148,24 +163,17 @@ impl Purge {
         if !(self.authorize)(&headers) {
             return text(StatusCode::FORBIDDEN, "forbidden\n");
         }
-        let mut tags: Vec<String> = Vec::new();
-        for name in [&CACHE_TAG, &SURROGATE_KEY] {
-            for line in headers.get_all(name) {
-                for tag in tag_names(&String::from_utf8_lossy(line.as_bytes())) {
-                    if !tags.iter().any(|t| t == tag) {
-                        tags.push(tag.to_owned());
-                    }
-                }
-            }
-        }
+        let soft = soft_requested(&headers);
+        let tags = requested_tags(&headers);
         if tags.len() > MAX_TAGS {
             return text(StatusCode::BAD_REQUEST, "too many tags\n");
         }
         if !tags.is_empty() {
             let count = tags.len();
-            tracing::info!(cache = self.cache.name(), ?tags, "purge by tag");
-            self.cache.invalidate_names(tags).await;
-            return text(StatusCode::OK, &format!("purged {count} tag(s)\n"));
+            tracing::info!(cache = self.cache.name(), ?tags, soft, "purge by tag");
+            self.purge_names(tags, soft).await;
+            let done = if soft { "soft-purged" } else { "purged" };
+            return text(StatusCode::OK, &format!("{done} {count} tag(s)\n"));
         }
         if method.as_str() != "PURGE" {
             let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "use PURGE\n");
@@ -182,14 +190,50 @@ impl Purge {
         let held = keys
             .iter()
             .any(|key| live_entry(&self.cache, key, now).is_some());
-        tracing::info!(cache = self.cache.name(), ?keys, "purge by URL");
-        self.cache.invalidate_names(keys).await;
-        if held {
-            text(StatusCode::OK, "purged\n")
-        } else {
-            text(StatusCode::NOT_FOUND, "not stored here\n")
+        tracing::info!(cache = self.cache.name(), ?keys, soft, "purge by URL");
+        self.purge_names(keys, soft).await;
+        match (held, soft) {
+            (true, false) => text(StatusCode::OK, "purged\n"),
+            (true, true) => text(StatusCode::OK, "soft-purged\n"),
+            (false, _) => text(StatusCode::NOT_FOUND, "not stored here\n"),
         }
     }
+
+    /// Invalidates `names` (a hard purge), or soft-purges them.
+    async fn purge_names(&self, names: Vec<String>, soft: bool) {
+        if soft {
+            self.cache.soft_invalidate_names(names).await;
+        } else {
+            self.cache.invalidate_names(names).await;
+        }
+    }
+}
+
+/// The distinct `Cache-Tag` and `Surrogate-Key` values of a purge request.
+fn requested_tags(headers: &HeaderMap) -> Vec<String> {
+    let mut tags: Vec<String> = Vec::new();
+    for name in [&CACHE_TAG, &SURROGATE_KEY] {
+        for line in headers.get_all(name) {
+            for tag in tag_names(&String::from_utf8_lossy(line.as_bytes())) {
+                if !tags.iter().any(|t| t == tag) {
+                    tags.push(tag.to_owned());
+                }
+                // Past the bound the request is refused anyway: stop collecting.
+                if tags.len() > MAX_TAGS {
+                    return tags;
+                }
+            }
+        }
+    }
+    tags
+}
+
+/// Whether the request asks for a soft purge: exactly one `Fastly-Soft-Purge` line, `1`.
+/// Anything else (absent, `0`, garbage, several lines) is a hard purge: a malformed request
+/// never keeps content it meant to drop.
+fn soft_requested(headers: &HeaderMap) -> bool {
+    let mut lines = headers.get_all(&SOFT_PURGE).iter();
+    matches!((lines.next(), lines.next()), (Some(line), None) if line.as_bytes().trim_ascii() == b"1")
 }
 
 fn text(status: StatusCode, body: &str) -> Response<PurgeBody> {

@@ -486,7 +486,8 @@ fn decide_stored<B: Body>(
     let counters = &cache.inner().counters();
     let response = response_of(entry);
     let age = response.age(now);
-    match response.usability(age, directives) {
+    let entry_age = entry.age(now);
+    match response.usability_in(entry_age, age, directives) {
         Usability::Fresh | Usability::StaleAccepted => {
             counters.add(Counter::Hit);
             let status = CacheStatus::hit().ttl(remaining_ttl(response.lifetime, age));
@@ -496,8 +497,9 @@ fn decide_stored<B: Body>(
         }
         Usability::StaleWhileRevalidate => {
             counters.add(Counter::Stale);
+            // Stale, if only by its entry (a soft purge): no freshness left to report.
             let status = CacheStatus::hit()
-                .ttl(remaining_ttl(response.lifetime, age))
+                .ttl(remaining_ttl(response.lifetime, age).min(0))
                 .detail("stale-while-revalidate");
             let served = serve(response, method, headers, status, age);
             // HEAD gets no body to store: the next GET refreshes.
@@ -518,7 +520,8 @@ fn decide_stored<B: Body>(
         }
         Usability::Revalidate { stale_if_error } => {
             let fresh_for_anyone =
-                response.usability(age, &RequestDirectives::default()) == Usability::Fresh;
+                response.usability_in(entry_age, age, &RequestDirectives::default())
+                    == Usability::Fresh;
             plan.forward = if fresh_for_anyone {
                 Forward::Request
             } else {

@@ -136,10 +136,7 @@ fn header_names(names: &[Cow<'_, str>]) -> Option<Box<[HeaderName]>> {
 
 /// The response a shared payload describes, admitted again by this instance's storage gate;
 /// `None` when it does not parse or is refused.
-fn response_from(
-    wire: ResponseWire<'static>,
-    config: &Config,
-) -> Option<(CachedResponse, u64, Duration)> {
+fn response_from(wire: ResponseWire<'static>, config: &Config) -> Option<CachedResponse> {
     let (status, fields, body, arrived, initial_age, lifetime, swr, sie, vary, secondary, tags) =
         wire;
     let status = StatusCode::from_u16(status).ok()?;
@@ -174,8 +171,7 @@ fn response_from(
         (vary, secondary.into_owned()),
         tags.into_iter().map(Cow::into_owned).collect(),
     );
-    let initial_age = Duration::from_millis(initial_age);
-    Some((response.with_initial_age(initial_age), arrived, initial_age))
+    Some(response.with_initial_age(Duration::from_millis(initial_age)))
 }
 
 /// The entry `bytes`, read under `key` for the URL `primary`, hold: a response or the URL's
@@ -189,18 +185,12 @@ fn decode(
     let now = clock::now();
     let entry = match codec::decode_as::<ResponseWire<'static>>(RESPONSE_FORMAT, bytes) {
         Ok(decoded) => {
-            let (mut response, arrived, initial_age) =
-                response_from(decoded.value, config).ok_or("refused")?;
-            let wall = decoded.deadlines;
-            // The shared deadlines cap the response's own freshness (a soft purge moves them).
-            let age_at = |deadline: u64| {
-                let resident = Duration::from_millis(deadline.saturating_sub(arrived));
-                initial_age.saturating_add(resident)
-            };
-            let (fresh_age, stale_age) = (age_at(wall.fresh_until), age_at(wall.stale_until));
-            response.cap_freshness(fresh_age, stale_age);
+            let response = response_from(decoded.value, config).ok_or("refused")?;
+            // The header's deadlines become the entry's, which cap the response's own
+            // freshness (`CachedResponse::usability_in`; a soft purge moves them).
+            let deadlines = decoded.deadlines.to_local(now);
             let tags = decoded.tags.into_boxed_slice();
-            pipeline::entry(key, Arc::new(response), wall.to_local(now), tags)
+            pipeline::entry(key, Arc::new(response), deadlines, tags)
         }
         Err(codec::DecodeError::OtherType) => {
             let decoded = codec::decode_as::<VariantsWire<'static>>(VARIANTS_FORMAT, bytes)
@@ -264,9 +254,7 @@ async fn read(
     if entry.age(clock::now()) == Age::Expired {
         return None;
     }
-    if let Some(memory) = cache.inner().memory_only_tier() {
-        pipeline::keep_copy(cache, memory, key, &entry, since);
-    }
+    pipeline::adopt_shared(cache, cache.inner().memory_only_tier(), key, &entry, since);
     Some(entry)
 }
 
@@ -536,12 +524,16 @@ mod tests {
         };
         let entry = decoded(&wire(fresh, now, 600_000), at).unwrap();
         let response = entry.value.downcast_ref::<CachedResponse>().unwrap();
-        let usability = response.usability(response.age(clock::now()), &Default::default());
-        assert_eq!(usability, Usability::StaleWhileRevalidate);
+        let usable = |entry: &Entry, response: &CachedResponse| {
+            let now = clock::now();
+            response.usability_in(entry.age(now), response.age(now), &Default::default())
+        };
+        assert_eq!(usable(&entry, response), Usability::StaleWhileRevalidate);
         // Later deadlines than the response's own change nothing.
         let late = deadlines(900_000, 900_000);
         let entry = decoded(&wire(fresh, now, 600_000), late).unwrap();
         let response = entry.value.downcast_ref::<CachedResponse>().unwrap();
         assert_eq!(response.lifetime, Duration::from_secs(600));
+        assert_eq!(usable(&entry, response), Usability::Fresh);
     }
 }

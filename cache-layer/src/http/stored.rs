@@ -20,6 +20,7 @@ use super::rules::gate::Admitted;
 use super::rules::key::secondary_key;
 use super::status::ServedHeaders;
 use crate::clock;
+use crate::entry::Age;
 use crate::pipeline::Stored;
 
 /// Where `at`, a reading of the system clock a moment ago, lies on the cache's monotonic clock.
@@ -197,19 +198,6 @@ impl CachedResponse {
         self
     }
 
-    /// Caps freshness at `fresh_age`, an age at which a shared copy's deadlines say the
-    /// response turned stale (a soft purge moves them): from then it is served stale while
-    /// revalidated until `stale_age`, as its own rules allow. A later cap than the response's
-    /// own lifetime changes nothing.
-    pub(crate) fn cap_freshness(&mut self, fresh_age: Duration, stale_age: Duration) {
-        if fresh_age < self.lifetime {
-            self.stale_while_revalidate = self
-                .stale_while_revalidate
-                .max(stale_age.saturating_sub(fresh_age));
-            self.lifetime = fresh_age;
-        }
-    }
-
     /// Whether the response has validators to revalidate with.
     pub(crate) fn has_validators(&self) -> bool {
         self.etag.is_some() || self.last_modified.is_some()
@@ -263,6 +251,31 @@ impl CachedResponse {
         }
         Usability::Revalidate {
             stale_if_error: stale_if_error(staleness),
+        }
+    }
+
+    /// [`usability`](Self::usability), with the response's entry at `entry` (its age on the
+    /// cache's clock): the response is fresh only when both its RFC 9111 freshness and its
+    /// entry say so. An entry made stale (a soft purge, or a shared copy's fresh-until time
+    /// reached) serves a response that HTTP alone would call fresh as stale while a background
+    /// revalidation runs, for as long as the entry is in its stale window; a response that may
+    /// never be served stale (`must-revalidate`, `s-maxage`, `no-cache`) is revalidated first.
+    pub(crate) fn usability_in(
+        &self,
+        entry: Age,
+        age: Duration,
+        request: &RequestDirectives,
+    ) -> Usability {
+        let usability = self.usability(age, request);
+        if entry == Age::Fresh || usability != Usability::Fresh {
+            return usability;
+        }
+        let may_serve_stale = !self.must_revalidate && !self.no_cache;
+        if may_serve_stale && entry == Age::Stale {
+            return Usability::StaleWhileRevalidate;
+        }
+        Usability::Revalidate {
+            stale_if_error: may_serve_stale && entry != Age::Expired,
         }
     }
 
@@ -469,6 +482,45 @@ mod tests {
             age >= Duration::from_secs(5) && age < Duration::from_secs(6),
             "{age:?}"
         );
+    }
+
+    #[test]
+    fn an_entry_made_stale_overrides_http_freshness_only() {
+        let r = stored("max-age=10", 10, 0, 0);
+        let (none, young) = (RequestDirectives::default(), Duration::from_secs(1));
+        assert_eq!(r.usability_in(Age::Fresh, young, &none), Usability::Fresh);
+        assert_eq!(
+            r.usability_in(Age::Stale, young, &none),
+            Usability::StaleWhileRevalidate,
+            "a soft-purged response without stale-while-revalidate is still served stale"
+        );
+        assert_eq!(
+            r.usability_in(Age::Fallback, young, &none),
+            Usability::Revalidate {
+                stale_if_error: true
+            }
+        );
+        // What HTTP already calls stale or asks to revalidate is unchanged.
+        let old = Duration::from_secs(11);
+        assert_eq!(
+            r.usability_in(Age::Stale, old, &none),
+            r.usability(old, &none)
+        );
+        let no_cache = request("no-cache");
+        assert_eq!(
+            r.usability_in(Age::Stale, young, &no_cache),
+            r.usability(young, &no_cache)
+        );
+        for strict in ["max-age=10, must-revalidate", "s-maxage=10", "no-cache"] {
+            let strict = stored(strict, 10, 30, 30);
+            assert_eq!(
+                strict.usability_in(Age::Stale, young, &none),
+                Usability::Revalidate {
+                    stale_if_error: false
+                },
+                "never served stale"
+            );
+        }
     }
 
     #[test]

@@ -13,6 +13,10 @@ use crate::entry::Deadlines;
 const FORMAT_MSGPACK_NAMED: u8 = 1;
 const HEADER: usize = 35;
 
+/// The format bytes of values whose header holds the wall-clock deadlines at the offsets
+/// [`encode`] writes them (`fresh_until` at byte 9): what a soft purge in Redis lowers.
+pub(crate) const FORMATS_WITH_DEADLINES: &[u8] = &[FORMAT_MSGPACK_NAMED];
+
 /// The largest entry kept in a shared store: a bigger value is not written, and at most this
 /// many bytes (plus one, to tell) are read back, so a huge value under one key cannot stall a
 /// caller or be taken for an outage.

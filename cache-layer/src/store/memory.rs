@@ -112,6 +112,28 @@ impl MemoryStore {
         }
     }
 
+    /// Makes the entry stored under `name` and every entry tagged `name` stale (a soft purge:
+    /// see [`Entry::mark_stale`]); they stay in the store.
+    pub(crate) fn mark_stale(&self, name: &str) {
+        if let Some(entry) = self.entries.get(name) {
+            entry.mark_stale();
+        }
+        let tagged: Vec<(Box<str>, u64)> = self
+            .tags
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .map(|keys| keys.iter().map(|(key, id)| (key.clone(), *id)).collect())
+            .unwrap_or_default();
+        for (key, id) in tagged {
+            // Only the entry that registered the tag: a newer one under the key may not carry it.
+            match self.entries.get(&key) {
+                Some(entry) if entry.id == id => entry.mark_stale(),
+                _ => {}
+            }
+        }
+    }
+
     /// Drops every entry.
     pub(crate) fn invalidate_all(&self) {
         // moka drops the entries lazily (and only then tells the listener): the epoch retires
@@ -259,6 +281,29 @@ mod tests {
             after_change_elsewhere(&store, "user:1", MemoryStore::invalidate_all),
             None
         );
+    }
+
+    #[test]
+    fn a_soft_purge_marks_the_key_and_its_tag_stale_and_keeps_them() {
+        let store = Arc::new(store());
+        store.insert("user:1", entry(1, &["users"], 8));
+        store.insert("user:2", entry(2, &["users"], 8));
+        store.insert("org:1", entry(3, &[], 8));
+        let now = clock::now();
+        let age = |key: &str| store.get(key).map(|e| e.age(now));
+        // Read twice first: the copies this thread keeps in front see the mark too.
+        assert_eq!(age("user:1"), Some(crate::entry::Age::Fresh));
+        assert_eq!(age("user:1"), Some(crate::entry::Age::Fresh));
+        let other = Arc::clone(&store);
+        std::thread::spawn(move || other.mark_stale("users"))
+            .join()
+            .unwrap();
+        assert_eq!(age("user:1"), Some(crate::entry::Age::Stale));
+        assert_eq!(age("user:2"), Some(crate::entry::Age::Stale));
+        assert_eq!(age("org:1"), Some(crate::entry::Age::Fresh));
+        store.mark_stale("org:1");
+        assert_eq!(age("org:1"), Some(crate::entry::Age::Stale));
+        assert_eq!(read(&store, "user:1"), Some(1));
     }
 
     #[test]

@@ -111,6 +111,9 @@ pub(crate) struct RedisStore {
     /// Whether the last operation was answered: a load does not wait a second time budget
     /// for [`RedisStore::shared_since`] right after its read went unanswered.
     answering: AtomicBool,
+    /// Random, per store: names this instance in its soft purges' messages, so that it does
+    /// not apply its own again (see [`SOFT`]).
+    instance: u64,
     counters: Arc<Counters>,
 }
 
@@ -120,6 +123,42 @@ pub(crate) const EVERYTHING: &[u8] = b"\xff";
 
 /// The invalidation history's member that scores its epoch (see [`INVALIDATE`]).
 const EPOCH: &[u8] = b"\xff";
+
+/// The first byte of a soft purge's pub/sub payload, followed by the sending instance's id (8
+/// bytes) and the name: not UTF-8, so no name (UTF-8) starts with it, and an instance that
+/// does not know it ignores the message. The sender has marked its own copies already: hearing
+/// its purge again would make a refresh begun in between store its value stale.
+pub(crate) const SOFT: &[u8] = b"\xfe";
+
+/// A soft purge: lowers the wall-clock fresh-until time (8 bytes, big-endian, at byte 9 of
+/// the header, see `codec`) of the entry `KEYS[1]` and of every member of the tag's set
+/// `KEYS[2]` (if given) to `ARGV[1]` (now, in ms), where it is later; a value shorter than
+/// the header, or whose format byte is not one of `ARGV[2]`, is left alone. The TTL stays
+/// (`SETRANGE`), and nothing is recorded in the invalidation history: a refresh's write must
+/// not be refused. Then publishes `ARGV[4]` on `ARGV[3]`, if given.
+const SOFT_INVALIDATE: &str = r#"
+local now = tonumber(ARGV[1])
+local function soften(key)
+  local head = redis.pcall("GETRANGE", key, 0, 34)
+  if type(head) ~= "string" or #head < 35 then return end
+  if not string.find(ARGV[2], string.sub(head, 1, 1), 1, true) then return end
+  local fresh = 0
+  for i = 10, 17 do fresh = fresh * 256 + string.byte(head, i) end
+  if fresh <= now then return end
+  local bytes, rest = {}, now
+  for i = 8, 1, -1 do
+    bytes[i] = rest % 256
+    rest = math.floor(rest / 256)
+  end
+  redis.call("SETRANGE", key, 9, string.char(unpack(bytes)))
+end
+soften(KEYS[1])
+if #KEYS > 1 then
+  for _, member in ipairs(redis.call("SMEMBERS", KEYS[2])) do soften(member) end
+end
+if ARGV[3] then redis.call("PUBLISH", ARGV[3], ARGV[4]) end
+return 0
+"#;
 
 /// Releases the lock only if it still holds our token (a lock that expired and was taken by
 /// another instance is not ours to delete).
@@ -386,8 +425,14 @@ impl RedisStore {
             opened: AtomicU64::new(0),
             recovered: AtomicU64::new(0),
             answering: AtomicBool::new(true),
+            instance: fastrand::u64(..),
             counters,
         })
+    }
+
+    /// The id this instance's soft purges carry (see [`SOFT`]).
+    pub(crate) fn instance(&self) -> u64 {
+        self.instance
     }
 
     pub(crate) fn connect_timeout(&self) -> Duration {
@@ -792,6 +837,63 @@ impl RedisStore {
         let mut publish = redis::cmd("PUBLISH");
         publish.arg(self.channel()).arg(name);
         c.exec(vec![del, publish]).await
+    }
+
+    /// Soft-purges `name`'s entry and every entry tagged `name` (see [`SOFT_INVALIDATE`]),
+    /// then tells every instance. Returns `None` when that reached Redis; otherwise it is kept
+    /// for the replay as a hard invalidation (an entry is never left fresh anywhere), and what
+    /// the queue did with it is returned.
+    pub(crate) async fn soft_invalidate(&self, name: &str) -> Option<Queued> {
+        let sent = self
+            .run("SOFT_INVALIDATE", |mut c| async move {
+                self.send_soft_invalidation(&mut c, name).await
+            })
+            .await;
+        match sent {
+            Some(()) => None,
+            None => {
+                tracing::warn!(
+                    cache = self.counters.name(),
+                    name,
+                    "soft purge kept, as an invalidation, until Redis answers again"
+                );
+                Some(self.pending.push(name))
+            }
+        }
+    }
+
+    /// One soft purge: on one Redis in one script; on a cluster (where a script may touch
+    /// only its own key) the tag's members are read, then they and the entry are each
+    /// softened by a script of its own key, then the broadcast.
+    async fn send_soft_invalidation(&self, c: &mut Link, name: &str) -> RedisResult<()> {
+        let now = super::codec::now_millis();
+        let formats = super::codec::FORMATS_WITH_DEADLINES;
+        let value_key = self.value_key(name);
+        let tag_key = self.tag_key(name);
+        let mut payload = SOFT.to_vec();
+        payload.extend_from_slice(&self.instance.to_be_bytes());
+        payload.extend_from_slice(name.as_bytes());
+        let soften = |keys: &[&str]| {
+            let mut soften = redis::cmd("EVAL");
+            soften.arg(SOFT_INVALIDATE).arg(keys.len()).arg(keys);
+            soften.arg(now).arg(formats);
+            soften
+        };
+        if let Link::Single(_) = c {
+            let mut script = soften(&[&value_key, &tag_key]);
+            script.arg(self.channel()).arg(&payload);
+            return script.query_async(c).await;
+        }
+        let tagged: Vec<String> = redis::cmd("SMEMBERS").arg(&tag_key).query_async(c).await?;
+        // Sent together, each to its key's node: a big tag takes one round trip, not one each.
+        let softened = tagged.iter().chain(std::iter::once(&value_key)).map(|key| {
+            let (mut c, script) = (c.clone(), soften(&[key]));
+            async move { script.query_async::<()>(&mut c).await }
+        });
+        futures_util::future::try_join_all(softened).await?;
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(self.channel()).arg(&payload);
+        publish.query_async(c).await
     }
 
     /// Sends the invalidations that did not reach Redis, oldest state first; each is

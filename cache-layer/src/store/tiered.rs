@@ -1,6 +1,6 @@
 //! The shared tier and what may be kept in memory in front of it. Every invalidation is
 //! published on the prefix's `invalidate` channel; each instance's subscriber drops its memory
-//! copies.
+//! copies (or, for a soft purge, marks them stale).
 //!
 //! Memory is used in front of Redis only while this instance cannot have missed an
 //! invalidation: it is subscribed, its subscription answered a heartbeat recently, its breaker
@@ -21,7 +21,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use redis::aio::PubSub;
 
-use super::redis::{RedisStore, EVERYTHING};
+use super::redis::{RedisStore, EVERYTHING, SOFT};
 use crate::cache::Inner;
 
 /// How often the subscriber checks that its connection still answers (a PING on it).
@@ -210,10 +210,20 @@ fn set_subscribed(inner: &Inner, subscribed: bool) {
     }
 }
 
-/// Applies one published invalidation.
+/// Applies one published invalidation or soft purge.
 fn deliver(inner: &Inner, payload: &[u8]) {
     if payload == EVERYTHING {
         inner.invalidate_everything_local();
+    } else if let Some(sent) = payload.strip_prefix(SOFT) {
+        let Some((sender, name)) = sent.split_first_chunk::<8>() else {
+            return;
+        };
+        let own = inner
+            .remote()
+            .is_some_and(|remote| remote.store.instance() == u64::from_be_bytes(*sender));
+        if let (false, Ok(name)) = (own, std::str::from_utf8(name)) {
+            inner.soft_invalidate_local(name);
+        }
     } else if let Ok(name) = std::str::from_utf8(payload) {
         inner.invalidate_local(name);
     }
