@@ -445,18 +445,28 @@ impl<S, M> CacheService<S, M> {
     {
         let config = Arc::clone(self.config());
         let key = plan.key().to_owned();
+        let span = trace::http_refresh(self.cache(), request.method());
         pipeline::refresh(
             self.cache(),
             key,
             Box::default(),
             claim,
+            span,
             |refresh| async move {
                 let leader = Some(refresh.leader);
                 let refreshed = forward(refresh.cache, config, inner, request, plan, leader);
-                if let Ok(response) = refreshed.await {
-                    // Reading a streamed body to its end is what stores it.
-                    let _ = response.into_body().collect().await;
-                }
+                let Ok(response) = refreshed.await else {
+                    return trace::Outcome::Failed;
+                };
+                trace::status_code(&refresh.span, response.status());
+                let outcome = if response.status().is_server_error() {
+                    trace::Outcome::Failed
+                } else {
+                    trace::Outcome::Refreshed
+                };
+                // Reading a streamed body to its end is what stores it.
+                let _ = response.into_body().collect().await;
+                outcome
             },
         );
     }
