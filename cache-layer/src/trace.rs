@@ -343,7 +343,38 @@ mod tests {
         assert_eq!(get(&loads[0], "cache.outcome").as_deref(), Some("bypass"));
     }
 
-    /// Waits (bounded) until `captured` holds a closed-over `name` span with an outcome.
+    #[tokio::test]
+    async fn a_batch_traces_each_keys_lookup() {
+        let captured = Captured::default();
+        let _guard = captured.install();
+        let cache = Cache::builder().build().unwrap();
+        let options = LoadOptions::new(Duration::from_secs(60)).name("batch");
+        cache.insert(&Key::new("k").part(1), 1u8, &options).await;
+        let keys = [Key::new("k").part(1), Key::new("k").part(2)];
+        let load = |missing: Vec<Key>| async move {
+            Ok::<_, Infallible>(
+                missing
+                    .into_iter()
+                    .map(|k| (k, 2u8))
+                    .collect::<HashMap<_, _>>(),
+            )
+        };
+        let values = cache.get_or_load_many(&keys, &options, load).await;
+        assert_eq!(values.ok(), Some(vec![Some(1), Some(2)]));
+        let outcomes: Vec<Option<String>> = captured
+            .take("cache.lookup")
+            .iter()
+            .map(|f| get(f, "cache.outcome"))
+            .collect();
+        assert_eq!(outcomes, [Some("hit".to_owned()), Some("miss".to_owned())]);
+        let loads = captured.take("cache.load");
+        assert_eq!(
+            get(&loads[0], "code.function.name").as_deref(),
+            Some("batch")
+        );
+    }
+
+    /// Waits (bounded) until `captured` holds a `name` span with an outcome; takes them.
     async fn outcome_of(captured: &Captured, name: &str) -> Vec<Fields> {
         for _ in 0..500 {
             let spans = captured.0.lock().unwrap().clone();
