@@ -479,6 +479,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failing_http_revalidation_is_traced_as_failed_with_its_status() {
+        let captured = Captured::default();
+        let _guard = captured.install();
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let service = CacheLayer::new(Cache::builder().build().unwrap()).layer(tower::service_fn(
+            move |_: Request<()>| {
+                let first = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+                async move {
+                    let status = if first { 200 } else { 503 };
+                    let response = Response::builder()
+                        .status(status)
+                        .header("cache-control", "max-age=0, stale-while-revalidate=60")
+                        .body(Full::new(Bytes::from_static(b"hello")))
+                        .unwrap();
+                    Ok::<_, Infallible>(response)
+                }
+            },
+        ));
+        for _ in 0..2 {
+            let request = Request::get("http://example.com/a").body(()).unwrap();
+            let response = service.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), 200, "the stored response is served");
+        }
+        let refreshes = outcome_of(&captured, "cache.refresh").await;
+        assert_eq!(refreshes.len(), 1);
+        assert_eq!(
+            get(&refreshes[0], "cache.outcome").as_deref(),
+            Some("failed")
+        );
+        assert_eq!(
+            get(&refreshes[0], "http.response.status_code").as_deref(),
+            Some("503")
+        );
+    }
+
+    #[tokio::test]
     async fn http_lookups_are_spans_with_method_outcome_and_tier() {
         let captured = Captured::default();
         let _guard = captured.install();
