@@ -43,7 +43,9 @@ impl Cache {
     /// the values it found; found values are stored with `options`, as
     /// [`get_or_load`](Self::get_or_load) stores them (same entries: a value loaded one way
     /// is a hit the other way). Keys in their stale window are served and refreshed together
-    /// by one background call of `load`.
+    /// by one background call of `load`. Each key is looked up as a single call would be
+    /// (counted in [`stats`](Self::stats) and traced as a `cache.lookup` span; a key that
+    /// `keys` repeats, each time it appears); memory is read at one instant for the batch.
     ///
     /// # Concurrent calls on the same keys
     /// Per key, as for single loads: a key that another caller (batch or single) is loading

@@ -240,8 +240,8 @@ fn traced<R, S>(cache: &Cache, span: &tracing::Span, found: &Lookup<'_, R, S>, t
 }
 
 /// The memory tier's answer for `key`, judged at `now` (default: when an entry is found);
-/// without one, `Err` with the entry to serve if loading
-/// fails (stale-if-error), if memory holds one. With caching off, a miss.
+/// without one, `Err` with the entry to serve if loading fails (stale-if-error), if memory
+/// holds one. With caching off, a miss.
 #[inline]
 pub(crate) fn lookup_local<'a, R, S>(
     cache: &'a Cache,
