@@ -61,7 +61,7 @@ pub(crate) enum Tier {
 }
 
 /// A memo look-up's span.
-#[inline]
+#[inline(always)]
 pub(crate) fn memo_lookup(cache: &Cache, site: &'static str, key: &str) -> Span {
     let span = tracing::debug_span!(
         "cache.lookup",
