@@ -3,12 +3,20 @@
 //!
 //! ```text
 //! cargo run --release --example reverse_proxy -- --listen 127.0.0.1:PORT --upstream http://HOST:PORT \
-//!     [--memory-budget BYTES] [--purge-token TOKEN]
+//!     [--memory-budget BYTES] [--purge-token TOKEN] [--redis redis://HOST:PORT]
 //! ```
 //!
 //! `--memory-budget` sets the cache's budget (default 64 MiB, the builder's default);
 //! benches/soak.sh checks the process's RSS against it. The layer runs with its default configuration: only what the upstream allows is stored
 //! (no invented freshness), conditional requests are answered, concurrent misses coalesce.
+//!
+//! `--redis URL` shares responses across instances: the cache is tiered (memory in front of
+//! that Redis), so a response one instance stored is a hit on every other, a miss reaches the
+//! upstream once however many instances ask at the same time (the URL's distributed lock), and
+//! a purge through any instance reaches all of them. Instances share what clients ask for under
+//! the same host (behind a load balancer they do); run two on different ports and send
+//! `Host: shop.example` to both to try it. If Redis is down or slow, each instance serves from
+//! the upstream on its own until Redis answers again.
 //!
 //! `--purge-token TOKEN` enables purging (`CacheLayer::purge_with_token`): a request with
 //! `Authorization: Bearer TOKEN` and method `PURGE` drops that URL's stored responses
@@ -98,7 +106,7 @@ fn argument(name: &str) -> Option<String> {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let usage = "usage: reverse_proxy --listen 127.0.0.1:PORT --upstream http://HOST:PORT \
-                 [--memory-budget BYTES] [--purge-token TOKEN]";
+                 [--memory-budget BYTES] [--purge-token TOKEN] [--redis redis://HOST:PORT]";
     let (Some(listen), Some(upstream)) = (argument("--listen"), argument("--upstream")) else {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -110,6 +118,9 @@ async fn main() -> std::io::Result<()> {
             std::process::exit(2);
         };
         cache = cache.memory_budget(bytes);
+    }
+    if let Some(url) = argument("--redis") {
+        cache = cache.tiered(url);
     }
     let cache = match cache.build() {
         Ok(cache) => cache,

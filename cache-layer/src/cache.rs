@@ -118,9 +118,9 @@ impl Inner {
         }
     }
 
-    /// The in-process store for what is only ever kept in memory (HTTP responses), when it
-    /// may be used now: always without a shared tier; with one, while invalidations from other
-    /// instances can be heard.
+    /// The in-process store in front of HTTP responses and gRPC calls (which every shared
+    /// set-up keeps in memory, HTTP responses in Redis too), when it may be used now: always
+    /// without a shared tier; with one, while invalidations from other instances can be heard.
     #[inline]
     pub(crate) fn memory_only_tier(&self) -> Option<&MemoryStore> {
         match &self.remote {
@@ -150,10 +150,18 @@ impl Inner {
 /// that what it sends first on the multiplexed Redis connection goes out before anything the
 /// caller sends next (a read after a write still finds it). Outside a runtime it runs in place.
 pub(crate) async fn detach<F: Future<Output = ()> + Send + 'static>(task: F) {
-    let mut task = Box::pin(task);
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return task.await;
     };
+    spawn_polled(&runtime, task);
+}
+
+/// [`detach`] on `runtime`, from code that cannot await.
+fn spawn_polled<F: Future<Output = ()> + Send + 'static>(
+    runtime: &tokio::runtime::Handle,
+    task: F,
+) {
+    let mut task = Box::pin(task);
     let mut context = Context::from_waker(Waker::noop());
     if task.as_mut().poll(&mut context).is_pending() {
         runtime.spawn(task);
@@ -299,22 +307,51 @@ impl Cache {
     /// or one of its tags was invalidated after the load began (`since`); returns whether it
     /// was kept.
     pub(crate) fn store_in_memory(&self, key: &str, entry: Entry, since: u64) -> bool {
+        self.store_response(key, entry, since, None)
+    }
+
+    /// Stores a response's `entry` (HTTP responses, their records) under `key`: in memory when
+    /// it may be used now (see [`Inner::memory_only_tier`]), and, with `shared` (its encoded
+    /// bytes, and where Redis's invalidation history stood when the load began), in the
+    /// shared tier off the caller's path. Nothing is kept when `key` or a tag was invalidated
+    /// after the load began (`since`); returns whether it was kept somewhere.
+    pub(crate) fn store_response(
+        &self,
+        key: &str,
+        entry: Entry,
+        since: u64,
+        shared: Option<(Vec<u8>, SharedSince)>,
+    ) -> bool {
         let inner = &*self.inner;
         if inner.disabled {
             return false;
         }
         self.listen_for_invalidations();
-        let Some(memory) = inner.memory_only_tier() else {
-            return false;
-        };
         let entry = Arc::new(entry);
-        memory.insert(key, Arc::clone(&entry));
-        inner.counters.add(Counter::Insert);
+        let memory = inner.memory_only_tier();
+        if let Some(memory) = memory {
+            memory.insert(key, Arc::clone(&entry));
+            inner.counters.add(Counter::Insert);
+        }
+        // Checked after the insert: an invalidation either removed our entry or is in the log.
         if inner.log.touched_since(since, key, &entry.tags) {
-            memory.remove(key);
+            if let Some(memory) = memory {
+                memory.remove(key);
+            }
             return false;
         }
-        true
+        let written = match (shared, tokio::runtime::Handle::try_current()) {
+            (Some((bytes, shared_since)), Ok(runtime)) if self.remote().is_some() => {
+                let (cache, key) = (self.clone(), key.to_owned());
+                let at = (since, shared_since);
+                spawn_polled(&runtime, async move {
+                    cache.store_shared(&key, bytes, &entry, at).await;
+                });
+                true
+            }
+            _ => false,
+        };
+        memory.is_some() || written
     }
 
     /// Stores `entry` under `key` (in memory, and `encoded` in the shared tier) unless `key` or

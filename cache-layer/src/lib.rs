@@ -301,12 +301,37 @@
 //! [`Stats::decode_errors`], logged, and overwritten by the next store. Nothing read from Redis
 //! can panic a caller.
 //!
+//! **HTTP responses** ([`CacheLayer`] on a cache with Redis, see "Shared responses" below) use
+//! the keys they have in memory: `P` `v:GET <scheme>://<authority><path>[?<query>]` holds the
+//! URL's response, or, when its responses `Vary`, the URL's `Vary` record; each variant lives
+//! under that key, a NUL byte, then the varied request headers (`name=value` lines; `name!`
+//! when absent; credentials as a digest). A variant is tagged with the URL's key, so
+//! invalidating the URL drops every variant, and every response with its own tags (`Cache-Tag`,
+//! [`CacheTags`]). The entry's layout is the one above, with a format version in the
+//! fingerprint's place: FNV-1a 64 of `cache-layer http response 1` for a response, of
+//! `cache-layer http variants 1` for a `Vary` record; any other version is a miss. Its
+//! deadlines are the response's (fresh until its freshness lifetime ends, then its
+//! `stale-while-revalidate` window, then `stale-if-error` or, with validators, five minutes in
+//! which it can still be revalidated), and readers treat them as caps: once "fresh until" has
+//! passed, the response is served as stale (while one refresh runs, until "stale until"; never
+//! past `must-revalidate`, `no-cache` or `s-maxage`) whatever its own lifetime says, so a
+//! writer may mark an entry stale by rewriting those 8 bytes (`SETRANGE key 9`). The value, a
+//! MessagePack array, for a response: status (integer), header fields as `[name, value]` pairs
+//! in order (values `bin`), body (`bin`), when the response arrived (Unix ms), its corrected
+//! initial age (ms), its freshness lifetime, `stale-while-revalidate` and `stale-if-error`
+//! windows (ms), the `Vary` names, the varied request headers it was stored for (as in its
+//! key), its tags; for a `Vary` record: `[[names]]`. A response read back passes the reader's
+//! storage gate again and must belong under its key; anything refused is a miss, like bytes
+//! that do not decode. The load lock `P` `l:` and the key guards a miss while one instance asks
+//! the inner service ([`CacheLayer::shared_lock`]).
+//!
 //! # Concurrent calls on the same key
 //! Concurrent misses on one key run the function body once; the other callers wait for its
 //! value. A caller that is cancelled or panics while loading hands the load to a waiter. With
 //! `lock = "5s"` and Redis, instances also take a distributed lock (`SET NX PX` with a token):
 //! the others wait for the holder's value, at most the lock time; when the holder releases
-//! the lock without a value (its load failed), they stop waiting and load at once.
+//! the lock without a value (its load failed, or it was cancelled: a dropped holder releases
+//! the lock too), they stop waiting and load at once.
 //!
 //! # Without the macro: get, insert, load by hand
 //! The same engine answers calls made by hand (single-flight, jitter, stale-while-revalidate,
@@ -489,6 +514,17 @@
 //!   `Surrogate-Key` values, behind a check of your own.
 //! - **Load**: concurrent misses on one key make one inner call; a response that may not be
 //!   stored is never shared with the waiters, and its URL skips coalescing for a few seconds.
+//! - **Shared responses**: on a cache with Redis ([`CacheBuilder::tiered`] or
+//!   [`CacheBuilder::redis`]) a stored response and its URL's `Vary` record are written to
+//!   Redis too (off the request's path, after the same storage gate, under the same keys; see
+//!   "Redis layout"), with memory in front: a response one instance stored is a hit on every
+//!   other, with its `Age` counted from when the first instance received it. An instance that
+//!   misses in memory reads Redis before it asks the inner service, and, with
+//!   [`shared_lock`](CacheLayer::shared_lock) (5 s by default), concurrent misses on several
+//!   instances make one inner call. Bodies over [`max_shared_body`](CacheLayer::max_shared_body)
+//!   (1 MiB by default) stay in each instance's memory. Invalidation and purge by URL or tag
+//!   drop the shared copy and every instance's memory copy. Redis trouble is never a failed
+//!   request: reads, writes and the lock fail open, and sharing resumes when Redis answers.
 //! - **Bodies**: the decision is made from the headers first. Bodies of known size up to the
 //!   cap are read before the head is sent; others are read ahead by a task at the inner
 //!   service's pace (up to the cap) and streamed to the client from there, so neither the store

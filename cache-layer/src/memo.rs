@@ -15,7 +15,8 @@ use crate::clock;
 
 use crate::cache::{Cache, SharedWrite};
 use crate::entry::{Age, Entry, Lifetime, RefreshClaim, Value};
-use crate::pipeline::{self, Found, Joined, Leader, Load, Refreshing, Waiting};
+pub(crate) use crate::pipeline::read_shared_since;
+use crate::pipeline::{self, Found, Joined, Leader, Load, Locked, Refreshing, Waiting};
 use crate::shape::{Cacheable, Outcome, Shape};
 use crate::stats::Counter;
 use crate::store::codec::{self, WallDeadlines};
@@ -397,11 +398,7 @@ pub(crate) fn shared_entry<V: Cacheable>(
         weight,
     ));
     if let Some(memory) = inner.local() {
-        memory.insert(key, Arc::clone(&entry));
-        // Checked after the insert: an invalidation either removed our copy or is in the log.
-        if inner.log().touched_since(since, key, &entry.tags) {
-            memory.remove(key);
-        }
+        pipeline::keep_copy(cache, memory, key, &entry, since);
     }
     Some(entry)
 }
@@ -541,14 +538,14 @@ impl<'a, S> Miss<'a, S> {
         F: Future<Output = R>,
     {
         let held_lock = match self.lock::<R>().await {
-            Locked::Held(token) => Some(token),
+            Locked::Held(lock) => Some(lock),
             Locked::Unlocked => None,
             Locked::LoadedElsewhere(entry) => {
                 if let Some(leader) = leader {
                     leader.complete(entry.value.clone());
                 }
                 let value = entry.value.downcast_ref::<S::Value>().cloned();
-                return S::rebuild(value.expect("checked by wait_for_other_instance"));
+                return S::rebuild(value.expect("checked by remote_entry's decoding"));
             }
         };
         let started = std::time::Instant::now();
@@ -558,8 +555,8 @@ impl<'a, S> Miss<'a, S> {
                 .await;
         trace::load_time(span, started.elapsed());
         trace::outcome(span, trace::Outcome::Miss, None);
-        if let Some(token) = held_lock {
-            self.unlock(token).await;
+        if let Some(lock) = held_lock {
+            lock.release().await;
         }
         if let Some(value) = stored {
             if let Some(leader) = leader {
@@ -580,35 +577,20 @@ impl<'a, S> Miss<'a, S> {
 
     /// Takes the site's distributed lock, when it has one and a shared tier is configured; when
     /// another instance holds it, waits for that instance's value.
-    async fn lock<R>(&self) -> Locked
+    async fn lock<R>(&self) -> Locked<Arc<Entry>>
     where
         S: Shape<R>,
         S::Value: Cacheable,
     {
-        let (Some(ttl), Some(remote)) = (self.site.lock, self.cache.remote()) else {
+        let Some(ttl) = self.site.lock else {
             return Locked::Unlocked;
         };
-        let token = format!("{:016x}", fastrand::u64(..));
-        match remote.store.try_lock(self.key, &token, ttl).await {
-            Some(true) => Locked::Held(token),
-            Some(false) => match self.wait_for_other_instance::<R>(ttl).await {
-                Some(entry) => Locked::LoadedElsewhere(entry),
-                None => Locked::Unlocked,
-            },
-            // Redis unavailable: load without the lock (fail open).
-            None => Locked::Unlocked,
-        }
+        let (cache, key) = (self.cache, self.key);
+        pipeline::lock(cache, key, ttl, || {
+            fresh_remote_entry::<S::Value>(cache, key)
+        })
+        .await
     }
-}
-
-/// The outcome of [`Miss::lock`].
-enum Locked {
-    /// This caller holds the lock (its token).
-    Held(String),
-    /// No lock: load anyway.
-    Unlocked,
-    /// Another instance loaded the value meanwhile.
-    LoadedElsewhere(Arc<Entry>),
 }
 
 /// Memo's side of the pipeline's single-flight: a value handed by a leader is served when it
@@ -639,49 +621,10 @@ where
     }
 }
 
-impl<S> Miss<'_, S> {
-    /// Releases the distributed lock taken with `token`: off the caller's path, sent after the
-    /// value's write (see `detach`), so that a waiter that sees the lock gone finds the value.
-    async fn unlock(&self, token: String) {
-        let (cache, key) = (self.cache.clone(), self.key.to_owned());
-        crate::cache::detach(async move {
-            if let Some(remote) = cache.remote() {
-                remote.store.unlock(&key, &token).await;
-            }
-        })
-        .await;
-    }
-
-    /// Another instance holds the load lock: poll the shared tier for its value until the
-    /// lock is released or Redis stops answering (then read once more and, without a value,
-    /// load at once: the holder failed) or, at most, for the lock's time (a crashed holder's
-    /// lock expires by then).
-    async fn wait_for_other_instance<R>(&self, lock: Duration) -> Option<Arc<Entry>>
-    where
-        S: Shape<R>,
-        S::Value: Cacheable,
-    {
-        let deadline = clock::after(clock::now(), lock);
-        while clock::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            // Checked before the read: a holder stores its value before it unlocks. A Redis
-            // that does not answer cannot tell: load (fail open; single-flight still holds).
-            let released = match self.cache.remote() {
-                Some(remote) => remote.store.lock_held(self.key).await != Some(true),
-                None => true,
-            };
-            if let Some(entry) = remote_entry::<S::Value>(self.cache, self.key).await {
-                if entry.age(clock::now()) == Age::Fresh {
-                    self.cache.inner().counters().add(Counter::Coalesced);
-                    return Some(entry);
-                }
-            }
-            if released {
-                return None;
-            }
-        }
-        None
-    }
+/// The entry another instance stored in the shared tier for `key`, while fresh.
+async fn fresh_remote_entry<V: Cacheable>(cache: &Cache, key: &str) -> Option<Arc<Entry>> {
+    let entry = remote_entry::<V>(cache, key).await?;
+    (entry.age(clock::now()) == Age::Fresh).then_some(entry)
 }
 
 /// The right to refresh one stale entry in the background; see [`Refresh::spawn`].
@@ -805,15 +748,6 @@ where
     )
     .await;
     (result, Some(shared))
-}
-
-/// Where the shared tier's invalidation history stands, for a load about to begin (one round
-/// trip to Redis, on a miss only).
-pub(crate) async fn read_shared_since(cache: &Cache) -> SharedSince {
-    match cache.remote() {
-        Some(remote) => remote.store.shared_since().await,
-        None => SharedSince::Unchecked,
-    }
 }
 
 /// Stores `value` under `key` for `lifetime` (`None`: not stored) through [`Cache::store`],

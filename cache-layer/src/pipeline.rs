@@ -25,7 +25,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tower::ServiceExt;
 use tower_service::Service;
@@ -35,7 +35,7 @@ use crate::clock;
 use crate::entry::{Age, Deadlines, Entry, RefreshClaim, Value};
 use crate::flight::{Join, Waited};
 use crate::stats::Counter;
-use crate::store::ENTRY_OVERHEAD;
+use crate::store::{MemoryStore, SharedSince, ENTRY_OVERHEAD};
 use crate::trace;
 use tracing::{Instrument, Span};
 
@@ -286,10 +286,143 @@ impl<'a> Load<'a> {
     }
 }
 
+/// Where the shared tier's invalidation history stands, for a load about to begin (one round
+/// trip to Redis, on a miss only): the load's Redis write is not made if any instance
+/// invalidates its key or a tag from here on.
+pub(crate) async fn read_shared_since(cache: &Cache) -> SharedSince {
+    match cache.remote() {
+        Some(remote) => remote.store.shared_since().await,
+        None => SharedSince::Unchecked,
+    }
+}
+
+/// Copies `entry`, read from the shared tier under `key` after the invalidation log stood at
+/// `since`, into `memory`, unless `key` or a tag was invalidated while it was being read (a
+/// read racing an invalidation must not leave a stale copy in memory).
+pub(crate) fn keep_copy(
+    cache: &Cache,
+    memory: &MemoryStore,
+    key: &str,
+    entry: &Arc<Entry>,
+    since: u64,
+) {
+    memory.insert(key, Arc::clone(entry));
+    // Checked after the insert: an invalidation either removed our copy or is in the log.
+    if cache.inner().log().touched_since(since, key, &entry.tags) {
+        memory.remove(key);
+    }
+}
+
+/// The outcome of [`lock`].
+pub(crate) enum Locked<T> {
+    /// This caller holds the lock: it loads, then releases it.
+    Held(HeldLock),
+    /// No lock (no shared tier, Redis unavailable, or the holder left without a value): load
+    /// anyway.
+    Unlocked,
+    /// Another instance loaded the value meanwhile.
+    LoadedElsewhere(T),
+}
+
+/// Cross-instance single-flight: takes the distributed load lock of `key` for `ttl`. When
+/// another instance holds it, waits for that instance's value, which `read` looks for in the
+/// shared tier (`None` until it is there), polled every 20 ms, until the lock is released or
+/// Redis stops answering (then `read` once more and, without a value, load at once: the holder
+/// failed), or at most for `ttl` (a crashed holder's lock expires by then).
+pub(crate) async fn lock<T, F, Fut>(cache: &Cache, key: &str, ttl: Duration, read: F) -> Locked<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let Some(remote) = cache.remote() else {
+        return Locked::Unlocked;
+    };
+    let token = format!("{:016x}", fastrand::u64(..));
+    match remote.store.try_lock(key, &token, ttl).await {
+        Some(true) => Locked::Held(HeldLock {
+            cache: cache.clone(),
+            key: key.to_owned(),
+            token: Some(token),
+        }),
+        Some(false) => match wait_for_other_instance(cache, key, ttl, read).await {
+            Some(value) => Locked::LoadedElsewhere(value),
+            None => Locked::Unlocked,
+        },
+        // Redis unavailable: load without the lock (fail open).
+        None => Locked::Unlocked,
+    }
+}
+
+async fn wait_for_other_instance<T, F, Fut>(
+    cache: &Cache,
+    key: &str,
+    lock: Duration,
+    mut read: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = clock::after(clock::now(), lock);
+    while clock::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Checked before the read: a holder stores its value before it unlocks. A Redis that
+        // does not answer cannot tell: load (fail open; single-flight still holds).
+        let released = match cache.remote() {
+            Some(remote) => remote.store.lock_held(key).await != Some(true),
+            None => true,
+        };
+        if let Some(value) = read().await {
+            cache.inner().counters().add(Counter::Coalesced);
+            return Some(value);
+        }
+        if released {
+            return None;
+        }
+    }
+    None
+}
+
+/// A distributed load lock this caller holds. [`HeldLock::release`] lets it go once the value
+/// is stored; dropped unreleased (the caller was cancelled or panicked), it is let go in the
+/// background, so that other instances need not wait for it to expire.
+pub(crate) struct HeldLock {
+    cache: Cache,
+    key: String,
+    token: Option<String>,
+}
+
+impl HeldLock {
+    /// Releases the lock: off the caller's path, sent after the value's write (see `detach`),
+    /// so that a waiter that sees the lock gone finds the value.
+    pub(crate) async fn release(mut self) {
+        if let Some(task) = self.unlock() {
+            crate::cache::detach(task).await;
+        }
+    }
+
+    fn unlock(&mut self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let token = self.token.take()?;
+        let (cache, key) = (self.cache.clone(), std::mem::take(&mut self.key));
+        Some(async move {
+            if let Some(remote) = cache.remote() {
+                remote.store.unlock(&key, &token).await;
+            }
+        })
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        if let (Some(task), Ok(runtime)) = (self.unlock(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(task);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Duration;
 
     use super::*;
 

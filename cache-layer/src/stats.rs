@@ -37,8 +37,9 @@ pub struct Stats {
     pub evictions: u64,
     /// Shared-store (Redis) operations that failed or timed out; each fell back to the source.
     pub store_errors: u64,
-    /// Shared-store values that could not be decoded (garbage, another type or format); each
-    /// was treated as a miss and overwritten.
+    /// Shared-store values that could not be decoded (garbage, another type or format; for
+    /// HTTP responses, also one this instance's storage gate refuses or stored under another
+    /// key); each was treated as a miss and overwritten.
     pub decode_errors: u64,
 }
 

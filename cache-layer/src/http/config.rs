@@ -31,6 +31,11 @@ pub(crate) type KeyFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 pub(crate) struct Config {
     pub(crate) default_ttl: Option<Duration>,
     pub(crate) max_body: usize,
+    /// Bodies up to this many bytes are shared through Redis; longer ones stay in memory.
+    pub(crate) max_shared_body: usize,
+    /// How long an instance holds a key's distributed lock while it loads a miss (zero: no
+    /// lock; each instance loads its own misses).
+    pub(crate) shared_lock: Duration,
     pub(crate) etag: EtagMode,
     pub(crate) key_fn: Option<Arc<KeyFn>>,
     pub(crate) stale_while_revalidate: Duration,
@@ -57,6 +62,8 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("default_ttl", &self.default_ttl)
             .field("max_body", &self.max_body)
+            .field("max_shared_body", &self.max_shared_body)
+            .field("shared_lock", &self.shared_lock)
             .field("etag", &self.etag)
             .field("key_fn", &self.key_fn.is_some())
             .field("stale_while_revalidate", &self.stale_while_revalidate)

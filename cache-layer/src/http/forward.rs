@@ -1,6 +1,7 @@
-//! Misses: waiting on a concurrent load of the same key or leading one, calling the inner
-//! service (conditionally when revalidating), and turning its answer into the client's response
-//! while storing what may be stored.
+//! Misses: waiting on a concurrent load of the same key or leading one (in this process, and
+//! across instances through the key's distributed lock), calling the inner service
+//! (conditionally when revalidating), and turning its answer into the client's response while
+//! storing what may be stored.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use tower_service::Service;
 use super::body::{CacheBody, Recording};
 use super::config::{Config, EtagMode};
 use super::in_flight::Held;
-use super::lookup::{lookup, request_directives, response_of, Found};
+use super::lookup::{lookup, request_directives, response_of, shared_response_of, Found};
 use super::record::{add_etag, mark_uncacheable, store_response, PendingStore};
 use super::respond::{apply_preconditions, serve};
 use super::rules::cache_control::{RequestDirectives, ResponseDirectives};
@@ -30,12 +31,14 @@ use super::rules::gate::{admit, strip_connection_fields, Admitted, Exchange};
 use super::rules::key::secondary_key;
 use super::rules::storable::NotStorable;
 use super::rules::vary::vary_names;
+use super::shared::{self, forget};
 use super::status::{CacheStatus, Forward};
 use super::stored::{lifetime_of, CachedResponse, Usability};
 use super::tags::take_tags;
 use crate::entry::Value;
-use crate::pipeline::{self, Joined, Leader, Load, Waiting};
+use crate::pipeline::{self, Joined, Leader, Load, Locked, Waiting};
 use crate::stats::Counter;
+use crate::store::SharedSince;
 use crate::{clock, Cache};
 
 /// What a miss does: which key to coalesce and store under, and what stale copy it has.
@@ -237,7 +240,76 @@ where
             Joined::Alone => {}
         }
     }
-    forward(cache, config, inner, request, plan, leader).await
+    load_once(cache, config, inner, request, plan, leader).await
+}
+
+/// Forwards a miss to the inner service, once across the instances sharing a Redis tier: the
+/// one that takes the key's distributed lock (`CacheLayer::shared_lock`) forwards; the others
+/// wait for the response it stores. Without a shared tier, or when Redis does not answer,
+/// forwards at once.
+async fn load_once<S, ReqBody, ResBody>(
+    cache: Cache,
+    config: Arc<Config>,
+    inner: S,
+    request: Request<ReqBody>,
+    plan: Plan,
+    leader: Option<Leader>,
+) -> Result<Response<CacheBody<ResBody>>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send + 'static,
+{
+    let ttl = config.shared_lock;
+    if ttl.is_zero() || cache.remote().is_none() || !plan.coalesce {
+        return forward(cache, config, inner, request, plan, leader).await;
+    }
+    let key = plan.key().to_owned();
+    let asked = (request.method(), request.headers());
+    let read = || stored_elsewhere(&cache, &config, &plan, asked);
+    match pipeline::lock(&cache, &key, ttl, read).await {
+        Locked::LoadedElsewhere((response, served)) => {
+            if let Some(leader) = leader {
+                leader.complete(response as Value);
+            }
+            Ok(served)
+        }
+        Locked::Held(lock) => {
+            let answer = forward(cache, config, inner, request, plan, leader).await;
+            lock.release().await;
+            answer
+        }
+        Locked::Unlocked => forward(cache, config, inner, request, plan, leader).await,
+    }
+}
+
+/// A response another instance stored in the shared tier for the request, fresh enough for
+/// it: served as a coalesced hit.
+async fn stored_elsewhere<B: Body>(
+    cache: &Cache,
+    config: &Config,
+    plan: &Plan,
+    (method, headers): (&Method, &HeaderMap),
+) -> Option<(Arc<CachedResponse>, Response<CacheBody<B>>)> {
+    let variant = plan.variant.as_deref();
+    let found = shared::lookup(cache, config, &plan.primary, variant, headers).await;
+    let Found::Stored { entry, .. } = found else {
+        return None;
+    };
+    let response = shared_response_of(&entry)?;
+    let age = response.age(clock::now());
+    let directives = request_directives(config, headers);
+    if !matches!(
+        response.usability(age, &directives),
+        Usability::Fresh | Usability::StaleAccepted
+    ) {
+        return None;
+    }
+    let status = CacheStatus::hit()
+        .ttl(remaining_ttl(response.lifetime, age))
+        .detail("coalesced");
+    let served = serve(&response, method, headers, status, age);
+    Some((response, served))
 }
 
 /// A revalidation's exchange with the inner service: what a 304 answering it is applied with.
@@ -250,6 +322,8 @@ struct Exchanged<'a> {
     /// When the conditional request was sent and its answer arrived.
     times: (SystemTime, SystemTime),
     since: u64,
+    /// Where Redis's invalidation history stood when the load began.
+    shared_since: SharedSince,
 }
 
 /// Applies a `304 Not Modified` to the stored response it revalidated (RFC 9111 §4.3.4): the
@@ -295,7 +369,7 @@ fn not_modified<B: Body>(
             // (e.g. a `Vary: Cookie` added to a copy stored under the URL alone): storing it
             // under the old key would serve this client's update to everyone. Drop the copy.
             drop(leader);
-            x.cache.inner().memory().remove(x.plan.key());
+            forget(x.cache, x.plan.key());
             let status = status.detail("vary-changed");
             unstored_update(stale, headers, x, status, parts.extensions)
         }
@@ -304,7 +378,7 @@ fn not_modified<B: Body>(
             drop(leader);
             if cc.no_store || cc.private {
                 // The origin no longer lets shared caches keep this response.
-                x.cache.inner().memory().remove(x.plan.key());
+                forget(x.cache, x.plan.key());
             }
             let status = status.detail(reason.as_str());
             unstored_update(stale, headers, x, status, parts.extensions)
@@ -331,7 +405,8 @@ fn store_update<B: Body>(
     let defaults = (x.config.stale_while_revalidate, x.config.stale_if_error);
     let refreshed =
         Arc::new(stale.refreshed(admitted, x.times, (x.config.default_ttl, defaults), tags));
-    let kept = store_response(x.cache, x.config, &x.plan.primary, &refreshed, x.since);
+    let at = (x.since, x.shared_since);
+    let kept = store_response(x.cache, x.config, &x.plan.primary, &refreshed, at);
     if kept {
         status = status.stored();
         if let Some(leader) = leader {
@@ -433,6 +508,12 @@ where
     let method = parts.method.clone();
     let client = parts.headers.clone();
     upstream_request(&mut parts, &plan);
+    // Before the inner service is called: the Redis write is not made if any instance
+    // invalidates the key or a tag from here on.
+    let shared_since = match cache.remote() {
+        Some(_) => pipeline::read_shared_since(&cache).await,
+        None => SharedSince::Unchecked,
+    };
     let loading = Load::begin(&cache);
     let (result, request_time) = loading.call(inner, Request::from_parts(parts, body)).await;
     let response_time = SystemTime::now();
@@ -456,6 +537,7 @@ where
         client: &client,
         times: (request_time, response_time),
         since: loading.since(),
+        shared_since,
     };
     let response = result?;
     if response.status() == StatusCode::NOT_MODIFIED {
@@ -546,6 +628,7 @@ fn pending_store(
         vary: (names.into(), secondary),
         tags,
         since: x.since,
+        shared_since: x.shared_since,
         leader,
     }
 }

@@ -62,6 +62,8 @@ impl CacheLayer {
             config: Arc::new(Config {
                 default_ttl: None,
                 max_body: 1024 * 1024,
+                max_shared_body: 1024 * 1024,
+                shared_lock: Duration::from_secs(5),
                 etag: EtagMode::Strong,
                 key_fn: None,
                 stale_while_revalidate: Duration::ZERO,
@@ -98,6 +100,31 @@ impl<M> CacheLayer<M> {
     /// cannot hold memory outside the budget without bound.
     pub fn max_body(mut self, bytes: usize) -> Self {
         Arc::make_mut(&mut self.config).max_body = bytes;
+        self
+    }
+
+    /// On a cache with Redis ([`CacheBuilder::tiered`](crate::CacheBuilder::tiered) or
+    /// [`redis`](crate::CacheBuilder::redis)), the largest body shared through Redis, in bytes
+    /// (default 1 MiB). A stored response with a longer body is kept in this instance's memory
+    /// only: every instance then asks the inner service for it once. Each read of a shared
+    /// response that is not in memory moves the whole body from Redis, so large bodies are
+    /// often cheaper to keep per instance. Bodies above [`max_body`](Self::max_body) are
+    /// not stored at all.
+    pub fn max_shared_body(mut self, bytes: usize) -> Self {
+        Arc::make_mut(&mut self.config).max_shared_body = bytes;
+        self
+    }
+
+    /// On a cache with Redis, how long an instance holds a URL's distributed load lock while it
+    /// asks the inner service about a miss (default 5 s; `Duration::ZERO` turns the lock off).
+    /// Instances that miss the same URL meanwhile wait for the response it stores (polling
+    /// Redis every 20 ms) instead of asking their own inner service: behind a load balancer,
+    /// each miss reaches the origin once. They stop waiting when the holder releases the lock
+    /// without a shareable response (not storable, a body streamed to its client before it
+    /// was stored, a failure), when Redis stops answering, or after this long (a holder that
+    /// crashed), and then ask for themselves. Costs two Redis round trips per miss.
+    pub fn shared_lock(mut self, lock: Duration) -> Self {
+        Arc::make_mut(&mut self.config).shared_lock = lock;
         self
     }
 

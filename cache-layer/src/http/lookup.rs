@@ -39,9 +39,9 @@ pub(crate) fn shared_response_of(entry: &Entry) -> Option<Arc<CachedResponse>> {
     Arc::clone(&entry.value).downcast::<CachedResponse>().ok()
 }
 
-/// The entry under `key`, unless its last window has closed (the store expires lazily).
-/// Responses live in the cache's memory, and only while it can hear other instances'
-/// invalidations (see `Inner::memory_only_tier`).
+/// The entry under `key` in memory, unless its last window has closed (the store expires
+/// lazily). Memory holds responses only while it can hear other instances' invalidations (see
+/// `Inner::memory_only_tier`); what Redis holds is read by `shared::lookup`.
 pub(crate) fn live_entry(cache: &Cache, key: &str, now: clock::Instant) -> Option<Arc<Entry>> {
     cache
         .inner()

@@ -82,6 +82,7 @@ pub(crate) mod record;
 mod respond;
 pub(crate) mod rules;
 mod service;
+pub(crate) mod shared;
 pub(crate) mod status;
 pub(crate) mod stored;
 pub(crate) mod tags;
@@ -139,6 +140,12 @@ pub mod __fuzz {
     pub fn http_date(data: &[u8]) -> bool {
         parse_http_date(data).is_some()
     }
+
+    /// Decodes `data` as bytes read from Redis under a response's key (see
+    /// `http/shared.rs`); whether they hold a usable response or `Vary` record.
+    pub fn shared_entry(data: &[u8]) -> bool {
+        super::shared::fuzz_decode(data)
+    }
 }
 
 #[cfg(test)]
@@ -153,6 +160,7 @@ mod fuzz_entry_points {
         assert!(!__fuzz::etag_list(b"\"unterminated"));
         assert!(__fuzz::http_date(b"Sun, 06 Nov 1994 08:49:37 GMT"));
         assert!(!__fuzz::http_date(b"yesterday"));
+        assert!(!__fuzz::shared_entry(b"\x00not an entry"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Writing responses into the cache: a stored response under its key (and, when it varies,
-//! the URL's variants record), the "uncacheable" marker, and [`PendingStore`], which finishes a
+//! the URL's variants record), in memory and, on a shared cache, in Redis; the "uncacheable"
+//! marker (memory only), and [`PendingStore`], which finishes a
 //! store once the body has been read and hands the result to coalesced waiters.
 
 use std::sync::Arc;
@@ -16,64 +17,91 @@ use super::rules::cache_control::ResponseDirectives;
 use super::rules::etag::EntityTag;
 use super::rules::gate::Admitted;
 use super::rules::key::variant_key;
+use super::shared::{encode_response, encode_variants, forget};
 use super::stored::{CachedResponse, Uncacheable, Variants};
 use crate::clock;
 use crate::entry::{Deadlines, Value};
 use crate::flight::Leader;
 use crate::pipeline;
+use crate::store::codec::WallDeadlines;
+use crate::store::SharedSince;
 use crate::Cache;
 
-/// Stores `response` for the URL `primary`; returns whether it was kept (an invalidation
-/// since `since` discards it).
+/// Stores `response` for the URL `primary`, in memory and, on a cache with a shared tier and
+/// a body up to `max_shared_body`, in Redis (checked against `shared_since`); returns whether
+/// it was kept (an invalidation since `since` discards it).
 pub(crate) fn store_response(
     cache: &Cache,
     config: &Config,
     primary: &str,
     response: &Arc<CachedResponse>,
-    since: u64,
+    (since, shared_since): (u64, SharedSince),
 ) -> bool {
     let now = clock::now();
     let (fresh, swr, after) = response.retention(now);
     let deadlines = Deadlines::from_windows(now, fresh, swr, after);
     let mut tags: Vec<Box<str>> = response.tags.iter().map(|t| t.as_str().into()).collect();
-    let value = Arc::clone(response);
-    if response.vary.is_empty() {
-        let entry = pipeline::entry(primary, value, deadlines, tags.into());
-        return cache.store_in_memory(primary, entry, since);
+    if !response.vary.is_empty() {
+        // Each variant is tagged with the URL, so invalidating the URL drops all of them.
+        tags.push(primary.into());
     }
-    // Each variant is tagged with the URL, so invalidating the URL drops all of them.
-    tags.push(primary.into());
-    let key = variant_key(primary, &response.secondary);
+    let shared = (cache.remote().is_some() && response.body.len() <= config.max_shared_body)
+        .then(|| encode_response(response, WallDeadlines::from_local(&deadlines, now), &tags))
+        .flatten()
+        .map(|bytes| (bytes, shared_since));
+    let value = Arc::clone(response);
     let entry = pipeline::entry(primary, value, deadlines, tags.into());
-    if !cache.store_in_memory(&key, entry, since) {
+    if response.vary.is_empty() {
+        return cache.store_response(primary, entry, since, shared);
+    }
+    let key = variant_key(primary, &response.secondary);
+    if !cache.store_response(&key, entry, since, shared) {
         return false;
     }
-    let inner = cache.inner();
+    let record = variants_record(cache, config, primary, key, &response.vary, now);
+    let expires_at = record.1.max(deadlines.expires_at);
+    let deadlines = Deadlines::until(expires_at);
+    let shared = cache
+        .remote()
+        .is_some()
+        .then(|| encode_variants(&response.vary, WallDeadlines::from_local(&deadlines, now)))
+        .flatten()
+        .map(|bytes| (bytes, shared_since));
+    let entry = pipeline::entry(primary, Arc::new(record.0), deadlines, Box::new([]));
+    cache.store_response(primary, entry, since, shared)
+}
+
+/// The URL's `Vary` record with `key` added as its newest variant (the oldest beyond
+/// `max_variants` are dropped, here and in the shared tier), and when the previous record
+/// expires.
+fn variants_record(
+    cache: &Cache,
+    config: &Config,
+    primary: &str,
+    key: String,
+    names: &[HeaderName],
+    now: clock::Instant,
+) -> (Variants, clock::Instant) {
     let previous = live_entry(cache, primary, now);
     let mut keys = match previous
         .as_ref()
         .and_then(|e| e.value.downcast_ref::<Variants>())
     {
-        Some(record) if record.names == response.vary => record.keys.clone(),
+        Some(record) if *record.names == *names => record.keys.clone(),
         _ => Vec::new(),
     };
     keys.retain(|k| *k != key);
     keys.push(key);
     while keys.len() > config.max_variants {
         let oldest = keys.remove(0);
-        inner.memory().remove(&oldest);
+        forget(cache, &oldest);
     }
-    let expires_at = previous
-        .map(|e| e.deadlines.expires_at)
-        .filter(|at| *at > deadlines.expires_at)
-        .unwrap_or(deadlines.expires_at);
+    let expires_at = previous.map_or(now, |e| e.deadlines.expires_at);
     let record = Variants {
-        names: response.vary.clone(),
+        names: names.into(),
         keys,
     };
-    let deadlines = Deadlines::until(expires_at);
-    let entry = pipeline::entry(primary, Arc::new(record), deadlines, Box::new([]));
-    cache.store_in_memory(primary, entry, since)
+    (record, expires_at)
 }
 
 /// Remembers for a few seconds that `primary` gave a response that may not be stored, unless
@@ -125,6 +153,8 @@ pub(crate) struct PendingStore {
     pub(crate) vary: (Box<[HeaderName]>, String),
     pub(crate) tags: Vec<String>,
     pub(crate) since: u64,
+    /// Where Redis's invalidation history stood when the load began.
+    pub(crate) shared_since: SharedSince,
     pub(crate) leader: Option<Leader>,
 }
 
@@ -143,6 +173,7 @@ impl PendingStore {
             vary,
             tags,
             since,
+            shared_since,
             leader,
         } = self;
         let etag = if headers.get().contains_key(ETAG) {
@@ -164,7 +195,8 @@ impl PendingStore {
             vary,
             tags,
         ));
-        let kept = store_response(&cache, &config, &primary, &response, since);
+        let at = (since, shared_since);
+        let kept = store_response(&cache, &config, &primary, &response, at);
         tracing::debug!(
             cache = cache.name(),
             key = primary,

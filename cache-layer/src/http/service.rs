@@ -1,5 +1,6 @@
-//! [`CacheService`]: decides how each request is answered (from the cache, refreshed in the
-//! background, or forwarded), and invalidates stored responses after successful writes.
+//! [`CacheService`]: decides how each request is answered (from memory, from what Redis holds
+//! on a shared cache, refreshed in the background, or forwarded), and invalidates stored
+//! responses after successful writes.
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,6 +24,7 @@ use super::respond::{empty_response, serve};
 use super::rules::cache_control::RequestDirectives;
 use super::rules::freshness::remaining_ttl;
 use super::rules::key::{authority_of, is_cacheable_method, is_unsafe_method, write_primary_key};
+use super::shared;
 use super::status::{CacheStatus, Forward};
 use super::stored::Usability;
 use super::tags::take_tags;
@@ -112,6 +114,15 @@ impl<S, M> CacheService<S, M> {
             .clone()
     }
 
+    /// What a miss's future owns: the cache, the configuration and a clone of the service.
+    fn for_a_miss(&self) -> (Cache, Arc<Config>, S)
+    where
+        S: Clone,
+    {
+        let config = Arc::clone(self.config());
+        (self.cache().clone(), config, self.inner_service())
+    }
+
     /// The wrapped service (a clone of it while other clones of this `CacheService` exist).
     pub fn into_inner(self) -> S
     where
@@ -180,6 +191,8 @@ enum Decision<B: Body> {
     },
     /// Forward to the inner service (under single-flight).
     Fetch(Plan),
+    /// Nothing in memory: look in the shared tier (Redis), then as `Fetch`.
+    Shared(Plan),
     /// The key function declined the request.
     Bypass,
 }
@@ -225,34 +238,7 @@ impl<S, M> CacheService<S, M> {
     {
         // Protocol upgrades (WebSocket) are a connection, not a response to store.
         if is_cacheable_method(request.method()) && !request.headers().contains_key(UPGRADE) {
-            let (decision, request) = self.decide(request);
-            return match decision {
-                // A hit needs no inner service: nothing is cloned.
-                Decision::Respond(response) => ResponseFuture::ready(response),
-                Decision::Refresh {
-                    served,
-                    plan,
-                    claim,
-                } => {
-                    self.refresh_in_background(self.inner_service(), request, plan, claim);
-                    ResponseFuture::ready(served)
-                }
-                Decision::Fetch(plan) => {
-                    let future = fetch(
-                        self.cache().clone(),
-                        Arc::clone(self.config()),
-                        self.inner_service(),
-                        request,
-                        plan,
-                    );
-                    ResponseFuture::boxed(Box::pin(future))
-                }
-                Decision::Bypass => ResponseFuture::passthrough(
-                    self.inner_service().oneshot(request),
-                    CacheStatus::forward(Forward::Bypass),
-                    &self.config().targeted,
-                ),
-            };
+            return self.call_cacheable(request);
         }
         if is_unsafe_method(request.method()) {
             self.write(request)
@@ -271,6 +257,51 @@ impl<S, M> CacheService<S, M> {
         }
     }
 
+    /// A GET or HEAD: answered from the cache, refreshed in the background, looked up in the
+    /// shared tier, forwarded under single-flight, or passed through.
+    // Inlined: the hit path, as it was before this was split out of `call_http`.
+    #[inline(always)]
+    fn call_cacheable<ReqBody, ResBody>(
+        &self,
+        request: Request<ReqBody>,
+    ) -> ResponseFuture<S, ReqBody, ResBody>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        ReqBody: Send + 'static,
+        ResBody: Body<Data = Bytes> + Send + 'static,
+        ResBody::Error: Send + 'static,
+    {
+        let (decision, request) = self.decide(request);
+        match decision {
+            // A hit needs no inner service: nothing is cloned.
+            Decision::Respond(response) => ResponseFuture::ready(response),
+            Decision::Refresh {
+                served,
+                plan,
+                claim,
+            } => {
+                let (cache, config) = (self.cache(), self.config());
+                refresh_in_background(cache, config, self.inner_service(), request, plan, claim);
+                ResponseFuture::ready(served)
+            }
+            Decision::Shared(plan) => {
+                let (cache, config, inner) = self.for_a_miss();
+                ResponseFuture::boxed(Box::pin(fetch_shared(cache, config, inner, request, plan)))
+            }
+            Decision::Fetch(plan) => {
+                let (cache, config, inner) = self.for_a_miss();
+                ResponseFuture::boxed(Box::pin(fetch(cache, config, inner, request, plan)))
+            }
+            Decision::Bypass => ResponseFuture::passthrough(
+                self.inner_service().oneshot(request),
+                CacheStatus::forward(Forward::Bypass),
+                &self.config().targeted,
+            ),
+        }
+    }
+
     /// Looks a GET or HEAD request up and decides how to answer it.
     fn decide<B: Body, ReqBody>(
         &self,
@@ -281,7 +312,7 @@ impl<S, M> CacheService<S, M> {
         let (outcome, tier) = match &decision {
             Decision::Respond(_) => (trace::Outcome::Hit, Some(trace::Tier::Memory)),
             Decision::Refresh { .. } => (trace::Outcome::Stale, Some(trace::Tier::Memory)),
-            Decision::Fetch(_) => (trace::Outcome::Miss, None),
+            Decision::Fetch(_) | Decision::Shared(_) => (trace::Outcome::Miss, None),
             Decision::Bypass => (trace::Outcome::Bypass, None),
         };
         trace::outcome(&span, outcome, tier);
@@ -341,7 +372,8 @@ impl<S, M> CacheService<S, M> {
         match lookup(self.cache(), primary, headers, now) {
             Found::Stored { variant, entry } => {
                 plan.variant = variant;
-                if let Some(decision) = self.decide_stored(&entry, primary, request, &mut plan) {
+                let cache = self.cache();
+                if let Some(decision) = decide_stored(cache, &entry, primary, request, &mut plan) {
                     return decision;
                 }
             }
@@ -355,120 +387,22 @@ impl<S, M> CacheService<S, M> {
             }
             Found::Nothing => {}
         }
-        if directives.only_if_cached {
-            return Decision::Respond(empty_response(
-                StatusCode::GATEWAY_TIMEOUT,
-                CacheStatus::default().detail("only-if-cached"),
-            ));
+        // Nothing usable in memory: the shared tier may hold the URL or its variant.
+        let shared = self.cache().remote().is_some()
+            && matches!(plan.forward, Forward::UriMiss | Forward::VaryMiss);
+        if directives.only_if_cached && !shared {
+            return Decision::Respond(only_if_cached());
         }
-        self.cache().inner().counters().add(Counter::Miss);
         // A HEAD response has no body to store: it must not make GETs queue behind it.
         if method == Method::HEAD {
             plan.coalesce = false;
         }
         plan.primary = primary.to_owned();
-        Decision::Fetch(plan)
-    }
-
-    /// How a stored response answers the request: served (fresh, or stale while it is refreshed
-    /// in the background), or `None` with `plan` set to revalidate it.
-    // Inlined: the hit path's one call, as it was before this was split out of `decide_for`.
-    #[inline(always)]
-    fn decide_stored<B: Body>(
-        &self,
-        entry: &Arc<Entry>,
-        primary: &str,
-        request: (&Method, &HeaderMap, &RequestDirectives, clock::Instant),
-        plan: &mut Plan,
-    ) -> Option<Decision<B>> {
-        let (method, headers, directives, now) = request;
-        let counters = &self.cache().inner().counters();
-        let response = response_of(entry);
-        let age = response.age(now);
-        match response.usability(age, directives) {
-            Usability::Fresh | Usability::StaleAccepted => {
-                counters.add(Counter::Hit);
-                let status = CacheStatus::hit().ttl(remaining_ttl(response.lifetime, age));
-                Some(Decision::Respond(serve(
-                    response, method, headers, status, age,
-                )))
-            }
-            Usability::StaleWhileRevalidate => {
-                counters.add(Counter::Stale);
-                let status = CacheStatus::hit()
-                    .ttl(remaining_ttl(response.lifetime, age))
-                    .detail("stale-while-revalidate");
-                let served = serve(response, method, headers, status, age);
-                // HEAD gets no body to store: the next GET refreshes.
-                let claim = (method == Method::GET)
-                    .then(|| entry.claim_refresh())
-                    .flatten();
-                let Some(claim) = claim else {
-                    return Some(Decision::Respond(served));
-                };
-                plan.primary = primary.to_owned();
-                plan.stale = shared_response_of(entry).map(|r| (r, false));
-                plan.forward = Forward::Stale;
-                Some(Decision::Refresh {
-                    served,
-                    plan: std::mem::replace(plan, Plan::empty()),
-                    claim,
-                })
-            }
-            Usability::Revalidate { stale_if_error } => {
-                let fresh_for_anyone =
-                    response.usability(age, &RequestDirectives::default()) == Usability::Fresh;
-                plan.forward = if fresh_for_anyone {
-                    Forward::Request
-                } else {
-                    Forward::Stale
-                };
-                plan.stale = shared_response_of(entry).map(|r| (r, stale_if_error));
-                None
-            }
+        if shared {
+            return Decision::Shared(plan);
         }
-    }
-
-    fn refresh_in_background<ReqBody, ResBody>(
-        &self,
-        inner: S,
-        request: Request<ReqBody>,
-        plan: Plan,
-        claim: RefreshClaim,
-    ) where
-        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-        ReqBody: Send + 'static,
-        ResBody: Body<Data = Bytes> + Send + 'static,
-        ResBody::Error: Send + 'static,
-    {
-        let config = Arc::clone(self.config());
-        let key = plan.key().to_owned();
-        let span = trace::http_refresh(self.cache(), request.method());
-        pipeline::refresh(
-            self.cache(),
-            key,
-            Box::default(),
-            claim,
-            span,
-            |refresh| async move {
-                let leader = Some(refresh.leader);
-                let refreshed = forward(refresh.cache, config, inner, request, plan, leader);
-                let Ok(response) = refreshed.await else {
-                    return trace::Outcome::Failed;
-                };
-                trace::status_code(&refresh.span, response.status());
-                let outcome = if response.status().is_server_error() {
-                    trace::Outcome::Failed
-                } else {
-                    trace::Outcome::Refreshed
-                };
-                // Reading a streamed body to its end is what stores it.
-                let _ = response.into_body().collect().await;
-                outcome
-            },
-        );
+        self.cache().inner().counters().add(Counter::Miss);
+        Decision::Fetch(plan)
     }
 
     /// An unsafe request: forwarded with its preconditions, which the application decides
@@ -535,4 +469,172 @@ fn same_origin(request: &Uri, headers: &HeaderMap, value: &[u8]) -> Option<Uri> 
         }
         None => None,
     }
+}
+
+/// How a stored response answers the request: served (fresh, or stale while it is refreshed
+/// in the background), or `None` with `plan` set to revalidate it.
+// Inlined: the hit path's one call, as it was before this was split out of `decide_for`.
+#[inline(always)]
+fn decide_stored<B: Body>(
+    cache: &Cache,
+    entry: &Arc<Entry>,
+    primary: &str,
+    request: (&Method, &HeaderMap, &RequestDirectives, clock::Instant),
+    plan: &mut Plan,
+) -> Option<Decision<B>> {
+    let (method, headers, directives, now) = request;
+    let counters = &cache.inner().counters();
+    let response = response_of(entry);
+    let age = response.age(now);
+    match response.usability(age, directives) {
+        Usability::Fresh | Usability::StaleAccepted => {
+            counters.add(Counter::Hit);
+            let status = CacheStatus::hit().ttl(remaining_ttl(response.lifetime, age));
+            Some(Decision::Respond(serve(
+                response, method, headers, status, age,
+            )))
+        }
+        Usability::StaleWhileRevalidate => {
+            counters.add(Counter::Stale);
+            let status = CacheStatus::hit()
+                .ttl(remaining_ttl(response.lifetime, age))
+                .detail("stale-while-revalidate");
+            let served = serve(response, method, headers, status, age);
+            // HEAD gets no body to store: the next GET refreshes.
+            let claim = (method == Method::GET)
+                .then(|| entry.claim_refresh())
+                .flatten();
+            let Some(claim) = claim else {
+                return Some(Decision::Respond(served));
+            };
+            plan.primary = primary.to_owned();
+            plan.stale = shared_response_of(entry).map(|r| (r, false));
+            plan.forward = Forward::Stale;
+            Some(Decision::Refresh {
+                served,
+                plan: std::mem::replace(plan, Plan::empty()),
+                claim,
+            })
+        }
+        Usability::Revalidate { stale_if_error } => {
+            let fresh_for_anyone =
+                response.usability(age, &RequestDirectives::default()) == Usability::Fresh;
+            plan.forward = if fresh_for_anyone {
+                Forward::Request
+            } else {
+                Forward::Stale
+            };
+            plan.stale = shared_response_of(entry).map(|r| (r, stale_if_error));
+            None
+        }
+    }
+}
+
+fn refresh_in_background<S, ReqBody, ResBody>(
+    cache: &Cache,
+    config: &Arc<Config>,
+    inner: S,
+    request: Request<ReqBody>,
+    plan: Plan,
+    claim: RefreshClaim,
+) where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send + 'static,
+{
+    let config = Arc::clone(config);
+    let key = plan.key().to_owned();
+    let span = trace::http_refresh(cache, request.method());
+    pipeline::refresh(
+        cache,
+        key,
+        Box::default(),
+        claim,
+        span,
+        |refresh| async move {
+            let leader = Some(refresh.leader);
+            let refreshed = forward(refresh.cache, config, inner, request, plan, leader);
+            let Ok(response) = refreshed.await else {
+                return trace::Outcome::Failed;
+            };
+            trace::status_code(&refresh.span, response.status());
+            let outcome = if response.status().is_server_error() {
+                trace::Outcome::Failed
+            } else {
+                trace::Outcome::Refreshed
+            };
+            // Reading a streamed body to its end is what stores it.
+            let _ = response.into_body().collect().await;
+            outcome
+        },
+    );
+}
+
+/// The answer to `only-if-cached` when nothing usable is stored.
+fn only_if_cached<B: Body>() -> Response<CacheBody<B>> {
+    empty_response(
+        StatusCode::GATEWAY_TIMEOUT,
+        CacheStatus::default().detail("only-if-cached"),
+    )
+}
+
+/// A request memory had nothing for, on a cache with a shared tier: answered from what another
+/// instance (or this one) stored in Redis as from memory (served, served stale while one
+/// refresh runs, or revalidated), else fetched.
+async fn fetch_shared<S, ReqBody, ResBody>(
+    cache: Cache,
+    config: Arc<Config>,
+    inner: S,
+    request: Request<ReqBody>,
+    mut plan: Plan,
+) -> Result<Response<CacheBody<ResBody>>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send + 'static,
+{
+    let (method, headers) = (request.method(), request.headers());
+    let variant = plan.variant.as_deref();
+    let directives = request_directives(&config, headers);
+    let decision = match shared::lookup(&cache, &config, &plan.primary, variant, headers).await {
+        Found::Stored { variant, entry } => {
+            plan.variant = variant;
+            let primary = plan.primary.clone();
+            let request = (method, headers, &directives, clock::now());
+            decide_stored(&cache, &entry, &primary, request, &mut plan)
+        }
+        Found::VaryMiss(key) => {
+            plan.variant = Some(key);
+            plan.forward = Forward::VaryMiss;
+            None
+        }
+        Found::Uncacheable | Found::Nothing => None,
+    };
+    let counters = cache.inner().counters();
+    match decision {
+        Some(Decision::Respond(response)) => {
+            counters.add(Counter::SharedHit);
+            return Ok(response);
+        }
+        Some(Decision::Refresh {
+            served,
+            plan,
+            claim,
+        }) => {
+            refresh_in_background(&cache, &config, inner, request, plan, claim);
+            return Ok(served);
+        }
+        _ => {}
+    }
+    if directives.only_if_cached {
+        return Ok(only_if_cached());
+    }
+    counters.add(Counter::Miss);
+    fetch(cache, config, inner, request, plan).await
 }

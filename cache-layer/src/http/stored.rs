@@ -181,6 +181,35 @@ impl CachedResponse {
         self.initial_age.saturating_add(resident)
     }
 
+    /// What another instance needs to compute the same age: when the response arrived, on the
+    /// wall clock, and its corrected initial age.
+    pub(crate) fn age_basis(&self) -> (SystemTime, Duration) {
+        let resident = clock::now().saturating_duration_since(self.received);
+        let arrived = SystemTime::now()
+            .checked_sub(resident)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        (arrived, self.initial_age)
+    }
+
+    /// This response with the corrected initial age another instance computed for it.
+    pub(crate) fn with_initial_age(mut self, initial_age: Duration) -> Self {
+        self.initial_age = initial_age;
+        self
+    }
+
+    /// Caps freshness at `fresh_age`, an age at which a shared copy's deadlines say the
+    /// response turned stale (a soft purge moves them): from then it is served stale while
+    /// revalidated until `stale_age`, as its own rules allow. A later cap than the response's
+    /// own lifetime changes nothing.
+    pub(crate) fn cap_freshness(&mut self, fresh_age: Duration, stale_age: Duration) {
+        if fresh_age < self.lifetime {
+            self.stale_while_revalidate = self
+                .stale_while_revalidate
+                .max(stale_age.saturating_sub(fresh_age));
+            self.lifetime = fresh_age;
+        }
+    }
+
     /// Whether the response has validators to revalidate with.
     pub(crate) fn has_validators(&self) -> bool {
         self.etag.is_some() || self.last_modified.is_some()

@@ -99,15 +99,34 @@ pub(crate) fn millis_until(deadline: u64) -> Duration {
 
 /// The type fingerprint: stable across builds of the same source, unlike `TypeId`.
 pub(crate) fn fingerprint<T: ?Sized>() -> u64 {
+    fingerprint_of(std::any::type_name::<T>())
+}
+
+/// FNV-1a 64 of `name`: a type's fingerprint, or a named format version (HTTP entries).
+pub(crate) const fn fingerprint_of(name: &str) -> u64 {
+    let bytes = name.as_bytes();
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in std::any::type_name::<T>().bytes() {
-        hash ^= u64::from(byte);
+    let mut at = 0;
+    while at < bytes.len() {
+        hash ^= bytes[at] as u64;
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        at += 1;
     }
     hash
 }
 
 pub(crate) fn encode<T: Serialize>(
+    value: &T,
+    deadlines: WallDeadlines,
+    tags: &[Box<str>],
+) -> Option<Vec<u8>> {
+    encode_as(fingerprint::<T>(), value, deadlines, tags)
+}
+
+/// [`encode`] with the fingerprint given: a format version that does not depend on a type's
+/// name (HTTP entries).
+pub(crate) fn encode_as<T: Serialize>(
+    fingerprint: u64,
     value: &T,
     deadlines: WallDeadlines,
     tags: &[Box<str>],
@@ -119,7 +138,7 @@ pub(crate) fn encode<T: Serialize>(
         .sum();
     let mut out = Vec::with_capacity(HEADER + tag_bytes + payload.len());
     out.push(FORMAT_MSGPACK_NAMED);
-    out.extend_from_slice(&fingerprint::<T>().to_be_bytes());
+    out.extend_from_slice(&fingerprint.to_be_bytes());
     out.extend_from_slice(&deadlines.fresh_until.to_be_bytes());
     out.extend_from_slice(&deadlines.stale_until.to_be_bytes());
     out.extend_from_slice(&deadlines.expires_at.to_be_bytes());
@@ -135,6 +154,14 @@ pub(crate) fn encode<T: Serialize>(
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<Decoded<T>, DecodeError> {
+    decode_as(fingerprint::<T>(), bytes)
+}
+
+/// [`decode`] of a value written by [`encode_as`] with `fingerprint`.
+pub(crate) fn decode_as<T: DeserializeOwned>(
+    fingerprint: u64,
+    bytes: &[u8],
+) -> Result<Decoded<T>, DecodeError> {
     if bytes.len() > MAX_ENCODED {
         return Err(DecodeError::TooLarge);
     }
@@ -147,7 +174,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<Decoded<T>, De
         buf.copy_from_slice(&header[at..at + 8]);
         u64::from_be_bytes(buf)
     };
-    if word(1) != fingerprint::<T>() {
+    if word(1) != fingerprint {
         return Err(DecodeError::OtherType);
     }
     let deadlines = WallDeadlines {

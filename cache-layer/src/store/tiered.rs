@@ -10,8 +10,9 @@
 //! A background task probes Redis while the breaker is open or invalidations wait, so both
 //! end without waiting for a caller.
 //!
-//! Memoised values use memory as L1 only in the tiered set-up; HTTP responses (which
-//! `CacheLayer` keeps in memory) use it with every shared set-up, so these tasks always run.
+//! Memoised values use memory as L1 only in the tiered set-up; HTTP responses and gRPC calls
+//! (which `CacheLayer` keeps in memory, responses in Redis too) use it with every shared
+//! set-up, so these tasks always run.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Weak;
