@@ -6,7 +6,7 @@
 //! user's loader once with them; a key whose load is handed over later (its leader failed or
 //! went away) comes in a later call.
 
-use std::collections::HashMap;
+use std::collections::{hash_map, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -14,9 +14,10 @@ use futures_util::future::{join, join_all};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cache::Cache;
+use crate::clock;
 use crate::entry::Entry;
 use crate::key::Key;
-use crate::memo::{self, Lookup, Miss, Policy, Refresh, Site};
+use crate::memo::{self, Lookup, Miss, Pending, Policy, Refresh};
 use crate::options::LoadOptions;
 use crate::shape::{Cacheable, ResultShape};
 
@@ -42,7 +43,9 @@ impl Cache {
     /// the values it found; found values are stored with `options`, as
     /// [`get_or_load`](Self::get_or_load) stores them (same entries: a value loaded one way
     /// is a hit the other way). Keys in their stale window are served and refreshed together
-    /// by one background call of `load`.
+    /// by one background call of `load`. Each key is looked up as a single call would be
+    /// (counted in [`stats`](Self::stats) and traced as a `cache.lookup` span; a key that
+    /// `keys` repeats, each time it appears); memory is read at one instant for the batch.
     ///
     /// # Concurrent calls on the same keys
     /// Per key, as for single loads: a key that another caller (batch or single) is loading
@@ -61,7 +64,7 @@ impl Cache {
     /// its [`stale_if_error`](LoadOptions::stale_if_error) window is served instead).
     ///
     /// ```
-    /// use std::collections::HashMap;
+    /// use std::collections::{hash_map, HashMap};
     /// use std::time::Duration;
     /// use cache_layer::{Cache, Key, LoadOptions};
     ///
@@ -98,87 +101,113 @@ impl Cache {
         F: Fn(Vec<Key>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<HashMap<Key, T>, E>> + Send + 'static,
     {
-        let load = Arc::new(load);
-        let (unique, slot_of) = dedupe(keys);
-        let mut values: Vec<Option<T>> = Vec::with_capacity(unique.len());
+        let mut values: Vec<Option<T>> = Vec::with_capacity(keys.len());
         let mut stale = Vec::new();
-        let mut misses = Vec::new();
-        let lookups = lookup_all::<T>(self, &options.site, &unique).await;
-        for (slot, lookup) in lookups.into_iter().enumerate() {
-            match lookup {
-                Lookup::Hit(value) => values.push(value.ok()),
-                Lookup::Stale(value, refresh) => {
+        // Only keys memory does not answer are tracked further: a batch of hits allocates
+        // nothing but its result.
+        let mut rest = Vec::new();
+        // One clock reading for the batch: its keys are judged at the same instant.
+        let (site, now) = (&options.site, Some(clock::now()));
+        for (slot, key) in keys.iter().enumerate() {
+            match memo::lookup_now_at::<KeyResult<T>, ResultShape>(self, site, key.as_str(), now) {
+                Ok(Lookup::Hit(value)) => values.push(value.ok()),
+                Ok(Lookup::Stale(value, refresh)) => {
                     values.push(value.ok());
-                    stale.extend(refresh.map(|refresh| (unique[slot].clone(), refresh)));
+                    stale.extend(refresh.map(|refresh| (key.clone(), refresh)));
                 }
-                Lookup::Miss(miss) => {
+                Ok(Lookup::Miss(miss)) => {
                     values.push(None);
-                    misses.push((slot, miss));
+                    rest.push((slot, Unanswered::Miss(miss)));
+                }
+                Err(pending) => {
+                    values.push(None);
+                    rest.push((slot, Unanswered::Pending(pending)));
                 }
             }
         }
+        if stale.is_empty() && rest.is_empty() {
+            return Ok(values);
+        }
+        let load = Arc::new(load);
+        let (rest, copies) = dedupe(keys, rest);
+        let misses = answer_from_shared(self, keys, rest, &mut values, &mut stale).await;
         refresh_in_background(self, Arc::clone(&load), stale, options);
-        let failed = load_misses(self, &*load, misses, options, &mut values, &unique).await;
+        let failed = load_misses(self, &*load, misses, options, &mut values, keys).await;
         if let Some(error) = failed {
             return Err(error);
         }
-        if unique.len() == keys.len() {
-            // No key repeated: the slots are the keys' positions.
-            return Ok(values);
+        for (slot, first) in copies {
+            values[slot] = values[first].clone();
         }
-        Ok(slot_of.iter().map(|&slot| values[slot].clone()).collect())
+        Ok(values)
     }
 }
 
-/// The distinct keys in first-seen order, and each key's index among them.
-fn dedupe(keys: &[Key]) -> (Vec<&Key>, Vec<usize>) {
-    let mut unique: Vec<&Key> = Vec::with_capacity(keys.len());
-    let mut seen: HashMap<&str, usize, foldhash::fast::RandomState> =
-        HashMap::with_capacity_and_hasher(keys.len(), foldhash::fast::RandomState::default());
-    let slot_of = keys
-        .iter()
-        .map(|key| {
-            *seen.entry(key.as_str()).or_insert_with(|| {
-                unique.push(key);
-                unique.len() - 1
-            })
-        })
-        .collect();
-    (unique, slot_of)
+/// A key of a batch that memory did not answer.
+enum Unanswered<'a, T> {
+    /// A miss (no shared tier, or caching off).
+    Miss(Miss<'a, ResultShape>),
+    /// To be read from the shared tier.
+    Pending(Pending<'a, KeyResult<T>, ResultShape>),
 }
 
-/// Looks every key up as `memo::lookup` does, memory first, then the shared tier for the
-/// rest in one pipelined read.
-async fn lookup_all<'a, T: Cacheable>(
-    cache: &'a Cache,
-    site: &'a Site,
-    keys: &[&'a Key],
-) -> Vec<Lookup<'a, KeyResult<T>, ResultShape>> {
-    let mut found: Vec<Option<Lookup<'a, KeyResult<T>, ResultShape>>> = Vec::new();
-    let mut unanswered = Vec::new();
-    for (slot, key) in keys.iter().enumerate() {
-        match memo::lookup_local(cache, site, key.as_str()) {
-            Ok(lookup) => found.push(Some(lookup)),
-            Err(fallback) => {
-                found.push(None);
-                unanswered.push((slot, fallback));
+/// The unanswered keys, each once (first seen), and for each repeat the slot of the key's
+/// first occurrence: a repeated key is looked up in the shared tier and loaded once.
+#[allow(clippy::type_complexity)]
+fn dedupe<'a, T>(
+    keys: &[Key],
+    rest: Vec<(usize, Unanswered<'a, T>)>,
+) -> (Vec<(usize, Unanswered<'a, T>)>, Vec<(usize, usize)>) {
+    let mut seen: HashMap<&str, usize, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(rest.len(), foldhash::fast::RandomState::default());
+    let mut unique = Vec::with_capacity(rest.len());
+    let mut copies = Vec::new();
+    for (slot, unanswered) in rest {
+        match seen.entry(keys[slot].as_str()) {
+            hash_map::Entry::Occupied(first) => copies.push((slot, *first.get())),
+            hash_map::Entry::Vacant(vacant) => {
+                vacant.insert(slot);
+                unique.push((slot, unanswered));
             }
         }
     }
-    let names: Vec<&str> = unanswered
-        .iter()
-        .map(|&(slot, _)| keys[slot].as_str())
-        .collect();
-    let shared = read_shared::<T>(cache, &names).await;
-    for ((slot, fallback), entry) in unanswered.into_iter().zip(shared) {
-        let key = keys[slot].as_str();
-        found[slot] = Some(memo::lookup_shared(cache, site, key, entry, fallback));
-    }
-    found.into_iter().flatten().collect()
+    (unique, copies)
 }
 
-/// The shared tier's entries for `keys`, in order, read with one pipeline; all `None`
-/// without a shared tier.
+/// Answers the keys memory did not, from the shared tier read in one pipeline: fills
+/// `values` and `stale`, and returns the misses.
+async fn answer_from_shared<'a, T: Cacheable>(
+    cache: &Cache,
+    keys: &[Key],
+    rest: Vec<(usize, Unanswered<'a, T>)>,
+    values: &mut [Option<T>],
+    stale: &mut Vec<(Key, Refresh<ResultShape>)>,
+) -> Vec<(usize, Miss<'a, ResultShape>)> {
+    let names: Vec<&str> = rest
+        .iter()
+        .filter(|(_, unanswered)| matches!(unanswered, Unanswered::Pending(_)))
+        .map(|&(slot, _)| keys[slot].as_str())
+        .collect();
+    let mut shared = read_shared::<T>(cache, &names).await.into_iter();
+    let mut misses = Vec::new();
+    for (slot, unanswered) in rest {
+        let lookup = match unanswered {
+            Unanswered::Miss(miss) => Lookup::Miss(miss),
+            Unanswered::Pending(pending) => pending.answer(shared.next().flatten()),
+        };
+        match lookup {
+            Lookup::Hit(value) => values[slot] = value.ok(),
+            Lookup::Stale(value, refresh) => {
+                values[slot] = value.ok();
+                stale.extend(refresh.map(|refresh| (keys[slot].clone(), refresh)));
+            }
+            Lookup::Miss(miss) => misses.push((slot, miss)),
+        }
+    }
+    misses
+}
+
+/// The shared tier's entries for `keys`, in order, read with one pipeline.
 async fn read_shared<T: Cacheable>(cache: &Cache, keys: &[&str]) -> Vec<Option<Arc<Entry>>> {
     let remote = cache.remote().filter(|_| !keys.is_empty());
     let Some(remote) = remote else {
@@ -202,7 +231,7 @@ async fn load_misses<T, E, F, Fut>(
     misses: Vec<(usize, Miss<'_, ResultShape>)>,
     options: &LoadOptions,
     values: &mut [Option<T>],
-    unique: &[&Key],
+    keys: &[Key],
 ) -> Option<E>
 where
     T: Cacheable,
@@ -220,7 +249,7 @@ where
         .into_iter()
         .map(|(slot, miss)| {
             let requests = requests.clone();
-            let key = unique[slot].clone();
+            let key = keys[slot].clone();
             // Polled only when this batch leads the key: then it asks the driver for its value.
             let request = async move {
                 let (reply, answer) = oneshot::channel();

@@ -213,7 +213,12 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = R> + Send + 'static,
     {
-        match memo::lookup(self, &options.site, shape, key.as_str()).await {
+        // A hit is answered without building the shared tier's future.
+        let found = match memo::lookup_now(self, &options.site, shape, key.as_str()) {
+            Ok(found) => found,
+            Err(pending) => pending.finish().await,
+        };
+        match found {
             Lookup::Hit(value) => value,
             Lookup::Stale(value, refresh) => {
                 if let Some(refresh) = refresh {

@@ -417,15 +417,23 @@
 //!
 //! # Traces
 //! Every cache decision is a `tracing` span, whatever exports it (an OpenTelemetry layer, a
-//! log): `cache.lookup` (level DEBUG, on the hit path: memo and HTTP look-ups) and `cache.load`
-//! (level INFO: a memo load, entered while it runs). Fields follow OpenTelemetry's names where
-//! one exists: `cache.name`, `code.function.name` (the `#[cached]` site or
-//! [`LoadOptions::name`]), `http.request.method`, `cache.outcome` (look-up: `hit`, `stale`,
-//! `miss`, `bypass`; load: `miss`, `coalesced`, `stale_if_error`, `bypass`), `cache.tier`
-//! (`memory` or `redis`, where a look-up's answer came from) and `cache.load.duration_us`; a
-//! span's start and end time it. Keys are left out (they may hold user data) unless
-//! [`CacheBuilder::trace_keys`] adds them as `cache.key`. Without a subscriber interested in
-//! them, a span costs a check of its callsite.
+//! log): `cache.lookup` (level DEBUG, on the hit path: memo and HTTP look-ups, each key of a
+//! batch), `cache.load` (level INFO: a memo load, entered while it runs) and `cache.refresh`
+//! (level INFO: a background refresh of a stale entry, memo, HTTP or gRPC; a root span that
+//! [follows from](tracing::Span::follows_from) the request that served the stale value, since
+//! it outlives it). Fields follow OpenTelemetry's names where one exists: `cache.name`,
+//! `code.function.name` (the `#[cached]` site or [`LoadOptions::name`]),
+//! `http.request.method`, `http.response.status_code` (a revalidation's), `cache.outcome`
+//! (look-up: `hit`, `stale`, `miss`, `bypass`; load: `miss`, `coalesced`, `stale_if_error`,
+//! `bypass`; refresh: `refreshed`, `failed`, `coalesced`), `cache.tier` (`memory` or `redis`,
+//! where a look-up's answer came from) and `cache.load.duration_us`; a span's start and end
+//! time it. Keys are left out (they may hold user data) unless [`CacheBuilder::trace_keys`]
+//! adds them as `cache.key`. Without a subscriber interested in them, a span costs a check of
+//! its callsite.
+//!
+//! To export them as OpenTelemetry spans, install `tracing-opentelemetry`'s layer over the
+//! SDK's tracer: `examples/otel_traces.rs` does it with an exporter that prints, and runs
+//! without a collector (`cargo run --example otel_traces`).
 //!
 //! # HTTP response caching
 //! [`CacheLayer`] puts the same [`Cache`] in front of any `tower::Service<http::Request<B>>`

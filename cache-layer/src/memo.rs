@@ -126,33 +126,106 @@ pub enum Lookup<'a, R, S> {
     Miss(Miss<'a, S>),
 }
 
-/// Looks `key` up for a function of shape `S` returning `R`.
+/// Looks `key` up for a function of shape `S` returning `R`: [`lookup_now`], then the
+/// shared tier when memory could not answer.
 pub async fn lookup<'a, R, S>(
     cache: &'a Cache,
     site: &'a Site,
-    _shape: S,
+    shape: S,
     key: &'a str,
 ) -> Lookup<'a, R, S>
 where
     S: Shape<R>,
     S::Value: Cacheable,
 {
+    match lookup_now(cache, site, shape, key) {
+        Ok(found) => found,
+        Err(pending) => pending.finish().await,
+    }
+}
+
+/// The part of [`lookup`] that needs no waiting: the memory tier's answer (or, without a
+/// shared tier, the miss), without building a future; `Err` when the shared tier must be read
+/// ([`Pending::finish`]). A hit is answered here, so it pays for no future's state.
+#[inline]
+pub fn lookup_now<'a, R, S>(
+    cache: &'a Cache,
+    site: &'a Site,
+    _shape: S,
+    key: &'a str,
+) -> Result<Lookup<'a, R, S>, Pending<'a, R, S>>
+where
+    S: Shape<R>,
+    S::Value: Cacheable,
+{
+    lookup_now_at(cache, site, key, None)
+}
+
+/// [`lookup_now`], with memory's entries judged at `now` when given (a batch reads the clock
+/// once for all its keys).
+#[inline]
+pub(crate) fn lookup_now_at<'a, R, S>(
+    cache: &'a Cache,
+    site: &'a Site,
+    key: &'a str,
+    now: Option<clock::Instant>,
+) -> Result<Lookup<'a, R, S>, Pending<'a, R, S>>
+where
+    S: Shape<R>,
+    S::Value: Cacheable,
+{
     let span = trace::memo_lookup(cache, site.name, key);
-    let fallback = match lookup_local::<R, S>(cache, site, key) {
+    let fallback = match lookup_local::<R, S>(cache, site, key, now) {
         Ok(found) => {
             traced(cache, &span, &found, Tier::Memory);
-            return found;
+            return Ok(found);
         }
         Err(fallback) => fallback,
     };
-    // Boxed for the same reason as the miss path: only caches with a shared tier pay for it.
-    let shared = match cache.inner().remote() {
-        Some(_) => Box::pin(remote_entry::<S::Value>(cache, key)).await,
-        None => None,
-    };
-    let found = lookup_shared(cache, site, key, shared, fallback);
-    traced(cache, &span, &found, Tier::Redis);
-    found
+    if cache.inner().remote().is_none() {
+        let found = lookup_shared(cache, site, key, None, fallback);
+        traced(cache, &span, &found, Tier::Memory);
+        return Ok(found);
+    }
+    Err(Pending {
+        cache,
+        site,
+        key,
+        span,
+        fallback,
+        result: PhantomData,
+    })
+}
+
+/// A look-up that memory did not answer, on a cache with a shared tier: see [`lookup_now`].
+pub struct Pending<'a, R, S> {
+    cache: &'a Cache,
+    site: &'a Site,
+    key: &'a str,
+    span: Span,
+    fallback: Option<Arc<Entry>>,
+    result: PhantomData<fn() -> (R, S)>,
+}
+
+impl<'a, R, S> Pending<'a, R, S>
+where
+    S: Shape<R>,
+    S::Value: Cacheable,
+{
+    /// Reads the shared tier and answers the look-up.
+    pub async fn finish(self) -> Lookup<'a, R, S> {
+        // Boxed for the same reason as the miss path: a Redis read's state is large.
+        let shared = Box::pin(remote_entry::<S::Value>(self.cache, self.key)).await;
+        self.answer(shared)
+    }
+
+    /// Answers the look-up with the shared tier's entry, read by the caller (a batch reads
+    /// all its keys' at once).
+    pub(crate) fn answer(self, shared: Option<Arc<Entry>>) -> Lookup<'a, R, S> {
+        let found = lookup_shared(self.cache, self.site, self.key, shared, self.fallback);
+        traced(self.cache, &self.span, &found, Tier::Redis);
+        found
+    }
 }
 
 /// Records a look-up's answer (from `tier` unless a miss) on its span.
@@ -167,13 +240,15 @@ fn traced<R, S>(cache: &Cache, span: &tracing::Span, found: &Lookup<'_, R, S>, t
     trace::outcome(span, outcome, tier);
 }
 
-/// The memory tier's answer for `key`; without one, `Err` with the entry to serve if loading
-/// fails (stale-if-error), if memory holds one. With caching off, a miss.
+/// The memory tier's answer for `key`, judged at `now` (default: when an entry is found);
+/// without one, `Err` with the entry to serve if loading fails (stale-if-error), if memory
+/// holds one. With caching off, a miss.
 #[inline]
 pub(crate) fn lookup_local<'a, R, S>(
     cache: &'a Cache,
     site: &'a Site,
     key: &'a str,
+    now: Option<clock::Instant>,
 ) -> Result<Lookup<'a, R, S>, Option<Arc<Entry>>>
 where
     S: Shape<R>,
@@ -185,7 +260,8 @@ where
     }
     if let Some(memory) = inner.local() {
         if let Some(entry) = memory.get(key) {
-            match answer::<R, S>(cache, site, key, entry, clock::now()) {
+            let now = now.unwrap_or_else(clock::now);
+            match answer::<R, S>(cache, site, key, entry, now) {
                 Answer::Lookup(lookup) => return Ok(lookup),
                 Answer::Fallback(entry) => return Err(Some(entry)),
                 Answer::Miss { expired: true } => memory.remove(key),
@@ -263,11 +339,13 @@ where
         Found::Stale(value, claim) => {
             counters.add(Counter::Stale);
             let refresh = claim.map(|claim| Refresh {
-                shared_since: None,
-                cache: cache.clone(),
-                site: *site,
-                key: key.to_owned(),
-                claim,
+                claimed: Box::new(Claimed {
+                    shared_since: None,
+                    cache: cache.clone(),
+                    site: *site,
+                    key: key.to_owned(),
+                    claim,
+                }),
                 shape: PhantomData,
             });
             Answer::Lookup(Lookup::Stale(S::rebuild(value.clone()), refresh))
@@ -549,6 +627,13 @@ async fn fresh_remote_entry<V: Cacheable>(cache: &Cache, key: &str) -> Option<Ar
 
 /// The right to refresh one stale entry in the background; see [`Refresh::spawn`].
 pub struct Refresh<S> {
+    /// Boxed: a look-up's answer (every hit's too) stays small; only a stale one pays for it.
+    claimed: Box<Claimed>,
+    shape: PhantomData<S>,
+}
+
+/// What a [`Refresh`] holds.
+struct Claimed {
     cache: Cache,
     site: Site,
     key: String,
@@ -556,14 +641,13 @@ pub struct Refresh<S> {
     /// Where Redis's invalidation history stood before the value was loaded, when it was
     /// loaded before the refresh was spawned (a batch); otherwise read when the load begins.
     shared_since: Option<SharedSince>,
-    shape: PhantomData<S>,
 }
 
 impl<S> Refresh<S> {
     /// The refreshed value's Redis write is checked against `shared_since`, read before the
     /// value was loaded.
     pub(crate) fn with_shared_since(mut self, shared_since: SharedSince) -> Self {
-        self.shared_since = Some(shared_since);
+        self.claimed.shared_since = Some(shared_since);
         self
     }
 
@@ -573,12 +657,13 @@ impl<S> Refresh<S> {
     /// so concurrent callers are served the stale value meanwhile; if the load fails, the
     /// stale value is served (stale-if-error).
     pub fn in_place(&self) -> Miss<'_, S> {
+        let claimed = &*self.claimed;
         Miss {
-            cache: &self.cache,
-            site: &self.site,
-            key: &self.key,
-            fallback: Some(Arc::clone(self.claim.entry())),
-            shared_since: self.shared_since,
+            cache: &claimed.cache,
+            site: &claimed.site,
+            key: &claimed.key,
+            fallback: Some(Arc::clone(claimed.claim.entry())),
+            shared_since: claimed.shared_since,
             shape: PhantomData,
         }
     }
@@ -594,27 +679,32 @@ impl<S> Refresh<S> {
         R: Send + 'static,
         F: Future<Output = R> + Send + 'static,
     {
-        let Refresh {
+        let Claimed {
             cache,
             site,
             key,
             claim,
             shared_since,
-            ..
-        } = self;
+        } = *self.claimed;
         let tags: Box<[Box<str>]> = tags.into_iter().map(String::into_boxed_str).collect();
-        pipeline::refresh(&cache, key, tags, claim, move |refresh| async move {
+        let span = trace::memo_refresh(&cache, site.name, &key);
+        pipeline::refresh(&cache, key, tags, claim, span, move |refresh| async move {
             let Refreshing {
                 cache,
                 key,
                 tags,
                 leader,
+                ..
             } = refresh;
             let at = shared_since;
             let (_, stored) =
                 load_and_store::<R, S, F>(&cache, &site, &key, &tags, &policy, at, load).await;
-            if let Some(value) = stored {
-                leader.complete(value);
+            match stored {
+                Some(value) => {
+                    leader.complete(value);
+                    trace::Outcome::Refreshed
+                }
+                None => trace::Outcome::Failed,
             }
         });
     }

@@ -36,6 +36,8 @@ use crate::entry::{Age, Deadlines, Entry, RefreshClaim, Value};
 use crate::flight::{Join, Waited};
 use crate::stats::Counter;
 use crate::store::{MemoryStore, SharedSince, ENTRY_OVERHEAD};
+use crate::trace;
+use tracing::{Instrument, Span};
 
 pub(crate) use crate::flight::Leader;
 
@@ -161,28 +163,31 @@ pub(crate) async fn join<W: Waiting>(
     }
 }
 
-/// What a background refresh runs with: it leads the flight of `key`.
+/// What a background refresh runs with: it leads the flight of `key`, inside `span`.
 pub(crate) struct Refreshing {
     pub(crate) cache: Cache,
     pub(crate) key: String,
     pub(crate) tags: Box<[Box<str>]>,
     pub(crate) leader: Leader,
+    pub(crate) span: Span,
 }
 
 /// Stale-while-revalidate: runs `task` on the Tokio runtime as the leader of `key`'s flight,
 /// holding `claim` until it ends; the caller serves the stale value without waiting. Nothing
 /// runs when a load of `key` is already in flight in this process (also when entries come
 /// from a shared store, where each read yields its own copy of the entry and its claim), or
-/// outside a runtime (a later miss refreshes the entry then).
+/// outside a runtime (a later miss refreshes the entry then). The refresh is traced in `span`
+/// (`cache.refresh`): the outcome `task` returns and its time, or `coalesced` when nothing ran.
 pub(crate) fn refresh<T, F>(
     cache: &Cache,
     key: String,
     tags: Box<[Box<str>]>,
     claim: RefreshClaim,
+    span: Span,
     task: T,
 ) where
     T: FnOnce(Refreshing) -> F + Send + 'static,
-    F: Future<Output = ()> + Send + 'static,
+    F: Future<Output = trace::Outcome> + Send + 'static,
 {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
@@ -190,15 +195,21 @@ pub(crate) fn refresh<T, F>(
     let cache = cache.clone();
     runtime.spawn(async move {
         let joined = cache.inner().flights().join(&key, &tags);
-        if let Join::Lead(leader) = joined {
-            task(Refreshing {
-                cache,
-                key,
-                tags,
-                leader,
-            })
-            .await;
-        }
+        let Join::Lead(leader) = joined else {
+            trace::outcome(&span, trace::Outcome::Coalesced, None);
+            return;
+        };
+        let started = Instant::now();
+        let refreshing = Refreshing {
+            cache,
+            key,
+            tags,
+            leader,
+            span: span.clone(),
+        };
+        let outcome = task(refreshing).instrument(span.clone()).await;
+        trace::load_time(&span, started.elapsed());
+        trace::outcome(&span, outcome, None);
         drop(claim);
     });
 }

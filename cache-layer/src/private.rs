@@ -3,7 +3,9 @@
 use std::future::Future;
 
 pub use crate::key::{KeyArg, KeyBuf};
-pub use crate::memo::{lookup, CacheIf, Lookup, Miss, Policy, Refresh, Site, TtlFrom};
+pub use crate::memo::{
+    lookup, lookup_now, CacheIf, Lookup, Miss, Pending, Policy, Refresh, Site, TtlFrom,
+};
 pub use crate::shape::{
     Cacheable, OptionShape, Outcome, PlainShape, Probe, ResultOptionShape, ResultShape, Shape,
     ViaOption, ViaPlain, ViaResult, ViaResultOption,

@@ -1,5 +1,8 @@
 //! The `tracing` spans of cache decisions: one `cache.lookup` span per look-up (memo and HTTP,
-//! level DEBUG: it is on the hit path) and one `cache.load` span per memo load (level INFO).
+//! level DEBUG: it is on the hit path), one `cache.load` span per memo load (level INFO) and one
+//! `cache.refresh` span per background refresh (stale-while-revalidate: memo, HTTP and gRPC,
+//! level INFO). A refresh span has no parent: it outlives the request that started it, which
+//! it [follows from](tracing::Span::follows_from) (an OpenTelemetry link).
 //!
 //! Fields, named after OpenTelemetry's conventions where one exists (`code.function.name`,
 //! `http.request.method`), else under `cache.`:
@@ -9,10 +12,11 @@
 //! | `cache.name` | both | the cache's [name](crate::CacheBuilder::name) |
 //! | `code.function.name` | memo | the `#[cached]` site's `name` (or [`LoadOptions::name`](crate::LoadOptions::name)) |
 //! | `http.request.method` | HTTP | the request's method |
-//! | `cache.outcome` | both | lookup: `hit`, `stale`, `miss`, `bypass`; load: `miss` (this caller loaded), `coalesced` (served by another caller's load), `stale_if_error`, `bypass` (caching off) |
+//! | `cache.outcome` | all | lookup: `hit`, `stale`, `miss`, `bypass`; load: `miss` (this caller loaded), `coalesced` (served by another caller's load), `stale_if_error`, `bypass` (caching off); refresh: `refreshed` (a new value or response was stored or offered to the storage rules), `failed` (the loader or inner service failed: the stale value stays), `coalesced` (a load of the key was already running in this process: nothing ran) |
 //! | `cache.tier` | lookup | where the answer came from: `memory` or `redis` (none on a miss) |
-//! | `cache.load.duration_us` | load | the load's time (the source call, storing its value), in microseconds |
-//! | `cache.key` | both | the key, only with [`CacheBuilder::trace_keys`](crate::CacheBuilder::trace_keys) (keys may hold user data) |
+//! | `cache.load.duration_us` | load, refresh | the load's time (the source call, storing its value), in microseconds |
+//! | `http.response.status_code` | HTTP refresh | the status the revalidation got |
+//! | `cache.key` | memo | the key, only with [`CacheBuilder::trace_keys`](crate::CacheBuilder::trace_keys) (keys may hold user data) |
 //!
 //! A span's own start and end time it as a whole (waiting included).
 
@@ -30,6 +34,8 @@ pub(crate) enum Outcome {
     Coalesced,
     StaleIfError,
     Bypass,
+    Refreshed,
+    Failed,
 }
 
 impl Outcome {
@@ -41,6 +47,8 @@ impl Outcome {
             Outcome::Coalesced => "coalesced",
             Outcome::StaleIfError => "stale_if_error",
             Outcome::Bypass => "bypass",
+            Outcome::Refreshed => "refreshed",
+            Outcome::Failed => "failed",
         }
     }
 }
@@ -53,7 +61,7 @@ pub(crate) enum Tier {
 }
 
 /// A memo look-up's span.
-#[inline]
+#[inline(always)]
 pub(crate) fn memo_lookup(cache: &Cache, site: &'static str, key: &str) -> Span {
     let span = tracing::debug_span!(
         "cache.lookup",
@@ -93,6 +101,44 @@ pub(crate) fn memo_load(cache: &Cache, site: &'static str, key: &str) -> Span {
     );
     name_and_key(&span, cache, key);
     span
+}
+
+/// A memo background refresh's span: a root of its own (the caller has returned the stale
+/// value by the time it ends) that follows from the caller's current span.
+pub(crate) fn memo_refresh(cache: &Cache, site: &'static str, key: &str) -> Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "cache.refresh",
+        cache.name = Empty,
+        code.function.name = site,
+        cache.outcome = Empty,
+        cache.load.duration_us = Empty,
+        cache.key = Empty,
+    );
+    span.follows_from(Span::current());
+    name_and_key(&span, cache, key);
+    span
+}
+
+/// An HTTP (or gRPC) background revalidation's span, like [`memo_refresh`]'s.
+pub(crate) fn http_refresh(cache: &Cache, method: &http::Method) -> Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "cache.refresh",
+        cache.name = Empty,
+        http.request.method = method.as_str(),
+        cache.outcome = Empty,
+        cache.load.duration_us = Empty,
+        http.response.status_code = Empty,
+    );
+    span.follows_from(Span::current());
+    name_and_key(&span, cache, "");
+    span
+}
+
+/// Records the status of the response a revalidation got.
+pub(crate) fn status_code(span: &Span, status: http::StatusCode) {
+    span.record("http.response.status_code", status.as_u16());
 }
 
 #[inline]
@@ -295,6 +341,178 @@ mod tests {
         let loads = captured.take("cache.load");
         assert_eq!(get(&lookups[0], "cache.outcome").as_deref(), Some("bypass"));
         assert_eq!(get(&loads[0], "cache.outcome").as_deref(), Some("bypass"));
+    }
+
+    #[tokio::test]
+    async fn a_batch_traces_each_keys_lookup() {
+        let captured = Captured::default();
+        let _guard = captured.install();
+        let cache = Cache::builder().build().unwrap();
+        let options = LoadOptions::new(Duration::from_secs(60)).name("batch");
+        cache.insert(&Key::new("k").part(1), 1u8, &options).await;
+        let keys = [Key::new("k").part(1), Key::new("k").part(2)];
+        let load = |missing: Vec<Key>| async move {
+            Ok::<_, Infallible>(
+                missing
+                    .into_iter()
+                    .map(|k| (k, 2u8))
+                    .collect::<HashMap<_, _>>(),
+            )
+        };
+        let values = cache.get_or_load_many(&keys, &options, load).await;
+        assert_eq!(values.ok(), Some(vec![Some(1), Some(2)]));
+        let outcomes: Vec<Option<String>> = captured
+            .take("cache.lookup")
+            .iter()
+            .map(|f| get(f, "cache.outcome"))
+            .collect();
+        assert_eq!(outcomes, [Some("hit".to_owned()), Some("miss".to_owned())]);
+        let loads = captured.take("cache.load");
+        assert_eq!(
+            get(&loads[0], "code.function.name").as_deref(),
+            Some("batch")
+        );
+    }
+
+    /// Waits (bounded) until `captured` holds a `name` span with an outcome; takes them.
+    async fn outcome_of(captured: &Captured, name: &str) -> Vec<Fields> {
+        for _ in 0..500 {
+            let spans = captured.0.lock().unwrap().clone();
+            let done: Vec<Fields> = spans
+                .into_iter()
+                .filter(|(n, f)| n == name && f.contains_key("cache.outcome"))
+                .map(|(_, f)| f)
+                .collect();
+            if !done.is_empty() {
+                return captured.take(name);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        captured.take(name)
+    }
+
+    #[tokio::test]
+    async fn a_background_refresh_is_a_span_with_its_outcome_and_time() {
+        let captured = Captured::default();
+        let _guard = captured.install();
+        let cache = Cache::builder().name("refreshing").build().unwrap();
+        let key = Key::new("user").part(7);
+        let options = LoadOptions::new(Duration::from_millis(20))
+            .stale(Duration::from_secs(60))
+            .jitter(0.0)
+            .name("users");
+        let loaded = cache.get_or_load(&key, &options, || async { Ok::<_, Infallible>(1u8) });
+        assert_eq!(loaded.await.ok(), Some(1));
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let stale = cache.get_or_load(&key, &options, || async { Ok::<_, Infallible>(2u8) });
+        assert_eq!(stale.await.ok(), Some(1), "the stale value is served");
+        let refreshes = outcome_of(&captured, "cache.refresh").await;
+        assert_eq!(refreshes.len(), 1);
+        let refresh = &refreshes[0];
+        assert_eq!(get(refresh, "cache.outcome").as_deref(), Some("refreshed"));
+        assert_eq!(get(refresh, "cache.name").as_deref(), Some("refreshing"));
+        assert_eq!(get(refresh, "code.function.name").as_deref(), Some("users"));
+        assert!(get(refresh, "cache.load.duration_us").is_some());
+        assert!(!refresh.contains_key("cache.key"), "keys only when asked");
+        assert_eq!(cache.get::<u8>(&key).await, Some(2));
+
+        // A failing refresh keeps the stale value, and its span says so.
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let failing = cache.get_or_load(&key, &options, || async { Err::<u8, _>("down") });
+        assert_eq!(failing.await.ok(), Some(2));
+        let refreshes = outcome_of(&captured, "cache.refresh").await;
+        assert_eq!(
+            get(&refreshes[0], "cache.outcome").as_deref(),
+            Some("failed")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refresh_records_its_key_only_when_asked() {
+        let captured = Captured::default();
+        let _guard = captured.install();
+        let cache = Cache::builder().trace_keys(true).build().unwrap();
+        let key = Key::new("k");
+        let options = LoadOptions::new(Duration::from_millis(20))
+            .stale(Duration::from_secs(60))
+            .jitter(0.0);
+        let _ = cache
+            .get_or_load(&key, &options, || async { Ok::<_, Infallible>(1u8) })
+            .await;
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let _ = cache
+            .get_or_load(&key, &options, || async { Ok::<_, Infallible>(2u8) })
+            .await;
+        let refreshes = outcome_of(&captured, "cache.refresh").await;
+        assert_eq!(get(&refreshes[0], "cache.key").as_deref(), Some("k"));
+    }
+
+    #[tokio::test]
+    async fn an_http_background_revalidation_is_a_span_with_its_outcome() {
+        let captured = Captured::default();
+        let _guard = captured.install();
+        let cache = Cache::builder().name("http").build().unwrap();
+        let service = CacheLayer::new(cache).layer(tower::service_fn(|_: Request<()>| async {
+            let response = Response::builder()
+                .header("cache-control", "max-age=0, stale-while-revalidate=60")
+                .body(Full::new(Bytes::from_static(b"hello")))
+                .unwrap();
+            Ok::<_, Infallible>(response)
+        }));
+        for _ in 0..2 {
+            let request = Request::get("http://example.com/a").body(()).unwrap();
+            service.clone().oneshot(request).await.unwrap();
+        }
+        let lookups = captured.take("cache.lookup");
+        assert_eq!(get(&lookups[1], "cache.outcome").as_deref(), Some("stale"));
+        let refreshes = outcome_of(&captured, "cache.refresh").await;
+        assert_eq!(refreshes.len(), 1);
+        let refresh = &refreshes[0];
+        assert_eq!(get(refresh, "cache.outcome").as_deref(), Some("refreshed"));
+        assert_eq!(get(refresh, "http.request.method").as_deref(), Some("GET"));
+        assert_eq!(
+            get(refresh, "http.response.status_code").as_deref(),
+            Some("200")
+        );
+        assert_eq!(get(refresh, "cache.name").as_deref(), Some("http"));
+        assert!(get(refresh, "cache.load.duration_us").is_some());
+    }
+
+    #[tokio::test]
+    async fn a_failing_http_revalidation_is_traced_as_failed_with_its_status() {
+        let captured = Captured::default();
+        let _guard = captured.install();
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let service = CacheLayer::new(Cache::builder().build().unwrap()).layer(tower::service_fn(
+            move |_: Request<()>| {
+                let first = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+                async move {
+                    let status = if first { 200 } else { 503 };
+                    let response = Response::builder()
+                        .status(status)
+                        .header("cache-control", "max-age=0, stale-while-revalidate=60")
+                        .body(Full::new(Bytes::from_static(b"hello")))
+                        .unwrap();
+                    Ok::<_, Infallible>(response)
+                }
+            },
+        ));
+        for _ in 0..2 {
+            let request = Request::get("http://example.com/a").body(()).unwrap();
+            let response = service.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), 200, "the stored response is served");
+        }
+        let refreshes = outcome_of(&captured, "cache.refresh").await;
+        assert_eq!(refreshes.len(), 1);
+        assert_eq!(
+            get(&refreshes[0], "cache.outcome").as_deref(),
+            Some("failed")
+        );
+        assert_eq!(
+            get(&refreshes[0], "http.response.status_code").as_deref(),
+            Some("503")
+        );
     }
 
     #[tokio::test]

@@ -201,8 +201,12 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
         .collect();
     let site = site(&args, &func, &params, key.as_ref(), &mut tags);
     let policy = policy(&args, &ret);
+    // A memory hit is answered without building (and moving) the shared tier's future.
     let lookup = quote! {
-        ::cache_layer::__private::lookup(__cl_cache, &__CL_SITE, __cl_shape, __cl_key.as_str()).await
+        match ::cache_layer::__private::lookup_now(__cl_cache, &__CL_SITE, __cl_shape, __cl_key.as_str()) {
+            ::std::result::Result::Ok(__cl_found) => __cl_found,
+            ::std::result::Result::Err(__cl_pending) => __cl_pending.finish().await,
+        }
     };
     if args.stale.is_some() {
         let parts = Refreshed {

@@ -36,6 +36,7 @@ use crate::http::stored::Uncacheable;
 use crate::http::tags::take_tags;
 use crate::pipeline::{self, Found, Joined, Leader, Load, Waiting};
 use crate::stats::Counter;
+use crate::trace;
 use crate::{Cache, CacheService};
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CacheService<S, GrpcMethods>
@@ -280,15 +281,26 @@ impl Call {
         ResBody::Error: Send + 'static,
     {
         let cache = self.cache.clone();
-        pipeline::refresh(&cache, key, Box::default(), claim, |refresh| async move {
-            let leader = Some(refresh.leader);
-            let refreshed =
-                self.forward(inner(), request, refresh.key, None, leader, Forward::Stale);
-            if let Ok(response) = refreshed.await {
+        let span = trace::http_refresh(&cache, request.method());
+        pipeline::refresh(
+            &cache,
+            key,
+            Box::default(),
+            claim,
+            span,
+            |refresh| async move {
+                let leader = Some(refresh.leader);
+                let refreshed =
+                    self.forward(inner(), request, refresh.key, None, leader, Forward::Stale);
+                let Ok(response) = refreshed.await else {
+                    return trace::Outcome::Failed;
+                };
+                trace::status_code(&refresh.span, response.status());
                 // Reading the body to its end is what stores it.
                 let _ = response.into_body().collect().await;
-            }
-        });
+                trace::Outcome::Refreshed
+            },
+        );
     }
 
     /// The call's key, from its request message; else why it is not cached.

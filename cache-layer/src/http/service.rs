@@ -550,14 +550,30 @@ fn refresh_in_background<S, ReqBody, ResBody>(
 {
     let config = Arc::clone(config);
     let key = plan.key().to_owned();
-    pipeline::refresh(cache, key, Box::default(), claim, |refresh| async move {
-        let leader = Some(refresh.leader);
-        let refreshed = forward(refresh.cache, config, inner, request, plan, leader);
-        if let Ok(response) = refreshed.await {
+    let span = trace::http_refresh(cache, request.method());
+    pipeline::refresh(
+        cache,
+        key,
+        Box::default(),
+        claim,
+        span,
+        |refresh| async move {
+            let leader = Some(refresh.leader);
+            let refreshed = forward(refresh.cache, config, inner, request, plan, leader);
+            let Ok(response) = refreshed.await else {
+                return trace::Outcome::Failed;
+            };
+            trace::status_code(&refresh.span, response.status());
+            let outcome = if response.status().is_server_error() {
+                trace::Outcome::Failed
+            } else {
+                trace::Outcome::Refreshed
+            };
             // Reading a streamed body to its end is what stores it.
             let _ = response.into_body().collect().await;
-        }
-    });
+            outcome
+        },
+    );
 }
 
 /// The answer to `only-if-cached` when nothing usable is stored.
