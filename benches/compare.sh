@@ -4,13 +4,15 @@
 #   CacheLayer memory   the catalog as shipped: CacheLayer in process
 #   CacheLayer Redis    the catalog with --redis (tiered memory + Redis), when redis-server is installed
 #   nginx proxy_cache   the uncached catalog behind nginx's proxy_cache (the usual alternative)
-#   ceiling             the uncached catalog's GET /healthz (two static bytes, no layer, no
-#                       database): what this server answers at best on this machine, so an upper
-#                       bound for any cache inside it
+#   ceiling             the uncached catalog's GET /healthz (two static bytes, merged outside
+#                       every layer: no cache lookup, no latency histogram, no database): what
+#                       this server answers at best on this machine, so an upper bound for any
+#                       cache inside it
 # Two phases, each with its own table:
 #   all cores   servers and wrk share every core (wrk -t$THREADS, nginx worker_processes auto)
 #   per core    each server pinned to core $SERVER_CORE (taskset; nginx worker_processes 1, the
-#               tokio runtime sizes itself to the one core), wrk -t1 pinned to core $CLIENT_CORE:
+#               catalog runs a current-thread tokio runtime when it may use one CPU), wrk -t1
+#               pinned to core $CLIENT_CORE:
 #               requests per second per server core. The origin and redis-server are pinned to
 #               the server core too (on a hit neither is called). Skipped on fewer than 2 cores
 #               or with PER_CORE=0.
@@ -109,7 +111,9 @@ fi
 
 # nginx in front of the uncached catalog, caching what it is told to for as long as the
 # catalog's own Cache-Control says (s-maxage=30), with the equivalents of the layer's
-# coalescing (proxy_cache_lock) and stale-while-revalidate (use_stale updating).
+# coalescing (proxy_cache_lock) and stale-while-revalidate (use_stale updating). Access logs
+# are off on both sides. nginx's other settings are its defaults; Debian's nginx.conf adds
+# `sendfile on; tcp_nopush on;`, which made hits slower here, so they are left out.
 NGINX_PORT=$(free_port)
 rm -rf "$WORK/nginx"
 mkdir -p "$WORK/nginx/cache" "$WORK/nginx/tmp"
