@@ -189,6 +189,9 @@ measure() {
 }
 
 RESULTS=()
+# Other work on the machine skews every number: say how busy it was.
+local load_before
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for run in $(seq "$RUNS"); do
     for setup in "${SETUPS[@]}"; do
         result=$(measure "${URL[$setup]}")
@@ -198,17 +201,19 @@ for run in $(seq "$RUNS"); do
 done
 
 echo
-echo "$title: GET $PATH_UNDER_TEST (ceiling: GET /healthz), ${WRK[*]} -c$CONNECTIONS -d$DURATION, median of $RUNS interleaved runs, $(nproc) cores"
+echo "$title: GET $PATH_UNDER_TEST (ceiling: GET /healthz), ${WRK[*]} -c$CONNECTIONS -d$DURATION, median of $RUNS interleaved runs, $(nproc) cores, load average $load_before before, $(cut -d' ' -f1-3 /proc/loadavg) after"
 echo
 nginx_rps=$(printf '%s' "${RESULTS[nginx proxy_cache]}" | awk '{ print $1 }' | median)
-printf '| %-18s | %12s | %10s | %10s | %9s |\n' "set-up" "requests/s" "p50 ms" "p99 ms" "vs nginx"
-printf '| %-18s | %12s | %10s | %10s | %9s |\n' "---" "---:" "---:" "---:" "---:"
+ceiling_rps=$(printf '%s' "${RESULTS[ceiling]}" | awk '{ print $1 }' | median)
+printf '| %-18s | %12s | %10s | %10s | %9s | %10s |\n' "set-up" "requests/s" "p50 ms" "p99 ms" "vs nginx" "vs ceiling"
+printf '| %-18s | %12s | %10s | %10s | %9s | %10s |\n' "---" "---:" "---:" "---:" "---:" "---:"
 for setup in "${SETUPS[@]}"; do
     rps=$(printf '%s' "${RESULTS[$setup]}" | awk '{ print $1 }' | median)
     p50=$(printf '%s' "${RESULTS[$setup]}" | awk '{ print $2 }' | median)
     p99=$(printf '%s' "${RESULTS[$setup]}" | awk '{ print $3 }' | median)
     ratio=$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN { printf "%.2fx", a / b }')
-    printf '| %-18s | %12.0f | %10.3f | %10.3f | %9s |\n' "$setup" "$rps" "$p50" "$p99" "$ratio"
+    of_ceiling=$(awk -v a="$rps" -v b="$ceiling_rps" 'BEGIN { printf "%.1f%%", 100 * a / b }')
+    printf '| %-18s | %12.0f | %10.3f | %10.3f | %9s | %10s |\n' "$setup" "$rps" "$p50" "$p99" "$ratio" "$of_ceiling"
 done
 local i
 for ((i = ${#PIDS[@]} - 1; i >= first_pid; i--)); do
