@@ -128,12 +128,17 @@ pub(crate) async fn build(options: &Options) -> Result<App, String> {
         caching: !options.no_cache,
     });
     // With `--no-cache` the layer passes every request through (`Cache-Status: ...; fwd=bypass`).
-    let routes = routes::router(Arc::clone(&catalog), metrics).layer(CacheLayer::new(cache));
-    // Outermost, so that the latency histogram includes responses served from the cache.
-    let router = routes
-        .layer(axum::middleware::from_fn(telemetry::record_latency))
-        // After the layers: health checks skip the cache and the histogram.
-        .merge(routes::health());
+    let routes = routes::router(Arc::clone(&catalog), metrics);
+    // One `Router::layer` call for both: axum wraps every route once per call, and clones each
+    // wrapping per request. The latency middleware is outermost, so that the histogram includes
+    // responses served from the cache.
+    let router = routes.layer(
+        tower::ServiceBuilder::new()
+            .layer(axum::middleware::from_fn(telemetry::record_latency))
+            .layer(CacheLayer::new(cache)),
+    );
+    // After the layers: health checks skip the cache and the histogram.
+    let router = router.merge(routes::health());
     Ok(App { catalog, router })
 }
 
