@@ -134,7 +134,7 @@ pub(crate) async fn build(options: &Options) -> Result<App, String> {
     // responses served from the cache.
     let router = routes.layer(
         tower::ServiceBuilder::new()
-            .layer(axum::middleware::from_fn(telemetry::record_latency))
+            .layer(telemetry::RecordLatencyLayer)
             .layer(CacheLayer::new(cache)),
     );
     // After the layers: health checks skip the cache and the histogram.
