@@ -62,7 +62,8 @@ pub(crate) fn install() -> PrometheusHandle {
 ///
 /// Hand-written rather than `axum::middleware::from_fn`, which boxes a clone of the inner
 /// service and the whole middleware future for every request: this wraps the inner future in
-/// place (about 5% of a cache hit's server time per core in `benches/compare.sh`).
+/// place (about 5% less server CPU time per cache hit on one core; see "Per core" in
+/// docs/caching-and-performance.md).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct RecordLatencyLayer;
 
