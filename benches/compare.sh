@@ -4,18 +4,24 @@
 #   CacheLayer memory   the catalog as shipped: CacheLayer in process
 #   CacheLayer Redis    the catalog with --redis (tiered memory + Redis), when redis-server is installed
 #   nginx proxy_cache   the uncached catalog behind nginx's proxy_cache (the usual alternative)
-#   ceiling             the uncached catalog's GET /healthz (two static bytes, no layer, no
-#                       database): what this server answers at best on this machine, so an upper
-#                       bound for any cache inside it
+#   ceiling             the uncached catalog's GET /healthz (two static bytes, merged outside
+#                       every layer: no cache lookup, no latency histogram, no database): what
+#                       this server answers at best on this machine, so an upper bound for any
+#                       cache inside it
 # Two phases, each with its own table:
 #   all cores   servers and wrk share every core (wrk -t$THREADS, nginx worker_processes auto)
 #   per core    each server pinned to core $SERVER_CORE (taskset; nginx worker_processes 1, the
-#               tokio runtime sizes itself to the one core), wrk -t1 pinned to core $CLIENT_CORE:
+#               catalog runs a current-thread tokio runtime when it may use one CPU), wrk -t1
+#               pinned to core $CLIENT_CORE:
 #               requests per second per server core. The origin and redis-server are pinned to
 #               the server core too (on a hit neither is called). Skipped on fewer than 2 cores
 #               or with PER_CORE=0.
 # Runs are interleaved (set-up A, B, C, D, then again) so that noise from the machine hits
-# every set-up alike; the table shows the median of RUNS runs.
+# every set-up alike; the table shows the median of RUNS runs. It also shows the server's CPU
+# time per request (utime + stime of the server process and its children, nginx's workers
+# included; not the origin or redis-server, which a hit does not call), and nginx's CPU time
+# per request divided by each row's: a per-CPU ratio that other work on the machine moves far
+# less than it moves requests/s.
 #
 # Needs: wrk and nginx (Debian: apt-get install wrk nginx), redis-server for the Redis row,
 # taskset (util-linux) for the per-core phase.
@@ -68,6 +74,7 @@ start_catalog() {
     "${PIN[@]}" "$CATALOG" --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
+    SERVER_PID[$setup]=$pid
     for _ in $(seq 100); do
         if grep -q 'listening on' "$log"; then
             ADDR[$setup]=$(grep -o '127\.0\.0\.1:[0-9]*' "$log" | head -1)
@@ -109,7 +116,9 @@ fi
 
 # nginx in front of the uncached catalog, caching what it is told to for as long as the
 # catalog's own Cache-Control says (s-maxage=30), with the equivalents of the layer's
-# coalescing (proxy_cache_lock) and stale-while-revalidate (use_stale updating).
+# coalescing (proxy_cache_lock) and stale-while-revalidate (use_stale updating). Access logs
+# are off on both sides. nginx's other settings are its defaults; Debian's nginx.conf adds
+# `sendfile on; tcp_nopush on;`, which made hits slower here, so they are left out.
 NGINX_PORT=$(free_port)
 rm -rf "$WORK/nginx"
 mkdir -p "$WORK/nginx/cache" "$WORK/nginx/tmp"
@@ -150,6 +159,7 @@ http {
 EOF
 "${PIN[@]}" nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
 PIDS+=($!)
+SERVER_PID[nginx proxy_cache]=$!
 sleep 0.5
 ADDR[nginx proxy_cache]=127.0.0.1:$NGINX_PORT
 SETUPS+=("nginx proxy_cache")
@@ -159,6 +169,7 @@ for setup in "${SETUPS[@]}"; do
     URL[$setup]="${ADDR[$setup]}$PATH_UNDER_TEST"
 done
 URL[ceiling]="${ADDR[no cache]}/healthz"
+SERVER_PID[ceiling]=${SERVER_PID[no cache]}
 SETUPS+=("ceiling")
 
 # Warm every set-up: the first request fills the caches.
@@ -169,7 +180,17 @@ done
 curl -fsS -o /dev/null -D "$WORK/h" "http://${ADDR[nginx proxy_cache]}$PATH_UNDER_TEST"
 grep -qi '^x-cache-status: HIT' "$WORK/h" || { echo "error: nginx is not caching:" >&2; cat "$WORK/h" >&2; exit 1; }
 
-# wrk's output → "requests/s p50_ms p99_ms".
+# CPU ticks (utime + stime) of process $1 and its child processes (nginx's workers).
+cpu_ticks() {
+    local pid total=0 t
+    for pid in "$1" $(ps -o pid= --ppid "$1"); do
+        t=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null) || t=0
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+
+# wrk's output → "requests/s p50_ms p99_ms requests".
 measure() {
     "${WRK[@]}" -c"$CONNECTIONS" -d"$DURATION" --latency "http://$1" | awk '
         function ms(v) {
@@ -181,30 +202,45 @@ measure() {
         $1 == "50%" { p50 = ms($2) }
         $1 == "99%" { p99 = ms($2) }
         $1 == "Requests/sec:" { rps = $2 }
-        END { printf "%s %.3f %.3f\n", rps, p50, p99 }'
+        $2 == "requests" && $3 == "in" { n = $1 }
+        END { printf "%s %.3f %.3f %s\n", rps, p50, p99, n }'
 }
 
 RESULTS=()
+# Other work on the machine skews every number: say how busy it was.
+local load_before
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for run in $(seq "$RUNS"); do
     for setup in "${SETUPS[@]}"; do
+        local before after
+        before=$(cpu_ticks "${SERVER_PID[$setup]}")
         result=$(measure "${URL[$setup]}")
-        echo "$title, run $run/$RUNS  $setup: $result (req/s p50_ms p99_ms)" >&2
+        after=$(cpu_ticks "${SERVER_PID[$setup]}")
+        # The server's CPU time per request (µs): steadier than requests/s on a busy machine.
+        result=$(echo "$result" | awk -v t=$((after - before)) -v hz="$CLK_TCK" \
+            '{ printf "%s %s %s %.2f\n", $1, $2, $3, t * 1000000 / hz / $4 }')
+        echo "$title, run $run/$RUNS  $setup: $result (req/s p50_ms p99_ms server_cpu_us/req)" >&2
         RESULTS[$setup]+="$result"$'\n'
     done
 done
 
 echo
-echo "$title: GET $PATH_UNDER_TEST (ceiling: GET /healthz), ${WRK[*]} -c$CONNECTIONS -d$DURATION, median of $RUNS interleaved runs, $(nproc) cores"
+echo "$title: GET $PATH_UNDER_TEST (ceiling: GET /healthz), ${WRK[*]} -c$CONNECTIONS -d$DURATION, median of $RUNS interleaved runs, $(nproc) cores, load average $load_before before, $(cut -d' ' -f1-3 /proc/loadavg) after"
 echo
 nginx_rps=$(printf '%s' "${RESULTS[nginx proxy_cache]}" | awk '{ print $1 }' | median)
-printf '| %-18s | %12s | %10s | %10s | %9s |\n' "set-up" "requests/s" "p50 ms" "p99 ms" "vs nginx"
-printf '| %-18s | %12s | %10s | %10s | %9s |\n' "---" "---:" "---:" "---:" "---:"
+ceiling_rps=$(printf '%s' "${RESULTS[ceiling]}" | awk '{ print $1 }' | median)
+nginx_cpu=$(printf '%s' "${RESULTS[nginx proxy_cache]}" | awk '{ print $4 }' | median)
+printf '| %-18s | %12s | %10s | %10s | %9s | %10s | %11s | %12s |\n' "set-up" "requests/s" "p50 ms" "p99 ms" "vs nginx" "vs ceiling" "CPU µs/req" "nginx CPU /"
+printf '| %-18s | %12s | %10s | %10s | %9s | %10s | %11s | %12s |\n' "---" "---:" "---:" "---:" "---:" "---:" "---:" "---:"
 for setup in "${SETUPS[@]}"; do
     rps=$(printf '%s' "${RESULTS[$setup]}" | awk '{ print $1 }' | median)
     p50=$(printf '%s' "${RESULTS[$setup]}" | awk '{ print $2 }' | median)
     p99=$(printf '%s' "${RESULTS[$setup]}" | awk '{ print $3 }' | median)
     ratio=$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN { printf "%.2fx", a / b }')
-    printf '| %-18s | %12.0f | %10.3f | %10.3f | %9s |\n' "$setup" "$rps" "$p50" "$p99" "$ratio"
+    of_ceiling=$(awk -v a="$rps" -v b="$ceiling_rps" 'BEGIN { printf "%.1f%%", 100 * a / b }')
+    cpu=$(printf '%s' "${RESULTS[$setup]}" | awk '{ print $4 }' | median)
+    cpu_ratio=$(awk -v a="$nginx_cpu" -v b="$cpu" 'BEGIN { printf "%.2fx", a / b }')
+    printf '| %-18s | %12.0f | %10.3f | %10.3f | %9s | %10s | %11.2f | %12s |\n' "$setup" "$rps" "$p50" "$p99" "$ratio" "$of_ceiling" "$cpu" "$cpu_ratio"
 done
 local i
 for ((i = ${#PIDS[@]} - 1; i >= first_pid; i--)); do
@@ -214,7 +250,8 @@ done
 PIDS=("${PIDS[@]:0:$first_pid}")
 }
 
-declare -A ADDR URL RESULTS
+declare -A ADDR URL RESULTS SERVER_PID
+CLK_TCK=$(getconf CLK_TCK)
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 PIN=()

@@ -131,6 +131,21 @@ async fn starts_on_a_free_loopback_port_and_serves_every_endpoint() {
 }
 
 #[tokio::test]
+async fn made_up_methods_do_not_grow_the_latency_histograms_label_sets() {
+    let service = Service::cached().await;
+    for n in 0..3 {
+        let method = Method::from_bytes(format!("MADEUP{n}").as_bytes()).expect("a token");
+        service.send(method, "/courses/featured", &[], "").await;
+    }
+    let metrics = service.get("/metrics").await.text();
+    assert!(!metrics.contains("MADEUP"), "{metrics}");
+    assert!(
+        metrics.contains("method=\"other\""),
+        "made-up methods share one label: {metrics}"
+    );
+}
+
+#[tokio::test]
 async fn featured_courses_are_served_from_the_http_cache_with_etag_and_304() {
     let service = Service::cached().await;
     let first = service.get("/courses/featured").await;

@@ -14,6 +14,7 @@ pub(crate) mod telemetry;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use axum::Router;
 use cache_layer::{cached, invalidates, Cache, CacheLayer};
 use tokio::net::TcpListener;
@@ -127,9 +128,17 @@ pub(crate) async fn build(options: &Options) -> Result<App, String> {
         caching: !options.no_cache,
     });
     // With `--no-cache` the layer passes every request through (`Cache-Status: ...; fwd=bypass`).
-    let routes = routes::router(Arc::clone(&catalog), metrics).layer(CacheLayer::new(cache));
-    // Outermost, so that the latency histogram includes responses served from the cache.
-    let router = routes.layer(axum::middleware::from_fn(telemetry::record_latency));
+    let routes = routes::router(Arc::clone(&catalog), metrics);
+    // One `Router::layer` call for both: axum wraps every route once per call, and clones each
+    // wrapping per request. The latency middleware is outermost, so that the histogram includes
+    // responses served from the cache.
+    let router = routes.layer(
+        tower::ServiceBuilder::new()
+            .layer(telemetry::RecordLatencyLayer)
+            .layer(CacheLayer::new(cache)),
+    );
+    // After the layers: health checks skip the cache and the histogram.
+    let router = router.merge(routes::health());
     Ok(App { catalog, router })
 }
 
@@ -161,6 +170,10 @@ pub(crate) async fn start(listen: &str, options: &Options) -> Result<Running, St
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    // Responses go out at once, not after the client's ACK of the previous one (Nagle).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let task = tokio::spawn(async move { axum::serve(listener, app.router).await });
     Ok(Running {
         addr,

@@ -23,15 +23,18 @@ mod app;
 mod chart;
 mod demo;
 
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::time::Duration;
 
-const USAGE: &str = "usage: catalog [--listen ADDR] [--no-cache] [--redis URL]
-       catalog --demo [--duration SECS] [--concurrency N] [--redis URL]
+const USAGE: &str = "usage: catalog [--listen ADDR] [--no-cache] [--redis URL] [--threads N]
+       catalog --demo [--duration SECS] [--concurrency N] [--redis URL] [--threads N]
 
   --listen ADDR      address to serve on (default 127.0.0.1:0: a free port, printed)
   --no-cache         caching off (Cache::builder().disabled()): every request reaches SQLite
   --redis URL        tiered cache: memory in front of Redis
+  --threads N        runtime worker threads (default: the CPUs this process may use;
+                     1: a current-thread runtime)
   --demo             run the service twice (caching off, then on) under load; print a table
   --duration SECS    length of each demo phase (default 5)
   --concurrency N    demo requests in flight (default 32)";
@@ -41,12 +44,14 @@ struct Args {
     listen: String,
     options: app::Options,
     demo: Option<demo::Load>,
+    threads: Option<NonZeroUsize>,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut listen = "127.0.0.1:0".to_owned();
     let mut options = app::Options::default();
     let mut demo = false;
+    let mut threads = None;
     let mut load = demo::Load {
         duration: Duration::from_secs(5),
         concurrency: 32,
@@ -58,6 +63,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--no-cache" => options.no_cache = true,
             "--redis" => options.redis = Some(value("--redis")?),
             "--demo" => demo = true,
+            "--threads" => {
+                let n = value("--threads")?;
+                threads = Some(n.parse().map_err(|_| {
+                    format!("--threads: expected a whole number from 1, got {n:?}")
+                })?);
+            }
             "--duration" => {
                 let secs: f64 = value("--duration")?
                     .parse()
@@ -78,11 +89,11 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         listen,
         options,
         demo: demo.then_some(load),
+        threads,
     })
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = match parse(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(message) => {
@@ -93,6 +104,36 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let runtime = match runtime(args.threads) {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(args))
+}
+
+/// The tokio runtime: `threads` workers, by default one per CPU this process may use
+/// (`available_parallelism` honours `taskset` and container CPU limits). With one, a
+/// current-thread runtime: every task on the thread that also polls the sockets, with no
+/// work-stealing queues, cross-thread wake-ups or atomics to pay for a second worker that
+/// cannot run anyway. SQLite calls still go to tokio's blocking threads either way.
+fn runtime(threads: Option<NonZeroUsize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = threads
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, NonZeroUsize::get);
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    builder.enable_all().build()
+}
+
+async fn run(args: Args) -> ExitCode {
     let result = match args.demo {
         Some(load) => demo::run(&load, args.options.redis).await,
         None => serve(&args.listen, &args.options).await,
