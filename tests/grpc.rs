@@ -24,6 +24,10 @@ use tonic::{Code, Request, Response, Status};
 use tower::util::MapResponse;
 use tower::Service;
 
+mod support;
+
+use support::spans::Spans;
+
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 mod catalog {
     include!("../examples/grpc_catalog/proto/catalog.v1.rs");
@@ -596,69 +600,10 @@ async fn a_stale_call_is_served_while_one_call_refreshes_it() {
     assert!(text(refreshed.metadata(), "cache-status").starts_with("cache-layer; hit"));
 }
 
-/// A span's fields, as recorded.
-type SpanFields = Vec<(String, String)>;
-
-/// The fields recorded on `cache.refresh` spans, by span id.
-#[derive(Clone, Default)]
-struct Refreshes(Arc<std::sync::Mutex<std::collections::HashMap<u64, SpanFields>>>);
-
-struct Fields<'a>(&'a mut SpanFields);
-
-impl tracing::field::Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.push((field.name().to_owned(), format!("{value:?}")));
-    }
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0.push((field.name().to_owned(), value.to_owned()));
-    }
-}
-
-impl<S> tracing_subscriber::Layer<S> for Refreshes
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    fn on_new_span(
-        &self,
-        attributes: &tracing::span::Attributes<'_>,
-        id: &tracing::span::Id,
-        _: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        if attributes.metadata().name() == "cache.refresh" {
-            let mut fields = Vec::new();
-            attributes.record(&mut Fields(&mut fields));
-            self.0.lock().unwrap().insert(id.into_u64(), fields);
-        }
-    }
-    fn on_record(
-        &self,
-        id: &tracing::span::Id,
-        values: &tracing::span::Record<'_>,
-        _: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        if let Some(fields) = self.0.lock().unwrap().get_mut(&id.into_u64()) {
-            values.record(&mut Fields(fields));
-        }
-    }
-}
-
-impl Refreshes {
-    fn outcomes(&self) -> Vec<String> {
-        let spans = self.0.lock().unwrap();
-        let outcome = |fields: &SpanFields| {
-            let found = fields.iter().find(|(name, _)| name == "cache.outcome");
-            found.map(|(_, value)| value.clone())
-        };
-        spans.values().filter_map(outcome).collect()
-    }
-}
-
 #[tokio::test]
 async fn a_background_refresh_of_a_call_is_traced() {
-    use tracing_subscriber::layer::SubscriberExt;
-    let refreshes = Refreshes::default();
-    let subscriber = tracing_subscriber::registry().with(refreshes.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let refreshes = Spans::named("cache.refresh");
+    let _guard = refreshes.install();
     let mut server = start(Seen::default(), |cache| {
         CacheLayer::new(cache)
             .stale_while_revalidate(Duration::from_secs(60))
@@ -669,12 +614,12 @@ async fn a_background_refresh_of_a_call_is_traced() {
     get(&mut server.client, 7).await.unwrap();
     get(&mut server.client, 7).await.unwrap(); // stale: refreshed in the background
     for _ in 0..500 {
-        if !refreshes.outcomes().is_empty() {
+        if !refreshes.values("cache.outcome").is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(refreshes.outcomes(), ["refreshed"]);
+    assert_eq!(refreshes.values("cache.outcome"), ["refreshed"]);
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ mod support;
 
 use support::loopback::{self, Reply};
 use support::redis_server::RedisServer;
+use support::spans::Spans;
 
 const HOST: &str = "shop.test";
 const PREFIX: &str = "shared:";
@@ -530,6 +531,20 @@ async fn a_soft_purge_reaches_an_instance_that_reads_the_response_from_redis() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("no refresh reached the origin and Redis");
+}
+
+/// An instance's look-up span says where its answer came from: a miss, then a hit from Redis
+/// (a response another instance stored).
+#[tokio::test]
+async fn lookup_spans_name_the_tier_that_answered() {
+    let lookups = Spans::named("cache.lookup");
+    let _guard = lookups.install();
+    let fleet = Fleet::start().await;
+    fleet.a.get("/r", &[]).await;
+    fleet.until_in_redis(&response_key("/r")).await;
+    assert!(fleet.b.get("/r", &[]).await.cache_status().contains("hit"));
+    assert_eq!(lookups.values("cache.outcome"), ["miss", "hit"]);
+    assert_eq!(lookups.values("cache.tier"), ["redis"]);
 }
 
 /// How long the shared entry under `key` stays fresh, from its header's "fresh until".

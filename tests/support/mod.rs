@@ -5,3 +5,4 @@
 pub mod loopback;
 pub mod redis_server;
 pub mod relay;
+pub mod spans;

@@ -191,8 +191,9 @@ enum Decision<B: Body> {
     },
     /// Forward to the inner service (under single-flight).
     Fetch(Plan),
-    /// Nothing in memory: look in the shared tier (Redis), then as `Fetch`.
-    Shared(Plan),
+    /// Nothing in memory: look in the shared tier (Redis), then as `Fetch`; the look-up's
+    /// span, whose outcome the shared tier decides.
+    Shared(Plan, tracing::Span),
     /// The key function declined the request.
     Bypass,
 }
@@ -286,9 +287,10 @@ impl<S, M> CacheService<S, M> {
                 refresh_in_background(cache, config, self.inner_service(), request, plan, claim);
                 ResponseFuture::ready(served)
             }
-            Decision::Shared(plan) => {
+            Decision::Shared(plan, span) => {
                 let (cache, config, inner) = self.for_a_miss();
-                ResponseFuture::boxed(Box::pin(fetch_shared(cache, config, inner, request, plan)))
+                let shared = fetch_shared(cache, config, inner, request, (plan, span));
+                ResponseFuture::boxed(Box::pin(shared))
             }
             Decision::Fetch(plan) => {
                 let (cache, config, inner) = self.for_a_miss();
@@ -308,11 +310,16 @@ impl<S, M> CacheService<S, M> {
         request: Request<ReqBody>,
     ) -> (Decision<B>, Request<ReqBody>) {
         let span = trace::http_lookup(self.cache(), request.method());
-        let (decision, request) = self.decide_untraced(request);
+        let (mut decision, request) = self.decide_untraced(request);
+        if let Decision::Shared(_, lookup) = &mut decision {
+            // Recorded once the shared tier has answered (`fetch_shared`).
+            *lookup = span;
+            return (decision, request);
+        }
         let (outcome, tier) = match &decision {
             Decision::Respond(_) => (trace::Outcome::Hit, Some(trace::Tier::Memory)),
             Decision::Refresh { .. } => (trace::Outcome::Stale, Some(trace::Tier::Memory)),
-            Decision::Fetch(_) | Decision::Shared(_) => (trace::Outcome::Miss, None),
+            Decision::Fetch(_) | Decision::Shared(..) => (trace::Outcome::Miss, None),
             Decision::Bypass => (trace::Outcome::Bypass, None),
         };
         trace::outcome(&span, outcome, tier);
@@ -399,7 +406,7 @@ impl<S, M> CacheService<S, M> {
         }
         plan.primary = primary.to_owned();
         if shared {
-            return Decision::Shared(plan);
+            return Decision::Shared(plan, tracing::Span::none());
         }
         self.cache().inner().counters().add(Counter::Miss);
         Decision::Fetch(plan)
@@ -584,6 +591,17 @@ fn only_if_cached<B: Body>() -> Response<CacheBody<B>> {
     )
 }
 
+/// Records on a look-up's `span` how the shared tier answered: a hit or a stale hit from
+/// Redis, or a miss.
+fn traced_shared<B: Body>(span: tracing::Span, decision: Option<&Decision<B>>) {
+    let (outcome, tier) = match decision {
+        Some(Decision::Respond(_)) => (trace::Outcome::Hit, Some(trace::Tier::Redis)),
+        Some(Decision::Refresh { .. }) => (trace::Outcome::Stale, Some(trace::Tier::Redis)),
+        _ => (trace::Outcome::Miss, None),
+    };
+    trace::outcome(&span, outcome, tier);
+}
+
 /// A request memory had nothing for, on a cache with a shared tier: answered from what another
 /// instance (or this one) stored in Redis as from memory (served, served stale while one
 /// refresh runs, or revalidated), else fetched.
@@ -592,7 +610,7 @@ async fn fetch_shared<S, ReqBody, ResBody>(
     config: Arc<Config>,
     inner: S,
     request: Request<ReqBody>,
-    mut plan: Plan,
+    (mut plan, span): (Plan, tracing::Span),
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
@@ -619,6 +637,7 @@ where
         }
         Found::Uncacheable | Found::Nothing => None,
     };
+    traced_shared(span, decision.as_ref());
     let counters = cache.inner().counters();
     match decision {
         Some(Decision::Respond(response)) => {
