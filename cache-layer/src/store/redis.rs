@@ -794,17 +794,16 @@ impl RedisStore {
                 self.send_invalidation(&mut c, name).await
             })
             .await;
-        match sent {
-            Some(()) => None,
-            None => {
-                tracing::warn!(
-                    cache = self.counters.name(),
-                    name,
-                    "invalidation kept until Redis answers again"
-                );
-                Some(self.pending.push(name))
-            }
-        }
+        self.sent_or_kept(sent, name, "invalidation kept until Redis answers again")
+    }
+
+    /// `None` when `name`'s invalidation or soft purge reached Redis (`sent`); otherwise it is
+    /// kept for the replay, as an invalidation, and what the queue did with it is returned.
+    fn sent_or_kept(&self, sent: Option<()>, name: &str, kept: &'static str) -> Option<Queued> {
+        sent.is_none().then(|| {
+            tracing::warn!(cache = self.counters.name(), name, "{kept}");
+            self.pending.push(name)
+        })
     }
 
     /// One invalidation: on one Redis in one script; on a cluster the tag's set is taken,
@@ -849,17 +848,8 @@ impl RedisStore {
                 self.send_soft_invalidation(&mut c, name).await
             })
             .await;
-        match sent {
-            Some(()) => None,
-            None => {
-                tracing::warn!(
-                    cache = self.counters.name(),
-                    name,
-                    "soft purge kept, as an invalidation, until Redis answers again"
-                );
-                Some(self.pending.push(name))
-            }
-        }
+        let kept = "soft purge kept, as an invalidation, until Redis answers again";
+        self.sent_or_kept(sent, name, kept)
     }
 
     /// One soft purge: on one Redis in one script; on a cluster (where a script may touch
