@@ -230,20 +230,54 @@ async fn reaches_origin(server: &Server, path: &str, calls: &Arc<AtomicUsize>) -
     false
 }
 
+/// A cache on `redis` (responses shared there), for a purge across instances.
+fn shared_cache(redis: &support::redis_server::RedisServer) -> Cache {
+    Cache::builder()
+        .redis(redis.url())
+        .key_prefix("http:")
+        .jitter(0.0)
+        .build()
+        .unwrap()
+}
+
+/// A purge through an instance that never held the URL answers for the fleet: `200` when
+/// another instance stored the response in Redis, then `404` once it is gone everywhere.
+#[tokio::test]
+async fn a_purge_answers_for_what_the_shared_tier_held() {
+    let redis = support::redis_server::RedisServer::start();
+    let (calls_a, calls_b) = (counter(), counter());
+    let a = start(shared_cache(&redis), &calls_a).await;
+    let b = start(shared_cache(&redis), &calls_b).await;
+    until_hit(&a, "/r").await;
+    let mut raw = redis.raw().await;
+    for _ in 0..500 {
+        let stored: Vec<String> = redis::cmd("KEYS")
+            .arg("http:v:*/r")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        if !stored.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let purged = b.purge("/r", &[AUTH]).await;
+    assert_eq!(purged.status, StatusCode::OK, "{}", purged.text());
+    let again = b.purge("/r", &[AUTH]).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.text());
+    assert_eq!(
+        calls_b.load(Ordering::SeqCst),
+        0,
+        "B never asked its origin"
+    );
+}
+
 #[tokio::test]
 async fn a_purge_through_one_instance_drops_the_others_copy() {
     let redis = support::redis_server::RedisServer::start();
-    let shared = || {
-        Cache::builder()
-            .redis(redis.url())
-            .key_prefix("http:")
-            .jitter(0.0)
-            .build()
-            .unwrap()
-    };
     let (calls_a, calls_b) = (counter(), counter());
-    let a = start(shared(), &calls_a).await;
-    let b = start(shared(), &calls_b).await;
+    let a = start(shared_cache(&redis), &calls_a).await;
+    let b = start(shared_cache(&redis), &calls_b).await;
     for server in [&a, &b] {
         until_hit(server, "/r").await;
         until_hit(server, "/other").await;

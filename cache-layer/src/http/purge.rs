@@ -50,8 +50,9 @@ type Authorize = dyn Fn(&HeaderMap) -> bool + Send + Sync;
 /// - with `Cache-Tag` or `Surrogate-Key` header values (separated by commas or spaces), every
 ///   response tagged with one of them is purged (`200`);
 /// - otherwise a `PURGE` request purges the stored responses of its own URL, all variants,
-///   for its authority (`Host`): `200` when this instance held one, `404` when not (the purge
-///   still reaches the other instances);
+///   for its authority (`Host`): `200` when this instance held one, or, on a cache with a
+///   shared tier, Redis did (another instance stored it); `404` when not (the purge still
+///   reaches the other instances);
 /// - anything else is `405 Method Not Allowed`.
 ///
 /// Purges use [`Cache::invalidate`]: in memory at once, and with a Redis tier in Redis and on
@@ -186,16 +187,30 @@ impl Purge {
         if keys.is_empty() {
             return text(StatusCode::BAD_REQUEST, "no valid authority\n");
         }
-        let now = clock::now();
-        let held = keys
-            .iter()
-            .any(|key| live_entry(&self.cache, key, now).is_some());
+        let held = self.held(&keys).await;
         tracing::info!(cache = self.cache.name(), ?keys, soft, "purge by URL");
         self.purge_names(keys, soft).await;
         match (held, soft) {
             (true, false) => text(StatusCode::OK, "purged\n"),
             (true, true) => text(StatusCode::OK, "soft-purged\n"),
             (false, _) => text(StatusCode::NOT_FOUND, "not stored here\n"),
+        }
+    }
+
+    /// Whether a response is stored under one of `keys`: in this instance's memory, or in the
+    /// shared tier, where another instance may have stored it (`false` when Redis does not
+    /// answer: the purge still goes out).
+    async fn held(&self, keys: &[String]) -> bool {
+        let now = clock::now();
+        if keys
+            .iter()
+            .any(|key| live_entry(&self.cache, key, now).is_some())
+        {
+            return true;
+        }
+        match self.cache.remote() {
+            Some(remote) => remote.store.holds_any(keys).await.unwrap_or(false),
+            None => false,
         }
     }
 

@@ -616,6 +616,26 @@ impl RedisStore {
         (!bytes.is_empty()).then_some(bytes)
     }
 
+    /// Whether a value is stored under any of `keys` (a purge's answer); `None` when Redis did
+    /// not answer.
+    pub(crate) async fn holds_any(&self, keys: &[String]) -> Option<bool> {
+        for key in keys {
+            let key = self.value_key(key);
+            let held = self
+                .run("EXISTS", |mut c| async move {
+                    redis::cmd("EXISTS")
+                        .arg(&key)
+                        .query_async::<bool>(&mut c)
+                        .await
+                })
+                .await?;
+            if held {
+                return Some(true);
+            }
+        }
+        Some(false)
+    }
+
     /// The bytes stored under each of `keys`, in order, read in one round trip: one pipeline
     /// of `GETRANGE`s on one Redis; on a cluster, the reads sent together, each to its key's
     /// node (a pipeline's keys would span slots). All `None` when Redis did not answer.
