@@ -234,14 +234,25 @@ impl Cache {
         self.invalidate_names(vec![name.to_owned()]).await;
     }
 
-    /// [`Cache::invalidate`] for each of `names`: in this process at once, in Redis and the
-    /// other instances on a spawned task that the caller awaits but cannot cancel.
+    /// [`Cache::invalidate`] for each of `names` (see [`Cache::purge_names`]).
     pub(crate) async fn invalidate_names(&self, names: Vec<String>) {
+        self.purge_names(names, false).await;
+    }
+
+    /// [`Cache::invalidate`] for each of `names`, or [`Cache::soft_invalidate`] when `soft`: in
+    /// this process at once, in Redis and the other instances on a spawned task that the
+    /// caller awaits but cannot cancel.
+    pub(crate) async fn purge_names(&self, names: Vec<String>, soft: bool) {
         let inner = &*self.inner;
         for name in &names {
-            inner.counters.add(Counter::Invalidation);
-            tracing::debug!(cache = inner.counters.name(), name, "invalidate");
-            inner.invalidate_local(name);
+            if soft {
+                tracing::debug!(cache = inner.counters.name(), name, "soft purge");
+                inner.soft_invalidate_local(name);
+            } else {
+                inner.counters.add(Counter::Invalidation);
+                tracing::debug!(cache = inner.counters.name(), name, "invalidate");
+                inner.invalidate_local(name);
+            }
         }
         if self.remote().is_none() {
             return;
@@ -250,7 +261,7 @@ impl Cache {
         // needs it too.
         self.listen_for_invalidations();
         let cache = self.clone();
-        let shared = async move { cache.invalidate_shared(&names).await };
+        let shared = async move { cache.purge_shared(&names, soft).await };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 let _ = runtime.spawn(shared).await;
@@ -303,48 +314,21 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn soft_invalidate(&self, name: &str) {
-        self.soft_invalidate_names(vec![name.to_owned()]).await;
+        self.purge_names(vec![name.to_owned()], true).await;
     }
 
-    /// [`Cache::soft_invalidate`] for each of `names`: in this process at once, in Redis and
-    /// the other instances on a spawned task that the caller awaits but cannot cancel.
-    pub(crate) async fn soft_invalidate_names(&self, names: Vec<String>) {
-        let inner = &*self.inner;
-        for name in &names {
-            tracing::debug!(cache = inner.counters.name(), name, "soft purge");
-            inner.soft_invalidate_local(name);
-        }
-        if self.remote().is_none() {
-            return;
-        }
-        self.listen_for_invalidations();
-        let cache = self.clone();
-        let shared = async move { cache.soft_invalidate_shared(&names).await };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                let _ = runtime.spawn(shared).await;
-            }
-            Err(_) => shared.await,
-        }
-    }
-
-    async fn soft_invalidate_shared(&self, names: &[String]) {
+    /// The shared tier's part of [`Cache::purge_names`].
+    async fn purge_shared(&self, names: &[String], soft: bool) {
         let Some(remote) = &self.inner.remote else {
             return;
         };
         for name in names {
-            if remote.store.soft_invalidate(name).await == Some(Queued::Overflowed) {
-                self.inner.invalidate_everything_local();
-            }
-        }
-    }
-
-    async fn invalidate_shared(&self, names: &[String]) {
-        let Some(remote) = &self.inner.remote else {
-            return;
-        };
-        for name in names {
-            if remote.store.invalidate(name).await == Some(Queued::Overflowed) {
+            let sent = if soft {
+                remote.store.soft_invalidate(name).await
+            } else {
+                remote.store.invalidate(name).await
+            };
+            if sent == Some(Queued::Overflowed) {
                 // Names were forgotten: whatever memory holds may be one of them.
                 self.inner.invalidate_everything_local();
             }

@@ -172,7 +172,7 @@ impl Purge {
         if !tags.is_empty() {
             let count = tags.len();
             tracing::info!(cache = self.cache.name(), ?tags, soft, "purge by tag");
-            self.purge_names(tags, soft).await;
+            self.cache.purge_names(tags, soft).await;
             let done = if soft { "soft-purged" } else { "purged" };
             return text(StatusCode::OK, &format!("{done} {count} tag(s)\n"));
         }
@@ -189,7 +189,7 @@ impl Purge {
         }
         let held = self.held(&keys).await;
         tracing::info!(cache = self.cache.name(), ?keys, soft, "purge by URL");
-        self.purge_names(keys, soft).await;
+        self.cache.purge_names(keys, soft).await;
         match (held, soft) {
             (true, false) => text(StatusCode::OK, "purged\n"),
             (true, true) => text(StatusCode::OK, "soft-purged\n"),
@@ -211,15 +211,6 @@ impl Purge {
         match self.cache.remote() {
             Some(remote) => remote.store.holds_any(keys).await.unwrap_or(false),
             None => false,
-        }
-    }
-
-    /// Invalidates `names` (a hard purge), or soft-purges them.
-    async fn purge_names(&self, names: Vec<String>, soft: bool) {
-        if soft {
-            self.cache.soft_invalidate_names(names).await;
-        } else {
-            self.cache.invalidate_names(names).await;
         }
     }
 }
