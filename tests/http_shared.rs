@@ -3,14 +3,14 @@
 //! stored by one instance is a hit on the other without reaching the origin; privacy rules,
 //! `Vary`, invalidations and Redis outages hold across instances.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderValue, Method, Response, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use cache_layer::{Cache, CacheLayer};
+use cache_layer::{Cache, CacheBuilder, CacheLayer};
 use redis::AsyncCommands;
 
 mod support;
@@ -59,10 +59,22 @@ impl Fleet {
     }
 
     async fn start_with(configure: fn(CacheLayer) -> CacheLayer) -> Self {
+        Self::start_configured(|cache| cache, configure).await
+    }
+
+    /// Two instances whose caches are built by `cache` (from the defaults of [`instance`]).
+    async fn start_with_cache(cache: fn(CacheBuilder) -> CacheBuilder) -> Self {
+        Self::start_configured(cache, |layer| layer).await
+    }
+
+    async fn start_configured(
+        cache: fn(CacheBuilder) -> CacheBuilder,
+        layer: fn(CacheLayer) -> CacheLayer,
+    ) -> Self {
         let redis = RedisServer::start();
         let calls = Arc::new(AtomicUsize::new(0));
-        let a = instance(&redis, &calls, configure).await;
-        let b = instance(&redis, &calls, configure).await;
+        let a = instance(&redis, &calls, (cache, layer)).await;
+        let b = instance(&redis, &calls, (cache, layer)).await;
         Fleet { redis, calls, a, b }
     }
 
@@ -94,18 +106,23 @@ impl Fleet {
     }
 }
 
+/// How an instance's cache and layer are configured (from the defaults of [`instance`]).
+type Configure = (
+    fn(CacheBuilder) -> CacheBuilder,
+    fn(CacheLayer) -> CacheLayer,
+);
+
 async fn instance(
     redis: &RedisServer,
     calls: &Arc<AtomicUsize>,
-    configure: fn(CacheLayer) -> CacheLayer,
+    (cache, layer): Configure,
 ) -> Instance {
-    let cache = Cache::builder()
+    let builder = Cache::builder()
         .tiered(redis.url())
         .key_prefix(PREFIX)
-        .jitter(0.0)
-        .build()
-        .unwrap();
-    let layer = configure(CacheLayer::new(cache.clone()));
+        .jitter(0.0);
+    let cache = cache(builder).build().unwrap();
+    let layer = layer(CacheLayer::new(cache.clone()));
     let server = loopback::serve(origin(calls).layer(layer)).await;
     Instance { cache, server }
 }
@@ -134,7 +151,8 @@ fn counted(
 /// `Accept-Language`), `/private`, `/cookie` (sets a cookie), `/big` (4 KiB) and `/small`,
 /// `/etag` (fresh for 1 s; a revalidation gets a 304 fresh for a minute), `/slow` (answers
 /// after 300 ms), `/swr` (may be served stale for a minute while
-/// revalidated).
+/// revalidated), `/windows` (fresh for 30 s, then stale-while-revalidate and stale-if-error for
+/// 10 minutes each; the origin fails after its first answer).
 fn origin(calls: &Arc<AtomicUsize>) -> Router {
     let numbered = |n: usize, _: &axum::http::HeaderMap| format!("body-{n}");
     let fresh = &[("cache-control", "max-age=60"), ("cache-tag", "catalog")];
@@ -211,6 +229,29 @@ fn origin(calls: &Arc<AtomicUsize>) -> Router {
                 numbered,
             ),
         )
+        .route("/windows", {
+            let calls = Arc::clone(calls);
+            let answered = Arc::new(AtomicBool::new(false));
+            get(move || {
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                let first = !answered.swap(true, Ordering::SeqCst);
+                async move {
+                    if !first {
+                        return (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            [("cache-control", "no-store")],
+                            "down".to_owned(),
+                        );
+                    }
+                    let windows = "max-age=30, stale-while-revalidate=600, stale-if-error=600";
+                    (
+                        StatusCode::OK,
+                        [("cache-control", windows)],
+                        format!("windows-{n}"),
+                    )
+                }
+            })
+        })
 }
 
 /// GETs `path` on `instance` until it is a hit.
@@ -383,6 +424,11 @@ async fn redis_killed_mid_run_fails_no_request_and_sharing_resumes_after_a_resta
     }
 
     fleet.redis.restart();
+    until_sharing_resumes(&fleet).await;
+}
+
+/// Waits until a response A stores reaches Redis and is a hit on B without the origin.
+async fn until_sharing_resumes(fleet: &Fleet) {
     for i in 0..200 {
         let path = format!("/small?up={i}");
         fleet.a.get(&path, &[]).await;
@@ -401,6 +447,138 @@ async fn redis_killed_mid_run_fails_no_request_and_sharing_resumes_after_a_resta
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("sharing did not resume after Redis restarted");
+}
+
+/// GETs `path` on `instance` until the origin is called: what memory held for it is gone.
+async fn until_origin_reached(fleet: &Fleet, instance: &Instance, path: &str) -> Reply {
+    for _ in 0..500 {
+        let before = fleet.calls();
+        let reply = instance.get(path, &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        if fleet.calls() > before {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{path} never reached the origin");
+}
+
+/// The outage bound of a cache built without `outage_ttl`.
+const DEFAULT_OUTAGE_BOUND: Duration = Duration::from_secs(1);
+
+/// While Redis is down, memory still stands in front of the origin: a response is kept at
+/// most the outage bound, so one URL asked for again and again reaches the origin about once
+/// per bound, not once per request. No request fails, and sharing resumes after a restart.
+#[tokio::test]
+async fn a_killed_redis_keeps_responses_in_memory_for_the_outage_bound() {
+    let mut fleet = Fleet::start().await;
+    until_hit(&fleet.a, "/r").await;
+    fleet.redis.kill();
+    // What A stored before the outage is dropped once it notices.
+    until_origin_reached(&fleet, &fleet.a, "/r").await;
+
+    let before = fleet.calls();
+    let (started, mut requests) = (Instant::now(), 0);
+    while started.elapsed() < DEFAULT_OUTAGE_BOUND * 5 / 2 {
+        let reply = fleet.a.get("/r", &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "no failed request");
+        requests += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let origin = fleet.calls() - before;
+    println!("{origin} origin calls for {requests} requests while Redis was down");
+    assert!(requests >= 50, "{requests} requests");
+    assert!(
+        (2..=5).contains(&origin),
+        "about one origin call per bound, not one per request: {origin} for {requests}"
+    );
+
+    fleet.redis.restart();
+    until_sharing_resumes(&fleet).await;
+}
+
+/// What memory kept during an outage (stored under the bound, but perhaps after an
+/// invalidation this instance could not hear) is dropped as soon as it hears invalidations
+/// again: with a bound of a minute, the copy stored during the outage is not served on.
+#[tokio::test]
+async fn responses_kept_during_an_outage_are_dropped_once_redis_answers_again() {
+    let mut fleet =
+        Fleet::start_with_cache(|cache| cache.outage_ttl(Duration::from_secs(60))).await;
+    until_hit(&fleet.a, "/r").await;
+    fleet.redis.kill();
+    let outage_copy = until_origin_reached(&fleet, &fleet.a, "/r").await.text();
+    let again = fleet.a.get("/r", &[]).await;
+    assert_eq!(
+        again.text(),
+        outage_copy,
+        "kept in memory during the outage"
+    );
+    assert!(
+        again.cache_status().contains("hit"),
+        "{}",
+        again.cache_status()
+    );
+
+    fleet.redis.restart();
+    for _ in 0..1_000 {
+        if fleet.a.get("/r", &[]).await.text() != outage_copy {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the copy stored during the outage outlived it");
+}
+
+/// `outage_ttl(Duration::ZERO)`: nothing is kept in memory while Redis is down, every request
+/// reaches the origin.
+#[tokio::test]
+async fn an_outage_ttl_of_zero_sends_every_request_to_the_origin_during_an_outage() {
+    let mut fleet = Fleet::start_with_cache(|cache| cache.outage_ttl(Duration::ZERO)).await;
+    until_hit(&fleet.a, "/r").await;
+    fleet.redis.kill();
+    until_origin_reached(&fleet, &fleet.a, "/r").await;
+    let before = fleet.calls();
+    for _ in 0..20 {
+        let reply = fleet.a.get("/r", &[]).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    assert_eq!(fleet.calls() - before, 20);
+}
+
+/// The outage bound covers every window of a response: past it, a response that says it may
+/// be served stale for ten minutes (while revalidated, or when the origin fails) is not served
+/// from memory any more; the origin's answer is.
+#[tokio::test]
+async fn the_outage_bound_covers_the_stale_windows() {
+    let mut fleet = Fleet::start().await;
+    until_hit(&fleet.a, "/r").await;
+    fleet.redis.kill();
+    until_origin_reached(&fleet, &fleet.a, "/r").await;
+
+    let first = fleet.a.get("/windows", &[]).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let again = fleet.a.get("/windows", &[]).await;
+    assert_eq!(
+        (again.status, again.text()),
+        (StatusCode::OK, first.text()),
+        "kept in memory during the outage: {}",
+        again.cache_status()
+    );
+    assert!(
+        again.cache_status().contains("hit"),
+        "{}",
+        again.cache_status()
+    );
+
+    tokio::time::sleep(DEFAULT_OUTAGE_BOUND + Duration::from_millis(200)).await;
+    let after = fleet.a.get("/windows", &[]).await;
+    assert_eq!(
+        after.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "past the bound, neither stale-while-revalidate nor stale-if-error: {} {}",
+        after.text(),
+        after.cache_status()
+    );
 }
 
 #[tokio::test]
@@ -514,7 +692,7 @@ async fn a_soft_purge_reaches_an_instance_that_reads_the_response_from_redis() {
     let mut raw = fleet.raw().await;
     assert_eq!(fresh_for(&mut raw, &key).await, Duration::ZERO);
     // A third instance: nothing in its memory, so the copy comes from Redis.
-    let c = instance(&fleet.redis, &fleet.calls, |layer| layer).await;
+    let c = instance(&fleet.redis, &fleet.calls, (|cache| cache, |layer| layer)).await;
     let reply = c.get("/r", &[]).await;
     assert_eq!(reply.text(), "body-1", "the purged copy is served at once");
     assert!(

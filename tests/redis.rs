@@ -31,6 +31,14 @@ struct Db {
     delay: Duration,
     /// Every query fails (after `delay`).
     fails: bool,
+    /// When set, each query tells `read` once it has read the name, then waits for `open`.
+    gate: Option<Gate>,
+}
+
+#[derive(Clone, Default)]
+struct Gate {
+    read: Arc<tokio::sync::Notify>,
+    open: Arc<tokio::sync::Notify>,
 }
 
 impl Db {
@@ -43,6 +51,10 @@ impl Db {
             return Err(DbError);
         }
         let name = self.names.lock().unwrap().get(&id).cloned();
+        if let Some(gate) = &self.gate {
+            gate.read.notify_one();
+            gate.open.notified().await;
+        }
         Ok(User {
             id,
             name: name.unwrap_or_else(|| format!("user{id}")),
@@ -123,15 +135,24 @@ async fn eventually(mut check: impl AsyncFnMut() -> bool) -> Duration {
     panic!("condition not reached within 5 s");
 }
 
-/// Waits until `instance` answers `user(id)` from its memory tier (subscribed, L1 filled).
+/// The outage bound of a cache built without `outage_ttl`.
+const DEFAULT_OUTAGE_BOUND: Duration = Duration::from_secs(1);
+
+/// Waits until `instance` answers `user(id)` from its memory tier with an entry it stored
+/// while it could hear every invalidation (subscribed, breaker closed): one still there past
+/// the outage bound, which limits what is stored otherwise.
 async fn until_served_from_memory(instance: &Instance, id: u64) {
-    eventually(async || {
+    for _ in 0..10 {
+        instance.user(id).await.unwrap();
+        tokio::time::sleep(DEFAULT_OUTAGE_BOUND + Duration::from_millis(100)).await;
         let before = instance.cache.stats();
         instance.user(id).await.unwrap();
         let after = instance.cache.stats();
-        after.hits > before.hits && after.shared_hits == before.shared_hits
-    })
-    .await;
+        if after.hits > before.hits && after.shared_hits == before.shared_hits {
+            return;
+        }
+    }
+    panic!("user {id} never kept in memory past the outage bound");
 }
 
 #[tokio::test]
@@ -173,7 +194,7 @@ async fn entries_are_shared_and_invalidations_reach_every_instances_l1() {
 }
 
 #[tokio::test]
-async fn an_instance_that_cannot_hear_invalidations_does_not_serve_its_l1() {
+async fn an_instance_that_cannot_hear_invalidations_does_not_serve_what_its_l1_held() {
     let mut server = RedisServer::start();
     let db = Db::default();
     let b = Instance {
@@ -823,7 +844,7 @@ async fn a_writer_dropped_after_its_write_still_invalidates_every_instance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subscription_that_goes_silent_turns_memory_off() {
+async fn a_subscription_that_goes_silent_empties_memory() {
     let server = RedisServer::start();
     let relay = Relay::start(server.port()).await;
     let db = Db::default();
@@ -1785,4 +1806,204 @@ async fn a_write_undone_after_an_invalidation_during_it_is_queued_when_the_delet
         exist(&mut raw, &["fd:v:user:1"]).await == [false]
     })
     .await;
+}
+
+/// Calls `user(id)` on `instance` until it reaches the database: what memory held is gone.
+async fn until_loaded(instance: &Instance, id: u64) {
+    let before = instance.db.queries();
+    eventually(async || {
+        instance.user(id).await.unwrap();
+        instance.db.queries() > before
+    })
+    .await;
+}
+
+/// While Redis is down, L1 still stands in front of the database: a value is kept at most the
+/// outage bound, so one key asked for again and again is loaded about once per bound, not once
+/// per call. No call fails, and Redis is used again after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_redis_keeps_l1_for_the_outage_bound() {
+    let mut server = RedisServer::start();
+    let db = Db::default();
+    let instance = Instance {
+        cache: tiered_fast(&server, "ob:"),
+        db: db.clone(),
+    };
+    until_served_from_memory(&instance, 1).await;
+    server.kill();
+    // What L1 held before the outage is dropped once the instance notices.
+    until_loaded(&instance, 1).await;
+
+    let before = db.queries();
+    let (started, mut calls) = (Instant::now(), 0);
+    while started.elapsed() < DEFAULT_OUTAGE_BOUND * 5 / 2 {
+        assert!(instance.user(1).await.is_ok(), "no call fails");
+        calls += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let loads = db.queries() - before;
+    println!("{loads} loads for {calls} calls while Redis was down");
+    assert!(calls >= 50, "{calls} calls");
+    assert!(
+        (2..=5).contains(&loads),
+        "about one load per bound, not one per call: {loads} for {calls}"
+    );
+
+    server.restart();
+    let mut raw = server.raw().await;
+    eventually(async || {
+        instance.user(4242).await.unwrap();
+        let stored: Option<Vec<u8>> = redis::cmd("GET")
+            .arg("ob:v:user:4242")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        stored.is_some()
+    })
+    .await;
+    until_served_from_memory(&instance, 1).await;
+}
+
+/// An instance cut off from Redis misses what another instance writes meanwhile: what it
+/// stored in memory since it noticed is served at most the outage bound after it was stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_instance_serves_a_missed_write_at_most_the_outage_bound() {
+    let server = RedisServer::start();
+    let relay = Relay::start(server.port()).await;
+    let db = Db::default();
+    let a = Instance {
+        cache: Cache::builder()
+            .tiered(relay.url())
+            .key_prefix("miss:")
+            .redis_timeouts(Duration::from_millis(50), Duration::from_millis(100))
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+    };
+    let b = Instance {
+        cache: tiered_fast(&server, "miss:"),
+        db: db.clone(),
+    };
+    until_served_from_memory(&a, 2).await;
+    relay.freeze();
+    // a notices (heartbeat, breaker): its memory is emptied.
+    until_loaded(&a, 2).await;
+
+    let (stored, before) = (Instant::now(), db.queries());
+    assert_eq!(a.user(1).await.unwrap().name, "user1");
+    assert_eq!(db.queries(), before + 1);
+    b.rename(1, "Ada").await.unwrap();
+    assert_eq!(
+        a.user(1).await.unwrap().name,
+        "user1",
+        "a cannot hear the write; memory still answers"
+    );
+    assert_eq!(db.queries(), before + 1, "served from memory");
+    eventually(async || a.user(1).await.unwrap().name == "Ada").await;
+    let took = stored.elapsed();
+    println!("the missed write was served {took:?} after the old value was stored");
+    assert!(
+        took < DEFAULT_OUTAGE_BOUND + Duration::from_millis(750),
+        "the old value outlived the bound: {took:?}"
+    );
+}
+
+/// A load that began while this instance could not hear invalidations and ends after it hears
+/// them again is not kept in memory: it may have read what a missed invalidation replaced.
+/// (Emptying memory on resubscription is logged; the load's position in the log is older.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_begun_during_an_outage_and_ended_after_it_is_not_kept_in_memory() {
+    let server = RedisServer::start();
+    let relay = Relay::start(server.port()).await;
+    let db = Db::default();
+    let a = Instance {
+        cache: Cache::builder()
+            .tiered(relay.url())
+            .key_prefix("span:")
+            .redis_timeouts(Duration::from_millis(50), Duration::from_millis(100))
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+    };
+    let b = Instance {
+        cache: tiered_fast(&server, "span:"),
+        db: db.clone(),
+    };
+    until_served_from_memory(&a, 2).await;
+    relay.freeze();
+    until_loaded(&a, 2).await;
+
+    let gate = Gate::default();
+    let gated = Instance {
+        cache: a.cache.clone(),
+        db: Db {
+            gate: Some(gate.clone()),
+            ..db.clone()
+        },
+    };
+    let load = tokio::spawn(async move { gated.user(1).await });
+    gate.read.notified().await;
+    b.rename(1, "Ada").await.unwrap();
+    // Long enough for a's heartbeat to fail: it resubscribes after the thaw.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    relay.thaw();
+    until_served_from_memory(&a, 2).await;
+
+    gate.open.notify_one();
+    assert_eq!(
+        load.await.unwrap().unwrap().name,
+        "user1",
+        "the load read before the write"
+    );
+    assert_eq!(
+        a.user(1).await.unwrap().name,
+        "Ada",
+        "its value was not kept in memory"
+    );
+}
+
+/// What L1 kept during an outage (perhaps after a write this instance could not hear) is
+/// dropped once it hears invalidations again: with a bound of a minute, the value loaded
+/// during the outage is not served on. With a bound of zero, every call during the outage
+/// loads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l1_kept_during_an_outage_is_dropped_once_redis_answers_again() {
+    let mut server = RedisServer::start();
+    let db = Db::default();
+    let kept = Instance {
+        cache: Cache::builder()
+            .tiered(server.url())
+            .key_prefix("ok:")
+            .redis_timeouts(Duration::from_millis(50), Duration::from_millis(100))
+            .outage_ttl(Duration::from_secs(60))
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+    };
+    let zero = Instance {
+        cache: Cache::builder()
+            .tiered(server.url())
+            .key_prefix("oz:")
+            .outage_ttl(Duration::ZERO)
+            .build()
+            .expect("valid configuration"),
+        db: Db::default(),
+    };
+    until_served_from_memory(&kept, 1).await;
+    until_served_from_memory(&zero, 1).await;
+    server.kill();
+    until_loaded(&kept, 1).await;
+    // Written at the source while this instance cannot hear about it.
+    db.names.lock().unwrap().insert(1, "Ada".to_owned());
+    assert_eq!(kept.user(1).await.unwrap().name, "user1", "kept in memory");
+
+    until_loaded(&zero, 1).await;
+    let before = zero.db.queries();
+    for _ in 0..20 {
+        zero.user(1).await.unwrap();
+    }
+    assert_eq!(zero.db.queries() - before, 20, "a zero bound keeps nothing");
+
+    server.restart();
+    eventually(async || kept.user(1).await.unwrap().name == "Ada").await;
 }

@@ -58,7 +58,8 @@ impl Inner {
         &self.counters
     }
 
-    /// The in-process store, whether or not it may be used now (see [`Inner::local`]).
+    /// The in-process store: always in front of HTTP responses and gRPC calls; memoised values
+    /// use it as [`Inner::local`] says. Entries go in through [`Inner::admit`] only.
     #[inline]
     pub(crate) fn memory(&self) -> &MemoryStore {
         &self.memory
@@ -107,26 +108,39 @@ impl Inner {
         self.disabled
     }
 
-    /// The in-process store when it may be used now: always without a shared tier; as L1
-    /// only while invalidations from other instances can be heard.
+    /// The in-process store when memoised values use it: always without a shared tier, as L1
+    /// in the tiered set-up, never with Redis alone. While this instance cannot hear other
+    /// instances' invalidations it holds only what was stored under the outage bound (see
+    /// [`Inner::admit`] and `store::tiered`), so it is read whatever the shared tier's state.
     #[inline]
     pub(crate) fn local(&self) -> Option<&MemoryStore> {
         match &self.remote {
-            None => Some(&self.memory),
-            Some(remote) if remote.l1_usable() => Some(&self.memory),
-            Some(_) => None,
+            Some(remote) if !remote.tiered() => None,
+            _ => Some(&self.memory),
         }
     }
 
-    /// The in-process store in front of HTTP responses and gRPC calls (which every shared
-    /// set-up keeps in memory, HTTP responses in Redis too), when it may be used now: always
-    /// without a shared tier; with one, while invalidations from other instances can be heard.
-    #[inline]
-    pub(crate) fn memory_only_tier(&self) -> Option<&MemoryStore> {
-        match &self.remote {
+    /// The one gate into memory, for every store and update of an entry (a load's result, an
+    /// HTTP 304's update, a background refresh, a copy of what the shared tier holds): the
+    /// store `entry` goes into now, or `None` when memory is not for it (memoised values with
+    /// Redis alone) or the outage bound is zero. While this instance cannot hear other
+    /// instances' invalidations, every window of `entry` is cut to close within the outage
+    /// bound from now ([`CacheBuilder::outage_ttl`]).
+    pub(crate) fn admit(&self, kind: EntryKind, entry: &mut Entry) -> Option<&MemoryStore> {
+        let Some(remote) = &self.remote else {
+            return Some(&self.memory);
+        };
+        if kind == EntryKind::Memoised && !remote.tiered() {
+            return None;
+        }
+        match remote.memory_bound() {
             None => Some(&self.memory),
-            Some(remote) if remote.hears_invalidations() => Some(&self.memory),
-            Some(_) => None,
+            Some(bound) if bound.is_zero() => None,
+            Some(bound) => {
+                let until = crate::clock::after(crate::clock::now(), bound);
+                entry.deadlines = entry.deadlines.at_most(until);
+                Some(&self.memory)
+            }
         }
     }
 
@@ -151,6 +165,15 @@ impl Inner {
         self.log.record_everything();
         self.memory.invalidate_all();
     }
+}
+
+/// What an entry in memory holds, for [`Inner::admit`]: a memoised value (memory is its L1 in
+/// the tiered set-up only), or a response (HTTP responses, gRPC calls and their records, which
+/// every set-up keeps in memory).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EntryKind {
+    Memoised,
+    Response,
 }
 
 /// Runs `task` off the caller's path, on the current Tokio runtime. It is polled once first, so
@@ -366,7 +389,7 @@ impl Cache {
     /// Starts, once, the tasks that keep the memory tier usable next to a shared tier: the
     /// subscriber that hears other instances' invalidations, and the recovery that replays
     /// queued ones (it needs a Tokio runtime; outside one, a later call starts them). Until
-    /// they run, memory is bypassed. Called where the shared tier is first used: a read that
+    /// they run, memory keeps what it stores at most the outage bound. Called where the shared tier is first used: a read that
     /// reaches it, every store and every invalidation.
     pub(crate) fn listen_for_invalidations(&self) {
         if let Some(remote) = &self.inner.remote {
@@ -374,22 +397,22 @@ impl Cache {
         }
     }
 
-    /// Stores `entry` under `key` in memory only (see [`Inner::memory_only_tier`]), unless `key`
+    /// Stores `entry` under `key` in memory only (through [`Inner::admit`]), unless `key`
     /// or one of its tags was invalidated after the load began (`since`); returns whether it
     /// was kept.
     pub(crate) fn store_in_memory(&self, key: &str, entry: Entry, since: u64) -> bool {
         self.store_response(key, entry, since, None)
     }
 
-    /// Stores a response's `entry` (HTTP responses, their records) under `key`: in memory when
-    /// it may be used now (see [`Inner::memory_only_tier`]), and, with `shared` (its encoded
+    /// Stores a response's `entry` (HTTP responses, their records) under `key`: in memory as
+    /// [`Inner::admit`] decides, and, with `shared` (its encoded
     /// bytes, and where Redis's invalidation history stood when the load began), in the
     /// shared tier off the caller's path. Nothing is kept when `key` or a tag was invalidated
     /// after the load began (`since`); returns whether it was kept somewhere.
     pub(crate) fn store_response(
         &self,
         key: &str,
-        entry: Entry,
+        mut entry: Entry,
         since: u64,
         shared: Option<(Vec<u8>, SharedSince)>,
     ) -> bool {
@@ -398,8 +421,10 @@ impl Cache {
             return false;
         }
         self.listen_for_invalidations();
+        // Redis keeps the whole lifetime; memory perhaps only the outage bound.
+        let expires_at = entry.deadlines.expires_at;
+        let memory = inner.admit(EntryKind::Response, &mut entry);
         let entry = Arc::new(entry);
-        let memory = inner.memory_only_tier();
         if let Some(memory) = memory {
             memory.insert(key, Arc::clone(&entry));
             inner.counters.add(Counter::Insert);
@@ -421,7 +446,9 @@ impl Cache {
                 let (cache, key) = (self.clone(), key.to_owned());
                 let at = (since, shared_since);
                 spawn_polled(&runtime, async move {
-                    cache.store_shared(&key, bytes, &entry, at).await;
+                    cache
+                        .store_shared(&key, bytes, &entry, expires_at, at)
+                        .await;
                 });
                 true
             }
@@ -436,7 +463,7 @@ impl Cache {
     pub(crate) async fn store(
         &self,
         key: &str,
-        entry: Entry,
+        mut entry: Entry,
         since: u64,
         encoded: Option<Vec<u8>>,
         write: SharedWrite,
@@ -446,8 +473,11 @@ impl Cache {
             return false;
         }
         self.listen_for_invalidations();
+        // Redis keeps the whole lifetime; memory perhaps only the outage bound.
+        let expires_at = entry.deadlines.expires_at;
+        let memory = inner.admit(EntryKind::Memoised, &mut entry);
         let entry = Arc::new(entry);
-        if let Some(memory) = inner.local() {
+        if let Some(memory) = memory {
             memory.insert(key, Arc::clone(&entry));
         }
         if let (Some(_), Some(bytes)) = (self.remote(), encoded) {
@@ -458,7 +488,9 @@ impl Cache {
             };
             let shared = async move {
                 let at = (since, shared_since);
-                cache.store_shared(&key, bytes, &entry, at).await;
+                cache
+                    .store_shared(&key, bytes, &entry, expires_at, at)
+                    .await;
             };
             match write {
                 SharedWrite::Detached(_) => detach(shared).await,
@@ -483,7 +515,8 @@ impl Cache {
         true
     }
 
-    /// The shared tier's part of [`Cache::store`], off the caller's path: writes `bytes` unless
+    /// The shared tier's part of [`Cache::store`], off the caller's path: writes `bytes` (to
+    /// expire at `expires_at`, the entry's own lifetime) unless
     /// `key` or a tag was invalidated by name since the load began (`at`: this process's log
     /// position, and where Redis's invalidation history stood, which also knows the other
     /// instances' invalidations, even those not heard yet), and deletes them again if that
@@ -492,15 +525,19 @@ impl Cache {
     /// memory, for missed invalidations, says nothing against a value just loaded from the
     /// source. A value loaded before a soft purge heard here is not written (Redis keeps the
     /// purged, stale copy), and is made stale again if the purge came during the write.
-    async fn store_shared(&self, key: &str, bytes: Vec<u8>, entry: &Entry, at: (u64, SharedSince)) {
+    async fn store_shared(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        entry: &Entry,
+        expires_at: crate::clock::Instant,
+        at: (u64, SharedSince),
+    ) {
         let (since, shared_since) = at;
         let Some(remote) = &self.inner.remote else {
             return;
         };
-        let ttl = entry
-            .deadlines
-            .expires_at
-            .saturating_duration_since(crate::clock::now());
+        let ttl = expires_at.saturating_duration_since(crate::clock::now());
         let log = &self.inner.log;
         if log.named_since(since, key, &entry.tags) || log.soft_since(since, key, &entry.tags) {
             return;
@@ -541,6 +578,7 @@ pub struct CacheBuilder {
     redis_root_certificate: Option<Vec<u8>>,
     disabled: bool,
     trace_keys: bool,
+    outage_ttl: Duration,
 }
 
 impl Default for CacheBuilder {
@@ -557,6 +595,7 @@ impl Default for CacheBuilder {
             redis_root_certificate: None,
             disabled: false,
             trace_keys: false,
+            outage_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -629,7 +668,8 @@ impl CacheBuilder {
 
     /// Memory in front of Redis: hits are served from memory (L1); misses read Redis (L2)
     /// before the source. Invalidations reach every instance's L1 over Redis pub/sub; while
-    /// an instance is not subscribed, its L1 is bypassed.
+    /// an instance cannot hear them (Redis down or unreachable), it keeps using its L1, but
+    /// keeps each value stored meanwhile at most the [outage bound](Self::outage_ttl).
     pub fn tiered(self, url: impl Into<String>) -> Self {
         self.redis_target(vec![url.into()], false, true)
     }
@@ -647,6 +687,47 @@ impl CacheBuilder {
     /// Redis with different prefixes never see each other's entries or invalidations.
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
+        self
+    }
+
+    /// How long memory keeps what it stores while this instance cannot hear the other
+    /// instances' invalidations (default 1 s). Only with a shared tier ([`redis`](Self::redis),
+    /// [`tiered`](Self::tiered) and their cluster forms).
+    ///
+    /// Memory (L1 of memoised values in the tiered set-up; HTTP responses and gRPC calls in
+    /// every shared set-up) stays in use while Redis is down, unreachable or slow, so an outage
+    /// does not send every call to the source. But an invalidation made by another instance
+    /// meanwhile cannot reach this one, so:
+    ///
+    /// - memory is emptied when this instance stops hearing invalidations (its subscription
+    ///   ends or stops answering its heartbeat, or the circuit breaker opens): nothing stored
+    ///   before is served during the outage;
+    /// - until it hears them again (and while its own invalidations wait to be replayed to
+    ///   Redis), every entry stored in memory is dropped at most `bound` after it was stored:
+    ///   its fresh, stale-while-revalidate, stale-if-error and revalidation windows all close
+    ///   by then. A value or response changed elsewhere is served at most `bound` after this
+    ///   instance stored it;
+    /// - memory is emptied again once invalidations can be heard (resubscribed, Redis answers
+    ///   again).
+    ///
+    /// A longer bound spares the source more during an outage and serves missed changes
+    /// longer; `Duration::ZERO` stores nothing in memory meanwhile, so that every call loads
+    /// and every request reaches the inner service (concurrent ones still coalesce). Any
+    /// bound is accepted; very long ones are cut at the clock's horizon (100 years).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_layer::Cache;
+    ///
+    /// let cache = Cache::builder()
+    ///     .tiered("redis://127.0.0.1:0")
+    ///     .outage_ttl(Duration::from_millis(500))
+    ///     .build()
+    ///     .expect("valid configuration");
+    /// # drop(cache);
+    /// ```
+    pub fn outage_ttl(mut self, bound: Duration) -> Self {
+        self.outage_ttl = bound;
         self
     }
 
@@ -726,7 +807,7 @@ impl CacheBuilder {
             return Err(BuildError("max_wait must be longer than zero".into()));
         }
         let counters = Arc::new(Counters::new(&self.name));
-        let remote = match self.redis {
+        let shared = match self.redis {
             Some(target) => {
                 let config = RedisConfig {
                     urls: target.urls,
@@ -737,19 +818,21 @@ impl CacheBuilder {
                     root_certificate: self.redis_root_certificate,
                 };
                 let store = RedisStore::new(&config, Arc::clone(&counters)).map_err(BuildError)?;
-                Some(Remote::new(store, target.tiered))
+                Some((store, target.tiered))
             }
             None => None,
         };
+        let outage_ttl = self.outage_ttl;
         Ok(Cache {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|inner| Inner {
+                remote: shared
+                    .map(|(store, tiered)| Remote::new(store, tiered, outage_ttl, inner.clone())),
                 memory: MemoryStore::new(self.memory_budget, Arc::clone(&counters)),
                 counters,
                 flights: Flights::new(),
                 log: InvalidationLog::new(),
                 jitter: self.jitter,
                 max_wait: self.max_wait,
-                remote,
                 disabled: self.disabled,
                 trace_keys: self.trace_keys,
             }),

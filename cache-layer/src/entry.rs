@@ -77,6 +77,16 @@ impl Deadlines {
         }
     }
 
+    /// These deadlines, none later than `until`: every window closes by then (their order is
+    /// kept).
+    pub(crate) fn at_most(self, until: Instant) -> Self {
+        Deadlines {
+            fresh_until: self.fresh_until.min(until),
+            stale_until: self.stale_until.min(until),
+            expires_at: self.expires_at.min(until),
+        }
+    }
+
     /// The same deadline for all three: fresh until `until`, then gone.
     pub(crate) fn until(until: Instant) -> Self {
         Deadlines {
@@ -233,6 +243,31 @@ mod tests {
         };
         assert!(lifetime.deadlines(now, 0.1).fresh_until > now);
         assert!(jittered(Duration::MAX, 0.1) <= clock::HORIZON.mul_f64(1.1));
+    }
+
+    #[test]
+    fn at_most_closes_every_window_by_its_bound() {
+        let now = clock::now();
+        let long = Duration::from_secs(600);
+        let d = Deadlines::from_windows(now, long, long, long);
+        let bound = clock::after(now, Duration::from_secs(1));
+        let cut = d.at_most(bound);
+        assert_eq!(
+            (cut.fresh_until, cut.stale_until, cut.expires_at),
+            (bound, bound, bound)
+        );
+        let short = Deadlines::from_windows(
+            now,
+            Duration::ZERO,
+            Duration::from_millis(10),
+            Duration::ZERO,
+        );
+        assert_eq!(short.at_most(bound), short, "earlier deadlines stay");
+        let entry = Entry::new(Arc::new(1u8), cut, Box::new([]), 1);
+        assert_eq!(
+            entry.age(clock::after(bound, Duration::from_millis(1))),
+            Age::Expired
+        );
     }
 
     #[test]

@@ -238,12 +238,20 @@
 //! An invalidation that cannot reach Redis (down, too slow, breaker open) is kept in process
 //! and replayed (deleted from Redis, published to every instance) before this instance uses
 //! Redis again; a background task retries every 250 ms. It runs on a task of its own, so a
-//! writer whose caller goes away after the write still invalidates. An instance that may have
-//! missed an invalidation does not use its memory tier until it has emptied it: while it is
-//! not subscribed, while its subscription does not answer a heartbeat (a PING every 500 ms),
-//! while its breaker is open, and until it has emptied memory after the breaker closed. A
-//! value read from Redis is not copied into memory if its key or tags were invalidated while
-//! it was being read.
+//! writer whose caller goes away after the write still invalidates. A value read from Redis is
+//! not copied into memory if its key or tags were invalidated while it was being read.
+//!
+//! An instance that may miss invalidations (it is not subscribed, its subscription does not
+//! answer a heartbeat, a PING every 500 ms; its breaker is open, or has not been followed by
+//! emptying memory since; its own invalidations wait for a replay) keeps using its memory tier,
+//! so that an outage does not send every call to the source, within a bound:
+//! [`CacheBuilder::outage_ttl`] (1 s by default). Memory is emptied when the outage begins
+//! (the subscription is lost, the breaker opens), every entry stored meanwhile is dropped at
+//! most the bound after its store (all its windows: fresh, stale, stale-if-error, revalidation
+//! grace), and memory is emptied again when invalidations can be heard. So a value changed by
+//! another instance during the outage is served at most the bound after this instance stored
+//! it, and not after the outage ends. A load that began before an emptying is not kept in
+//! memory. `outage_ttl(Duration::ZERO)` bypasses memory for the outage instead.
 //!
 //! **The bound:** once Redis answers again, no instance serves a value invalidated by a
 //! writer that has returned for longer than 2 seconds with the default timeouts (in general:

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::clock;
 
-use crate::cache::{Cache, SharedWrite};
+use crate::cache::{Cache, EntryKind, SharedWrite};
 use crate::entry::{Age, Entry, Lifetime, RefreshClaim, Value};
 pub(crate) use crate::pipeline::read_shared_since;
 use crate::pipeline::{self, Found, Joined, Leader, Load, Locked, Refreshing, Waiting};
@@ -356,8 +356,8 @@ where
     }
 }
 
-/// The entry the shared tier holds for `key`, decoded, and copied into L1 when L1 is usable
-/// and neither `key` nor its tags were invalidated while it was being read (a read racing an
+/// The entry the shared tier holds for `key`, decoded, and copied into L1 (tiered set-up;
+/// through the gate, `Inner::admit`) when neither `key` nor its tags were invalidated while it was being read (a read racing an
 /// invalidation must not leave a stale copy in memory). Bytes that do not decode as `V` are a
 /// miss (counted and logged); the next store overwrites them.
 async fn remote_entry<V: Cacheable>(cache: &Cache, key: &str) -> Option<Arc<Entry>> {
@@ -391,14 +391,19 @@ pub(crate) fn shared_entry<V: Cacheable>(
         }
     };
     let weight = u32::try_from(ENTRY_OVERHEAD + key.len() + bytes.len()).unwrap_or(u32::MAX);
-    let entry = Arc::new(Entry::new(
+    let entry = Entry::new(
         Arc::new(decoded.value),
         decoded.deadlines.to_local(clock::now()),
         decoded.tags.into(),
         weight,
-    ));
-    pipeline::adopt_shared(cache, inner.local(), key, &entry, since);
-    Some(entry)
+    );
+    Some(pipeline::adopt_shared(
+        cache,
+        EntryKind::Memoised,
+        key,
+        entry,
+        since,
+    ))
 }
 
 /// A miss on a key: [`Miss::load`] runs the loader once per key across concurrent callers.

@@ -30,12 +30,12 @@ use std::time::{Duration, Instant, SystemTime};
 use tower::ServiceExt;
 use tower_service::Service;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, EntryKind};
 use crate::clock;
 use crate::entry::{Age, Deadlines, Entry, RefreshClaim, Value};
 use crate::flight::{Join, Waited};
 use crate::stats::Counter;
-use crate::store::{MemoryStore, SharedSince, ENTRY_OVERHEAD};
+use crate::store::{SharedSince, ENTRY_OVERHEAD};
 use crate::trace;
 use tracing::{Instrument, Span};
 
@@ -296,21 +296,25 @@ pub(crate) async fn read_shared_since(cache: &Cache) -> SharedSince {
     }
 }
 
-/// Takes `entry`, read from the shared tier under `key` after the invalidation log stood at
-/// `since`: copies it into `memory` (when memory may be used), unless `key` or a tag was
-/// invalidated while it was being read (a read racing an invalidation must not leave a stale
-/// copy in memory), and marks it stale when a soft purge was heard meanwhile (the bytes may
-/// predate its Redis write). Memo values and HTTP responses alike.
+/// Takes `entry` (of `kind`), read from the shared tier under `key` after the invalidation
+/// log stood at `since`: copies it into memory through the gate (`Inner::admit`, which may
+/// cut its windows to the outage bound), unless `key` or a tag was invalidated while it was
+/// being read (a read racing an invalidation must not leave a stale copy in memory), and marks
+/// it stale when a soft purge was heard meanwhile (the bytes may predate its Redis write).
+/// Memo values and HTTP responses alike; returns the entry to serve.
 pub(crate) fn adopt_shared(
     cache: &Cache,
-    memory: Option<&MemoryStore>,
+    kind: EntryKind,
     key: &str,
-    entry: &Arc<Entry>,
+    mut entry: Entry,
     since: u64,
-) {
-    let log = cache.inner().log();
+) -> Arc<Entry> {
+    let inner = cache.inner();
+    let memory = inner.admit(kind, &mut entry);
+    let entry = Arc::new(entry);
+    let log = inner.log();
     if let Some(memory) = memory {
-        memory.insert(key, Arc::clone(entry));
+        memory.insert(key, Arc::clone(&entry));
         // Checked after the insert: an invalidation either removed our copy or is in the log.
         if log.touched_since(since, key, &entry.tags) {
             memory.remove(key);
@@ -319,6 +323,7 @@ pub(crate) fn adopt_shared(
     if log.soft_since(since, key, &entry.tags) {
         entry.mark_stale();
     }
+    entry
 }
 
 /// The outcome of [`lock`].

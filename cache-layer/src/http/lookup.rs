@@ -40,12 +40,13 @@ pub(crate) fn shared_response_of(entry: &Entry) -> Option<Arc<CachedResponse>> {
 }
 
 /// The entry under `key` in memory, unless its last window has closed (the store expires
-/// lazily). Memory holds responses only while it can hear other instances' invalidations (see
-/// `Inner::memory_only_tier`); what Redis holds is read by `shared::lookup`.
+/// lazily). While this instance cannot hear other instances' invalidations, memory holds only
+/// what was stored under the outage bound (see `Inner::admit`); what Redis holds is read by
+/// `shared::lookup`.
 pub(crate) fn live_entry(cache: &Cache, key: &str, now: clock::Instant) -> Option<Arc<Entry>> {
     cache
         .inner()
-        .memory_only_tier()?
+        .memory()
         .get(key)
         .filter(|entry| entry.age(now) != Age::Expired)
 }

@@ -61,7 +61,8 @@
 //! Responses are kept in the cache's memory. With a shared (Redis) tier configured, every
 //! instance's stored responses are dropped by any instance's invalidation (over Redis
 //! pub/sub), and an instance that cannot hear invalidations (not subscribed, Redis down)
-//! stores and serves no responses until it can again.
+//! keeps each response it stores at most the outage bound (`CacheBuilder::outage_ttl`) until
+//! it can again.
 
 pub(crate) mod body;
 pub(crate) mod compact;

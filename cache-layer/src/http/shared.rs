@@ -23,6 +23,7 @@ use super::config::Config;
 use super::rules::gate::{admit, Exchange};
 use super::rules::key::{secondary_key, variant_key};
 use super::stored::{CachedResponse, Variants};
+use crate::cache::EntryKind;
 use crate::entry::{Age, Deadlines, Entry};
 use crate::pipeline;
 use crate::stats::Counter;
@@ -181,7 +182,7 @@ fn decode(
     config: &Config,
     (primary, key): (&str, &str),
     bytes: &[u8],
-) -> Result<Arc<Entry>, &'static str> {
+) -> Result<Entry, &'static str> {
     let now = clock::now();
     let entry = match codec::decode_as::<ResponseWire<'static>>(RESPONSE_FORMAT, bytes) {
         Ok(decoded) => {
@@ -207,7 +208,7 @@ fn decode(
     if !belongs(&entry, primary, key) {
         return Err("stored under another key");
     }
-    Ok(Arc::new(entry))
+    Ok(entry)
 }
 
 /// Whether `entry` belongs under `key` for the URL `primary`: the URL's `Vary` record or its
@@ -254,8 +255,13 @@ async fn read(
     if entry.age(clock::now()) == Age::Expired {
         return None;
     }
-    pipeline::adopt_shared(cache, cache.inner().memory_only_tier(), key, &entry, since);
-    Some(entry)
+    Some(pipeline::adopt_shared(
+        cache,
+        EntryKind::Response,
+        key,
+        entry,
+        since,
+    ))
 }
 
 /// What the shared tier holds for a request whose URL (`primary`) memory had nothing for, or
@@ -396,10 +402,7 @@ mod tests {
         )
     }
 
-    fn decoded(
-        wire: &ResponseWire<'static>,
-        at: WallDeadlines,
-    ) -> Result<Arc<Entry>, &'static str> {
+    fn decoded(wire: &ResponseWire<'static>, at: WallDeadlines) -> Result<Entry, &'static str> {
         let bytes = codec::encode_as(RESPONSE_FORMAT, wire, at, &["t".into()]).unwrap();
         decode(&config(), ("k", "k"), &bytes)
     }

@@ -108,6 +108,8 @@ pub(crate) struct RedisStore {
     /// emptied since (see [`RedisStore::suspect`]).
     opened: AtomicU64,
     recovered: AtomicU64,
+    /// Run each time the breaker opens (see [`RedisStore::when_breaker_opens`]).
+    on_open: Option<BreakerOpened>,
     /// Whether the last operation was answered: a load does not wait a second time budget
     /// for [`RedisStore::shared_since`] right after its read went unanswered.
     answering: AtomicBool,
@@ -116,6 +118,9 @@ pub(crate) struct RedisStore {
     instance: u64,
     counters: Arc<Counters>,
 }
+
+/// What a [`RedisStore`] runs when its breaker opens.
+pub(crate) type BreakerOpened = Box<dyn Fn() + Send + Sync>;
 
 /// The pub/sub payload that tells every instance to empty its memory tier (sent when
 /// invalidations were lost to a full [`Pending`] queue). Not UTF-8, so no name can be it.
@@ -424,10 +429,17 @@ impl RedisStore {
             pending: Pending::default(),
             opened: AtomicU64::new(0),
             recovered: AtomicU64::new(0),
+            on_open: None,
             answering: AtomicBool::new(true),
             instance: fastrand::u64(..),
             counters,
         })
+    }
+
+    /// Runs `hook` each time the breaker opens, right after it opened (the tiered set-up
+    /// empties memory then: see `tiered`).
+    pub(crate) fn when_breaker_opens(&mut self, hook: BreakerOpened) {
+        self.on_open = Some(hook);
     }
 
     /// The id this instance's soft purges carry (see [`SOFT`]).
@@ -479,7 +491,8 @@ impl RedisStore {
 
     /// Whether this instance may have missed invalidations or holds some that did not reach
     /// Redis: the breaker is open, has opened since the memory tier was last emptied, or
-    /// invalidations wait for a replay. Memory in front of Redis is not used meanwhile.
+    /// invalidations wait for a replay. What memory stores meanwhile is kept at most the
+    /// outage bound (see `tiered`).
     #[inline]
     pub(crate) fn suspect(&self) -> bool {
         self.breaker.is_open()
@@ -592,6 +605,9 @@ impl RedisStore {
             // Invalidations published from now on may not reach this instance.
             self.opened.fetch_add(1, Ordering::AcqRel);
             tracing::warn!(cache = self.counters.name(), %error, "Redis unavailable: serving without it until it answers again");
+            if let Some(hook) = &self.on_open {
+                hook();
+            }
         } else {
             tracing::debug!(cache = self.counters.name(), op = what, %error, "Redis operation failed");
         }

@@ -2,11 +2,25 @@
 //! published on the prefix's `invalidate` channel; each instance's subscriber drops its memory
 //! copies (or, for a soft purge, marks them stale).
 //!
-//! Memory is used in front of Redis only while this instance cannot have missed an
-//! invalidation: it is subscribed, its subscription answered a heartbeat recently, its breaker
-//! is closed and has not opened since memory was last emptied, and none of its own
-//! invalidations waits for a replay. Memory is emptied on every (re)subscription, when the
-//! subscription ends or goes silent, and when Redis answers again after the breaker opened.
+//! Memory stands in front of Redis at all times, so a Redis outage does not send every call to
+//! the source. What it stores is kept for the entry's whole lifetime only while this instance
+//! cannot have missed an invalidation: it is subscribed, its subscription answered a heartbeat
+//! recently, its breaker is closed and has not opened since memory was last emptied, and none
+//! of its own invalidations waits for a replay. Otherwise every window of an entry stored
+//! (fresh, stale, stale-if-error, grace) closes within the outage bound
+//! (`CacheBuilder::outage_ttl`) of its store, decided by the one gate into memory
+//! (`Inner::admit`); a bound of zero stores nothing in memory meanwhile.
+//!
+//! So that nothing stored before is served during an outage, memory is emptied once when
+//! this instance stops hearing invalidations (the subscription ends or goes silent, the
+//! breaker opens), after the state that sends stores under the bound is set. It is emptied
+//! again when invalidations can be heard again (every (re)subscription, and when Redis answers
+//! again after the breaker opened): an invalidation missed meanwhile is served at most the
+//! bound after the outage began, or until detection plus recovery. Loads that began before
+//! an emptying are not kept in memory (`InvalidationLog::record_everything`), whichever state
+//! they end in. Invalidations waiting for a replay empty nothing: this instance applied them
+//! in memory already, and still hears the others'.
+//!
 //! A background task probes Redis while the breaker is open or invalidations wait, so both
 //! end without waiting for a caller.
 //!
@@ -31,28 +45,55 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_millis(500);
 /// wait for a replay.
 pub(crate) const PROBE_EVERY: Duration = Duration::from_millis(250);
 
-/// The shared tier of a cache, and whether L1 may be used in front of it.
+/// The shared tier of a cache, and how long memory in front of it keeps what it stores.
 pub(crate) struct Remote {
     pub(crate) store: RedisStore,
     tiered: bool,
     subscribed: AtomicBool,
     tasks_started: AtomicBool,
+    /// How long memory keeps what it stores while this instance cannot hear invalidations.
+    outage_ttl: Duration,
+    /// Whether memory was emptied since this instance last stopped hearing invalidations (or
+    /// it has not heard any yet): what it holds was stored under the outage bound, or is
+    /// discarded by the invalidation log. Reset when memory is emptied on recovery.
+    emptied_for_outage: AtomicBool,
 }
 
 impl Remote {
-    pub(crate) fn new(store: RedisStore, tiered: bool) -> Self {
+    /// The shared tier of the cache `inner` will point to: memory is emptied when its breaker
+    /// opens (see the module docs).
+    pub(crate) fn new(
+        mut store: RedisStore,
+        tiered: bool,
+        outage_ttl: Duration,
+        inner: Weak<Inner>,
+    ) -> Self {
+        store.when_breaker_opens(Box::new(move || {
+            if let Some(inner) = inner.upgrade() {
+                outage_began(&inner);
+            }
+        }));
         Remote {
             store,
             tiered,
             subscribed: AtomicBool::new(false),
             tasks_started: AtomicBool::new(false),
+            outage_ttl,
+            emptied_for_outage: AtomicBool::new(true),
         }
     }
 
-    /// Whether memoised values may use memory as L1 now.
+    /// Whether memoised values use memory as L1 (the tiered set-up).
     #[inline]
-    pub(crate) fn l1_usable(&self) -> bool {
-        self.tiered && self.hears_invalidations()
+    pub(crate) fn tiered(&self) -> bool {
+        self.tiered
+    }
+
+    /// How long an entry stored in memory now may stay there: `None` (its own lifetime) while
+    /// this instance hears every invalidation, else the outage bound.
+    #[inline]
+    pub(crate) fn memory_bound(&self) -> Option<Duration> {
+        (!self.hears_invalidations()).then_some(self.outage_ttl)
     }
 
     /// Whether this instance can hear the other instances' invalidations now, and has not
@@ -95,11 +136,11 @@ async fn recover(weak: Weak<Inner>) {
         if store.needs_probe() || !store.suspect() {
             continue;
         }
-        inner.invalidate_everything_local();
+        outage_ended(&inner);
         store.recovered_up_to(opened);
         tracing::info!(
             cache = inner.counters().name(),
-            "Redis answers again: memory emptied, in use again"
+            "Redis answers again: memory emptied, entries kept for their whole lifetime again"
         );
     }
 }
@@ -162,7 +203,7 @@ async fn listen(weak: &Weak<Inner>, pubsub: PubSub, target: &Target) -> bool {
         return false;
     };
     // Whatever memory holds may have missed invalidations while we were not listening.
-    inner.invalidate_everything_local();
+    outage_ended(&inner);
     set_subscribed(&inner, true);
     tracing::debug!(
         cache = inner.counters().name(),
@@ -196,12 +237,41 @@ async fn listen(weak: &Weak<Inner>, pubsub: PubSub, target: &Target) -> bool {
         return false;
     };
     set_subscribed(&inner, false);
-    inner.invalidate_everything_local();
+    outage_began(&inner);
     tracing::warn!(
         cache = inner.counters().name(),
-        "lost the invalidation subscription: memory bypassed until resubscribed"
+        outage_ttl = ?inner.remote().map(|remote| remote.outage_ttl),
+        "lost the invalidation subscription: memory keeps entries at most the outage bound \
+         (outage_ttl) until resubscribed"
     );
     true
+}
+
+/// This instance stopped hearing invalidations, and the state that says so (not subscribed,
+/// breaker open) is set: memory is emptied, once per outage, so that it holds only what is
+/// stored under the outage bound from now on.
+fn outage_began(inner: &Inner) {
+    let Some(remote) = inner.remote() else {
+        return;
+    };
+    if remote.emptied_for_outage.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    inner.invalidate_everything_local();
+    tracing::info!(
+        cache = inner.counters().name(),
+        outage_ttl = ?remote.outage_ttl,
+        "cannot hear invalidations: memory emptied, entries now kept at most the outage bound"
+    );
+}
+
+/// This instance is about to hear every invalidation again: memory, which may have missed
+/// some, is emptied (and will be again when the next outage begins).
+fn outage_ended(inner: &Inner) {
+    if let Some(remote) = inner.remote() {
+        remote.emptied_for_outage.store(false, Ordering::Release);
+    }
+    inner.invalidate_everything_local();
 }
 
 fn set_subscribed(inner: &Inner, subscribed: bool) {
