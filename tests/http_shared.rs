@@ -492,6 +492,13 @@ async fn a_killed_redis_keeps_responses_in_memory_for_the_outage_bound() {
         (2..=5).contains(&origin),
         "about one origin call per bound, not one per request: {origin} for {requests}"
     );
+    // A write through A during the outage drops A's copy at once.
+    let kept = fleet.a.get("/r", &[]).await.text();
+    assert_eq!(
+        fleet.a.send(Method::POST, "/r", &[]).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_ne!(fleet.a.get("/r", &[]).await.text(), kept);
 
     fleet.redis.restart();
     until_sharing_resumes(&fleet).await;

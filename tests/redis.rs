@@ -1848,6 +1848,9 @@ async fn a_killed_redis_keeps_l1_for_the_outage_bound() {
         (2..=5).contains(&loads),
         "about one load per bound, not one per call: {loads} for {calls}"
     );
+    // A write made here during the outage applies to memory at once.
+    instance.rename(1, "Ada").await.unwrap();
+    assert_eq!(instance.user(1).await.unwrap().name, "Ada");
 
     server.restart();
     let mut raw = server.raw().await;

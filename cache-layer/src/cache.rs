@@ -389,8 +389,8 @@ impl Cache {
     /// Starts, once, the tasks that keep the memory tier usable next to a shared tier: the
     /// subscriber that hears other instances' invalidations, and the recovery that replays
     /// queued ones (it needs a Tokio runtime; outside one, a later call starts them). Until
-    /// they run, memory keeps what it stores at most the outage bound. Called where the shared tier is first used: a read that
-    /// reaches it, every store and every invalidation.
+    /// they run, memory keeps what it stores at most the outage bound. Called where the
+    /// shared tier is first used: a read that reaches it, every store and every invalidation.
     pub(crate) fn listen_for_invalidations(&self) {
         if let Some(remote) = &self.inner.remote {
             remote.ensure_subscriber(Arc::downgrade(&self.inner));
@@ -405,9 +405,9 @@ impl Cache {
     }
 
     /// Stores a response's `entry` (HTTP responses, their records) under `key`: in memory as
-    /// [`Inner::admit`] decides, and, with `shared` (its encoded
-    /// bytes, and where Redis's invalidation history stood when the load began), in the
-    /// shared tier off the caller's path. Nothing is kept when `key` or a tag was invalidated
+    /// [`Inner::admit`] decides, and, with `shared` (its encoded bytes, and where Redis's
+    /// invalidation history stood when the load began), in the shared tier off the caller's
+    /// path. Nothing is kept when `key` or a tag was invalidated
     /// after the load began (`since`); returns whether it was kept somewhere.
     pub(crate) fn store_response(
         &self,

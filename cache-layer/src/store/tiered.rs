@@ -298,3 +298,59 @@ fn deliver(inner: &Inner, payload: &[u8]) {
         inner.invalidate_local(name);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{Cache, Key, LoadOptions};
+
+    /// A tiered cache whose Redis never answers (nothing listens on port 1): it never hears
+    /// invalidations.
+    fn cut_off(outage_ttl: Duration) -> Cache {
+        Cache::builder()
+            .tiered("redis://127.0.0.1:1/")
+            .redis_timeouts(Duration::from_millis(20), Duration::from_millis(20))
+            .outage_ttl(outage_ttl)
+            .build()
+            .unwrap()
+    }
+
+    async fn load(cache: &Cache) -> u32 {
+        let options = LoadOptions::new(Duration::from_secs(3600))
+            .stale(Duration::from_secs(3600))
+            .stale_if_error(Duration::from_secs(3600));
+        let key = Key::new("k");
+        cache
+            .get_or_load(&key, &options, || async { Ok::<_, std::io::Error>(7) })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_cut_off_instance_keeps_values_at_most_the_outage_bound() {
+        let cache = cut_off(Duration::from_millis(50));
+        load(&cache).await;
+        load(&cache).await;
+        assert_eq!(cache.stats().loads, 1, "kept in memory");
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        load(&cache).await;
+        assert_eq!(
+            cache.stats().loads,
+            2,
+            "its hour-long windows were cut to the bound"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_zero_bound_keeps_nothing_and_the_longest_saturates() {
+        let zero = cut_off(Duration::ZERO);
+        load(&zero).await;
+        load(&zero).await;
+        assert_eq!(zero.stats().loads, 2);
+        let longest = cut_off(Duration::MAX);
+        load(&longest).await;
+        load(&longest).await;
+        assert_eq!(longest.stats().loads, 1);
+    }
+}
