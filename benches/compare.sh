@@ -4,10 +4,14 @@
 #   CacheLayer memory   the catalog as shipped: CacheLayer in process
 #   CacheLayer Redis    the catalog with --redis (tiered memory + Redis), when redis-server is installed
 #   nginx proxy_cache   the uncached catalog behind nginx's proxy_cache (the usual alternative)
+#   same bytes, static  the response CacheLayer serves for the endpoint (status, headers and
+#                       body recorded with curl from the memory set-up), served from static memory
+#                       by examples/static_copy.rs through axum::serve, as the catalog serves: no
+#                       cache, no database, no histogram. The ceiling of any cache inside this
+#                       server for this response
 #   ceiling             the uncached catalog's GET /healthz (two static bytes, merged outside
 #                       every layer: no cache lookup, no latency histogram, no database): what
-#                       this server answers at best on this machine, so an upper bound for any
-#                       cache inside it
+#                       this server answers at best on this machine
 # Two phases, each with its own table:
 #   all cores   servers and wrk share every core (wrk -t$THREADS, nginx worker_processes auto)
 #   per core    each server pinned to core $SERVER_CORE (taskset; nginx worker_processes 1, the
@@ -47,9 +51,10 @@ for tool in wrk nginx; do
     command -v "$tool" >/dev/null || { echo "error: $tool not found (apt-get install $tool)" >&2; exit 1; }
 done
 
-cargo build --release --example catalog >&2
+cargo build --release --example catalog --example static_copy >&2
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 CATALOG="$TARGET_DIR/release/examples/catalog"
+STATIC_COPY="$TARGET_DIR/release/examples/static_copy"
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -65,13 +70,13 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# Starts the catalog as set-up $1 with flags $2... (under the PIN prefix); sets ADDR[$1] to its
-# address. Not run in a subshell, so that its pid reaches the clean-up.
-start_catalog() {
-    local setup=$1
-    shift
-    local log="$WORK/catalog-${#PIDS[@]}.log"
-    "${PIN[@]}" "$CATALOG" --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
+# Starts server binary $2 as set-up $1 with flags $3... (under the PIN prefix); sets ADDR[$1] to
+# its address. Not run in a subshell, so that its pid reaches the clean-up.
+start_server() {
+    local setup=$1 binary=$2
+    shift 2
+    local log="$WORK/server-${#PIDS[@]}.log"
+    "${PIN[@]}" "$binary" --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
     SERVER_PID[$setup]=$pid
@@ -86,8 +91,12 @@ start_catalog() {
         fi
         sleep 0.1
     done
-    echo "error: catalog did not start" >&2
+    echo "error: $setup did not start" >&2
     return 1
+}
+
+start_catalog() {
+    start_server "$1" "$CATALOG" "${@:2}"
 }
 
 # One phase: starts every set-up (under PIN), measures them with WRK, prints the table titled
@@ -163,6 +172,13 @@ SERVER_PID[nginx proxy_cache]=$!
 sleep 0.5
 ADDR[nginx proxy_cache]=127.0.0.1:$NGINX_PORT
 SETUPS+=("nginx proxy_cache")
+
+# The memory set-up's hit, recorded (the first request stores it) and served statically.
+curl -fsS -o /dev/null "http://${ADDR[CacheLayer memory]}$PATH_UNDER_TEST"
+curl -fsS -D "$WORK/hit.head" -o "$WORK/hit.body" "http://${ADDR[CacheLayer memory]}$PATH_UNDER_TEST"
+grep -qi '^cache-status:.*hit' "$WORK/hit.head" || { echo "error: no hit to record:" >&2; cat "$WORK/hit.head" >&2; exit 1; }
+start_server "same bytes, static" "$STATIC_COPY" --head "$WORK/hit.head" --body "$WORK/hit.body"
+SETUPS+=("same bytes, static")
 
 URL=()
 for setup in "${SETUPS[@]}"; do
