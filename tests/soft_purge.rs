@@ -243,7 +243,8 @@ fn tiered(server: &RedisServer, prefix: &str) -> Cache {
         .unwrap()
 }
 
-/// Waits until `cache` answers `key` as a fresh hit from memory (subscribed, L1 filled).
+/// Waits until `cache` answers `key` as a fresh hit from memory (L1 filled; its first call
+/// started the subscriber).
 async fn until_a_memory_hit(cache: &Cache, source: &Source, key: &Key) {
     eventually("a memory hit", async || {
         let before = cache.stats();
