@@ -353,4 +353,17 @@ mod tests {
         load(&longest).await;
         assert_eq!(longest.stats().loads, 1);
     }
+
+    #[tokio::test]
+    async fn memoised_values_on_redis_alone_still_have_no_memory_tier() {
+        let cache = Cache::builder()
+            .redis("redis://127.0.0.1:1/")
+            .redis_timeouts(Duration::from_millis(20), Duration::from_millis(20))
+            .build()
+            .unwrap();
+        load(&cache).await;
+        load(&cache).await;
+        assert_eq!(cache.stats().loads, 2);
+        assert_eq!(cache.entry_count(), 0);
+    }
 }
