@@ -623,6 +623,33 @@ async fn a_background_refresh_of_a_call_is_traced() {
 }
 
 #[tokio::test]
+async fn a_call_lookup_is_traced_with_its_outcome_and_tier() {
+    let lookups = Spans::named("cache.lookup");
+    let _guard = lookups.install();
+    let mut server = start(Seen::default(), |cache| {
+        CacheLayer::new(cache)
+            .stale_while_revalidate(Duration::from_secs(60))
+            .grpc_method(GET_COURSE, Duration::ZERO)
+            .unwrap()
+    })
+    .await;
+    get(&mut server.client, 7).await.unwrap(); // stored, already stale
+    get(&mut server.client, 7).await.unwrap(); // served stale
+    let mut fresh = start(Seen::default(), cached_get).await;
+    get(&mut fresh.client, 8).await.unwrap();
+    get(&mut fresh.client, 8).await.unwrap(); // a hit
+    assert_eq!(
+        lookups.values("cache.outcome"),
+        ["miss", "stale", "miss", "hit"]
+    );
+    assert_eq!(lookups.values("cache.tier"), ["memory", "memory"]);
+    assert!(lookups
+        .values("http.request.method")
+        .iter()
+        .all(|method| method == "POST"));
+}
+
+#[tokio::test]
 async fn calls_with_a_session_cookie_are_not_shared() {
     // gRPC-Web clients authenticate with the browser's cookie: like `authorization`, it keeps
     // callers apart unless it is part of the key.

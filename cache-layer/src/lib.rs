@@ -425,7 +425,7 @@
 //!
 //! # Traces
 //! Every cache decision is a `tracing` span, whatever exports it (an OpenTelemetry layer, a
-//! log): `cache.lookup` (level DEBUG, on the hit path: memo and HTTP look-ups, each key of a
+//! log): `cache.lookup` (level DEBUG, on the hit path: memo, HTTP and gRPC look-ups, each key of a
 //! batch), `cache.load` (level INFO: a memo load, entered while it runs) and `cache.refresh`
 //! (level INFO: a background refresh of a stale entry, memo, HTTP or gRPC; a root span that
 //! [follows from](tracing::Span::follows_from) the request that served the stale value, since

@@ -1,8 +1,8 @@
-//! The `tracing` spans of cache decisions: one `cache.lookup` span per look-up (memo and HTTP,
-//! level DEBUG: it is on the hit path), one `cache.load` span per memo load (level INFO) and one
-//! `cache.refresh` span per background refresh (stale-while-revalidate: memo, HTTP and gRPC,
-//! level INFO). A refresh span has no parent: it outlives the request that started it, which
-//! it [follows from](tracing::Span::follows_from) (an OpenTelemetry link).
+//! The `tracing` spans of cache decisions: one `cache.lookup` span per look-up (memo, HTTP and
+//! gRPC, level DEBUG: it is on the hit path), one `cache.load` span per memo load (level INFO)
+//! and one `cache.refresh` span per background refresh (stale-while-revalidate: memo, HTTP and
+//! gRPC, level INFO). A refresh span has no parent: it outlives the request that started it,
+//! which it [follows from](tracing::Span::follows_from) (an OpenTelemetry link).
 //!
 //! Fields, named after OpenTelemetry's conventions where one exists (`code.function.name`,
 //! `http.request.method`), else under `cache.`:
@@ -75,7 +75,7 @@ pub(crate) fn memo_lookup(cache: &Cache, site: &'static str, key: &str) -> Span 
     span
 }
 
-/// An HTTP look-up's span.
+/// An HTTP look-up's span (a gRPC call's too: `POST`).
 #[inline]
 pub(crate) fn http_lookup(cache: &Cache, method: &http::Method) -> Span {
     let span = tracing::debug_span!(

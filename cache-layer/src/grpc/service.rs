@@ -36,7 +36,7 @@ use crate::http::stored::Uncacheable;
 use crate::http::tags::take_tags;
 use crate::pipeline::{self, Found, Joined, Leader, Load, Waiting};
 use crate::stats::Counter;
-use crate::trace;
+use crate::trace::{self, Outcome, Tier};
 use crate::{Cache, CacheService};
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CacheService<S, GrpcMethods>
@@ -315,18 +315,30 @@ impl Call {
         call_key(parts, &self.grpc.key_metadata, &message).ok_or("authority")
     }
 
-    /// Looks the call up and decides how to answer it.
+    /// Looks the call up and decides how to answer it, under a `cache.lookup` span (as an
+    /// HTTP request's look-up) that records the outcome.
     fn decide(&self, key: &str, request: &HeaderMap) -> Decision {
+        let span = trace::http_lookup(&self.cache, &http::Method::POST);
+        let (decision, outcome) = self.decide_untraced(key, request);
+        let tier = matches!(outcome, Outcome::Hit | Outcome::Stale).then_some(Tier::Memory);
+        trace::outcome(&span, outcome, tier);
+        decision
+    }
+
+    /// [`Call::decide`] without its span: the decision and the look-up's outcome.
+    fn decide_untraced(&self, key: &str, request: &HeaderMap) -> (Decision, Outcome) {
         let counters = self.cache.inner().counters();
+        let miss = |forward, stale| (Decision::Forward(forward, stale), Outcome::Miss);
         let (entry, call) = match lookup(&self.cache, key, request) {
             Held::Stored(entry, call) => (entry, call),
-            Held::Uncacheable => return Decision::Forward(Forward::Miss, None),
-            Held::Nothing => return Decision::Forward(Forward::UriMiss, None),
+            Held::Uncacheable => return miss(Forward::Miss, None),
+            Held::Nothing => return miss(Forward::UriMiss, None),
         };
         match pipeline::found::<CachedCall>(&entry, clock::now()) {
             Found::Fresh(_) => {
                 counters.add(Counter::Hit);
-                Decision::Serve((call, CacheStatus::hit().ttl(remaining_ttl(&entry))))
+                let status = CacheStatus::hit().ttl(remaining_ttl(&entry));
+                (Decision::Serve((call, status)), Outcome::Hit)
             }
             Found::Stale(_, claim) => {
                 counters.add(Counter::Stale);
@@ -334,13 +346,14 @@ impl Call {
                 let status = CacheStatus::hit()
                     .ttl(remaining_ttl(&entry).min(0))
                     .detail("stale-while-revalidate");
-                match claim {
+                let decision = match claim {
                     Some(claim) => Decision::Refresh((call, status), claim),
                     None => Decision::Serve((call, status)),
-                }
+                };
+                (decision, Outcome::Stale)
             }
-            Found::Fallback => Decision::Forward(Forward::Stale, Some(call)),
-            Found::Expired | Found::OtherType => Decision::Forward(Forward::UriMiss, None),
+            Found::Fallback => miss(Forward::Stale, Some(call)),
+            Found::Expired | Found::OtherType => miss(Forward::UriMiss, None),
         }
     }
 
