@@ -198,8 +198,12 @@ async fn a_hard_invalidation_still_drops_a_soft_purged_entry() {
     source.release(1);
     assert_eq!(source.call(&cache, &key, &options()).await, 1);
     cache.soft_invalidate("prices").await;
+    let stats = cache.stats();
+    assert_eq!((stats.soft_invalidations, stats.invalidations), (1, 0));
     cache.invalidate("prices").await;
     assert_eq!(cache.get::<u32>(&key).await, None);
+    let stats = cache.stats();
+    assert_eq!((stats.soft_invalidations, stats.invalidations), (1, 1));
 }
 
 /// A load that began before a soft purge may have read the old data: its value is stored,

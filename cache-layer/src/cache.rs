@@ -269,6 +269,7 @@ impl Cache {
         let inner = &*self.inner;
         for name in &names {
             if soft {
+                inner.counters.add(Counter::SoftInvalidation);
                 tracing::debug!(cache = inner.counters.name(), name, "soft purge");
                 inner.soft_invalidate_local(name);
             } else {

@@ -33,6 +33,9 @@ pub struct Stats {
     pub inserts: u64,
     /// Calls to [`Cache::invalidate`](crate::Cache::invalidate).
     pub invalidations: u64,
+    /// Calls to [`Cache::soft_invalidate`](crate::Cache::soft_invalidate) (soft purges: the
+    /// entries are kept, stale).
+    pub soft_invalidations: u64,
     /// Entries evicted to stay inside the memory budget.
     pub evictions: u64,
     /// Shared-store (Redis) operations that failed or timed out; each fell back to the source.
@@ -79,6 +82,7 @@ pub(crate) enum Counter {
     LoadError,
     Insert,
     Invalidation,
+    SoftInvalidation,
     Eviction,
     StoreError,
     DecodeError,
@@ -86,7 +90,7 @@ pub(crate) enum Counter {
 }
 
 impl Counter {
-    const COUNT: usize = 13;
+    const COUNT: usize = 14;
     const ALL: [Counter; Counter::COUNT] = [
         Counter::Hit,
         Counter::Miss,
@@ -97,6 +101,7 @@ impl Counter {
         Counter::LoadError,
         Counter::Insert,
         Counter::Invalidation,
+        Counter::SoftInvalidation,
         Counter::Eviction,
         Counter::StoreError,
         Counter::DecodeError,
@@ -114,6 +119,7 @@ impl Counter {
             Counter::LoadError => "cache_load_errors_total",
             Counter::Insert => "cache_inserts_total",
             Counter::Invalidation => "cache_invalidations_total",
+            Counter::SoftInvalidation => "cache_soft_invalidations_total",
             Counter::Eviction => "cache_evictions_total",
             Counter::StoreError => "cache_store_errors_total",
             Counter::DecodeError => "cache_decode_errors_total",
@@ -166,6 +172,7 @@ impl Counters {
             load_errors: get(Counter::LoadError),
             inserts: get(Counter::Insert),
             invalidations: get(Counter::Invalidation),
+            soft_invalidations: get(Counter::SoftInvalidation),
             evictions: get(Counter::Eviction),
             store_errors: get(Counter::StoreError),
             decode_errors: get(Counter::DecodeError),
