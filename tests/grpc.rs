@@ -220,6 +220,14 @@ fn cached_get(cache: Cache) -> CacheLayer<GrpcMethods> {
         .unwrap()
 }
 
+/// `GetCourse` stored already stale, served stale for a minute while one call refreshes it.
+fn stale_at_once(cache: Cache) -> CacheLayer<GrpcMethods> {
+    CacheLayer::new(cache)
+        .stale_while_revalidate(Duration::from_secs(60))
+        .grpc_method(GET_COURSE, Duration::ZERO)
+        .unwrap()
+}
+
 async fn get(client: &mut CatalogClient<Channel>, id: u64) -> Result<Response<Course>, Status> {
     client.get_course(GetCourseRequest { id }).await
 }
@@ -577,13 +585,7 @@ async fn a_stale_call_stands_in_when_the_service_fails() {
 
 #[tokio::test]
 async fn a_stale_call_is_served_while_one_call_refreshes_it() {
-    let mut server = start(Seen::default(), |cache| {
-        CacheLayer::new(cache)
-            .stale_while_revalidate(Duration::from_secs(60))
-            .grpc_method(GET_COURSE, Duration::ZERO)
-            .unwrap()
-    })
-    .await;
+    let mut server = start(Seen::default(), stale_at_once).await;
     get(&mut server.client, 7).await.unwrap();
     let stale = get(&mut server.client, 7).await.unwrap();
     assert_eq!(stale.get_ref().title, "course 7 for anonymous, answer 1");
@@ -604,13 +606,7 @@ async fn a_stale_call_is_served_while_one_call_refreshes_it() {
 async fn a_background_refresh_of_a_call_is_traced() {
     let refreshes = Spans::named("cache.refresh");
     let _guard = refreshes.install();
-    let mut server = start(Seen::default(), |cache| {
-        CacheLayer::new(cache)
-            .stale_while_revalidate(Duration::from_secs(60))
-            .grpc_method(GET_COURSE, Duration::ZERO)
-            .unwrap()
-    })
-    .await;
+    let mut server = start(Seen::default(), stale_at_once).await;
     get(&mut server.client, 7).await.unwrap();
     get(&mut server.client, 7).await.unwrap(); // stale: refreshed in the background
     for _ in 0..500 {
@@ -626,13 +622,7 @@ async fn a_background_refresh_of_a_call_is_traced() {
 async fn a_call_lookup_is_traced_with_its_outcome_and_tier() {
     let lookups = Spans::named("cache.lookup");
     let _guard = lookups.install();
-    let mut server = start(Seen::default(), |cache| {
-        CacheLayer::new(cache)
-            .stale_while_revalidate(Duration::from_secs(60))
-            .grpc_method(GET_COURSE, Duration::ZERO)
-            .unwrap()
-    })
-    .await;
+    let mut server = start(Seen::default(), stale_at_once).await;
     get(&mut server.client, 7).await.unwrap(); // stored, already stale
     get(&mut server.client, 7).await.unwrap(); // served stale
     let mut fresh = start(Seen::default(), cached_get).await;
