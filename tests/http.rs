@@ -1,7 +1,6 @@
 //! `CacheLayer` end to end: a real axum server on a loopback port, a real HTTP client.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,91 +13,10 @@ use axum::Router;
 use bytes::Bytes;
 use cache_layer::{Cache, CacheLayer, CacheTags, EtagMode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-struct Server {
-    addr: SocketAddr,
-    client: HttpClient,
-    cache: Cache,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().unwrap())
-            .unwrap_or("")
-    }
-
-    fn cache_status(&self) -> &str {
-        self.header("cache-status")
-    }
-
-    fn age(&self) -> u64 {
-        self.header("age").parse().expect("an Age header")
-    }
-}
-
-/// Serves `app` behind `layer(cache)` on an ephemeral loopback port.
-async fn start(app: Router, layer: impl FnOnce(Cache) -> CacheLayer) -> Server {
-    start_on(Cache::builder().jitter(0.0).build().unwrap(), app, layer).await
-}
-
-/// [`start`] with a given cache.
-async fn start_on(cache: Cache, app: Router, layer: impl FnOnce(Cache) -> CacheLayer) -> Server {
-    let app = app.layer(layer(cache.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let client = Client::builder(TokioExecutor::new()).build_http();
-    Server {
-        addr,
-        client,
-        cache,
-    }
-}
-
-impl Server {
-    async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Reply {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(format!("http://{}{path}", self.addr));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = self
-            .client
-            .request(request.body(Full::new(Bytes::new())).unwrap())
-            .await
-            .unwrap();
-        let (parts, body) = response.into_parts();
-        Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body: body.collect().await.unwrap().to_bytes(),
-        }
-    }
-
-    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
-        self.send(Method::GET, path, headers).await
-    }
-}
 
 mod support;
+
+use support::loopback::{start, start_on, Server};
 
 #[tokio::test]
 async fn on_a_shared_cache_invalidations_reach_every_instances_responses() {
@@ -127,7 +45,7 @@ async fn on_a_shared_cache_invalidations_reach_every_instances_responses() {
         assert!(hit, "responses are served from the cache");
     }
     let before = calls.load(Ordering::SeqCst);
-    a.cache.invalidate("catalog").await;
+    a.cache().invalidate("catalog").await;
     let mut reloaded = false;
     for _ in 0..500 {
         b.get("/r", &[]).await;
@@ -337,7 +255,7 @@ async fn fresh_responses_are_served_from_the_cache() {
     assert_eq!(second.header("etag"), first.header("etag"));
     assert_eq!(second.header("date"), first.header("date"), "Date is kept");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert_eq!(server.cache.stats().hits, 1);
+    assert_eq!(server.cache().stats().hits, 1);
 }
 
 #[tokio::test]
@@ -789,7 +707,7 @@ async fn concurrent_misses_on_a_cold_url_call_the_handler_once() {
         assert_eq!(reply.text(), "slow");
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    let stats = server.cache.stats();
+    let stats = server.cache().stats();
     assert_eq!(stats.loads, 1, "{stats:?}");
     assert_eq!(stats.coalesced + stats.hits, 99, "{stats:?}");
 }
@@ -892,7 +810,7 @@ async fn cache_tags_are_stripped_and_invalidate_responses() {
     let first = server.get("/users/7", &[]).await;
     assert!(!first.headers.contains_key("cache-tag"));
     assert_eq!(server.get("/users/7", &[]).await.text(), "user 7 v1");
-    server.cache.invalidate("user:7").await;
+    server.cache().invalidate("user:7").await;
     assert_eq!(server.get("/users/7", &[]).await.text(), "user 7 v2");
     server.get("/teams", &[]).await;
     assert!(server
@@ -900,7 +818,7 @@ async fn cache_tags_are_stripped_and_invalidate_responses() {
         .await
         .cache_status()
         .contains("hit"));
-    server.cache.invalidate("users").await;
+    server.cache().invalidate("users").await;
     assert_eq!(server.get("/users/7", &[]).await.text(), "user 7 v3");
     assert!(!server
         .get("/teams", &[])
@@ -1074,7 +992,7 @@ async fn a_key_fn_can_drop_the_query_and_bypass_paths() {
     let bypassed = server.get("/r?nocache", &[]).await;
     assert_eq!(bypassed.text(), "body-2");
     assert_eq!(bypassed.cache_status(), "cache-layer; fwd=bypass");
-    server.cache.invalidate("page:/r").await;
+    server.cache().invalidate("page:/r").await;
     assert_eq!(server.get("/r", &[]).await.text(), "body-3");
 }
 
@@ -1572,11 +1490,7 @@ async fn hits_are_served_while_the_inner_service_is_at_capacity() {
         .await
         .unwrap()
     });
-    let server = Arc::new(Server {
-        addr,
-        client: Client::builder(TokioExecutor::new()).build_http(),
-        cache,
-    });
+    let server = Arc::new(Server::at(addr, Some(cache)));
     assert!(server
         .get("/r", &[])
         .await

@@ -14,8 +14,10 @@ use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub struct Server {
-    addr: SocketAddr,
-    client: Client<HttpConnector, Full<Bytes>>,
+    pub addr: SocketAddr,
+    pub client: Client<HttpConnector, Full<Bytes>>,
+    /// The cache behind the layer, when the server was started with one.
+    pub cache: Option<Cache>,
 }
 
 pub struct Reply {
@@ -39,6 +41,10 @@ impl Reply {
     pub fn cache_status(&self) -> &str {
         self.header("cache-status")
     }
+
+    pub fn age(&self) -> u64 {
+        self.header("age").parse().expect("an Age header")
+    }
 }
 
 /// Serves `app` behind `layer(cache)` on an ephemeral loopback port.
@@ -53,7 +59,9 @@ pub async fn start_on(
     app: Router,
     layer: impl FnOnce(Cache) -> CacheLayer,
 ) -> Server {
-    serve(app.layer(layer(cache))).await
+    let mut server = serve(app.layer(layer(cache.clone()))).await;
+    server.cache = Some(cache);
+    server
 }
 
 /// Serves `app` as it is (its layers already in place) on an ephemeral loopback port.
@@ -61,13 +69,24 @@ pub async fn serve(app: Router) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Server {
-        addr,
-        client: Client::builder(TokioExecutor::new()).build_http(),
-    }
+    Server::at(addr, None)
 }
 
 impl Server {
+    /// A client for the server listening on `addr`, in front of `cache`.
+    pub fn at(addr: SocketAddr, cache: Option<Cache>) -> Server {
+        Server {
+            addr,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            cache,
+        }
+    }
+
+    /// The cache behind the layer ([`start`], [`start_on`]).
+    pub fn cache(&self) -> &Cache {
+        self.cache.as_ref().expect("a server started with a cache")
+    }
+
     pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
         self.send(Method::GET, path, headers).await
     }
