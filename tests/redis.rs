@@ -1044,6 +1044,109 @@ async fn a_load_that_began_before_another_instances_invalidation_is_not_kept_in_
     assert_eq!(b.user(1).await.unwrap().name, "Ada");
 }
 
+/// On a cluster: instance a (whose first seed, the node it subscribes through, is a relay, so
+/// that the test can hold what it hears) loads user 1 and reads the old name; then b renames
+/// the user and invalidates `name`; only then does a's loader return. Redis must not keep the
+/// value loaded before the invalidation.
+async fn a_cluster_load_across_another_instances_invalidation_of(name: &str) {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    let first_port = urls[0].trim_end_matches('/').rsplit(':').next();
+    let relay = Relay::start(first_port.unwrap().parse().unwrap()).await;
+    let db = Db::default();
+    let build = |seeds: [&String; 3]| {
+        Cache::builder()
+            .redis_cluster(seeds.map(String::clone))
+            .key_prefix("lost:")
+            .build()
+            .expect("valid configuration")
+    };
+    let a = Gated {
+        cache: build([&relay.url(), &urls[1], &urls[2]]),
+        db: db.clone(),
+        read: Arc::default(),
+        gate: Arc::default(),
+    };
+    // b subscribes through another node.
+    let b = Instance {
+        cache: build([&urls[1], &urls[2], &urls[0]]),
+        db: db.clone(),
+    };
+    let load = {
+        let a = a.clone();
+        tokio::spawn(async move { a.user(1).await })
+    };
+    a.read.notified().await;
+    // a's subscription is up (the only one on the first node); then a hears nothing more.
+    let numsub = ["PUBSUB", "NUMSUB", "lost:invalidate"];
+    eventually(async || cluster_cli(&urls[0], &numsub).ends_with('1')).await;
+    relay.hold_subscribers();
+    db.names.lock().unwrap().insert(1, "Ada".to_owned());
+    b.cache.invalidate(name).await;
+    a.gate.notify_one();
+    assert_eq!(load.await.unwrap().unwrap().name, "user1");
+    // The write has been made and checked (a heard nothing: its subscription is held).
+    eventually(async || a.cache.stats().shared_writes_refused == 1).await;
+    relay.release_all();
+    assert_eq!(
+        cluster_cli(&urls[0], &["EXISTS", "lost:v:user:1"]),
+        "0",
+        "the value loaded before the invalidation of {name:?} was not kept"
+    );
+    assert_eq!(b.user(1).await.unwrap().name, "Ada");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_load_that_began_before_another_instances_invalidation_of_its_key_is_not_kept(
+) {
+    a_cluster_load_across_another_instances_invalidation_of("user:1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_load_that_began_before_another_instances_invalidation_of_its_tag_is_not_kept(
+) {
+    a_cluster_load_across_another_instances_invalidation_of("users").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_load_whose_write_cannot_be_checked_is_not_kept() {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    // The app user may read and write entries, tag sets and locks, but not the invalidation
+    // markers ("ck:i:*"): the check after the write fails.
+    for url in &urls {
+        let reply = cluster_cli(
+            url,
+            &[
+                "ACL", "SETUSER", "app", "on", ">pw", "~ck:v:*", "~ck:t:*", "~ck:l:*", "&*",
+                "+@all",
+            ],
+        );
+        assert_eq!(reply, "OK");
+    }
+    let as_app: Vec<String> = urls
+        .iter()
+        .map(|u| u.replacen("redis://", "redis://app:pw@", 1))
+        .collect();
+    let instance = Instance {
+        cache: Cache::builder()
+            .redis_cluster(as_app)
+            .key_prefix("ck:")
+            .build()
+            .expect("valid configuration"),
+        db: Db::default(),
+    };
+    instance.user(1).await.unwrap();
+    // The write runs off the caller's path: the value was set, then its check failed.
+    eventually(async || instance.cache.stats().store_errors >= 1).await;
+    // Its delete was queued, and is replayed (by the background probe) once Redis answers.
+    eventually(async || cluster_cli(&urls[0], &["EXISTS", "ck:v:user:1"]) == "0").await;
+    assert_eq!(
+        cluster_cli(&urls[0], &["SISMEMBER", "ck:t:users", "ck:v:user:1"]),
+        "1"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_refresh_that_began_before_another_instances_invalidation_is_not_kept() {
     let server = RedisServer::start();

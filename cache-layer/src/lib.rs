@@ -289,7 +289,8 @@
 //!   memory copies stale. A soft purge that cannot reach Redis never fails the caller: it is kept and replayed as
 //!   a hard invalidation (see above), so no instance keeps the entries fresh. Its limit: a load
 //!   that began before another instance's soft purge, and whose write reaches Redis before this
-//!   instance hears of the purge, is stored fresh in Redis.
+//!   instance hears of the purge, is stored fresh in Redis (on Redis Cluster too: a soft purge
+//!   sets no invalidation marker).
 //!
 //! # Redis layout
 //! A stable contract: instances running different versions of an application share entries.
@@ -300,11 +301,12 @@
 //! | `P` `v:` key | string | the entry (layout below); `PX` = its whole lifetime |
 //! | `P` `t:` tag | set | the value keys (`P` `v:` ...) carrying the tag; expires with its longest-lived entry; at most 10,000 members (past that, the surplus entries are deleted); members whose entry is gone are pruned as the set is written |
 //! | `P` `l:` key | string | the distributed load lock (`lock = "5s"`): a random token, `PX` = the lock time |
+//! | `P` `i:` name | string | on Redis Cluster only: the name's (key or tag) invalidation marker, the time of the node that holds it when the name was last invalidated, in microseconds since the Unix epoch (decimal digits); `PX` = 10 minutes |
 //! | `P` `invalidated` | sorted set | the invalidation history (one Redis; not on a cluster), no TTL: member `0xFF` scores the epoch, a counter every invalidation moves on (started at the server's time in microseconds); each recently invalidated name (key or tag, in the bounded form below) scores the epoch of its last invalidation; member `0xFE` scores the floor, at and above which the history is complete; at most 100,000 names (past that, the oldest are dropped and the floor raised to them) |
 //! | `P` `invalidate` | pub/sub channel | each invalidated name (key or tag), for every instance's memory tier; the single byte `0xFF` (not UTF-8) means "empty your memory tier"; the byte `0xFE` (not UTF-8), the sending instance's random id (8 bytes) and a name mean "mark that name's entries stale" (a [soft purge](#soft-purge); the sender ignores its own, an instance that does not know the byte ignores it) |
 //!
 //! A key or tag longer than 200 bytes is stored as its first 64 bytes, `#`, and the hex SHA-256
-//! of the whole, after `#` instead of `:` (`P` `v#` ..., `P` `t#` ..., `P` `l#` ...): no short
+//! of the whole, after `#` instead of `:` (`P` `v#` ..., `P` `t#` ..., `P` `l#` ..., `P` `i#` ...): no short
 //! key or tag can reach it. A write adds the value key to its tag sets before it writes the
 //! value, so no failure leaves a value that invalidating one of its tags would not find. On
 //! one Redis, a write and an invalidation (the tag's members, the entry, the set, the
@@ -317,7 +319,23 @@
 //! invalidation never lands in Redis after it, however late this instance hears of it. An
 //! explicit [`Cache::insert`] is written unchecked. On Redis Cluster, tag sets are updated and
 //! taken by scripts of one key each, so a concurrent write is never lost, and a member whose
-//! delete fails is kept for the replay by key. The commands used work on Redis 6.2 and later. A command Redis refuses about one key
+//! delete fails is kept for the replay by key. There, where one script cannot reach keys in
+//! other slots, a load's write is checked after it is made: an invalidation first sets the
+//! name's marker `P` `i:` name (one script: the node's `TIME`), and only then takes the tag's
+//! set and deletes; a load notes when it began (this process's monotonic clock, no round trip),
+//! and after its tag memberships and value are written, reads the age of the markers of its
+//! key and tags, each measured by the node that holds it, and deletes the value again when one
+//! is younger than the load (plus 100 ms and 0.1% for clocks that step or drift). Each marker's
+//! update and read are ordered on its node: either the read sees the invalidation and the
+//! value is deleted, or the invalidation's delete comes after the write and removes it. A load
+//! that runs longer than the markers live (10 minutes) is not kept; a write whose check gets no
+//! answer has its delete queued for the replay. The cost: loads of a name that begin within
+//! about 100 ms after its invalidation are not kept in Redis either (a miss for other
+//! instances, never a stale value). The check assumes that no node's clock jumps forward by
+//! more than 100 ms during a load, and that no marker is evicted before it expires (Redis
+//! evicts only at `maxmemory`, under an eviction policy). ACLs
+//! must let the application write `P` `i:` keys; an invalidation whose marker cannot be set is
+//! kept for the replay. The commands used work on Redis 6.2 and later. A command Redis refuses about one key
 //! (`WRONGTYPE`, `OOM`) is a miss for that key; it does not count towards the breaker.
 //!
 //! An entry's bytes:

@@ -44,6 +44,10 @@ pub struct Stats {
     /// HTTP responses, also one this instance's storage gate refuses or stored under another
     /// key); each was treated as a miss and overwritten.
     pub decode_errors: u64,
+    /// Loads' shared-store (Redis) writes not made, or on Redis Cluster deleted again right
+    /// after, because an instance invalidated the key or a tag after the load began (or Redis
+    /// could no longer tell): the value loaded before the invalidation is not kept.
+    pub shared_writes_refused: u64,
 }
 
 /// The live counters behind [`Stats`], with their `metrics` handles registered once so that
@@ -87,10 +91,11 @@ pub(crate) enum Counter {
     StoreError,
     DecodeError,
     SharedHit,
+    SharedWriteRefused,
 }
 
 impl Counter {
-    const COUNT: usize = 14;
+    const COUNT: usize = 15;
     const ALL: [Counter; Counter::COUNT] = [
         Counter::Hit,
         Counter::Miss,
@@ -106,6 +111,7 @@ impl Counter {
         Counter::StoreError,
         Counter::DecodeError,
         Counter::SharedHit,
+        Counter::SharedWriteRefused,
     ];
 
     fn metric_name(self) -> &'static str {
@@ -124,6 +130,7 @@ impl Counter {
             Counter::StoreError => "cache_store_errors_total",
             Counter::DecodeError => "cache_decode_errors_total",
             Counter::SharedHit => "cache_shared_hits_total",
+            Counter::SharedWriteRefused => "cache_shared_writes_refused_total",
         }
     }
 }
@@ -176,6 +183,7 @@ impl Counters {
             evictions: get(Counter::Eviction),
             store_errors: get(Counter::StoreError),
             decode_errors: get(Counter::DecodeError),
+            shared_writes_refused: get(Counter::SharedWriteRefused),
         }
     }
 }

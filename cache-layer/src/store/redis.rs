@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
@@ -267,21 +267,63 @@ if keep then redis.call("SET", KEYS[1], ARGV[1], "PX", ttl) end
 return 0
 "#;
 
+/// On a cluster, before an invalidation deletes anything: marks the name's invalidation marker
+/// (`KEYS[1]`) with the time of the node that holds it, in microseconds (as a string of
+/// digits: a Lua number would print in exponent form), for `ARGV[1]` ms (see [`MARKED_FOR`]).
+const MARK: &str = r#"
+local now = redis.call("TIME")
+redis.call("SET", KEYS[1], now[1] .. string.format("%06d", tonumber(now[2])), "PX", ARGV[1])
+return 0
+"#;
+
+/// On a cluster: how long ago, in microseconds of the node that holds it, the marker `KEYS[1]`
+/// (see [`MARK`]) was set; nil when there is none. Both times are that one node's, so no two
+/// clocks are compared. A marker that is not a plausible time is as recent as can be (0).
+const MARK_AGE: &str = r#"
+local at = redis.call("GET", KEYS[1])
+if not at then return false end
+at = tonumber(at)
+if not at or not (at >= 0 and at < 1e17) then return 0 end
+local now = redis.call("TIME")
+return tonumber(now[1]) * 1000000 + tonumber(now[2]) - at
+"#;
+
+/// How long an invalidation marker lives on a cluster (see [`MARK`]): the longest a load may
+/// take, from its start to its write's check, and still be written to Redis.
+const MARKED_FOR: Duration = Duration::from_secs(10 * 60);
+
+/// On a cluster, how much more recent than the load's start a marker counts as "set since the
+/// load began": 100 ms plus 0.1% of the load's duration, for the node's wall clock (which
+/// `TIME` reads) stepping or running faster than this process's monotonic clock.
+fn clock_tolerance(elapsed: Duration) -> Duration {
+    Duration::from_millis(100).saturating_add(elapsed / 1000)
+}
+
 /// The most names the invalidation history keeps (see [`INVALIDATE`]); a load that spans more
 /// distinct invalidated names than that is not written to Redis.
 pub(crate) const MAX_INVALIDATED_NAMES: usize = 100_000;
 
 /// Where the shared tier's invalidation history stood when a load began: what its write is
-/// checked against, so that it is not made if the key or a tag was invalidated since, by any
-/// instance (see [`INVALIDATE`]).
+/// checked against, so that it is not made (or, on a cluster, not kept) if the key or a tag was
+/// invalidated since, by any instance (see [`INVALIDATE`], [`MARK`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SharedSince {
-    /// At this epoch (0: Redis held no history yet).
+    /// One Redis: at this epoch of the history (0: Redis held no history yet).
     Epoch(u64),
+    /// Redis Cluster: the load began at this instant (real time, on this process's monotonic
+    /// clock); the write is checked against the names' invalidation markers afterwards.
+    Began(Instant),
     /// Redis did not answer: the write is not made (it only costs a miss).
     Unknown,
-    /// No history to check against (Redis Cluster, or not a load: an explicit insert).
+    /// Not a load (an explicit insert): written unchecked.
     Unchecked,
+}
+
+/// Whether a load that began at `began` has run so long that an invalidation marker set since
+/// may have expired (see [`MARKED_FOR`]): its write cannot be checked, and is not kept.
+fn too_long(began: &Instant) -> bool {
+    let elapsed = began.elapsed();
+    elapsed.saturating_add(clock_tolerance(elapsed)) >= MARKED_FOR
 }
 
 /// Keys still to delete: queued for the replay when dropped before they are all deleted (an
@@ -467,6 +509,11 @@ impl RedisStore {
 
     fn lock_key(&self, key: &str) -> String {
         self.name_key('l', key)
+    }
+
+    /// A name's invalidation marker, on a cluster (see [`MARK`]).
+    fn marker_key(&self, name: &str) -> String {
+        self.name_key('i', name)
     }
 
     /// `P` `kind` `:` name, or for a name longer than [`MAX_NAME`], `P` `kind` `#` and its
@@ -689,13 +736,14 @@ impl RedisStore {
 
     /// Where the invalidation history stands now, for a load about to begin (one round trip,
     /// on a miss only; none when the last operation went unanswered: the write would most
-    /// likely fail too). On a cluster, where a write's keys span slots, there is none to check.
+    /// likely fail too). On a cluster, where a write's keys span slots, the instant the load
+    /// begins (no round trip): the write is checked after it is made (see [`MARK`]).
     pub(crate) async fn shared_since(&self) -> SharedSince {
-        if self.cluster.is_some() {
-            return SharedSince::Unchecked;
-        }
         if !self.answering.load(Ordering::Acquire) {
             return SharedSince::Unknown;
+        }
+        if self.cluster.is_some() {
+            return SharedSince::Began(Instant::now());
         }
         let history_key = self.history_key();
         let epoch = self
@@ -716,8 +764,9 @@ impl RedisStore {
 
     /// Adds `key` to each tag's set, then stores `bytes` under it for `ttl`: a failure on the
     /// way leaves at most a member whose value is missing (harmless), never a value that an
-    /// invalidation of one of its tags would not find. On one Redis, a load's write is not
-    /// made when `key` or a tag was invalidated, by any instance, after `since`.
+    /// invalidation of one of its tags would not find. A load's write is not made (one Redis)
+    /// or not kept (a cluster) when `key` or a tag was invalidated, by any instance, after
+    /// `since`.
     pub(crate) async fn set(
         &self,
         key: &str,
@@ -726,9 +775,10 @@ impl RedisStore {
         tags: &[Box<str>],
         since: SharedSince,
     ) {
-        let since = match since {
-            SharedSince::Epoch(epoch) => epoch.to_string(),
-            SharedSince::Unchecked => String::new(),
+        let (since, began) = match since {
+            SharedSince::Epoch(epoch) => (epoch.to_string(), None),
+            SharedSince::Began(began) => (String::new(), Some(began)),
+            SharedSince::Unchecked => (String::new(), None),
             SharedSince::Unknown => return,
         };
         let value_key = self.value_key(key);
@@ -747,30 +797,46 @@ impl RedisStore {
                     }
                     return write.query_async::<bool>(&mut c).await;
                 }
-                self.set_on_cluster(&mut c, &value_key, bytes, millis, &tag_keys)
-                    .await
-                    .map(|()| false)
+                let check = began.map(|began| {
+                    let tags = tags.iter().map(|t| &**t).filter(|t| *t != key);
+                    let names = std::iter::once(key).chain(tags);
+                    (began, names.map(|name| self.marker_key(name)).collect())
+                });
+                let write = (value_key.as_str(), bytes, millis);
+                self.set_on_cluster(&mut c, write, &tag_keys, check).await
             })
             .await;
         if refused == Some(true) {
+            self.counters.add(Counter::SharedWriteRefused);
             tracing::debug!(
                 cache = self.counters.name(),
                 key,
-                "not written: invalidated by an instance since the load began"
+                "not kept in Redis: invalidated by an instance since the load began"
             );
         }
     }
 
     /// [`RedisStore::set`] on a cluster: each tag's set updated by a script of its own key,
-    /// then the value written (no invalidation history is checked).
+    /// then the value written. For a load (`check`: when it began, and the invalidation
+    /// markers of its key and tags), the value is then deleted again if a marker was set since
+    /// the load began (returns `true`; see [`RedisStore::marked_since`]).
+    ///
+    /// Why that suffices: an invalidation on a cluster sets its name's marker before it deletes
+    /// the value or takes the tag's set (see [`RedisStore::send_invalidation`]), and this write
+    /// reads the markers after its `SET` (and tag memberships) succeeded. Each marker lives on
+    /// one node, so its update and this read are ordered: if the update comes first, the read
+    /// sees it and the value is deleted here; otherwise the invalidation's delete (or its
+    /// taking of the tag's set, which then names this value) follows this write, and removes it.
     async fn set_on_cluster(
         &self,
         c: &mut Link,
-        value_key: &str,
-        bytes: Vec<u8>,
-        millis: u64,
+        (value_key, bytes, millis): (&str, Vec<u8>, u64),
         tag_keys: &[String],
-    ) -> RedisResult<()> {
+        check: Option<(Instant, Vec<String>)>,
+    ) -> RedisResult<bool> {
+        if check.as_ref().is_some_and(|(began, _)| too_long(began)) {
+            return Ok(true);
+        }
         let mut evicted = Vec::new();
         for tag_key in tag_keys {
             let mut add = redis::cmd("EVAL");
@@ -780,11 +846,61 @@ impl RedisStore {
         }
         self.delete_or_queue(c, &evicted).await?;
         if evicted.iter().any(|key| key == value_key) {
-            return Ok(());
+            return Ok(false);
         }
+        let Some((began, markers)) = check else {
+            let mut set = redis::cmd("SET");
+            set.arg(value_key).arg(bytes).arg("PX").arg(millis);
+            return set.query_async::<()>(c).await.map(|()| false);
+        };
+        // From before the SET is sent until the check has cleared it, the value may be stale:
+        // an error or the time budget ending in between queues its delete for the replay.
+        let written = [value_key.to_owned()];
+        let mut undo = Undeleted {
+            pending: &self.pending,
+            keys: &written,
+        };
         let mut set = redis::cmd("SET");
         set.arg(value_key).arg(bytes).arg("PX").arg(millis);
-        set.query_async::<()>(c).await
+        set.query_async::<()>(c).await?;
+        let invalidated = self.marked_since(c, began, &markers).await?;
+        if invalidated {
+            redis::cmd("DEL")
+                .arg(value_key)
+                .query_async::<()>(c)
+                .await?;
+        }
+        undo.keys = &[];
+        Ok(invalidated)
+    }
+
+    /// Whether any of the invalidation `markers` (see [`MARK`]) was set since `began`, or it
+    /// cannot tell (the load took so long that a marker set since may have expired already).
+    /// Each marker's age is measured on the node that holds it; the load's duration on this
+    /// process's monotonic clock, up to after the replies: a marker set after the load began
+    /// is younger than that duration (plus [`clock_tolerance`]).
+    async fn marked_since(
+        &self,
+        c: &mut Link,
+        began: Instant,
+        markers: &[String],
+    ) -> RedisResult<bool> {
+        let ages = markers.iter().map(|marker| {
+            let mut c = c.clone();
+            async move {
+                let mut age = redis::cmd("EVAL");
+                age.arg(MARK_AGE).arg(1).arg(marker);
+                age.query_async::<Option<i64>>(&mut c).await
+            }
+        });
+        let ages = futures_util::future::try_join_all(ages).await?;
+        if too_long(&began) {
+            return Ok(true);
+        }
+        let elapsed = began.elapsed();
+        let bound = elapsed.saturating_add(clock_tolerance(elapsed));
+        let bound = i64::try_from(bound.as_micros()).unwrap_or(i64::MAX);
+        Ok(ages.into_iter().flatten().any(|age| age <= bound))
     }
 
     /// Deletes the Redis keys `keys` one by one (a cluster's keys span slots); those not
@@ -842,9 +958,10 @@ impl RedisStore {
         })
     }
 
-    /// One invalidation: on one Redis in one script; on a cluster the tag's set is taken,
-    /// then its members deleted one by one (those not deleted are queued by key, since the
-    /// set no longer names them), then the entry, then the broadcast.
+    /// One invalidation: on one Redis in one script; on a cluster the name's invalidation
+    /// marker is set first (see [`MARK`]; a load's write checks it after it is made), then the
+    /// tag's set is taken, then its members deleted one by one (those not deleted are queued
+    /// by key, since the set no longer names them), then the entry, then the broadcast.
     async fn send_invalidation(&self, c: &mut Link, name: &str) -> RedisResult<()> {
         let value_key = self.value_key(name);
         let tag_key = self.tag_key(name);
@@ -860,6 +977,10 @@ impl RedisStore {
             invalidate.arg(MAX_INVALIDATED_NAMES).arg(&*bounded(name));
             return invalidate.query_async(c).await;
         }
+        let mut mark = redis::cmd("EVAL");
+        mark.arg(MARK).arg(1).arg(self.marker_key(name));
+        mark.arg(MARKED_FOR.as_millis().to_string());
+        mark.query_async::<()>(c).await?;
         let tagged: Vec<String> = redis::cmd("EVAL")
             .arg(TAG_TAKE)
             .arg(1)
