@@ -1148,6 +1148,56 @@ async fn on_a_cluster_a_load_whose_write_cannot_be_checked_is_not_kept() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_redis_refuses_after_another_instances_invalidation_is_counted() {
+    let server = RedisServer::start();
+    let relay = Relay::start(server.port()).await;
+    let db = Db::default();
+    let a = Gated {
+        cache: Cache::builder()
+            .redis(relay.url())
+            .key_prefix("count:")
+            .build()
+            .expect("valid configuration"),
+        db: db.clone(),
+        read: Arc::default(),
+        gate: Arc::default(),
+    };
+    let b = Instance {
+        cache: shared(&server, "count:"),
+        db: db.clone(),
+    };
+    let load = {
+        let a = a.clone();
+        tokio::spawn(async move { a.user(1).await })
+    };
+    a.read.notified().await;
+    // a's subscription is up (b has not used Redis yet); then a hears nothing more, but its
+    // writes are answered.
+    eventually(async || subscribers(&server, "count:invalidate").await == 1).await;
+    relay.hold_subscribers();
+    db.names.lock().unwrap().insert(1, "Ada".to_owned());
+    b.cache.invalidate("users").await;
+    a.gate.notify_one();
+    assert_eq!(load.await.unwrap().unwrap().name, "user1");
+    eventually(async || a.cache.stats().shared_writes_refused == 1).await;
+    assert_eq!(a.cache.stats().store_errors, 0);
+    relay.release_all();
+    assert_eq!(b.user(1).await.unwrap().name, "Ada");
+}
+
+/// How many connections subscribe to `channel`.
+async fn subscribers(server: &RedisServer, channel: &str) -> u64 {
+    let mut raw = server.raw().await;
+    let (_, count): (String, u64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_refresh_that_began_before_another_instances_invalidation_is_not_kept() {
     let server = RedisServer::start();
     let relay = Relay::start(server.port()).await;
