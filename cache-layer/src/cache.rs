@@ -700,8 +700,9 @@ impl CacheBuilder {
     /// meanwhile cannot reach this one, so:
     ///
     /// - memory is emptied when this instance stops hearing invalidations (its subscription
-    ///   ends or stops answering its heartbeat, or the circuit breaker opens): nothing stored
-    ///   before is served during the outage;
+    ///   ends or stops answering its heartbeat, the circuit breaker opens, or the Tokio
+    ///   runtime the subscription ran on shuts down): nothing stored before is served during
+    ///   the outage;
     /// - until it hears them again (and while its own invalidations wait to be replayed to
     ///   Redis), every entry stored in memory is dropped at most `bound` after it was stored:
     ///   its fresh, stale-while-revalidate, stale-if-error and revalidation windows all close

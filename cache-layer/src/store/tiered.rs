@@ -13,13 +13,15 @@
 //!
 //! So that nothing stored before is served during an outage, memory is emptied each time
 //! this instance stops hearing invalidations (the subscription ends or goes silent, the
-//! breaker opens), after the state that sends stores under the bound is set. It is emptied
-//! again when invalidations can be heard again (every (re)subscription, and when Redis answers
-//! again after the breaker opened): an invalidation missed meanwhile is served at most the
-//! bound after the outage began, or until detection plus recovery. Loads that began before
-//! an emptying are not kept in memory (`InvalidationLog::record_everything`), whichever state
-//! they end in. Invalidations waiting for a replay empty nothing: this instance applied them
-//! in memory already, and still hears the others'.
+//! breaker opens, the subscriber task ends with its runtime), after the state that sends
+//! stores under the bound is set. It is emptied again when invalidations can be heard again
+//! (every (re)subscription, and when Redis answers again after the breaker opened): an
+//! invalidation missed meanwhile is served at most the bound after the outage began, or
+//! until detection plus recovery. Loads that began before an emptying are not kept in memory
+//! (`InvalidationLog::record_everything`), whichever state they end in. Invalidations waiting
+//! for a replay empty nothing: this instance applied them in memory already, and hears the
+//! others' while subscribed (a subscription that ends empties memory itself); a read of Redis
+//! replays them first, so it cannot copy back what they removed.
 //!
 //! A background task probes Redis while the breaker is open or invalidations wait, so both
 //! end without waiting for a caller.
@@ -175,6 +177,7 @@ impl Target {
 
 /// Keeps a subscription to the invalidation channel, reconnecting with a short back-off.
 async fn subscribe(weak: Weak<Inner>) {
+    let _ended = SubscriberEnd(weak.clone());
     let mut backoff = Duration::from_millis(50);
     for attempt in 0.. {
         let Some(target) = Target::of(&weak, attempt) else {
@@ -263,6 +266,25 @@ fn outage_began(inner: &Inner) {
 /// some, is emptied (and will be again when the next outage begins).
 fn outage_ended(inner: &Inner) {
     inner.invalidate_everything_local();
+}
+
+/// Held by the subscriber task: when the task ends while its cache lives on (its runtime shut
+/// down and dropped it, or it panicked), nothing hears invalidations any more. Memory then is
+/// emptied and stores under the outage bound, and the next use of the shared tier starts the
+/// tasks again (on the runtime it runs on).
+struct SubscriberEnd(Weak<Inner>);
+
+impl Drop for SubscriberEnd {
+    fn drop(&mut self) {
+        let Some(inner) = self.0.upgrade() else {
+            return;
+        };
+        set_subscribed(&inner, false);
+        outage_began(&inner);
+        if let Some(remote) = inner.remote() {
+            remote.tasks_started.store(false, Ordering::Release);
+        }
+    }
 }
 
 fn set_subscribed(inner: &Inner, subscribed: bool) {
