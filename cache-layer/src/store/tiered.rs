@@ -112,7 +112,7 @@ impl Remote {
         if self.tasks_started.swap(true, Ordering::AcqRel) {
             return;
         }
-        runtime.spawn(subscribe(inner.clone()));
+        runtime.spawn(subscribe(SubscriberEnd(inner.clone())));
         runtime.spawn(recover(inner));
     }
 }
@@ -176,16 +176,18 @@ impl Target {
 }
 
 /// Keeps a subscription to the invalidation channel, reconnecting with a short back-off.
-async fn subscribe(weak: Weak<Inner>) {
-    let _ended = SubscriberEnd(weak.clone());
+/// `task` is made before the task is spawned, so that it ends the task's state even when the
+/// task is dropped before it first runs.
+async fn subscribe(task: SubscriberEnd) {
+    let weak = &task.0;
     let mut backoff = Duration::from_millis(50);
     for attempt in 0.. {
-        let Some(target) = Target::of(&weak, attempt) else {
+        let Some(target) = Target::of(weak, attempt) else {
             return;
         };
         if let Some(pubsub) = target.connect().await {
             backoff = Duration::from_millis(50);
-            if !listen(&weak, pubsub, &target).await {
+            if !listen(weak, pubsub, &target).await {
                 return;
             }
         }
@@ -269,7 +271,8 @@ fn outage_ended(inner: &Inner) {
 }
 
 /// Held by the subscriber task: when the task ends while its cache lives on (its runtime shut
-/// down and dropped it, or it panicked), nothing hears invalidations any more. Memory then is
+/// down and dropped it, perhaps before it first ran, or it panicked), nothing hears
+/// invalidations any more. Memory then is
 /// emptied and stores under the outage bound, and the next use of the shared tier starts the
 /// tasks again (on the runtime it runs on).
 struct SubscriberEnd(Weak<Inner>);
@@ -314,6 +317,7 @@ fn deliver(inner: &Inner, payload: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -396,6 +400,26 @@ mod tests {
         assert!(
             inner.memory().get("k").is_none(),
             "what was stored while healthy is not served during the outage"
+        );
+    }
+
+    /// A subscriber task dropped before it first ran (its runtime ended first: a
+    /// current-thread runtime whose `block_on` returned at once) is started again by the next
+    /// use of the shared tier.
+    #[test]
+    fn a_subscriber_dropped_before_it_ran_is_started_again() {
+        let cache = cut_off(Duration::from_secs(1));
+        let remote = cache.inner().remote().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async { cache.listen_for_invalidations() });
+        assert!(remote.tasks_started.load(Ordering::Acquire));
+        drop(runtime);
+        assert!(
+            !remote.tasks_started.load(Ordering::Acquire),
+            "no task runs: the next use starts them"
         );
     }
 
