@@ -2163,3 +2163,37 @@ async fn l1_kept_during_an_outage_is_dropped_once_redis_answers_again() {
     server.restart();
     eventually(async || kept.user(1).await.unwrap().name == "Ada").await;
 }
+
+/// A cache can outlive the Tokio runtime its subscriber ran on (a cache in a static, used by
+/// one `#[tokio::test]` after another, or by a runtime that is shut down and replaced): once
+/// that runtime is gone nothing hears the other instances' invalidations, so memory must not
+/// go on serving what it held, and the instance hears them again once used on a new runtime.
+#[test]
+fn an_instance_whose_subscriber_runtime_ended_does_not_serve_a_missed_write_from_memory() {
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let server = RedisServer::start();
+    let db = Db::default();
+    let a = Instance {
+        cache: tiered_fast(&server, "rt:"),
+        db: db.clone(),
+    };
+    runtime().block_on(until_served_from_memory(&a, 1));
+    // That runtime, and the subscriber task on it, are gone.
+    runtime().block_on(async {
+        let b = Instance {
+            cache: tiered_fast(&server, "rt:"),
+            db: db.clone(),
+        };
+        b.rename(1, "Ada").await.unwrap();
+        eventually(async || a.user(1).await.unwrap().name == "Ada").await;
+        until_served_from_memory(&a, 1).await;
+        b.rename(1, "Grace").await.unwrap();
+        eventually(async || a.user(1).await.unwrap().name == "Grace").await;
+    });
+}

@@ -700,9 +700,12 @@ impl CacheBuilder {
     /// does not send every call to the source. But an invalidation made by another instance
     /// meanwhile cannot reach this one, so:
     ///
-    /// - memory is emptied when this instance stops hearing invalidations (its subscription
-    ///   ends or stops answering its heartbeat, or the circuit breaker opens): nothing stored
-    ///   before is served during the outage;
+    /// - memory is emptied when this instance notices it stopped hearing invalidations (its
+    ///   subscription ends or stops answering its heartbeat, the circuit breaker opens, or
+    ///   the Tokio runtime the subscription ran on shuts down): nothing stored before is
+    ///   served after that. A subscription that goes silent rather than closing is noticed
+    ///   within a heartbeat (500 ms) plus the connect and operation timeouts (850 ms with the
+    ///   defaults); what another instance changes before that is served until then;
     /// - until it hears them again (and while its own invalidations wait to be replayed to
     ///   Redis), every entry stored in memory is dropped at most `bound` after it was stored:
     ///   its fresh, stale-while-revalidate, stale-if-error and revalidation windows all close

@@ -250,7 +250,9 @@
 //! most the bound after its store (all its windows: fresh, stale, stale-if-error, revalidation
 //! grace), and memory is emptied again when invalidations can be heard. So a value changed by
 //! another instance during the outage is served at most the bound after this instance stored
-//! it, and not after the outage ends. A load that began before an emptying is not kept in
+//! it, and not after the outage ends; one changed before this instance noticed the outage (at
+//! once when the subscription's connection closes; within the heartbeat plus the connect and
+//! operation timeouts, 850 ms by default, when it goes silent) is served until it noticed. A load that began before an emptying is not kept in
 //! memory. `outage_ttl(Duration::ZERO)` bypasses memory for the outage instead.
 //!
 //! **The bound:** once Redis answers again, no instance serves a value invalidated by a

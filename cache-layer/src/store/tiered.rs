@@ -11,15 +11,17 @@
 //! (`CacheBuilder::outage_ttl`) of its store, decided by the one gate into memory
 //! (`Inner::admit`); a bound of zero stores nothing in memory meanwhile.
 //!
-//! So that nothing stored before is served during an outage, memory is emptied once when
+//! So that nothing stored before is served during an outage, memory is emptied each time
 //! this instance stops hearing invalidations (the subscription ends or goes silent, the
-//! breaker opens), after the state that sends stores under the bound is set. It is emptied
-//! again when invalidations can be heard again (every (re)subscription, and when Redis answers
-//! again after the breaker opened): an invalidation missed meanwhile is served at most the
-//! bound after the outage began, or until detection plus recovery. Loads that began before
-//! an emptying are not kept in memory (`InvalidationLog::record_everything`), whichever state
-//! they end in. Invalidations waiting for a replay empty nothing: this instance applied them
-//! in memory already, and still hears the others'.
+//! breaker opens, the subscriber task ends with its runtime), after the state that sends
+//! stores under the bound is set. It is emptied again when invalidations can be heard again
+//! (every (re)subscription, and when Redis answers again after the breaker opened): an
+//! invalidation missed meanwhile is served at most the bound after the outage began, or
+//! until detection plus recovery. Loads that began before an emptying are not kept in memory
+//! (`InvalidationLog::record_everything`), whichever state they end in. Invalidations waiting
+//! for a replay empty nothing: this instance applied them in memory already, and hears the
+//! others' while subscribed (a subscription that ends empties memory itself); a read of Redis
+//! replays them first, so it cannot copy back what they removed.
 //!
 //! A background task probes Redis while the breaker is open or invalidations wait, so both
 //! end without waiting for a caller.
@@ -53,10 +55,6 @@ pub(crate) struct Remote {
     tasks_started: AtomicBool,
     /// How long memory keeps what it stores while this instance cannot hear invalidations.
     outage_ttl: Duration,
-    /// Whether memory was emptied since this instance last stopped hearing invalidations (or
-    /// it has not heard any yet): what it holds was stored under the outage bound, or is
-    /// discarded by the invalidation log. Reset when memory is emptied on recovery.
-    emptied_for_outage: AtomicBool,
 }
 
 impl Remote {
@@ -79,7 +77,6 @@ impl Remote {
             subscribed: AtomicBool::new(false),
             tasks_started: AtomicBool::new(false),
             outage_ttl,
-            emptied_for_outage: AtomicBool::new(true),
         }
     }
 
@@ -115,7 +112,7 @@ impl Remote {
         if self.tasks_started.swap(true, Ordering::AcqRel) {
             return;
         }
-        runtime.spawn(subscribe(inner.clone()));
+        runtime.spawn(subscribe(SubscriberEnd(inner.clone())));
         runtime.spawn(recover(inner));
     }
 }
@@ -179,15 +176,18 @@ impl Target {
 }
 
 /// Keeps a subscription to the invalidation channel, reconnecting with a short back-off.
-async fn subscribe(weak: Weak<Inner>) {
+/// `task` is made before the task is spawned, so that it ends the task's state even when the
+/// task is dropped before it first runs.
+async fn subscribe(task: SubscriberEnd) {
+    let weak = &task.0;
     let mut backoff = Duration::from_millis(50);
     for attempt in 0.. {
-        let Some(target) = Target::of(&weak, attempt) else {
+        let Some(target) = Target::of(weak, attempt) else {
             return;
         };
         if let Some(pubsub) = target.connect().await {
             backoff = Duration::from_millis(50);
-            if !listen(&weak, pubsub, &target).await {
+            if !listen(weak, pubsub, &target).await {
                 return;
             }
         }
@@ -248,15 +248,14 @@ async fn listen(weak: &Weak<Inner>, pubsub: PubSub, target: &Target) -> bool {
 }
 
 /// This instance stopped hearing invalidations, and the state that says so (not subscribed,
-/// breaker open) is set: memory is emptied, once per outage, so that it holds only what is
-/// stored under the outage bound from now on.
+/// breaker open) is set: memory is emptied, so that it holds only what is stored under the
+/// outage bound from now on. Every time, not once per outage: a breaker's hook runs after its
+/// opening is counted, so recovery may have ended that outage already, and whatever this
+/// call finds, memory may hold what was stored for its whole lifetime.
 fn outage_began(inner: &Inner) {
     let Some(remote) = inner.remote() else {
         return;
     };
-    if remote.emptied_for_outage.swap(true, Ordering::AcqRel) {
-        return;
-    }
     inner.invalidate_everything_local();
     tracing::info!(
         cache = inner.counters().name(),
@@ -268,10 +267,27 @@ fn outage_began(inner: &Inner) {
 /// This instance is about to hear every invalidation again: memory, which may have missed
 /// some, is emptied (and will be again when the next outage begins).
 fn outage_ended(inner: &Inner) {
-    if let Some(remote) = inner.remote() {
-        remote.emptied_for_outage.store(false, Ordering::Release);
-    }
     inner.invalidate_everything_local();
+}
+
+/// Held by the subscriber task: when the task ends while its cache lives on (its runtime shut
+/// down and dropped it, perhaps before it first ran, or it panicked), nothing hears
+/// invalidations any more. Memory then is
+/// emptied and stores under the outage bound, and the next use of the shared tier starts the
+/// tasks again (on the runtime it runs on).
+struct SubscriberEnd(Weak<Inner>);
+
+impl Drop for SubscriberEnd {
+    fn drop(&mut self) {
+        let Some(inner) = self.0.upgrade() else {
+            return;
+        };
+        set_subscribed(&inner, false);
+        outage_began(&inner);
+        if let Some(remote) = inner.remote() {
+            remote.tasks_started.store(false, Ordering::Release);
+        }
+    }
 }
 
 fn set_subscribed(inner: &Inner, subscribed: bool) {
@@ -301,8 +317,12 @@ fn deliver(inner: &Inner, payload: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
     use std::time::Duration;
 
+    use crate::clock;
+    use crate::entry::{Deadlines, Entry};
     use crate::{Cache, Key, LoadOptions};
 
     /// A tiered cache whose Redis never answers (nothing listens on port 1): it never hears
@@ -352,6 +372,55 @@ mod tests {
         load(&longest).await;
         load(&longest).await;
         assert_eq!(longest.stats().loads, 1);
+    }
+
+    /// Every transition into the degraded state empties memory, whatever happened before: a
+    /// breaker's hook runs after its opening is counted, so recovery may end that outage
+    /// first; the late hook must not leave the next outage (here, the subscription ending)
+    /// with what was stored meanwhile, for its whole lifetime, still in memory.
+    #[test]
+    fn every_outage_that_begins_empties_memory() {
+        let cache = Cache::builder()
+            .tiered("redis://127.0.0.1:1/")
+            .build()
+            .unwrap();
+        let inner = cache.inner();
+        // Subscribed, as `listen` leaves it (no runtime here, so no task runs).
+        super::outage_ended(inner);
+        super::set_subscribed(inner, true);
+        // The hook of a breaker opening that recovery has dealt with already.
+        super::outage_began(inner);
+        let hour = Duration::from_secs(3600);
+        let deadlines = Deadlines::from_windows(clock::now(), hour, hour, hour);
+        let entry = Entry::new(Arc::new(1u8), deadlines, Box::new([]), 1);
+        assert!(cache.store_in_memory("k", entry, inner.log().current()));
+        assert!(inner.memory().get("k").is_some(), "stored for its lifetime");
+        super::set_subscribed(inner, false);
+        super::outage_began(inner);
+        assert!(
+            inner.memory().get("k").is_none(),
+            "what was stored while healthy is not served during the outage"
+        );
+    }
+
+    /// A subscriber task dropped before it first ran (its runtime ended first: a
+    /// current-thread runtime whose `block_on` returned at once) is started again by the next
+    /// use of the shared tier.
+    #[test]
+    fn a_subscriber_dropped_before_it_ran_is_started_again() {
+        let cache = cut_off(Duration::from_secs(1));
+        let remote = cache.inner().remote().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async { cache.listen_for_invalidations() });
+        assert!(remote.tasks_started.load(Ordering::Acquire));
+        drop(runtime);
+        assert!(
+            !remote.tasks_started.load(Ordering::Acquire),
+            "no task runs: the next use starts them"
+        );
     }
 
     #[tokio::test]
