@@ -101,12 +101,48 @@ fn tiered(server: &RedisServer, prefix: &str) -> Cache {
 
 /// A tiered instance with tight timeouts, so a paused Redis opens its breaker quickly.
 fn tiered_fast(server: &RedisServer, prefix: &str) -> Cache {
+    tiered_fast_at(server.url(), prefix)
+}
+
+/// [`tiered_fast`] on Redis at `url` (a relay in front of the server, say).
+fn tiered_fast_at(url: String, prefix: &str) -> Cache {
     Cache::builder()
-        .tiered(server.url())
+        .tiered(url)
         .key_prefix(prefix)
         .redis_timeouts(Duration::from_millis(50), Duration::from_millis(100))
         .build()
         .expect("valid configuration")
+}
+
+/// Two tiered instances ([`tiered_fast`]) on one Redis and one database: `cut` reaches Redis
+/// through a relay the test can freeze, `direct` does not.
+struct Partition {
+    server: RedisServer,
+    relay: Relay,
+    db: Db,
+    cut: Instance,
+    direct: Instance,
+}
+
+async fn partition(prefix: &str) -> Partition {
+    let server = RedisServer::start();
+    let relay = Relay::start(server.port()).await;
+    let db = Db::default();
+    let cut = Instance {
+        cache: tiered_fast_at(relay.url(), prefix),
+        db: db.clone(),
+    };
+    let direct = Instance {
+        cache: tiered_fast(&server, prefix),
+        db: db.clone(),
+    };
+    Partition {
+        server,
+        relay,
+        db,
+        cut,
+        direct,
+    }
 }
 
 /// The bound the crate docs state ("Invalidations when Redis is unreachable"): once Redis
@@ -845,22 +881,13 @@ async fn a_writer_dropped_after_its_write_still_invalidates_every_instance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_that_goes_silent_empties_memory() {
-    let server = RedisServer::start();
-    let relay = Relay::start(server.port()).await;
-    let db = Db::default();
-    let a = Instance {
-        cache: tiered_fast(&server, "hb:"),
-        db: db.clone(),
-    };
-    let b = Instance {
-        cache: Cache::builder()
-            .tiered(relay.url())
-            .key_prefix("hb:")
-            .redis_timeouts(Duration::from_millis(50), Duration::from_millis(100))
-            .build()
-            .expect("valid configuration"),
-        db: db.clone(),
-    };
+    let Partition {
+        server: _server,
+        relay,
+        direct: a,
+        cut: b,
+        ..
+    } = partition("hb:").await;
     a.user(1).await.unwrap();
     until_served_from_memory(&b, 1).await;
 
@@ -1496,22 +1523,13 @@ async fn a_miss_on_a_redis_frozen_while_connecting_waits_one_budget_not_one_per_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_lost_invalidations_than_are_kept_empty_every_instances_memory() {
-    let server = RedisServer::start();
-    let relay = Relay::start(server.port()).await;
-    let db = Db::default();
-    let a = Instance {
-        cache: Cache::builder()
-            .tiered(relay.url())
-            .key_prefix("of:")
-            .redis_timeouts(Duration::from_millis(50), Duration::from_millis(100))
-            .build()
-            .expect("valid configuration"),
-        db: db.clone(),
-    };
-    let b = Instance {
-        cache: tiered_fast(&server, "of:"),
-        db: db.clone(),
-    };
+    let Partition {
+        server: _server,
+        relay,
+        cut: a,
+        direct: b,
+        ..
+    } = partition("of:").await;
     a.user(1).await.unwrap();
     until_served_from_memory(&b, 1).await;
 
@@ -2024,22 +2042,13 @@ async fn a_killed_redis_keeps_l1_for_the_outage_bound() {
 /// stored in memory since it noticed is served at most the outage bound after it was stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_instance_serves_a_missed_write_at_most_the_outage_bound() {
-    let server = RedisServer::start();
-    let relay = Relay::start(server.port()).await;
-    let db = Db::default();
-    let a = Instance {
-        cache: Cache::builder()
-            .tiered(relay.url())
-            .key_prefix("miss:")
-            .redis_timeouts(Duration::from_millis(50), Duration::from_millis(100))
-            .build()
-            .expect("valid configuration"),
-        db: db.clone(),
-    };
-    let b = Instance {
-        cache: tiered_fast(&server, "miss:"),
-        db: db.clone(),
-    };
+    let Partition {
+        server: _server,
+        relay,
+        db,
+        cut: a,
+        direct: b,
+    } = partition("miss:").await;
     until_served_from_memory(&a, 2).await;
     relay.freeze();
     // a notices (heartbeat, breaker): its memory is emptied.
@@ -2069,22 +2078,13 @@ async fn a_partitioned_instance_serves_a_missed_write_at_most_the_outage_bound()
 /// (Emptying memory on resubscription is logged; the load's position in the log is older.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_begun_during_an_outage_and_ended_after_it_is_not_kept_in_memory() {
-    let server = RedisServer::start();
-    let relay = Relay::start(server.port()).await;
-    let db = Db::default();
-    let a = Instance {
-        cache: Cache::builder()
-            .tiered(relay.url())
-            .key_prefix("span:")
-            .redis_timeouts(Duration::from_millis(50), Duration::from_millis(100))
-            .build()
-            .expect("valid configuration"),
-        db: db.clone(),
-    };
-    let b = Instance {
-        cache: tiered_fast(&server, "span:"),
-        db: db.clone(),
-    };
+    let Partition {
+        server: _server,
+        relay,
+        db,
+        cut: a,
+        direct: b,
+    } = partition("span:").await;
     until_served_from_memory(&a, 2).await;
     relay.freeze();
     until_loaded(&a, 2).await;
