@@ -547,3 +547,150 @@ async fn on_a_cluster_a_soft_purge_reaches_tagged_keys_across_slots() {
         source_b.release(1);
     }
 }
+
+/// How many connections subscribe to `channel` on the Redis at `url`.
+async fn subscribers(url: &str, channel: &str) -> u64 {
+    let client = redis::Client::open(url).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let (_, count): (String, u64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    count
+}
+
+/// Instance `a` (through `relay`, subscribed through it alone, so that the test can hold
+/// what it hears) loads `key` and reads the old data; then `b` soft-purges `name` (the key or
+/// its tag); only then does `a`'s loader return, before `a` hears of the purge. Returns the
+/// loaded value once `a`'s caller has it (its write goes on in the background).
+async fn a_load_across_another_instances_soft_purge(
+    (a, b): (&Cache, &Cache),
+    (relay, subscribed): (&Relay, &str),
+    key: &Key,
+    name: &str,
+) -> u32 {
+    let source = Source::new();
+    let load = {
+        let (a, source, key) = (a.clone(), source.clone(), key.clone());
+        tokio::spawn(async move { source.call(&a, &key, &options()).await })
+    };
+    eventually("the load starts", async || source.started() == 1).await;
+    eventually("a is subscribed", async || {
+        subscribers(subscribed, "race:invalidate").await == 1
+    })
+    .await;
+    relay.hold_subscribers();
+    b.soft_invalidate(name).await;
+    source.release(1);
+    load.await.unwrap()
+}
+
+/// Whether `c` reads `key` from Redis as `value`, served stale (asserts it is not another).
+async fn read_stale(c: &Cache, key: &Key, value: u32) -> bool {
+    let stale = c.stats().stale;
+    match c.get::<u32>(key).await {
+        None => false,
+        Some(read) => {
+            assert_eq!(read, value);
+            c.stats().stale > stale
+        }
+    }
+}
+
+/// One Redis: a load that began before another instance's soft purge of `name` (its key or
+/// its tag), and whose write reaches Redis before its instance hears of the purge, is stored
+/// stale: a third instance reading Redis is served it stale (and refreshes it), never fresh.
+async fn one_redis_load_across_another_instances_soft_purge_of(name: Option<&str>) {
+    let server = RedisServer::start();
+    let relay = Relay::start(server.port()).await;
+    let shared = |url: String| {
+        Cache::builder()
+            .redis(url)
+            .key_prefix("race:")
+            .jitter(0.0)
+            .build()
+            .unwrap()
+    };
+    let (a, b, c) = (
+        shared(relay.url()),
+        shared(server.url()),
+        shared(server.url()),
+    );
+    // Redis already holds an invalidation history (b and c have not used Redis yet).
+    a.invalidate("other:1").await;
+    let key = Key::new("price").part(3);
+    let name = name.unwrap_or(key.as_str());
+    let loaded =
+        a_load_across_another_instances_soft_purge((&a, &b), (&relay, &server.url()), &key, name)
+            .await;
+    assert_eq!(loaded, 1);
+    // The script writes and lowers in one step: the first read that finds it finds it stale.
+    eventually("a's write reaches Redis", async || {
+        let stale = c.stats().stale;
+        let read = c.get::<u32>(&key).await;
+        assert!(
+            read.is_none() || c.stats().stale > stale,
+            "the value loaded before the soft purge of {name:?} is not stored fresh"
+        );
+        read.is_some()
+    })
+    .await;
+    assert!(read_stale(&c, &key, 1).await);
+    relay.release_all();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_that_began_before_another_instances_soft_purge_of_its_key_is_stored_stale() {
+    one_redis_load_across_another_instances_soft_purge_of(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_that_began_before_another_instances_soft_purge_of_its_tag_is_stored_stale() {
+    one_redis_load_across_another_instances_soft_purge_of(Some("prices")).await;
+}
+
+/// [`one_redis_load_across_another_instances_soft_purge_of`] on a cluster: `a`'s first seed,
+/// the node it subscribes through, is a relay. The write is checked after it is made, so the
+/// value may be read fresh for that moment; then it is stale.
+async fn cluster_load_across_another_instances_soft_purge_of(name: Option<&str>) {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    let first_port = urls[0].trim_end_matches('/').rsplit(':').next();
+    let relay = Relay::start(first_port.unwrap().parse().unwrap()).await;
+    let build = |seeds: [&String; 3]| {
+        Cache::builder()
+            .redis_cluster(seeds.map(String::clone))
+            .key_prefix("race:")
+            .jitter(0.0)
+            .build()
+            .unwrap()
+    };
+    let a = build([&relay.url(), &urls[1], &urls[2]]);
+    // b and c subscribe through other nodes.
+    let b = build([&urls[1], &urls[2], &urls[0]]);
+    let c = build([&urls[2], &urls[0], &urls[1]]);
+    let key = Key::new("price").part(3);
+    let name = name.unwrap_or(key.as_str());
+    let loaded =
+        a_load_across_another_instances_soft_purge((&a, &b), (&relay, &urls[0]), &key, name).await;
+    assert_eq!(loaded, 1);
+    eventually("a's write is in Redis, stale", async || {
+        read_stale(&c, &key, 1).await
+    })
+    .await;
+    relay.release_all();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_load_that_began_before_another_instances_soft_purge_of_its_key_is_stored_stale(
+) {
+    cluster_load_across_another_instances_soft_purge_of(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_load_that_began_before_another_instances_soft_purge_of_its_tag_is_stored_stale(
+) {
+    cluster_load_across_another_instances_soft_purge_of(Some("prices")).await;
+}

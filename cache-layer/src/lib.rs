@@ -282,17 +282,27 @@
 //! - **Loads in flight.** A load that began before the soft purge may have read the old data:
 //!   its value is stored already stale (its next use refreshes again) and not written to Redis,
 //!   where the purged copy stays, stale. A refresh that began after it stores as usual: a
-//!   soft purge never refuses a write.
+//!   soft purge never refuses a write. A load on another instance that began before the soft
+//!   purge and did not hear of it in time is written to Redis stale, never fresh (below).
 //! - **With Redis.** One script (per key, on a cluster) lowers the stored fresh-until time
 //!   (offset 9 below) of the key's entry and of each member of the tag's set to now, where it
 //!   is later, keeping the value and its TTL; values shorter than the header or of another
-//!   format are left alone. Nothing is recorded in `P` `invalidated`. Then the name is
-//!   published (after a `0xFE` byte and the sender's id), and every other instance marks its
-//!   memory copies stale. A soft purge that cannot reach Redis never fails the caller: it is kept and replayed as
-//!   a hard invalidation (see above), so no instance keeps the entries fresh. Its limit: a load
-//!   that began before another instance's soft purge, and whose write reaches Redis before this
-//!   instance hears of the purge, is stored fresh in Redis (on Redis Cluster too: a soft purge
-//!   sets no invalidation marker).
+//!   format are left alone. Then the name is published (after a `0xFE` byte and the sender's
+//!   id), and every other instance marks its memory copies stale. A soft purge that cannot
+//!   reach Redis never fails the caller: it is kept and replayed as a hard invalidation (see
+//!   above), so no instance keeps the entries fresh.
+//! - **Loads in flight on other instances.** A soft purge takes part in the check that keeps
+//!   a load's write from landing after another instance's invalidation (see "Redis layout"),
+//!   with the soft outcome: a load that began before a soft purge of its key or a tag, by any
+//!   instance, is written to Redis with its fresh-until time lowered to the time of the write
+//!   (stale: the next call refreshes it), however late its instance hears of the purge. On one
+//!   Redis the soft purge's script records the name in `P` `invalidated` (as `0xFD` and the
+//!   name), and the write script lowers the value it writes when it finds the key or a tag
+//!   soft-purged, and not invalidated, since the load's epoch; a hard invalidation still
+//!   refuses the write. On Redis Cluster the soft purge first sets the name's soft purge
+//!   marker `P` `s:` name, and a load's write, once made, lowers the value's fresh-until
+//!   time when a soft purge marker (and no invalidation marker) of its key or tags is younger
+//!   than the load.
 //!
 //! # Redis layout
 //! A stable contract: instances running different versions of an application share entries.
@@ -304,11 +314,12 @@
 //! | `P` `t:` tag | set | the value keys (`P` `v:` ...) carrying the tag; expires with its longest-lived entry; at most 10,000 members (past that, the surplus entries are deleted); members whose entry is gone are pruned as the set is written |
 //! | `P` `l:` key | string | the distributed load lock (`lock = "5s"`): a random token, `PX` = the lock time |
 //! | `P` `i:` name | string | on Redis Cluster only: the name's (key or tag) invalidation marker, the time of the node that holds it when the name was last invalidated, in microseconds since the Unix epoch (decimal digits); `PX` = 10 minutes |
-//! | `P` `invalidated` | sorted set | the invalidation history (one Redis; not on a cluster), no TTL: member `0xFF` scores the epoch, a counter every invalidation moves on (started at the server's time in microseconds); each recently invalidated name (key or tag, in the bounded form below) scores the epoch of its last invalidation; member `0xFE` scores the floor, at and above which the history is complete; at most 100,000 names (past that, the oldest are dropped and the floor raised to them) |
+//! | `P` `s:` name | string | on Redis Cluster only: the name's soft purge marker, as `P` `i:` name but set by a [soft purge](#soft-purge) |
+//! | `P` `invalidated` | sorted set | the invalidation history (one Redis; not on a cluster), no TTL: member `0xFF` scores the epoch, a counter every invalidation moves on (started at the server's time in microseconds); each recently invalidated name (key or tag, in the bounded form below) scores the epoch of its last invalidation; each recently soft-purged name, after a `0xFD` byte (not UTF-8: no name is one; a reader that does not know it finds no name there), scores the epoch of its last soft purge; member `0xFE` scores the floor, at and above which the history is complete; at most 100,000 names (past that, the oldest are dropped and the floor raised to them) |
 //! | `P` `invalidate` | pub/sub channel | each invalidated name (key or tag), for every instance's memory tier; the single byte `0xFF` (not UTF-8) means "empty your memory tier"; the byte `0xFE` (not UTF-8), the sending instance's random id (8 bytes) and a name mean "mark that name's entries stale" (a [soft purge](#soft-purge); the sender ignores its own, an instance that does not know the byte ignores it) |
 //!
 //! A key or tag longer than 200 bytes is stored as its first 64 bytes, `#`, and the hex SHA-256
-//! of the whole, after `#` instead of `:` (`P` `v#` ..., `P` `t#` ..., `P` `l#` ..., `P` `i#` ...): no short
+//! of the whole, after `#` instead of `:` (`P` `v#` ..., `P` `t#` ..., `P` `l#` ..., `P` `i#` ..., `P` `s#` ...): no short
 //! key or tag can reach it. A write adds the value key to its tag sets before it writes the
 //! value, so no failure leaves a value that invalidating one of its tags would not find. On
 //! one Redis, a write and an invalidation (the tag's members, the entry, the set, the
@@ -331,12 +342,15 @@
 //! update and read are ordered on its node: either the read sees the invalidation and the
 //! value is deleted, or the invalidation's delete comes after the write and removes it. A load
 //! that runs longer than the markers live (10 minutes) is not kept; a write whose check gets no
-//! answer has its delete queued for the replay. The cost: loads of a name that begin within
+//! answer has its delete queued for the replay. A soft purge takes part in both checks with
+//! the soft outcome: recorded in the history (one Redis) or marked `P` `s:` name before its
+//! softening (a cluster), it makes a load's write that began before it stale instead of
+//! refusing or deleting it ([soft purge](#soft-purge)). The cost: loads of a name that begin within
 //! about 100 ms after its invalidation are not kept in Redis either (a miss for other
 //! instances, never a stale value). The check assumes that no node's clock jumps forward by
 //! more than 100 ms during a load, and that no marker is evicted before it expires (Redis
 //! evicts only at `maxmemory`, under an eviction policy). ACLs
-//! must let the application write `P` `i:` keys; an invalidation whose marker cannot be set is
+//! must let the application write `P` `i:` and `P` `s:` keys; an invalidation whose marker cannot be set is
 //! kept for the replay. The commands used work on Redis 6.2 and later. A command Redis refuses about one key
 //! (`WRONGTYPE`, `OOM`) is a miss for that key; it does not count towards the breaker.
 //!

@@ -135,18 +135,17 @@ const EPOCH: &[u8] = b"\xff";
 /// its purge again would make a refresh begun in between store its value stale.
 pub(crate) const SOFT: &[u8] = b"\xfe";
 
-/// A soft purge: lowers the wall-clock fresh-until time (8 bytes, big-endian, at byte 9 of
-/// the header, see `codec`) of the entry `KEYS[1]` and of every member of the tag's set
-/// `KEYS[2]` (if given) to `ARGV[1]` (now, in ms), where it is later; a value shorter than
-/// the header, or whose format byte is not one of `ARGV[2]`, is left alone. The TTL stays
-/// (`SETRANGE`), and nothing is recorded in the invalidation history: a refresh's write must
-/// not be refused. Then publishes `ARGV[4]` on `ARGV[3]`, if given.
-const SOFT_INVALIDATE: &str = r#"
-local now = tonumber(ARGV[1])
-local function soften(key)
+/// Lua: `soften(key, now, formats)` lowers the wall-clock fresh-until time (8 bytes,
+/// big-endian, at byte 9 of the header, see `codec`) of the entry `key` to `now` (ms), where it
+/// is later; a value shorter than the header, or whose format byte is not one of `formats`, is
+/// left alone. The TTL stays (`SETRANGE`). Shared by [`SOFT_INVALIDATE`] and [`WRITE`].
+macro_rules! soften_lua {
+    () => {
+        r#"
+local function soften(key, now, formats)
   local head = redis.pcall("GETRANGE", key, 0, 34)
   if type(head) ~= "string" or #head < 35 then return end
-  if not string.find(ARGV[2], string.sub(head, 1, 1), 1, true) then return end
+  if not string.find(formats, string.sub(head, 1, 1), 1, true) then return end
   local fresh = 0
   for i = 10, 17 do fresh = fresh * 256 + string.byte(head, i) end
   if fresh <= now then return end
@@ -157,13 +156,73 @@ local function soften(key)
   end
   redis.call("SETRANGE", key, 9, string.char(unpack(bytes)))
 end
-soften(KEYS[1])
-if #KEYS > 1 then
-  for _, member in ipairs(redis.call("SMEMBERS", KEYS[2])) do soften(member) end
+"#
+    };
+}
+
+/// Lua: `record(history, member, most)` moves the invalidation history's epoch on and scores
+/// `member` with it (see [`INVALIDATE`], which describes the history); past `most` names, the
+/// oldest are dropped and the floor raised to them. Shared by [`INVALIDATE`] and
+/// [`SOFT_INVALIDATE`].
+macro_rules! record_lua {
+    () => {
+        r#"
+local function record(history, member, most)
+  if not redis.call("ZSCORE", history, "\255") then
+    local now = redis.call("TIME")
+    local start = tonumber(now[1]) * 1000000 + tonumber(now[2])
+    redis.call("DEL", history)
+    redis.call("ZADD", history, start, "\254", start, "\255")
+  end
+  local epoch = redis.call("ZINCRBY", history, 1, "\255")
+  redis.call("ZADD", history, epoch, member)
+  local over = redis.call("ZCARD", history) - 2 - tonumber(most)
+  if over > 0 then
+    local last = redis.call("ZRANGE", history, over, over, "WITHSCORES")
+    redis.call("ZREMRANGEBYRANK", history, 1, over)
+    redis.call("ZADD", history, last[2], "\254")
+  end
 end
+"#
+    };
+}
+
+/// The first byte of a soft-purged name's member in the invalidation history (see
+/// [`SOFT_INVALIDATE`]): not UTF-8, so no name (a hard invalidation's member) is one, and a
+/// reader that does not know it finds no name in it. [`WRITE`] spells it `"\253"`.
+const SOFTENED: &[u8] = b"\xfd";
+
+/// A soft purge: softens (see [`soften_lua`]) the entry `KEYS[1]` and every member of the
+/// tag's set `KEYS[2]` (if given) to `ARGV[1]` (now, in ms), for the formats `ARGV[2]`. On one
+/// Redis (`KEYS[3]` given) it also records the name, as [`SOFTENED`] and its bounded form
+/// (`ARGV[6]`), in the invalidation history `KEYS[3]` (at most `ARGV[5]` names): a load that
+/// began before is then written stale (see [`WRITE`]), while a refresh that begins after is
+/// written as usual: a soft purge never refuses a write. Then publishes `ARGV[4]` on
+/// `ARGV[3]`, if given.
+const SOFT_INVALIDATE: &str = concat!(
+    soften_lua!(),
+    record_lua!(),
+    r#"
+local now = tonumber(ARGV[1])
+soften(KEYS[1], now, ARGV[2])
+if #KEYS > 1 then
+  for _, member in ipairs(redis.call("SMEMBERS", KEYS[2])) do soften(member, now, ARGV[2]) end
+end
+if #KEYS > 2 then record(KEYS[3], ARGV[6], ARGV[5]) end
 if ARGV[3] then redis.call("PUBLISH", ARGV[3], ARGV[4]) end
 return 0
-"#;
+"#
+);
+
+/// [`SOFT_INVALIDATE`] on `keys`, now, for the formats whose header holds a fresh-until time;
+/// the caller adds the rest of its arguments.
+fn soften(keys: &[&str]) -> Cmd {
+    let mut soften = redis::cmd("EVAL");
+    soften.arg(SOFT_INVALIDATE).arg(keys.len()).arg(keys);
+    soften.arg(super::codec::now_millis());
+    soften.arg(super::codec::FORMATS_WITH_DEADLINES);
+    soften
+}
 
 /// Releases the lock only if it still holds our token (a lock that expired and was taken by
 /// another instance is not ours to delete).
@@ -203,45 +262,42 @@ return members
 /// names, the oldest are dropped and the floor raised to them). A missing history starts at
 /// the server's time in microseconds, so that its epochs are above any an earlier (flushed,
 /// evicted) history gave out. Neither marker is UTF-8, so no name is one.
-const INVALIDATE: &str = r#"
+const INVALIDATE: &str = concat!(
+    record_lua!(),
+    r#"
 for _, member in ipairs(redis.call("SMEMBERS", KEYS[2])) do redis.call("DEL", member) end
 redis.call("DEL", KEYS[1], KEYS[2])
-if not redis.call("ZSCORE", KEYS[3], "\255") then
-  local now = redis.call("TIME")
-  local start = tonumber(now[1]) * 1000000 + tonumber(now[2])
-  redis.call("DEL", KEYS[3])
-  redis.call("ZADD", KEYS[3], start, "\254", start, "\255")
-end
-local epoch = redis.call("ZINCRBY", KEYS[3], 1, "\255")
-redis.call("ZADD", KEYS[3], epoch, ARGV[4])
-local over = redis.call("ZCARD", KEYS[3]) - 2 - tonumber(ARGV[3])
-if over > 0 then
-  local last = redis.call("ZRANGE", KEYS[3], over, over, "WITHSCORES")
-  redis.call("ZREMRANGEBYRANK", KEYS[3], 1, over)
-  redis.call("ZADD", KEYS[3], last[2], "\254")
-end
+record(KEYS[3], ARGV[4], ARGV[3])
 redis.call("PUBLISH", ARGV[1], ARGV[2])
 return 0
-"#;
+"#
+);
 
 /// On one Redis, a whole write in one step. First, for a load that began at epoch `ARGV[4]`
-/// (empty: not checked), it is refused (returns 1) when the key or a tag (`ARGV[5..]`) was
+/// (empty: not checked), it is refused (returns 1) when the key or a tag (`ARGV[7..]`) was
 /// invalidated since, or when the history (`KEYS[2]`, see [`INVALIDATE`]) cannot tell: it no
 /// longer reaches back that far, or began after the load. Then it adds the value key
 /// (`KEYS[1]`) to each tag's set (`KEYS[3..]`) as [`TAG_ADD`] does, also dropping up to three
 /// members whose entry is gone and deleting evicted members at once, and only then writes the
 /// value (`ARGV[1]`, for `ARGV[2]` ms), so that a failure never leaves a value its tags do not
-/// name. A write whose own membership was evicted is not made.
-const WRITE: &str = r#"
+/// name. A write whose own membership was evicted is not made. When the key or a tag was
+/// soft-purged (and not invalidated) since the load began, the value is written stale: its
+/// fresh-until time lowered to `ARGV[5]` (now, in ms; formats `ARGV[6]`, see [`soften_lua`]).
+const WRITE: &str = concat!(
+    soften_lua!(),
+    r#"
+local softened = false
 if ARGV[4] ~= "" then
   local since = tonumber(ARGV[4])
   local epoch = redis.call("ZSCORE", KEYS[2], "\255")
   if epoch then
     local floor = redis.call("ZSCORE", KEYS[2], "\254")
     if not floor or since < tonumber(floor) or since > tonumber(epoch) then return 1 end
-    for i = 5, #ARGV do
+    for i = 7, #ARGV do
       local at = redis.call("ZSCORE", KEYS[2], ARGV[i])
       if at and tonumber(at) > since then return 1 end
+      local soft = redis.call("ZSCORE", KEYS[2], "\253" .. ARGV[i])
+      if soft and tonumber(soft) > since then softened = true end
     end
   elseif since ~= 0 then
     return 1
@@ -263,13 +319,18 @@ for i = 3, #KEYS do
     end
   end
 end
-if keep then redis.call("SET", KEYS[1], ARGV[1], "PX", ttl) end
+if keep then
+  redis.call("SET", KEYS[1], ARGV[1], "PX", ttl)
+  if softened then soften(KEYS[1], tonumber(ARGV[5]), ARGV[6]) end
+end
 return 0
-"#;
+"#
+);
 
-/// On a cluster, before an invalidation deletes anything: marks the name's invalidation marker
-/// (`KEYS[1]`) with the time of the node that holds it, in microseconds (as a string of
-/// digits: a Lua number would print in exponent form), for `ARGV[1]` ms (see [`MARKED_FOR`]).
+/// On a cluster, before an invalidation deletes anything (a soft purge softens anything):
+/// marks the name's invalidation marker (soft purge marker) `KEYS[1]` with the time of the
+/// node that holds it, in microseconds (as a string of digits: a Lua number would print in
+/// exponent form), for `ARGV[1]` ms (see [`MARKED_FOR`]).
 const MARK: &str = r#"
 local now = redis.call("TIME")
 redis.call("SET", KEYS[1], now[1] .. string.format("%06d", tonumber(now[2])), "PX", ARGV[1])
@@ -302,6 +363,18 @@ fn clock_tolerance(elapsed: Duration) -> Duration {
 /// The most names the invalidation history keeps (see [`INVALIDATE`]); a load that spans more
 /// distinct invalidated names than that is not written to Redis.
 pub(crate) const MAX_INVALIDATED_NAMES: usize = 100_000;
+
+/// What a name's marker set since a load began asks of its write, on a cluster (see
+/// [`RedisStore::set_on_cluster`]); ordered by strength: the strongest marker found wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Marked {
+    /// Nothing: the write stays as it is.
+    Not,
+    /// A soft purge: the written value is made stale (see [`soften_lua`]).
+    Softened,
+    /// An invalidation (or the check cannot tell): the written value is deleted.
+    Invalidated,
+}
 
 /// Where the shared tier's invalidation history stood when a load began: what its write is
 /// checked against, so that it is not made (or, on a cluster, not kept) if the key or a tag was
@@ -514,6 +587,20 @@ impl RedisStore {
     /// A name's invalidation marker, on a cluster (see [`MARK`]).
     fn marker_key(&self, name: &str) -> String {
         self.name_key('i', name)
+    }
+
+    /// A name's soft purge marker, on a cluster (see [`MARK`]).
+    fn soft_marker_key(&self, name: &str) -> String {
+        self.name_key('s', name)
+    }
+
+    /// A name's two markers on a cluster, each with what a write must do when it was set since
+    /// the load began.
+    fn markers(&self, name: &str) -> [(String, Marked); 2] {
+        [
+            (self.marker_key(name), Marked::Invalidated),
+            (self.soft_marker_key(name), Marked::Softened),
+        ]
     }
 
     /// `P` `kind` `:` name, or for a name longer than [`MAX_NAME`], `P` `kind` `#` and its
@@ -766,7 +853,7 @@ impl RedisStore {
     /// way leaves at most a member whose value is missing (harmless), never a value that an
     /// invalidation of one of its tags would not find. A load's write is not made (one Redis)
     /// or not kept (a cluster) when `key` or a tag was invalidated, by any instance, after
-    /// `since`.
+    /// `since`; it is made (kept) stale when one was only soft-purged.
     pub(crate) async fn set(
         &self,
         key: &str,
@@ -791,6 +878,8 @@ impl RedisStore {
                     write.arg(WRITE).arg(2 + tag_keys.len()).arg(&value_key);
                     write.arg(self.history_key()).arg(&tag_keys);
                     write.arg(bytes).arg(millis).arg(MAX_TAG_MEMBERS).arg(since);
+                    write.arg(super::codec::now_millis());
+                    write.arg(super::codec::FORMATS_WITH_DEADLINES);
                     write.arg(&*bounded(key));
                     for tag in tags {
                         write.arg(&*bounded(tag));
@@ -800,7 +889,7 @@ impl RedisStore {
                 let check = began.map(|began| {
                     let tags = tags.iter().map(|t| &**t).filter(|t| *t != key);
                     let names = std::iter::once(key).chain(tags);
-                    (began, names.map(|name| self.marker_key(name)).collect())
+                    (began, names.flat_map(|name| self.markers(name)).collect())
                 });
                 let write = (value_key.as_str(), bytes, millis);
                 self.set_on_cluster(&mut c, write, &tag_keys, check).await
@@ -817,22 +906,25 @@ impl RedisStore {
     }
 
     /// [`RedisStore::set`] on a cluster: each tag's set updated by a script of its own key,
-    /// then the value written. For a load (`check`: when it began, and the invalidation
-    /// markers of its key and tags), the value is then deleted again if a marker was set since
-    /// the load began (returns `true`; see [`RedisStore::marked_since`]).
+    /// then the value written. For a load (`check`: when it began, and the invalidation and
+    /// soft purge markers of its key and tags), the value is then deleted again if an
+    /// invalidation marker was set since the load began (returns `true`; see
+    /// [`RedisStore::marked_since`]), or made stale if only a soft purge marker was.
     ///
-    /// Why that suffices: an invalidation on a cluster sets its name's marker before it deletes
-    /// the value or takes the tag's set (see [`RedisStore::send_invalidation`]), and this write
-    /// reads the markers after its `SET` (and tag memberships) succeeded. Each marker lives on
-    /// one node, so its update and this read are ordered: if the update comes first, the read
-    /// sees it and the value is deleted here; otherwise the invalidation's delete (or its
-    /// taking of the tag's set, which then names this value) follows this write, and removes it.
+    /// Why that suffices: an invalidation (a soft purge) on a cluster sets its name's marker
+    /// before it deletes (softens) the value or takes (reads) the tag's set (see
+    /// [`RedisStore::send_invalidation`], [`RedisStore::send_soft_invalidation`]), and this
+    /// write reads the markers after its `SET` (and tag memberships) succeeded. Each marker
+    /// lives on one node, so its update and this read are ordered: if the update comes first,
+    /// the read sees it and the value is deleted (softened) here; otherwise the invalidation's
+    /// delete (the soft purge's softening) of the value, or its taking (reading) of the tag's
+    /// set, which then names this value, follows this write, and removes (softens) it.
     async fn set_on_cluster(
         &self,
         c: &mut Link,
         (value_key, bytes, millis): (&str, Vec<u8>, u64),
         tag_keys: &[String],
-        check: Option<(Instant, Vec<String>)>,
+        check: Option<(Instant, Vec<(String, Marked)>)>,
     ) -> RedisResult<bool> {
         if check.as_ref().is_some_and(|(began, _)| too_long(began)) {
             return Ok(true);
@@ -863,29 +955,29 @@ impl RedisStore {
         let mut set = redis::cmd("SET");
         set.arg(value_key).arg(bytes).arg("PX").arg(millis);
         set.query_async::<()>(c).await?;
-        let invalidated = self.marked_since(c, began, &markers).await?;
-        if invalidated {
-            redis::cmd("DEL")
-                .arg(value_key)
-                .query_async::<()>(c)
-                .await?;
+        let marked = self.marked_since(c, began, &markers).await?;
+        match marked {
+            Marked::Invalidated => redis::cmd("DEL").arg(value_key).query_async(c).await?,
+            Marked::Softened => soften(&[value_key]).query_async(c).await?,
+            Marked::Not => (),
         }
         undo.keys = &[];
-        Ok(invalidated)
+        Ok(marked == Marked::Invalidated)
     }
 
-    /// Whether any of the invalidation `markers` (see [`MARK`]) was set since `began`, or it
-    /// cannot tell (the load took so long that a marker set since may have expired already).
-    /// Each marker's age is measured on the node that holds it; the load's duration on this
-    /// process's monotonic clock, up to after the replies: a marker set after the load began
-    /// is younger than that duration (plus [`clock_tolerance`]).
+    /// The strongest of the `markers` (see [`MARK`]) set since `began`: [`Marked::Not`] when
+    /// none was, [`Marked::Invalidated`] when it cannot tell (the load took so long that a
+    /// marker set since may have expired already). Each marker's age is measured on the node
+    /// that holds it; the load's duration on this process's monotonic clock, up to after the
+    /// replies: a marker set after the load began is younger than that duration (plus
+    /// [`clock_tolerance`]).
     async fn marked_since(
         &self,
         c: &mut Link,
         began: Instant,
-        markers: &[String],
-    ) -> RedisResult<bool> {
-        let ages = markers.iter().map(|marker| {
+        markers: &[(String, Marked)],
+    ) -> RedisResult<Marked> {
+        let ages = markers.iter().map(|(marker, _)| {
             let mut c = c.clone();
             async move {
                 let mut age = redis::cmd("EVAL");
@@ -895,12 +987,17 @@ impl RedisStore {
         });
         let ages = futures_util::future::try_join_all(ages).await?;
         if too_long(&began) {
-            return Ok(true);
+            return Ok(Marked::Invalidated);
         }
         let elapsed = began.elapsed();
         let bound = elapsed.saturating_add(clock_tolerance(elapsed));
         let bound = i64::try_from(bound.as_micros()).unwrap_or(i64::MAX);
-        Ok(ages.into_iter().flatten().any(|age| age <= bound))
+        let young = ages.into_iter().zip(markers);
+        let young = young.filter(|(age, _)| age.is_some_and(|age| age <= bound));
+        Ok(young
+            .map(|(_, (_, marked))| *marked)
+            .max()
+            .unwrap_or(Marked::Not))
     }
 
     /// Deletes the Redis keys `keys` one by one (a cluster's keys span slots); those not
@@ -1009,28 +1106,28 @@ impl RedisStore {
         self.sent_or_kept(sent, name, kept)
     }
 
-    /// One soft purge: on one Redis in one script; on a cluster (where a script may touch
-    /// only its own key) the tag's members are read, then they and the entry are each
-    /// softened by a script of its own key, then the broadcast.
+    /// One soft purge: on one Redis in one script (which also records it in the invalidation
+    /// history); on a cluster (where a script may touch only its own key) the name's soft
+    /// purge marker is set first (see [`MARK`]; a load's write checks it after it is made),
+    /// then the tag's members are read, then they and the entry are each softened by a script
+    /// of its own key, then the broadcast.
     async fn send_soft_invalidation(&self, c: &mut Link, name: &str) -> RedisResult<()> {
-        let now = super::codec::now_millis();
-        let formats = super::codec::FORMATS_WITH_DEADLINES;
         let value_key = self.value_key(name);
         let tag_key = self.tag_key(name);
         let mut payload = SOFT.to_vec();
         payload.extend_from_slice(&self.instance.to_be_bytes());
         payload.extend_from_slice(name.as_bytes());
-        let soften = |keys: &[&str]| {
-            let mut soften = redis::cmd("EVAL");
-            soften.arg(SOFT_INVALIDATE).arg(keys.len()).arg(keys);
-            soften.arg(now).arg(formats);
-            soften
-        };
         if let Link::Single(_) = c {
-            let mut script = soften(&[&value_key, &tag_key]);
+            let mut script = soften(&[&value_key, &tag_key, &self.history_key()]);
             script.arg(self.channel()).arg(&payload);
+            let member = [SOFTENED, bounded(name).as_bytes()].concat();
+            script.arg(MAX_INVALIDATED_NAMES).arg(member);
             return script.query_async(c).await;
         }
+        let mut mark = redis::cmd("EVAL");
+        mark.arg(MARK).arg(1).arg(self.soft_marker_key(name));
+        mark.arg(MARKED_FOR.as_millis().to_string());
+        mark.query_async::<()>(c).await?;
         let tagged: Vec<String> = redis::cmd("SMEMBERS").arg(&tag_key).query_async(c).await?;
         // Sent together, each to its key's node: a big tag takes one round trip, not one each.
         let softened = tagged.iter().chain(std::iter::once(&value_key)).map(|key| {
