@@ -302,7 +302,8 @@
 //!   refuses the write. On Redis Cluster the soft purge first sets the name's soft purge
 //!   marker `P` `s:` name, and a load's write, once made, lowers the value's fresh-until
 //!   time when a soft purge marker (and no invalidation marker) of its key or tags is younger
-//!   than the load.
+//!   than the load. The cost there, as for invalidations: a refresh that begins within about
+//!   100 ms after the soft purge is written stale too, so the next call refreshes again.
 //!
 //! # Redis layout
 //! A stable contract: instances running different versions of an application share entries.
