@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use cache_layer::{cached, invalidates, Cache, Key, LoadOptions};
 use serde::{Deserialize, Serialize};
-use support::redis_server::{RedisCluster, RedisServer};
+use support::redis_server::{subscribers, RedisCluster, RedisServer};
 use support::relay::Relay;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -1141,28 +1141,7 @@ async fn on_a_cluster_a_load_whose_write_cannot_be_checked_is_not_kept() {
     let urls = cluster.urls();
     // The app user may read and write entries, tag sets and locks, but not the invalidation
     // markers ("ck:i:*"): the check after the write fails.
-    for url in &urls {
-        let reply = cluster_cli(
-            url,
-            &[
-                "ACL", "SETUSER", "app", "on", ">pw", "~ck:v:*", "~ck:t:*", "~ck:l:*", "&*",
-                "+@all",
-            ],
-        );
-        assert_eq!(reply, "OK");
-    }
-    let as_app: Vec<String> = urls
-        .iter()
-        .map(|u| u.replacen("redis://", "redis://app:pw@", 1))
-        .collect();
-    let instance = Instance {
-        cache: Cache::builder()
-            .redis_cluster(as_app)
-            .key_prefix("ck:")
-            .build()
-            .expect("valid configuration"),
-        db: Db::default(),
-    };
+    let instance = as_app(&cluster, &["~ck:v:*", "~ck:t:*", "~ck:l:*"], "ck:");
     instance.user(1).await.unwrap();
     // The write runs off the caller's path: the value was set, then its check failed.
     eventually(async || instance.cache.stats().store_errors >= 1).await;
@@ -1200,7 +1179,7 @@ async fn a_write_redis_refuses_after_another_instances_invalidation_is_counted()
     a.read.notified().await;
     // a's subscription is up (b has not used Redis yet); then a hears nothing more, but its
     // writes are answered.
-    eventually(async || subscribers(&server, "count:invalidate").await == 1).await;
+    eventually(async || subscribers(&server.url(), "count:invalidate").await == 1).await;
     relay.hold_subscribers();
     db.names.lock().unwrap().insert(1, "Ada".to_owned());
     b.cache.invalidate("users").await;
@@ -1210,18 +1189,6 @@ async fn a_write_redis_refuses_after_another_instances_invalidation_is_counted()
     assert_eq!(a.cache.stats().store_errors, 0);
     relay.release_all();
     assert_eq!(b.user(1).await.unwrap().name, "Ada");
-}
-
-/// How many connections subscribe to `channel`.
-async fn subscribers(server: &RedisServer, channel: &str) -> u64 {
-    let mut raw = server.raw().await;
-    let (_, count): (String, u64) = redis::cmd("PUBSUB")
-        .arg("NUMSUB")
-        .arg(channel)
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    count
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1820,6 +1787,30 @@ async fn an_invalidation_whose_member_deletes_fail_deletes_them_on_replay() {
     );
 }
 
+/// An instance on `cluster` (key prefix `prefix`) that logs in as the user `app`, created on
+/// every node with the key patterns `keys` (and every command and channel).
+fn as_app(cluster: &RedisCluster, keys: &[&str], prefix: &str) -> Instance {
+    let urls = cluster.urls();
+    for url in &urls {
+        let mut acl = vec!["ACL", "SETUSER", "app", "on", ">pw"];
+        acl.extend_from_slice(keys);
+        acl.extend_from_slice(&["&*", "+@all"]);
+        assert_eq!(cluster_cli(url, &acl), "OK");
+    }
+    let as_app: Vec<String> = urls
+        .iter()
+        .map(|u| u.replacen("redis://", "redis://app:pw@", 1))
+        .collect();
+    Instance {
+        cache: Cache::builder()
+            .redis_cluster(as_app)
+            .key_prefix(prefix)
+            .build()
+            .expect("valid configuration"),
+        db: Db::default(),
+    }
+}
+
 /// `redis-cli -c -p port args...` on a cluster node (follows redirects); its trimmed output.
 fn cluster_cli(url: &str, args: &[&str]) -> String {
     let port = url
@@ -1840,27 +1831,7 @@ async fn on_a_cluster_members_whose_deletes_fail_are_deleted_on_replay() {
     let cluster = RedisCluster::start();
     let urls = cluster.urls();
     // The app user may not write "ro:*" keys yet: deleting that member of the tag fails.
-    for url in &urls {
-        let reply = cluster_cli(
-            url,
-            &[
-                "ACL", "SETUSER", "app", "on", ">pw", "~app:*", "%R~ro:*", "&*", "+@all",
-            ],
-        );
-        assert_eq!(reply, "OK");
-    }
-    let as_app: Vec<String> = urls
-        .iter()
-        .map(|u| u.replacen("redis://", "redis://app:pw@", 1))
-        .collect();
-    let instance = Instance {
-        cache: Cache::builder()
-            .redis_cluster(as_app)
-            .key_prefix("app:")
-            .build()
-            .expect("valid configuration"),
-        db: Db::default(),
-    };
+    let instance = as_app(&cluster, &["~app:*", "%R~ro:*"], "app:");
     let exists = |key: &str| cluster_cli(&urls[0], &["EXISTS", key]) == "1";
     instance.user(1).await.unwrap();
     eventually(async || exists("app:v:user:1")).await;

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 
 mod support;
 
-use support::redis_server::{RedisCluster, RedisServer};
+use support::redis_server::{subscribers, RedisCluster, RedisServer};
 use support::relay::Relay;
 
 /// A source whose loads are counted and held until the test lets them finish: each load
@@ -546,19 +546,6 @@ async fn on_a_cluster_a_soft_purge_reaches_tagged_keys_across_slots() {
         eventually("B refreshes", async || source_b.started() == before + 1).await;
         source_b.release(1);
     }
-}
-
-/// How many connections subscribe to `channel` on the Redis at `url`.
-async fn subscribers(url: &str, channel: &str) -> u64 {
-    let client = redis::Client::open(url).unwrap();
-    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
-    let (_, count): (String, u64) = redis::cmd("PUBSUB")
-        .arg("NUMSUB")
-        .arg(channel)
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    count
 }
 
 /// Instance `a` (through `relay`, subscribed through it alone, so that the test can hold

@@ -156,6 +156,22 @@ impl RedisServer {
     }
 }
 
+/// How many connections subscribe to `channel` on the Redis at `url` (a cluster node's, say).
+pub async fn subscribers(url: &str, channel: &str) -> u64 {
+    let client = redis::Client::open(url).expect("url");
+    let mut raw = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("raw connection");
+    let (_, count): (String, u64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(&mut raw)
+        .await
+        .expect("PUBSUB NUMSUB");
+    count
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
