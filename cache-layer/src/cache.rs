@@ -127,19 +127,17 @@ impl Inner {
     /// instances' invalidations, every window of `entry` is cut to close within the outage
     /// bound from now ([`CacheBuilder::outage_ttl`]).
     pub(crate) fn admit(&self, kind: EntryKind, entry: &mut Entry) -> Option<&MemoryStore> {
-        let Some(remote) = &self.remote else {
-            return Some(&self.memory);
+        let memory = match kind {
+            EntryKind::Memoised => self.local()?,
+            EntryKind::Response => &self.memory,
         };
-        if kind == EntryKind::Memoised && !remote.tiered() {
-            return None;
-        }
-        match remote.memory_bound() {
-            None => Some(&self.memory),
+        match self.remote.as_ref().and_then(Remote::memory_bound) {
+            None => Some(memory),
             Some(bound) if bound.is_zero() => None,
             Some(bound) => {
                 let until = crate::clock::after(crate::clock::now(), bound);
                 entry.deadlines = entry.deadlines.at_most(until);
-                Some(&self.memory)
+                Some(memory)
             }
         }
     }

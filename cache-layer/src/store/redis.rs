@@ -349,6 +349,14 @@ local now = redis.call("TIME")
 return tonumber(now[1]) * 1000000 + tonumber(now[2]) - at
 "#;
 
+/// Sets `marker` on a cluster (see [`MARK`]), for [`MARKED_FOR`].
+async fn mark(c: &mut Link, marker: &str) -> RedisResult<()> {
+    let mut mark = redis::cmd("EVAL");
+    mark.arg(MARK).arg(1).arg(marker);
+    mark.arg(MARKED_FOR.as_millis().to_string());
+    mark.query_async(c).await
+}
+
 /// How long an invalidation marker lives on a cluster (see [`MARK`]): the longest a load may
 /// take, from its start to its write's check, and still be written to Redis.
 const MARKED_FOR: Duration = Duration::from_secs(10 * 60);
@@ -940,9 +948,9 @@ impl RedisStore {
         if evicted.iter().any(|key| key == value_key) {
             return Ok(false);
         }
+        let mut set = redis::cmd("SET");
+        set.arg(value_key).arg(bytes).arg("PX").arg(millis);
         let Some((began, markers)) = check else {
-            let mut set = redis::cmd("SET");
-            set.arg(value_key).arg(bytes).arg("PX").arg(millis);
             return set.query_async::<()>(c).await.map(|()| false);
         };
         // From before the SET is sent until the check has cleared it, the value may be stale:
@@ -952,8 +960,6 @@ impl RedisStore {
             pending: &self.pending,
             keys: &written,
         };
-        let mut set = redis::cmd("SET");
-        set.arg(value_key).arg(bytes).arg("PX").arg(millis);
         set.query_async::<()>(c).await?;
         let marked = self.marked_since(c, began, &markers).await?;
         match marked {
@@ -1074,10 +1080,7 @@ impl RedisStore {
             invalidate.arg(MAX_INVALIDATED_NAMES).arg(&*bounded(name));
             return invalidate.query_async(c).await;
         }
-        let mut mark = redis::cmd("EVAL");
-        mark.arg(MARK).arg(1).arg(self.marker_key(name));
-        mark.arg(MARKED_FOR.as_millis().to_string());
-        mark.query_async::<()>(c).await?;
+        mark(c, &self.marker_key(name)).await?;
         let tagged: Vec<String> = redis::cmd("EVAL")
             .arg(TAG_TAKE)
             .arg(1)
@@ -1124,10 +1127,7 @@ impl RedisStore {
             script.arg(MAX_INVALIDATED_NAMES).arg(member);
             return script.query_async(c).await;
         }
-        let mut mark = redis::cmd("EVAL");
-        mark.arg(MARK).arg(1).arg(self.soft_marker_key(name));
-        mark.arg(MARKED_FOR.as_millis().to_string());
-        mark.query_async::<()>(c).await?;
+        mark(c, &self.soft_marker_key(name)).await?;
         let tagged: Vec<String> = redis::cmd("SMEMBERS").arg(&tag_key).query_async(c).await?;
         // Sent together, each to its key's node: a big tag takes one round trip, not one each.
         let softened = tagged.iter().chain(std::iter::once(&value_key)).map(|key| {
