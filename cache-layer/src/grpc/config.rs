@@ -84,13 +84,37 @@ impl sealed::Sealed for GrpcMethods {
 impl LayerMode for GrpcMethods {}
 
 /// A method path or metadata name that [`CacheLayer::grpc_method`] or
-/// [`CacheLayer::grpc_key_metadata`] refuses; the message says which and why.
+/// [`CacheLayer::grpc_key_metadata`] refuses.
+///
+/// The variants name what was refused, so a caller can match on the kind; the
+/// [`Display`](fmt::Display) message says why.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GrpcConfigError(String);
+#[non_exhaustive]
+pub enum GrpcConfigError {
+    /// A method path not of the form `/package.Service/Method` (given to
+    /// [`CacheLayer::grpc_method`]).
+    MethodPath(String),
+    /// A name that is not a valid metadata (header) name (given to
+    /// [`CacheLayer::grpc_key_metadata`]).
+    MetadataName(String),
+    /// `grpc-timeout` asked to be part of the key: a deadline does not change the answer.
+    TimeoutInKey,
+}
 
 impl fmt::Display for GrpcConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            GrpcConfigError::MethodPath(path) => write!(
+                f,
+                "gRPC method path {path:?} is not of the form \"/package.Service/Method\""
+            ),
+            GrpcConfigError::MetadataName(name) => {
+                write!(f, "{name:?} is not a valid gRPC metadata name")
+            }
+            GrpcConfigError::TimeoutInKey => f.write_str(
+                "grpc-timeout is never part of the key: a deadline does not change the answer",
+            ),
+        }
     }
 }
 
@@ -108,20 +132,16 @@ fn check_path(path: &str) -> Result<(), GrpcConfigError> {
     if valid {
         Ok(())
     } else {
-        Err(GrpcConfigError(format!(
-            "gRPC method path {path:?} is not of the form \"/package.Service/Method\""
-        )))
+        Err(GrpcConfigError::MethodPath(path.to_owned()))
     }
 }
 
 /// Checks a metadata name for the key: a valid header name, not `grpc-timeout`.
 fn key_metadata_name(name: &str) -> Result<HeaderName, GrpcConfigError> {
-    let name = HeaderName::try_from(name)
-        .map_err(|_| GrpcConfigError(format!("{name:?} is not a valid gRPC metadata name")))?;
+    let name =
+        HeaderName::try_from(name).map_err(|_| GrpcConfigError::MetadataName(name.to_owned()))?;
     if name == "grpc-timeout" {
-        return Err(GrpcConfigError(
-            "grpc-timeout is never part of the key: a deadline does not change the answer".into(),
-        ));
+        return Err(GrpcConfigError::TimeoutInKey);
     }
     Ok(name)
 }
@@ -292,6 +312,7 @@ mod tests {
                 error.to_string().contains("is not of the form"),
                 "{path:?}: {error}"
             );
+            assert_eq!(error, GrpcConfigError::MethodPath(path.to_owned()));
         }
         let layer = layer()
             .grpc_method("/a.S/Get", Duration::from_secs(1))
@@ -307,6 +328,7 @@ mod tests {
                 error.to_string().contains("not a valid gRPC metadata name"),
                 "{error}"
             );
+            assert_eq!(error, GrpcConfigError::MetadataName(name.to_owned()));
         }
     }
 
@@ -317,6 +339,7 @@ mod tests {
             assert!(error
                 .to_string()
                 .starts_with("grpc-timeout is never part of the key"));
+            assert_eq!(error, GrpcConfigError::TimeoutInKey);
         }
     }
 
