@@ -7,6 +7,7 @@ use std::task::{Context, Waker};
 use std::time::Duration;
 
 use crate::entry::Entry;
+use crate::error::BuildError;
 use crate::flight::Flights;
 use crate::invalidation::InvalidationLog;
 use crate::stats::{Counter, Counters, Stats};
@@ -797,16 +798,13 @@ impl CacheBuilder {
     /// A [`BuildError`] naming the setting that is out of range.
     pub fn build(self) -> Result<Cache, BuildError> {
         if !(0.0..1.0).contains(&self.jitter) {
-            return Err(BuildError(format!(
-                "jitter must be a fraction in [0, 1), got {}",
-                self.jitter
-            )));
+            return Err(BuildError::Jitter(self.jitter));
         }
         if self.memory_budget == 0 {
-            return Err(BuildError("memory_budget must be at least 1 byte".into()));
+            return Err(BuildError::MemoryBudget);
         }
         if self.max_wait.is_zero() {
-            return Err(BuildError("max_wait must be longer than zero".into()));
+            return Err(BuildError::MaxWait);
         }
         let counters = Arc::new(Counters::new(&self.name));
         let shared = match self.redis {
@@ -819,7 +817,7 @@ impl CacheBuilder {
                     op_timeout: self.redis_timeout,
                     root_certificate: self.redis_root_certificate,
                 };
-                let store = RedisStore::new(&config, Arc::clone(&counters)).map_err(BuildError)?;
+                let store = RedisStore::new(&config, Arc::clone(&counters))?;
                 Some((store, target.tiered))
             }
             None => None,
@@ -851,15 +849,3 @@ struct RedisTarget {
     /// Memory (L1) in front of Redis for memoised values.
     tiered: bool,
 }
-
-/// A [`CacheBuilder`] setting that is out of range.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BuildError(String);
-
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid cache configuration: {}", self.0)
-    }
-}
-
-impl std::error::Error for BuildError {}

@@ -644,6 +644,7 @@ mod batch;
 mod cache;
 mod clock;
 mod entry;
+mod error;
 mod flight;
 #[cfg(feature = "grpc")]
 pub mod grpc;
@@ -674,13 +675,14 @@ pub use self::http::{
     CacheBody, CacheLayer, CacheService, CacheTags, EtagMode, HttpOnly, Purge, PurgeBody, PurgeOr,
     ResponseFuture,
 };
-pub use cache::{BuildError, Cache, CacheBuilder};
+pub use cache::{Cache, CacheBuilder};
 #[doc = include_str!("reference/cached.md")]
 #[doc(inline)]
 pub use cache_macros::cached;
 #[doc = include_str!("reference/invalidates.md")]
 #[doc(inline)]
 pub use cache_macros::invalidates;
+pub use error::BuildError;
 pub use key::{Key, KeyArg, KeyBuf};
 pub use options::LoadOptions;
 

@@ -21,6 +21,7 @@ use tokio::sync::OnceCell;
 use super::breaker::Breaker;
 use super::codec::MAX_ENCODED;
 use super::pending::{Part, Pending, Queued};
+use crate::error::BuildError;
 use crate::stats::{Counter, Counters};
 
 /// How a [`RedisStore`] connects and how long it waits.
@@ -477,7 +478,7 @@ fn open(info: redis::ConnectionInfo, _root: Option<&[u8]>) -> RedisResult<Client
 fn with_root_certificate(
     builder: redis::cluster::ClusterClientBuilder,
     root: Option<&[u8]>,
-) -> Result<redis::cluster::ClusterClientBuilder, String> {
+) -> Result<redis::cluster::ClusterClientBuilder, BuildError> {
     Ok(match root {
         Some(pem) => builder.certs(redis::TlsCertificates {
             client_tls: None,
@@ -491,19 +492,32 @@ fn with_root_certificate(
 fn with_root_certificate(
     builder: redis::cluster::ClusterClientBuilder,
     root: Option<&[u8]>,
-) -> Result<redis::cluster::ClusterClientBuilder, String> {
+) -> Result<redis::cluster::ClusterClientBuilder, BuildError> {
     match root {
-        Some(_) => Err("a Redis root certificate needs the `tls` feature".into()),
+        Some(_) => Err(BuildError::TlsFeature),
         None => Ok(builder),
+    }
+}
+
+/// The error for a Redis URL the client refuses. The client's messages are fixed texts that
+/// never repeat the URL (which may hold a password); `rediss://` without TLS gets its own kind.
+fn url_error(position: usize, url: &str, error: &RedisError) -> BuildError {
+    let tls = url.starts_with("rediss:") || url.starts_with("valkeys:");
+    if tls && !cfg!(feature = "tls") {
+        return BuildError::TlsFeature;
+    }
+    BuildError::RedisUrl {
+        position,
+        reason: error.to_string(),
     }
 }
 
 impl RedisStore {
     /// Validates the URL; connects lazily, on first use, so that building a cache never
     /// blocks and a Redis that is down at start-up does not stop the application.
-    pub(crate) fn new(config: &RedisConfig, counters: Arc<Counters>) -> Result<Self, String> {
+    pub(crate) fn new(config: &RedisConfig, counters: Arc<Counters>) -> Result<Self, BuildError> {
         if config.urls.is_empty() {
-            return Err("a Redis cluster needs at least one node URL".into());
+            return Err(BuildError::NoClusterNodes);
         }
         // Keepalive: a peer that vanished (NAT timeout, failover) is noticed by the OS too.
         let tcp = || {
@@ -515,18 +529,15 @@ impl RedisStore {
                 .set_keepalive(keepalive)
         };
         let mut infos = Vec::new();
-        for url in &config.urls {
-            let info = url
-                .as_str()
-                .into_connection_info()
-                .map_err(|e| format!("invalid Redis URL {url:?}: {e}"))?;
-            infos.push(info.set_tcp_settings(tcp()));
+        let mut clients = Vec::new();
+        for (position, url) in config.urls.iter().enumerate() {
+            let url_error = |e: RedisError| url_error(position, url, &e);
+            let info = url.as_str().into_connection_info().map_err(url_error)?;
+            let info = info.set_tcp_settings(tcp());
+            clients
+                .push(open(info.clone(), config.root_certificate.as_deref()).map_err(url_error)?);
+            infos.push(info);
         }
-        let clients = infos
-            .iter()
-            .map(|info| open(info.clone(), config.root_certificate.as_deref()))
-            .collect::<RedisResult<Vec<_>>>()
-            .map_err(|e| format!("invalid Redis URL: {e}"))?;
         let cluster = if config.cluster {
             let builder = ClusterClient::builder(infos)
                 .connection_timeout(config.connect_timeout)
@@ -534,9 +545,9 @@ impl RedisStore {
                 .retries(1)
                 .tcp_settings(tcp());
             let builder = with_root_certificate(builder, config.root_certificate.as_deref())?;
-            let client = builder
-                .build()
-                .map_err(|e| format!("invalid Redis cluster configuration: {e}"))?;
+            let client = builder.build().map_err(|e| BuildError::ClusterConfig {
+                reason: e.to_string(),
+            })?;
             Some(client)
         } else {
             None
