@@ -24,7 +24,9 @@ pub(crate) fn user(id: u64) -> User {
 
 /// Median point estimate (ns) criterion wrote for `group/function` in this run.
 pub(crate) fn median(group: &str, function: &str) -> Option<f64> {
-    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    // Criterion writes under the workspace's target directory; benches run in `benches/`.
+    let dir = std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into());
     let path = format!("{dir}/criterion/{group}/{function}/new/estimates.json");
     let text = std::fs::read_to_string(path).ok()?;
     let at = text.find("\"median\"")?;
