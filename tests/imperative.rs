@@ -474,8 +474,8 @@ async fn a_dead_redis_never_fails_the_imperative_api() {
     assert!(cache.stats().store_errors > 0);
 }
 
-/// An `insert` is made in Redis before it returns: another instance reads it at once (a
-/// detached write left a window where it did not; seen failing with the write detached).
+/// An `insert` is made in Redis before it returns: another instance reads it at once (a write
+/// detached from the call would leave a window where it does not).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_insert_is_read_by_another_instance_as_soon_as_it_returns() {
     let server = RedisServer::start();

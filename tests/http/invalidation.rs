@@ -167,8 +167,8 @@ async fn on_a_shared_cache_invalidations_reach_every_instances_responses() {
 }
 
 /// A write whose client leaves while the write's invalidations are on their way to a stalled
-/// Redis: every URL it names is still dropped here at once (the later ones were skipped when
-/// the names were invalidated one `await` at a time).
+/// Redis: every URL it names is still dropped here at once (invalidating the names one `await`
+/// at a time would skip the later ones).
 #[tokio::test]
 async fn a_write_whose_client_leaves_early_still_invalidates_every_url_it_names() {
     let mut redis = support::redis_server::RedisServer::start();

@@ -177,7 +177,8 @@ fn shared(server: &RedisServer, prefix: &str) -> Cache {
         .expect("valid configuration")
 }
 
-/// The bound the crate docs state ("Invalidations when Redis is unreachable"): once Redis
+/// The bound `cache_layer::docs::sharing` states ("Invalidations when Redis is unreachable"):
+/// once Redis
 /// answers again, every instance serves the new value within it (default timeouts and the
 /// tight ones of these tests alike).
 const RECOVERY_BOUND: Duration = Duration::from_secs(2);
