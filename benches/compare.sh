@@ -6,7 +6,7 @@
 #   nginx proxy_cache   the uncached catalog behind nginx's proxy_cache (the usual alternative)
 #   same bytes, static  the response CacheLayer serves for the endpoint (status, headers and
 #                       body recorded with curl from the memory set-up), served from static memory
-#                       by examples/static_copy.rs through axum::serve, as the catalog serves: no
+#                       by benches/tools/static_copy.rs through axum::serve, as the catalog serves: no
 #                       cache, no database, no histogram. The ceiling of any cache inside this
 #                       server for this response
 #   ceiling             the uncached catalog's GET /healthz (two static bytes, merged outside
@@ -51,10 +51,10 @@ for tool in wrk nginx; do
     command -v "$tool" >/dev/null || { echo "error: $tool not found (apt-get install $tool)" >&2; exit 1; }
 done
 
-cargo build --release --example catalog --example static_copy >&2
+cargo build --release --example catalog --bin static_copy >&2
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 CATALOG="$TARGET_DIR/release/examples/catalog"
-STATIC_COPY="$TARGET_DIR/release/examples/static_copy"
+STATIC_COPY="$TARGET_DIR/release/static_copy"
 
 WORK=$(mktemp -d)
 PIDS=()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Soak: is the proxy's memory budget what the process really uses, under traffic to ever new
-# URLs? examples/reverse_proxy (CacheLayer, --memory-budget) in front of examples/origin, driven
+# URLs? examples/reverse_proxy (CacheLayer, --memory-budget) in front of benches/tools/origin, driven
 # by wrk over random URLs: /k/<n>, some with a query (/k/<n>?page=<1..3>), and /v/<n> whose
 # responses vary on Accept-Language (three languages). For each budget a fresh proxy runs for
 # DURATION seconds; its RSS is sampled every 10 s and printed against the target
@@ -31,13 +31,13 @@ done
 CPUS=$(nproc)
 if [ "$CPUS" -ge 2 ]; then PROXY_CPU=0; LOAD_CPU=1; else PROXY_CPU=0; LOAD_CPU=0; fi
 
-cargo build --release --example reverse_proxy --example origin >&2
+cargo build --release --example reverse_proxy --bin origin >&2
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 
 WORK=$(mktemp -d)
 # Copies: a build in a shared target directory cannot swap the binaries mid-run.
-cp "$TARGET_DIR/release/examples/reverse_proxy" "$TARGET_DIR/release/examples/origin" "$WORK/"
+cp "$TARGET_DIR/release/examples/reverse_proxy" "$TARGET_DIR/release/origin" "$WORK/"
 PROXY="$WORK/reverse_proxy"
 ORIGIN="$WORK/origin"
 PIDS=()

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cache_layer::{cached, Cache, Key, LoadOptions};
-use support::redis_server::{RedisCluster, RedisServer};
+use support::redis_server::{tiered, RedisCluster, RedisServer};
 
 fn minute() -> LoadOptions {
     LoadOptions::new(Duration::from_secs(60))
@@ -346,29 +346,21 @@ async fn overlapping_concurrent_batches_load_each_missing_key_once_in_memory() {
     overlapping_batches_load_each_key_once(&cache).await;
 }
 
-fn tiered(server: &RedisServer) -> Cache {
-    Cache::builder()
-        .tiered(server.url())
-        .key_prefix("imperative:")
-        .build()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn overlapping_concurrent_batches_load_each_missing_key_once_on_the_tiered_store() {
     let server = RedisServer::start();
-    let cache = tiered(&server);
+    let cache = tiered(&server, "imperative:");
     overlapping_batches_load_each_key_once(&cache).await;
     // Another instance, tiered and Redis-only, reads every value from Redis (one pipelined
     // read): no source call.
     let keys: Vec<Key> = (0..30).map(user).collect();
-    until_in_redis(&tiered(&server), &keys).await;
+    until_in_redis(&tiered(&server, "imperative:"), &keys).await;
     let redis_only = Cache::builder()
         .redis(server.url())
         .key_prefix("imperative:")
         .build()
         .unwrap();
-    for other in [tiered(&server), redis_only] {
+    for other in [tiered(&server, "imperative:"), redis_only] {
         let source = Source::default();
         let values = other
             .get_or_load_many(&keys, &minute(), source.batch())
@@ -421,7 +413,10 @@ async fn until_in_redis(probe: &Cache, keys: &[Key]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_imperative_api_shares_entries_through_redis() {
     let server = RedisServer::start();
-    let (a, b) = (tiered(&server), tiered(&server));
+    let (a, b) = (
+        tiered(&server, "imperative:"),
+        tiered(&server, "imperative:"),
+    );
     let options = minute().tag("users");
     a.insert(&user(1), "Ada".to_owned(), &options).await;
     let source = Source::default();
@@ -479,12 +474,15 @@ async fn a_dead_redis_never_fails_the_imperative_api() {
     assert!(cache.stats().store_errors > 0);
 }
 
-/// An `insert` is made in Redis before it returns: another instance reads it at once (a
-/// detached write left a window where it did not; seen failing with the write detached).
+/// An `insert` is made in Redis before it returns: another instance reads it at once (a write
+/// detached from the call would leave a window where it does not).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_insert_is_read_by_another_instance_as_soon_as_it_returns() {
     let server = RedisServer::start();
-    let (a, b) = (tiered(&server), tiered(&server));
+    let (a, b) = (
+        tiered(&server, "imperative:"),
+        tiered(&server, "imperative:"),
+    );
     for id in 0..50 {
         a.insert(&user(id), format!("inserted {id}"), &minute())
             .await;
@@ -504,7 +502,7 @@ async fn a_batch_of_misses_on_redis_makes_one_call() {
         .key_prefix("one-call:")
         .build()
         .unwrap();
-    for cache in [tiered(&server), redis_only] {
+    for cache in [tiered(&server, "imperative:"), redis_only] {
         let source = Source::default();
         let keys: Vec<Key> = (100..120).map(user).collect();
         let values = cache

@@ -12,7 +12,8 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use cache_layer::{cached, Cache, KeyArg};
-use support::redis_server::RedisServer;
+use support::redis_server::{tiered, RedisServer};
+use support::wait::eventually;
 use tokio::sync::Semaphore;
 
 /// More permits than loads in any test: taking them all holds every load at the gate.
@@ -46,17 +47,6 @@ impl Source {
     }
 }
 
-/// Polls `until` every 10 ms, for at most 5 s.
-async fn eventually(what: &str, mut until: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if until() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{what}: not after 5 s");
-}
-
 /// `call` (a `stale = "1m"` site with a 200 ms TTL) first loads `expected(0)`; once stale, it
 /// answers `expected(0)` without waiting for the refresh, which is started once (held at the
 /// gate meanwhile); after the refresh, it answers `expected(1)` and nothing else loaded.
@@ -86,7 +76,10 @@ async fn serves_stale_and_refreshes_once<F, Fut>(
             .expect("a stale answer does not wait for the refresh");
         assert_eq!(answer, expected(0), "the stale value is served");
     }
-    eventually("the background refresh starts", || source.loads() == 2).await;
+    eventually("the background refresh starts", async || {
+        source.loads() == 2
+    })
+    .await;
     drop(closed);
 
     let mut answer = String::new();
@@ -154,15 +147,8 @@ async fn a_borrowed_receiver_is_refreshed_on_a_clone_in_memory() {
 #[tokio::test]
 async fn a_borrowed_receiver_is_refreshed_on_a_clone_on_a_tiered_store() {
     let server = RedisServer::start();
-    let tiered = || {
-        Cache::builder()
-            .tiered(server.url())
-            .key_prefix("stale:")
-            .build()
-            .expect("valid configuration")
-    };
     let repo = Repo {
-        cache: tiered(),
+        cache: tiered(&server, "stale:"),
         tenant: 7,
         source: Source::new(),
     };
@@ -174,7 +160,7 @@ async fn a_borrowed_receiver_is_refreshed_on_a_clone_on_a_tiered_store() {
     .await;
     // Another instance, with an empty memory tier, reads the refreshed value from Redis.
     let other = Repo {
-        cache: tiered(),
+        cache: tiered(&server, "stale:"),
         ..repo.clone()
     };
     assert_eq!(other.greeting("ada").await, "v1 ada@7");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cache_layer::{cached, Cache};
 use serde::{Deserialize, Serialize};
-use support::redis_server::RedisServer;
+use support::redis_server::{tiered, RedisServer};
 
 /// An access token that says how long it is valid, as OAuth's `expires_in` does.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -147,17 +147,10 @@ async fn value_policies_in_memory() {
 async fn value_policies_on_a_tiered_store_reach_redis() {
     let server = RedisServer::start();
     let loads = Arc::default();
-    let tiered = || {
-        Cache::builder()
-            .tiered(server.url())
-            .key_prefix("policies:")
-            .build()
-            .expect("valid configuration")
-    };
-    let first = Service::new(tiered(), &loads);
+    let first = Service::new(tiered(&server, "policies:"), &loads);
     // A second instance with an empty memory tier: whatever it finds comes from Redis, so
     // the TTLs and the skip must have reached Redis too.
-    let second = Service::new(tiered(), &loads);
+    let second = Service::new(tiered(&server, "policies:"), &loads);
     policies_hold(&first, &second).await;
     let stats = second.cache.stats();
     assert!(stats.shared_hits >= 2, "{stats:?}");

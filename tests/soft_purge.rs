@@ -5,15 +5,16 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cache_layer::{cached, Cache, Key, LoadOptions};
 use tokio::sync::Semaphore;
 
 mod support;
 
-use support::redis_server::{subscribers, RedisCluster, RedisServer};
+use support::redis_server::{subscribers, tiered, RedisCluster, RedisServer};
 use support::relay::Relay;
+use support::wait::eventually;
 
 /// A source whose loads are counted and held until the test lets them finish: each load
 /// returns `base` plus how many loads had started when it began.
@@ -57,19 +58,6 @@ impl Source {
             .await
             .expect("the loader never fails")
     }
-}
-
-/// Polls `check` (yielding, then sleeping 5 ms) for up to 5 s.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(5) {
-        if check().await {
-            return;
-        }
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("not reached within 5 s: {what}");
 }
 
 /// Fresh for a minute, no stale window of its own: a soft purge still serves it stale once.
@@ -236,15 +224,6 @@ async fn soft_purging_a_name_nothing_carries_changes_nothing() {
     assert_eq!(source.call(&cache, &key, &options()).await, 1);
     assert_eq!(source.started(), 1, "fresh: no refresh");
     assert_eq!(cache.entry_count(), 1);
-}
-
-fn tiered(server: &RedisServer, prefix: &str) -> Cache {
-    Cache::builder()
-        .tiered(server.url())
-        .key_prefix(prefix)
-        .jitter(0.0)
-        .build()
-        .unwrap()
 }
 
 /// Waits until `cache` answers `key` as a fresh hit from memory (L1 filled; its first call

@@ -6,3 +6,4 @@ pub mod loopback;
 pub mod redis_server;
 pub mod relay;
 pub mod spans;
+pub mod wait;

@@ -172,6 +172,16 @@ pub async fn subscribers(url: &str, channel: &str) -> u64 {
     count
 }
 
+/// A tiered cache (memory in front of `server`) whose keys and channels live under `prefix`,
+/// with the builder's defaults otherwise.
+pub fn tiered(server: &RedisServer, prefix: &str) -> cache_layer::Cache {
+    cache_layer::Cache::builder()
+        .tiered(server.url())
+        .key_prefix(prefix)
+        .build()
+        .expect("valid configuration")
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();

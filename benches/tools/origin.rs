@@ -3,7 +3,7 @@
 //! a body that depends on `Accept-Language` with `Vary: Accept-Language`.
 //!
 //! ```text
-//! cargo run --release --example origin -- --listen 127.0.0.1:0 [--cache-control "max-age=3600"]
+//! cargo run --release --bin origin -- --listen 127.0.0.1:0 [--cache-control "max-age=3600"]
 //! ```
 
 use axum::body::Body;

@@ -8,7 +8,7 @@
 //! inside that server for that response.
 //!
 //! ```text
-//! cargo run --release --example static_copy -- --head HEAD --body BODY [--listen ADDR]
+//! cargo run --release --bin static_copy -- --head HEAD --body BODY [--listen ADDR]
 //! ```
 
 use std::process::ExitCode;
