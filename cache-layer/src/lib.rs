@@ -128,6 +128,7 @@
 //! | `tls` | yes | `rediss://` URLs: TLS to Redis with rustls (ring), trusting the system's roots or a given CA |
 //! | `grpc` | no | caching opted-in gRPC unary methods (gzip/deflate request decoding, descriptor sets); without it, gRPC calls pass through untouched |
 //! | `test-clock` | no | `testing::follow_tokio_time`: entry lifetimes on Tokio's pausable clock, for tests |
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod batch;
 mod cache;
@@ -184,3 +185,8 @@ pub mod testing {
     pub use crate::clock::follow_tokio_time;
 }
 pub use stats::Stats;
+
+/// The crate's README (what crates.io shows), compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
