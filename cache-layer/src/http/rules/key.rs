@@ -70,7 +70,7 @@ pub(crate) fn write_primary_key(
 /// RFC 3986 gives them different meanings. A `text` with a `%` not followed by two hex
 /// digits (not a valid URI component) is kept as sent: decoding around it could make new
 /// percent-encodings out of what was sent as text.
-pub(crate) fn push_normalised(key: &mut String, text: &str) {
+fn push_normalised(key: &mut String, text: &str) {
     let start = key.len();
     let mut rest = text;
     while let Some(at) = rest.find('%') {
