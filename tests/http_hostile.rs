@@ -407,3 +407,46 @@ async fn a_malformed_vary_member_makes_a_response_unstorable() {
     );
     assert_eq!(server.get("/r", &[("accept", "a")]).await.text(), "body-2");
 }
+
+#[tokio::test]
+async fn requests_with_new_header_values_cannot_push_out_the_variant_in_use() {
+    let calls = counter();
+    let counted_calls = Arc::clone(&calls);
+    let app = Router::new().route(
+        "/r",
+        get(move |headers: HeaderMap| {
+            counted_calls.fetch_add(1, Ordering::SeqCst);
+            let lang = headers["accept-language"].to_str().unwrap().to_owned();
+            async move {
+                (
+                    [("cache-control", "max-age=60"), ("vary", "accept-language")],
+                    lang,
+                )
+            }
+        }),
+    );
+    let server = start(app, |cache| {
+        CacheLayer::new(cache).max_variants(std::num::NonZeroUsize::new(2).unwrap())
+    })
+    .await;
+    server.get("/r", &[("accept-language", "en")]).await;
+    // An attacker's new values, each stored, between the popular variant's hits.
+    for (n, lang) in ["x1", "x2", "x3", "x4", "x5"].into_iter().enumerate() {
+        server.get("/r", &[("accept-language", lang)]).await;
+        let en = server.get("/r", &[("accept-language", "en")]).await;
+        assert!(
+            en.cache_status().contains("hit"),
+            "{n}: {}",
+            en.cache_status()
+        );
+        assert_eq!(en.text(), "en");
+        assert_eq!(calls.load(Ordering::SeqCst), n + 2);
+    }
+    // The least recently used went: the attacker's older values.
+    let x4 = server.get("/r", &[("accept-language", "x4")]).await;
+    assert!(
+        x4.cache_status().contains("fwd=vary-miss"),
+        "{}",
+        x4.cache_status()
+    );
+}

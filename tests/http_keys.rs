@@ -1,17 +1,18 @@
 //! `CacheLayer` keys under hostile requests, end to end over loopback: a `Host` cannot forge
 //! another URL's key, invalid authorities are never keyed, both HTTP versions' ways of naming
-//! the authority share a key, and the query is kept as sent.
+//! the authority share a key, the query is kept as sent, and the spellings of one URL (its
+//! percent-encodings) share an entry, which a purge or a write of any of them drops.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Response, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, Response, Uri};
 use axum::Router;
-use cache_layer::CacheLayer;
+use cache_layer::{Cache, CacheLayer};
 
 mod support;
-use support::loopback::start;
+use support::loopback::{serve, start};
 
 fn counter() -> Arc<AtomicUsize> {
     Arc::new(AtomicUsize::new(0))
@@ -188,4 +189,69 @@ async fn a_host_that_disagrees_with_the_uri_authority_is_never_keyed() {
         3,
         "agreeing authorities share a key"
     );
+}
+
+#[tokio::test]
+async fn the_spellings_of_one_url_share_an_entry() {
+    let calls = counter();
+    let server = start(echo_target(&calls), CacheLayer::new).await;
+    let first = server.get("/products/7", &[]).await.text();
+    assert_eq!(server.get("/products/%37", &[]).await.text(), first);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "`%37` and `7` share an entry"
+    );
+    // An encoded unreserved character, in either hex case, is the character.
+    let tilde = server.get("/%7ea?q=%7E", &[]).await.text();
+    assert_eq!(server.get("/%7Ea?q=%7e", &[]).await.text(), tilde);
+    assert_eq!(server.get("/~a?q=~", &[]).await.text(), tilde);
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "`%7e`, `%7E` and `~`");
+}
+
+#[tokio::test]
+async fn encoded_delimiters_keep_their_own_entries() {
+    let calls = counter();
+    let server = start(echo_target(&calls), CacheLayer::new).await;
+    let seen = |text: String| text.split(" at ").next().unwrap_or_default().to_owned();
+    assert_eq!(seen(server.get("/a%2Fb", &[]).await.text()), "/a%2Fb");
+    assert_eq!(seen(server.get("/a/b", &[]).await.text()), "/a/b");
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "`%2F` and `/` differ");
+    // Only the hex case of `%2F` is normalised: served what `%2F` stored.
+    assert_eq!(seen(server.get("/a%2fb", &[]).await.text()), "/a%2Fb");
+    server.get("/q?a=%26", &[]).await;
+    server.get("/q?a=&", &[]).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 4, "`%26` and `&` differ");
+}
+
+#[tokio::test]
+async fn a_purge_or_a_write_of_one_spelling_drops_the_others() {
+    let calls = counter();
+    let layer = CacheLayer::new(Cache::builder().jitter(0.0).build().unwrap());
+    let purge = layer.purge_with_token("t0ken");
+    let server = serve(echo_target(&calls).layer(layer).layer(purge)).await;
+    let token = [("authorization", "Bearer t0ken")];
+    server.get("/products/7", &[]).await;
+    let purged = server
+        .send(
+            Method::from_bytes(b"PURGE").unwrap(),
+            "/products/%37",
+            &token,
+        )
+        .await;
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    server.get("/products/7", &[]).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "the purge dropped it");
+    // And the other way round, spelled another way again.
+    server.get("/products/%37", &[]).await;
+    server
+        .send(Method::from_bytes(b"PURGE").unwrap(), "/products/7", &token)
+        .await;
+    server.get("/products/%37", &[]).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // A successful write of one spelling drops what the other stored.
+    server.send(Method::PUT, "/products/%37", &[]).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    server.get("/products/7", &[]).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 5, "the write dropped it");
 }

@@ -186,8 +186,9 @@ impl<M> CacheLayer<M> {
         self
     }
 
-    /// How many `Vary` variants of one URL are kept (default 8); the oldest goes first. At
-    /// least one: a response is always kept for the request that fetched it.
+    /// How many `Vary` variants of one URL are kept (default 8); the least recently used
+    /// (stored or served) goes first. At least one: a response is always kept for the request
+    /// that fetched it.
     ///
     /// ```
     /// use std::num::NonZeroUsize;

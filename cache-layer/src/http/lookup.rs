@@ -72,10 +72,13 @@ pub(crate) fn lookup(
         let stored =
             live_entry(cache, &key, now).filter(|entry| entry.value.is::<CachedResponse>());
         return match stored {
-            Some(entry) => Found::Stored {
-                variant: Some(key),
-                entry,
-            },
+            Some(entry) => {
+                record.touch(&key);
+                Found::Stored {
+                    variant: Some(key),
+                    entry,
+                }
+            }
             None => Found::VaryMiss(key),
         };
     }

@@ -71,9 +71,9 @@ pub(crate) fn store_response(
     cache.store_response(primary, entry, since, shared)
 }
 
-/// The URL's `Vary` record with `key` added as its newest variant (the oldest beyond
-/// `max_variants` are dropped, here and in the shared tier), and when the previous record
-/// expires.
+/// The URL's `Vary` record with `key` added as its most recently used variant (the least
+/// recently used beyond `max_variants` are dropped, here and in the shared tier), and when the
+/// previous record expires.
 fn variants_record(
     cache: &Cache,
     config: &Config,
@@ -83,24 +83,17 @@ fn variants_record(
     now: clock::Instant,
 ) -> (Variants, clock::Instant) {
     let previous = live_entry(cache, primary, now);
-    let mut keys = match previous
+    let (record, dropped) = match previous
         .as_ref()
         .and_then(|e| e.value.downcast_ref::<Variants>())
     {
-        Some(record) if *record.names == *names => record.keys.clone(),
-        _ => Vec::new(),
+        Some(record) if *record.names == *names => record.with_variant(key, config.max_variants),
+        _ => Variants::new(names.into()).with_variant(key, config.max_variants),
     };
-    keys.retain(|k| *k != key);
-    keys.push(key);
-    while keys.len() > config.max_variants {
-        let oldest = keys.remove(0);
-        forget(cache, &oldest);
+    for key in &dropped {
+        forget(cache, key);
     }
     let expires_at = previous.map_or(now, |e| e.deadlines.expires_at);
-    let record = Variants {
-        names: names.into(),
-        keys,
-    };
     (record, expires_at)
 }
 

@@ -196,10 +196,7 @@ fn decode(
         Err(codec::DecodeError::OtherType) => {
             let decoded = codec::decode_as::<VariantsWire<'static>>(VARIANTS_FORMAT, bytes)
                 .map_err(|_| "another type or version")?;
-            let record = Variants {
-                names: header_names(&decoded.value.0).ok_or("invalid Vary name")?,
-                keys: Vec::new(),
-            };
+            let record = Variants::new(header_names(&decoded.value.0).ok_or("invalid Vary name")?);
             let deadlines = Deadlines::until(decoded.deadlines.to_local(now).expires_at);
             pipeline::entry(key, Arc::new(record), deadlines, Box::new([]))
         }

@@ -3,6 +3,7 @@
 //! decides what a stored response may be used for, given its age and the request.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -69,11 +70,75 @@ pub(crate) struct CachedResponse {
     pub(crate) tags: Vec<String>,
 }
 
-/// Under a URL's primary key when its responses `Vary`: which headers, and which secondary
-/// keys are stored (oldest first, capped).
+/// Under a URL's primary key when its responses `Vary`: which headers, and which variants are
+/// stored (at most `max_variants`: the least recently used goes first, so that requests with
+/// new header values cannot push out a variant in use).
 pub(crate) struct Variants {
     pub(crate) names: Box<[HeaderName]>,
-    pub(crate) keys: Vec<String>,
+    variants: Vec<Variant>,
+    /// The latest use of any variant: each `Variant::used` is one of its values.
+    uses: AtomicU64,
+}
+
+/// One stored variant of a URL: its key, and when it was last stored or served.
+struct Variant {
+    key: String,
+    used: AtomicU64,
+}
+
+impl Variants {
+    /// No variant stored yet for `names`.
+    pub(crate) fn new(names: Box<[HeaderName]>) -> Self {
+        Variants {
+            names,
+            variants: Vec::new(),
+            uses: AtomicU64::new(0),
+        }
+    }
+
+    /// A use of the variant under `key`: it becomes the most recently used. A variant used
+    /// again and again, with no other between, writes nothing.
+    pub(crate) fn touch(&self, key: &str) {
+        let Some(variant) = self.variants.iter().find(|v| v.key == key) else {
+            return;
+        };
+        if variant.used.load(Ordering::Relaxed) != self.uses.load(Ordering::Relaxed) {
+            let now = self.uses.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+            variant.used.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// This record with `key` stored as its most recently used variant, and the keys of the
+    /// least recently used beyond `max` (at least one is kept: `key`), to be dropped.
+    pub(crate) fn with_variant(&self, key: String, max: usize) -> (Variants, Vec<String>) {
+        let now = self.uses.load(Ordering::Relaxed).wrapping_add(1);
+        let mut variants: Vec<Variant> = self
+            .variants
+            .iter()
+            .filter(|v| v.key != key)
+            .map(|v| Variant {
+                key: v.key.clone(),
+                used: AtomicU64::new(v.used.load(Ordering::Relaxed)),
+            })
+            .collect();
+        let mut dropped = Vec::new();
+        while variants.len() >= max.max(1) {
+            let least = (0..variants.len())
+                .min_by_key(|&i| variants[i].used.load(Ordering::Relaxed))
+                .unwrap_or(0);
+            dropped.push(variants.swap_remove(least).key);
+        }
+        variants.push(Variant {
+            key,
+            used: AtomicU64::new(now),
+        });
+        let record = Variants {
+            names: self.names.clone(),
+            variants,
+            uses: AtomicU64::new(now),
+        };
+        (record, dropped)
+    }
 }
 
 impl Stored for Variants {
@@ -81,11 +146,11 @@ impl Stored for Variants {
     fn weight(&self) -> usize {
         ARC + std::mem::size_of::<Self>()
             + self.names.len() * std::mem::size_of::<HeaderName>()
-            + self.keys.capacity() * std::mem::size_of::<String>()
+            + self.variants.capacity() * std::mem::size_of::<Variant>()
             + self
-                .keys
+                .variants
                 .iter()
-                .map(|k| k.capacity() + ALLOCATION)
+                .map(|v| v.key.capacity() + ALLOCATION)
                 .sum::<usize>()
             + 2 * ALLOCATION
     }

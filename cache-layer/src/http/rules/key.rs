@@ -1,5 +1,6 @@
 //! Cache keys for HTTP responses: the primary key (method class, scheme, validated authority,
-//! path, query as sent) and the secondary key of the request headers a response `Vary`s on.
+//! path, query as sent, percent-encodings in one spelling) and the secondary key of the
+//! request headers a response `Vary`s on.
 //!
 //! Keys are injective: the authority is checked against RFC 3986 `host[:port]`, so none of the
 //! delimiters that follow it can appear in it, and a request whose authority is not valid is
@@ -19,8 +20,9 @@ use crate::key::percent_encoded;
 ///
 /// GET and HEAD share the key, so HEAD is answered from a stored GET. The authority comes
 /// from the URI (absolute-form, HTTP/2 `:authority`) or else the single `Host` header, and is
-/// lowercased; the scheme is the URI's, `http` when the request line does not say. The query
-/// is kept as sent unless `sort_query` (see [`CacheLayer::sort_query`](crate::CacheLayer::sort_query)).
+/// lowercased; the scheme is the URI's, `http` when the request line does not say. The path
+/// and query are kept as sent but for their percent-encodings ([`push_normalised`]), the query
+/// unsorted unless `sort_query` (see [`CacheLayer::sort_query`](crate::CacheLayer::sort_query)).
 pub(crate) fn primary_key(uri: &Uri, headers: &HeaderMap, sort_query: bool) -> Option<String> {
     let mut key = String::new();
     write_primary_key(&mut key, uri, headers, sort_query).then_some(key)
@@ -44,18 +46,68 @@ pub(crate) fn write_primary_key(
     push_lowercase(key, scheme);
     key.push_str("://");
     push_lowercase(key, authority);
-    key.push_str(path);
+    push_normalised(key, path);
     if let Some(query) = query {
         key.push('?');
         if sort_query && query.contains('&') {
-            let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+            // Sorted as normalised, so that every spelling of the pairs sorts alike.
+            let mut normal = String::with_capacity(query.len());
+            push_normalised(&mut normal, query);
+            let mut pairs: Vec<&str> = normal.split('&').filter(|p| !p.is_empty()).collect();
             pairs.sort_unstable();
             key.push_str(&pairs.join("&"));
         } else {
-            key.push_str(query);
+            push_normalised(key, query);
         }
     }
     true
+}
+
+/// Appends `text`, a URI path or query, in the one spelling that keys, purges and writes'
+/// invalidations use (RFC 3986 §6.2.2.1-2): a percent-encoded unreserved character
+/// (`ALPHA / DIGIT / "-" / "." / "_" / "~"`) is decoded, and every other percent-encoding gets
+/// uppercase hex digits. Nothing else changes: `%2F` and `/`, `%3F` and `?` stay apart, as
+/// RFC 3986 gives them different meanings. A `text` with a `%` not followed by two hex
+/// digits (not a valid URI component) is kept as sent: decoding around it could make new
+/// percent-encodings out of what was sent as text.
+fn push_normalised(key: &mut String, text: &str) {
+    let start = key.len();
+    let mut rest = text;
+    while let Some(at) = rest.find('%') {
+        key.push_str(&rest[..at]);
+        let Some(byte) = rest.as_bytes().get(at + 1..at + 3).and_then(decode_hex) else {
+            key.truncate(start);
+            key.push_str(text);
+            return;
+        };
+        if is_unreserved(byte) {
+            key.push(char::from(byte));
+        } else {
+            key.extend(percent_encoded(byte));
+        }
+        // `%` and two ASCII hex digits: `at + 3` is a character boundary.
+        rest = &rest[at + 3..];
+    }
+    key.push_str(rest);
+}
+
+/// The byte two hex digits (either case) encode.
+fn decode_hex(digits: &[u8]) -> Option<u8> {
+    let value = |digit: u8| match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    };
+    match digits {
+        [high, low] => Some(value(*high)? << 4 | value(*low)?),
+        _ => None,
+    }
+}
+
+/// RFC 3986 §2.3 `unreserved`: `ALPHA / DIGIT / "-" / "." / "_" / "~"`.
+fn is_unreserved(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
 }
 
 /// Appends `text` (a scheme or an authority) lowercased: both are case-insensitive (RFC 3986
@@ -261,6 +313,109 @@ mod tests {
             key("/p", Some("[::1]:8080")).unwrap(),
             "GET http://[::1]:8080/p"
         );
+    }
+
+    #[test]
+    fn percent_encodings_of_unreserved_characters_and_hex_case_share_a_key() {
+        let host = Some("example.com");
+        let seven = key("/products/7", host).unwrap();
+        assert_eq!(key("/products/%37", host).unwrap(), seven);
+        let tilde = key("/~a?q=~", host).unwrap();
+        assert_eq!(tilde, "GET http://example.com/~a?q=~");
+        assert_eq!(key("/%7ea?q=%7E", host).unwrap(), tilde);
+        assert_eq!(key("/%7Ea?q=%7e", host).unwrap(), tilde);
+        assert_eq!(
+            key("/%41%2d%2E%5f%7A%30", host).unwrap(),
+            "GET http://example.com/A-._z0"
+        );
+        // Other encodings keep their meaning, hex in upper case.
+        let slash = key("/a%2fb?x=%3d%26", host).unwrap();
+        assert_eq!(slash, "GET http://example.com/a%2Fb?x=%3D%26");
+        assert_eq!(key("/a%2Fb?x=%3D%26", host).unwrap(), slash);
+        assert_ne!(key("/a/b?x=%3D%26", host).unwrap(), slash);
+        assert_ne!(key("/a%2Fb?x==&", host).unwrap(), slash);
+        assert_ne!(key("/a%3Fb", host), key("/a?b", host));
+        // Sorted queries sort what they would be keyed as.
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("example.com"));
+        let sorted = |uri: &str| primary_key(&uri.parse().unwrap(), &headers, true).unwrap();
+        assert_eq!(sorted("/p?%61=1&a=0"), sorted("/p?a=1&a=0"));
+        assert_eq!(sorted("/p?%61=1&a=0"), "GET http://example.com/p?a=0&a=1");
+    }
+
+    #[test]
+    fn invalid_percent_sequences_are_kept_as_sent() {
+        for text in ["%", "/a%", "/a%4", "/a%zz%37", "/%%37e", "/%4%31", "/%g1"] {
+            let mut out = String::new();
+            push_normalised(&mut out, text);
+            assert_eq!(out, text);
+        }
+        let mut out = String::from("kept ");
+        push_normalised(&mut out, "/%37%");
+        assert_eq!(out, "kept /%37%", "only what was appended is replaced");
+    }
+
+    /// Every byte `text` stands for, each percent-encoding decoded (`None` when one is invalid).
+    fn decoded(text: &str) -> Option<Vec<u8>> {
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            if bytes[at] == b'%' {
+                out.push(decode_hex(bytes.get(at + 1..at + 3)?)?);
+                at += 3;
+            } else {
+                out.push(bytes[at]);
+                at += 1;
+            }
+        }
+        Some(out)
+    }
+
+    #[test]
+    fn normalising_is_idempotent_keeps_meaning_and_never_panics() {
+        const PIECES: &[&str] = &[
+            "%", "%2", "%2f", "%2F", "%37", "%7e", "%7E", "%41", "%e9", "%C3%A9", "%25", "a", "F",
+            "7", "~", "/", "?", "&", "=", "é", "g", "%%", "%zz",
+        ];
+        let mut rng = fastrand::Rng::with_seed(24);
+        for _ in 0..20_000 {
+            let text: String = (0..rng.usize(0..8))
+                .map(|_| PIECES[rng.usize(..PIECES.len())])
+                .collect();
+            let mut once = String::new();
+            push_normalised(&mut once, &text);
+            let mut twice = String::new();
+            push_normalised(&mut twice, &once);
+            assert_eq!(twice, once, "not idempotent on {text:?}");
+            match decoded(&text) {
+                // The same bytes, and the same ones encoded: only unreserved ones decoded.
+                Some(bytes) => {
+                    assert_eq!(decoded(&once), Some(bytes), "{text:?} -> {once:?}");
+                    let encoded = |s: &str| {
+                        let (mut at, mut out) = (0, Vec::new());
+                        while let Some(found) = s[at..].find('%') {
+                            let byte = decode_hex(&s.as_bytes()[at + found + 1..][..2]).unwrap();
+                            if !is_unreserved(byte) {
+                                out.push(byte);
+                            }
+                            at += found + 3;
+                        }
+                        out
+                    };
+                    assert_eq!(encoded(&once), encoded(&text), "{text:?} -> {once:?}");
+                    let triplets: Vec<&str> = once.split('%').skip(1).collect();
+                    assert_eq!(encoded(&once).len(), triplets.len(), "{once:?}");
+                    assert!(
+                        triplets
+                            .iter()
+                            .all(|t| !t[..2].bytes().any(|b| b.is_ascii_lowercase())),
+                        "{once:?}"
+                    );
+                }
+                None => assert_eq!(once, text),
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName};
 
 use super::cache_control::{Directive, ResponseDirectives};
+use super::field::first_of_each;
 
 /// `CDN-Cache-Control` (RFC 9213 §3).
 pub(crate) static CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
@@ -105,7 +106,7 @@ fn dictionary(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<Directive>> 
         }
         joined.extend_from_slice(line.as_bytes());
     }
-    let members = Parser {
+    let mut members = Parser {
         input: &joined,
         at: 0,
     }
@@ -114,19 +115,18 @@ fn dictionary(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<Directive>> 
         return None;
     }
     // A Dictionary keeps the last value of a repeated key (RFC 9651 §3.2); `false` means absent.
-    let mut out: Vec<Directive> = Vec::with_capacity(members.len());
-    for (name, value) in members {
-        out.retain(|d| d.name != name);
-        match value {
-            Value::False => {}
-            Value::True => out.push(Directive { name, arg: None }),
-            Value::Text(arg) => out.push(Directive {
-                name,
-                arg: Some(arg),
-            }),
-        }
-    }
-    Some(out)
+    members.reverse();
+    let mut last = first_of_each(members, |(name, _)| name.as_str());
+    last.reverse();
+    let directives = last.into_iter().filter_map(|(name, value)| match value {
+        Value::False => None,
+        Value::True => Some(Directive { name, arg: None }),
+        Value::Text(arg) => Some(Directive {
+            name,
+            arg: Some(arg),
+        }),
+    });
+    Some(directives.collect())
 }
 
 /// A member's value as a cache directive sees it.
@@ -419,6 +419,27 @@ mod tests {
             );
         }
         assert!(cdn("x=(a \"b\");p=1, y=:aGk=:, z=?1, max-age=3").targeted);
+    }
+
+    #[test]
+    fn a_field_of_many_distinct_members_parses_whole() {
+        // The shape that made the parser quadratic: every member's name new. Repeats and a
+        // `?0` among them keep their meaning.
+        let n = 20_000;
+        let mut value: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
+        value.insert(0, "max-age=1, no-store".to_owned());
+        value.push("max-age=600, no-store=?0, k7=x".to_owned());
+        let value = value.join(", ");
+        let h = headers(&[("cdn-cache-control", &value)]);
+        let members = dictionary(&h, &CDN_CACHE_CONTROL).unwrap();
+        assert_eq!(members.len(), n + 1, "k0..k{n} and max-age, no-store gone");
+        assert_eq!(members[0].name, "k0");
+        assert_eq!(members[n - 1].name, "max-age");
+        assert_eq!(members[n].name, "k7");
+        assert_eq!(members[n].arg.as_deref(), Some("x"));
+        let d = cdn(&value);
+        assert!(d.targeted && !d.no_store);
+        assert_eq!(d.max_age, Some(Duration::from_secs(600)));
     }
 
     #[test]

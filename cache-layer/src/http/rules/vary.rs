@@ -4,6 +4,8 @@
 use http::header::VARY;
 use http::{HeaderMap, HeaderName};
 
+use super::field::first_of_each;
+
 /// The members of every `Vary` line, OWS trimmed, empty ones skipped.
 fn members(response: &HeaderMap) -> impl Iterator<Item = &[u8]> {
     response
@@ -27,12 +29,9 @@ pub(crate) fn vary_names(response: &HeaderMap) -> Option<Vec<HeaderName>> {
         if member == b"*" {
             return None;
         }
-        let name = HeaderName::from_bytes(member).ok()?;
-        if !names.contains(&name) {
-            names.push(name);
-        }
+        names.push(HeaderName::from_bytes(member).ok()?);
     }
-    Some(names)
+    Some(first_of_each(names, |name| name))
 }
 
 #[cfg(test)]
