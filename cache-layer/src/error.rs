@@ -50,7 +50,7 @@ impl fmt::Display for BuildError {
             BuildError::MemoryBudget => f.write_str("memory_budget must be at least 1 byte"),
             BuildError::MaxWait => f.write_str("max_wait must be longer than zero"),
             BuildError::RedisUrl { position, reason } => {
-                write!(f, "Redis URL #{position} is invalid: {reason}")
+                write!(f, "invalid Redis URL at position {position}: {reason}")
             }
             BuildError::NoClusterNodes => {
                 f.write_str("a Redis cluster needs at least one node URL")
