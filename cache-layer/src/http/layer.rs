@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::request::Parts;
 use tower_layer::Layer;
 
-use super::config::{Config, EtagMode, HttpOnly};
+use super::config::{Applied, Config, EtagMode, HttpOnly};
 use super::in_flight::InFlight;
 use super::rules::targeted::TargetedFields;
 use super::service::CacheService;
@@ -44,8 +44,11 @@ use crate::Cache;
 pub struct CacheLayer<M = HttpOnly> {
     pub(crate) cache: Cache,
     // Shared with every service built, so that `layer` (which axum may call per route) is
-    // two reference-count increments.
+    // two reference-count increments (and a look at `applied`).
     pub(crate) config: Arc<Config>,
+    /// The settings services were last built with, for the purge services taken from this
+    /// layer (see [`CacheLayer::purge`]).
+    pub(crate) applied: Arc<Applied>,
     /// What is cached besides HTTP: nothing, or opted-in gRPC methods.
     pub(crate) mode: M,
 }
@@ -59,6 +62,7 @@ impl CacheLayer {
         CacheLayer {
             mode: HttpOnly,
             cache,
+            applied: Arc::default(),
             config: Arc::new(Config {
                 default_ttl: None,
                 max_body: 1024 * 1024,
@@ -74,6 +78,7 @@ impl CacheLayer {
                 uncacheable_for: Duration::from_secs(5),
                 in_flight: InFlight::new(share),
                 targeted: TargetedFields::default(),
+                forward_tags: false,
             }),
         }
     }
@@ -248,12 +253,23 @@ impl<M> CacheLayer<M> {
         config.targeted = config.targeted.forwarded(forward);
         self
     }
+
+    /// Whether clients receive the `Cache-Tag` and `Surrogate-Key` headers of every response,
+    /// stored or passed through (default `false`: they name what this cache purges by, and
+    /// Fastly and Varnish hide them too). Set `true` when a CDN in front of this layer purges
+    /// by the same tags; the headers are then stored with the response. Tags are read from
+    /// both either way.
+    pub fn forward_tag_headers(mut self, forward: bool) -> Self {
+        Arc::make_mut(&mut self.config).forward_tags = forward;
+        self
+    }
 }
 
 impl<S, M: Clone> Layer<S> for CacheLayer<M> {
     type Service = CacheService<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        self.applied.set(&self.config);
         CacheService::new(
             inner,
             self.cache.clone(),

@@ -23,15 +23,12 @@ use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::config::Config;
+use super::config::{Applied, Config};
 use super::layer::CacheLayer;
 use super::lookup::live_entry;
 use super::lookup::url_keys;
-use super::tags::{tag_names, CACHE_TAG};
+use super::tags::{tag_names, TAG_FIELDS};
 use crate::{clock, Cache};
-
-/// `Surrogate-Key`: Fastly's name for invalidation tags, read like `Cache-Tag`.
-static SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
 
 /// `Fastly-Soft-Purge: 1`: the purge is soft (see [`Purge`]).
 static SOFT_PURGE: HeaderName = HeaderName::from_static("fastly-soft-purge");
@@ -91,13 +88,21 @@ type Authorize = dyn Fn(&HeaderMap) -> bool + Send + Sync;
 #[derive(Clone)]
 pub struct Purge {
     cache: Cache,
+    /// The layer's settings when the purge was taken: used until the layer builds a service.
     config: Arc<Config>,
+    applied: Arc<Applied>,
     authorize: Arc<Authorize>,
 }
 
 impl<M> CacheLayer<M> {
     /// A [`Purge`] service for what this layer stores, guarded by `authorize`: it sees each
     /// purge request's headers and says whether the request may purge.
+    ///
+    /// It names URLs with the settings the layer last built a service with, so builder calls
+    /// made after this one (a [`key_fn`](Self::key_fn), say) apply to it too. Clones of a
+    /// layer share this: when clones keyed differently wrap different services, it follows
+    /// the one applied last. Build such layers with `CacheLayer::new` each, and take a purge
+    /// service from each.
     pub fn purge<F>(&self, authorize: F) -> Purge
     where
         F: Fn(&HeaderMap) -> bool + Send + Sync + 'static,
@@ -105,6 +110,7 @@ impl<M> CacheLayer<M> {
         Purge {
             cache: self.cache.clone(),
             config: Arc::clone(&self.config),
+            applied: Arc::clone(&self.applied),
             authorize: Arc::new(authorize),
         }
     }
@@ -183,7 +189,11 @@ impl Purge {
                 .insert(ALLOW, HeaderValue::from_static("PURGE"));
             return response;
         }
-        let keys = url_keys(&self.config, &uri, &headers);
+        let config = self
+            .applied
+            .get()
+            .unwrap_or_else(|| Arc::clone(&self.config));
+        let keys = url_keys(&config, &uri, &headers);
         if keys.is_empty() {
             return text(StatusCode::BAD_REQUEST, "no valid authority\n");
         }
@@ -218,7 +228,7 @@ impl Purge {
 /// The distinct `Cache-Tag` and `Surrogate-Key` values of a purge request.
 fn requested_tags(headers: &HeaderMap) -> Vec<String> {
     let mut tags: Vec<String> = Vec::new();
-    for name in [&CACHE_TAG, &SURROGATE_KEY] {
+    for name in TAG_FIELDS {
         for line in headers.get_all(name) {
             for tag in tag_names(&String::from_utf8_lossy(line.as_bytes())) {
                 if !tags.iter().any(|t| t == tag) {

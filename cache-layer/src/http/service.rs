@@ -216,11 +216,7 @@ impl<S, M> CacheService<S, M> {
         if let Some(detail) = detail {
             status = status.detail(detail);
         }
-        ResponseFuture::passthrough(
-            self.inner_service().oneshot(request),
-            status,
-            &self.config().targeted,
-        )
+        ResponseFuture::passthrough(self.inner_service().oneshot(request), status, self.config())
     }
 
     /// An HTTP request: served from the cache, forwarded under single-flight, or passed
@@ -247,13 +243,13 @@ impl<S, M> CacheService<S, M> {
             ResponseFuture::passthrough(
                 self.inner_service().oneshot(request),
                 CacheStatus::forward(Forward::Bypass),
-                &self.config().targeted,
+                self.config(),
             )
         } else {
             ResponseFuture::passthrough(
                 self.inner_service().oneshot(request),
                 CacheStatus::forward(Forward::Method),
-                &self.config().targeted,
+                self.config(),
             )
         }
     }
@@ -299,7 +295,7 @@ impl<S, M> CacheService<S, M> {
             Decision::Bypass => ResponseFuture::passthrough(
                 self.inner_service().oneshot(request),
                 CacheStatus::forward(Forward::Bypass),
-                &self.config().targeted,
+                self.config(),
             ),
         }
     }
@@ -435,7 +431,11 @@ impl<S, M> CacheService<S, M> {
         let future = self.inner_service().oneshot(request);
         ResponseFuture::boxed(Box::pin(async move {
             let (mut parts, body) = future.await?.into_parts();
-            take_tags(&mut parts.headers, &mut parts.extensions);
+            take_tags(
+                &mut parts.headers,
+                &mut parts.extensions,
+                config.forward_tags,
+            );
             config.targeted.hide(&mut parts.headers);
             if parts.status.is_success() || parts.status.is_redirection() {
                 let mut names = url_keys(&config, &target, &request_headers);
