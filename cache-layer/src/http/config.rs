@@ -52,6 +52,8 @@ pub(crate) struct Config {
     pub(crate) targeted: TargetedFields,
     /// Whether clients receive (and so the cache stores) `Cache-Tag` and `Surrogate-Key`.
     pub(crate) forward_tags: bool,
+    /// Request headers removed from GET and HEAD requests before anything reads them.
+    pub(crate) strip_request: Vec<http::HeaderName>,
 }
 
 /// The settings a layer last built services with (in `Layer::layer`), shared with the layer's
@@ -100,6 +102,7 @@ impl fmt::Debug for Config {
             .field("in_flight_limit", &self.in_flight.limit())
             .field("targeted", &self.targeted)
             .field("forward_tags", &self.forward_tags)
+            .field("strip_request", &self.strip_request)
             .finish()
     }
 }

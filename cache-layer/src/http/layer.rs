@@ -27,6 +27,21 @@ use crate::Cache;
 /// `CacheLayer<HttpOnly>` into a `CacheLayer<GrpcMethods>`, whose services hand the inner
 /// service a `GrpcRequestBody`.
 ///
+/// # Request headers the application reads
+///
+/// A stored response is served to every request with the same key: method, URL (with a
+/// validated authority) and the request headers the response names in `Vary`. A request
+/// header the handler reads to build a cacheable response must therefore be named in `Vary`
+/// or be part of the key ([`key_fn`](Self::key_fn)); otherwise the first client's value
+/// decides what everyone is served. `X-Forwarded-Host` is the classic case: an application
+/// that builds a redirect or a link from it, behind this layer, stores a redirect to
+/// `https://evil.example/` for every user once an attacker sends that header (web cache
+/// poisoning). Headers that no request should control (forwarding fields a proxy in front
+/// does not set, URL-rewrite and method-override fields some frameworks obey) are removed
+/// before the inner service sees them with [`strip_request_headers`](Self::strip_request_headers);
+/// a reverse proxy in front should set the forwarding fields itself, as
+/// `examples/reverse_proxy.rs` does.
+///
 /// ```
 /// use std::time::Duration;
 /// use cache_layer::{Cache, CacheLayer, EtagMode};
@@ -79,6 +94,7 @@ impl CacheLayer {
                 in_flight: InFlight::new(share),
                 targeted: TargetedFields::default(),
                 forward_tags: false,
+                strip_request: Vec::new(),
             }),
         }
     }
@@ -251,6 +267,40 @@ impl<M> CacheLayer<M> {
     pub fn forward_targeted_cache_control(mut self, forward: bool) -> Self {
         let config = Arc::make_mut(&mut self.config);
         config.targeted = config.targeted.forwarded(forward);
+        self
+    }
+
+    /// Request headers removed from GET and HEAD requests before the layer and the inner
+    /// service see them (none by default; each call adds to the list), so that no client can
+    /// change a response stored for everyone through a header that is not part of its key
+    /// (see [Request headers the application reads](Self#request-headers-the-application-reads)).
+    /// Other requests (writes, upgrades, gRPC calls) keep them: their responses are not stored.
+    ///
+    /// ```
+    /// use cache_layer::{Cache, CacheLayer};
+    /// use http::HeaderName;
+    ///
+    /// let layer = CacheLayer::new(Cache::global().clone()).strip_request_headers(
+    ///     [
+    ///         "x-forwarded-host",
+    ///         "x-original-url",
+    ///         "x-rewrite-url",
+    ///         "x-http-method-override",
+    ///     ]
+    ///     .map(HeaderName::from_static),
+    /// );
+    /// # let _ = layer;
+    /// ```
+    pub fn strip_request_headers<I>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = http::HeaderName>,
+    {
+        let config = Arc::make_mut(&mut self.config);
+        for name in names {
+            if !config.strip_request.contains(&name) {
+                config.strip_request.push(name);
+            }
+        }
         self
     }
 

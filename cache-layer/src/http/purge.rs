@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
+use sha2::{Digest as _, Sha256};
 use tower::util::Oneshot;
 use tower::ServiceExt;
 use tower_layer::Layer;
@@ -116,15 +117,44 @@ impl<M> CacheLayer<M> {
     }
 
     /// [`purge`](Self::purge) for requests with `Authorization: Bearer <token>`, compared in
-    /// time independent of where they differ.
+    /// time independent of where they differ and of either one's length. An empty token
+    /// matches nothing.
+    ///
+    /// Only the token's SHA-256 digest is kept. Read it from a file or the environment rather
+    /// than the command line, where `ps` shows it to every local user.
     pub fn purge_with_token(&self, token: impl Into<String>) -> Purge {
-        let token = token.into();
+        let token = BearerToken::new(token.into().as_bytes());
         self.purge(move |headers| bearer_matches(headers, &token))
     }
 }
 
+/// A bearer token, kept as its SHA-256 digest (`None` for the empty token, which matches
+/// nothing). Guesses are compared digest to digest: fixed-size values compared in constant
+/// time, so the time taken says neither where a guess differs nor how long the token is.
+struct BearerToken(Option<[u8; 32]>);
+
+impl BearerToken {
+    fn new(token: &[u8]) -> Self {
+        BearerToken((!token.is_empty()).then(|| Sha256::digest(token).into()))
+    }
+
+    /// Whether `given` is the token.
+    fn is(&self, given: &[u8]) -> bool {
+        let Some(expected) = &self.0 else {
+            return false;
+        };
+        let given: [u8; 32] = Sha256::digest(given).into();
+        let diff = given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b));
+        // Opaque to the optimiser: the loop above is not cut short at the first difference.
+        std::hint::black_box(diff) == 0
+    }
+}
+
 /// Whether `headers` carry exactly one `Authorization: Bearer <token>`.
-fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+fn bearer_matches(headers: &HeaderMap, token: &BearerToken) -> bool {
     let mut lines = headers.get_all(http::header::AUTHORIZATION).iter();
     let (Some(line), None) = (lines.next(), lines.next()) else {
         return false;
@@ -137,15 +167,7 @@ fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
     else {
         return false;
     };
-    let expected = token.as_bytes();
-    if token.is_empty() || given.len() != expected.len() {
-        return false;
-    }
-    given
-        .iter()
-        .zip(expected)
-        .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-        == 0
+    token.is(given)
 }
 
 impl fmt::Debug for Purge {
@@ -337,7 +359,7 @@ mod tests {
                 http::header::AUTHORIZATION,
                 HeaderValue::from_str(value).unwrap(),
             );
-            bearer_matches(&h, "s3cret")
+            bearer_matches(&h, &BearerToken::new(b"s3cret"))
         };
         assert!(with("Bearer s3cret"));
         assert!(with("bearer s3cret"));
@@ -351,7 +373,10 @@ mod tests {
         ] {
             assert!(!with(wrong), "{wrong:?}");
         }
-        assert!(!bearer_matches(&HeaderMap::new(), "s3cret"));
+        assert!(!bearer_matches(
+            &HeaderMap::new(),
+            &BearerToken::new(b"s3cret")
+        ));
         let mut two = HeaderMap::new();
         two.append(
             http::header::AUTHORIZATION,
@@ -361,12 +386,40 @@ mod tests {
             http::header::AUTHORIZATION,
             HeaderValue::from_static("Bearer s3cret"),
         );
-        assert!(!bearer_matches(&two, "s3cret"));
+        assert!(!bearer_matches(&two, &BearerToken::new(b"s3cret")));
         let mut h = HeaderMap::new();
         h.insert(
             http::header::AUTHORIZATION,
             HeaderValue::from_static("Bearer "),
         );
-        assert!(!bearer_matches(&h, ""), "an empty token never matches");
+        assert!(
+            !bearer_matches(&h, &BearerToken::new(b"")),
+            "an empty token never matches"
+        );
+    }
+
+    #[test]
+    fn tokens_are_compared_as_fixed_size_digests() {
+        let token = BearerToken::new(b"s3cret-token");
+        assert!(token.is(b"s3cret-token"));
+        for wrong in [
+            &b""[..],
+            b"s",
+            b"s3cret",
+            b"s3cret-toke",
+            b"s3cret-tokenX",
+            b"s3cret-token\0",
+            b"S3cret-token",
+            b"x3cret-token",
+            b"s3cret-tokeN",
+        ] {
+            assert!(!token.is(wrong), "{:?}", String::from_utf8_lossy(wrong));
+        }
+        // Whatever the lengths, only two 32-byte digests are ever compared.
+        assert_eq!(token.0.map(|d| d.len()), Some(32));
+        assert!(!BearerToken::new(b"").is(b""));
+        let long = vec![b'a'; 100_000];
+        assert!(BearerToken::new(&long).is(&long));
+        assert!(!BearerToken::new(&long).is(&long[..99_999]));
     }
 }

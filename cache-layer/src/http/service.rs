@@ -260,7 +260,7 @@ impl<S, M> CacheService<S, M> {
     #[inline(always)]
     fn call_cacheable<ReqBody, ResBody>(
         &self,
-        request: Request<ReqBody>,
+        mut request: Request<ReqBody>,
     ) -> ResponseFuture<S, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -270,6 +270,10 @@ impl<S, M> CacheService<S, M> {
         ResBody: Body<Data = Bytes> + Send + 'static,
         ResBody::Error: Send + 'static,
     {
+        // Before anything reads the request: the key, `Vary` and the inner service agree.
+        for name in &self.config().strip_request {
+            request.headers_mut().remove(name);
+        }
         let (decision, request) = self.decide(request);
         match decision {
             // A hit needs no inner service: nothing is cloned.

@@ -4,7 +4,7 @@
 
 use http::{Extensions, HeaderMap};
 
-pub(crate) use super::rules::gate::{CACHE_TAG, SURROGATE_KEY, TAG_FIELDS};
+pub(crate) use super::rules::gate::TAG_FIELDS;
 
 /// Invalidation tags of a response.
 ///
@@ -67,6 +67,7 @@ pub(crate) fn take_tags(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::rules::gate::{CACHE_TAG, SURROGATE_KEY};
     use http::HeaderValue;
 
     #[test]
