@@ -3,18 +3,25 @@
 //! impossible: one client's session replayed to others through a revalidation, a `Host` that
 //! forges another URL's key, a far-future date.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Response, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use cache_layer::CacheLayer;
+use cache_layer::{Cache, CacheLayer};
 
 mod support;
-use support::loopback::{start, Reply};
+use support::loopback::{self, start, Reply, Server};
+
+// The reverse proxy example, compiled in as it is: its forwarding fields are what a test
+// attacks. Its command line is not used here.
+#[allow(dead_code)]
+#[path = "../examples/reverse_proxy.rs"]
+mod reverse_proxy;
 
 fn counter() -> Arc<AtomicUsize> {
     Arc::new(AtomicUsize::new(0))
@@ -449,4 +456,148 @@ async fn requests_with_new_header_values_cannot_push_out_the_variant_in_use() {
         "{}",
         x4.cache_status()
     );
+}
+
+/// An origin that builds its redirect from `X-Forwarded-Host` (else `Host`), as frameworks
+/// behind a proxy do, and lets it be stored for a minute; keeps the request headers it saw.
+fn redirecting_origin(seen: &Arc<Mutex<Vec<HeaderMap>>>) -> Router {
+    let seen = Arc::clone(seen);
+    Router::new().route(
+        "/login",
+        get(move |headers: HeaderMap| {
+            let host = headers
+                .get("x-forwarded-host")
+                .or(headers.get("host"))
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("unknown")
+                .to_owned();
+            seen.lock().unwrap().push(headers);
+            async move {
+                let mut response = Response::new(Body::empty());
+                *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+                let out = response.headers_mut();
+                let location = format!("https://{host}/login/");
+                out.insert("location", HeaderValue::from_str(&location).unwrap());
+                out.insert("cache-control", HeaderValue::from_static("max-age=60"));
+                response
+            }
+        }),
+    )
+}
+
+/// What an attacker adds to a request for `shop.example`: forwarding fields and the rewrite
+/// and override fields some frameworks obey.
+const ATTACK: [(&str, &str); 8] = [
+    ("host", "shop.example"),
+    ("x-forwarded-host", "evil.example"),
+    ("x-forwarded-for", "203.0.113.66"),
+    ("x-forwarded-proto", "https"),
+    ("forwarded", "for=203.0.113.66;host=evil.example"),
+    ("x-original-url", "/admin"),
+    ("x-rewrite-url", "/admin"),
+    ("x-http-method-override", "DELETE"),
+];
+
+#[tokio::test]
+async fn the_reverse_proxy_sets_the_forwarding_fields_and_a_client_cannot_poison_a_redirect() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let origin = loopback::serve(redirecting_origin(&seen)).await;
+    let upstream = format!("http://{}", origin.addr).parse().unwrap();
+    let cache = Cache::builder().jitter(0.0).build().unwrap();
+    let app = reverse_proxy::app(cache, upstream, None);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+    let proxy = Server::at(addr, None);
+
+    let attack = proxy.get("/login", &ATTACK).await;
+    assert_eq!(attack.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(attack.header("location"), "https://shop.example/login/");
+    let clean = proxy.get("/login", &[("host", "shop.example")]).await;
+    assert!(
+        clean.cache_status().contains("hit"),
+        "{}",
+        clean.cache_status()
+    );
+    assert_eq!(clean.header("location"), "https://shop.example/login/");
+
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "the clean request was a hit");
+    let upstream_saw = |name: &str| seen[0].get(name).map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(
+        upstream_saw("x-forwarded-for").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(upstream_saw("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(
+        upstream_saw("x-forwarded-host").as_deref(),
+        Some("shop.example")
+    );
+    assert_eq!(
+        upstream_saw("forwarded").as_deref(),
+        Some("for=127.0.0.1;proto=http;host=\"shop.example\"")
+    );
+    for (name, _) in &ATTACK[5..] {
+        assert_eq!(upstream_saw(name), None, "{name} reached the upstream");
+    }
+}
+
+#[tokio::test]
+async fn the_reverse_proxy_forwards_no_host_it_cannot_validate() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let origin = loopback::serve(redirecting_origin(&seen)).await;
+    let upstream = format!("http://{}", origin.addr).parse().unwrap();
+    let cache = Cache::builder().jitter(0.0).build().unwrap();
+    let proxy = loopback::serve(reverse_proxy::app(cache, upstream, None)).await;
+    // Without connect info: no peer address to forward.
+    proxy
+        .get("/login", &[("host", "a@evil.example"), ATTACK[1]])
+        .await;
+    let seen = seen.lock().unwrap();
+    let forwarded: Vec<_> = ["x-forwarded-host", "x-forwarded-for", "forwarded"]
+        .iter()
+        .map(|name| seen[0].get(*name).map(|v| v.to_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(forwarded, [None, None, Some("proto=http".to_owned())]);
+}
+
+#[tokio::test]
+async fn strip_request_headers_keeps_an_unkeyed_header_from_poisoning_what_is_stored() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let untrusted = ["x-forwarded-host", "x-original-url"].map(HeaderName::from_static);
+    let server = start(redirecting_origin(&seen), |cache| {
+        CacheLayer::new(cache).strip_request_headers(untrusted)
+    })
+    .await;
+    let attack = server.get("/login", &ATTACK[..2]).await;
+    assert_eq!(attack.header("location"), "https://shop.example/login/");
+    let clean = server.get("/login", &[("host", "shop.example")]).await;
+    assert!(
+        clean.cache_status().contains("hit"),
+        "{}",
+        clean.cache_status()
+    );
+    assert_eq!(clean.header("location"), "https://shop.example/login/");
+    assert!(!seen.lock().unwrap()[0].contains_key("x-forwarded-host"));
+}
+
+#[test]
+fn the_reverse_proxy_reads_its_purge_token_from_a_file_or_the_environment() {
+    let path = std::env::temp_dir().join(format!("purge-token-{}", std::process::id()));
+    std::fs::write(&path, "s3cret-from-file\n").unwrap();
+    let file = Some(path.to_str().unwrap().to_owned());
+    let token = reverse_proxy::purge_token(None, file.clone(), None);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(token, Ok(Some("s3cret-from-file".to_owned())));
+    let env = Some("s3cret-from-env".to_owned());
+    assert_eq!(
+        reverse_proxy::purge_token(None, None, env.clone()),
+        Ok(Some("s3cret-from-env".to_owned()))
+    );
+    assert_eq!(reverse_proxy::purge_token(None, None, None), Ok(None));
+    // Never two sources, never an empty token, never a file that cannot be read.
+    assert!(reverse_proxy::purge_token(Some("a".into()), None, env).is_err());
+    assert!(reverse_proxy::purge_token(None, None, Some(" \n".into())).is_err());
+    assert!(reverse_proxy::purge_token(None, file, None).is_err());
 }

@@ -483,3 +483,92 @@ async fn a_soft_purge_through_one_instance_makes_the_others_copy_stale() {
     assert!(stale, "B's pages were made stale by A's tag");
     until_calls(&calls_b, before + 2).await;
 }
+
+/// Counts calls; every response is fresh for a minute and tagged `Surrogate-Key: a b`, as a
+/// Fastly or Varnish xkey origin tags it.
+fn surrogate_keyed(calls: &Arc<AtomicUsize>) -> Router {
+    let calls = Arc::clone(calls);
+    Router::new().route(
+        "/s",
+        get(move || {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                let mut response = Response::new(axum::body::Body::from(format!("s-{n}")));
+                let headers = response.headers_mut();
+                headers.insert("cache-control", HeaderValue::from_static("max-age=60"));
+                headers.insert("surrogate-key", HeaderValue::from_static("a b"));
+                response
+            }
+        }),
+    )
+}
+
+/// `app` behind `layer`, with `layer`'s purge service in front of it.
+async fn start_with(app: Router, layer: CacheLayer) -> Server {
+    let purge = layer.purge_with_token(TOKEN);
+    Server(loopback::serve(app.layer(layer).layer(purge)).await)
+}
+
+#[tokio::test]
+async fn a_surrogate_key_tags_the_response_and_is_not_shown_to_clients() {
+    let calls = counter();
+    let server = start_with(surrogate_keyed(&calls), CacheLayer::new(memory_cache())).await;
+    let miss = server.get("/s", &[]).await;
+    let hit = server.get("/s", &[]).await;
+    assert!(hit.cache_status().contains("hit"), "{}", hit.cache_status());
+    for reply in [&miss, &hit] {
+        assert!(
+            !reply.headers.contains_key("surrogate-key"),
+            "{:?}",
+            reply.headers
+        );
+    }
+    let purged = server.purge("/", &[AUTH, ("surrogate-key", "b")]).await;
+    assert_eq!(purged.status, StatusCode::OK, "{}", purged.text());
+    let after = server.get("/s", &[]).await;
+    assert!(
+        !after.cache_status().contains("hit"),
+        "{}",
+        after.cache_status()
+    );
+    assert_eq!(after.text(), "s-2");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn forwarded_tag_headers_reach_clients_on_misses_and_hits() {
+    let calls = counter();
+    let layer = CacheLayer::new(memory_cache()).forward_tag_headers(true);
+    let server = start_with(surrogate_keyed(&calls), layer).await;
+    let miss = server.get("/s", &[]).await;
+    let hit = server.get("/s", &[]).await;
+    assert!(hit.cache_status().contains("hit"), "{}", hit.cache_status());
+    for reply in [&miss, &hit] {
+        assert_eq!(reply.header("surrogate-key"), "a b", "{:?}", reply.headers);
+    }
+    let purged = server.purge("/", &[AUTH, ("surrogate-key", "a")]).await;
+    assert_eq!(purged.status, StatusCode::OK, "{}", purged.text());
+    assert_eq!(server.get("/s", &[]).await.text(), "s-2");
+}
+
+#[tokio::test]
+async fn a_purge_taken_before_later_settings_names_urls_as_the_layer_keys_them() {
+    let calls = counter();
+    let layer = CacheLayer::new(memory_cache());
+    let purge = layer.purge_with_token(TOKEN);
+    // Set after the purge service was taken: the layer keys by path alone.
+    let layer = layer.key_fn(|parts| Some(format!("page:{}", parts.uri.path())));
+    let app = surrogate_keyed(&calls).layer(layer).layer(purge);
+    let server = Server(loopback::serve(app).await);
+    server.get("/s", &[]).await;
+    assert!(server.get("/s", &[]).await.cache_status().contains("hit"));
+    let purged = server.purge("/s", &[AUTH]).await;
+    assert_eq!(purged.status, StatusCode::OK, "{}", purged.text());
+    let after = server.get("/s", &[]).await;
+    assert!(
+        !after.cache_status().contains("hit"),
+        "{}",
+        after.cache_status()
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}

@@ -153,6 +153,7 @@ impl<M: LayerMode> CacheLayer<M> {
         CacheLayer {
             cache: self.cache,
             config: self.config,
+            applied: self.applied,
             mode,
         }
     }

@@ -229,9 +229,8 @@ impl Call {
             Err(detail) => {
                 let request = Request::from_parts(parts, GrpcRequestBody::read(read));
                 let status = CacheStatus::forward(Forward::Bypass).detail(detail);
-                let targeted = &self.config.targeted;
-                return ResponseFuture::passthrough(inner().oneshot(request), status, targeted)
-                    .await;
+                let config = &self.config;
+                return ResponseFuture::passthrough(inner().oneshot(request), status, config).await;
             }
         };
         let (forward, stale) = match self.decide(&key, &parts.headers) {
@@ -389,7 +388,11 @@ impl Call {
             }
         }
         let (mut parts, body) = result?.into_parts();
-        let tags = take_tags(&mut parts.headers, &mut parts.extensions);
+        let tags = take_tags(
+            &mut parts.headers,
+            &mut parts.extensions,
+            self.config.forward_tags,
+        );
         let status = CacheStatus::forward(forward).forward_status(parts.status.as_u16());
         let cc = ResponseDirectives::parse(&parts.headers);
         let admitted = match self.admit(&parts, &body, &cc) {
@@ -458,7 +461,9 @@ impl Call {
         } else if body.size_hint().lower() > self.config.max_body as u64 {
             Err("too-large")
         } else {
-            admit(Exchange::GrpcCall, parts.headers.clone(), cc).map_err(|r| r.as_str())
+            let keep_tags = self.config.forward_tags;
+            admit(Exchange::GrpcCall { keep_tags }, parts.headers.clone(), cc)
+                .map_err(|r| r.as_str())
         }
     }
 }

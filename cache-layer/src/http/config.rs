@@ -2,7 +2,7 @@
 //! responses get an `ETag` ([`EtagMode`]), and the mode that caches HTTP only ([`HttpOnly`]).
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http::request::Parts;
@@ -50,6 +50,34 @@ pub(crate) struct Config {
     pub(crate) in_flight: Arc<InFlight>,
     /// Targeted cache-control fields (RFC 9213) obeyed before `Cache-Control`.
     pub(crate) targeted: TargetedFields,
+    /// Whether clients receive (and so the cache stores) `Cache-Tag` and `Surrogate-Key`.
+    pub(crate) forward_tags: bool,
+    /// Request headers removed from GET and HEAD requests before anything reads them.
+    pub(crate) strip_request: Vec<http::HeaderName>,
+}
+
+/// The settings a layer last built services with (in `Layer::layer`), shared with the layer's
+/// clones and the [`Purge`](super::Purge) services taken from them: a purge names URLs as the
+/// services key them, whatever builder calls came after it was taken.
+#[derive(Debug, Default)]
+pub(crate) struct Applied(Mutex<Option<Arc<Config>>>);
+
+impl Applied {
+    /// Records `config` as the settings services are being built with.
+    pub(crate) fn set(&self, config: &Arc<Config>) {
+        let mut applied = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if !applied.as_ref().is_some_and(|a| Arc::ptr_eq(a, config)) {
+            *applied = Some(Arc::clone(config));
+        }
+    }
+
+    /// The settings services were last built with, if any were.
+    pub(crate) fn get(&self) -> Option<Arc<Config>> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// The [`CacheLayer`](super::CacheLayer) mode that caches HTTP responses only; gRPC calls pass
@@ -73,6 +101,8 @@ impl fmt::Debug for Config {
             .field("sort_query", &self.sort_query)
             .field("in_flight_limit", &self.in_flight.limit())
             .field("targeted", &self.targeted)
+            .field("forward_tags", &self.forward_tags)
+            .field("strip_request", &self.strip_request)
             .finish()
     }
 }

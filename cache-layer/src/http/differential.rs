@@ -256,6 +256,7 @@ fn we_admit(request_headers: &HeaderMap, status: StatusCode, response_headers: &
         has_default_ttl: false,
         // The peer knows no targeted fields.
         targeted: &super::rules::targeted::TargetedFields::none(),
+        keep_tags: false,
     };
     admit(exchange, response_headers.clone(), &cc).is_ok()
 }

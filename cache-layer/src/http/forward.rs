@@ -338,7 +338,8 @@ fn not_modified<B: Body>(
 ) -> Response<CacheBody<B>> {
     let (mut parts, _) = response.into_parts();
     let mut tags = stale.tags.clone();
-    for tag in take_tags(&mut parts.headers, &mut parts.extensions) {
+    let keep_tags = x.config.forward_tags;
+    for tag in take_tags(&mut parts.headers, &mut parts.extensions, keep_tags) {
         if !tags.contains(&tag) {
             tags.push(tag);
         }
@@ -363,6 +364,7 @@ fn not_modified<B: Body>(
         status: stale.status,
         has_default_ttl: x.config.default_ttl.is_some(),
         targeted: &x.config.targeted,
+        keep_tags,
     };
     match admit(exchange, headers.clone(), &cc) {
         Ok(admitted) if !varies_alike(admitted.get(), &stale.vary) => {
@@ -562,7 +564,8 @@ where
 {
     let (cache, config, method, client) = (x.cache, x.config, x.method, x.client);
     let (mut parts, body) = response.into_parts();
-    let tags = take_tags(&mut parts.headers, &mut parts.extensions);
+    let keep_tags = config.forward_tags;
+    let tags = take_tags(&mut parts.headers, &mut parts.extensions, keep_tags);
     if !parts.headers.contains_key(DATE) {
         // RFC 9110 §6.6.1: a recipient that caches a response without Date records one.
         if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(x.times.1)) {
@@ -576,6 +579,7 @@ where
         status: parts.status,
         has_default_ttl: config.default_ttl.is_some(),
         targeted: &config.targeted,
+        keep_tags,
     };
     let verdict = admit(exchange, parts.headers.clone(), &cc).and_then(|admitted| {
         check_size(&parts.headers, &body.size_hint(), config.max_body).map(|()| admitted)

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::{Request, Response};
@@ -12,7 +13,7 @@ use tower::util::Oneshot;
 use tower_service::Service;
 
 use super::body::CacheBody;
-use super::rules::targeted::TargetedFields;
+use super::config::Config;
 use super::status::CacheStatus;
 use super::tags::take_tags;
 
@@ -51,7 +52,7 @@ pin_project! {
         Passthrough {
             future: Pin<Box<Oneshot<S, Request<ReqBody>>>>,
             status: CacheStatus,
-            targeted: TargetedFields,
+            config: Arc<Config>,
         },
         Boxed {
             future: BoxedResponse<ResBody, S::Error>,
@@ -72,18 +73,18 @@ where
         }
     }
 
-    /// A response the layer does not consider for storage: `Cache-Tag` and the targeted
+    /// A response the layer does not consider for storage: the tag fields and the targeted
     /// fields (unless forwarded) are removed, `status` added.
     pub(crate) fn passthrough(
         future: Oneshot<S, Request<ReqBody>>,
         status: CacheStatus,
-        targeted: &TargetedFields,
+        config: &Arc<Config>,
     ) -> Self {
         ResponseFuture {
             kind: Kind::Passthrough {
                 future: Box::pin(future),
                 status,
-                targeted: targeted.clone(),
+                config: Arc::clone(config),
             },
         }
     }
@@ -110,11 +111,15 @@ where
             KindProj::Passthrough {
                 future,
                 status,
-                targeted,
+                config,
             } => {
                 let (mut parts, body) = ready!(future.as_mut().poll(cx))?.into_parts();
-                take_tags(&mut parts.headers, &mut parts.extensions);
-                targeted.hide(&mut parts.headers);
+                take_tags(
+                    &mut parts.headers,
+                    &mut parts.extensions,
+                    config.forward_tags,
+                );
+                config.targeted.hide(&mut parts.headers);
                 status.append_to(&mut parts.headers);
                 Poll::Ready(Ok(Response::from_parts(parts, CacheBody::inner(body))))
             }

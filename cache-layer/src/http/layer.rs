@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::request::Parts;
 use tower_layer::Layer;
 
-use super::config::{Config, EtagMode, HttpOnly};
+use super::config::{Applied, Config, EtagMode, HttpOnly};
 use super::in_flight::InFlight;
 use super::rules::targeted::TargetedFields;
 use super::service::CacheService;
@@ -26,6 +26,21 @@ use crate::Cache;
 /// its siblings opt unary methods in (see the [module documentation](crate#grpc)); they turn a
 /// `CacheLayer<HttpOnly>` into a `CacheLayer<GrpcMethods>`, whose services hand the inner
 /// service a `GrpcRequestBody`.
+///
+/// # Request headers the application reads
+///
+/// A stored response is served to every request with the same key: method, URL (with a
+/// validated authority) and the request headers the response names in `Vary`. A request
+/// header the handler reads to build a cacheable response must therefore be named in `Vary`
+/// or be part of the key ([`key_fn`](Self::key_fn)); otherwise the first client's value
+/// decides what everyone is served. `X-Forwarded-Host` is the classic case: an application
+/// that builds a redirect or a link from it, behind this layer, stores a redirect to
+/// `https://evil.example/` for every user once an attacker sends that header (web cache
+/// poisoning). Headers that no request should control (forwarding fields a proxy in front
+/// does not set, URL-rewrite and method-override fields some frameworks obey) are removed
+/// before the inner service sees them with [`strip_request_headers`](Self::strip_request_headers);
+/// a reverse proxy in front should set the forwarding fields itself, as
+/// `examples/reverse_proxy.rs` does.
 ///
 /// ```
 /// use std::time::Duration;
@@ -44,8 +59,11 @@ use crate::Cache;
 pub struct CacheLayer<M = HttpOnly> {
     pub(crate) cache: Cache,
     // Shared with every service built, so that `layer` (which axum may call per route) is
-    // two reference-count increments.
+    // two reference-count increments (and a look at `applied`).
     pub(crate) config: Arc<Config>,
+    /// The settings services were last built with, for the purge services taken from this
+    /// layer (see [`CacheLayer::purge`]).
+    pub(crate) applied: Arc<Applied>,
     /// What is cached besides HTTP: nothing, or opted-in gRPC methods.
     pub(crate) mode: M,
 }
@@ -59,6 +77,7 @@ impl CacheLayer {
         CacheLayer {
             mode: HttpOnly,
             cache,
+            applied: Arc::default(),
             config: Arc::new(Config {
                 default_ttl: None,
                 max_body: 1024 * 1024,
@@ -74,6 +93,8 @@ impl CacheLayer {
                 uncacheable_for: Duration::from_secs(5),
                 in_flight: InFlight::new(share),
                 targeted: TargetedFields::default(),
+                forward_tags: false,
+                strip_request: Vec::new(),
             }),
         }
     }
@@ -249,12 +270,57 @@ impl<M> CacheLayer<M> {
         config.targeted = config.targeted.forwarded(forward);
         self
     }
+
+    /// Request headers removed from GET and HEAD requests before the layer and the inner
+    /// service see them (none by default; each call adds to the list), so that no client can
+    /// change a response stored for everyone through a header that is not part of its key
+    /// (see [Request headers the application reads](Self#request-headers-the-application-reads)).
+    /// Other requests (writes, upgrades, gRPC calls) keep them: their responses are not stored.
+    ///
+    /// ```
+    /// use cache_layer::{Cache, CacheLayer};
+    /// use http::HeaderName;
+    ///
+    /// let layer = CacheLayer::new(Cache::global().clone()).strip_request_headers(
+    ///     [
+    ///         "x-forwarded-host",
+    ///         "x-original-url",
+    ///         "x-rewrite-url",
+    ///         "x-http-method-override",
+    ///     ]
+    ///     .map(HeaderName::from_static),
+    /// );
+    /// # let _ = layer;
+    /// ```
+    pub fn strip_request_headers<I>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = http::HeaderName>,
+    {
+        let config = Arc::make_mut(&mut self.config);
+        for name in names {
+            if !config.strip_request.contains(&name) {
+                config.strip_request.push(name);
+            }
+        }
+        self
+    }
+
+    /// Whether clients receive the `Cache-Tag` and `Surrogate-Key` headers of every response,
+    /// stored or passed through (default `false`: they name what this cache purges by, and
+    /// Fastly and Varnish hide them too). Set `true` when a CDN in front of this layer purges
+    /// by the same tags; the headers are then stored with the response. Tags are read from
+    /// both either way.
+    pub fn forward_tag_headers(mut self, forward: bool) -> Self {
+        Arc::make_mut(&mut self.config).forward_tags = forward;
+        self
+    }
 }
 
 impl<S, M: Clone> Layer<S> for CacheLayer<M> {
     type Service = CacheService<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        self.applied.set(&self.config);
         CacheService::new(
             inner,
             self.cache.clone(),

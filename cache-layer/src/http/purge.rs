@@ -18,20 +18,18 @@ use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
+use sha2::{Digest as _, Sha256};
 use tower::util::Oneshot;
 use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::config::Config;
+use super::config::{Applied, Config};
 use super::layer::CacheLayer;
 use super::lookup::live_entry;
 use super::lookup::url_keys;
-use super::tags::{tag_names, CACHE_TAG};
+use super::tags::{tag_names, TAG_FIELDS};
 use crate::{clock, Cache};
-
-/// `Surrogate-Key`: Fastly's name for invalidation tags, read like `Cache-Tag`.
-static SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
 
 /// `Fastly-Soft-Purge: 1`: the purge is soft (see [`Purge`]).
 static SOFT_PURGE: HeaderName = HeaderName::from_static("fastly-soft-purge");
@@ -91,13 +89,21 @@ type Authorize = dyn Fn(&HeaderMap) -> bool + Send + Sync;
 #[derive(Clone)]
 pub struct Purge {
     cache: Cache,
+    /// The layer's settings when the purge was taken: used until the layer builds a service.
     config: Arc<Config>,
+    applied: Arc<Applied>,
     authorize: Arc<Authorize>,
 }
 
 impl<M> CacheLayer<M> {
     /// A [`Purge`] service for what this layer stores, guarded by `authorize`: it sees each
     /// purge request's headers and says whether the request may purge.
+    ///
+    /// It names URLs with the settings the layer last built a service with, so builder calls
+    /// made after this one (a [`key_fn`](Self::key_fn), say) apply to it too. Clones of a
+    /// layer share this: when clones keyed differently wrap different services, it follows
+    /// the one applied last. Build such layers with `CacheLayer::new` each, and take a purge
+    /// service from each.
     pub fn purge<F>(&self, authorize: F) -> Purge
     where
         F: Fn(&HeaderMap) -> bool + Send + Sync + 'static,
@@ -105,20 +111,50 @@ impl<M> CacheLayer<M> {
         Purge {
             cache: self.cache.clone(),
             config: Arc::clone(&self.config),
+            applied: Arc::clone(&self.applied),
             authorize: Arc::new(authorize),
         }
     }
 
     /// [`purge`](Self::purge) for requests with `Authorization: Bearer <token>`, compared in
-    /// time independent of where they differ.
+    /// time independent of where they differ and of either one's length. An empty token
+    /// matches nothing.
+    ///
+    /// Only the token's SHA-256 digest is kept. Read it from a file or the environment rather
+    /// than the command line, where `ps` shows it to every local user.
     pub fn purge_with_token(&self, token: impl Into<String>) -> Purge {
-        let token = token.into();
+        let token = BearerToken::new(token.into().as_bytes());
         self.purge(move |headers| bearer_matches(headers, &token))
     }
 }
 
+/// A bearer token, kept as its SHA-256 digest (`None` for the empty token, which matches
+/// nothing). Guesses are compared digest to digest: fixed-size values compared in constant
+/// time, so the time taken says neither where a guess differs nor how long the token is.
+struct BearerToken(Option<[u8; 32]>);
+
+impl BearerToken {
+    fn new(token: &[u8]) -> Self {
+        BearerToken((!token.is_empty()).then(|| Sha256::digest(token).into()))
+    }
+
+    /// Whether `given` is the token.
+    fn is(&self, given: &[u8]) -> bool {
+        let Some(expected) = &self.0 else {
+            return false;
+        };
+        let given: [u8; 32] = Sha256::digest(given).into();
+        let diff = given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b));
+        // Opaque to the optimiser: the loop above is not cut short at the first difference.
+        std::hint::black_box(diff) == 0
+    }
+}
+
 /// Whether `headers` carry exactly one `Authorization: Bearer <token>`.
-fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+fn bearer_matches(headers: &HeaderMap, token: &BearerToken) -> bool {
     let mut lines = headers.get_all(http::header::AUTHORIZATION).iter();
     let (Some(line), None) = (lines.next(), lines.next()) else {
         return false;
@@ -131,15 +167,7 @@ fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
     else {
         return false;
     };
-    let expected = token.as_bytes();
-    if token.is_empty() || given.len() != expected.len() {
-        return false;
-    }
-    given
-        .iter()
-        .zip(expected)
-        .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-        == 0
+    token.is(given)
 }
 
 impl fmt::Debug for Purge {
@@ -183,7 +211,11 @@ impl Purge {
                 .insert(ALLOW, HeaderValue::from_static("PURGE"));
             return response;
         }
-        let keys = url_keys(&self.config, &uri, &headers);
+        let config = self
+            .applied
+            .get()
+            .unwrap_or_else(|| Arc::clone(&self.config));
+        let keys = url_keys(&config, &uri, &headers);
         if keys.is_empty() {
             return text(StatusCode::BAD_REQUEST, "no valid authority\n");
         }
@@ -218,7 +250,7 @@ impl Purge {
 /// The distinct `Cache-Tag` and `Surrogate-Key` values of a purge request.
 fn requested_tags(headers: &HeaderMap) -> Vec<String> {
     let mut tags: Vec<String> = Vec::new();
-    for name in [&CACHE_TAG, &SURROGATE_KEY] {
+    for name in TAG_FIELDS {
         for line in headers.get_all(name) {
             for tag in tag_names(&String::from_utf8_lossy(line.as_bytes())) {
                 if !tags.iter().any(|t| t == tag) {
@@ -327,7 +359,7 @@ mod tests {
                 http::header::AUTHORIZATION,
                 HeaderValue::from_str(value).unwrap(),
             );
-            bearer_matches(&h, "s3cret")
+            bearer_matches(&h, &BearerToken::new(b"s3cret"))
         };
         assert!(with("Bearer s3cret"));
         assert!(with("bearer s3cret"));
@@ -341,7 +373,10 @@ mod tests {
         ] {
             assert!(!with(wrong), "{wrong:?}");
         }
-        assert!(!bearer_matches(&HeaderMap::new(), "s3cret"));
+        assert!(!bearer_matches(
+            &HeaderMap::new(),
+            &BearerToken::new(b"s3cret")
+        ));
         let mut two = HeaderMap::new();
         two.append(
             http::header::AUTHORIZATION,
@@ -351,12 +386,40 @@ mod tests {
             http::header::AUTHORIZATION,
             HeaderValue::from_static("Bearer s3cret"),
         );
-        assert!(!bearer_matches(&two, "s3cret"));
+        assert!(!bearer_matches(&two, &BearerToken::new(b"s3cret")));
         let mut h = HeaderMap::new();
         h.insert(
             http::header::AUTHORIZATION,
             HeaderValue::from_static("Bearer "),
         );
-        assert!(!bearer_matches(&h, ""), "an empty token never matches");
+        assert!(
+            !bearer_matches(&h, &BearerToken::new(b"")),
+            "an empty token never matches"
+        );
+    }
+
+    #[test]
+    fn tokens_are_compared_as_fixed_size_digests() {
+        let token = BearerToken::new(b"s3cret-token");
+        assert!(token.is(b"s3cret-token"));
+        for wrong in [
+            &b""[..],
+            b"s",
+            b"s3cret",
+            b"s3cret-toke",
+            b"s3cret-tokenX",
+            b"s3cret-token\0",
+            b"S3cret-token",
+            b"x3cret-token",
+            b"s3cret-tokeN",
+        ] {
+            assert!(!token.is(wrong), "{:?}", String::from_utf8_lossy(wrong));
+        }
+        // Whatever the lengths, only two 32-byte digests are ever compared.
+        assert_eq!(token.0.map(|d| d.len()), Some(32));
+        assert!(!BearerToken::new(b"").is(b""));
+        let long = vec![b'a'; 100_000];
+        assert!(BearerToken::new(&long).is(&long));
+        assert!(!BearerToken::new(&long).is(&long[..99_999]));
     }
 }

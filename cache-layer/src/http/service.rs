@@ -216,11 +216,7 @@ impl<S, M> CacheService<S, M> {
         if let Some(detail) = detail {
             status = status.detail(detail);
         }
-        ResponseFuture::passthrough(
-            self.inner_service().oneshot(request),
-            status,
-            &self.config().targeted,
-        )
+        ResponseFuture::passthrough(self.inner_service().oneshot(request), status, self.config())
     }
 
     /// An HTTP request: served from the cache, forwarded under single-flight, or passed
@@ -247,13 +243,13 @@ impl<S, M> CacheService<S, M> {
             ResponseFuture::passthrough(
                 self.inner_service().oneshot(request),
                 CacheStatus::forward(Forward::Bypass),
-                &self.config().targeted,
+                self.config(),
             )
         } else {
             ResponseFuture::passthrough(
                 self.inner_service().oneshot(request),
                 CacheStatus::forward(Forward::Method),
-                &self.config().targeted,
+                self.config(),
             )
         }
     }
@@ -264,7 +260,7 @@ impl<S, M> CacheService<S, M> {
     #[inline(always)]
     fn call_cacheable<ReqBody, ResBody>(
         &self,
-        request: Request<ReqBody>,
+        mut request: Request<ReqBody>,
     ) -> ResponseFuture<S, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -274,6 +270,10 @@ impl<S, M> CacheService<S, M> {
         ResBody: Body<Data = Bytes> + Send + 'static,
         ResBody::Error: Send + 'static,
     {
+        // Before anything reads the request: the key, `Vary` and the inner service agree.
+        for name in &self.config().strip_request {
+            request.headers_mut().remove(name);
+        }
         let (decision, request) = self.decide(request);
         match decision {
             // A hit needs no inner service: nothing is cloned.
@@ -299,7 +299,7 @@ impl<S, M> CacheService<S, M> {
             Decision::Bypass => ResponseFuture::passthrough(
                 self.inner_service().oneshot(request),
                 CacheStatus::forward(Forward::Bypass),
-                &self.config().targeted,
+                self.config(),
             ),
         }
     }
@@ -435,7 +435,11 @@ impl<S, M> CacheService<S, M> {
         let future = self.inner_service().oneshot(request);
         ResponseFuture::boxed(Box::pin(async move {
             let (mut parts, body) = future.await?.into_parts();
-            take_tags(&mut parts.headers, &mut parts.extensions);
+            take_tags(
+                &mut parts.headers,
+                &mut parts.extensions,
+                config.forward_tags,
+            );
             config.targeted.hide(&mut parts.headers);
             if parts.status.is_success() || parts.status.is_redirection() {
                 let mut names = url_keys(&config, &target, &request_headers);

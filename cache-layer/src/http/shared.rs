@@ -158,6 +158,7 @@ fn response_from(wire: ResponseWire<'static>, config: &Config) -> Option<CachedR
         status,
         has_default_ttl: config.default_ttl.is_some(),
         targeted: &config.targeted,
+        keep_tags: config.forward_tags,
     };
     let admitted = admit(exchange, headers, &cc).ok()?;
     let windows = (Duration::from_millis(swr), Duration::from_millis(sie));

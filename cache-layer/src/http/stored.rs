@@ -500,6 +500,7 @@ mod tests {
             status: StatusCode::OK,
             has_default_ttl: false,
             targeted: &TargetedFields::default(),
+            keep_tags: false,
         };
         admit(exchange, headers, parsed).unwrap()
     }

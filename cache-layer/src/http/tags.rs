@@ -1,16 +1,18 @@
-//! Invalidation tags on responses: the `Cache-Tag` header (removed before the client sees it)
-//! and the [`CacheTags`] response extension.
+//! Invalidation tags on responses: the `Cache-Tag` and `Surrogate-Key` headers (removed before
+//! the client sees them, unless the layer forwards them) and the [`CacheTags`] response
+//! extension.
 
 use http::{Extensions, HeaderMap};
 
-pub(crate) use super::rules::gate::CACHE_TAG;
+pub(crate) use super::rules::gate::TAG_FIELDS;
 
 /// Invalidation tags of a response.
 ///
-/// A handler sets it as a response extension (or sends a `Cache-Tag` header) to name what the
-/// response depends on; [`CacheLayer`](crate::CacheLayer) stores the response tagged with these
-/// names, and `cache.invalidate(name)` drops it. On the way out the layer sets this extension to
-/// every tag it read, and removes the `Cache-Tag` header.
+/// A handler sets it as a response extension (or sends a `Cache-Tag` or `Surrogate-Key` header)
+/// to name what the response depends on; [`CacheLayer`](crate::CacheLayer) stores the response
+/// tagged with these names, and `cache.invalidate(name)` drops it. On the way out the layer sets
+/// this extension to every tag it read, and removes the `Cache-Tag` and `Surrogate-Key` headers
+/// (unless [`forward_tag_headers`](crate::CacheLayer::forward_tag_headers) keeps them).
 ///
 /// ```
 /// use cache_layer::CacheTags;
@@ -28,15 +30,23 @@ pub(crate) fn tag_names(line: &str) -> impl Iterator<Item = &str> {
     line.split([',', ' ', '\t']).filter(|t| !t.is_empty())
 }
 
-/// Takes the tags out of a response's `Cache-Tag` header and [`CacheTags`] extension, and puts
-/// the union back as the extension.
-pub(crate) fn take_tags(headers: &mut HeaderMap, extensions: &mut Extensions) -> Vec<String> {
+/// Takes the tags out of a response's [`CacheTags`] extension and its `Cache-Tag` and
+/// `Surrogate-Key` headers (removed unless `keep_headers`), and puts the union back as the
+/// extension.
+pub(crate) fn take_tags(
+    headers: &mut HeaderMap,
+    extensions: &mut Extensions,
+    keep_headers: bool,
+) -> Vec<String> {
     let mut tags = extensions
         .get::<CacheTags>()
         .map(|t| t.0.clone())
         .unwrap_or_default();
-    if headers.contains_key(&CACHE_TAG) {
-        for line in headers.get_all(&CACHE_TAG) {
+    for name in TAG_FIELDS {
+        if !headers.contains_key(name) {
+            continue;
+        }
+        for line in headers.get_all(name) {
             let line = String::from_utf8_lossy(line.as_bytes());
             for tag in tag_names(&line) {
                 if !tags.iter().any(|t| t == tag) {
@@ -44,7 +54,9 @@ pub(crate) fn take_tags(headers: &mut HeaderMap, extensions: &mut Extensions) ->
                 }
             }
         }
-        headers.remove(&CACHE_TAG);
+        if !keep_headers {
+            headers.remove(name);
+        }
     }
     if !tags.is_empty() {
         extensions.insert(CacheTags(tags.clone()));
@@ -55,6 +67,7 @@ pub(crate) fn take_tags(headers: &mut HeaderMap, extensions: &mut Extensions) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::rules::gate::{CACHE_TAG, SURROGATE_KEY};
     use http::HeaderValue;
 
     #[test]
@@ -64,9 +77,23 @@ mod tests {
         headers.append(&CACHE_TAG, HeaderValue::from_static("c a"));
         let mut extensions = Extensions::new();
         extensions.insert(CacheTags(vec!["z".into()]));
-        let tags = take_tags(&mut headers, &mut extensions);
+        let tags = take_tags(&mut headers, &mut extensions, false);
         assert_eq!(tags, ["z", "a", "b", "c"]);
         assert!(!headers.contains_key(&CACHE_TAG));
         assert_eq!(extensions.get::<CacheTags>().unwrap().0, tags);
+    }
+
+    #[test]
+    fn surrogate_keys_are_tags_too() {
+        let mut headers = HeaderMap::new();
+        headers.append(&CACHE_TAG, HeaderValue::from_static("a"));
+        headers.append(&SURROGATE_KEY, HeaderValue::from_static("b  a\tc"));
+        let tags = take_tags(&mut headers.clone(), &mut Extensions::new(), true);
+        assert_eq!(tags, ["a", "b", "c"]);
+        let mut kept = headers.clone();
+        take_tags(&mut kept, &mut Extensions::new(), true);
+        assert_eq!(kept, headers, "kept for a CDN downstream");
+        take_tags(&mut headers, &mut Extensions::new(), false);
+        assert!(headers.is_empty(), "{headers:?}");
     }
 }

@@ -17,9 +17,16 @@ use super::targeted::TargetedFields;
 use super::vary::vary_names;
 
 /// The `Cache-Tag` response header: names, separated by commas or spaces, that
-/// [`Cache::invalidate`](crate::Cache::invalidate) drops this response by. Never stored: the
-/// tags are kept beside the response.
+/// [`Cache::invalidate`](crate::Cache::invalidate) drops this response by. Not stored unless
+/// the layer forwards tag fields: the tags are kept beside the response.
 pub(crate) static CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
+
+/// `Surrogate-Key`: Fastly's and Varnish xkey's name for invalidation tags (separated by
+/// spaces), read and stored like `Cache-Tag`.
+pub(crate) static SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
+
+/// The response fields that carry invalidation tags.
+pub(crate) static TAG_FIELDS: [&HeaderName; 2] = [&CACHE_TAG, &SURROGATE_KEY];
 
 /// What is being stored, and in answer to what.
 #[derive(Clone, Copy, Debug)]
@@ -33,11 +40,16 @@ pub(crate) enum Exchange<'a> {
         has_default_ttl: bool,
         /// The targeted fields (RFC 9213) the directives were read from.
         targeted: &'a TargetedFields,
+        /// Whether the tag fields ([`TAG_FIELDS`]) are stored, for clients (a CDN) to read.
+        keep_tags: bool,
     },
     /// An opted-in gRPC unary call, whose request-side rules (`authorization`, encodings) are
     /// applied where the call is keyed.
     #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
-    GrpcCall,
+    GrpcCall {
+        /// As for [`Exchange::Http`].
+        keep_tags: bool,
+    },
 }
 
 /// Response headers that passed the gate: what a stored response or call is built from.
@@ -96,13 +108,14 @@ pub(crate) fn admit(
     mut headers: HeaderMap,
     cc: &ResponseDirectives,
 ) -> Result<Admitted, NotStorable> {
-    let targeted = match exchange {
+    let (targeted, keep_tags) = match exchange {
         Exchange::Http {
             method,
             request,
             status,
             has_default_ttl,
             targeted,
+            keep_tags,
         } => {
             debug_assert_eq!(*cc, targeted.directives(&headers), "one set of directives");
             storable(method, request, status, &headers, cc, has_default_ttl)?;
@@ -110,9 +123,9 @@ pub(crate) fn admit(
             if is_event_stream(&headers) {
                 return Err(NotStorable::EventStream);
             }
-            targeted.clone()
+            (targeted.clone(), keep_tags)
         }
-        Exchange::GrpcCall => {
+        Exchange::GrpcCall { keep_tags } => {
             if cc.no_store {
                 return Err(NotStorable::NoStore);
             }
@@ -122,7 +135,7 @@ pub(crate) fn admit(
             if headers.contains_key(SET_COOKIE) {
                 return Err(NotStorable::SetCookie);
             }
-            TargetedFields::none()
+            (TargetedFields::none(), keep_tags)
         }
     };
     if names_in_connection(&headers).any(|name| name == VARY) {
@@ -134,7 +147,7 @@ pub(crate) fn admit(
         // `Vary: *` was refused above for HTTP; here, a member that is not a field name.
         return Err(NotStorable::VaryInvalid);
     }
-    strip_unstorable_fields(&mut headers);
+    strip_unstorable_fields(&mut headers, keep_tags);
     Ok(Admitted(headers, targeted))
 }
 
@@ -163,11 +176,15 @@ fn check_cookie(
 }
 
 /// Removes what is never stored: the fields that describe one connection, `Set-Cookie`
-/// (meant for one client) and `Cache-Tag` (meant for this cache).
-fn strip_unstorable_fields(headers: &mut HeaderMap) {
+/// (meant for one client) and, unless they are kept, the tag fields (meant for this cache).
+fn strip_unstorable_fields(headers: &mut HeaderMap, keep_tags: bool) {
     strip_connection_fields(headers);
     headers.remove(SET_COOKIE);
-    headers.remove(&CACHE_TAG);
+    if !keep_tags {
+        for name in TAG_FIELDS {
+            headers.remove(name);
+        }
+    }
 }
 
 /// The field names `Connection` lists.
@@ -208,7 +225,7 @@ pub(crate) fn is_admissible(headers: &HeaderMap) -> bool {
         ]
         .iter()
         .any(|name| headers.contains_key(name))
-        && !headers.contains_key(&CACHE_TAG)
+        && !TAG_FIELDS.iter().any(|name| headers.contains_key(*name))
 }
 
 #[cfg(test)]
@@ -238,6 +255,7 @@ mod tests {
             status: StatusCode::OK,
             has_default_ttl: false,
             targeted: &targeted,
+            keep_tags: false,
         };
         admit(exchange, headers, &cc).map(Admitted::into_inner)
     }
@@ -260,6 +278,40 @@ mod tests {
         assert!(is_admissible(&admitted));
         assert_eq!(admitted.len(), 2, "{admitted:?}");
         assert!(admitted.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn tag_fields_are_stored_only_when_kept() {
+        let tagged = map(&[
+            ("cache-control", "max-age=5"),
+            ("cache-tag", "a"),
+            ("surrogate-key", "b c"),
+        ]);
+        let admitted_with = |keep_tags: bool| {
+            let targeted = TargetedFields::default();
+            let exchange = Exchange::Http {
+                method: &Method::GET,
+                request: &HeaderMap::new(),
+                status: StatusCode::OK,
+                has_default_ttl: false,
+                targeted: &targeted,
+                keep_tags,
+            };
+            let cc = targeted.directives(&tagged);
+            admit(exchange, tagged.clone(), &cc).unwrap().into_inner()
+        };
+        let stripped = admitted_with(false);
+        assert!(is_admissible(&stripped));
+        assert!(!stripped.contains_key("surrogate-key"));
+        assert_eq!(admitted_with(true), tagged);
+        let grpc = |keep_tags| {
+            let cc = ResponseDirectives::parse(&tagged);
+            admit(Exchange::GrpcCall { keep_tags }, tagged.clone(), &cc)
+                .unwrap()
+                .into_inner()
+        };
+        assert!(!grpc(false).contains_key("surrogate-key"));
+        assert_eq!(grpc(true), tagged);
     }
 
     #[test]
@@ -306,7 +358,7 @@ mod tests {
         let grpc = |pairs: &[(&str, &str)]| {
             let headers = map(pairs);
             let cc = ResponseDirectives::parse(&headers);
-            admit(Exchange::GrpcCall, headers, &cc).map(|_| ())
+            admit(Exchange::GrpcCall { keep_tags: false }, headers, &cc).map(|_| ())
         };
         assert_eq!(grpc(&[("set-cookie", "a=b")]), Err(NotStorable::SetCookie));
         assert_eq!(
