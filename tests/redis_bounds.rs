@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cache_layer::{Cache, Key, LoadOptions};
+use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
 mod support;
@@ -52,6 +53,12 @@ async fn a_caller_waiting_for_another_instances_load_reads_the_value_once() {
     let server = RedisServer::start();
     let (a, b) = (tiered(&server, "w:"), tiered(&server, "w:"));
     subscribed(&server, &[&a, &b], "w:invalidate").await;
+    let mut channel = redis::Client::open(server.url())
+        .expect("url")
+        .get_async_pubsub()
+        .await
+        .expect("a subscriber");
+    channel.subscribe("w:invalidate").await.expect("subscribed");
     let options = LoadOptions::new(Duration::from_secs(60)).lock(Duration::from_secs(30));
     let key = Key::new("slow");
     let gate = Arc::new(Semaphore::new(0));
@@ -99,6 +106,13 @@ async fn a_caller_waiting_for_another_instances_load_reads_the_value_once() {
         u128::from(checks) <= bound,
         "{checks} lock checks in a {waited:?} wait"
     );
+    // What woke it: the holder's release, published (`0xFC` and the key).
+    let mut messages = channel.on_message();
+    let ended = tokio::time::timeout(Duration::from_secs(10), messages.next())
+        .await
+        .expect("a message on the channel")
+        .expect("the subscription is open");
+    assert_eq!(ended.get_payload_bytes(), b"\xfcslow");
 }
 
 /// The most entries one tag names in Redis (documented in "Redis layout").

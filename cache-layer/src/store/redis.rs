@@ -951,6 +951,11 @@ impl RedisStore {
                 self.set_on_cluster(&mut c, write, &tag_keys, check).await
             })
             .await;
+        self.count(key, written);
+    }
+
+    /// Counts and logs a write that was not made or not kept (see [`Written`]).
+    fn count(&self, key: &str, written: Option<Written>) {
         match written {
             Some(Written::Refused) => {
                 self.counters.add(Counter::SharedWriteRefused);

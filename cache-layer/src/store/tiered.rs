@@ -1,6 +1,7 @@
 //! The shared tier and what may be kept in memory in front of it. Every invalidation is
 //! published on the prefix's `invalidate` channel; each instance's subscriber drops its memory
-//! copies (or, for a soft purge, marks them stale).
+//! copies (or, for a soft purge, marks them stale). The end of a load under the distributed
+//! lock is published there too, and wakes this instance's callers waiting for it.
 //!
 //! Memory stands in front of Redis at all times, so a Redis outage does not send every call to
 //! the source. What it stores is kept for the entry's whole lifetime only while this instance
@@ -507,6 +508,36 @@ mod tests {
             !remote.tasks_started.load(Ordering::Acquire),
             "no task runs: the next use starts them"
         );
+    }
+
+    /// The holder's message that a load ended (see `LOAD_ENDED`) wakes that key's waiters
+    /// only; a watch dropped leaves nothing behind.
+    #[tokio::test(start_paused = true)]
+    async fn a_load_ended_message_wakes_the_waiters_of_its_key() {
+        let cache = cut_off(Duration::from_secs(1));
+        let remote = cache.inner().remote().unwrap();
+        let mut slow = remote.watch_load("slow");
+        let mut other = remote.watch_load("other");
+        let hour = Duration::from_secs(3600);
+        super::deliver(cache.inner(), b"\xfcslow");
+        assert!(slow.heard_within(hour).await);
+        assert!(
+            !other.heard_within(hour).await,
+            "another key's waiter sleeps on"
+        );
+        assert!(!slow.heard_within(hour).await, "heard once");
+        let long = "x".repeat(300);
+        let mut hashed = remote.watch_load(&long);
+        let mut message = super::LOAD_ENDED.to_vec();
+        message.extend_from_slice(super::bounded(&long).as_bytes());
+        super::deliver(cache.inner(), &message);
+        assert!(
+            hashed.heard_within(hour).await,
+            "named as the unlock names it"
+        );
+        drop((slow, other, hashed));
+        let waiting = remote.load_waiters.0.lock().unwrap();
+        assert!(waiting.is_empty());
     }
 
     #[tokio::test]
