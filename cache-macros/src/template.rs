@@ -100,9 +100,9 @@ impl Template {
             Part::Placeholder(path) => {
                 let access = access(path, span);
                 let push = if typed.contains(&path[0]) {
-                    quote! { push_typed }
+                    quote_spanned! {span=> push_typed }
                 } else {
-                    quote! { push }
+                    quote_spanned! {span=> push }
                 };
                 quote_spanned! {span=> ::cache_layer::__private::#push(&mut __cl_out, &#access); }
             }
