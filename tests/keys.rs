@@ -310,3 +310,162 @@ mod namespaces {
         );
     }
 }
+
+/// An argument whose type the signature leaves open (a generic, `impl KeyArg`, `dyn KeyArg`)
+/// keys by its type too: two id types that render the same text keep their own entries. Each
+/// function answers with its argument's kind and how many times a body ran, so a call
+/// answered from another type's entry shows the other kind.
+mod open_types {
+    use super::*;
+    use cache_layer::Key;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    static RUNS: AtomicU32 = AtomicU32::new(0);
+
+    fn run() -> u32 {
+        RUNS.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// An id that knows what it identifies.
+    trait Entity: KeyArg + Send + Sync {
+        fn kind(&self) -> &'static str;
+    }
+
+    struct UserId(u64);
+    struct OrgId(u64);
+
+    impl KeyArg for UserId {
+        fn write_key(&self, out: &mut KeyBuf) {
+            self.0.write_key(out);
+        }
+    }
+
+    /// With a fixed name for its type, as the `KeyArg` docs show.
+    impl KeyArg for OrgId {
+        fn write_key(&self, out: &mut KeyBuf) {
+            self.0.write_key(out);
+        }
+
+        fn write_key_type(&self, out: &mut KeyBuf) {
+            out.push_str("test::OrgId");
+        }
+    }
+
+    impl Entity for UserId {
+        fn kind(&self) -> &'static str {
+            "user"
+        }
+    }
+
+    impl Entity for OrgId {
+        fn kind(&self) -> &'static str {
+            "org"
+        }
+    }
+
+    #[cached(ttl = "1h", cache = CACHE)]
+    async fn generic<T: Entity>(id: T) -> (String, u32) {
+        (id.kind().to_owned(), run())
+    }
+
+    #[cached(ttl = "1h", key = "open:<id>", cache = CACHE)]
+    async fn templated<T: Entity>(id: &T) -> (String, u32) {
+        (id.kind().to_owned(), run())
+    }
+
+    #[cached(ttl = "1h", cache = CACHE)]
+    async fn impl_trait(id: impl Entity) -> (String, u32) {
+        (id.kind().to_owned(), run())
+    }
+
+    #[cached(ttl = "1h", cache = CACHE)]
+    async fn dynamic(id: &dyn Entity) -> (String, u32) {
+        (id.kind().to_owned(), run())
+    }
+
+    #[cached(ttl = "1h", cache = CACHE)]
+    async fn several(ids: Vec<&dyn Entity>) -> (String, u32) {
+        let kinds: Vec<&str> = ids.iter().map(|id| id.kind()).collect();
+        (kinds.join(","), run())
+    }
+
+    #[cached(ttl = "1h", cache = CACHE)]
+    async fn concrete(id: &UserId, name: &str) -> (String, u32) {
+        (format!("{}:{name}", id.0), run())
+    }
+
+    #[cached(ttl = "1h", key = "concrete:<id>:<name>", cache = CACHE)]
+    async fn concrete_template(id: u64, name: Option<&str>) -> (String, u32) {
+        (format!("{id}:{name:?}"), run())
+    }
+
+    fn kind((kind, _run): (String, u32)) -> String {
+        kind
+    }
+
+    #[tokio::test]
+    async fn a_generic_argument_keys_by_its_type() {
+        assert_eq!(kind(generic(UserId(7)).await), "user");
+        assert_eq!(kind(generic(OrgId(7)).await), "org");
+        assert_eq!(kind(generic(UserId(7)).await), "user");
+        assert_eq!(kind(templated(&UserId(7)).await), "user");
+        assert_eq!(kind(templated(&OrgId(7)).await), "org");
+    }
+
+    #[tokio::test]
+    async fn an_impl_trait_argument_keys_by_its_type() {
+        assert_eq!(kind(impl_trait(UserId(8)).await), "user");
+        assert_eq!(kind(impl_trait(OrgId(8)).await), "org");
+    }
+
+    #[tokio::test]
+    async fn a_dyn_argument_keys_by_the_type_behind_it() {
+        assert_eq!(kind(dynamic(&UserId(9)).await), "user");
+        assert_eq!(kind(dynamic(&OrgId(9)).await), "org");
+        assert_eq!(kind(dynamic(&UserId(9)).await), "user");
+        // `[1,2]` of a user then an org, and of an org then a user.
+        assert_eq!(kind(several(vec![&UserId(1), &OrgId(2)]).await), "user,org");
+        assert_eq!(kind(several(vec![&OrgId(1), &UserId(2)]).await), "org,user");
+        assert_eq!(kind(several(vec![&OrgId(1), &OrgId(2)]).await), "org,org");
+    }
+
+    #[tokio::test]
+    async fn the_type_is_named_after_the_value_and_the_key_as_written_still_invalidates() {
+        let (_, first) = generic(OrgId(10)).await;
+        assert_eq!(generic(OrgId(10)).await.1, first, "a hit");
+        // The documented form: the value, `%T`, the type's name escaped as a string is.
+        let typed = concat!(module_path!(), "::generic:10%Ttest%3A%3AOrgId");
+        CACHE.invalidate(typed).await;
+        let (_, second) = generic(OrgId(10)).await;
+        assert_ne!(
+            second, first,
+            "invalidating the typed key dropped the entry"
+        );
+        let (_, user) = generic(UserId(10)).await;
+        // The key without type names is a tag of every type's entry.
+        CACHE
+            .invalidate(concat!(module_path!(), "::generic:10"))
+            .await;
+        assert_ne!(generic(OrgId(10)).await.1, second);
+        assert_ne!(generic(UserId(10)).await.1, user);
+        let (_, templated_run) = templated(&OrgId(10)).await;
+        CACHE.invalidate("open:10").await;
+        assert_ne!(templated(&OrgId(10)).await.1, templated_run);
+    }
+
+    /// Arguments whose type the signature fixes keep the documented keys: the function's path
+    /// and each argument after a `:`, or the template.
+    #[tokio::test]
+    async fn keys_of_fixed_types_are_unchanged() {
+        let value = concrete(&UserId(7), "a/b").await;
+        let key = Key::new(concat!(module_path!(), "::concrete"))
+            .part(7u64)
+            .part("a/b");
+        assert_eq!(key.as_str(), concat!(module_path!(), "::concrete:7:a%2Fb"));
+        assert_eq!(CACHE.get::<(String, u32)>(&key).await, Some(value));
+        let value = concrete_template(7, None).await;
+        let key = Key::new("concrete").part(7u64).part(None::<&str>);
+        assert_eq!(key.as_str(), "concrete:7:%N");
+        assert_eq!(CACHE.get::<(String, u32)>(&key).await, Some(value));
+    }
+}

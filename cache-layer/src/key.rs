@@ -42,9 +42,46 @@ use std::sync::Arc;
 /// assert_eq!(key.as_str(), "user:7");
 /// ```
 ///
-/// An implementation must keep the encoding injective: render distinct values differently,
-/// and write text only through other `KeyArg`s (a raw [`KeyBuf::push_str`] of a reserved
-/// character such as `:` could forge the text around a placeholder).
+/// # Arguments whose type the signature leaves open
+///
+/// A generic argument (`id: T`), an `impl KeyArg` or a `dyn KeyArg` one may hold values of
+/// several types that render alike: `UserId(7)` and `OrgId(7)` both render `7`. For such an
+/// argument, `#[cached]` adds its type's name to the key (see
+/// [`write_key_type`](KeyArg::write_key_type)): `name(UserId(7))` and `name(OrgId(7))` are two
+/// entries. An argument whose type the signature fixes (`id: u64`, `id: &UserId`) renders as
+/// above, and its keys are as documented in [the crate docs](crate#keys).
+///
+/// # Writing an implementation
+///
+/// An implementation must keep the encoding injective:
+///
+/// - Render distinct values of the type differently, and write text only through other
+///   `KeyArg`s (a raw [`KeyBuf::push_str`] of a reserved character such as `:` could forge
+///   the text around a placeholder). Several fields: a tuple of them, as above.
+/// - Name the type apart from every other `KeyArg` type: the default
+///   [`write_key_type`](KeyArg::write_key_type) writes its path
+///   ([`std::any::type_name`]). That text is the same in every build of the same source with
+///   the same compiler, so instances sharing Redis agree on it; a toolchain upgrade or moving
+///   the type to another module may change it (entries under the old name are then misses,
+///   never wrong answers: an invalidation still reaches them, see
+///   [`write_key_type`](KeyArg::write_key_type)). To keep keys across those, write a fixed
+///   name that no other type uses, such as the type's path as written today:
+///
+/// ```
+/// use cache_layer::{KeyArg, KeyBuf};
+///
+/// struct OrgId(u64);
+///
+/// impl KeyArg for OrgId {
+///     fn write_key(&self, out: &mut KeyBuf) {
+///         self.0.write_key(out);
+///     }
+///
+///     fn write_key_type(&self, out: &mut KeyBuf) {
+///         out.push_str("my_app::OrgId");
+///     }
+/// }
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be part of a cache key",
     label = "this value is used in a cache key or tag",
@@ -53,6 +90,24 @@ use std::sync::Arc;
 pub trait KeyArg {
     /// Appends this value's key form to `out`.
     fn write_key(&self, out: &mut KeyBuf);
+
+    /// Appends the name of this value's type to `out`, a buffer of its own: `#[cached]` writes
+    /// it into the key after an argument whose type the signature leaves open (a generic, an
+    /// `impl KeyArg` or a `dyn KeyArg` argument), as `%T` and the name, escaped as a string
+    /// is: `my_app::get_name:7%Tmy_app%3A%3AUserId`. Such an entry is also tagged with the
+    /// key without the names (`my_app::get_name:7`), so invalidating that reaches the
+    /// entries of every type.
+    ///
+    /// The default is [`std::any::type_name`] of the type (see [Writing an
+    /// implementation](KeyArg#writing-an-implementation) for when to write a fixed name).
+    /// The implementations here write fixed names: `u64`, `bool`, `char`; `str` for `str`,
+    /// `String` and `Cow<str>`; `[T]` for `[T]`, `[T; N]` and `Vec<T>` (elements behind
+    /// `dyn KeyArg` of several types: each one's, `[u8,u16]`); `(A,B)` for tuples;
+    /// `core::option::Option<T>`. References, `Box`, `Arc` and `Rc` write what they point
+    /// to (a `dyn KeyArg`, the type behind it). A name may be any text: it is escaped.
+    fn write_key_type(&self, out: &mut KeyBuf) {
+        out.push_str(std::any::type_name::<Self>());
+    }
 }
 
 /// A key or tag being rendered. Short keys (up to 64 bytes) stay on the stack, so rendering
@@ -158,6 +213,10 @@ macro_rules! integer_keys {
             fn write_key(&self, out: &mut KeyBuf) {
                 out.push_str(itoa::Buffer::new().format(*self));
             }
+
+            fn write_key_type(&self, out: &mut KeyBuf) {
+                out.push_str(stringify!($t));
+            }
         })*
     };
 }
@@ -168,18 +227,33 @@ impl KeyArg for bool {
     fn write_key(&self, out: &mut KeyBuf) {
         out.push_str(if *self { "true" } else { "false" });
     }
+
+    fn write_key_type(&self, out: &mut KeyBuf) {
+        out.push_str("bool");
+    }
 }
 
 impl KeyArg for char {
     fn write_key(&self, out: &mut KeyBuf) {
         escape_into(self.encode_utf8(&mut [0; 4]), out);
     }
+
+    fn write_key_type(&self, out: &mut KeyBuf) {
+        out.push_str("char");
+    }
 }
+
+/// The name of every string type (see [`KeyArg::write_key_type`]).
+const STR: &str = "str";
 
 impl KeyArg for str {
     #[inline]
     fn write_key(&self, out: &mut KeyBuf) {
         escape_into(self, out);
+    }
+
+    fn write_key_type(&self, out: &mut KeyBuf) {
+        out.push_str(STR);
     }
 }
 
@@ -188,11 +262,19 @@ impl KeyArg for String {
     fn write_key(&self, out: &mut KeyBuf) {
         escape_into(self, out);
     }
+
+    fn write_key_type(&self, out: &mut KeyBuf) {
+        out.push_str(STR);
+    }
 }
 
 impl KeyArg for Cow<'_, str> {
     fn write_key(&self, out: &mut KeyBuf) {
         escape_into(self, out);
+    }
+
+    fn write_key_type(&self, out: &mut KeyBuf) {
+        out.push_str(STR);
     }
 }
 
@@ -201,11 +283,19 @@ impl<T: KeyArg + ?Sized> KeyArg for &T {
     fn write_key(&self, out: &mut KeyBuf) {
         (**self).write_key(out);
     }
+
+    fn write_key_type(&self, out: &mut KeyBuf) {
+        (**self).write_key_type(out);
+    }
 }
 
 impl<T: KeyArg + ?Sized> KeyArg for &mut T {
     fn write_key(&self, out: &mut KeyBuf) {
         (**self).write_key(out);
+    }
+
+    fn write_key_type(&self, out: &mut KeyBuf) {
+        (**self).write_key_type(out);
     }
 }
 
@@ -213,17 +303,29 @@ impl<T: KeyArg + ?Sized> KeyArg for Box<T> {
     fn write_key(&self, out: &mut KeyBuf) {
         (**self).write_key(out);
     }
+
+    fn write_key_type(&self, out: &mut KeyBuf) {
+        (**self).write_key_type(out);
+    }
 }
 
 impl<T: KeyArg + ?Sized> KeyArg for Arc<T> {
     fn write_key(&self, out: &mut KeyBuf) {
         (**self).write_key(out);
     }
+
+    fn write_key_type(&self, out: &mut KeyBuf) {
+        (**self).write_key_type(out);
+    }
 }
 
 impl<T: KeyArg + ?Sized> KeyArg for Rc<T> {
     fn write_key(&self, out: &mut KeyBuf) {
         (**self).write_key(out);
+    }
+
+    fn write_key_type(&self, out: &mut KeyBuf) {
+        (**self).write_key_type(out);
     }
 }
 
@@ -249,6 +351,16 @@ impl<T: KeyArg> KeyArg for Option<T> {
             None => out.push_str(NONE),
         }
     }
+
+    /// `core::option::Option<` and the name of the value's type (for `None`, of `T`) `>`.
+    fn write_key_type(&self, out: &mut KeyBuf) {
+        out.push_str("core::option::Option<");
+        match self {
+            Some(value) => value.write_key_type(out),
+            None => out.push_str(std::any::type_name::<T>()),
+        }
+        out.push('>');
+    }
 }
 
 impl<T: KeyArg> KeyArg for [T] {
@@ -270,17 +382,55 @@ impl<T: KeyArg> KeyArg for [T] {
         }
         out.push(']');
     }
+
+    /// `[` the elements' type `]` when they all name one type (an empty slice: `T`), else
+    /// `[` each element's type, separated by `,` `]` (elements of several types behind
+    /// `dyn KeyArg`).
+    fn write_key_type(&self, out: &mut KeyBuf) {
+        out.push('[');
+        match self.split_first() {
+            None => out.push_str(std::any::type_name::<T>()),
+            Some((first, rest)) => {
+                let mut name = KeyBuf::new();
+                first.write_key_type(&mut name);
+                let one_type = rest.iter().all(|item| {
+                    let mut other = KeyBuf::new();
+                    item.write_key_type(&mut other);
+                    other.as_str() == name.as_str()
+                });
+                if one_type {
+                    out.push_str(name.as_str());
+                } else {
+                    for (i, item) in self.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        item.write_key_type(out);
+                    }
+                }
+            }
+        }
+        out.push(']');
+    }
 }
 
 impl<T: KeyArg, const N: usize> KeyArg for [T; N] {
     fn write_key(&self, out: &mut KeyBuf) {
         self.as_slice().write_key(out);
     }
+
+    fn write_key_type(&self, out: &mut KeyBuf) {
+        self.as_slice().write_key_type(out);
+    }
 }
 
 impl<T: KeyArg> KeyArg for Vec<T> {
     fn write_key(&self, out: &mut KeyBuf) {
         self.as_slice().write_key(out);
+    }
+
+    fn write_key_type(&self, out: &mut KeyBuf) {
+        self.as_slice().write_key_type(out);
     }
 }
 
@@ -290,14 +440,20 @@ macro_rules! tuple_keys {
         $(impl<$($name: KeyArg),+> KeyArg for ($($name,)+) {
             fn write_key(&self, out: &mut KeyBuf) {
                 out.push('(');
-                tuple_keys!(@fields self out $($index)+);
+                tuple_keys!(@fields self out write_key $($index)+);
+                out.push(')');
+            }
+
+            fn write_key_type(&self, out: &mut KeyBuf) {
+                out.push('(');
+                tuple_keys!(@fields self out write_key_type $($index)+);
                 out.push(')');
             }
         })*
     };
-    (@fields $self:ident $out:ident $first:tt $($rest:tt)*) => {
-        $self.$first.write_key($out);
-        $($out.push(','); $self.$rest.write_key($out);)*
+    (@fields $self:ident $out:ident $write:ident $first:tt $($rest:tt)*) => {
+        $self.$first.$write($out);
+        $($out.push(','); $self.$rest.$write($out);)*
     };
 }
 
@@ -308,6 +464,22 @@ tuple_keys! {
     (A 0, B 1, C 2, D 3)
     (A 0, B 1, C 2, D 3, E 4)
     (A 0, B 1, C 2, D 3, E 4, F 5)
+}
+
+/// Before the name of an open argument's type (see [`write_typed`]): `%` and a letter that is
+/// not a hex digit, as `None`'s marker, so no rendered value holds it.
+const TYPE: &str = "%T";
+
+/// Appends `value`'s key form, then `%T` and the name of its type, escaped: the key form of an
+/// argument whose type the signature leaves open (see [`KeyArg::write_key_type`]). The value's
+/// text holds no `%T`, so where the name begins is plain, and the escaped name holds no
+/// character that separates placeholders, so the whole stays one placeholder's text.
+pub(crate) fn write_typed<T: KeyArg + ?Sized>(value: &T, out: &mut KeyBuf) {
+    value.write_key(out);
+    out.push_str(TYPE);
+    let mut name = KeyBuf::new();
+    value.write_key_type(&mut name);
+    escape_into(name.as_str(), out);
 }
 
 /// Whether `byte` is written `%XX` in a rendered string: every ASCII character but letters,
@@ -536,6 +708,34 @@ mod tests {
         let key = Key::new("user").part(7u64).part("a:b").part(None::<u8>);
         assert_eq!(key.as_str(), "user:7:a%3Ab:%N");
         assert_ne!(Key::new("x").part("a:b"), Key::new("x").part("a").part("b"));
+    }
+
+    fn typed<T: KeyArg + ?Sized>(value: &T) -> String {
+        let mut out = KeyBuf::new();
+        write_typed(value, &mut out);
+        out.into_string()
+    }
+
+    #[test]
+    fn open_arguments_name_their_types() {
+        assert_eq!(typed(&7u64), "7%Tu64");
+        assert_ne!(typed(&7u64), typed(&7u32));
+        assert_eq!(typed("a/b"), "a%2Fb%Tstr");
+        assert_eq!(typed(&String::from("x")), typed(&Cow::Borrowed("x")));
+        assert_eq!(typed(&Box::new(7u8)), typed(&7u8));
+        let inner: &dyn KeyArg = &7u16;
+        assert_eq!(typed(&inner), "7%Tu16");
+        assert_eq!(typed(&Some(7u8)), "7%Tcore%3A%3Aoption%3A%3AOption%3Cu8%3E");
+        assert_ne!(typed(&None::<u8>), typed(&None::<u16>));
+        assert_eq!(typed(&(1u8, "a")), "(1,a)%T%28u8%2Cstr%29");
+        assert_eq!(typed(&[1u8, 2]), typed(&vec![1u8, 2]));
+        assert_ne!(typed(&Vec::<u8>::new()), typed(&Vec::<u16>::new()));
+        let one_type: Vec<&dyn KeyArg> = vec![&1u8, &2u8];
+        assert_eq!(typed(&one_type), "[1,2]%T%5Bu8%5D");
+        let mixed: Vec<&dyn KeyArg> = vec![&1u8, &2u16];
+        assert_eq!(typed(&mixed), "[1,2]%T%5Bu8%2Cu16%5D");
+        let swapped: Vec<&dyn KeyArg> = vec![&1u16, &2u8];
+        assert_ne!(typed(&mixed), typed(&swapped));
     }
 
     #[test]

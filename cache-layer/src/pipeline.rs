@@ -338,10 +338,11 @@ pub(crate) enum Locked<T> {
 }
 
 /// Cross-instance single-flight: takes the distributed load lock of `key` for `ttl`. When
-/// another instance holds it, waits for that instance's value, which `read` looks for in the
-/// shared tier (`None` until it is there), polled every 20 ms, until the lock is released or
-/// Redis stops answering (then `read` once more and, without a value, load at once: the holder
-/// failed), or at most for `ttl` (a crashed holder's lock expires by then).
+/// another instance holds it, waits until the holder releases it (it publishes that, see
+/// `Remote::watch_load`; the lock is also checked now and then, in case the message is
+/// lost) or Redis stops answering, then reads the value once with `read` (`None` when there is
+/// none for this caller: then load at once, the holder failed); or waits at most `ttl` (a
+/// crashed holder's lock expires by then).
 pub(crate) async fn lock<T, F, Fut>(cache: &Cache, key: &str, ttl: Duration, read: F) -> Locked<T>
 where
     F: FnMut() -> Fut,
@@ -366,6 +367,12 @@ where
     }
 }
 
+/// How often a caller waiting for another instance's load checks the lock itself (an
+/// `EXISTS`, not a read of the value) while it hears the holder's message when the load ends,
+/// and while it may not (not subscribed, or Redis suspect).
+const LOCK_CHECK_HEARING: Duration = Duration::from_millis(250);
+const LOCK_CHECK_DEAF: Duration = Duration::from_millis(20);
+
 async fn wait_for_other_instance<T, F, Fut>(
     cache: &Cache,
     key: &str,
@@ -376,24 +383,28 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
+    let remote = cache.remote()?;
+    // Watched before the lock is checked: a release after the check is heard.
+    let mut ended = remote.watch_load(key);
     let deadline = clock::after(clock::now(), lock);
-    while clock::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        // Checked before the read: a holder stores its value before it unlocks. A Redis that
-        // does not answer cannot tell: load (fail open; single-flight still holds).
-        let released = match cache.remote() {
-            Some(remote) => remote.store.lock_held(key).await != Some(true),
-            None => true,
-        };
-        if let Some(value) = read().await {
-            cache.inner().counters().add(Counter::Coalesced);
-            return Some(value);
-        }
-        if released {
+    // A holder stores its value before it unlocks. A Redis that does not answer cannot tell:
+    // load (fail open; single-flight still holds).
+    while remote.store.lock_held(key).await == Some(true) {
+        let left = deadline.saturating_duration_since(clock::now());
+        if left.is_zero() {
             return None;
         }
+        let check = match remote.hears_invalidations() {
+            true => LOCK_CHECK_HEARING,
+            false => LOCK_CHECK_DEAF,
+        };
+        if ended.heard_within(check.min(left)).await {
+            break;
+        }
     }
-    None
+    let value = read().await?;
+    cache.inner().counters().add(Counter::Coalesced);
+    Some(value)
 }
 
 /// A distributed load lock this caller holds. [`HeldLock::release`] lets it go once the value

@@ -69,6 +69,13 @@ pub fn push<T: KeyArg + ?Sized>(out: &mut KeyBuf, part: &T) {
     part.write_key(out);
 }
 
+/// Appends a key part whose type the signature leaves open (a generic, `impl` or `dyn`
+/// argument): its key form and its type's name (see [`KeyArg::write_key_type`]).
+#[inline]
+pub fn push_typed<T: KeyArg + ?Sized>(out: &mut KeyBuf, part: &T) {
+    crate::key::write_typed(part, out);
+}
+
 /// The policies of a `#[cached]` fn returning `R` (of shape `S`), with the user's functions
 /// checked against the success type: `ttl_from = f` needs `fn(&T) -> Duration` or
 /// `-> Option<Duration>`, `cache_if = f` needs `fn(&T) -> bool`.

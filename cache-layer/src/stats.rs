@@ -48,6 +48,11 @@ pub struct Stats {
     /// after, because an instance invalidated the key or a tag after the load began (or Redis
     /// could no longer tell): the value loaded before the invalidation is not kept.
     pub shared_writes_refused: u64,
+    /// Shared-store (Redis) writes not made because one of the entry's tag sets in Redis
+    /// already names the most entries a tag may (10,000; see "Redis layout" in the crate
+    /// docs): the value stays in this instance's memory only (where that tier holds it), and
+    /// no entry in Redis is deleted to make room.
+    pub tag_sets_full: u64,
 }
 
 /// The live counters behind [`Stats`], with their `metrics` handles registered once so that
@@ -92,10 +97,11 @@ pub(crate) enum Counter {
     DecodeError,
     SharedHit,
     SharedWriteRefused,
+    TagSetFull,
 }
 
 impl Counter {
-    const COUNT: usize = 15;
+    const COUNT: usize = 16;
     const ALL: [Counter; Counter::COUNT] = [
         Counter::Hit,
         Counter::Miss,
@@ -112,6 +118,7 @@ impl Counter {
         Counter::DecodeError,
         Counter::SharedHit,
         Counter::SharedWriteRefused,
+        Counter::TagSetFull,
     ];
 
     fn metric_name(self) -> &'static str {
@@ -131,6 +138,7 @@ impl Counter {
             Counter::DecodeError => "cache_decode_errors_total",
             Counter::SharedHit => "cache_shared_hits_total",
             Counter::SharedWriteRefused => "cache_shared_writes_refused_total",
+            Counter::TagSetFull => "cache_tag_sets_full_total",
         }
     }
 }
@@ -184,6 +192,7 @@ impl Counters {
             store_errors: get(Counter::StoreError),
             decode_errors: get(Counter::DecodeError),
             shared_writes_refused: get(Counter::SharedWriteRefused),
+            tag_sets_full: get(Counter::TagSetFull),
         }
     }
 }

@@ -195,7 +195,7 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
     let mut tags: Vec<TokenStream> = tags
         .iter()
         .map(|t| {
-            let render = t.render();
+            let render = t.render(&[]);
             quote! { #render.into_string() }
         })
         .collect();
@@ -253,8 +253,8 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
 }
 
 /// The start of every `#[cached]` body: the site's `static` configuration, the cache, the
-/// shape of the return type and the rendered key (a versioned explicit key adds its tag to
-/// `tags`).
+/// shape of the return type and the rendered key (a versioned explicit key, and a key with
+/// arguments whose type the signature leaves open, add the key as written to `tags`).
 fn site(
     args: &CachedArgs,
     func: &ItemFn,
@@ -283,8 +283,8 @@ fn site(
     let cache = cache_binding(args.cache.as_ref(), params);
     let shape = shape_of(&return_type(func));
     let key = match key {
-        Some(template) => explicit_key(template, &version, tags),
-        None => default_key(params, &namespace),
+        Some(template) => explicit_key(template, &version, &params.open, tags),
+        None => default_key(params, &namespace, tags),
     };
     quote! {
         static __CL_SITE: ::cache_layer::__private::Site = ::cache_layer::__private::Site {
@@ -302,17 +302,29 @@ fn site(
     }
 }
 
-/// An explicit key; with a version, stored as `<key>@vN` and tagged `<key>` so that
-/// invalidating the key as written (`#[invalidates]`, `cache.invalidate`) still reaches it.
-fn explicit_key(template: &Template, version: &str, tags: &mut Vec<TokenStream>) -> TokenStream {
-    let render = template.render();
+/// An explicit key; with a version, stored as `<key>@vN`, and with placeholders of `open`
+/// arguments, with their types' names (see `KeyArg::write_key_type`): then also tagged
+/// `<key>` as written, so that invalidating that (`#[invalidates]`, `cache.invalidate`)
+/// still reaches it.
+fn explicit_key(
+    template: &Template,
+    version: &str,
+    open: &[String],
+    tags: &mut Vec<TokenStream>,
+) -> TokenStream {
+    let render = template.render(open);
+    if template.names_any(open) {
+        let as_written = template.render(&[]);
+        tags.push(quote! { #as_written.into_string() });
+    } else if !version.is_empty() {
+        let suffix_len = version.len();
+        tags.push(quote! {
+            ::std::string::String::from(&__cl_key.as_str()[..__cl_key.len() - #suffix_len])
+        });
+    }
     if version.is_empty() {
         return render;
     }
-    let suffix_len = version.len();
-    tags.push(quote! {
-        ::std::string::String::from(&__cl_key.as_str()[..__cl_key.len() - #suffix_len])
-    });
     quote! {{
         let mut __cl_out = #render;
         __cl_out.push_str(#version);
@@ -341,12 +353,32 @@ fn policy(args: &CachedArgs, ret: &TokenStream) -> TokenStream {
 }
 
 /// The function's path (and `@vN` with a `version`) followed by every argument:
-/// `my_crate::get_user:7:42`.
-fn default_key(params: &Params, namespace: &TokenStream) -> TokenStream {
+/// `my_crate::get_user:7:42`. An argument whose type the signature leaves open adds its type's
+/// name (see `KeyArg::write_key_type`); the key without them is then a tag of the entry, so
+/// that invalidating it reaches every type's entry.
+fn default_key(
+    params: &Params,
+    namespace: &TokenStream,
+    tags: &mut Vec<TokenStream>,
+) -> TokenStream {
+    if !params.open.is_empty() {
+        let as_written = render_default_key(params, namespace, &[]);
+        tags.push(quote! { #as_written.into_string() });
+    }
+    render_default_key(params, namespace, &params.open)
+}
+
+/// [`default_key`], with the names of the types of the `typed` arguments.
+fn render_default_key(params: &Params, namespace: &TokenStream, typed: &[String]) -> TokenStream {
     let args = params.typed.iter().map(|(ident, _, _)| {
+        let push = if typed.contains(&ident.to_string()) {
+            quote! { push_typed }
+        } else {
+            quote! { push }
+        };
         quote! {
             __cl_out.push(':');
-            ::cache_layer::__private::push(&mut __cl_out, &#ident);
+            ::cache_layer::__private::#push(&mut __cl_out, &#ident);
         }
     });
     quote! {{
@@ -425,7 +457,7 @@ fn expand_invalidates(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStrea
     let cache = cache_binding(args.cache.as_ref(), &params);
     let shape = shape_of(&ret);
     let names = names.iter().map(|t| {
-        let render = t.render();
+        let render = t.render(&[]);
         quote! { #render.into_string() }
     });
     Ok(quote! {

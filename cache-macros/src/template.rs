@@ -84,14 +84,27 @@ impl Template {
             .any(|part| matches!(part, Part::Placeholder(path) if path[0] == "self"))
     }
 
-    /// An expression rendering the template to a `KeyBuf`.
-    pub(crate) fn render(&self) -> TokenStream {
+    /// Whether a placeholder renders one of `args` or a field of one.
+    pub(crate) fn names_any(&self, args: &[String]) -> bool {
+        self.parts
+            .iter()
+            .any(|part| matches!(part, Part::Placeholder(path) if args.contains(&path[0])))
+    }
+
+    /// An expression rendering the template to a `KeyBuf`; a placeholder rooted at one of
+    /// `typed` (arguments whose type the signature leaves open) adds its type's name.
+    pub(crate) fn render(&self, typed: &[String]) -> TokenStream {
         let span = self.lit.span();
         let pushes = self.parts.iter().map(|part| match part {
             Part::Text(text) => quote! { __cl_out.push_str(#text); },
             Part::Placeholder(path) => {
                 let access = access(path, span);
-                quote_spanned! {span=> ::cache_layer::__private::push(&mut __cl_out, &#access); }
+                let push = if typed.contains(&path[0]) {
+                    quote_spanned! {span=> push_typed }
+                } else {
+                    quote_spanned! {span=> push }
+                };
+                quote_spanned! {span=> ::cache_layer::__private::#push(&mut __cl_out, &#access); }
             }
         });
         quote! {{

@@ -87,9 +87,10 @@ async fn tag_sets_are_pruned_and_bounded() {
         .unwrap();
     assert_eq!(members, vec!["tb:v:user:1".to_owned()]);
 
-    // A set at its bound of live entries: a write evicts entries, never orphans them.
+    // A set at its bound of live entries: a write that would add one more is not made, and
+    // no entry is deleted to make room, or orphaned.
     const BOUND: usize = 10_000;
-    let keys: Vec<String> = (0..BOUND).map(|i| format!("tb:v:filler:{i}")).collect();
+    let keys: Vec<String> = (1..BOUND).map(|i| format!("tb:v:filler:{i}")).collect();
     let mut mset = redis::cmd("MSET");
     for key in &keys {
         mset.arg(key).arg("x");
@@ -102,19 +103,10 @@ async fn tag_sets_are_pruned_and_bounded() {
         .await
         .unwrap();
     instance.user(2).await.unwrap();
-    // The write after a miss runs off the caller's path: wait until it has landed, then read
+    // The write after a miss runs off the caller's path: wait until it was refused, then read
     // the keys and the set in one transaction, so the read never straddles a write.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let landed: bool = redis::cmd("SISMEMBER")
-            .arg("tb:t:users")
-            .arg("tb:v:user:2")
-            .query_async(&mut raw)
-            .await
-            .unwrap();
-        if landed || std::time::Instant::now() > deadline {
-            break;
-        }
+    while instance.cache.stats().tag_sets_full == 0 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let (size, live, members): (usize, Vec<String>, std::collections::HashSet<String>) =
@@ -130,7 +122,14 @@ async fn tag_sets_are_pruned_and_bounded() {
             .await
             .unwrap();
     assert!(size <= BOUND, "bounded: {size}");
-    assert!(members.contains("tb:v:user:2"), "the new entry is a member");
+    assert!(
+        !live.contains(&"tb:v:user:2".to_owned()),
+        "the set was full"
+    );
+    assert!(
+        keys.iter().all(|key| live.contains(key)),
+        "no entry was deleted to make room"
+    );
     let orphans = live.iter().filter(|k| !members.contains(*k)).count();
     assert_eq!(orphans, 0, "no entry outlives its tag membership");
     assert_eq!(instance.cache.stats().store_errors, 0);

@@ -138,8 +138,9 @@ impl<M> CacheLayer<M> {
 
     /// On a cache with Redis, how long an instance holds a URL's distributed load lock while it
     /// asks the inner service about a miss (default 5 s; `Duration::ZERO` turns the lock off).
-    /// Instances that miss the same URL meanwhile wait for the response it stores (polling
-    /// Redis every 20 ms) instead of asking their own inner service: behind a load balancer,
+    /// Instances that miss the same URL meanwhile wait for the response it stores (told over
+    /// Redis pub/sub when it releases the lock, they read it once) instead of asking their
+    /// own inner service: behind a load balancer,
     /// each miss reaches the origin once. They stop waiting when the holder releases the lock
     /// without a shareable response (not storable, a body streamed to its client before it
     /// was stored, a failure), when Redis stops answering, or after this long (a holder that

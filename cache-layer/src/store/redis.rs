@@ -127,6 +127,11 @@ pub(crate) type BreakerOpened = Box<dyn Fn() + Send + Sync>;
 /// invalidations were lost to a full [`Pending`] queue). Not UTF-8, so no name can be it.
 pub(crate) const EVERYTHING: &[u8] = b"\xff";
 
+/// The first byte of the pub/sub payload sent when a load under the distributed lock ends (its
+/// holder released the lock), followed by the key's bounded name (see [`bounded`]): not
+/// UTF-8, so no name starts with it, and an instance that does not know it ignores it.
+pub(crate) const LOAD_ENDED: &[u8] = b"\xfc";
+
 /// The invalidation history's member that scores its epoch (see [`INVALIDATE`]).
 const EPOCH: &[u8] = b"\xff";
 
@@ -226,21 +231,30 @@ fn soften(keys: &[&str]) -> Cmd {
 }
 
 /// Releases the lock only if it still holds our token (a lock that expired and was taken by
-/// another instance is not ours to delete).
-const UNLOCK: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
+/// another instance is not ours to delete), and then publishes `ARGV[3]` ([`LOAD_ENDED`] and
+/// the key's name) on `ARGV[2]`, so that the instances waiting for the load read its value.
+const UNLOCK: &str = r#"
+if redis.call("GET", KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call("DEL", KEYS[1])
+redis.call("PUBLISH", ARGV[2], ARGV[3])
+return 1
+"#;
 
 /// On a cluster (where a script may touch only its own key): adds a value key (`ARGV[1]`) to
-/// a tag's set (`KEYS[1]`) in one step: the set then lives at least as long as the entry
-/// (`ARGV[2]` ms; no `PEXPIRE NX/GT`, which needs Redis 7); at most `ARGV[3]` members are
-/// kept: the surplus is popped and returned, and the caller deletes those entries, since an
-/// entry must never outlive its membership.
+/// a tag's set (`KEYS[1]`) in one step, and returns 1: the set then lives at least as long as
+/// the entry (`ARGV[2]` ms; no `PEXPIRE NX/GT`, which needs Redis 7). A set that names
+/// `ARGV[3]` members already, not this one, is left alone, and 0 returned: the caller does not
+/// write the value (see [`MAX_TAG_MEMBERS`]). Members whose entry is gone are not pruned
+/// here: on a cluster a member is added before its value is written, by another script, so
+/// a member without a value may be about to get one.
 const TAG_ADD: &str = r#"
+if redis.call("SISMEMBER", KEYS[1], ARGV[1]) == 0 and redis.call("SCARD", KEYS[1]) >= tonumber(ARGV[3]) then
+  return 0
+end
 redis.call("SADD", KEYS[1], ARGV[1])
 local ttl = tonumber(ARGV[2])
 if redis.call("PTTL", KEYS[1]) < ttl then redis.call("PEXPIRE", KEYS[1], ttl) end
-local over = redis.call("SCARD", KEYS[1]) - tonumber(ARGV[3])
-if over > 0 then return redis.call("SPOP", KEYS[1], over) end
-return {}
+return 1
 "#;
 
 /// On a cluster: empties a tag's set and returns its members in one step, so that a member
@@ -277,15 +291,26 @@ return 0
 /// On one Redis, a whole write in one step. First, for a load that began at epoch `ARGV[4]`
 /// (empty: not checked), it is refused (returns 1) when the key or a tag (`ARGV[7..]`) was
 /// invalidated since, or when the history (`KEYS[2]`, see [`INVALIDATE`]) cannot tell: it no
-/// longer reaches back that far, or began after the load. Then it adds the value key
-/// (`KEYS[1]`) to each tag's set (`KEYS[3..]`) as [`TAG_ADD`] does, also dropping up to three
-/// members whose entry is gone and deleting evicted members at once, and only then writes the
-/// value (`ARGV[1]`, for `ARGV[2]` ms), so that a failure never leaves a value its tags do not
-/// name. A write whose own membership was evicted is not made. When the key or a tag was
-/// soft-purged (and not invalidated) since the load began, the value is written stale: its
-/// fresh-until time lowered to `ARGV[5]` (now, in ms; formats `ARGV[6]`, see [`soften_lua`]).
+/// longer reaches back that far, or began after the load. Then, when a tag's set (`KEYS[3..]`)
+/// names `ARGV[3]` members but not this one, even after dropping up to 32 members whose entry
+/// is gone, it is not made (returns 2), and the key's older value, which it replaces, is
+/// deleted (see [`MAX_TAG_MEMBERS`]). Otherwise it adds the value key (`KEYS[1]`) to each
+/// tag's set as [`TAG_ADD`] does, also dropping up to three members whose entry is gone, and
+/// only then writes the value (`ARGV[1]`, for `ARGV[2]` ms), so that a failure never leaves a
+/// value its tags do not name. When the key or a tag was soft-purged (and not invalidated)
+/// since the load began, the value is written stale: its fresh-until time lowered to
+/// `ARGV[5]` (now, in ms; formats `ARGV[6]`, see [`soften_lua`]).
 const WRITE: &str = concat!(
     soften_lua!(),
+    r#"
+local function prune(set, own, most)
+  for _, member in ipairs(redis.call("SRANDMEMBER", set, most)) do
+    if member ~= own and redis.call("EXISTS", member) == 0 then redis.call("SREM", set, member) end
+  end
+end
+local function full(set, own, most)
+  return redis.call("SISMEMBER", set, own) == 0 and redis.call("SCARD", set) >= most
+end"#,
     r#"
 local softened = false
 if ARGV[4] ~= "" then
@@ -305,25 +330,23 @@ if ARGV[4] ~= "" then
   end
 end
 local ttl = tonumber(ARGV[2])
-local keep = true
+local most = tonumber(ARGV[3])
 for i = 3, #KEYS do
-  redis.call("SADD", KEYS[i], KEYS[1])
-  if redis.call("PTTL", KEYS[i]) < ttl then redis.call("PEXPIRE", KEYS[i], ttl) end
-  for _, member in ipairs(redis.call("SRANDMEMBER", KEYS[i], 3)) do
-    if member ~= KEYS[1] and redis.call("EXISTS", member) == 0 then redis.call("SREM", KEYS[i], member) end
-  end
-  local over = redis.call("SCARD", KEYS[i]) - tonumber(ARGV[3])
-  if over > 0 then
-    for _, member in ipairs(redis.call("SPOP", KEYS[i], over)) do
-      redis.call("DEL", member)
-      if member == KEYS[1] then keep = false end
+  if full(KEYS[i], KEYS[1], most) then
+    prune(KEYS[i], KEYS[1], 32)
+    if full(KEYS[i], KEYS[1], most) then
+      redis.call("DEL", KEYS[1])
+      return 2
     end
   end
 end
-if keep then
-  redis.call("SET", KEYS[1], ARGV[1], "PX", ttl)
-  if softened then soften(KEYS[1], tonumber(ARGV[5]), ARGV[6]) end
+for i = 3, #KEYS do
+  redis.call("SADD", KEYS[i], KEYS[1])
+  if redis.call("PTTL", KEYS[i]) < ttl then redis.call("PEXPIRE", KEYS[i], ttl) end
+  prune(KEYS[i], KEYS[1], 3)
 end
+redis.call("SET", KEYS[1], ARGV[1], "PX", ttl)
+if softened then soften(KEYS[1], tonumber(ARGV[5]), ARGV[6]) end
 return 0
 "#
 );
@@ -408,6 +431,17 @@ fn too_long(began: &Instant) -> bool {
     elapsed.saturating_add(clock_tolerance(elapsed)) >= MARKED_FOR
 }
 
+/// What became of a write (see [`RedisStore::set`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Written {
+    /// Made (perhaps stale, after a soft purge).
+    Kept,
+    /// Not made, or deleted again: the key or a tag was invalidated since the load began.
+    Refused,
+    /// Not made: a tag's set is full (see [`MAX_TAG_MEMBERS`]).
+    TagSetFull,
+}
+
 /// Keys still to delete: queued for the replay when dropped before they are all deleted (an
 /// error, or the operation's future dropped at its time budget).
 struct Undeleted<'a> {
@@ -423,7 +457,15 @@ impl Drop for Undeleted<'_> {
     }
 }
 
-/// The most value keys one tag's set holds; past it, the surplus entries are deleted.
+/// The most value keys one tag's set holds, so that invalidating a tag deletes at most that
+/// many entries in one step. A write that would add one more is not made (counted in
+/// `Stats::tag_sets_full`; the value stays in memory where that tier holds it): no entry is
+/// ever stored in Redis without being named by each of its tags' sets, and none is deleted to
+/// make room, so the bound neither leaves an entry that invalidating a tag cannot reach nor
+/// drops live entries. Room returns as members' entries end: on one Redis the write drops
+/// members whose entry is gone (up to 32 of them when the set is full); on a cluster, where
+/// that cannot be done safely (see [`TAG_ADD`]), the set expires with its longest-lived
+/// entry.
 pub(crate) const MAX_TAG_MEMBERS: usize = 10_000;
 
 /// Whether `error` is Redis refusing one command about one key (another program's value of
@@ -437,7 +479,7 @@ const MAX_NAME: usize = 200;
 
 /// `name` itself, or when longer than [`MAX_NAME`] bytes, its first 64 bytes (for humans
 /// reading `redis-cli`), `#`, and the hex SHA-256 of the whole name (for uniqueness).
-fn bounded(name: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn bounded(name: &str) -> std::borrow::Cow<'_, str> {
     use sha2::Digest as _;
     use std::fmt::Write as _;
     if name.len() <= MAX_NAME {
@@ -872,7 +914,8 @@ impl RedisStore {
     /// way leaves at most a member whose value is missing (harmless), never a value that an
     /// invalidation of one of its tags would not find. A load's write is not made (one Redis)
     /// or not kept (a cluster) when `key` or a tag was invalidated, by any instance, after
-    /// `since`; it is made (kept) stale when one was only soft-purged.
+    /// `since`; it is made (kept) stale when one was only soft-purged. A write that a full tag
+    /// set would not name is not made (see [`MAX_TAG_MEMBERS`]).
     pub(crate) async fn set(
         &self,
         key: &str,
@@ -890,7 +933,7 @@ impl RedisStore {
         let value_key = self.value_key(key);
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let tag_keys: Vec<String> = tags.iter().map(|t| self.tag_key(t)).collect();
-        let refused = self
+        let written = self
             .run("SET", |mut c| async move {
                 if let Link::Single(_) = c {
                     let mut write = redis::cmd("EVAL");
@@ -903,7 +946,12 @@ impl RedisStore {
                     for tag in tags {
                         write.arg(&*bounded(tag));
                     }
-                    return write.query_async::<bool>(&mut c).await;
+                    let reply = write.query_async::<i64>(&mut c).await?;
+                    return Ok(match reply {
+                        0 => Written::Kept,
+                        2 => Written::TagSetFull,
+                        _ => Written::Refused,
+                    });
                 }
                 let check = began.map(|began| {
                     let tags = tags.iter().map(|t| &**t).filter(|t| *t != key);
@@ -914,21 +962,38 @@ impl RedisStore {
                 self.set_on_cluster(&mut c, write, &tag_keys, check).await
             })
             .await;
-        if refused == Some(true) {
-            self.counters.add(Counter::SharedWriteRefused);
-            tracing::debug!(
-                cache = self.counters.name(),
-                key,
-                "not kept in Redis: invalidated by an instance since the load began"
-            );
+        self.count(key, written);
+    }
+
+    /// Counts and logs a write that was not made or not kept (see [`Written`]).
+    fn count(&self, key: &str, written: Option<Written>) {
+        match written {
+            Some(Written::Refused) => {
+                self.counters.add(Counter::SharedWriteRefused);
+                tracing::debug!(
+                    cache = self.counters.name(),
+                    key,
+                    "not kept in Redis: invalidated by an instance since the load began"
+                );
+            }
+            Some(Written::TagSetFull) => {
+                self.counters.add(Counter::TagSetFull);
+                tracing::debug!(
+                    cache = self.counters.name(),
+                    key,
+                    "not written to Redis: one of its tags names the most entries a tag may"
+                );
+            }
+            Some(Written::Kept) | None => {}
         }
     }
 
     /// [`RedisStore::set`] on a cluster: each tag's set updated by a script of its own key,
-    /// then the value written. For a load (`check`: when it began, and the invalidation and
+    /// then the value written, unless a tag's set is full (then the key's older value is
+    /// deleted, as on one Redis). For a load (`check`: when it began, and the invalidation and
     /// soft purge markers of its key and tags), the value is then deleted again if an
-    /// invalidation marker was set since the load began (returns `true`; see
-    /// [`RedisStore::marked_since`]), or made stale if only a soft purge marker was.
+    /// invalidation marker was set since the load began (see [`RedisStore::marked_since`]), or
+    /// made stale if only a soft purge marker was.
     ///
     /// Why that suffices: an invalidation (a soft purge) on a cluster sets its name's marker
     /// before it deletes (softens) the value or takes (reads) the tag's set (see
@@ -944,25 +1009,23 @@ impl RedisStore {
         (value_key, bytes, millis): (&str, Vec<u8>, u64),
         tag_keys: &[String],
         check: Option<(Instant, Vec<(String, Marked)>)>,
-    ) -> RedisResult<bool> {
+    ) -> RedisResult<Written> {
         if check.as_ref().is_some_and(|(began, _)| too_long(began)) {
-            return Ok(true);
+            return Ok(Written::Refused);
         }
-        let mut evicted = Vec::new();
         for tag_key in tag_keys {
             let mut add = redis::cmd("EVAL");
             add.arg(TAG_ADD).arg(1).arg(tag_key).arg(value_key);
             add.arg(millis).arg(MAX_TAG_MEMBERS);
-            evicted.extend(add.query_async::<Vec<String>>(c).await?);
-        }
-        self.delete_or_queue(c, &evicted).await?;
-        if evicted.iter().any(|key| key == value_key) {
-            return Ok(false);
+            if add.query_async::<i64>(c).await? == 0 {
+                self.delete_or_queue(c, &[value_key.to_owned()]).await?;
+                return Ok(Written::TagSetFull);
+            }
         }
         let mut set = redis::cmd("SET");
         set.arg(value_key).arg(bytes).arg("PX").arg(millis);
         let Some((began, markers)) = check else {
-            return set.query_async::<()>(c).await.map(|()| false);
+            return set.query_async::<()>(c).await.map(|()| Written::Kept);
         };
         // From before the SET is sent until the check has cleared it, the value may be stale:
         // an error or the time budget ending in between queues its delete for the replay.
@@ -979,7 +1042,10 @@ impl RedisStore {
             Marked::Not => (),
         }
         undo.keys = &[];
-        Ok(marked == Marked::Invalidated)
+        Ok(match marked {
+            Marked::Invalidated => Written::Refused,
+            Marked::Softened | Marked::Not => Written::Kept,
+        })
     }
 
     /// The strongest of the `markers` (see [`MARK`]) set since `began`: [`Marked::Not`] when
@@ -1211,12 +1277,17 @@ impl RedisStore {
         .await
     }
 
+    /// Releases the distributed lock for `key` if it still holds `token`, and tells the
+    /// instances waiting for the load (see [`UNLOCK`]).
     pub(crate) async fn unlock(&self, key: &str, token: &str) {
         let lock_key = self.lock_key(key);
+        let ended = [LOAD_ENDED, bounded(key).as_bytes()].concat();
         self.run("UNLOCK", |mut c| async move {
             redis::Script::new(UNLOCK)
                 .key(&lock_key)
                 .arg(token)
+                .arg(self.channel())
+                .arg(ended)
                 .invoke_async::<()>(&mut c)
                 .await
         })

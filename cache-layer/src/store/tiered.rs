@@ -1,6 +1,7 @@
 //! The shared tier and what may be kept in memory in front of it. Every invalidation is
 //! published on the prefix's `invalidate` channel; each instance's subscriber drops its memory
-//! copies (or, for a soft purge, marks them stale).
+//! copies (or, for a soft purge, marks them stale). The end of a load under the distributed
+//! lock is published there too, and wakes this instance's callers waiting for it.
 //!
 //! Memory stands in front of Redis at all times, so a Redis outage does not send every call to
 //! the source. What it stores is kept for the entry's whole lifetime only while this instance
@@ -30,14 +31,16 @@
 //! (which `CacheLayer` keeps in memory, responses in Redis too) use it with every shared
 //! set-up, so these tasks always run.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Weak;
+use std::sync::{Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::PubSub;
+use tokio::sync::watch;
 
-use super::redis::{RedisStore, EVERYTHING, SOFT};
+use super::redis::{bounded, RedisStore, EVERYTHING, LOAD_ENDED, SOFT};
 use crate::cache::Inner;
 
 /// How often the subscriber checks that its connection still answers (a PING on it).
@@ -55,6 +58,8 @@ pub(crate) struct Remote {
     tasks_started: AtomicBool,
     /// How long memory keeps what it stores while this instance cannot hear invalidations.
     outage_ttl: Duration,
+    /// This instance's callers waiting for another instance's load (see [`LoadWaiters`]).
+    load_waiters: LoadWaiters,
 }
 
 impl Remote {
@@ -77,7 +82,14 @@ impl Remote {
             subscribed: AtomicBool::new(false),
             tasks_started: AtomicBool::new(false),
             outage_ttl,
+            load_waiters: LoadWaiters::default(),
         }
+    }
+
+    /// Until dropped, tells when a load of `key` under another instance's distributed lock
+    /// ends (see [`LoadEnd::heard_within`]).
+    pub(crate) fn watch_load(&self, key: &str) -> LoadEnd<'_> {
+        self.load_waiters.watch(key)
     }
 
     /// Whether memoised values use memory as L1 (the tiered set-up).
@@ -296,10 +308,85 @@ fn set_subscribed(inner: &Inner, subscribed: bool) {
     }
 }
 
-/// Applies one published invalidation or soft purge.
+/// This instance's callers waiting for a load under another instance's distributed lock, by
+/// the key's bounded name: the holder publishes [`LOAD_ENDED`] and the name when it releases
+/// the lock, and the subscriber wakes the key's waiters, so that they read the value once
+/// rather than polling for it.
+#[derive(Default)]
+struct LoadWaiters(Mutex<HashMap<Box<str>, watch::Sender<()>>>);
+
+impl LoadWaiters {
+    fn watch(&self, key: &str) -> LoadEnd<'_> {
+        let name: Box<str> = bounded(key).into();
+        let mut waiting = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let ended = waiting
+            .entry(name.clone())
+            .or_insert_with(|| watch::channel(()).0)
+            .subscribe();
+        LoadEnd {
+            waiters: self,
+            name,
+            ended: Some(ended),
+        }
+    }
+
+    /// Wakes the waiters of `name` (a bounded name, from the channel).
+    fn ended(&self, name: &str) {
+        let waiting = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(ended) = waiting.get(name) {
+            ended.send_replace(());
+        }
+    }
+}
+
+/// A caller's watch on one key's load under another instance's lock; see
+/// [`Remote::watch_load`].
+pub(crate) struct LoadEnd<'a> {
+    waiters: &'a LoadWaiters,
+    name: Box<str>,
+    ended: Option<watch::Receiver<()>>,
+}
+
+impl LoadEnd<'_> {
+    /// Whether the end of the load was heard since the watch began (or since the last time
+    /// this returned `true`), waiting at most `timeout`. Only heard while this instance is
+    /// subscribed: a caller also checks the lock itself now and then.
+    pub(crate) async fn heard_within(&mut self, timeout: Duration) -> bool {
+        let Some(ended) = &mut self.ended else {
+            return false;
+        };
+        matches!(
+            tokio::time::timeout(timeout, ended.changed()).await,
+            Ok(Ok(()))
+        )
+    }
+}
+
+impl Drop for LoadEnd<'_> {
+    fn drop(&mut self) {
+        drop(self.ended.take());
+        let mut waiting = self
+            .waiters
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if waiting
+            .get(&self.name)
+            .is_some_and(|ended| ended.receiver_count() == 0)
+        {
+            waiting.remove(&self.name);
+        }
+    }
+}
+
+/// Applies one published invalidation or soft purge, or wakes the waiters of a load that ended.
 fn deliver(inner: &Inner, payload: &[u8]) {
     if payload == EVERYTHING {
         inner.invalidate_everything_local();
+    } else if let Some(name) = payload.strip_prefix(LOAD_ENDED) {
+        if let (Some(remote), Ok(name)) = (inner.remote(), std::str::from_utf8(name)) {
+            remote.load_waiters.ended(name);
+        }
     } else if let Some(sent) = payload.strip_prefix(SOFT) {
         let Some((sender, name)) = sent.split_first_chunk::<8>() else {
             return;
@@ -421,6 +508,36 @@ mod tests {
             !remote.tasks_started.load(Ordering::Acquire),
             "no task runs: the next use starts them"
         );
+    }
+
+    /// The holder's message that a load ended (see `LOAD_ENDED`) wakes that key's waiters
+    /// only; a watch dropped leaves nothing behind.
+    #[tokio::test(start_paused = true)]
+    async fn a_load_ended_message_wakes_the_waiters_of_its_key() {
+        let cache = cut_off(Duration::from_secs(1));
+        let remote = cache.inner().remote().unwrap();
+        let mut slow = remote.watch_load("slow");
+        let mut other = remote.watch_load("other");
+        let hour = Duration::from_secs(3600);
+        super::deliver(cache.inner(), b"\xfcslow");
+        assert!(slow.heard_within(hour).await);
+        assert!(
+            !other.heard_within(hour).await,
+            "another key's waiter sleeps on"
+        );
+        assert!(!slow.heard_within(hour).await, "heard once");
+        let long = "x".repeat(300);
+        let mut hashed = remote.watch_load(&long);
+        let mut message = super::LOAD_ENDED.to_vec();
+        message.extend_from_slice(super::bounded(&long).as_bytes());
+        super::deliver(cache.inner(), &message);
+        assert!(
+            hashed.heard_within(hour).await,
+            "named as the unlock names it"
+        );
+        drop((slow, other, hashed));
+        let waiting = remote.load_waiters.0.lock().unwrap();
+        assert!(waiting.is_empty());
     }
 
     #[tokio::test]
