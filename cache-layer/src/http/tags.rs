@@ -4,6 +4,7 @@
 
 use http::{Extensions, HeaderMap};
 
+use super::rules::field::first_of_each;
 pub(crate) use super::rules::gate::TAG_FIELDS;
 
 /// Invalidation tags of a response.
@@ -48,16 +49,14 @@ pub(crate) fn take_tags(
         }
         for line in headers.get_all(name) {
             let line = String::from_utf8_lossy(line.as_bytes());
-            for tag in tag_names(&line) {
-                if !tags.iter().any(|t| t == tag) {
-                    tags.push(tag.to_owned());
-                }
-            }
+            tags.extend(tag_names(&line).map(str::to_owned));
         }
         if !keep_headers {
             headers.remove(name);
         }
     }
+    // Repeated names once each, in linear time: an origin's field may name many tags.
+    let tags = first_of_each(tags, String::as_str);
     if !tags.is_empty() {
         extensions.insert(CacheTags(tags.clone()));
     }
@@ -81,6 +80,16 @@ mod tests {
         assert_eq!(tags, ["z", "a", "b", "c"]);
         assert!(!headers.contains_key(&CACHE_TAG));
         assert_eq!(extensions.get::<CacheTags>().unwrap().0, tags);
+    }
+
+    #[test]
+    fn many_repeated_tags_are_kept_once_in_order() {
+        let mut headers = HeaderMap::new();
+        let names: Vec<String> = (0..20_000).map(|i| format!("t{i}")).collect();
+        let line = format!("{} {}", names.join(" "), names.join(","));
+        headers.append(&CACHE_TAG, HeaderValue::from_str(&line).unwrap());
+        let tags = take_tags(&mut headers, &mut Extensions::new(), false);
+        assert_eq!(tags, names);
     }
 
     #[test]
