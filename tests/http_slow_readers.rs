@@ -221,11 +221,10 @@ async fn bodies_being_copied_hold_at_most_a_quarter_of_the_memory_budget() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
-/// What the origin bodies of [`counted_app`] yielded: how many began, bytes, and how many
-/// are done (ended and dropped, or dropped unfinished).
+/// What the origin bodies of [`counted_app`] yielded, and how many of them are done (ended and
+/// dropped, or dropped unfinished).
 #[derive(Default)]
 struct Pulled {
-    started: AtomicUsize,
     bytes: AtomicUsize,
     done: AtomicUsize,
 }
@@ -246,7 +245,7 @@ const BIG: usize = 512 * 1024;
 /// A 4 MiB cache, so a 1 MiB in-flight share, in front of an app whose `/big/{n}` streams
 /// [`BIG`] cacheable bytes of unknown length, counting what is pulled from it, and whose
 /// `/whole` answers exactly the share's size, with its length.
-fn counted_app(pulled: &Arc<Pulled>) -> (Router, usize) {
+fn counted_app(pulled: &Arc<Pulled>) -> (Router, Cache, usize) {
     let pulled = Arc::clone(pulled);
     let budget = 4 * 1024 * 1024;
     let share = budget / 4;
@@ -254,7 +253,6 @@ fn counted_app(pulled: &Arc<Pulled>) -> (Router, usize) {
         .route(
             "/big/{n}",
             get(move || {
-                pulled.started.fetch_add(1, Ordering::SeqCst);
                 let done = Done(Arc::clone(&pulled));
                 let chunks = (0..BIG / CHUNK).map(move |_| {
                     done.0.bytes.fetch_add(CHUNK, Ordering::SeqCst);
@@ -282,7 +280,7 @@ fn counted_app(pulled: &Arc<Pulled>) -> (Router, usize) {
         .max_wait(MAX_WAIT)
         .build()
         .unwrap();
-    (router.layer(CacheLayer::new(cache)), share)
+    (router.layer(CacheLayer::new(cache.clone())), cache, share)
 }
 
 /// Serves `app` on a loopback port, with small buffers (hyper's write buffer, the sockets' send
@@ -356,17 +354,16 @@ async fn clients_that_never_read_hold_no_more_than_the_in_flight_share() {
     /// hyper's write buffer and the one frame handed over when reading ahead stops.
     const PER_CONNECTION: usize = 64 * 1024;
     let pulled = Arc::new(Pulled::default());
-    let (app, share) = counted_app(&pulled);
+    let (app, cache, share) = counted_app(&pulled);
     let addr = serve_with_small_buffers(app).await;
     let mut clients = Vec::new();
     for n in 0..CLIENTS {
         clients.push(idle_client(addr, &format!("/big/{n}")).await);
-        until("the request", || pulled.started.load(Ordering::SeqCst) > n).await;
     }
-    // The clients go away; every body is then finished for the cache or dropped.
-    drop(clients);
-    until("every body done", || {
-        pulled.done.load(Ordering::SeqCst) == CLIENTS
+    // Every recording has ended, stored or abandoned (each leaves one entry: the response or
+    // the URL's "not stored" mark), while the clients are still there, reading nothing.
+    until("every recording ended", || {
+        cache.stats().inserts >= CLIENTS as u64
     })
     .await;
     let bytes = pulled.bytes.load(Ordering::SeqCst);
@@ -374,7 +371,13 @@ async fn clients_that_never_read_hold_no_more_than_the_in_flight_share() {
         bytes <= share + CLIENTS * PER_CONNECTION,
         "{bytes} bytes pulled for {CLIENTS} clients that never read, with a {share}-byte share"
     );
-    // Nothing is held for them any more: a body of the whole share's size is stored.
+    // The clients go away, and with them what was read ahead for them: a body of the whole
+    // share's size is stored again.
+    drop(clients);
+    until("every body dropped", || {
+        pulled.done.load(Ordering::SeqCst) == CLIENTS
+    })
+    .await;
     read_whole(addr, "/whole").await;
     let again = read_whole(addr, "/whole").await;
     assert!(again.contains("hit"), "{again}");
