@@ -86,7 +86,7 @@ fn record<E>(recording: &mut Option<Box<Recording>>, frame: Option<&Result<Frame
                 if let Some(rec) = recording.as_mut() {
                     let refused = if rec.len + data.len() > rec.cap {
                         Some("too-large")
-                    } else if !rec.held.grow(data.len()) {
+                    } else if !rec.held.grow(weight(data)) {
                         Some("in-flight-full")
                     } else {
                         None
@@ -113,6 +113,19 @@ fn record<E>(recording: &mut Option<Box<Recording>>, frame: Option<&Result<Frame
     }
 }
 
+/// What a frame is held as in the in-flight share: its bytes and, unless it is empty (it is then
+/// neither kept nor queued), its place in a recording and in a client's queue, so that a body
+/// of many tiny frames is weighed for what it costs.
+fn weight(data: &Bytes) -> usize {
+    if data.is_empty() {
+        return 0;
+    }
+    data.len().saturating_add(FRAME_OVERHEAD)
+}
+
+/// A frame's place in a recording (a `Bytes`) and in a client's queue (a message), rounded up.
+const FRAME_OVERHEAD: usize = 128;
+
 fn abandon(recording: &mut Option<Box<Recording>>, reason: &'static str) {
     if let Some(rec) = recording.take() {
         rec.store.abandon(reason);
@@ -129,9 +142,9 @@ struct Client<B: Body> {
 /// client (which may have gone: the store goes on). Once nothing more is recorded (past the
 /// cap, or the in-flight share spent), sends the rest of the body over, read at the client's
 /// pace from then on; the frame that ended the recording goes along uncounted, the one frame
-/// a body passing through holds too. Once the client
-/// has gone, the body has `unattached` left to end: past that, nothing is stored and the body
-/// is dropped (an endless stream under the cap would otherwise be read for no one, forever).
+/// a body passing through holds too. Once the client has gone, the body has `unattached` left
+/// to end: past that, nothing is stored and the body is dropped (an endless stream under the
+/// cap would otherwise be read for no one, forever).
 async fn read_ahead<B>(body: B, recording: Recording, client: Client<B>, unattached: Duration)
 where
     B: Body<Data = Bytes>,
@@ -164,7 +177,7 @@ where
                 continue; // Nothing to send: an empty frame would only take room in the queue.
             }
             if recording.is_some() {
-                client.queued.sent(data.len());
+                client.queued.sent(weight(data));
             }
         }
         let _ = client.frames.send(Spool::Frame(frame));
@@ -388,7 +401,7 @@ where
                 match ready!(frames.poll_recv(cx)) {
                     Some(Spool::Frame(frame)) => {
                         if let Some(data) = frame.as_ref().ok().and_then(Frame::data_ref) {
-                            queued.taken(data.len());
+                            queued.taken(weight(data));
                         }
                         return Poll::Ready(Some(frame));
                     }
@@ -480,18 +493,18 @@ mod tests {
         }
     }
 
-    /// `frames` frames of [`FRAME`] bytes (endless for `None`), counting the bytes polled by a
+    /// `frames` frames of `size` bytes (endless for `None`), counting the bytes polled by a
     /// task other than the one that built it (the read-ahead task, not the client).
     fn counted(
-        frames: Option<usize>,
+        (frames, size): (Option<usize>, usize),
         ahead: &Arc<AtomicUsize>,
     ) -> impl Body<Data = Bytes, Error = Infallible> {
         let (ahead, client) = (Arc::clone(ahead), tokio::task::try_id());
         let frames = stream::iter((0..frames.unwrap_or(usize::MAX)).map(move |_| {
             if tokio::task::try_id() != client {
-                ahead.fetch_add(FRAME, Ordering::SeqCst);
+                ahead.fetch_add(size, Ordering::SeqCst);
             }
-            Ok(Frame::data(Bytes::from(vec![b'x'; FRAME])))
+            Ok(Frame::data(Bytes::from(vec![b'x'; size])))
         }));
         StreamBody::new(frames)
     }
@@ -507,7 +520,8 @@ mod tests {
         let ahead = Arc::new(AtomicUsize::new(0));
         let (store, outcome) = Outcome::new();
         let recording = Recording::new(4 * SHARE, share.start(), store);
-        let mut body = CacheBody::spooled(counted(None, &ahead), recording, Duration::MAX);
+        let endless = counted((None, FRAME), &ahead);
+        let mut body = CacheBody::spooled(endless, recording, Duration::MAX);
         assert_eq!(outcome.await.unwrap(), None, "abandoned, not stored");
         let read_ahead = ahead.load(Ordering::SeqCst);
         assert!(read_ahead <= SHARE + FRAME, "{read_ahead} bytes read ahead");
@@ -537,12 +551,29 @@ mod tests {
         let ahead = Arc::new(AtomicUsize::new(0));
         let (store, outcome) = Outcome::new();
         let recording = Recording::new(SHARE, share.start(), store);
-        let body = CacheBody::spooled(counted(Some(16), &ahead), recording, Duration::MAX);
+        let sixteen = counted((Some(16), FRAME), &ahead);
+        let body = CacheBody::spooled(sixteen, recording, Duration::MAX);
         assert_eq!(outcome.await.unwrap(), Some(16 * FRAME), "stored unread");
         // Stored: the frames queued for the client are held in the share until it takes them.
-        assert!(share.hold(SHARE - 16 * FRAME).is_some());
-        assert!(share.hold(SHARE - 16 * FRAME + 1).is_none());
+        let queued = 16 * weight(&Bytes::from(vec![0; FRAME]));
+        assert!(share.hold(SHARE - queued).is_some());
+        assert!(share.hold(SHARE - queued + 1).is_none());
         drop(body);
         assert!(all_free(&share));
+    }
+
+    #[tokio::test]
+    async fn a_body_of_tiny_frames_is_weighed_for_what_it_holds() {
+        let share = InFlight::new(SHARE);
+        let ahead = Arc::new(AtomicUsize::new(0));
+        let (store, outcome) = Outcome::new();
+        let recording = Recording::new(SHARE, share.start(), store);
+        let _body = CacheBody::spooled(counted((None, 1), &ahead), recording, Duration::MAX);
+        assert_eq!(outcome.await.unwrap(), None, "abandoned, not stored");
+        let frames = ahead.load(Ordering::SeqCst);
+        assert!(
+            frames <= SHARE / FRAME_OVERHEAD + 1,
+            "{frames} frames read ahead"
+        );
     }
 }

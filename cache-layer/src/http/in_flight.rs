@@ -51,9 +51,8 @@ impl InFlight {
         self.limit
     }
 
-    /// Whether nothing more fits: something is held and the share is used up. Bodies then stop
-    /// reading ahead (an empty share still lets one frame through, so a share of zero bytes
-    /// records what it always did: bodies without data).
+    /// Whether the share is used up, so bodies stop reading ahead. Never while nothing is
+    /// held: a share of zero bytes still records bodies without data.
     pub(crate) fn spent(&self) -> bool {
         let used = self.used.load(Ordering::Acquire);
         used != 0 && used >= self.limit
@@ -81,9 +80,7 @@ impl Held {
             }
         }
     }
-}
 
-impl Held {
     /// The share this hold is taken from.
     pub(crate) fn share(&self) -> &Arc<InFlight> {
         &self.budget
