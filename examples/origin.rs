@@ -67,7 +67,7 @@ async fn main() -> std::io::Result<()> {
             let varies = uri.path().starts_with("/v/");
             let language = request.get(ACCEPT_LANGUAGE).filter(|_| varies);
             let body = match chunked_bytes {
-                Some(total) => chunked(chunk.clone(), total),
+                Some(total) => chunked(chunk, total),
                 None => Body::from(body_for(&uri, language)),
             };
             let mut response = Response::new(body);
