@@ -1,7 +1,9 @@
 //! Clients that read slowly or never: storing a response must not wait for the client that
-//! triggered it, and a long-lived stream (server-sent events) never holds other clients of its
-//! URL. Driven in process (`tower::ServiceExt::oneshot` on the router), so that a client that
-//! "never reads" is exact (over a socket, the kernel's buffers would read for it). The cache's
+//! triggered it, a long-lived stream (server-sent events) never holds other clients of its
+//! URL, and what is read ahead for clients that never read stays within the memory budget.
+//! Mostly driven in process (`tower::ServiceExt::oneshot` on the router), so that a client that
+//! "never reads" is exact (over a socket, the kernel's buffers would read for it); the budget
+//! test uses a real server and sockets with small buffers. The cache's
 //! `max_wait` is an hour: a client that waits for another's flight never finishes, and the
 //! `LIVENESS` bound turns that hang into a failure (a bound on waiting, not a speed goal).
 
@@ -18,6 +20,8 @@ use bytes::Bytes;
 use cache_layer::{Cache, CacheLayer};
 use futures_util::stream;
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use tower::ServiceExt;
 
 /// Longer than any test runs, so a client that waits for another's flight shows it.
@@ -215,4 +219,166 @@ async fn bodies_being_copied_hold_at_most_a_quarter_of_the_memory_budget() {
         "one copy fitted the in-flight share, the other streamed through"
     );
     assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+/// What the origin bodies of [`counted_app`] yielded, and how many of them are done (ended and
+/// dropped, or dropped unfinished).
+#[derive(Default)]
+struct Pulled {
+    bytes: AtomicUsize,
+    done: AtomicUsize,
+}
+
+/// Counts a body done when the stream holding it is dropped.
+struct Done(Arc<Pulled>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.0.done.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Chunk size and length of a `/big/{n}` body of [`counted_app`].
+const CHUNK: usize = 4 * 1024;
+const BIG: usize = 512 * 1024;
+
+/// A 4 MiB cache, so a 1 MiB in-flight share, in front of an app whose `/big/{n}` streams
+/// [`BIG`] cacheable bytes of unknown length, counting what is pulled from it, and whose
+/// `/whole` answers exactly the share's size, with its length.
+fn counted_app(pulled: &Arc<Pulled>) -> (Router, Cache, usize) {
+    let pulled = Arc::clone(pulled);
+    let budget = 4 * 1024 * 1024;
+    let share = budget / 4;
+    let router = Router::new()
+        .route(
+            "/big/{n}",
+            get(move || {
+                let done = Done(Arc::clone(&pulled));
+                let chunks = (0..BIG / CHUNK).map(move |_| {
+                    done.0.bytes.fetch_add(CHUNK, Ordering::SeqCst);
+                    Ok::<_, Infallible>(Bytes::from(vec![b'x'; CHUNK]))
+                });
+                let mut response = Response::new(Body::from_stream(stream::iter(chunks)));
+                response
+                    .headers_mut()
+                    .insert("cache-control", "max-age=60".parse().unwrap());
+                async { response }
+            }),
+        )
+        .route(
+            "/whole",
+            get(move || async move {
+                let mut response = Response::new(Body::from(vec![b'w'; share]));
+                response
+                    .headers_mut()
+                    .insert("cache-control", "max-age=60".parse().unwrap());
+                response
+            }),
+        );
+    let cache = Cache::builder()
+        .memory_budget(budget as u64)
+        .max_wait(MAX_WAIT)
+        .build()
+        .unwrap();
+    (router.layer(CacheLayer::new(cache.clone())), cache, share)
+}
+
+/// Serves `app` on a loopback port, with small buffers (hyper's write buffer, the sockets' send
+/// buffers), so that what a client does not read stays in the layer, not in the server or the
+/// kernel.
+async fn serve_with_small_buffers(app: Router) -> std::net::SocketAddr {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_send_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1024).unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let app = app.clone();
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                app.clone().oneshot(request.map(Body::new))
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .writev(false)
+                .max_buf_size(8192)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::spawn(connection);
+        }
+    });
+    addr
+}
+
+/// A connection with a small receive buffer that sends `GET path` and never reads.
+async fn idle_client(addr: std::net::SocketAddr, path: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
+/// `GET path` on a new connection, read to the end; the response's `Cache-Status`.
+async fn read_whole(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    live("the response", stream.read_to_end(&mut response))
+        .await
+        .unwrap();
+    let head = String::from_utf8_lossy(&response[..response.len().min(4096)]).into_owned();
+    let status = head
+        .lines()
+        .find_map(|line| line.strip_prefix("cache-status: "))
+        .unwrap_or_default();
+    status.to_owned()
+}
+
+/// Waits (at most [`LIVENESS`]) until `done` is true.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    live(what, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_never_read_hold_no_more_than_the_in_flight_share() {
+    const CLIENTS: usize = 16;
+    /// What one connection may take beyond the share: the kernel's small socket buffers,
+    /// hyper's write buffer and the one frame handed over when reading ahead stops.
+    const PER_CONNECTION: usize = 64 * 1024;
+    let pulled = Arc::new(Pulled::default());
+    let (app, cache, share) = counted_app(&pulled);
+    let addr = serve_with_small_buffers(app).await;
+    let mut clients = Vec::new();
+    for n in 0..CLIENTS {
+        clients.push(idle_client(addr, &format!("/big/{n}")).await);
+    }
+    // Every recording has ended, stored or abandoned (each leaves one entry: the response or
+    // the URL's "not stored" mark), while the clients are still there, reading nothing.
+    until("every recording ended", || {
+        cache.stats().inserts >= CLIENTS as u64
+    })
+    .await;
+    let bytes = pulled.bytes.load(Ordering::SeqCst);
+    assert!(
+        bytes <= share + CLIENTS * PER_CONNECTION,
+        "{bytes} bytes pulled for {CLIENTS} clients that never read, with a {share}-byte share"
+    );
+    // The clients go away, and with them what was read ahead for them: a body of the whole
+    // share's size is stored again.
+    drop(clients);
+    until("every body dropped", || {
+        pulled.done.load(Ordering::SeqCst) == CLIENTS
+    })
+    .await;
+    read_whole(addr, "/whole").await;
+    let again = read_whole(addr, "/whole").await;
+    assert!(again.contains("hit"), "{again}");
 }

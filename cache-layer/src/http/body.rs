@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future as _;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use pin_project_lite::pin_project;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
 
-use super::in_flight::Held;
+use super::in_flight::{Held, Queued};
 
 pin_project! {
     /// The body of a response from [`CacheService`](crate::CacheService): stored bytes, the
@@ -57,10 +58,12 @@ pin_project! {
         },
         // The inner body read ahead by a task at the inner service's pace, into the cache up
         // to the cap (so neither the store nor coalesced waiters depend on how fast this client
-        // reads); past the cap the task hands the rest of the body over, read at the client's
-        // pace.
+        // reads); past the cap, or once the in-flight share is spent, the task hands the rest
+        // of the body over, read at the client's pace. The frames queued for this client are
+        // held in the share (`queued`) until it takes them.
         Spooled {
             frames: UnboundedReceiver<Spool<B>>,
+            queued: Arc<Queued>,
             rest: Option<Pin<Box<B>>>,
             hint: SizeHint,
         },
@@ -81,20 +84,16 @@ fn record<E>(recording: &mut Option<Box<Recording>>, frame: Option<&Result<Frame
         Some(Ok(frame)) => match frame.data_ref() {
             Some(data) => {
                 if let Some(rec) = recording.as_mut() {
-                    let refused = if rec.buffer.len() + data.len() > rec.cap {
+                    let refused = if rec.len + data.len() > rec.cap {
                         Some("too-large")
-                    } else if !rec.held.grow(data.len()) {
+                    } else if !rec.held.grow(weight(data)) {
                         Some("in-flight-full")
                     } else {
                         None
                     };
                     match refused {
-                        Some(reason) => {
-                            if let Some(rec) = recording.take() {
-                                rec.abandon(reason);
-                            }
-                        }
-                        None => rec.buffer.extend_from_slice(data),
+                        Some(reason) => abandon(recording, reason),
+                        None => rec.keep(data),
                     }
                 }
             }
@@ -114,55 +113,103 @@ fn record<E>(recording: &mut Option<Box<Recording>>, frame: Option<&Result<Frame
     }
 }
 
+/// What a frame is held as in the in-flight share: its bytes and, unless it is empty (it is then
+/// neither kept nor queued), its place in a recording and in a client's queue, so that a body
+/// of many tiny frames is weighed for what it costs.
+fn weight(data: &Bytes) -> usize {
+    if data.is_empty() {
+        return 0;
+    }
+    data.len().saturating_add(FRAME_OVERHEAD)
+}
+
+/// A frame's place in a recording (a `Bytes`) and in a client's queue (a message), rounded up.
+const FRAME_OVERHEAD: usize = 128;
+
+fn abandon(recording: &mut Option<Box<Recording>>, reason: &'static str) {
+    if let Some(rec) = recording.take() {
+        rec.store.abandon(reason);
+    }
+}
+
+/// The sending side of a spooled body: its frames, and their bytes not taken yet.
+struct Client<B: Body> {
+    frames: UnboundedSender<Spool<B>>,
+    queued: Arc<Queued>,
+}
+
 /// Reads `body` into `recording` at the inner service's pace, sending each frame on to the
-/// client (which may have gone: the store goes on); once nothing more is recorded, sends the
-/// rest of the body over. Once the client has gone, the body has `unattached` left to end:
-/// past that, nothing is stored and the body is dropped (an endless stream under the cap would
-/// otherwise be read for no one, forever).
-async fn read_ahead<B>(
-    body: B,
-    recording: Recording,
-    client: UnboundedSender<Spool<B>>,
-    unattached: Duration,
-) where
+/// client (which may have gone: the store goes on). Once nothing more is recorded (past the
+/// cap, or the in-flight share spent), sends the rest of the body over, read at the client's
+/// pace from then on; the frame that ended the recording goes along uncounted, the one frame
+/// a body passing through holds too. Once the client has gone, the body has `unattached` left
+/// to end: past that, nothing is stored and the body is dropped (an endless stream under the
+/// cap would otherwise be read for no one, forever).
+async fn read_ahead<B>(body: B, recording: Recording, client: Client<B>, unattached: Duration)
+where
     B: Body<Data = Bytes>,
 {
+    let share = Arc::clone(recording.held.share());
     let mut body = Box::pin(body);
     let mut recording = Some(Box::new(recording));
     let mut left_at: Option<Instant> = None;
-    while recording.is_some() {
-        let frame = match left_at {
-            None => match attached_frame(body.as_mut(), &client).await {
-                Some(frame) => frame,
-                None => {
-                    left_at = Some(Instant::now());
-                    continue;
-                }
-            },
-            Some(at) => {
-                let left = unattached.saturating_sub(at.elapsed());
-                match tokio::time::timeout(left, body.as_mut().frame()).await {
-                    Ok(frame) => frame,
-                    Err(_elapsed) => {
-                        if let Some(rec) = recording.take() {
-                            rec.abandon("unattached");
-                        }
-                        return;
-                    }
-                }
-            }
+    let ended = loop {
+        if recording.is_none() {
+            break false;
+        }
+        // Checked before each read: a spent share stops the reading ahead.
+        if share.spent() {
+            abandon(&mut recording, "in-flight-full");
+            break false;
+        }
+        let Some(frame) = next_frame(body.as_mut(), &client.frames, &mut left_at, unattached).await
+        else {
+            abandon(&mut recording, "unattached");
+            return;
         };
         record(&mut recording, frame.as_ref());
         let Some(frame) = frame else {
-            return; // The end: dropping the sender ends the client's body.
+            break true;
         };
         let failed = frame.is_err();
-        let _ = client.send(Spool::Frame(frame));
+        if let Some(data) = frame.as_ref().ok().and_then(Frame::data_ref) {
+            if data.is_empty() {
+                continue; // Nothing to send: an empty frame would only take room in the queue.
+            }
+            if recording.is_some() {
+                client.queued.sent(weight(data));
+            }
+        }
+        let _ = client.frames.send(Spool::Frame(frame));
         if failed {
-            return;
+            break true;
+        }
+    };
+    // What the client has not taken yet is no longer held by the recording.
+    client.queued.hold_in(&share);
+    if !ended {
+        let _ = client.frames.send(Spool::Rest(body));
+    }
+}
+
+/// The body's next frame; `None` once the client has gone and the body has not ended within
+/// `unattached` after that (`left_at`: when it went).
+async fn next_frame<B>(
+    mut body: Pin<&mut B>,
+    client: &UnboundedSender<Spool<B>>,
+    left_at: &mut Option<Instant>,
+    unattached: Duration,
+) -> Option<Option<Result<Frame<Bytes>, B::Error>>>
+where
+    B: Body<Data = Bytes>,
+{
+    if left_at.is_none() {
+        if let Some(frame) = attached_frame(body.as_mut(), client).await {
+            return Some(frame);
         }
     }
-    let _ = client.send(Spool::Rest(body));
+    let left = unattached.saturating_sub(left_at.get_or_insert_with(Instant::now).elapsed());
+    tokio::time::timeout(left, body.frame()).await.ok()
 }
 
 /// The body's next frame, or `None` as soon as the client has gone (a frame that is ready
@@ -184,11 +231,13 @@ where
     .await
 }
 
-/// A body being copied for the cache.
+/// A body being copied for the cache: the frames themselves (a client's queue shares their
+/// buffers), joined when the body ends.
 pub(crate) struct Recording {
-    buffer: BytesMut,
+    frames: Vec<Bytes>,
+    len: usize,
     cap: usize,
-    /// The buffer's bytes, held in the layer's in-flight share until stored or abandoned.
+    /// The frames' bytes, held in the layer's in-flight share until stored or abandoned.
     held: Held,
     /// Boxed behind a trait: the body stores a copy without knowing what it is a copy of.
     store: Box<dyn RecordedStore>,
@@ -209,20 +258,34 @@ impl Recording {
     /// A copy of up to `cap` bytes, held in the in-flight share, finished into `store`.
     pub(crate) fn new(cap: usize, held: Held, store: Box<dyn RecordedStore>) -> Self {
         Recording {
-            buffer: BytesMut::new(),
+            frames: Vec::new(),
+            len: 0,
             cap,
             held,
             store,
         }
     }
 
-    fn abandon(self, reason: &'static str) {
-        self.store.abandon(reason);
+    fn keep(&mut self, data: &Bytes) {
+        if !data.is_empty() {
+            self.len += data.len();
+            self.frames.push(data.clone());
+        }
     }
 
     /// The body ended, with `trailers` or without.
     fn finish(self, trailers: Option<&HeaderMap>) {
-        self.store.finish(self.buffer.freeze(), trailers);
+        let body = match <[Bytes; 1]>::try_from(self.frames) {
+            Ok([one]) => one,
+            Err(frames) => {
+                let mut body = BytesMut::with_capacity(self.len);
+                frames
+                    .iter()
+                    .for_each(|frame| body.extend_from_slice(frame));
+                body.freeze()
+            }
+        };
+        self.store.finish(body, trailers);
     }
 }
 
@@ -277,11 +340,17 @@ impl<B: Body> CacheBody<B> {
             return Self::tee(body, recording);
         };
         let hint = body.size_hint();
-        let (client, frames) = unbounded_channel();
+        let (sender, frames) = unbounded_channel();
+        let queued = Arc::new(Queued::default());
+        let client = Client {
+            frames: sender,
+            queued: Arc::clone(&queued),
+        };
         runtime.spawn(read_ahead(body, recording, client, unattached));
         CacheBody {
             kind: Kind::Spooled {
                 frames,
+                queued,
                 rest: None,
                 hint,
             },
@@ -320,12 +389,22 @@ where
                 record(recording, frame.as_ref());
                 Poll::Ready(frame)
             }
-            KindProj::Spooled { frames, rest, .. } => loop {
+            KindProj::Spooled {
+                frames,
+                queued,
+                rest,
+                ..
+            } => loop {
                 if let Some(body) = rest {
                     return body.as_mut().poll_frame(cx);
                 }
                 match ready!(frames.poll_recv(cx)) {
-                    Some(Spool::Frame(frame)) => return Poll::Ready(Some(frame)),
+                    Some(Spool::Frame(frame)) => {
+                        if let Some(data) = frame.as_ref().ok().and_then(Frame::data_ref) {
+                            queued.taken(weight(data));
+                        }
+                        return Poll::Ready(Some(frame));
+                    }
                     Some(Spool::Rest(body)) => *rest = Some(body),
                     None => return Poll::Ready(None),
                 }
@@ -369,5 +448,132 @@ impl<B: Body> fmt::Debug for CacheBody<B> {
         f.debug_struct("CacheBody")
             .field("kind", &kind)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use futures_util::stream;
+    use http_body_util::StreamBody;
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::http::in_flight::InFlight;
+
+    const SHARE: usize = 64 * 1024;
+    const FRAME: usize = 1024;
+
+    /// Tells the test whether the copy was stored (its length) or abandoned.
+    struct Outcome(std::sync::Mutex<Option<oneshot::Sender<Option<usize>>>>);
+
+    impl Outcome {
+        fn new() -> (Box<Self>, oneshot::Receiver<Option<usize>>) {
+            let (tell, told) = oneshot::channel();
+            (Box::new(Outcome(std::sync::Mutex::new(Some(tell)))), told)
+        }
+
+        fn tell(&self, outcome: Option<usize>) {
+            if let Some(tell) = self.0.lock().unwrap().take() {
+                let _ = tell.send(outcome);
+            }
+        }
+    }
+
+    impl RecordedStore for Outcome {
+        fn finish(self: Box<Self>, body: Bytes, _: Option<&HeaderMap>) {
+            self.tell(Some(body.len()));
+        }
+
+        fn abandon(self: Box<Self>, _: &'static str) {
+            self.tell(None);
+        }
+    }
+
+    /// `frames` frames of `size` bytes (endless for `None`), counting the bytes polled by a
+    /// task other than the one that built it (the read-ahead task, not the client).
+    fn counted(
+        (frames, size): (Option<usize>, usize),
+        ahead: &Arc<AtomicUsize>,
+    ) -> impl Body<Data = Bytes, Error = Infallible> {
+        let (ahead, client) = (Arc::clone(ahead), tokio::task::try_id());
+        let frames = stream::iter((0..frames.unwrap_or(usize::MAX)).map(move |_| {
+            if tokio::task::try_id() != client {
+                ahead.fetch_add(size, Ordering::SeqCst);
+            }
+            Ok(Frame::data(Bytes::from(vec![b'x'; size])))
+        }));
+        StreamBody::new(frames)
+    }
+
+    /// Whether nothing at all is held in `share`.
+    fn all_free(share: &Arc<InFlight>) -> bool {
+        share.hold(share.limit()).is_some()
+    }
+
+    #[tokio::test]
+    async fn an_idle_client_stops_the_reading_ahead_once_the_share_is_spent() {
+        let share = InFlight::new(SHARE);
+        let ahead = Arc::new(AtomicUsize::new(0));
+        let (store, outcome) = Outcome::new();
+        let recording = Recording::new(4 * SHARE, share.start(), store);
+        let endless = counted((None, FRAME), &ahead);
+        let mut body = CacheBody::spooled(endless, recording, Duration::MAX);
+        assert_eq!(outcome.await.unwrap(), None, "abandoned, not stored");
+        let read_ahead = ahead.load(Ordering::SeqCst);
+        assert!(read_ahead <= SHARE + FRAME, "{read_ahead} bytes read ahead");
+        assert!(
+            !all_free(&share),
+            "the frames read ahead are held until taken"
+        );
+        // The client reads on: past what was read ahead, at its own pace (the body is endless).
+        let mut read = 0;
+        while read < 4 * SHARE {
+            read += body
+                .frame()
+                .await
+                .unwrap()
+                .unwrap()
+                .into_data()
+                .unwrap()
+                .len();
+        }
+        assert_eq!(ahead.load(Ordering::SeqCst), read_ahead);
+        assert!(all_free(&share), "nothing held once taken");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_goes_away_gives_back_what_was_read_ahead_for_it() {
+        let share = InFlight::new(SHARE);
+        let ahead = Arc::new(AtomicUsize::new(0));
+        let (store, outcome) = Outcome::new();
+        let recording = Recording::new(SHARE, share.start(), store);
+        let sixteen = counted((Some(16), FRAME), &ahead);
+        let body = CacheBody::spooled(sixteen, recording, Duration::MAX);
+        assert_eq!(outcome.await.unwrap(), Some(16 * FRAME), "stored unread");
+        // Stored: the frames queued for the client are held in the share until it takes them.
+        let queued = 16 * weight(&Bytes::from(vec![0; FRAME]));
+        assert!(share.hold(SHARE - queued).is_some());
+        assert!(share.hold(SHARE - queued + 1).is_none());
+        drop(body);
+        assert!(all_free(&share));
+    }
+
+    #[tokio::test]
+    async fn a_body_of_tiny_frames_is_weighed_for_what_it_holds() {
+        let share = InFlight::new(SHARE);
+        let ahead = Arc::new(AtomicUsize::new(0));
+        let (store, outcome) = Outcome::new();
+        let recording = Recording::new(SHARE, share.start(), store);
+        let _body = CacheBody::spooled(counted((None, 1), &ahead), recording, Duration::MAX);
+        assert_eq!(outcome.await.unwrap(), None, "abandoned, not stored");
+        let frames = ahead.load(Ordering::SeqCst);
+        assert!(
+            frames <= SHARE / FRAME_OVERHEAD + 1,
+            "{frames} frames read ahead"
+        );
     }
 }

@@ -46,7 +46,8 @@ pub(crate) struct Config {
     pub(crate) sort_query: bool,
     /// How long a URL whose response could not be stored skips coalescing.
     pub(crate) uncacheable_for: Duration,
-    /// Bodies being copied for the cache: a quarter of the cache's memory budget.
+    /// Bodies being copied for the cache, and read ahead of their clients: a quarter of the
+    /// cache's memory budget.
     pub(crate) in_flight: Arc<InFlight>,
     /// Targeted cache-control fields (RFC 9213) obeyed before `Cache-Control`.
     pub(crate) targeted: TargetedFields,

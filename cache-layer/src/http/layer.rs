@@ -115,10 +115,12 @@ impl<M> CacheLayer<M> {
     /// that has not ended by then is dropped, unstored. For opted-in gRPC methods it also
     /// caps the request message read to compute the key (compressed and decompressed).
     ///
-    /// Bodies being copied for the cache, before they are stored, hold at most a quarter of
-    /// the cache's memory budget per layer: a body that would pass that share streams through
-    /// unstored (`Cache-Status` detail `in-flight-full`), so concurrent misses on large bodies
-    /// cannot hold memory outside the budget without bound.
+    /// Bodies being copied for the cache, before they are stored, and the bytes read ahead of
+    /// a client that it has not taken yet hold at most a quarter of the cache's memory budget
+    /// per layer, so neither concurrent misses on large bodies nor clients that never read can
+    /// hold memory outside the budget without bound. Once that share is spent, bodies are read
+    /// at their clients' pace (as ones passing through are), and a body that would pass the
+    /// share streams through unstored (logged as `in-flight-full`).
     pub fn max_body(mut self, bytes: usize) -> Self {
         Arc::make_mut(&mut self.config).max_body = bytes;
         self
