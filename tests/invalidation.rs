@@ -1,0 +1,207 @@
+//! Invalidations against loads in flight, whatever else is invalidated meanwhile: a load's
+//! result is stored unless its own key or a tag was invalidated during it (a soft purge of
+//! either stores it stale), however many other names a write flood invalidates.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use cache_layer::{Cache, CacheLayer, Key, LoadOptions};
+use tokio::sync::Semaphore;
+
+mod support;
+
+use support::loopback;
+
+/// How many other names a flood invalidates during one load: more than the 4,096 the log
+/// once remembered.
+const FLOOD: u32 = 10_000;
+
+/// A source whose loads are counted and held until the test lets them finish: each returns
+/// how many loads had started when it began.
+#[derive(Clone)]
+struct Source {
+    started: Arc<AtomicU32>,
+    gate: Arc<Semaphore>,
+}
+
+impl Source {
+    fn new() -> Self {
+        Source {
+            started: Arc::new(AtomicU32::new(0)),
+            gate: Arc::new(Semaphore::new(0)),
+        }
+    }
+
+    fn started(&self) -> u32 {
+        self.started.load(Ordering::SeqCst)
+    }
+
+    async fn call(&self, cache: &Cache, key: &Key, options: &LoadOptions) -> u32 {
+        let source = self.clone();
+        cache
+            .get_or_load(key, options, move || async move {
+                let version = source.started.fetch_add(1, Ordering::SeqCst) + 1;
+                source.gate.acquire().await.expect("open").forget();
+                Ok::<_, std::io::Error>(version)
+            })
+            .await
+            .expect("the loader never fails")
+    }
+
+    /// Runs one load of `key` and, while it is held, `during`; returns what the load returned.
+    async fn load_while(&self, cache: &Cache, key: &Key, during: impl AsyncFnOnce()) -> u32 {
+        let loading = {
+            let (cache, source, key) = (cache.clone(), self.clone(), key.clone());
+            tokio::spawn(async move { source.call(&cache, &key, &options()).await })
+        };
+        while self.started() == 0 {
+            tokio::task::yield_now().await;
+        }
+        during().await;
+        self.gate.add_permits(1);
+        loading.await.expect("no panic")
+    }
+}
+
+/// Fresh for a minute, tagged `prices`; no stale window of its own (a soft-purged entry is
+/// still served stale once, while it refreshes).
+fn options() -> LoadOptions {
+    LoadOptions::new(Duration::from_secs(60))
+        .jitter(0.0)
+        .tag("prices")
+}
+
+async fn flood(cache: &Cache, soft: bool) {
+    for i in 0..FLOOD {
+        let name = format!("other:{i}");
+        if soft {
+            cache.soft_invalidate(&name).await;
+        } else {
+            cache.invalidate(&name).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_load_outlasting_a_flood_of_other_invalidations_is_stored() {
+    let cache = Cache::builder().build().unwrap();
+    let source = Source::new();
+    let key = Key::new("price").part(1);
+    let loaded = source
+        .load_while(&cache, &key, async || {
+            flood(&cache, false).await;
+            flood(&cache, true).await;
+        })
+        .await;
+    assert_eq!(loaded, 1);
+    assert_eq!(cache.get::<u32>(&key).await, Some(1), "stored");
+    assert_eq!(source.call(&cache, &key, &options()).await, 1);
+    assert_eq!(source.started(), 1, "stored fresh: no other load");
+}
+
+/// The load's own key or tag invalidated during it, among a flood of other names before and
+/// after it: not stored.
+#[tokio::test]
+async fn a_load_whose_key_or_tag_is_invalidated_during_a_flood_is_not_stored() {
+    for (i, own) in ["price:2", "prices"].into_iter().enumerate() {
+        let cache = Cache::builder().build().unwrap();
+        let source = Source::new();
+        let key = Key::new("price").part(2);
+        assert_eq!(key.as_str(), "price:2");
+        let loaded = source
+            .load_while(&cache, &key, async || {
+                flood(&cache, false).await;
+                cache.invalidate(own).await;
+                flood(&cache, false).await;
+            })
+            .await;
+        assert_eq!(loaded, 1, "case {i}: the caller still gets its answer");
+        assert_eq!(cache.get::<u32>(&key).await, None, "case {i}: not stored");
+    }
+}
+
+/// The load's own key or tag soft-purged during it, among a flood of other names: stored, but
+/// stale (the next call is served it while one refresh runs).
+#[tokio::test]
+async fn a_load_whose_key_or_tag_is_soft_purged_during_a_flood_is_stored_stale() {
+    for (i, own) in ["price:3", "prices"].into_iter().enumerate() {
+        let cache = Cache::builder().build().unwrap();
+        let source = Source::new();
+        let key = Key::new("price").part(3);
+        let loaded = source
+            .load_while(&cache, &key, async || {
+                flood(&cache, true).await;
+                cache.soft_invalidate(own).await;
+                flood(&cache, false).await;
+            })
+            .await;
+        assert_eq!(loaded, 1);
+        assert_eq!(cache.get::<u32>(&key).await, Some(1), "case {i}: stored");
+        assert_eq!(
+            source.call(&cache, &key, &options()).await,
+            1,
+            "case {i}: stored, served stale"
+        );
+        while source.started() < 2 {
+            tokio::task::yield_now().await;
+        }
+        source.gate.add_permits(1);
+        while cache.get::<u32>(&key).await != Some(2) {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(source.call(&cache, &key, &options()).await, 2);
+        assert_eq!(source.started(), 2, "case {i}: one refresh, then fresh");
+    }
+}
+
+/// Through `CacheLayer`: a slow response is stored although thousands of successful writes to
+/// other URLs (each invalidating its URL's names) ran while it was loading.
+#[tokio::test]
+async fn a_slow_response_outlasting_a_write_flood_is_stored() {
+    let gate = Arc::new(Semaphore::new(0));
+    let calls = Arc::new(AtomicU32::new(0));
+    let app = {
+        let (gate, calls) = (Arc::clone(&gate), Arc::clone(&calls));
+        Router::new()
+            .route(
+                "/slow",
+                get(move || async move {
+                    let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                    gate.acquire().await.expect("open").forget();
+                    ([("cache-control", "max-age=60")], format!("slow {call}"))
+                }),
+            )
+            .route("/items/{id}", axum::routing::post(|| async { "written" }))
+    };
+    let server = loopback::start(app, |cache| CacheLayer::new(cache)).await;
+    let slow = {
+        let client = server.client.clone();
+        let uri = format!("http://{}/slow", server.addr);
+        tokio::spawn(async move {
+            let response = client.get(uri.parse().unwrap()).await.unwrap();
+            http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes()
+        })
+    };
+    while calls.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    for i in 0..FLOOD / 2 {
+        let reply = server
+            .send(axum::http::Method::POST, &format!("/items/{i}"), &[])
+            .await;
+        assert_eq!(reply.status, 200);
+    }
+    // One permit for this load, one for a second should the first not have been stored.
+    gate.add_permits(2);
+    assert_eq!(slow.await.unwrap(), "slow 1");
+    let reply = server.send(axum::http::Method::GET, "/slow", &[]).await;
+    assert_eq!(reply.text(), "slow 1");
+    assert!(reply.cache_status().contains("hit"), "{}", reply.cache_status());
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
