@@ -1,8 +1,10 @@
 //! Invalidations against loads in flight, whatever else is invalidated meanwhile: a load's
 //! result is stored unless its own key or a tag was invalidated during it (a soft purge of
-//! either stores it stale), however many other names a write flood invalidates.
+//! either stores it stale), however many other names a write flood invalidates. And a large
+//! purge: the executor thread stays free while it runs, and nothing it named is served once it
+//! returns.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -205,3 +207,85 @@ async fn a_slow_response_outlasting_a_write_flood_is_stored() {
     assert!(reply.cache_status().contains("hit"), "{}", reply.cache_status());
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+/// A purge of a tag that thousands of entries carry runs off the executor thread: on a
+/// single-threaded runtime, another task runs while it is under way. When it returns, none of
+/// the entries is served.
+#[test]
+fn a_large_purge_leaves_the_executor_free_and_is_complete_when_it_returns() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(1)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let cache = Cache::builder().build().unwrap();
+        let options = LoadOptions::new(Duration::from_secs(60)).tag("products");
+        let keys: Vec<Key> = (0..5_000).map(|i| Key::new("product").part(i)).collect();
+        for (i, key) in keys.iter().enumerate() {
+            cache.insert(key, i, &options).await;
+        }
+        // The one blocking thread is held until the other task has run.
+        let (free, held) = std::sync::mpsc::channel::<()>();
+        let holder = tokio::task::spawn_blocking(move || held.recv());
+        let purged = AtomicBool::new(false);
+        let purge = async {
+            cache.invalidate("products").await;
+            purged.store(true, Ordering::SeqCst);
+        };
+        let other = async {
+            let meanwhile = !purged.load(Ordering::SeqCst);
+            free.send(()).unwrap();
+            meanwhile
+        };
+        let ((), ran_meanwhile) = tokio::join!(purge, other);
+        holder.await.unwrap().unwrap();
+        assert!(ran_meanwhile, "another task ran while the purge was under way");
+        for key in &keys {
+            assert_eq!(cache.get::<usize>(key).await, None, "{key:?} purged");
+        }
+    });
+}
+
+/// Many tags purged at once while other tasks read them: once the purge returns, nothing it
+/// named is served, and what it did not name still is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_a_large_purge_named_is_served_once_it_returns() {
+    let cache = Cache::builder().build().unwrap();
+    let tagged = |i: u32| LoadOptions::new(Duration::from_secs(60)).tag(format!("tag:{}", i % 500));
+    let keys: Vec<Key> = (0..10_000).map(|i| Key::new("item").part(i)).collect();
+    for (i, key) in (0..).zip(&keys) {
+        cache.insert(key, i, &tagged(i)).await;
+    }
+    let kept = Key::new("kept");
+    let untagged = LoadOptions::new(Duration::from_secs(60));
+    cache.insert(&kept, 7u32, &untagged).await;
+    let reading = Arc::new(AtomicBool::new(true));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (cache, keys, reading) = (cache.clone(), keys.clone(), Arc::clone(&reading));
+            tokio::spawn(async move {
+                while reading.load(Ordering::SeqCst) {
+                    for key in keys.iter().step_by(97) {
+                        std::hint::black_box(cache.get::<u32>(key).await);
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    let names: Vec<String> = (0..500).map(|i| format!("tag:{i}")).collect();
+    for name in &names {
+        // One call per name, as a purge of many tags makes them (see `Purge`).
+        cache.invalidate(name).await;
+    }
+    for key in &keys {
+        assert_eq!(cache.get::<u32>(key).await, None, "{key:?} purged");
+    }
+    reading.store(false, Ordering::SeqCst);
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    assert_eq!(cache.get::<u32>(&kept).await, Some(7));
+}
+
