@@ -2,7 +2,7 @@
 //! result is stored unless its own key or a tag was invalidated during it (a soft purge of
 //! either stores it stale), however many other names a write flood invalidates. And a large
 //! purge: the executor thread stays free while it runs, and nothing it named is served once it
-//! returns.
+//! returns, here or (over a real `redis-server`) on another instance.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 mod support;
 
 use support::loopback;
+use support::redis_server::{subscribers, RedisServer};
 
 /// How many other names a flood invalidates during one load: more than the 4,096 the log
 /// once remembered.
@@ -204,7 +205,11 @@ async fn a_slow_response_outlasting_a_write_flood_is_stored() {
     assert_eq!(slow.await.unwrap(), "slow 1");
     let reply = server.send(axum::http::Method::GET, "/slow", &[]).await;
     assert_eq!(reply.text(), "slow 1");
-    assert!(reply.cache_status().contains("hit"), "{}", reply.cache_status());
+    assert!(
+        reply.cache_status().contains("hit"),
+        "{}",
+        reply.cache_status()
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
@@ -240,7 +245,10 @@ fn a_large_purge_leaves_the_executor_free_and_is_complete_when_it_returns() {
         };
         let ((), ran_meanwhile) = tokio::join!(purge, other);
         holder.await.unwrap().unwrap();
-        assert!(ran_meanwhile, "another task ran while the purge was under way");
+        assert!(
+            ran_meanwhile,
+            "another task ran while the purge was under way"
+        );
         for key in &keys {
             assert_eq!(cache.get::<usize>(key).await, None, "{key:?} purged");
         }
@@ -289,3 +297,40 @@ async fn nothing_a_large_purge_named_is_served_once_it_returns() {
     assert_eq!(cache.get::<u32>(&kept).await, Some(7));
 }
 
+/// Another instance's purge of a tag that thousands of entries carry here is applied off the
+/// subscriber's executor thread, in order: none of them is served once it arrived, and what
+/// was invalidated after it is applied too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_purge_heard_from_another_instance_drops_every_entry() {
+    let server = RedisServer::start();
+    let tiered = || {
+        Cache::builder()
+            .tiered(server.url())
+            .key_prefix("large:")
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (tiered(), tiered());
+    // B's first use of Redis starts its subscriber; its entries are then kept their lifetime.
+    assert_eq!(b.get::<u32>(&Key::new("nothing")).await, None);
+    while subscribers(&server.url(), "large:invalidate").await < 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let options = LoadOptions::new(Duration::from_secs(60)).tag("products");
+    let keys: Vec<Key> = (0..2_000).map(|i| Key::new("product").part(i)).collect();
+    for (i, key) in (0..).zip(&keys) {
+        b.insert(key, i, &options).await;
+    }
+    let last = Key::new("last");
+    b.insert(&last, 1u32, &LoadOptions::new(Duration::from_secs(60)))
+        .await;
+    assert_eq!(b.entry_count(), 2_001);
+    a.invalidate("products").await;
+    a.invalidate(last.as_str()).await;
+    while b.entry_count() > 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for key in keys.iter().chain([&last]) {
+        assert_eq!(b.get::<u32>(key).await, None, "{key:?} dropped on B");
+    }
+}

@@ -175,7 +175,7 @@ impl Inner {
 
     /// Whether purging `names` here takes long enough to be kept off executor threads: more
     /// than [`LARGE_PURGE`] names and entries they tag in memory.
-    fn large_purge(&self, names: &[String]) -> bool {
+    pub(crate) fn large_purge<S: AsRef<str>>(&self, names: &[S]) -> bool {
         match LARGE_PURGE.checked_sub(names.len()) {
             Some(room) => self.memory.tagged(names, room) > room,
             None => true,

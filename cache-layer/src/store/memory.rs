@@ -113,14 +113,14 @@ impl MemoryStore {
     }
 
     /// How many entries `names` tag, counted until more than `enough`.
-    pub(crate) fn tagged(&self, names: &[String], enough: usize) -> usize {
+    pub(crate) fn tagged<S: AsRef<str>>(&self, names: &[S], enough: usize) -> usize {
         let index = self.tags.lock().unwrap_or_else(PoisonError::into_inner);
         let mut tagged = 0usize;
         for name in names {
             if tagged > enough {
                 break;
             }
-            tagged += index.get(name.as_str()).map_or(0, HashMap::len);
+            tagged += index.get(name.as_ref()).map_or(0, HashMap::len);
         }
         tagged
     }

@@ -31,7 +31,7 @@
 //! set-up, so these tasks always run.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -218,7 +218,7 @@ async fn listen(weak: &Weak<Inner>, pubsub: PubSub, target: &Target) -> bool {
                 let Some(inner) = weak.upgrade() else {
                     return false;
                 };
-                deliver(&inner, message.get_payload_bytes());
+                deliver_off_executor(inner, message.get_payload_bytes()).await;
             }
             Ok(None) => break,
             Err(_heartbeat) => {
@@ -294,6 +294,21 @@ fn set_subscribed(inner: &Inner, subscribed: bool) {
     if let Some(remote) = inner.remote() {
         remote.subscribed.store(subscribed, Ordering::Release);
     }
+}
+
+/// [`deliver`], on a blocking thread when it names many entries here (`Inner::large_purge`),
+/// so that a big tag purged by another instance holds up no executor thread; awaited, so
+/// that invalidations still apply in the order they were published.
+async fn deliver_off_executor(inner: Arc<Inner>, payload: &[u8]) {
+    let name = payload
+        .strip_prefix(SOFT)
+        .map_or(payload, |sent| sent.get(8..).unwrap_or(&[]));
+    let large = std::str::from_utf8(name).is_ok_and(|name| inner.large_purge(&[name]));
+    if !large {
+        return deliver(&inner, payload);
+    }
+    let payload = payload.to_vec();
+    let _ = tokio::task::spawn_blocking(move || deliver(&inner, &payload)).await;
 }
 
 /// Applies one published invalidation or soft purge.
