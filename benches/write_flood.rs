@@ -73,7 +73,8 @@ async fn loads(cache: &Cache) -> u64 {
             tokio::spawn(async move {
                 tokio::time::sleep_until(start).await;
                 let key = Key::new("slow").part(n);
-                let options = LoadOptions::new(Duration::from_secs(300)).tag(format!("group:{}", n % 10));
+                let options =
+                    LoadOptions::new(Duration::from_secs(300)).tag(format!("group:{}", n % 10));
                 let loaded = cache
                     .get_or_load(&key, &options, || async move {
                         tokio::time::sleep(LOAD_TIME).await;

@@ -37,7 +37,10 @@ impl Table {
     fn insert(&mut self, key: &str, slot: Slot) {
         self.remove(key, None);
         for tag in slot.tags.iter() {
-            self.tagged.entry(tag.clone()).or_default().insert(key.into());
+            self.tagged
+                .entry(tag.clone())
+                .or_default()
+                .insert(key.into());
         }
         self.slots.insert(key.into(), slot);
     }
@@ -266,14 +269,23 @@ mod tests {
     #[tokio::test]
     async fn forgetting_a_name_detaches_exactly_the_flights_it_names() {
         let flights = Flights::new();
-        let tags = |names: &[&str]| names.iter().map(|t| Box::<str>::from(*t)).collect::<Vec<_>>();
+        let tags = |names: &[&str]| {
+            names
+                .iter()
+                .map(|t| Box::<str>::from(*t))
+                .collect::<Vec<_>>()
+        };
         let a = flights.join("a", &tags(&["t", "u", "t"]));
         let _b = flights.join("b", &tags(&["t"]));
         let _c = flights.join("c", &tags(&["u"]));
         let _d = flights.join("d", &[]);
         let _t = flights.join("t", &tags(&["x"]));
         flights.forget("t");
-        assert_eq!(flights.keys(), ["c", "d"], "by key and by tag; others untouched");
+        assert_eq!(
+            flights.keys(),
+            ["c", "d"],
+            "by key and by tag; others untouched"
+        );
         // A new flight of a forgotten key is not ended by the old leader, nor indexed by its tags.
         let Join::Lead(_a) = flights.join("a", &tags(&["v"])) else {
             panic!("a forgotten key is led anew")

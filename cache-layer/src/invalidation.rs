@@ -171,7 +171,14 @@ impl InvalidationLog {
 
     /// Whether an invalidation of `kind` named `key` or a tag after `since` (or, with
     /// `everything`, emptied the memory tier), as far as the buckets remember.
-    fn touched(&self, since: u64, key: &str, tags: &[Box<str>], everything: bool, kind: Kind) -> bool {
+    fn touched(
+        &self,
+        since: u64,
+        key: &str,
+        tags: &[Box<str>],
+        everything: bool,
+        kind: Kind,
+    ) -> bool {
         if self.seq.load(Ordering::SeqCst) == since {
             return false;
         }
@@ -277,7 +284,10 @@ mod tests {
         }
         // The oldest was forgotten: a load that began after it is checked by name again.
         assert!(!log.touched_since(start + 1, "user:1", &[]));
-        assert!(!log.soft_since(start, "user:1", &[]), "soft purges are apart");
+        assert!(
+            !log.soft_since(start, "user:1", &[]),
+            "soft purges are apart"
+        );
         let elsewhere = (0..)
             .map(|i| format!("user:{i}"))
             .find(|name| log.place(name, Kind::Gone).0 != log.place("user:1", Kind::Gone).0)
