@@ -179,7 +179,7 @@ async fn a_slow_response_outlasting_a_write_flood_is_stored() {
             )
             .route("/items/{id}", axum::routing::post(|| async { "written" }))
     };
-    let server = loopback::start(app, |cache| CacheLayer::new(cache)).await;
+    let server = loopback::start(app, CacheLayer::new).await;
     let slow = {
         let client = server.client.clone();
         let uri = format!("http://{}/slow", server.addr);
