@@ -273,7 +273,9 @@ impl Cache {
     /// Drops the entry stored under `name` and every entry tagged `name`, and makes loads that
     /// were in flight for them discard their (possibly outdated) result instead of storing it.
     ///
-    /// This is what `#[invalidates(...)]` calls after a writer succeeds.
+    /// This is what `#[invalidates(...)]` calls after a writer succeeds. One that drops many
+    /// entries (more than about a thousand) runs on Tokio's blocking threads, so that it holds
+    /// up no executor thread; it returns once nothing it names is served.
     ///
     /// # With Redis
     /// The entries are deleted from Redis and every instance is told over pub/sub, on a task of

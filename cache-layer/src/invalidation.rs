@@ -10,7 +10,7 @@
 //! name's number: every name of the bucket then counts as invalidated at the floor. So:
 //!
 //! - memory is bounded whatever the names are (they come from outside too: the URLs of unsafe
-//!   requests): at most 3 MiB, allocated at the first invalidation by name;
+//!   requests): about 3.3 MiB at most, allocated at the first invalidation by name;
 //! - an invalidation of a load's key or tag during the load is never missed;
 //! - invalidations of other names cost a load only when one of its names' buckets took more
 //!   than [`SLOTS`] of them during the load (an overflow), or a name's 31 bits of hash match
