@@ -158,6 +158,31 @@ impl Inner {
         self.memory.mark_stale(name);
     }
 
+    /// [`Inner::invalidate_local`] (or, when `soft`, [`Inner::soft_invalidate_local`]) for
+    /// each of `names`, counted and logged.
+    fn purge_local(&self, names: &[String], soft: bool) {
+        for name in names {
+            if soft {
+                self.counters.add(Counter::SoftInvalidation);
+                tracing::debug!(cache = self.counters.name(), name, "soft purge");
+                self.soft_invalidate_local(name);
+            } else {
+                self.counters.add(Counter::Invalidation);
+                tracing::debug!(cache = self.counters.name(), name, "invalidate");
+                self.invalidate_local(name);
+            }
+        }
+    }
+
+    /// Whether purging `names` here takes long enough to be kept off executor threads: more
+    /// than [`LARGE_PURGE`] names and entries they tag in memory.
+    pub(crate) fn large_purge<S: AsRef<str>>(&self, names: &[S]) -> bool {
+        match LARGE_PURGE.checked_sub(names.len()) {
+            Some(room) => self.memory.tagged(names, room) > room,
+            None => true,
+        }
+    }
+
     /// Empties the memory tier, for when invalidations may have been missed; reads and loads
     /// that began before are not stored.
     pub(crate) fn invalidate_everything_local(&self) {
@@ -165,6 +190,10 @@ impl Inner {
         self.memory.invalidate_all();
     }
 }
+
+/// How many names and tagged entries a purge may drop on the caller's executor thread (about
+/// a millisecond's work); a larger one runs on a blocking thread ([`Cache::purge_names`]).
+const LARGE_PURGE: usize = 1024;
 
 /// What an entry in memory holds, for [`Inner::admit`]: a memoised value (memory is its L1 in
 /// the tiered set-up only), or a response (HTTP responses, gRPC calls and their records, which
@@ -245,7 +274,9 @@ impl Cache {
     /// Drops the entry stored under `name` and every entry tagged `name`, and makes loads that
     /// were in flight for them discard their (possibly outdated) result instead of storing it.
     ///
-    /// This is what `#[invalidates(...)]` calls after a writer succeeds.
+    /// This is what `#[invalidates(...)]` calls after a writer succeeds. One that drops many
+    /// entries (more than about a thousand) runs on Tokio's blocking threads, so that it holds
+    /// up no executor thread; it returns once nothing it names is served.
     ///
     /// # With Redis
     /// The entries are deleted from Redis and every instance is told over pub/sub, on a task of
@@ -262,21 +293,35 @@ impl Cache {
     }
 
     /// [`Cache::invalidate`] for each of `names`, or [`Cache::soft_invalidate`] when `soft`: in
-    /// this process at once, in Redis and the other instances on a spawned task that the
-    /// caller awaits but cannot cancel.
+    /// this process, then in Redis and the other instances on a spawned task that the caller
+    /// awaits but cannot cancel. A small purge is made in this process at once; a large one
+    /// ([`Inner::large_purge`]) on a blocking thread, so that it holds up no executor thread,
+    /// in a task of its own with the rest, which the caller awaits but cannot cancel either.
     pub(crate) async fn purge_names(&self, names: Vec<String>, soft: bool) {
-        let inner = &*self.inner;
-        for name in &names {
-            if soft {
-                inner.counters.add(Counter::SoftInvalidation);
-                tracing::debug!(cache = inner.counters.name(), name, "soft purge");
-                inner.soft_invalidate_local(name);
-            } else {
-                inner.counters.add(Counter::Invalidation);
-                tracing::debug!(cache = inner.counters.name(), name, "invalidate");
-                inner.invalidate_local(name);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if self.inner.large_purge(&names) => {
+                let cache = self.clone();
+                let purge = async move {
+                    let local = Arc::clone(&cache.inner);
+                    let purged = tokio::task::spawn_blocking(move || {
+                        local.purge_local(&names, soft);
+                        names
+                    });
+                    if let Ok(names) = purged.await {
+                        cache.purge_remote(names, soft).await;
+                    }
+                };
+                let _ = runtime.spawn(purge).await;
+            }
+            _ => {
+                self.inner.purge_local(&names, soft);
+                self.purge_remote(names, soft).await;
             }
         }
+    }
+
+    /// The part of [`Cache::purge_names`] after this process's.
+    async fn purge_remote(&self, names: Vec<String>, soft: bool) {
         if self.remote().is_none() {
             return;
         }

@@ -6,22 +6,65 @@
 //! leader. Waiters never stall behind a leader that is gone (the failure mode of moka's
 //! `get_with`, moka issue #240), and they wait at most a bounded time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::entry::Value;
 
-/// Slots by key, shared with each [`Leader`] so that a leader can outlive a borrow of the
+/// The flights, shared with each [`Leader`] so that a leader can outlive a borrow of the
 /// cache (the HTTP layer hands it to a response body that finishes the load).
-type SlotMap = Arc<Mutex<HashMap<Box<str>, Slot>>>;
+type Shared = Arc<Mutex<Table>>;
 
 pub(crate) struct Flights {
-    map: SlotMap,
+    table: Shared,
     next_id: AtomicU64,
+}
+
+/// The flights by key, and the keys of the flights carrying each tag, so that forgetting a
+/// name touches only the flights it names. A tag lists a key exactly while the key's flight
+/// carries the tag.
+#[derive(Default)]
+struct Table {
+    slots: HashMap<Box<str>, Slot>,
+    tagged: HashMap<Box<str>, HashSet<Box<str>>>,
+}
+
+impl Table {
+    fn insert(&mut self, key: &str, slot: Slot) {
+        self.remove(key, None);
+        for tag in slot.tags.iter() {
+            self.tagged
+                .entry(tag.clone())
+                .or_default()
+                .insert(key.into());
+        }
+        self.slots.insert(key.into(), slot);
+    }
+
+    /// Ends the flight of `key`, if it is the one numbered `id` (any, when `None`).
+    fn remove(&mut self, key: &str, id: Option<u64>) {
+        if id.is_some_and(|id| self.slots.get(key).is_none_or(|slot| slot.id != id)) {
+            return;
+        }
+        if let Some(slot) = self.slots.remove(key) {
+            self.untag(key, &slot);
+        }
+    }
+
+    fn untag(&mut self, key: &str, slot: &Slot) {
+        for tag in slot.tags.iter() {
+            if let Some(keys) = self.tagged.get_mut(tag) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.tagged.remove(tag);
+                }
+            }
+        }
+    }
 }
 
 /// What a leader hands its waiters: the value, and whether it is a stale fallback (the load
@@ -42,7 +85,7 @@ pub(crate) enum Join {
 /// The one caller loading a key. Dropping it without [`Leader::complete`] hands leadership to a
 /// waiter.
 pub(crate) struct Leader {
-    map: SlotMap,
+    table: Shared,
     key: Box<str>,
     id: u64,
     result: watch::Sender<Handed>,
@@ -63,26 +106,30 @@ pub(crate) enum Waited {
     TimedOut,
 }
 
+fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
+    table.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Flights {
     pub(crate) fn new() -> Self {
         Flights {
-            map: Arc::default(),
+            table: Arc::default(),
             next_id: AtomicU64::new(1),
         }
     }
 
     /// Joins the flight for `key`, or starts one if there is none.
     pub(crate) fn join(&self, key: &str, tags: &[Box<str>]) -> Join {
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(slot) = map.get(key) {
+        let mut table = lock(&self.table);
+        if let Some(slot) = table.slots.get(key) {
             return Join::Wait(Waiter {
                 result: slot.result.clone(),
             });
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(None);
-        map.insert(
-            key.into(),
+        table.insert(
+            key,
             Slot {
                 id,
                 result: rx,
@@ -90,7 +137,7 @@ impl Flights {
             },
         );
         Join::Lead(Leader {
-            map: Arc::clone(&self.map),
+            table: Arc::clone(&self.table),
             key: key.into(),
             id,
             result: tx,
@@ -98,15 +145,42 @@ impl Flights {
     }
 
     /// Detaches every flight for `name` (as key or tag): callers arriving after an invalidation
-    /// start a new load instead of joining one that may have read the old data.
+    /// start a new load instead of joining one that may have read the old data. Touches only
+    /// those flights.
     pub(crate) fn forget(&self, name: &str) {
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        map.retain(|key, slot| &**key != name && !slot.tags.iter().any(|t| &**t == name));
+        let mut table = lock(&self.table);
+        table.remove(name, None);
+        for key in table.tagged.remove(name).into_iter().flatten() {
+            table.remove(&key, None);
+        }
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.map.lock().unwrap().len()
+        self.keys().len()
+    }
+
+    /// The keys in flight, sorted; checks that the tag index lists exactly each flight's tags.
+    #[cfg(test)]
+    fn keys(&self) -> Vec<String> {
+        let table = lock(&self.table);
+        let mut listed: Vec<(&str, &str)> = table
+            .tagged
+            .iter()
+            .flat_map(|(tag, keys)| keys.iter().map(move |key| (&**tag, &**key)))
+            .collect();
+        let mut carried: Vec<(&str, &str)> = table
+            .slots
+            .iter()
+            .flat_map(|(key, slot)| slot.tags.iter().map(move |tag| (&**tag, &**key)))
+            .collect();
+        listed.sort_unstable();
+        carried.sort_unstable();
+        carried.dedup();
+        assert_eq!(listed, carried, "the tag index lists each flight's tags");
+        let mut keys: Vec<String> = table.slots.keys().map(|key| key.to_string()).collect();
+        keys.sort_unstable();
+        keys
     }
 }
 
@@ -127,10 +201,7 @@ impl Leader {
 
 impl Drop for Leader {
     fn drop(&mut self) {
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.get(&self.key).is_some_and(|slot| slot.id == self.id) {
-            map.remove(&self.key);
-        }
+        lock(&self.table).remove(&self.key, Some(self.id));
     }
 }
 
@@ -193,5 +264,39 @@ mod tests {
         flights.forget("t");
         assert!(matches!(flights.join("a", &[]), Join::Lead(_)));
         assert!(matches!(flights.join("b", &[]), Join::Wait(_)));
+    }
+
+    #[tokio::test]
+    async fn forgetting_a_name_detaches_exactly_the_flights_it_names() {
+        let flights = Flights::new();
+        let tags = |names: &[&str]| {
+            names
+                .iter()
+                .map(|t| Box::<str>::from(*t))
+                .collect::<Vec<_>>()
+        };
+        let a = flights.join("a", &tags(&["t", "u", "t"]));
+        let _b = flights.join("b", &tags(&["t"]));
+        let _c = flights.join("c", &tags(&["u"]));
+        let _d = flights.join("d", &[]);
+        let _t = flights.join("t", &tags(&["x"]));
+        flights.forget("t");
+        assert_eq!(
+            flights.keys(),
+            ["c", "d"],
+            "by key and by tag; others untouched"
+        );
+        // A new flight of a forgotten key is not ended by the old leader, nor indexed by its tags.
+        let Join::Lead(_a) = flights.join("a", &tags(&["v"])) else {
+            panic!("a forgotten key is led anew")
+        };
+        drop(a);
+        assert_eq!(flights.keys(), ["a", "c", "d"]);
+        flights.forget("u");
+        assert_eq!(flights.keys(), ["a", "d"]);
+        flights.forget("v");
+        assert_eq!(flights.keys(), ["d"]);
+        flights.forget("nothing");
+        assert_eq!(flights.keys(), ["d"]);
     }
 }

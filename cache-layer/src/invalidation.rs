@@ -2,48 +2,98 @@
 //! invalidation that ran while it was in flight. Without it, the load would store the value it
 //! read before the write, and the cache would serve it for a whole TTL.
 //!
-//! Soft purges are logged too, apart: a load that began before one is still stored, but as
-//! already stale (see [`InvalidationLog::soft_since`]).
+//! Every invalidation takes the next number of one sequence; a load remembers the number
+//! current when it began ([`InvalidationLog::current`]), and before its result is kept asks
+//! whether its key or a tag was invalidated after it. Names are remembered by a hash only, in
+//! a fixed table of [`BUCKETS`] buckets of at most [`SLOTS`] names each: the last number each
+//! name was invalidated at. A full bucket forgets its oldest name and raises its floor to that
+//! name's number: every name of the bucket then counts as invalidated at the floor. So:
+//!
+//! - memory is bounded whatever the names are (they come from outside too: the URLs of unsafe
+//!   requests): about 3.3 MiB at most, allocated at the first invalidation by name;
+//! - an invalidation of a load's key or tag during the load is never missed;
+//! - invalidations of other names cost a load only when one of its names' buckets took more
+//!   than [`SLOTS`] of them during the load (an overflow), or a name's 31 bits of hash match
+//!   (1 in 2^31 per name in the bucket): with 100,000 names invalidated during a load, a
+//!   bucket holds 24 on average and overflows for about one load in 10^11. A flood slows no
+//!   load's caching until it gets near 150,000 names during that load. The hash is keyed per
+//!   cache, so a sender of names cannot aim them at one bucket.
+//!
+//! Soft purges are remembered apart (their own entries, their own floor): a load that began
+//! before one is still stored, but as already stale (see [`InvalidationLog::soft_since`]).
+//! Emptying the memory tier ("everything") is one number of its own.
 
-use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
-/// How many recent invalidations are remembered by name. A load that began before the oldest
-/// remembered one is not stored at all (it cannot prove it was not invalidated).
-const REMEMBERED: usize = 4096;
-/// The most bytes of names remembered: names come from outside too (the URLs of unsafe
-/// requests), so the log is bounded in bytes as well as in count.
-const REMEMBERED_BYTES: usize = 1 << 20;
+/// How many buckets names are spread over (a power of two).
+const BUCKETS: usize = 4096;
+/// How many names a bucket remembers: past that, the oldest is forgotten into its floor.
+const SLOTS: usize = 64;
 
 pub(crate) struct InvalidationLog {
+    /// The number of the last invalidation.
     seq: AtomicU64,
-    recent: Mutex<Recent>,
+    /// The number of the last emptying of the memory tier.
+    everything: AtomicU64,
+    /// The buckets, allocated at the first invalidation by name.
+    buckets: OnceLock<Box<[Mutex<Bucket>]>>,
+    /// Keyed per cache: which bucket a name falls in cannot be predicted from outside.
+    hasher: RandomState,
 }
 
-/// The remembered invalidations, oldest first, and the bytes of their names.
+/// What an invalidation of a name does to what a load of it stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Invalidated: not stored.
+    Gone = 0,
+    /// Soft-purged: stored stale.
+    Stale = 1,
+}
+
+/// The names remembered in one bucket, each as a mark (31 bits of its hash and its [`Kind`])
+/// and the number it was last invalidated at; and per kind the floor: the newest number
+/// forgotten, at which every name of the bucket counts as invalidated.
 #[derive(Default)]
-struct Recent {
-    names: VecDeque<(u64, Named)>,
-    bytes: usize,
+struct Bucket {
+    floor: [u64; 2],
+    marks: Vec<u32>,
+    at: Vec<u64>,
 }
 
-/// What one remembered invalidation named.
-enum Named {
-    /// Everything (the memory tier was emptied).
-    Everything,
-    /// A key or tag, invalidated.
-    Gone(Box<str>),
-    /// A key or tag, soft-purged (made stale).
-    Stale(Box<str>),
-}
-
-impl Named {
-    fn len(&self) -> usize {
-        match self {
-            Named::Everything => 0,
-            Named::Gone(name) | Named::Stale(name) => name.len(),
+impl Bucket {
+    fn record(&mut self, mark: u32, at: u64) {
+        if let Some(i) = self.marks.iter().position(|m| *m == mark) {
+            self.at[i] = self.at[i].max(at);
+        } else if self.marks.len() < SLOTS {
+            self.marks.push(mark);
+            self.at.push(at);
+        } else {
+            let oldest = (0..SLOTS).min_by_key(|i| self.at[*i]).unwrap_or(0);
+            let floor = &mut self.floor[kind_of(self.marks[oldest]) as usize];
+            *floor = (*floor).max(self.at[oldest]);
+            self.marks[oldest] = mark;
+            self.at[oldest] = at;
         }
+    }
+
+    /// Whether the name marked `mark` (of `kind`) may have been invalidated after `since`.
+    fn since(&self, since: u64, mark: u32, kind: Kind) -> bool {
+        self.floor[kind as usize] > since
+            || self
+                .marks
+                .iter()
+                .zip(&self.at)
+                .any(|(m, at)| *m == mark && *at > since)
+    }
+}
+
+fn kind_of(mark: u32) -> Kind {
+    if mark & 1 == 0 {
+        Kind::Gone
+    } else {
+        Kind::Stale
     }
 }
 
@@ -51,7 +101,9 @@ impl InvalidationLog {
     pub(crate) fn new() -> Self {
         InvalidationLog {
             seq: AtomicU64::new(0),
-            recent: Mutex::new(Recent::default()),
+            everything: AtomicU64::new(0),
+            buckets: OnceLock::new(),
+            hasher: RandomState::new(),
         }
     }
 
@@ -63,104 +115,90 @@ impl InvalidationLog {
     /// Records an invalidation of `name`. Must run *before* the entries are removed, so that a
     /// concurrent insert either is removed or sees this record.
     pub(crate) fn record(&self, name: &str) {
-        self.push(Named::Gone(name.into()));
+        self.push(name, Kind::Gone);
     }
 
     /// Records a soft purge of `name`. Must run before the entries are marked stale, so that a
     /// concurrent insert either is marked or sees this record.
     pub(crate) fn record_soft(&self, name: &str) {
-        self.push(Named::Stale(name.into()));
+        self.push(name, Kind::Stale);
     }
 
     /// Records that everything was invalidated (the memory tier is being emptied): no load or
     /// read that began before is kept. Must run before the entries are removed.
     pub(crate) fn record_everything(&self) {
-        self.push(Named::Everything);
+        let at = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        self.everything.fetch_max(at, Ordering::SeqCst);
     }
 
-    fn push(&self, name: Named) {
-        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
-        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
-        recent.bytes += name.len();
-        recent.names.push_back((seq, name));
-        while recent.names.len() > REMEMBERED || recent.bytes > REMEMBERED_BYTES {
-            let Some((_, oldest)) = recent.names.pop_front() else {
-                break;
-            };
-            recent.bytes -= oldest.len();
-        }
+    fn push(&self, name: &str, kind: Kind) {
+        let at = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let buckets = self.buckets.get_or_init(|| {
+            std::iter::repeat_with(Mutex::default)
+                .take(BUCKETS)
+                .collect()
+        });
+        let (bucket, mark) = self.place(name, kind);
+        lock(&buckets[bucket]).record(mark, at);
+    }
+
+    /// The bucket `name` falls in, and its mark there as a name of `kind`.
+    fn place(&self, name: &str, kind: Kind) -> (usize, u32) {
+        let hash = self.hasher.hash_one(name);
+        // The mark takes the high bits, the bucket the low ones.
+        let mark = ((hash >> 32) as u32 & !1) | kind as u32;
+        (hash as usize & (BUCKETS - 1), mark)
     }
 
     /// Whether `key` or any of `tags` was invalidated after `since`, by name or by emptying
     /// the memory tier. Must run *after* the entry was inserted.
     pub(crate) fn touched_since(&self, since: u64, key: &str, tags: &[Box<str>]) -> bool {
-        self.touched(since, key, tags, Counting::EVERYTHING)
+        self.touched(since, key, tags, true, Kind::Gone)
     }
 
     /// Whether `key` or any of `tags` was invalidated by name after `since` (what makes a
     /// loaded value outdated everywhere, not only in memory).
     pub(crate) fn named_since(&self, since: u64, key: &str, tags: &[Box<str>]) -> bool {
-        self.touched(since, key, tags, Counting::NAMED)
+        self.touched(since, key, tags, false, Kind::Gone)
     }
 
     /// Whether `key` or any of `tags` was soft-purged after `since`: a value loaded since then
     /// may be older than the purge, so it is stored as already stale. Must run *after* the
     /// entry was inserted. (Invalidations are [`touched_since`](Self::touched_since)'s.)
     pub(crate) fn soft_since(&self, since: u64, key: &str, tags: &[Box<str>]) -> bool {
-        self.touched(since, key, tags, Counting::SOFT)
+        self.touched(since, key, tags, false, Kind::Stale)
     }
 
-    fn touched(&self, since: u64, key: &str, tags: &[Box<str>], counting: Counting) -> bool {
+    /// Whether an invalidation of `kind` named `key` or a tag after `since` (or, with
+    /// `everything`, emptied the memory tier), as far as the buckets remember.
+    fn touched(
+        &self,
+        since: u64,
+        key: &str,
+        tags: &[Box<str>],
+        everything: bool,
+        kind: Kind,
+    ) -> bool {
         if self.seq.load(Ordering::SeqCst) == since {
             return false;
         }
-        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
-        let recent = &recent.names;
-        match recent.front() {
-            Some((oldest, _)) if *oldest > since + 1 => return true,
-            None => return true,
-            Some(_) => {}
+        if everything && self.everything.load(Ordering::SeqCst) > since {
+            return true;
         }
-        let names = |name: &str| name == key || tags.iter().any(|t| &**t == name);
-        recent
-            .iter()
-            .rev()
-            .take_while(|(seq, _)| *seq > since)
-            .any(|(_, named)| match named {
-                Named::Everything => counting.everything,
-                Named::Gone(name) => counting.gone && names(name),
-                Named::Stale(name) => counting.soft && names(name),
+        let Some(buckets) = self.buckets.get() else {
+            return false;
+        };
+        std::iter::once(key)
+            .chain(tags.iter().map(|tag| &**tag))
+            .any(|name| {
+                let (bucket, mark) = self.place(name, kind);
+                lock(&buckets[bucket]).since(since, mark, kind)
             })
     }
 }
 
-/// Which remembered invalidations a check counts (forgotten history always counts).
-#[derive(Clone, Copy)]
-struct Counting {
-    /// Emptying the memory tier.
-    everything: bool,
-    /// Names invalidated.
-    gone: bool,
-    /// Names soft-purged.
-    soft: bool,
-}
-
-impl Counting {
-    const EVERYTHING: Counting = Counting {
-        everything: true,
-        gone: true,
-        soft: false,
-    };
-    const NAMED: Counting = Counting {
-        everything: false,
-        gone: true,
-        soft: false,
-    };
-    const SOFT: Counting = Counting {
-        everything: false,
-        gone: false,
-        soft: true,
-    };
+fn lock(bucket: &Mutex<Bucket>) -> std::sync::MutexGuard<'_, Bucket> {
+    bucket.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -206,33 +244,78 @@ mod tests {
         assert!(log.named_since(start, "user:2", &[]));
     }
 
-    #[test]
-    fn forgotten_history_is_treated_as_touched() {
-        let log = InvalidationLog::new();
-        let start = log.current();
-        for i in 0..REMEMBERED + 2 {
-            log.record(&format!("other:{i}"));
-        }
-        assert!(log.touched_since(start, "user:1", &[]));
+    /// Names that fall in `name`'s bucket, in the order tried.
+    fn neighbours(log: &InvalidationLog, name: &str, n: usize) -> Vec<String> {
+        let (bucket, _) = log.place(name, Kind::Gone);
+        (0..)
+            .map(|i| format!("other:{i}"))
+            .filter(|other| log.place(other, Kind::Gone).0 == bucket)
+            .take(n)
+            .collect()
     }
 
     #[test]
-    fn long_names_are_bounded_in_bytes() {
+    fn a_flood_of_other_names_leaves_a_load_alone() {
         let log = InvalidationLog::new();
         let start = log.current();
-        let long = "x".repeat(100_000);
-        for _ in 0..100 {
-            log.record(&long);
+        let tags: [Box<str>; 1] = ["users".into()];
+        // 100,000 names in all: 24 a bucket on average.
+        for i in 0..50_000 {
+            log.record(&format!("other:{i}"));
+            log.record_soft(&format!("other:{i}"));
         }
-        let recent = log.recent.lock().unwrap();
-        assert!(recent.bytes <= REMEMBERED_BYTES);
-        assert_eq!(
-            recent.bytes,
-            recent.names.iter().map(|(_, n)| n.len()).sum::<usize>()
+        assert!(!log.touched_since(start, "user:1", &tags));
+        assert!(!log.soft_since(start, "user:1", &tags));
+        log.record_soft("users");
+        assert!(!log.touched_since(start, "user:1", &tags));
+        assert!(log.soft_since(start, "user:1", &tags));
+        log.record("users");
+        assert!(log.touched_since(start, "user:1", &tags));
+    }
+
+    #[test]
+    fn what_a_full_bucket_forgot_counts_as_touched() {
+        let log = InvalidationLog::new();
+        let start = log.current();
+        let others = neighbours(&log, "user:1", SLOTS + 1);
+        for (i, other) in others.iter().enumerate() {
+            log.record(other);
+            assert_eq!(log.touched_since(start, "user:1", &[]), i == SLOTS);
+        }
+        // The oldest was forgotten: a load that began after it is checked by name again.
+        assert!(!log.touched_since(start + 1, "user:1", &[]));
+        assert!(
+            !log.soft_since(start, "user:1", &[]),
+            "soft purges are apart"
         );
-        assert_eq!(recent.names.len(), REMEMBERED_BYTES / long.len());
-        drop(recent);
-        // What was forgotten still counts as touched.
-        assert!(log.touched_since(start, "user:1", &[]));
+        let elsewhere = (0..)
+            .map(|i| format!("user:{i}"))
+            .find(|name| log.place(name, Kind::Gone).0 != log.place("user:1", Kind::Gone).0)
+            .unwrap();
+        assert!(!log.touched_since(start, &elsewhere, &[]));
+        // Recorded again, a remembered name takes no second slot.
+        log.record(&others[SLOTS]);
+        assert!(!log.touched_since(start + 1, "user:1", &[]));
+    }
+
+    #[test]
+    fn memory_is_bounded_whatever_the_names() {
+        let log = InvalidationLog::new();
+        let long = "x".repeat(200);
+        for i in 0..2 * BUCKETS * SLOTS {
+            let name = format!("{long}{i}");
+            if i % 2 == 0 {
+                log.record(&name);
+            } else {
+                log.record_soft(&name);
+            }
+        }
+        let buckets = log.buckets.get().expect("allocated");
+        assert_eq!(buckets.len(), BUCKETS);
+        for bucket in buckets.iter() {
+            let bucket = bucket.lock().unwrap();
+            assert!(bucket.marks.capacity() <= SLOTS && bucket.at.capacity() <= SLOTS);
+            assert_eq!(bucket.marks.len(), bucket.at.len());
+        }
     }
 }

@@ -112,6 +112,19 @@ impl MemoryStore {
         }
     }
 
+    /// How many entries `names` tag, counted until more than `enough`.
+    pub(crate) fn tagged<S: AsRef<str>>(&self, names: &[S], enough: usize) -> usize {
+        let index = self.tags.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut tagged = 0usize;
+        for name in names {
+            if tagged > enough {
+                break;
+            }
+            tagged += index.get(name.as_ref()).map_or(0, HashMap::len);
+        }
+        tagged
+    }
+
     /// Makes the entry stored under `name` and every entry tagged `name` stale (a soft purge:
     /// see [`Entry::mark_stale`]); they stay in the store.
     pub(crate) fn mark_stale(&self, name: &str) {

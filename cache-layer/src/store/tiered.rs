@@ -33,7 +33,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -230,7 +230,7 @@ async fn listen(weak: &Weak<Inner>, pubsub: PubSub, target: &Target) -> bool {
                 let Some(inner) = weak.upgrade() else {
                     return false;
                 };
-                deliver(&inner, message.get_payload_bytes());
+                deliver_off_executor(inner, message.get_payload_bytes()).await;
             }
             Ok(None) => break,
             Err(_heartbeat) => {
@@ -377,6 +377,21 @@ impl Drop for LoadEnd<'_> {
             waiting.remove(&self.name);
         }
     }
+}
+
+/// [`deliver`], on a blocking thread when it names many entries here (`Inner::large_purge`),
+/// so that a big tag purged by another instance holds up no executor thread; awaited, so
+/// that invalidations still apply in the order they were published.
+async fn deliver_off_executor(inner: Arc<Inner>, payload: &[u8]) {
+    let name = payload
+        .strip_prefix(SOFT)
+        .map_or(payload, |sent| sent.get(8..).unwrap_or(&[]));
+    let large = std::str::from_utf8(name).is_ok_and(|name| inner.large_purge(&[name]));
+    if !large {
+        return deliver(&inner, payload);
+    }
+    let payload = payload.to_vec();
+    let _ = tokio::task::spawn_blocking(move || deliver(&inner, &payload)).await;
 }
 
 /// Applies one published invalidation or soft purge, or wakes the waiters of a load that ended.
