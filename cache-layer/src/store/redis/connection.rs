@@ -203,7 +203,7 @@ impl Trust<'_> {
         Client::open(info)
     }
 
-    /// The cluster's client, given the certificate.
+    /// The cluster client's builder, told to trust the certificate.
     fn cluster(&self, builder: ClusterClientBuilder) -> Result<ClusterClientBuilder, BuildError> {
         #[cfg(feature = "tls")]
         if let Some(certificates) = self.certificates() {

@@ -1,7 +1,7 @@
-//! Deletes, invalidations and soft purges: on one Redis each in one script, recorded in the
-//! invalidation history; on a cluster in steps, after the name's marker is set
-//! (`scripts/mark.lua`). Each is then published to every instance. One that does not reach
-//! Redis is queued for the replay (`replay`).
+//! Invalidations and soft purges: on one Redis each in one script, which also records the
+//! name in the invalidation history; on a cluster in steps, after the name's marker is set
+//! (`scripts/mark.lua`). Each is then published to every instance. Also the delete of one
+//! entry. What does not reach Redis is queued for the replay (`replay`).
 
 use redis::RedisResult;
 
