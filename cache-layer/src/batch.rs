@@ -17,9 +17,9 @@ use crate::cache::Cache;
 use crate::clock;
 use crate::entry::Entry;
 use crate::key::Key;
-use crate::memo::{self, Lookup, Miss, Pending, Policy, Refresh};
-use crate::options::LoadOptions;
-use crate::shape::{Cacheable, ResultShape};
+use crate::memo::{
+    self, Cacheable, LoadOptions, Lookup, Miss, Pending, Policy, Refresh, ResultShape,
+};
 
 /// Why one key of a batch has no value: a load result that is never stored.
 #[derive(Debug)]

@@ -5,6 +5,9 @@
 //! background); only on a miss does the caller render the tags and hand its loader to
 //! [`Miss::load`], which runs it under single-flight.
 
+mod options;
+mod returns;
+
 use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
@@ -13,11 +16,15 @@ use std::time::Duration;
 
 use crate::clock;
 
+pub use self::options::LoadOptions;
+pub use self::returns::{
+    Cacheable, OptionShape, Outcome, PlainShape, Probe, ResultOptionShape, ResultShape, Shape,
+    ViaOption, ViaPlain, ViaResult, ViaResultOption,
+};
 use crate::cache::{Cache, EntryKind, SharedWrite};
 use crate::entry::{Age, Entry, Lifetime, RefreshClaim, Value};
 pub(crate) use crate::pipeline::read_shared_since;
 use crate::pipeline::{self, Found, Joined, Leader, Load, Locked, Refreshing, Waiting};
-use crate::shape::{Cacheable, Outcome, Shape};
 use crate::stats::Counter;
 use crate::store::codec::{self, WallDeadlines};
 use crate::store::{SharedSince, ENTRY_OVERHEAD};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::memo::Site;
+use super::Site;
 
 /// How entries written by [`Cache::insert`](crate::Cache::insert),
 /// [`Cache::get_or_load`](crate::Cache::get_or_load) and
