@@ -8,7 +8,7 @@ use crate::clock;
 use crate::entry::Lifetime;
 
 /// The configuration of one `#[cached]` function, built by the macro as a `static` (or of a
-/// [`LoadOptions`](crate::LoadOptions) value).
+/// [`LoadOptions`] value).
 #[derive(Clone, Copy, Debug)]
 pub struct Site {
     /// Name for events (default: module path and fn name).
