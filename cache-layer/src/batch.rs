@@ -17,9 +17,10 @@ use crate::cache::Cache;
 use crate::clock;
 use crate::entry::Entry;
 use crate::key::Key;
-use crate::memo::{self, Lookup, Miss, Pending, Policy, Refresh};
-use crate::options::LoadOptions;
-use crate::shape::{Cacheable, ResultShape};
+use crate::memo::{
+    self, Cacheable, LoadOptions, Lookup, Miss, Pending, Policy, Refresh, ResultShape,
+};
+use crate::pipeline;
 
 /// Why one key of a batch has no value: a load result that is never stored.
 #[derive(Debug)]
@@ -218,7 +219,7 @@ async fn read_shared<T: Cacheable>(cache: &Cache, keys: &[&str]) -> Vec<Option<A
     let read = remote.store.get_many(keys).await;
     keys.iter()
         .zip(read)
-        .map(|(key, bytes)| memo::shared_entry::<T>(cache, key, &bytes?, since))
+        .map(|(key, bytes)| memo::decode_shared::<T>(cache, key, &bytes?, since))
         .collect()
 }
 
@@ -243,7 +244,7 @@ where
     }
     // Read once for the batch, before any load begins: a read per load would make each reach
     // the loader at its own time, in several calls.
-    let shared_since = memo::read_shared_since(cache).await;
+    let shared_since = pipeline::read_shared_since(cache).await;
     let (requests, received) = mpsc::unbounded_channel::<Request<T>>();
     let loads: Vec<_> = misses
         .into_iter()
@@ -341,7 +342,7 @@ fn refresh_in_background<T, E, F, Fut>(
     let cache = cache.clone();
     runtime.spawn(async move {
         // Before the source is read, as a single load does.
-        let shared_since = memo::read_shared_since(&cache).await;
+        let shared_since = pipeline::read_shared_since(&cache).await;
         let keys = stale.iter().map(|(key, _)| key.clone()).collect();
         let Ok(mut found) = load(keys).await else {
             return;

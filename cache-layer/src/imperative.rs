@@ -5,9 +5,10 @@ use std::future::Future;
 
 use crate::cache::{Cache, SharedWrite};
 use crate::key::Key;
-use crate::memo::{self, Lookup, Policy, Site};
-use crate::options::LoadOptions;
-use crate::shape::{Cacheable, PlainShape, ResultOptionShape, ResultShape, Shape};
+use crate::memo::{
+    self, Cacheable, LoadOptions, Lookup, PlainShape, Policy, ResultOptionShape, ResultShape,
+    Shape, Site,
+};
 
 /// The site [`Cache::get`] looks up with: it never loads, so its windows are unused.
 static GET: Site = Site {

@@ -146,15 +146,13 @@ mod imperative;
 mod invalidation;
 mod key;
 mod memo;
-mod options;
 mod pipeline;
-mod shape;
 mod stats;
 mod store;
 mod trace;
 
 #[doc(hidden)]
-#[path = "private.rs"]
+#[path = "memo/private.rs"]
 pub mod __private;
 
 #[cfg(feature = "grpc")]
@@ -175,7 +173,7 @@ pub use cache_macros::cached;
 pub use cache_macros::invalidates;
 pub use error::BuildError;
 pub use key::{Key, KeyArg, KeyBuf};
-pub use options::LoadOptions;
+pub use memo::LoadOptions;
 
 /// Support for testing code that caches: caching off is
 /// [`CacheBuilder::disabled`]; entry lifetimes on Tokio's paused clock are

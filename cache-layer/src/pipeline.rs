@@ -42,7 +42,7 @@ use tracing::{Instrument, Span};
 pub(crate) use crate::flight::Leader;
 
 /// A value a front-end stores whole (a response, a gRPC call, the records beside them);
-/// memoised values are weighed by their encoded size instead (`memo::weigh`).
+/// memoised values are weighed by their encoded size instead (`memo/load.rs`, `weigh`).
 pub(crate) trait Stored: Any + Send + Sync {
     /// Bytes the value holds besides its entry's bookkeeping and key, for the memory budget.
     fn weight(&self) -> usize;

@@ -1,8 +1,108 @@
-//! [`LoadOptions`]: what `#[cached(...)]` says in its arguments, for the imperative API.
+//! A call site's settings: [`Site`] (a `#[cached(...)]` function's arguments: lifetimes,
+//! negative caching, jitter, lock), [`Policy`] (what it decides from a loaded value:
+//! `ttl_from`, `cache_if`) and [`LoadOptions`], the same arguments for the imperative API.
 
 use std::time::Duration;
 
-use crate::memo::Site;
+use crate::clock;
+use crate::entry::Lifetime;
+
+/// The configuration of one `#[cached]` function, built by the macro as a `static` (or of a
+/// [`LoadOptions`] value).
+#[derive(Clone, Copy, Debug)]
+pub struct Site {
+    /// Name for events (default: module path and fn name).
+    pub name: &'static str,
+    /// Fresh period.
+    pub ttl: Duration,
+    /// Stale-while-revalidate window.
+    pub stale: Duration,
+    /// Stale-if-error window.
+    pub stale_if_error: Duration,
+    /// Lifetime of a negative (`None`) entry; `None` means negative results are not cached.
+    pub none_ttl: Option<Duration>,
+    /// TTL jitter fraction; `None` takes the cache's default.
+    pub jitter: Option<f64>,
+    /// Distributed lock duration (used by shared stores; single-flight covers one process).
+    pub lock: Option<Duration>,
+}
+
+impl Site {
+    pub(crate) fn lifetime(&self) -> Lifetime {
+        Lifetime {
+            ttl: self.ttl,
+            stale: self.stale,
+            stale_if_error: self.stale_if_error,
+            jitter: self.jitter,
+        }
+    }
+
+    pub(super) fn negative_lifetime(&self) -> Option<Lifetime> {
+        self.none_ttl.map(|ttl| Lifetime {
+            ttl,
+            stale: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
+            jitter: self.jitter,
+        })
+    }
+}
+
+/// What a `#[cached]` function decides from the value it loaded: `ttl_from` (a fresh period
+/// from the value; `None` keeps the site's `ttl`) and `cache_if` (whether to store it at all).
+/// Negative entries (`None` with `none_ttl`) keep the site's rules.
+pub struct Policy<T> {
+    /// The fresh period of this value, if it decides one.
+    pub ttl_from: Option<TtlFrom<T>>,
+    /// Whether this value is stored.
+    pub cache_if: Option<CacheIf<T>>,
+}
+
+/// `ttl_from`: a value's fresh period, or `None` for the site's `ttl`.
+pub type TtlFrom<T> = fn(&T) -> Option<Duration>;
+
+/// `cache_if`: whether a value is stored.
+pub type CacheIf<T> = fn(&T) -> bool;
+
+impl<T> Policy<T> {
+    /// The lifetime of a value under these policies; `None` when it is not stored. A TTL from
+    /// the value is an upper bound: jitter only shortens it (a token valid for 60 s is never
+    /// served at 61 s), and the site's `stale` windows follow it.
+    pub(super) fn lifetime(
+        &self,
+        site: &Site,
+        value: Option<&T>,
+        default_jitter: f64,
+    ) -> Option<Lifetime> {
+        let mut lifetime = site.lifetime();
+        let Some(value) = value else {
+            return Some(lifetime);
+        };
+        if self.cache_if.is_some_and(|keep| !keep(value)) {
+            return None;
+        }
+        if let Some(ttl) = self.ttl_from.and_then(|ttl_from| ttl_from(value)) {
+            let jitter = site.jitter.unwrap_or(default_jitter).clamp(0.0, 1.0);
+            let shortened = ttl
+                .min(clock::HORIZON)
+                .mul_f64(1.0 - jitter * fastrand::f64());
+            if shortened.is_zero() {
+                return None;
+            }
+            lifetime.ttl = shortened;
+            lifetime.jitter = Some(0.0);
+        }
+        Some(lifetime)
+    }
+}
+
+impl<T> Default for Policy<T> {
+    fn default() -> Self {
+        Policy {
+            ttl_from: None,
+            cache_if: None,
+        }
+    }
+}
 
 /// How entries written by [`Cache::insert`](crate::Cache::insert),
 /// [`Cache::get_or_load`](crate::Cache::get_or_load) and

@@ -6,7 +6,7 @@ pub use crate::key::{KeyArg, KeyBuf};
 pub use crate::memo::{
     lookup, lookup_now, CacheIf, Lookup, Miss, Pending, Policy, Refresh, Site, TtlFrom,
 };
-pub use crate::shape::{
+pub use crate::memo::{
     Cacheable, OptionShape, Outcome, PlainShape, Probe, ResultOptionShape, ResultShape, Shape,
     ViaOption, ViaPlain, ViaResult, ViaResultOption,
 };

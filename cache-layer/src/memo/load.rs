@@ -1,0 +1,364 @@
+//! A miss's load: single-flight with concurrent callers, the site's distributed lock, the
+//! loader, the store of what it returned, and stale-if-error when it fails.
+
+use std::future::Future;
+use std::io;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use tracing::{Instrument, Span};
+
+use super::options::{Policy, Site};
+use super::returns::{Cacheable, Outcome, Shape};
+use super::shared::read_fresh_shared;
+use crate::cache::{Cache, SharedWrite};
+use crate::clock;
+use crate::entry::{Age, Entry, Lifetime, Value};
+use crate::pipeline::{self, read_shared_since, Joined, Leader, Load, Locked, Waiting};
+use crate::store::codec::{self, WallDeadlines};
+use crate::store::{SharedSince, ENTRY_OVERHEAD};
+use crate::trace;
+
+/// A miss on a key: [`Miss::load`] runs the loader once per key across concurrent callers.
+pub struct Miss<'a, S> {
+    cache: &'a Cache,
+    site: &'a Site,
+    key: &'a str,
+    /// An entry in its stale-if-error window, served if the load fails.
+    fallback: Option<Arc<Entry>>,
+    /// Where Redis's invalidation history stood, when read for a whole batch; otherwise it
+    /// is read when the load begins.
+    shared_since: Option<SharedSince>,
+    shape: PhantomData<S>,
+}
+
+impl<'a, S> Miss<'a, S> {
+    /// A miss on `key`, serving `fallback` if the load fails, its Redis write checked against
+    /// `shared_since` (`None`: read when the load begins).
+    pub(super) fn new(
+        cache: &'a Cache,
+        site: &'a Site,
+        key: &'a str,
+        fallback: Option<Arc<Entry>>,
+        shared_since: Option<SharedSince>,
+    ) -> Self {
+        Miss {
+            cache,
+            site,
+            key,
+            fallback,
+            shared_since,
+            shape: PhantomData,
+        }
+    }
+
+    /// This miss's load checks its Redis write against `shared_since`, read once for a batch
+    /// of misses (so that their loads still reach the batch's loader together).
+    pub(crate) fn with_shared_since(mut self, shared_since: SharedSince) -> Self {
+        self.shared_since = Some(shared_since);
+        self
+    }
+
+    /// Loads the value with `load` (or waits for a concurrent caller's load of the same key),
+    /// stores it tagged with `tags`, and returns it.
+    ///
+    /// # Concurrent calls on the same key
+    /// One caller runs its loader; the others wait for its value (a bounded time, then they
+    /// load themselves). If the leader is cancelled, panics or fails, a waiter takes over with
+    /// its own loader. A failed load is never cached.
+    pub async fn load<R, F>(
+        self,
+        tags: Vec<String>,
+        policy: Policy<<S as Shape<R>>::Success>,
+        load: F,
+    ) -> R
+    where
+        S: Shape<R>,
+        S::Value: Cacheable,
+        F: Future<Output = R>,
+    {
+        // Boxed: the miss path's state (the loader, waiting, the shared tier) would otherwise
+        // make every call's future, hits included, as large as all of it.
+        let span = trace::memo_load(self.cache, self.site.name, self.key);
+        Box::pin(
+            self.load_unboxed(tags, policy, load, &span)
+                .instrument(span.clone()),
+        )
+        .await
+    }
+
+    async fn load_unboxed<R, F>(
+        self,
+        tags: Vec<String>,
+        policy: Policy<<S as Shape<R>>::Success>,
+        load: F,
+        span: &Span,
+    ) -> R
+    where
+        S: Shape<R>,
+        S::Value: Cacheable,
+        F: Future<Output = R>,
+    {
+        if self.cache.inner().disabled() {
+            // Caching off (`CacheBuilder::disabled`): every call runs its loader.
+            trace::outcome(span, trace::Outcome::Bypass, None);
+            return Load::begin(self.cache).run(load).await;
+        }
+        let tags = boxed(tags);
+        let mut waiting = MemoWaiting {
+            miss: &self,
+            result: PhantomData,
+        };
+        let leader = match pipeline::join(self.cache, &tags, &mut waiting).await {
+            Joined::Served(value) => {
+                trace::outcome(span, trace::Outcome::Coalesced, None);
+                return value;
+            }
+            Joined::Lead(leader) => Some(leader),
+            Joined::Alone => None,
+        };
+        self.run(load, &tags, &policy, leader, span).await
+    }
+
+    /// A fresh value stored by a leader that finished between our look-up and our wait.
+    fn fresh<R>(&self) -> Option<R>
+    where
+        S: Shape<R>,
+        S::Value: Cacheable,
+    {
+        let entry = self.cache.inner().memory().get(self.key)?;
+        if entry.age(clock::now()) != Age::Fresh {
+            return None;
+        }
+        rebuild::<R, S>(&entry.value)
+    }
+
+    /// The stale-if-error entry, while its window is still open, and its value.
+    fn fallback<R>(&self) -> Option<(Value, R)>
+    where
+        S: Shape<R>,
+        S::Value: Cacheable,
+    {
+        let entry = self.fallback.as_ref()?;
+        if entry.age(clock::now()) == Age::Expired {
+            return None;
+        }
+        Some((entry.value.clone(), rebuild::<R, S>(&entry.value)?))
+    }
+
+    async fn run<R, F>(
+        &self,
+        load: F,
+        tags: &[Box<str>],
+        policy: &Policy<<S as Shape<R>>::Success>,
+        leader: Option<Leader>,
+        span: &Span,
+    ) -> R
+    where
+        S: Shape<R>,
+        S::Value: Cacheable,
+        F: Future<Output = R>,
+    {
+        let held_lock = match self.lock::<R>().await {
+            Locked::Held(lock) => Some(lock),
+            Locked::Unlocked => None,
+            Locked::LoadedElsewhere(entry) => {
+                if let Some(leader) = leader {
+                    leader.complete(entry.value.clone());
+                }
+                let value = rebuild::<R, S>(&entry.value);
+                return value.expect("decoded as `S::Value` by read_fresh_shared");
+            }
+        };
+        let started = std::time::Instant::now();
+        let at = self.shared_since;
+        let (result, stored) =
+            load_and_store::<R, S, F>(self.cache, self.site, self.key, tags, policy, at, load)
+                .await;
+        trace::load_time(span, started.elapsed());
+        trace::outcome(span, trace::Outcome::Miss, None);
+        if let Some(lock) = held_lock {
+            lock.release().await;
+        }
+        if let Some(value) = stored {
+            if let Some(leader) = leader {
+                leader.complete(value);
+            }
+            return result;
+        }
+        match self.fallback::<R>() {
+            Some((stale, value)) => {
+                trace::outcome(span, trace::Outcome::StaleIfError, None);
+                pipeline::stale_if_error(self.cache, self.key, stale, leader);
+                value
+            }
+            // Dropping the leader without a value hands the load to a waiter.
+            None => result,
+        }
+    }
+
+    /// Takes the site's distributed lock, when it has one and a shared tier is configured; when
+    /// another instance holds it, waits for that instance's value.
+    async fn lock<R>(&self) -> Locked<Arc<Entry>>
+    where
+        S: Shape<R>,
+        S::Value: Cacheable,
+    {
+        let Some(ttl) = self.site.lock else {
+            return Locked::Unlocked;
+        };
+        let (cache, key) = (self.cache, self.key);
+        pipeline::lock(cache, key, ttl, || {
+            read_fresh_shared::<S::Value>(cache, key)
+        })
+        .await
+    }
+}
+
+/// Memo's side of the pipeline's single-flight: a value handed by a leader is served when it
+/// has this function's type.
+struct MemoWaiting<'m, 'a, S, R> {
+    miss: &'m Miss<'a, S>,
+    result: PhantomData<fn() -> R>,
+}
+
+impl<S, R> Waiting for MemoWaiting<'_, '_, S, R>
+where
+    S: Shape<R>,
+    S::Value: Cacheable,
+{
+    type Served = R;
+
+    fn key(&self) -> &str {
+        self.miss.key
+    }
+
+    fn accept(&mut self, value: Value, _fallback: bool) -> Option<R> {
+        rebuild::<R, S>(&value)
+    }
+
+    fn fresh(&mut self) -> Option<R> {
+        self.miss.fresh::<R>()
+    }
+}
+
+/// Runs `load`, records it, and stores what its shape allows. Returns the caller's value and,
+/// when the call succeeded, the shared value waiters receive.
+pub(super) async fn load_and_store<R, S, F>(
+    cache: &Cache,
+    site: &Site,
+    key: &str,
+    tags: &[Box<str>],
+    policy: &Policy<<S as Shape<R>>::Success>,
+    shared_since: Option<SharedSince>,
+    load: F,
+) -> (R, Option<Value>)
+where
+    S: Shape<R>,
+    S::Value: Cacheable,
+    F: Future<Output = R>,
+{
+    let inner = cache.inner();
+    // Before the source is read: the write is not made if any instance invalidates the key or
+    // a tag from here on.
+    let shared_since = match shared_since {
+        Some(shared_since) => shared_since,
+        None => read_shared_since(cache).await,
+    };
+    let loading = Load::begin(cache);
+    let result = loading.run(load).await;
+    let (value, lifetime) = match S::classify(&result) {
+        Outcome::Value(value) => (
+            value,
+            policy.lifetime(site, S::success(value), inner.jitter()),
+        ),
+        Outcome::Negative(value) => (value, site.negative_lifetime()),
+        Outcome::Failure => {
+            loading.failed();
+            tracing::debug!(
+                cache = inner.counters().name(),
+                site = site.name,
+                key,
+                "loader failed"
+            );
+            return (result, None);
+        }
+    };
+    let shared = store_value(
+        cache,
+        key,
+        tags,
+        value,
+        lifetime,
+        loading.since(),
+        SharedWrite::Detached(shared_since),
+    )
+    .await;
+    (result, Some(shared))
+}
+
+/// Stores `value` under `key` for `lifetime` (`None`: not stored) through [`Cache::store`],
+/// unless `key` or a tag was invalidated after `since`; returns the value as waiters get it.
+pub(crate) async fn store_value<V: Cacheable>(
+    cache: &Cache,
+    key: &str,
+    tags: &[Box<str>],
+    value: &V,
+    lifetime: Option<Lifetime>,
+    since: u64,
+    write: SharedWrite,
+) -> Value {
+    let shared: Value = Arc::new(value.clone());
+    if let Some(lifetime) = lifetime {
+        let now = clock::now();
+        let deadlines = lifetime.deadlines(now, cache.inner().jitter());
+        let encoded = cache
+            .remote()
+            .and_then(|_| codec::encode(value, WallDeadlines::from_local(&deadlines, now), tags));
+        let weight = weigh(key, tags, value);
+        let entry = Entry::new(Arc::clone(&shared), deadlines, tags.into(), weight);
+        cache.store(key, entry, since, encoded, write).await;
+    }
+    shared
+}
+
+/// Estimated bytes an entry holds: bookkeeping, key, tags, the value inline, and its heap
+/// data (measured as its MessagePack length, written to a counter, not a buffer).
+fn weigh<V: serde::Serialize>(key: &str, tags: &[Box<str>], value: &V) -> u32 {
+    struct Counted(usize);
+    impl io::Write for Counted {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut heap = Counted(0);
+    let _ = rmp_serde::encode::write(&mut heap, value);
+    let bytes = ENTRY_OVERHEAD
+        + key.len()
+        // Each tag: its text, its slot and its allocation.
+        + tags.iter().map(|t| t.len() + 32).sum::<usize>()
+        // The value's `Arc`: its counts and its allocation.
+        + 32
+        + std::mem::size_of::<V>()
+        + heap.0;
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+/// A stored value as the function returns it; `None` when it holds another type.
+fn rebuild<R, S>(value: &Value) -> Option<R>
+where
+    S: Shape<R>,
+    S::Value: Cacheable,
+{
+    let value = value.downcast_ref::<S::Value>()?;
+    Some(S::rebuild(value.clone()))
+}
+
+/// Tags as entries hold them.
+pub(super) fn boxed(tags: Vec<String>) -> Box<[Box<str>]> {
+    tags.into_iter().map(String::into_boxed_str).collect()
+}
