@@ -11,7 +11,8 @@ use super::escape::escape_into;
 /// `invalidate_on` and `#[invalidates(...)]`, and every argument of a default key.
 ///
 /// Implemented for integers, `bool`, `char`, strings, references, boxes, `Option`s, slices,
-/// arrays, `Vec`s and tuples (up to 6) of those. The encoding is injective: two different
+/// arrays, `Vec`s and tuples (up to 6) of those; with the features of those names, for
+/// `uuid::Uuid` and the dates and times of `chrono` and `time`. The encoding is injective: two different
 /// values of one type never render the same text, and a rendered value never contains the
 /// characters that separate placeholders in a template (see [the crate docs](crate#keys)):
 ///
@@ -23,6 +24,10 @@ use super::escape::escape_into;
 /// | `Some(v)` | `v`; `%S` then `v` when `v` itself starts with `%N` or `%S` (`Some(None)` → `%S%N`) |
 /// | slices, arrays, `Vec` | `[a,b]`, with a trailing `,` when the last element renders empty (`[""]` → `[,]`, `[]` → `[]`) |
 /// | tuples | `(a,b)` |
+/// | `uuid::Uuid` (feature `uuid`) | hyphenated lowercase: `67e55044-10b1-426f-9247-bb680e5fe0c8` |
+/// | dates and times (features `chrono`, `time`) | ISO 8601, escaped: `2024-03-01`, `12%3A30%3A05.25` (a leap second is `60`), `2024-03-01T12%3A30%3A05` |
+/// | chrono's `DateTime<Utc>` | the date and time, then `Z`: `2024-03-01T12%3A30%3A05Z` |
+/// | chrono's `DateTime<FixedOffset>`, time's `OffsetDateTime` | RFC 3339, the local date and time then the offset: `2024-03-01T13%3A30%3A05%2B01%3A00`. One instant in two offsets is two keys (the offset is part of the value: a function may answer differently for it); for one key per instant, key by the value in UTC |
 ///
 /// Implement it for your own id types by delegating to the fields that identify a value
 /// (several fields: write them as a tuple, so their boundaries stay unambiguous):
@@ -105,7 +110,9 @@ pub trait KeyArg {
     /// The implementations here write fixed names: `u64`, `bool`, `char`; `str` for `str`,
     /// `String` and `Cow<str>`; `[T]` for `[T]`, `[T; N]` and `Vec<T>` (elements behind
     /// `dyn KeyArg` of several types: each one's, `[u8,u16]`); `(A,B)` for tuples;
-    /// `core::option::Option<T>`. References, `Box`, `Arc` and `Rc` write what they point
+    /// `core::option::Option<T>`; the feature types their path at their crate's root
+    /// (`uuid::Uuid`, `chrono::NaiveDate`, `chrono::DateTime<chrono::Utc>`, `time::Date`).
+    /// References, `Box`, `Arc` and `Rc` write what they point
     /// to (a `dyn KeyArg`, the type behind it). A name may be any text: it is escaped.
     fn write_key_type(&self, out: &mut KeyBuf) {
         out.push_str(std::any::type_name::<Self>());

@@ -1,10 +1,19 @@
 //! How arguments become parts of cache keys and tags: [`KeyArg`] renders a value (`arg`), into
 //! a [`KeyBuf`] (`buf`), escaping what it writes (`escape`); [`Key`] is the imperative API's
-//! key of a namespace and parts.
+//! key of a namespace and parts. Optional key types, a file per feature: `uuid`, and the
+//! dates and times of `chrono` and `time`, both written as ISO 8601 text (`iso8601`).
 
 mod arg;
 mod buf;
+#[cfg(feature = "chrono")]
+mod chrono;
 mod escape;
+#[cfg(any(feature = "chrono", feature = "time"))]
+mod iso8601;
+#[cfg(feature = "time")]
+mod time;
+#[cfg(feature = "uuid")]
+mod uuid;
 
 use std::fmt;
 
