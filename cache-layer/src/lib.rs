@@ -176,6 +176,10 @@ pub use cache_macros::cached;
 #[doc = include_str!("docs/invalidates.md")]
 #[doc(inline)]
 pub use cache_macros::invalidates;
+/// Derives [`KeyArg`](trait@KeyArg) for a struct or an enum (not a union), with an encoding
+/// that is injective by construction: see [Deriving](trait@KeyArg#deriving).
+#[doc(inline)]
+pub use cache_macros::KeyArg;
 pub use error::BuildError;
 pub use key::{Key, KeyArg, KeyBuf};
 pub use options::LoadOptions;

@@ -29,8 +29,11 @@ use super::escape::escape_into;
 /// | chrono's `DateTime<Utc>` | the date and time, then `Z`: `2024-03-01T12%3A30%3A05Z` |
 /// | chrono's `DateTime<FixedOffset>`, time's `OffsetDateTime` | RFC 3339, the local date and time then the offset: `2024-03-01T13%3A30%3A05%2B01%3A00`. One instant in two offsets is two keys (the offset is part of the value: a function may answer differently for it); for one key per instant, key by the value in UTC |
 ///
-/// Implement it for your own id types by delegating to the fields that identify a value
-/// (several fields: write them as a tuple, so their boundaries stay unambiguous):
+/// | `#[derive(KeyArg)]` types | see [Deriving](KeyArg#deriving): `UserId(7)` → `7`, `Point { x: 1, y: 2 }` → `(1,2)`, `Shape::Circle(3)` → `Circle(3)` |
+///
+/// Derive it for your own types ([Deriving](KeyArg#deriving)), or implement it by
+/// delegating to the fields that identify a value (several fields: write them as a tuple,
+/// so their boundaries stay unambiguous):
 ///
 /// ```
 /// use cache_layer::{KeyArg, KeyBuf};
@@ -47,6 +50,52 @@ use super::escape::escape_into;
 /// key.push_str("user:");
 /// UserId(7).write_key(&mut key);
 /// assert_eq!(key.as_str(), "user:7");
+/// ```
+///
+/// # Deriving
+///
+/// `#[derive(KeyArg)]` implements it for a struct or an enum whose fields are `KeyArg`s (a
+/// type parameter that a field names is bound by `KeyArg` too; `PhantomData` fields hold no
+/// value and are left out, so a typed id `Id<T>` needs no bound on `T`):
+///
+/// | type | renders as |
+/// | --- | --- |
+/// | a struct of one field | the field: `UserId(7)` → `7` |
+/// | a struct of several fields, or of none | a tuple of them: `Point { x: 1, y: 2 }` → `(1,2)`, a unit struct → `()` |
+/// | an enum | the variant's name, then its fields as a tuple unless it is a unit variant: `Active`, `Circle(3)`, `Rect { w: 2, h: 3 }` → `Rect(2,3)` |
+///
+/// Fields frame themselves and variant names are distinct, so no two values of a derived
+/// type render alike. Renaming a field keeps its keys; reordering fields or renaming a
+/// variant changes them (entries under the old keys are then misses). The derived
+/// [`write_key_type`](KeyArg::write_key_type) writes a fixed name: the path of the module
+/// that declares the type, `::` and its name (`my_app::ids::UserId`), then, for a generic
+/// type, its type arguments ([`std::any::type_name`]) and const arguments in `<>`. So
+/// derived `UserId(7)` and `OrgId(7)`, which both render `7`, are two entries wherever the
+/// type takes part in the key (below). Two types of one name declared inside functions of
+/// one module share a path: name them apart.
+///
+/// ```
+/// use cache_layer::{cached, Key, KeyArg};
+///
+/// #[derive(KeyArg)]
+/// struct UserId(u64);
+///
+/// #[derive(KeyArg)]
+/// enum Filter {
+///     All,
+///     Tag(String),
+///     Range { from: u32, to: u32 },
+/// }
+///
+/// #[cached(ttl = "1m", key = "posts:<user>:<filter>")]
+/// async fn posts(user: UserId, filter: Filter) -> Vec<String> {
+///     Vec::new() // the query
+/// }
+///
+/// let key = Key::new("posts").part(UserId(7)).part(Filter::Range { from: 1, to: 5 });
+/// assert_eq!(key.as_str(), "posts:7:Range(1,5)");
+/// let key = Key::new("posts").part(UserId(7)).part(Filter::Tag("a/b".into()));
+/// assert_eq!(key.as_str(), "posts:7:Tag(a%2Fb)");
 /// ```
 ///
 /// # Arguments whose type the signature leaves open
@@ -92,7 +141,7 @@ use super::escape::escape_into;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be part of a cache key",
     label = "this value is used in a cache key or tag",
-    note = "implement `cache_layer::KeyArg` for it, or use one of its fields: `<arg.field>`"
+    note = "derive it (`#[derive(cache_layer::KeyArg)]`), implement `cache_layer::KeyArg` for it, or use one of its fields: `<arg.field>`"
 )]
 pub trait KeyArg {
     /// Appends this value's key form to `out`.
