@@ -128,6 +128,9 @@
 //! | `tls` | yes | `rediss://` URLs: TLS to Redis with rustls (ring), trusting the system's roots or a given CA |
 //! | `grpc` | no | caching opted-in gRPC unary methods (gzip/deflate request decoding, descriptor sets); without it, gRPC calls pass through untouched |
 //! | `test-clock` | no | `testing::follow_tokio_time`: entry lifetimes on Tokio's pausable clock, for tests |
+//! | `uuid` | no | [`KeyArg`] for `uuid::Uuid`: ids as keys (`67e55044-10b1-426f-9247-bb680e5fe0c8`) |
+//! | `chrono` | no | [`KeyArg`] for chrono's `NaiveDate`, `NaiveTime`, `NaiveDateTime`, `DateTime<Utc>` and `DateTime<FixedOffset>`, as ISO 8601 text |
+//! | `time` | no | [`KeyArg`] for the time crate's `Date`, `Time`, `PrimitiveDateTime` and `OffsetDateTime`, as ISO 8601 text |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod batch;
@@ -171,6 +174,10 @@ pub use cache_macros::cached;
 #[doc = include_str!("docs/invalidates.md")]
 #[doc(inline)]
 pub use cache_macros::invalidates;
+/// Derives [`KeyArg`](trait@KeyArg) for a struct or an enum (not a union), with an encoding
+/// that is injective by construction: see [Deriving](trait@KeyArg#deriving).
+#[doc(inline)]
+pub use cache_macros::KeyArg;
 pub use error::BuildError;
 pub use key::{Key, KeyArg, KeyBuf};
 pub use memo::LoadOptions;

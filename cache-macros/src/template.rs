@@ -117,7 +117,7 @@ impl Template {
 
 /// Whether `c` separates placeholders: a character every rendered value writes `%XX`
 /// (ASCII other than letters, digits and `-._~`), except `%` itself. The same set as
-/// `cache_layer`'s `key::is_reserved`.
+/// `cache_layer`'s `key::escape::is_reserved`.
 fn separates(c: char) -> bool {
     c.is_ascii() && !c.is_ascii_alphanumeric() && !matches!(c, '-' | '.' | '_' | '~' | '%')
 }

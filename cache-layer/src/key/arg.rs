@@ -1,15 +1,18 @@
-//! How arguments become parts of cache keys and tags.
+//! The [`KeyArg`] trait, and its implementations for the standard library's types.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
+
+use super::buf::KeyBuf;
+use super::escape::escape_into;
 
 /// A value that can be part of a cache key or tag: the `<placeholders>` of `#[cached(key = ...)]`,
 /// `invalidate_on` and `#[invalidates(...)]`, and every argument of a default key.
 ///
 /// Implemented for integers, `bool`, `char`, strings, references, boxes, `Option`s, slices,
-/// arrays, `Vec`s and tuples (up to 6) of those. The encoding is injective: two different
+/// arrays, `Vec`s and tuples (up to 6) of those; with the features of those names, for
+/// `uuid::Uuid` and the dates and times of `chrono` and `time`. The encoding is injective: two different
 /// values of one type never render the same text, and a rendered value never contains the
 /// characters that separate placeholders in a template (see [the crate docs](crate#keys)):
 ///
@@ -21,9 +24,16 @@ use std::sync::Arc;
 /// | `Some(v)` | `v`; `%S` then `v` when `v` itself starts with `%N` or `%S` (`Some(None)` → `%S%N`) |
 /// | slices, arrays, `Vec` | `[a,b]`, with a trailing `,` when the last element renders empty (`[""]` → `[,]`, `[]` → `[]`) |
 /// | tuples | `(a,b)` |
+/// | `uuid::Uuid` (feature `uuid`) | hyphenated lowercase: `67e55044-10b1-426f-9247-bb680e5fe0c8` |
+/// | dates and times (features `chrono`, `time`) | ISO 8601, escaped: `2024-03-01`, `12%3A30%3A05.25` (a leap second is `60`), `2024-03-01T12%3A30%3A05` |
+/// | chrono's `DateTime<Utc>` | the date and time, then `Z`: `2024-03-01T12%3A30%3A05Z` |
+/// | chrono's `DateTime<FixedOffset>`, time's `OffsetDateTime` | RFC 3339, the local date and time then the offset: `2024-03-01T13%3A30%3A05%2B01%3A00`. One instant in two offsets is two keys (the offset is part of the value: a function may answer differently for it); for one key per instant, key by the value in UTC |
 ///
-/// Implement it for your own id types by delegating to the fields that identify a value
-/// (several fields: write them as a tuple, so their boundaries stay unambiguous):
+/// | `#[derive(KeyArg)]` types | see [Deriving](KeyArg#deriving): `UserId(7)` → `7`, `Point { x: 1, y: 2 }` → `(1,2)`, `Shape::Circle(3)` → `Circle(3)` |
+///
+/// Derive it for your own types ([Deriving](KeyArg#deriving)), or implement it by
+/// delegating to the fields that identify a value (several fields: write them as a tuple,
+/// so their boundaries stay unambiguous):
 ///
 /// ```
 /// use cache_layer::{KeyArg, KeyBuf};
@@ -40,6 +50,52 @@ use std::sync::Arc;
 /// key.push_str("user:");
 /// UserId(7).write_key(&mut key);
 /// assert_eq!(key.as_str(), "user:7");
+/// ```
+///
+/// # Deriving
+///
+/// `#[derive(KeyArg)]` implements it for a struct or an enum whose fields are `KeyArg`s (a
+/// type parameter that a field names is bound by `KeyArg` too; `PhantomData` fields hold no
+/// value and are left out, so a typed id `Id<T>` needs no bound on `T`):
+///
+/// | type | renders as |
+/// | --- | --- |
+/// | a struct of one field | the field: `UserId(7)` → `7` |
+/// | a struct of several fields, or of none | a tuple of them: `Point { x: 1, y: 2 }` → `(1,2)`, a unit struct → `()` |
+/// | an enum | the variant's name, then its fields as a tuple unless it is a unit variant: `Active`, `Circle(3)`, `Rect { w: 2, h: 3 }` → `Rect(2,3)` |
+///
+/// Fields frame themselves and variant names are distinct, so no two values of a derived
+/// type render alike. Renaming a field keeps its keys; reordering fields or renaming a
+/// variant changes them (entries under the old keys are then misses). The derived
+/// [`write_key_type`](KeyArg::write_key_type) writes a fixed name: the path of the module
+/// that declares the type, `::` and its name (`my_app::ids::UserId`), then, for a generic
+/// type, its type arguments ([`std::any::type_name`]) and const arguments in `<>`. So
+/// derived `UserId(7)` and `OrgId(7)`, which both render `7`, are two entries wherever the
+/// type takes part in the key (below). Two types of one name declared inside functions of
+/// one module share a path: name them apart.
+///
+/// ```
+/// use cache_layer::{cached, Key, KeyArg};
+///
+/// #[derive(KeyArg)]
+/// struct UserId(u64);
+///
+/// #[derive(KeyArg)]
+/// enum Filter {
+///     All,
+///     Tag(String),
+///     Range { from: u32, to: u32 },
+/// }
+///
+/// #[cached(ttl = "1m", key = "posts:<user>:<filter>")]
+/// async fn posts(user: UserId, filter: Filter) -> Vec<String> {
+///     Vec::new() // the query
+/// }
+///
+/// let key = Key::new("posts").part(UserId(7)).part(Filter::Range { from: 1, to: 5 });
+/// assert_eq!(key.as_str(), "posts:7:Range(1,5)");
+/// let key = Key::new("posts").part(UserId(7)).part(Filter::Tag("a/b".into()));
+/// assert_eq!(key.as_str(), "posts:7:Tag(a%2Fb)");
 /// ```
 ///
 /// # Arguments whose type the signature leaves open
@@ -85,7 +141,7 @@ use std::sync::Arc;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be part of a cache key",
     label = "this value is used in a cache key or tag",
-    note = "implement `cache_layer::KeyArg` for it, or use one of its fields: `<arg.field>`"
+    note = "derive it (`#[derive(cache_layer::KeyArg)]`), implement `cache_layer::KeyArg` for it, or use one of its fields: `<arg.field>`"
 )]
 pub trait KeyArg {
     /// Appends this value's key form to `out`.
@@ -103,105 +159,12 @@ pub trait KeyArg {
     /// The implementations here write fixed names: `u64`, `bool`, `char`; `str` for `str`,
     /// `String` and `Cow<str>`; `[T]` for `[T]`, `[T; N]` and `Vec<T>` (elements behind
     /// `dyn KeyArg` of several types: each one's, `[u8,u16]`); `(A,B)` for tuples;
-    /// `core::option::Option<T>`. References, `Box`, `Arc` and `Rc` write what they point
+    /// `core::option::Option<T>`; the feature types their path at their crate's root
+    /// (`uuid::Uuid`, `chrono::NaiveDate`, `chrono::DateTime<chrono::Utc>`, `time::Date`).
+    /// References, `Box`, `Arc` and `Rc` write what they point
     /// to (a `dyn KeyArg`, the type behind it). A name may be any text: it is escaped.
     fn write_key_type(&self, out: &mut KeyBuf) {
         out.push_str(std::any::type_name::<Self>());
-    }
-}
-
-/// A key or tag being rendered. Short keys (up to 64 bytes) stay on the stack, so rendering
-/// the key of a cache hit allocates nothing.
-#[derive(Clone, Default)]
-pub struct KeyBuf {
-    inline: arrayvec::ArrayString<64>,
-    spilled: Option<String>,
-}
-
-impl KeyBuf {
-    /// An empty key.
-    pub fn new() -> Self {
-        KeyBuf::default()
-    }
-
-    /// Appends `s` as is (no escaping: use [`KeyArg::write_key`] for values).
-    #[inline]
-    pub fn push_str(&mut self, s: &str) {
-        match &mut self.spilled {
-            Some(heap) => heap.push_str(s),
-            None => {
-                if self.inline.try_push_str(s).is_err() {
-                    let mut heap = String::with_capacity(self.inline.len() + s.len() + 64);
-                    heap.push_str(&self.inline);
-                    heap.push_str(s);
-                    self.spilled = Some(heap);
-                }
-            }
-        }
-    }
-
-    /// Appends one character as is.
-    #[inline]
-    pub fn push(&mut self, c: char) {
-        match &mut self.spilled {
-            Some(heap) => heap.push(c),
-            None => {
-                if self.inline.try_push(c).is_err() {
-                    self.push_str(c.encode_utf8(&mut [0; 4]));
-                }
-            }
-        }
-    }
-
-    /// The key rendered so far.
-    #[inline]
-    pub fn as_str(&self) -> &str {
-        match &self.spilled {
-            Some(heap) => heap,
-            None => &self.inline,
-        }
-    }
-
-    /// The length of the key rendered so far, in bytes.
-    #[inline]
-    pub fn len(&self) -> usize {
-        self.as_str().len()
-    }
-
-    /// Whether nothing has been rendered yet.
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.as_str().is_empty()
-    }
-
-    /// Inserts `s` at byte offset `at` (a character boundary). Rare: only `Some` of a value
-    /// that starts with a marker takes it.
-    fn insert_str(&mut self, at: usize, s: &str) {
-        match &mut self.spilled {
-            Some(heap) => heap.insert_str(at, s),
-            None => {
-                // Fits: it was part of the inline buffer.
-                let tail = arrayvec::ArrayString::<64>::from(&self.inline[at..])
-                    .expect("a suffix of the inline buffer fits in one");
-                self.inline.truncate(at);
-                self.push_str(s);
-                self.push_str(&tail);
-            }
-        }
-    }
-
-    /// The key as an owned string.
-    pub fn into_string(self) -> String {
-        match self.spilled {
-            Some(heap) => heap,
-            None => self.inline.as_str().to_owned(),
-        }
-    }
-}
-
-impl fmt::Debug for KeyBuf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -482,142 +445,6 @@ pub(crate) fn write_typed<T: KeyArg + ?Sized>(value: &T, out: &mut KeyBuf) {
     escape_into(name.as_str(), out);
 }
 
-/// Whether `byte` is written `%XX` in a rendered string: every ASCII character but letters,
-/// digits and `-._~` (RFC 3986's unreserved set). Templates separate placeholders with these
-/// characters, so a value can never produce the text around it; `%` is the escape itself.
-/// `cache-macros` checks template literals against the same set.
-#[inline]
-fn is_reserved(byte: u8) -> bool {
-    byte.is_ascii() && !byte.is_ascii_alphanumeric() && !matches!(byte, b'-' | b'.' | b'_' | b'~')
-}
-
-/// `byte` percent-encoded: `%XX`, uppercase hex (RFC 3986 §2.1).
-#[inline]
-pub(crate) fn percent_encoded(byte: u8) -> [char; 3] {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let digit = |nibble: u8| char::from(HEX[usize::from(nibble)]);
-    ['%', digit(byte >> 4), digit(byte & 0xF)]
-}
-
-/// Appends `s` with its reserved characters written `%XX` (uppercase hex). Unreserved runs
-/// are appended whole, so a string with nothing to escape is one copy.
-#[inline]
-fn escape_into(s: &str, out: &mut KeyBuf) {
-    let mut start = 0;
-    for (at, &byte) in s.as_bytes().iter().enumerate() {
-        if is_reserved(byte) {
-            // `at` is an ASCII byte, so both slices end on character boundaries.
-            out.push_str(&s[start..at]);
-            for c in percent_encoded(byte) {
-                out.push(c);
-            }
-            start = at + 1;
-        }
-    }
-    out.push_str(&s[start..]);
-}
-
-/// A key for the imperative API ([`Cache::get`](crate::Cache::get),
-/// [`Cache::insert`](crate::Cache::insert), [`Cache::get_or_load`](crate::Cache::get_or_load),
-/// [`Cache::get_or_load_many`](crate::Cache::get_or_load_many), ...): a namespace written in
-/// code, then parts, each after a `:`, rendered with [`KeyArg`] exactly as a `#[cached]` key
-/// template renders its placeholders.
-///
-/// # The namespace
-/// `Key::new("user").part(7)` renders `user:7`: the same key as
-/// `#[cached(key = "user:<id>")]` renders for `id = 7`, so it reads and writes *that* entry
-/// (how a cached function's entries are warmed at start-up; a value of another type under it
-/// is a miss, as between two functions sharing a key template). A function's default key is
-/// reached only by naming its path (`Key::new(concat!(module_path!(), "::get_user")).part(7)`).
-/// Parts are escaped (`a:b` → `a%3Ab`), so no value, however hostile, can render another
-/// key's text; HTTP responses stored by [`CacheLayer`](crate::CacheLayer) are keyed
-/// `GET <url>` (with a space, which no namespace may hold) and are never reached. In Redis, the
-/// key is stored under the cache's [key prefix](crate::CacheBuilder::key_prefix), and a key
-/// over 200 bytes under its digest (see the crate docs, "Redis layout"), as every key is.
-///
-/// ```
-/// use cache_layer::Key;
-///
-/// let key = Key::new("org").part(7).part("a/b");
-/// assert_eq!(key.as_str(), "org:7:a%2Fb");
-/// ```
-///
-/// # Panics
-/// `Key::new` panics when `namespace` is empty or holds anything but printable ASCII other
-/// than `%` (no spaces, no control or non-ASCII characters): namespaces are written in code,
-/// never taken from input; put values in [`part`](Key::part)s.
-#[derive(Clone)]
-pub struct Key {
-    buf: KeyBuf,
-}
-
-impl Key {
-    /// A key of `namespace` alone; add parts with [`Key::part`].
-    ///
-    /// # Panics
-    /// When `namespace` is empty or holds a character other than printable ASCII (`!` to
-    /// `~`) or holds `%`.
-    #[inline]
-    pub fn new(namespace: &'static str) -> Self {
-        assert!(
-            !namespace.is_empty()
-                && namespace.bytes().all(|b| b.is_ascii_graphic() && b != b'%'),
-            "a cache key namespace must be non-empty printable ASCII without `%` or spaces, got {namespace:?}"
-        );
-        let mut buf = KeyBuf::new();
-        buf.push_str(namespace);
-        Key { buf }
-    }
-
-    /// Appends `:` and `part`, rendered by its [`KeyArg`] encoding (escaped, framed).
-    #[inline]
-    #[must_use]
-    pub fn part(mut self, part: impl KeyArg) -> Self {
-        self.buf.push(':');
-        part.write_key(&mut self.buf);
-        self
-    }
-
-    /// The rendered key (what [`Cache::invalidate`](crate::Cache::invalidate) takes).
-    #[inline]
-    pub fn as_str(&self) -> &str {
-        self.buf.as_str()
-    }
-}
-
-impl fmt::Debug for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Keys may hold user data: shown only where the application prints them.
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl fmt::Display for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl PartialEq for Key {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for Key {}
-
-impl std::hash::Hash for Key {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
-    }
-}
-
-impl std::borrow::Borrow<str> for Key {
-    fn borrow(&self) -> &str {
-        self.as_str()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -655,17 +482,6 @@ mod tests {
     }
 
     #[test]
-    fn long_keys_spill_to_the_heap_intact() {
-        let mut out = KeyBuf::new();
-        let long = "x".repeat(100);
-        out.push_str("k:");
-        long.write_key(&mut out);
-        out.push('!');
-        assert_eq!(out.as_str(), format!("k:{long}!"));
-        assert_eq!(out.into_string(), format!("k:{long}!"));
-    }
-
-    #[test]
     fn options_and_slices() {
         let mut out = KeyBuf::new();
         None::<u8>.write_key(&mut out);
@@ -694,22 +510,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn reserved_characters_are_percent_encoded() {
-        let mut out = KeyBuf::new();
-        "a/b c:d%é-._~".write_key(&mut out);
-        'ü'.write_key(&mut out);
-        '['.write_key(&mut out);
-        assert_eq!(out.as_str(), "a%2Fb%20c%3Ad%25é-._~ü%5B");
-    }
-
-    #[test]
-    fn keys_render_like_templates_and_escape_their_parts() {
-        let key = Key::new("user").part(7u64).part("a:b").part(None::<u8>);
-        assert_eq!(key.as_str(), "user:7:a%3Ab:%N");
-        assert_ne!(Key::new("x").part("a:b"), Key::new("x").part("a").part("b"));
-    }
-
     fn typed<T: KeyArg + ?Sized>(value: &T) -> String {
         let mut out = KeyBuf::new();
         write_typed(value, &mut out);
@@ -736,16 +536,5 @@ mod tests {
         assert_eq!(typed(&mixed), "[1,2]%T%5Bu8%2Cu16%5D");
         let swapped: Vec<&dyn KeyArg> = vec![&1u16, &2u8];
         assert_ne!(typed(&mixed), typed(&swapped));
-    }
-
-    #[test]
-    fn namespaces_are_code_not_input() {
-        for bad in ["", "GET http", "a%3A", "tab\t", "é"] {
-            assert!(
-                std::panic::catch_unwind(|| Key::new(bad)).is_err(),
-                "{bad:?}"
-            );
-        }
-        assert_eq!(Key::new("my_app::get_user").as_str(), "my_app::get_user");
     }
 }
