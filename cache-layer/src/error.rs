@@ -100,6 +100,24 @@ mod tests {
         );
     }
 
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn tls_settings_need_the_tls_feature() {
+        let pem = b"-----BEGIN CERTIFICATE-----".to_vec();
+        for builder in [
+            Cache::builder().tiered("rediss://127.0.0.1:6380/"),
+            Cache::builder().tiered("redis://127.0.0.1:6379/"),
+            Cache::builder().redis_cluster(["redis://127.0.0.1:7000/"]),
+        ] {
+            let builder = builder.redis_root_certificate(pem.clone());
+            assert_eq!(refused(builder), BuildError::TlsFeature);
+        }
+        assert_eq!(
+            refused(Cache::builder().tiered("rediss://127.0.0.1:6380/")),
+            BuildError::TlsFeature
+        );
+    }
+
     #[test]
     fn no_credential_reaches_the_message_or_debug() {
         let urls = [

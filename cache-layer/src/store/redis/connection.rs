@@ -112,6 +112,9 @@ impl Connection {
         if urls.is_empty() {
             return Err(BuildError::NoClusterNodes);
         }
+        if root.is_some() && !cfg!(feature = "tls") {
+            return Err(BuildError::TlsFeature);
+        }
         let trust = Trust(root);
         let mut infos = Vec::new();
         let mut clients = Vec::new();
@@ -188,9 +191,15 @@ fn tcp() -> TcpSettings {
 }
 
 /// What `rediss://` connections trust: a given CA certificate (PEM), or else the system's
-/// roots. Without the `tls` feature there is no TLS: a `rediss://` URL is refused (see
-/// [`url_error`]), a single node's plain connection has no use for the certificate, and a
-/// cluster refuses it.
+/// roots. Without the `tls` feature there is no TLS: a `rediss://` URL (see [`url_error`]) and
+/// a certificate (see [`Connection::new`]) are refused.
+#[cfg_attr(
+    not(feature = "tls"),
+    expect(
+        dead_code,
+        reason = "without TLS a certificate is refused before it is read"
+    )
+)]
 struct Trust<'a>(Option<&'a [u8]>);
 
 impl Trust<'_> {
@@ -208,10 +217,6 @@ impl Trust<'_> {
         #[cfg(feature = "tls")]
         if let Some(certificates) = self.certificates() {
             return Ok(builder.certs(certificates));
-        }
-        #[cfg(not(feature = "tls"))]
-        if self.0.is_some() {
-            return Err(BuildError::TlsFeature);
         }
         Ok(builder)
     }
