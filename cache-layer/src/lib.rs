@@ -130,28 +130,24 @@
 //! | `test-clock` | no | `testing::follow_tokio_time`: entry lifetimes on Tokio's pausable clock, for tests |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod batch;
 mod cache;
-mod clock;
 pub mod docs;
-mod entry;
+mod engine;
 mod error;
-mod flight;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 #[cfg(not(feature = "grpc"))]
 mod grpc;
 pub mod http;
-mod imperative;
-mod invalidation;
 mod key;
 mod memo;
 mod options;
-mod pipeline;
 mod shape;
-mod stats;
 mod store;
-mod trace;
+
+// Aliases for the engine's old paths (`crate::pipeline`, `crate::clock`, ...), kept only until
+// the import paths outside `cache/` and `engine/` are rewritten to `crate::engine::*`.
+pub(crate) use engine::{clock, entry, flight, pipeline, stats, trace};
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -182,9 +178,9 @@ pub use options::LoadOptions;
 /// `follow_tokio_time` (feature `test-clock`).
 pub mod testing {
     #[cfg(feature = "test-clock")]
-    pub use crate::clock::follow_tokio_time;
+    pub use crate::engine::clock::follow_tokio_time;
 }
-pub use stats::Stats;
+pub use engine::stats::Stats;
 
 /// The crate's README (what crates.io shows), compiled as doctests.
 #[cfg(doctest)]

@@ -1,4 +1,10 @@
-//! The [`Cache`] handle and its builder.
+//! The [`Cache`] handle: what every front-end stores into, reads from and invalidates through.
+//!
+//! - `mod.rs`: the handle, the state its clones share ([`Inner`]), invalidation.
+//! - `builder`: [`CacheBuilder`], the settings a cache is built from.
+//! - `write`: the one write path every entry takes into memory and the shared tier.
+//! - `imperative`: get, insert, load and remove by hand.
+//! - `batch`: [`Cache::get_or_load_many`], one loader call for the missing keys of a batch.
 
 use std::fmt;
 use std::future::Future;
@@ -6,12 +12,18 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Waker};
 use std::time::Duration;
 
-use crate::entry::Entry;
-use crate::error::BuildError;
-use crate::flight::Flights;
-use crate::invalidation::InvalidationLog;
-use crate::stats::{Counter, Counters, Stats};
-use crate::store::{MemoryStore, Queued, RedisConfig, RedisStore, Remote, SharedSince};
+use crate::engine::clock;
+use crate::engine::entry::Entry;
+use crate::engine::flight::Flights;
+use crate::engine::invalidation::InvalidationLog;
+use crate::engine::stats::{Counter, Counters, Stats};
+use crate::store::{MemoryStore, Queued, Remote, SharedSince};
+
+mod batch;
+mod builder;
+mod imperative;
+
+pub use builder::CacheBuilder;
 
 /// A cache: stores, single-flight, invalidation and counters behind one cheap-to-clone handle.
 ///
@@ -45,7 +57,7 @@ pub(crate) struct Inner {
     /// How long a caller waits for a concurrent load of the same key before loading itself.
     max_wait: Duration,
     /// The shared tier, when configured.
-    remote: Option<Remote>,
+    shared: Option<Remote>,
     /// Caching off ([`CacheBuilder::disabled`]): every look-up misses, nothing is stored.
     disabled: bool,
     /// Keys recorded on spans ([`CacheBuilder::trace_keys`]).
@@ -94,7 +106,7 @@ impl Inner {
     /// [`Cache::listen_for_invalidations`].
     #[inline]
     pub(crate) fn remote(&self) -> Option<&Remote> {
-        self.remote.as_ref()
+        self.shared.as_ref()
     }
 
     /// Whether spans record keys ([`CacheBuilder::trace_keys`]).
@@ -115,7 +127,7 @@ impl Inner {
     /// [`Inner::admit`] and `store::tiered`), so it is read whatever the shared tier's state.
     #[inline]
     pub(crate) fn local(&self) -> Option<&MemoryStore> {
-        match &self.remote {
+        match &self.shared {
             Some(remote) if !remote.tiered() => None,
             _ => Some(&self.memory),
         }
@@ -132,11 +144,11 @@ impl Inner {
             EntryKind::Memoised => self.local()?,
             EntryKind::Response => &self.memory,
         };
-        match self.remote.as_ref().and_then(Remote::memory_bound) {
+        match self.shared.as_ref().and_then(Remote::memory_bound) {
             None => Some(memory),
             Some(bound) if bound.is_zero() => None,
             Some(bound) => {
-                let until = crate::clock::after(crate::clock::now(), bound);
+                let until = clock::after(clock::now(), bound);
                 entry.deadlines = entry.deadlines.at_most(until);
                 Some(memory)
             }
@@ -387,7 +399,7 @@ impl Cache {
 
     /// The shared tier's part of [`Cache::purge_names`].
     async fn purge_shared(&self, names: &[String], soft: bool) {
-        let Some(remote) = &self.inner.remote else {
+        let Some(remote) = &self.inner.shared else {
             return;
         };
         for name in names {
@@ -437,7 +449,7 @@ impl Cache {
     /// they run, memory keeps what it stores at most the outage bound. Called where the
     /// shared tier is first used: a read that reaches it, every store and every invalidation.
     pub(crate) fn listen_for_invalidations(&self) {
-        if let Some(remote) = &self.inner.remote {
+        if let Some(remote) = &self.inner.shared {
             remote.ensure_subscriber(Arc::downgrade(&self.inner));
         }
     }
@@ -575,14 +587,14 @@ impl Cache {
         key: &str,
         bytes: Vec<u8>,
         entry: &Entry,
-        expires_at: crate::clock::Instant,
+        expires_at: clock::Instant,
         at: (u64, SharedSince),
     ) {
         let (since, shared_since) = at;
-        let Some(remote) = &self.inner.remote else {
+        let Some(remote) = &self.inner.shared else {
             return;
         };
-        let ttl = expires_at.saturating_duration_since(crate::clock::now());
+        let ttl = expires_at.saturating_duration_since(clock::now());
         let log = &self.inner.log;
         if log.named_since(since, key, &entry.tags) || log.soft_since(since, key, &entry.tags) {
             return;
@@ -606,291 +618,4 @@ impl fmt::Debug for Cache {
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
-}
-
-/// Configures a [`Cache`]. Builder methods take and return `self`.
-#[derive(Clone, Debug)]
-#[must_use]
-pub struct CacheBuilder {
-    name: String,
-    memory_budget: u64,
-    jitter: f64,
-    max_wait: Duration,
-    redis: Option<RedisTarget>,
-    key_prefix: String,
-    redis_connect_timeout: Duration,
-    redis_timeout: Duration,
-    redis_root_certificate: Option<Vec<u8>>,
-    disabled: bool,
-    trace_keys: bool,
-    outage_ttl: Duration,
-}
-
-impl Default for CacheBuilder {
-    fn default() -> Self {
-        CacheBuilder {
-            name: "cache".to_owned(),
-            memory_budget: 64 * 1024 * 1024,
-            jitter: 0.1,
-            max_wait: Duration::from_secs(10),
-            redis: None,
-            key_prefix: String::new(),
-            redis_connect_timeout: Duration::from_millis(250),
-            redis_timeout: Duration::from_millis(100),
-            redis_root_certificate: None,
-            disabled: false,
-            trace_keys: false,
-            outage_ttl: Duration::from_secs(1),
-        }
-    }
-}
-
-impl CacheBuilder {
-    /// The name metrics and events are labelled with (default `"cache"`).
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
-    }
-
-    /// The in-memory store's budget in bytes (default 64 MiB). Entries are weighed by what
-    /// they hold: key, tags and their index slots, inline size and heap data, and the store's
-    /// own cost per entry (calibrated against a counting allocator to within 25%); the least
-    /// recently used go first when the budget is exceeded. Under any traffic the process
-    /// holds about the budget plus a fixed few MiB (docs/caching-and-performance.md, "Memory").
-    ///
-    /// Besides the budget, each thread that reads the cache keeps copies of the last entries it
-    /// read (64, of at most 16 KiB each), so a repeated read of a hot key touches no shared
-    /// memory; a copy is never served once its entry was invalidated, replaced or evicted, but
-    /// it can keep an evicted entry's memory alive until the thread's next read of that slot.
-    pub fn memory_budget(mut self, bytes: u64) -> Self {
-        self.memory_budget = bytes;
-        self
-    }
-
-    /// The default TTL jitter, as a fraction in `[0, 1)` (default `0.1`: each TTL is scaled
-    /// by a random factor in 0.9..=1.1, so keys cached together do not expire together).
-    pub fn jitter(mut self, fraction: f64) -> Self {
-        self.jitter = fraction;
-        self
-    }
-
-    /// How long a caller waits for another caller's load of the same key before running its
-    /// own loader (default 10 s).
-    pub fn max_wait(mut self, wait: Duration) -> Self {
-        self.max_wait = wait;
-        self
-    }
-
-    /// Stores entries in Redis only (no in-process copy), shared by every instance using the
-    /// same Redis and key prefix. `url`: `redis://[user:password@]host:port[/db]`, or
-    /// `rediss://...` for TLS (feature `tls`, on by default).
-    ///
-    /// Redis is connected on first use. If it is down or slow, calls fall back to the source
-    /// (fail open); a circuit breaker then skips Redis for a second at a time until it
-    /// answers again.
-    pub fn redis(self, url: impl Into<String>) -> Self {
-        self.redis_target(vec![url.into()], false, false)
-    }
-
-    /// Like [`redis`](Self::redis), on a Redis Cluster (or Valkey cluster) given some of its
-    /// nodes' URLs; the rest are discovered.
-    pub fn redis_cluster<I, U>(self, nodes: I) -> Self
-    where
-        I: IntoIterator<Item = U>,
-        U: Into<String>,
-    {
-        self.redis_target(nodes.into_iter().map(Into::into).collect(), true, false)
-    }
-
-    /// Like [`tiered`](Self::tiered), with a Redis Cluster as L2.
-    pub fn tiered_cluster<I, U>(self, nodes: I) -> Self
-    where
-        I: IntoIterator<Item = U>,
-        U: Into<String>,
-    {
-        self.redis_target(nodes.into_iter().map(Into::into).collect(), true, true)
-    }
-
-    /// Memory in front of Redis: hits are served from memory (L1); misses read Redis (L2)
-    /// before the source. Invalidations reach every instance's L1 over Redis pub/sub; while
-    /// an instance cannot hear them (Redis down or unreachable), it keeps using its L1, but
-    /// keeps each value stored meanwhile at most the [outage bound](Self::outage_ttl).
-    pub fn tiered(self, url: impl Into<String>) -> Self {
-        self.redis_target(vec![url.into()], false, true)
-    }
-
-    fn redis_target(mut self, urls: Vec<String>, cluster: bool, tiered: bool) -> Self {
-        self.redis = Some(RedisTarget {
-            urls,
-            cluster,
-            tiered,
-        });
-        self
-    }
-
-    /// A prefix for every Redis key and channel (default none): applications sharing one
-    /// Redis with different prefixes never see each other's entries or invalidations.
-    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.key_prefix = prefix.into();
-        self
-    }
-
-    /// How long memory keeps what it stores while this instance cannot hear the other
-    /// instances' invalidations (default 1 s). Only with a shared tier ([`redis`](Self::redis),
-    /// [`tiered`](Self::tiered) and their cluster forms).
-    ///
-    /// Memory (L1 of memoised values in the tiered set-up; HTTP responses and gRPC calls in
-    /// every shared set-up) stays in use while Redis is down, unreachable or slow, so an outage
-    /// does not send every call to the source. But an invalidation made by another instance
-    /// meanwhile cannot reach this one, so:
-    ///
-    /// - memory is emptied when this instance notices it stopped hearing invalidations (its
-    ///   subscription ends or stops answering its heartbeat, the circuit breaker opens, or
-    ///   the Tokio runtime the subscription ran on shuts down): nothing stored before is
-    ///   served after that. A subscription that goes silent rather than closing is noticed
-    ///   within a heartbeat (500 ms) plus the connect and operation timeouts (850 ms with the
-    ///   defaults); what another instance changes before that is served until then;
-    /// - until it hears them again (and while its own invalidations wait to be replayed to
-    ///   Redis), every entry stored in memory is dropped at most `bound` after it was stored:
-    ///   its fresh, stale-while-revalidate, stale-if-error and revalidation windows all close
-    ///   by then. A value or response changed elsewhere is served at most `bound` after this
-    ///   instance stored it;
-    /// - memory is emptied again once invalidations can be heard (resubscribed, Redis answers
-    ///   again).
-    ///
-    /// A longer bound spares the source more during an outage and serves missed changes
-    /// longer; `Duration::ZERO` stores nothing in memory meanwhile, so that every call loads
-    /// and every request reaches the inner service (concurrent ones still coalesce). Any
-    /// bound is accepted; very long ones are cut at the clock's horizon (100 years).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use cache_layer::Cache;
-    ///
-    /// let cache = Cache::builder()
-    ///     .tiered("redis://127.0.0.1:0")
-    ///     .outage_ttl(Duration::from_millis(500))
-    ///     .build()
-    ///     .expect("valid configuration");
-    /// # drop(cache);
-    /// ```
-    pub fn outage_ttl(mut self, bound: Duration) -> Self {
-        self.outage_ttl = bound;
-        self
-    }
-
-    /// How long one Redis operation may take before the call falls back (default 100 ms), and
-    /// how long connecting may take (default 250 ms). Together they are the most a call waits
-    /// for Redis: only its read is on its path; the write after a miss runs in the background.
-    pub fn redis_timeouts(mut self, operation: Duration, connect: Duration) -> Self {
-        self.redis_timeout = operation;
-        self.redis_connect_timeout = connect;
-        self
-    }
-
-    /// For `rediss://` URLs: trust this CA certificate (PEM) instead of the system's roots.
-    pub fn redis_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.redis_root_certificate = Some(pem.into());
-        self
-    }
-
-    /// Turns caching off: every `#[cached]` call, [`Cache::get_or_load`] and batch runs its
-    /// loader (no single-flight, nothing stored, nothing read), [`Cache::get`] finds nothing,
-    /// [`Cache::insert`] stores nothing, and a [`CacheLayer`](crate::CacheLayer) on this cache
-    /// passes every request through (`Cache-Status: cache-layer; fwd=bypass`). Invalidations
-    /// still reach a configured Redis. For tests and for measuring the source without a
-    /// cache; `loads` in [`Cache::stats`] still counts the loader runs.
-    ///
-    /// ```
-    /// use cache_layer::{cached, Cache};
-    /// use std::sync::LazyLock;
-    ///
-    /// static OFF: LazyLock<Cache> = LazyLock::new(|| Cache::builder().disabled().build().unwrap());
-    ///
-    /// #[cached(ttl = "5m", cache = OFF)]
-    /// async fn answer() -> u32 { 42 }
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// answer().await;
-    /// answer().await;
-    /// assert_eq!(OFF.stats().loads, 2); // both calls ran the body
-    /// assert_eq!(OFF.entry_count(), 0);
-    /// # }
-    /// ```
-    pub fn disabled(mut self) -> Self {
-        self.disabled = true;
-        self
-    }
-
-    /// [`disabled`](Self::disabled) when `off` is true (for a `--no-cache` flag); otherwise
-    /// the builder as it is.
-    pub fn disabled_if(mut self, off: bool) -> Self {
-        self.disabled |= off;
-        self
-    }
-
-    /// Records each key on the `cache.lookup` and `cache.load` spans (field `cache.key`;
-    /// default off: keys may hold user data). See the crate docs, "Traces".
-    pub fn trace_keys(mut self, on: bool) -> Self {
-        self.trace_keys = on;
-        self
-    }
-
-    /// Builds the cache.
-    ///
-    /// # Errors
-    /// A [`BuildError`] naming the setting that is out of range.
-    pub fn build(self) -> Result<Cache, BuildError> {
-        if !(0.0..1.0).contains(&self.jitter) {
-            return Err(BuildError::Jitter(self.jitter));
-        }
-        if self.memory_budget == 0 {
-            return Err(BuildError::MemoryBudget);
-        }
-        if self.max_wait.is_zero() {
-            return Err(BuildError::MaxWait);
-        }
-        let counters = Arc::new(Counters::new(&self.name));
-        let shared = match self.redis {
-            Some(target) => {
-                let config = RedisConfig {
-                    urls: target.urls,
-                    cluster: target.cluster,
-                    prefix: self.key_prefix,
-                    connect_timeout: self.redis_connect_timeout,
-                    op_timeout: self.redis_timeout,
-                    root_certificate: self.redis_root_certificate,
-                };
-                let store = RedisStore::new(&config, Arc::clone(&counters))?;
-                Some((store, target.tiered))
-            }
-            None => None,
-        };
-        let outage_ttl = self.outage_ttl;
-        Ok(Cache {
-            inner: Arc::new_cyclic(|inner| Inner {
-                remote: shared
-                    .map(|(store, tiered)| Remote::new(store, tiered, outage_ttl, inner.clone())),
-                memory: MemoryStore::new(self.memory_budget, Arc::clone(&counters)),
-                counters,
-                flights: Flights::new(),
-                log: InvalidationLog::new(),
-                jitter: self.jitter,
-                max_wait: self.max_wait,
-                disabled: self.disabled,
-                trace_keys: self.trace_keys,
-            }),
-        })
-    }
-}
-
-/// Which Redis a [`CacheBuilder`] was pointed at; the other Redis settings are the builder's
-/// own fields, combined into a `RedisConfig` by `build`.
-#[derive(Clone, Debug)]
-struct RedisTarget {
-    urls: Vec<String>,
-    cluster: bool,
-    /// Memory (L1) in front of Redis for memoised values.
-    tiered: bool,
 }

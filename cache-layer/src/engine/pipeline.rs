@@ -30,16 +30,16 @@ use std::time::{Duration, Instant, SystemTime};
 use tower::ServiceExt;
 use tower_service::Service;
 
+use super::clock;
+use super::entry::{Age, Deadlines, Entry, RefreshClaim, Value};
+use super::flight::{Join, Waited};
+use super::stats::Counter;
+use super::trace;
 use crate::cache::{Cache, EntryKind};
-use crate::clock;
-use crate::entry::{Age, Deadlines, Entry, RefreshClaim, Value};
-use crate::flight::{Join, Waited};
-use crate::stats::Counter;
 use crate::store::{SharedSince, ENTRY_OVERHEAD};
-use crate::trace;
 use tracing::{Instrument, Span};
 
-pub(crate) use crate::flight::Leader;
+pub(crate) use super::flight::Leader;
 
 /// A value a front-end stores whole (a response, a gRPC call, the records beside them);
 /// memoised values are weighed by their encoded size instead (`memo::weigh`).
