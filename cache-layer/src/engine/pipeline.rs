@@ -17,7 +17,7 @@
 //! - [`stale_if_error`]: a failed load serves the stale value, and its leader hands that value
 //!   to the waiters instead of sending each of them to the failing source.
 //! - [`Load`]: one counted, timed call to the source; the invalidation-log position it began at
-//!   is what [`Cache::store`] and [`Cache::store_in_memory`] check before keeping its result.
+//!   is what the write path (`cache::write`) checks before keeping its result.
 //! - [`Stored`] and [`found`]: what a stored value is to the pipeline: an entry holding it is
 //!   weighed by what it holds ([`entry`]), and is fresh, stale (with the claim to refresh it), a
 //!   stale-if-error fallback, expired, or of another type.
@@ -35,7 +35,7 @@ use super::entry::{Age, Deadlines, Entry, RefreshClaim, Value};
 use super::flight::{Join, Waited};
 use super::stats::Counter;
 use super::trace;
-use crate::cache::{Cache, EntryKind};
+use crate::cache::{detach, Cache, EntryKind};
 use crate::store::{SharedSince, ENTRY_OVERHEAD};
 use tracing::{Instrument, Span};
 
@@ -297,33 +297,19 @@ pub(crate) async fn read_shared_since(cache: &Cache) -> SharedSince {
 }
 
 /// Takes `entry` (of `kind`), read from the shared tier under `key` after the invalidation
-/// log stood at `since`: copies it into memory through the gate (`Inner::admit`, which may
-/// cut its windows to the outage bound), unless `key` or a tag was invalidated while it was
-/// being read (a read racing an invalidation must not leave a stale copy in memory), and marks
-/// it stale when a soft purge was heard meanwhile (the bytes may predate its Redis write).
-/// Memo values and HTTP responses alike; returns the entry to serve.
+/// log stood at `since`: copies it into memory through the write path (`Cache::write`: the
+/// gate, which may cut its windows to the outage bound), unless `key` or a tag was
+/// invalidated while it was being read (a read racing an invalidation must not leave a stale
+/// copy in memory), and marks it stale when a soft purge was heard meanwhile (the bytes may
+/// predate its Redis write). Memo values and HTTP responses alike; returns the entry to serve.
 pub(crate) fn adopt_shared(
     cache: &Cache,
     kind: EntryKind,
     key: &str,
-    mut entry: Entry,
+    entry: Entry,
     since: u64,
 ) -> Arc<Entry> {
-    let inner = cache.inner();
-    let memory = inner.admit(kind, &mut entry);
-    let entry = Arc::new(entry);
-    let log = inner.log();
-    if let Some(memory) = memory {
-        memory.insert(key, Arc::clone(&entry));
-        // Checked after the insert: an invalidation either removed our copy or is in the log.
-        if log.touched_since(since, key, &entry.tags) {
-            memory.remove(key);
-        }
-    }
-    if log.soft_since(since, key, &entry.tags) {
-        entry.mark_stale();
-    }
-    entry
+    cache.write(kind, key, entry, since).settled()
 }
 
 /// The outcome of [`lock`].
@@ -421,7 +407,7 @@ impl HeldLock {
     /// so that a waiter that sees the lock gone finds the value.
     pub(crate) async fn release(mut self) {
         if let Some(task) = self.unlock() {
-            crate::cache::detach(task).await;
+            detach(task).await;
         }
     }
 
