@@ -5,8 +5,9 @@
 //! refresh runs → stale-if-error → store unless invalidated since the load began (the store
 //! itself is the cache's one write path, `cache::write`).
 //!
-//! - `pipeline`: those steps, once for memo, HTTP and gRPC; the load lock across instances.
+//! - `pipeline`: those steps, once for memo, HTTP and gRPC.
 //! - `flight`: single-flight, the loads in flight in this process by key.
+//! - `lock`: the load lock across instances (single-flight over the shared tier).
 //! - `entry`: a stored entry, its deadlines and where it is in its life.
 //! - `invalidation`: the invalidation log a load checks before keeping its result.
 //! - `clock`: the monotonic clock entry lifetimes are measured on (Tokio's, for tests).
@@ -17,6 +18,7 @@ pub(crate) mod clock;
 pub(crate) mod entry;
 pub(crate) mod flight;
 pub(crate) mod invalidation;
+mod lock;
 pub(crate) mod pipeline;
 pub(crate) mod stats;
 pub(crate) mod trace;
