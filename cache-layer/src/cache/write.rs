@@ -319,3 +319,60 @@ fn spawn_polled<F: Future<Output = ()> + Send + 'static>(
         runtime.spawn(task);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::entry::{Age, Deadlines};
+
+    /// An entry tagged `tag`, fresh for an hour.
+    fn entry() -> Entry {
+        let hour = Duration::from_secs(3600);
+        let deadlines = Deadlines::from_windows(clock::now(), hour, hour, hour);
+        Entry::new(Arc::new(1u8), deadlines, Box::new(["tag".into()]), 1)
+    }
+
+    /// Stores `entry()` under `key` as its front-end does, for a load begun at `since`.
+    async fn store(cache: &Cache, kind: EntryKind, key: &str, since: u64) -> bool {
+        match kind {
+            EntryKind::Memoised => {
+                let how = SharedWrite::Detached(SharedSince::Unchecked);
+                cache.store(key, entry(), since, None, how).await
+            }
+            EntryKind::Response => cache.store_response(key, entry(), since, None),
+        }
+    }
+
+    /// Where the entry under `key` is in its life, if memory holds it.
+    fn age(cache: &Cache, key: &str) -> Option<Age> {
+        let entry = cache.inner().memory().get(key)?;
+        Some(entry.age(clock::now()))
+    }
+
+    #[tokio::test]
+    async fn memoised_values_and_responses_take_the_same_rules() {
+        for kind in [EntryKind::Memoised, EntryKind::Response] {
+            let cache = Cache::builder().build().unwrap();
+            let since = cache.inner().log().current();
+            assert!(store(&cache, kind, "kept", since).await, "{kind:?}");
+            assert_eq!(age(&cache, "kept"), Some(Age::Fresh), "{kind:?}");
+
+            let since = cache.inner().log().current();
+            cache.invalidate("tag").await;
+            assert!(!store(&cache, kind, "invalidated", since).await, "{kind:?}");
+            assert_eq!(age(&cache, "invalidated"), None, "{kind:?}");
+
+            let since = cache.inner().log().current();
+            cache.soft_invalidate("tag").await;
+            assert!(store(&cache, kind, "purged", since).await, "{kind:?}");
+            assert_eq!(age(&cache, "purged"), Some(Age::Stale), "{kind:?}");
+
+            let off = Cache::builder().disabled().build().unwrap();
+            assert!(!store(&off, kind, "off", 0).await, "{kind:?}");
+            assert_eq!(off.entry_count(), 0, "{kind:?}");
+            assert_eq!(cache.stats().inserts, 3, "{kind:?}");
+        }
+    }
+}
