@@ -195,7 +195,7 @@ impl Write<'_> {
     /// `shared_since` there); `None` without a shared tier. The caller runs it: before its
     /// own check of the log ([`Write::finish`]), so that an invalidation made during the write
     /// is either in the log then or undoes the write ([`Cache::store_shared`]).
-    pub(crate) fn shared(
+    fn shared(
         &mut self,
         bytes: Vec<u8>,
         shared_since: SharedSince,
@@ -218,7 +218,7 @@ impl Write<'_> {
 
     /// The last step of a store: counts the entry when it went anywhere, then
     /// [`settles`](Write::settle) it; whether it was kept.
-    pub(crate) fn finish(self) -> bool {
+    fn finish(self) -> bool {
         let counters = self.cache.inner.counters();
         let kept = self.memory.is_some() || self.shared;
         if kept {
