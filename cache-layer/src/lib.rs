@@ -133,26 +133,22 @@
 //! | `time` | no | [`KeyArg`] for the time crate's `Date`, `Time`, `PrimitiveDateTime` and `OffsetDateTime`, as ISO 8601 text |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod batch;
 mod cache;
-mod clock;
 pub mod docs;
-mod entry;
+mod engine;
 mod error;
-mod flight;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 #[cfg(not(feature = "grpc"))]
 mod grpc;
 pub mod http;
-mod imperative;
-mod invalidation;
 mod key;
 mod memo;
-mod pipeline;
-mod stats;
 mod store;
-mod trace;
+
+// Aliases for the engine's old paths (`crate::pipeline`, `crate::clock`, ...), kept only until
+// the import paths outside `cache/` and `engine/` are rewritten to `crate::engine::*`.
+pub(crate) use engine::{clock, entry, flight, pipeline, stats, trace};
 
 #[doc(hidden)]
 #[path = "memo/private.rs"]
@@ -187,9 +183,9 @@ pub use memo::LoadOptions;
 /// `follow_tokio_time` (feature `test-clock`).
 pub mod testing {
     #[cfg(feature = "test-clock")]
-    pub use crate::clock::follow_tokio_time;
+    pub use crate::engine::clock::follow_tokio_time;
 }
-pub use stats::Stats;
+pub use engine::stats::Stats;
 
 /// The crate's README (what crates.io shows), compiled as doctests.
 #[cfg(doctest)]

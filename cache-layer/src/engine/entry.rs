@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::{self, Instant};
+use super::clock::{self, Instant};
 
 /// A stored value, type-erased. A memory hit clones the concrete value back out; it is never
 /// serialised.
@@ -46,8 +46,7 @@ pub(crate) fn jittered(ttl: Duration, jitter: f64) -> Duration {
     }
     let factor = 1.0 + jitter * (fastrand::f64() * 2.0 - 1.0);
     // `mul_f64` panics when the product does not fit: clamp first, the clock clamps anyway.
-    ttl.min(crate::clock::HORIZON)
-        .mul_f64(factor.clamp(0.0, 2.0))
+    ttl.min(clock::HORIZON).mul_f64(factor.clamp(0.0, 2.0))
 }
 
 /// When an entry stops being fresh, stops being servable as stale, and disappears.

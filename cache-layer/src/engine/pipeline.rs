@@ -17,29 +17,32 @@
 //! - [`stale_if_error`]: a failed load serves the stale value, and its leader hands that value
 //!   to the waiters instead of sending each of them to the failing source.
 //! - [`Load`]: one counted, timed call to the source; the invalidation-log position it began at
-//!   is what [`Cache::store`] and [`Cache::store_in_memory`] check before keeping its result.
+//!   is what the write path (`cache::write`) checks before keeping its result.
 //! - [`Stored`] and [`found`]: what a stored value is to the pipeline: an entry holding it is
 //!   weighed by what it holds ([`entry`]), and is fresh, stale (with the claim to refresh it), a
 //!   stale-if-error fallback, expired, or of another type.
+//! - Around the shared tier: [`read_shared_since`] before a load, [`adopt_shared`] for what
+//!   it holds, and [`lock`] (from `lock.rs`), single-flight across instances.
 
 use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use tower::ServiceExt;
 use tower_service::Service;
 
+use super::clock;
+use super::entry::{Age, Deadlines, Entry, RefreshClaim, Value};
+use super::flight::{Join, Waited};
+use super::stats::Counter;
+use super::trace;
 use crate::cache::{Cache, EntryKind};
-use crate::clock;
-use crate::entry::{Age, Deadlines, Entry, RefreshClaim, Value};
-use crate::flight::{Join, Waited};
-use crate::stats::Counter;
 use crate::store::{SharedSince, ENTRY_OVERHEAD};
-use crate::trace;
 use tracing::{Instrument, Span};
 
-pub(crate) use crate::flight::Leader;
+pub(crate) use super::flight::Leader;
+pub(crate) use super::lock::{lock, Locked};
 
 /// A value a front-end stores whole (a response, a gRPC call, the records beside them);
 /// memoised values are weighed by their encoded size instead (`memo/load.rs`, `weigh`).
@@ -291,162 +294,31 @@ impl<'a> Load<'a> {
 /// invalidates its key or a tag from here on.
 pub(crate) async fn read_shared_since(cache: &Cache) -> SharedSince {
     match cache.remote() {
-        Some(remote) => remote.store.shared_since().await,
+        Some(shared) => shared.store.shared_since().await,
         None => SharedSince::Unchecked,
     }
 }
 
 /// Takes `entry` (of `kind`), read from the shared tier under `key` after the invalidation
-/// log stood at `since`: copies it into memory through the gate (`Inner::admit`, which may
-/// cut its windows to the outage bound), unless `key` or a tag was invalidated while it was
-/// being read (a read racing an invalidation must not leave a stale copy in memory), and marks
-/// it stale when a soft purge was heard meanwhile (the bytes may predate its Redis write).
-/// Memo values and HTTP responses alike; returns the entry to serve.
+/// log stood at `since`: copies it into memory through the write path (`Cache::write`: the
+/// gate, which may cut its windows to the outage bound), unless `key` or a tag was
+/// invalidated while it was being read (a read racing an invalidation must not leave a stale
+/// copy in memory), and marks it stale when a soft purge was heard meanwhile (the bytes may
+/// predate its Redis write). Memo values and HTTP responses alike; returns the entry to serve.
 pub(crate) fn adopt_shared(
     cache: &Cache,
     kind: EntryKind,
     key: &str,
-    mut entry: Entry,
+    entry: Entry,
     since: u64,
 ) -> Arc<Entry> {
-    let inner = cache.inner();
-    let memory = inner.admit(kind, &mut entry);
-    let entry = Arc::new(entry);
-    let log = inner.log();
-    if let Some(memory) = memory {
-        memory.insert(key, Arc::clone(&entry));
-        // Checked after the insert: an invalidation either removed our copy or is in the log.
-        if log.touched_since(since, key, &entry.tags) {
-            memory.remove(key);
-        }
-    }
-    if log.soft_since(since, key, &entry.tags) {
-        entry.mark_stale();
-    }
-    entry
-}
-
-/// The outcome of [`lock`].
-pub(crate) enum Locked<T> {
-    /// This caller holds the lock: it loads, then releases it.
-    Held(HeldLock),
-    /// No lock (no shared tier, Redis unavailable, or the holder left without a value): load
-    /// anyway.
-    Unlocked,
-    /// Another instance loaded the value meanwhile.
-    LoadedElsewhere(T),
-}
-
-/// Cross-instance single-flight: takes the distributed load lock of `key` for `ttl`. When
-/// another instance holds it, waits until the holder releases it (it publishes that, see
-/// `Remote::watch_load`; the lock is also checked now and then, in case the message is
-/// lost) or Redis stops answering, then reads the value once with `read` (`None` when there is
-/// none for this caller: then load at once, the holder failed); or waits at most `ttl` (a
-/// crashed holder's lock expires by then).
-pub(crate) async fn lock<T, F, Fut>(cache: &Cache, key: &str, ttl: Duration, read: F) -> Locked<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let Some(remote) = cache.remote() else {
-        return Locked::Unlocked;
-    };
-    let token = format!("{:016x}", fastrand::u64(..));
-    match remote.store.try_lock(key, &token, ttl).await {
-        Some(true) => Locked::Held(HeldLock {
-            cache: cache.clone(),
-            key: key.to_owned(),
-            token: Some(token),
-        }),
-        Some(false) => match wait_for_other_instance(cache, key, ttl, read).await {
-            Some(value) => Locked::LoadedElsewhere(value),
-            None => Locked::Unlocked,
-        },
-        // Redis unavailable: load without the lock (fail open).
-        None => Locked::Unlocked,
-    }
-}
-
-/// How often a caller waiting for another instance's load checks the lock itself (an
-/// `EXISTS`, not a read of the value) while it hears the holder's message when the load ends,
-/// and while it may not (not subscribed, or Redis suspect).
-const LOCK_CHECK_HEARING: Duration = Duration::from_millis(250);
-const LOCK_CHECK_DEAF: Duration = Duration::from_millis(20);
-
-async fn wait_for_other_instance<T, F, Fut>(
-    cache: &Cache,
-    key: &str,
-    lock: Duration,
-    mut read: F,
-) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let remote = cache.remote()?;
-    // Watched before the lock is checked: a release after the check is heard.
-    let mut ended = remote.watch_load(key);
-    let deadline = clock::after(clock::now(), lock);
-    // A holder stores its value before it unlocks. A Redis that does not answer cannot tell:
-    // load (fail open; single-flight still holds).
-    while remote.store.lock_held(key).await == Some(true) {
-        let left = deadline.saturating_duration_since(clock::now());
-        if left.is_zero() {
-            return None;
-        }
-        let check = match remote.hears_invalidations() {
-            true => LOCK_CHECK_HEARING,
-            false => LOCK_CHECK_DEAF,
-        };
-        if ended.heard_within(check.min(left)).await {
-            break;
-        }
-    }
-    let value = read().await?;
-    cache.inner().counters().add(Counter::Coalesced);
-    Some(value)
-}
-
-/// A distributed load lock this caller holds. [`HeldLock::release`] lets it go once the value
-/// is stored; dropped unreleased (the caller was cancelled or panicked), it is let go in the
-/// background, so that other instances need not wait for it to expire.
-pub(crate) struct HeldLock {
-    cache: Cache,
-    key: String,
-    token: Option<String>,
-}
-
-impl HeldLock {
-    /// Releases the lock: off the caller's path, sent after the value's write (see `detach`),
-    /// so that a waiter that sees the lock gone finds the value.
-    pub(crate) async fn release(mut self) {
-        if let Some(task) = self.unlock() {
-            crate::cache::detach(task).await;
-        }
-    }
-
-    fn unlock(&mut self) -> Option<impl Future<Output = ()> + Send + 'static> {
-        let token = self.token.take()?;
-        let (cache, key) = (self.cache.clone(), std::mem::take(&mut self.key));
-        Some(async move {
-            if let Some(remote) = cache.remote() {
-                remote.store.unlock(&key, &token).await;
-            }
-        })
-    }
-}
-
-impl Drop for HeldLock {
-    fn drop(&mut self) {
-        if let (Some(task), Ok(runtime)) = (self.unlock(), tokio::runtime::Handle::try_current()) {
-            runtime.spawn(task);
-        }
-    }
+    cache.write(kind, key, entry, since).settled()
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::time::Duration;
 
     use super::*;
 

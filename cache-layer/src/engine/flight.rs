@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::entry::Value;
+use super::entry::Value;
 
 /// The flights, shared with each [`Leader`] so that a leader can outlive a borrow of the
 /// cache (the HTTP layer hands it to a response body that finishes the load).
