@@ -14,13 +14,13 @@ use futures_util::future::{join, join_all};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cache::Cache;
-use crate::clock;
-use crate::entry::Entry;
+use crate::engine::clock;
+use crate::engine::entry::Entry;
+use crate::engine::pipeline;
 use crate::key::Key;
 use crate::memo::{
     self, Cacheable, LoadOptions, Lookup, Miss, Pending, Policy, Refresh, ResultShape,
 };
-use crate::pipeline;
 
 /// Why one key of a batch has no value: a load result that is never stored.
 #[derive(Debug)]

@@ -12,12 +12,12 @@ use super::options::{Policy, Site};
 use super::returns::{Cacheable, Outcome, Shape};
 use super::shared::read_fresh_shared;
 use crate::cache::{Cache, SharedWrite};
-use crate::clock;
-use crate::entry::{Age, Entry, Lifetime, Value};
-use crate::pipeline::{self, read_shared_since, Joined, Leader, Load, Locked, Waiting};
+use crate::engine::clock;
+use crate::engine::entry::{Age, Entry, Lifetime, Value};
+use crate::engine::pipeline::{self, read_shared_since, Joined, Leader, Load, Locked, Waiting};
+use crate::engine::trace;
 use crate::store::codec::{self, WallDeadlines};
 use crate::store::{SharedSince, ENTRY_OVERHEAD};
-use crate::trace;
 
 /// A miss on a key: [`Miss::load`] runs the loader once per key across concurrent callers.
 pub struct Miss<'a, S> {

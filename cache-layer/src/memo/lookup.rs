@@ -12,11 +12,11 @@ use super::refresh::Refresh;
 use super::returns::{Cacheable, Shape};
 use super::shared::read_shared;
 use crate::cache::Cache;
-use crate::clock;
-use crate::entry::Entry;
-use crate::pipeline::{self, Found};
-use crate::stats::Counter;
-use crate::trace::{self, Tier};
+use crate::engine::clock;
+use crate::engine::entry::Entry;
+use crate::engine::pipeline::{self, Found};
+use crate::engine::stats::Counter;
+use crate::engine::trace::{self, Tier};
 
 /// The answer of [`lookup`].
 pub enum Lookup<'a, R, S> {

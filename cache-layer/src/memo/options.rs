@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use crate::clock;
-use crate::entry::Lifetime;
+use crate::engine::clock;
+use crate::engine::entry::Lifetime;
 
 /// The configuration of one `#[cached]` function, built by the macro as a `static` (or of a
 /// [`LoadOptions`] value).

@@ -10,10 +10,10 @@ use super::load::{boxed, load_and_store, Miss};
 use super::options::{Policy, Site};
 use super::returns::{Cacheable, Shape};
 use crate::cache::Cache;
-use crate::entry::RefreshClaim;
-use crate::pipeline::{self, Refreshing};
+use crate::engine::entry::RefreshClaim;
+use crate::engine::pipeline::{self, Refreshing};
+use crate::engine::trace;
 use crate::store::SharedSince;
-use crate::trace;
 
 /// The right to refresh one stale entry in the background; see [`Refresh::spawn`].
 pub struct Refresh<S> {

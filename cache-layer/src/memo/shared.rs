@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use super::returns::Cacheable;
 use crate::cache::{Cache, EntryKind};
-use crate::clock;
-use crate::entry::{Age, Entry};
-use crate::pipeline;
-use crate::stats::Counter;
+use crate::engine::clock;
+use crate::engine::entry::{Age, Entry};
+use crate::engine::pipeline;
+use crate::engine::stats::Counter;
 use crate::store::codec;
 use crate::store::ENTRY_OVERHEAD;
 

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::clock::{self, Instant};
-use crate::entry::Deadlines;
+use crate::engine::clock::{self, Instant};
+use crate::engine::entry::Deadlines;
 
 const FORMAT_MSGPACK_NAMED: u8 = 1;
 const HEADER: usize = 35;

@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::entry::Entry;
+use crate::engine::entry::Entry;
 
 /// Slots per thread (direct-mapped by key hash).
 pub(crate) const SLOTS: usize = 64;

@@ -9,8 +9,8 @@ use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 
 use super::front::{self, FrontId};
-use crate::entry::Entry;
-use crate::stats::{Counter, Counters};
+use crate::engine::entry::Entry;
+use crate::engine::stats::{Counter, Counters};
 
 /// tag → (key → id of the entry that registered it).
 type TagIndex = Mutex<HashMap<Box<str>, HashMap<Box<str>, u64>>>;
@@ -225,8 +225,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::clock;
-    use crate::entry::Deadlines;
+    use crate::engine::clock;
+    use crate::engine::entry::Deadlines;
 
     fn store() -> MemoryStore {
         MemoryStore::new(1 << 20, Arc::new(Counters::new("front-test")))
@@ -305,17 +305,17 @@ mod tests {
         let now = clock::now();
         let age = |key: &str| store.get(key).map(|e| e.age(now));
         // Read twice first: the copies this thread keeps in front see the mark too.
-        assert_eq!(age("user:1"), Some(crate::entry::Age::Fresh));
-        assert_eq!(age("user:1"), Some(crate::entry::Age::Fresh));
+        assert_eq!(age("user:1"), Some(crate::engine::entry::Age::Fresh));
+        assert_eq!(age("user:1"), Some(crate::engine::entry::Age::Fresh));
         let other = Arc::clone(&store);
         std::thread::spawn(move || other.mark_stale("users"))
             .join()
             .unwrap();
-        assert_eq!(age("user:1"), Some(crate::entry::Age::Stale));
-        assert_eq!(age("user:2"), Some(crate::entry::Age::Stale));
-        assert_eq!(age("org:1"), Some(crate::entry::Age::Fresh));
+        assert_eq!(age("user:1"), Some(crate::engine::entry::Age::Stale));
+        assert_eq!(age("user:2"), Some(crate::engine::entry::Age::Stale));
+        assert_eq!(age("org:1"), Some(crate::engine::entry::Age::Fresh));
         store.mark_stale("org:1");
-        assert_eq!(age("org:1"), Some(crate::entry::Age::Stale));
+        assert_eq!(age("org:1"), Some(crate::engine::entry::Age::Stale));
         assert_eq!(read(&store, "user:1"), Some(1));
     }
 

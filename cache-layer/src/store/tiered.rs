@@ -423,8 +423,8 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use crate::clock;
-    use crate::entry::{Deadlines, Entry};
+    use crate::engine::clock;
+    use crate::engine::entry::{Deadlines, Entry};
     use crate::{Cache, Key, LoadOptions};
 
     /// A tiered cache whose Redis never answers (nothing listens on port 1): it never hears

@@ -128,7 +128,7 @@ mod tests {
 
     use super::super::{RedisConfig, RedisStore};
     use super::*;
-    use crate::stats::Counters;
+    use crate::engine::stats::Counters;
 
     #[test]
     fn long_names_are_bounded_and_stay_distinct() {

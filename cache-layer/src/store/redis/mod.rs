@@ -36,8 +36,8 @@ use redis::Client;
 use self::connection::Connection;
 use self::keys::Keys;
 pub(crate) use self::keys::{bounded, EVERYTHING, LOAD_ENDED, SOFT};
+use crate::engine::stats::Counters;
 use crate::error::BuildError;
-use crate::stats::Counters;
 use crate::store::breaker::Breaker;
 use crate::store::pending::Pending;
 

@@ -11,7 +11,7 @@ use redis::{RedisError, RedisResult};
 
 use super::connection::Link;
 use super::{BreakerOpened, RedisStore};
-use crate::stats::Counter;
+use crate::engine::stats::Counter;
 
 impl RedisStore {
     /// Runs `hook` each time the breaker opens, right after it opened (the tiered set-up

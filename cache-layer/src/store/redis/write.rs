@@ -10,7 +10,7 @@ use super::connection::Link;
 use super::keys::{bounded, MAX_TAG_MEMBERS};
 use super::scripts::{eval, WRITE};
 use super::{px, RedisStore, SharedSince, Written};
-use crate::stats::Counter;
+use crate::engine::stats::Counter;
 use crate::store::codec::{now_millis, FORMATS_WITH_DEADLINES};
 
 impl RedisStore {
