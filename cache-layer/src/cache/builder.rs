@@ -2,6 +2,7 @@
 //! [`CacheBuilder::build`]. The shared tier's settings (Redis, its key prefix, timeouts and
 //! certificate, the outage bound) are one field, [`SharedOptions`], set by one `impl` block.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -314,10 +315,61 @@ impl SharedOptions {
 }
 
 /// Which Redis a [`CacheBuilder`] was pointed at.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct RedisTarget {
     urls: Vec<String>,
     cluster: bool,
     /// Memory (L1) in front of Redis for memoised values.
     tiered: bool,
+}
+
+/// Shows the URLs without what may be a credential: user and password, and the query (which
+/// may carry them too).
+impl fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let urls: Vec<String> = self.urls.iter().map(|url| redacted(url)).collect();
+        f.debug_struct("RedisTarget")
+            .field("urls", &urls)
+            .field("cluster", &self.cluster)
+            .field("tiered", &self.tiered)
+            .finish()
+    }
+}
+
+/// `url` with its user information and query replaced by `***`.
+fn redacted(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, _)) => (rest, "?***"),
+        None => (rest, ""),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let rest = match rest[..authority_end].rfind('@') {
+        Some(at) => format!("***{}", &rest[at..]),
+        None => rest.to_owned(),
+    };
+    format!("{scheme}://{rest}{query}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_shows_no_credential() {
+        let builders = [
+            Cache::builder().tiered("redis://user:secret@127.0.0.1:6379/0"),
+            Cache::builder().redis("rediss://:secret@cache.internal/"),
+            Cache::builder().redis("unix:///run/redis.sock?user=u&pass=secret"),
+            Cache::builder().tiered_cluster(["redis://a:secret@n1/", "redis://a:secret@n2:7001"]),
+            Cache::builder().redis("redis://user:p%40ss%2Fword@host/"),
+        ];
+        for builder in builders {
+            let shown = format!("{builder:?}");
+            assert!(!shown.contains("secret"), "{shown}");
+            assert!(!shown.contains("word"), "{shown}");
+        }
+        assert_eq!(redacted("redis://u:p@host:1/2"), "redis://***@host:1/2");
+        assert_eq!(redacted("redis://host:1/2"), "redis://host:1/2");
+    }
 }
