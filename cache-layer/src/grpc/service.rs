@@ -23,7 +23,7 @@ use super::request_body::{GrpcRequestBody, ReadBody};
 use super::stored::{call_lifetime, grpc_status, CachedCall, PendingCall};
 use crate::clock;
 use crate::entry::{Age, Entry, RefreshClaim, Value};
-use crate::http::body::{CacheBody, Recording};
+use crate::http::body::CacheBody;
 use crate::http::config::Config;
 use crate::http::future::ResponseFuture;
 use crate::http::lookup::live_entry;
@@ -406,12 +406,9 @@ impl Call {
         };
         status.append_to(&mut parts.headers);
         let since = loading.since();
+        let config = Arc::clone(&self.config);
         let pending = self.pending((key, path), &parts, admitted, &cc, tags, (since, leader));
-        let recording = Recording::new(
-            pending.config.max_body,
-            pending.config.in_flight.start(),
-            Box::new(pending),
-        );
+        let recording = config.recording(Box::new(pending));
         Ok(Response::from_parts(parts, CacheBody::tee(body, recording)))
     }
 

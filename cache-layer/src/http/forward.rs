@@ -17,9 +17,8 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use tower_service::Service;
 
-use super::body::{CacheBody, Recording};
+use super::body::{CacheBody, Held};
 use super::config::{Config, EtagMode};
-use super::in_flight::Held;
 use super::lookup::{lookup, request_directives, response_of, shared_response_of, Found};
 use super::record::{add_etag, mark_uncacheable, store_response, PendingStore};
 use super::respond::{apply_preconditions, serve};
@@ -84,14 +83,14 @@ fn check_size(
     Ok(())
 }
 
-/// For a body of known size up to `max_body`, that size held in the layer's in-flight share
+/// For a body of known size up to `max_body`, that size held in the layer's body budget
 /// while it is read; `None` for any other body, or when the share is spent.
 fn hold_small<B: Body>(body: &B, config: &Config) -> Option<Held> {
     let size = body.size_hint().exact()?;
     let size = usize::try_from(size)
         .ok()
         .filter(|n| *n <= config.max_body)?;
-    config.in_flight.hold(size)
+    config.body_budget.hold(size)
 }
 
 /// Reads a body of known, small size to its end.
@@ -595,12 +594,12 @@ where
         }
     };
     let pending = pending_store(&x, &parts, admitted, cc, tags, leader);
-    // Known and small (and room for it in the in-flight share): read it now, so this response
+    // Known and small (and room for it in the body budget): read it now, so this response
     // already carries the generated ETag and is answered exactly like the hits that follow.
     if let Some(_held) = hold_small(&body, config) {
         return read_and_store(&x, pending, status, parts, body).await;
     }
-    let recording = Recording::new(config.max_body, config.in_flight.start(), Box::new(pending));
+    let recording = config.recording(Box::new(pending));
     let mut response = Response::from_parts(
         parts,
         CacheBody::spooled(body, recording, cache.inner().max_wait()),

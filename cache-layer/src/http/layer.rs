@@ -9,8 +9,8 @@ use std::time::Duration;
 use http::request::Parts;
 use tower_layer::Layer;
 
+use super::body::BodyBudget;
 use super::config::{Applied, Config, EtagMode, HttpOnly};
-use super::in_flight::InFlight;
 use super::rules::targeted::TargetedFields;
 use super::service::CacheService;
 use crate::Cache;
@@ -91,7 +91,7 @@ impl CacheLayer {
                 request_cache_control: true,
                 sort_query: false,
                 uncacheable_for: Duration::from_secs(5),
-                in_flight: InFlight::new(share),
+                body_budget: BodyBudget::new(share),
                 targeted: TargetedFields::default(),
                 forward_tags: false,
                 strip_request: Vec::new(),

@@ -69,7 +69,6 @@ pub(crate) mod compact;
 pub(crate) mod config;
 mod forward;
 pub(crate) mod future;
-pub(crate) mod in_flight;
 pub(crate) mod interned;
 pub(crate) mod layer;
 pub(crate) mod lookup;
