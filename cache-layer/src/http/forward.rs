@@ -19,8 +19,10 @@ use tower_service::Service;
 
 use super::body::{CacheBody, Held};
 use super::config::{Config, EtagMode};
-use super::lookup::{lookup, request_directives, response_of, shared_response_of, Found};
-use super::record::{add_etag, mark_uncacheable, store_response, PendingStore};
+use super::lookup::{
+    lookup, lookup_shared, request_directives, response_of, shared_response_of, Found,
+};
+use super::record::{add_etag, forget, mark_uncacheable, store_response, PendingStore};
 use super::respond::{apply_preconditions, serve};
 use super::rules::cache_control::{RequestDirectives, ResponseDirectives};
 use super::rules::etag::EntityTag;
@@ -30,7 +32,6 @@ use super::rules::gate::{admit, strip_connection_fields, Admitted, Exchange};
 use super::rules::key::secondary_key;
 use super::rules::storable::NotStorable;
 use super::rules::vary::vary_names;
-use super::shared::{self, forget};
 use super::status::{CacheStatus, Forward};
 use super::stored::{lifetime_of, CachedResponse, Usability};
 use super::tags::take_tags;
@@ -291,7 +292,7 @@ async fn stored_elsewhere<B: Body>(
     (method, headers): (&Method, &HeaderMap),
 ) -> Option<(Arc<CachedResponse>, Response<CacheBody<B>>)> {
     let variant = plan.variant.as_deref();
-    let found = shared::lookup(cache, config, &plan.primary, variant, headers).await;
+    let found = lookup_shared(cache, config, &plan.primary, variant, headers).await;
     let Found::Stored { entry, .. } = found else {
         return None;
     };

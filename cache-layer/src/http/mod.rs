@@ -65,11 +65,9 @@
 //! it can again.
 
 pub(crate) mod body;
-pub(crate) mod compact;
 pub(crate) mod config;
 mod forward;
 pub(crate) mod future;
-pub(crate) mod interned;
 pub(crate) mod layer;
 pub(crate) mod lookup;
 mod purge;
@@ -77,7 +75,6 @@ pub(crate) mod record;
 mod respond;
 pub(crate) mod rules;
 mod service;
-pub(crate) mod shared;
 pub(crate) mod status;
 pub(crate) mod stored;
 pub(crate) mod tags;

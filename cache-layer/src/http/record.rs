@@ -17,7 +17,7 @@ use super::rules::cache_control::ResponseDirectives;
 use super::rules::etag::EntityTag;
 use super::rules::gate::Admitted;
 use super::rules::key::variant_key;
-use super::shared::{encode_response, encode_variants, forget};
+use super::stored::shared::{encode_response, encode_variants};
 use super::stored::{CachedResponse, Uncacheable, Variants};
 use crate::clock;
 use crate::entry::{Deadlines, Value};
@@ -108,6 +108,24 @@ pub(crate) fn mark_uncacheable(cache: &Cache, config: &Config, primary: &str) {
     let since = inner.log().current();
     let entry = pipeline::entry(primary, Arc::new(Uncacheable), deadlines, Box::new([]));
     cache.store_in_memory(primary, entry, since);
+}
+
+/// Drops the response stored under `key` here and in the shared tier (the origin no longer
+/// lets it be kept, or a newer variant displaced it); the shared delete runs off the caller's
+/// path.
+pub(crate) fn forget(cache: &Cache, key: &str) {
+    cache.inner().memory().remove(key);
+    if cache.remote().is_none() {
+        return;
+    }
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let (cache, key) = (cache.clone(), key.to_owned());
+        runtime.spawn(async move {
+            if let Some(remote) = cache.remote() {
+                remote.store.delete(&key).await;
+            }
+        });
+    }
 }
 
 /// Gives a response without an `ETag` one made from its bytes, as configured.

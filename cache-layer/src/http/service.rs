@@ -19,12 +19,13 @@ use super::config::Config;
 use super::config::HttpOnly;
 use super::forward::{fetch, forward, Plan};
 use super::future::ResponseFuture;
-use super::lookup::{lookup, request_directives, response_of, shared_response_of, url_keys, Found};
+use super::lookup::{
+    lookup, lookup_shared, request_directives, response_of, shared_response_of, url_keys, Found,
+};
 use super::respond::{empty_response, serve};
 use super::rules::cache_control::RequestDirectives;
 use super::rules::freshness::remaining_ttl;
 use super::rules::key::{authority_of, is_cacheable_method, is_unsafe_method, write_primary_key};
-use super::shared;
 use super::status::{CacheStatus, Forward};
 use super::stored::Usability;
 use super::tags::take_tags;
@@ -627,7 +628,7 @@ where
     let (method, headers) = (request.method(), request.headers());
     let variant = plan.variant.as_deref();
     let directives = request_directives(&config, headers);
-    let decision = match shared::lookup(&cache, &config, &plan.primary, variant, headers).await {
+    let decision = match lookup_shared(&cache, &config, &plan.primary, variant, headers).await {
         Found::Stored { variant, entry } => {
             plan.variant = variant;
             let primary = plan.primary.clone();

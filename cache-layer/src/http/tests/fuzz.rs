@@ -4,11 +4,17 @@
 
 pub use super::fuzz_service::service;
 use http::header::{CACHE_CONTROL, IF_NONE_MATCH};
+use std::sync::Arc;
+
 use http::{HeaderMap, HeaderValue};
 
+use crate::http::config::Config;
 use crate::http::rules::cache_control::{RequestDirectives, ResponseDirectives};
 use crate::http::rules::etag::{match_list, Comparison, EntityTag, ListMatch};
 use crate::http::rules::freshness::parse_http_date;
+use crate::http::stored::shared::{decode, RESPONSE_FORMAT, VARIANTS_FORMAT};
+use crate::store::codec::{self, WallDeadlines};
+use crate::Cache;
 
 /// Parses `data` as a `Cache-Control` field, as a response's and as a request's.
 pub fn cache_control(data: &[u8]) -> bool {
@@ -42,10 +48,43 @@ pub fn http_date(data: &[u8]) -> bool {
     parse_http_date(data).is_some()
 }
 
-/// Decodes `data` as bytes read from Redis under a response's key (see
-/// `http/shared.rs`); whether they hold a usable response or `Vary` record.
+/// Decodes `data` as bytes read from Redis under a response's key and under a variant's key
+/// (see `http/stored/shared.rs`); whether either holds a usable response or `Vary` record. With
+/// a first byte of 0x80 or more (a real entry's is 1), the rest is the payload behind a valid
+/// header, so that the fuzzer reaches the MessagePack decoding and the gate.
 pub fn shared_entry(data: &[u8]) -> bool {
-    crate::http::shared::fuzz_decode(data)
+    static CONFIG: std::sync::OnceLock<Arc<Config>> = std::sync::OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let cache = Cache::builder()
+            .build()
+            .expect("the default configuration is valid");
+        Arc::clone(&crate::CacheLayer::new(cache).config)
+    });
+    let framed;
+    let bytes = match data.split_first() {
+        Some((first, payload)) if *first >= 0x80 => {
+            let now = codec::now_millis();
+            let at = WallDeadlines {
+                fresh_until: now + 1000,
+                stale_until: now + 2000,
+                expires_at: now + 3000,
+            };
+            let format = if first % 2 == 0 {
+                RESPONSE_FORMAT
+            } else {
+                VARIANTS_FORMAT
+            };
+            // A valid header around a one-byte payload (0), then the fuzzer's payload instead.
+            let mut header = codec::encode_as(format, &0u8, at, &[]).unwrap_or_default();
+            header.pop();
+            header.extend_from_slice(payload);
+            framed = header;
+            &framed[..]
+        }
+        _ => data,
+    };
+    let primary = decode(config, ("k", "k"), bytes).is_ok();
+    primary | decode(config, ("k", "k\0accept=x\n"), bytes).is_ok()
 }
 
 #[cfg(test)]
