@@ -15,7 +15,7 @@ use crate::entry::{Lifetime, Value};
 use crate::flight::Leader;
 use crate::http::body::{CacheBody, RecordedStore};
 use crate::http::config::Config;
-use crate::http::record::mark_uncacheable;
+use crate::http::flow::store::mark_uncacheable;
 use crate::http::rules::gate::Admitted;
 use crate::http::status::CacheStatus;
 use crate::http::stored::ServedHeaders;

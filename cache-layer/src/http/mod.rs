@@ -66,13 +66,10 @@
 
 pub(crate) mod body;
 pub(crate) mod config;
-mod forward;
+pub(crate) mod flow;
 pub(crate) mod future;
 pub(crate) mod layer;
-pub(crate) mod lookup;
 mod purge;
-pub(crate) mod record;
-mod respond;
 pub(crate) mod rules;
 mod service;
 pub(crate) mod status;

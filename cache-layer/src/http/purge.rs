@@ -25,9 +25,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::config::{Applied, Config};
+use super::flow::invalidate::url_keys;
+use super::flow::lookup::live_entry;
 use super::layer::CacheLayer;
-use super::lookup::live_entry;
-use super::lookup::url_keys;
 use super::tags::{tag_names, TAG_FIELDS};
 use crate::{clock, Cache};
 

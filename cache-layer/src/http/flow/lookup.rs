@@ -1,19 +1,19 @@
 //! Finding what the cache holds for a request, in memory and then, on a cache with a shared
 //! tier, in Redis: the stored response (or its variant for the request's varied headers), a
-//! `Vary` miss, or the "uncacheable" marker; and the keys of URLs named by writes.
+//! `Vary` miss, or the "uncacheable" marker.
 
 use std::sync::Arc;
 
 use http::header::{CACHE_CONTROL, PRAGMA};
-use http::{HeaderMap, Request, Uri};
+use http::HeaderMap;
 
-use super::config::Config;
-use super::rules::cache_control::RequestDirectives;
-use super::rules::key::{authority_of, primary_key, secondary_key, variant_key};
-use super::stored::shared::decode;
-use super::stored::{CachedResponse, Uncacheable, Variants};
 use crate::cache::EntryKind;
 use crate::entry::{Age, Entry};
+use crate::http::config::Config;
+use crate::http::rules::cache_control::RequestDirectives;
+use crate::http::rules::key::{secondary_key, variant_key};
+use crate::http::stored::shared::decode;
+use crate::http::stored::{CachedResponse, Uncacheable, Variants};
 use crate::pipeline;
 use crate::stats::Counter;
 use crate::{clock, Cache};
@@ -176,28 +176,4 @@ pub(crate) fn request_directives(config: &Config, request: &HeaderMap) -> Reques
         directives.min_fresh = None;
     }
     directives
-}
-
-/// The keys a GET request for `uri` with `headers` may be stored under: with the default key,
-/// one per scheme (an HTTP/1.1 request line does not say whether TLS carried it; HTTP/2 does).
-pub(crate) fn url_keys(config: &Config, uri: &Uri, headers: &HeaderMap) -> Vec<String> {
-    match &config.key_fn {
-        None => {
-            let Some(authority) = authority_of(uri, headers) else {
-                return Vec::new();
-            };
-            let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
-            ["http", "https"]
-                .into_iter()
-                .filter_map(|scheme| format!("{scheme}://{authority}{path}").parse::<Uri>().ok())
-                .filter_map(|uri| primary_key(&uri, headers, config.sort_query))
-                .collect()
-        }
-        Some(key_fn) => {
-            let mut request = Request::new(());
-            *request.uri_mut() = uri.clone();
-            *request.headers_mut() = headers.clone();
-            key_fn(&request.into_parts().0).into_iter().collect()
-        }
-    }
 }
