@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-/// A [`CacheBuilder`] setting that [`CacheBuilder::build`](crate::CacheBuilder::build) refuses.
+/// A [`CacheBuilder`](crate::CacheBuilder) setting that [`CacheBuilder::build`](crate::CacheBuilder::build) refuses.
 ///
 /// The variants name the setting, so a caller can match on the kind; the
 /// [`Display`](fmt::Display) message says why. No Redis URL is ever kept in the error, in its
