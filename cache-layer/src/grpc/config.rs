@@ -9,9 +9,9 @@ use std::time::Duration;
 use http::header::{AUTHORIZATION, COOKIE};
 use http::HeaderName;
 
-use crate::http::config::HttpOnly;
 #[cfg(doc)]
 use crate::CacheLayer;
+use crate::HttpOnly;
 
 /// The user's method predicate; see [`CacheLayer::grpc_methods_where`].
 type MethodFn = dyn Fn(&str) -> Option<Duration> + Send + Sync;

@@ -20,24 +20,18 @@ use super::frame::{supported_encoding, unary_message, FrameError};
 use super::is_grpc;
 use super::key::{accepts_response, call_key};
 use super::request_body::{GrpcRequestBody, ReadBody};
-use super::stored::{call_lifetime, grpc_status, CachedCall, PendingCall};
+use super::stored::{call_lifetime, grpc_status, CachedCall, CallBeingRecorded};
 use crate::clock;
 use crate::entry::{Age, Entry, RefreshClaim, Value};
-use crate::http::body::CacheBody;
-use crate::http::config::Config;
-use crate::http::flow::lookup::live_entry;
-use crate::http::flow::store::mark_uncacheable;
-use crate::http::future::ResponseFuture;
-use crate::http::rules::cache_control::ResponseDirectives;
-use crate::http::rules::freshness;
-use crate::http::rules::gate::{admit, Admitted, Exchange};
-use crate::http::status::{CacheStatus, Forward};
-use crate::http::stored::Uncacheable;
-use crate::http::tags::take_tags;
+use crate::http::for_grpc::remaining_ttl as ttl_left;
+use crate::http::for_grpc::{
+    admit, live_entry, mark_uncacheable, take_tags, Admitted, CacheStatus, Config, Exchange,
+    Forward, ResponseDirectives, Uncacheable,
+};
 use crate::pipeline::{self, Found, Joined, Leader, Load, Waiting};
 use crate::stats::Counter;
 use crate::trace::{self, Outcome, Tier};
-use crate::{Cache, CacheService};
+use crate::{Cache, CacheBody, CacheService, ResponseFuture};
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CacheService<S, GrpcMethods>
 where
@@ -132,7 +126,7 @@ fn lookup(cache: &Cache, key: &str, request: &HeaderMap) -> Held {
 /// Seconds of freshness left (negative when stale), for `Cache-Status`.
 fn remaining_ttl(entry: &Entry) -> i64 {
     let (now, until) = (clock::now(), entry.deadlines.fresh_until);
-    freshness::remaining_ttl(
+    ttl_left(
         until.saturating_duration_since(now),
         now.saturating_duration_since(until),
     )
@@ -407,15 +401,16 @@ impl Call {
         status.append_to(&mut parts.headers);
         let since = loading.since();
         let config = Arc::clone(&self.config);
-        let pending = self.pending((key, path), &parts, admitted, &cc, tags, (since, leader));
-        let recording = config.recording(Box::new(pending));
+        let recorded =
+            self.being_recorded((key, path), &parts, admitted, &cc, tags, (since, leader));
+        let recording = config.recording(Box::new(recorded));
         Ok(Response::from_parts(parts, CacheBody::tee(body, recording)))
     }
 
-    /// The store of an admitted call, finished once its trailers arrive: the lifetime the
+    /// The admitted call, to be stored once its trailers arrive: the lifetime the
     /// service states in `cache-control` metadata, else the method's TTL and the layer's
     /// windows.
-    fn pending(
+    fn being_recorded(
         self,
         (key, path): (String, String),
         parts: &http::response::Parts,
@@ -423,14 +418,14 @@ impl Call {
         cc: &ResponseDirectives,
         tags: Vec<String>,
         (since, leader): (u64, Option<Leader>),
-    ) -> PendingCall {
+    ) -> CallBeingRecorded {
         let stated = cc.s_maxage.or(cc.max_age);
         let windows = (
             cc.stale_while_revalidate
                 .unwrap_or(self.config.stale_while_revalidate),
             cc.stale_if_error.unwrap_or(self.config.stale_if_error),
         );
-        PendingCall {
+        CallBeingRecorded {
             lifetime: call_lifetime(stated.unwrap_or(self.ttl), windows, stated.is_some()),
             cache: self.cache,
             config: self.config,

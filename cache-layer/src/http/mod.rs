@@ -43,20 +43,23 @@
 //!
 //! - `layer`: [`CacheLayer`], the builder; `config`: the settings it shares with every
 //!   service, [`EtagMode`] and [`HttpOnly`].
-//! - `service`: [`CacheService`], which decides how each request is answered (from the cache,
-//!   refreshed in the background, or forwarded) and invalidates after successful writes;
-//!   `forward`: a request sent to the inner service through the load pipeline; `lookup`:
-//!   reading stored responses; `record`: writing them; `respond`: building answers from them.
-//! - `future`: [`ResponseFuture`]; `body`: [`CacheBody`], stored bytes or the inner body
-//!   streamed (and copied for the cache).
-//! - `stored`: what a stored response is; `status`: the `Cache-Status` field; `tags`:
-//!   [`CacheTags`] and `Cache-Tag`; `purge`: [`Purge`], purging over HTTP.
+//! - `service`: [`CacheService`], which dispatches each request: cacheable, a write, or
+//!   passed through. `future`: [`ResponseFuture`]. `body/`: [`CacheBody`], stored bytes or the
+//!   inner body streamed (and copied for the cache within the layer's body budget).
+//! - `flow/`: how a request is answered: the decision, misses under single-flight, the
+//!   exchange with the inner service, revalidation, storing, invalidation by writes.
+//! - `stored/`: the stored-response model: what a stored response is, what it may be used
+//!   for, its weight and its shared (Redis) form.
+//! - `status`: the `Cache-Status` field; `tags`: [`CacheTags`] and `Cache-Tag`; `purge/`:
+//!   [`Purge`], purging over HTTP.
 //! - `rules/`: the RFC rules as pure functions (`cache_control`, `freshness`, `storable`,
 //!   `gate`, the one storage gate, `conditional`, `etag`, `vary`, `field`, `targeted`, `range`,
 //!   `key`), importing nothing from the files above.
+//! - `tests/`: test-only code (the fuzz targets' entry points among it).
 //!
 //! gRPC is `cache_layer::grpc`'s (feature `grpc`): calls pass through unless opted in, and
-//! opted-in unary calls reuse the same records, single-flight, tags, bodies and `Cache-Status`.
+//! opted-in unary calls reuse the same records, single-flight, tags, bodies and
+//! `Cache-Status`, through the items `for_grpc` names.
 //!
 //! Responses are kept in the cache's memory. With a shared (Redis) tier configured, every
 //! instance's stored responses are dropped by any instance's invalidation (over Redis
@@ -64,17 +67,19 @@
 //! keeps each response it stores at most the outage bound (`CacheBuilder::outage_ttl`) until
 //! it can again.
 
-pub(crate) mod body;
-pub(crate) mod config;
-pub(crate) mod flow;
-pub(crate) mod future;
-pub(crate) mod layer;
+mod body;
+mod config;
+mod flow;
+#[cfg(feature = "grpc")]
+pub(crate) mod for_grpc;
+mod future;
+mod layer;
 mod purge;
-pub(crate) mod rules;
+mod rules;
 mod service;
-pub(crate) mod status;
-pub(crate) mod stored;
-pub(crate) mod tags;
+mod status;
+mod stored;
+mod tags;
 #[cfg(any(fuzzing, test))]
 mod tests;
 
