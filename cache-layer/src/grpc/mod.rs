@@ -6,6 +6,7 @@
 //! that they pass through.
 //!
 //! - `config`: [`GrpcMethods`], which methods are cached and what else is part of the key.
+//! - `lookup`: what the cache holds for a call, and waiting on a concurrent call of it.
 //! - `layer`: the builder methods of [`CacheLayer`](crate::CacheLayer) that opt methods in.
 //! - `descriptor`: reading `idempotency_level = NO_SIDE_EFFECTS` from a file descriptor set.
 //! - `frame`: the request's length-prefixed message, decompressed.
@@ -28,6 +29,8 @@ mod frame;
 mod key;
 #[cfg(feature = "grpc")]
 mod layer;
+#[cfg(feature = "grpc")]
+mod lookup;
 #[cfg(feature = "grpc")]
 mod request_body;
 #[cfg(feature = "grpc")]

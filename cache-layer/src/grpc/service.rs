@@ -18,17 +18,17 @@ use tower_service::Service;
 use super::config::{GrpcConfig, GrpcMethods};
 use super::frame::{supported_encoding, unary_message, FrameError};
 use super::is_grpc;
-use super::key::{accepts_response, call_key};
+use super::key::call_key;
+use super::lookup::{lookup, remaining_ttl, CallWaiting, Held, Replay};
 use super::request_body::{GrpcRequestBody, ReadBody};
 use super::stored::{call_lifetime, grpc_status, CachedCall, CallBeingRecorded};
 use crate::clock;
-use crate::entry::{Age, Entry, RefreshClaim, Value};
-use crate::http::for_grpc::remaining_ttl as ttl_left;
+use crate::entry::{RefreshClaim, Value};
 use crate::http::for_grpc::{
-    admit, live_entry, mark_uncacheable, take_tags, Admitted, CacheStatus, Config, Exchange,
-    Forward, ResponseDirectives, Uncacheable,
+    admit, mark_uncacheable, take_tags, Admitted, CacheStatus, Config, Exchange, Forward,
+    ResponseDirectives,
 };
-use crate::pipeline::{self, Found, Joined, Leader, Load, Waiting};
+use crate::pipeline::{self, Found, Joined, Leader, Load};
 use crate::stats::Counter;
 use crate::trace::{self, Outcome, Tier};
 use crate::{Cache, CacheBody, CacheService, ResponseFuture};
@@ -98,40 +98,6 @@ struct Call {
     ttl: Duration,
 }
 
-/// What the cache holds under a call's key.
-enum Held {
-    Stored(Arc<Entry>, Arc<CachedCall>),
-    Uncacheable,
-    Nothing,
-}
-
-fn lookup(cache: &Cache, key: &str, request: &HeaderMap) -> Held {
-    let Some(entry) = live_entry(cache, key, clock::now()) else {
-        return Held::Nothing;
-    };
-    if let Ok(call) = Arc::clone(&entry.value).downcast::<CachedCall>() {
-        // Never a compressed response to a client that cannot decode it (the key includes the
-        // accepted encodings; this holds whatever keyed it).
-        if accepts_response(request, call.served.map()) {
-            return Held::Stored(entry, call);
-        }
-        return Held::Nothing;
-    }
-    if entry.value.is::<Uncacheable>() {
-        return Held::Uncacheable;
-    }
-    Held::Nothing
-}
-
-/// Seconds of freshness left (negative when stale), for `Cache-Status`.
-fn remaining_ttl(entry: &Entry) -> i64 {
-    let (now, until) = (clock::now(), entry.deadlines.fresh_until);
-    ttl_left(
-        until.saturating_duration_since(now),
-        now.saturating_duration_since(until),
-    )
-}
-
 /// Whether a response head says the service failed, so a stale call may stand in: HTTP 5xx,
 /// or a Trailers-Only error that is the server's (UNKNOWN, DEADLINE_EXCEEDED, INTERNAL,
 /// UNAVAILABLE, DATA_LOSS), not the caller's.
@@ -142,54 +108,6 @@ fn server_failed(status: StatusCode, headers: &HeaderMap) -> bool {
             Some(b"2" | b"4" | b"13" | b"14" | b"15")
         )
 }
-
-/// gRPC's side of the pipeline's single-flight: a call handed by a leader is replayed; after a
-/// leader that stored nothing, a fresh call stored meanwhile is served, and an uncacheable
-/// method is called alone.
-struct CallWaiting<'a> {
-    cache: &'a Cache,
-    key: &'a str,
-    request: &'a HeaderMap,
-    forward: Forward,
-}
-
-impl Waiting for CallWaiting<'_> {
-    type Served = Replay;
-
-    fn key(&self) -> &str {
-        self.key
-    }
-
-    fn accept(&mut self, value: Value, fallback: bool) -> Option<Self::Served> {
-        let call = value.downcast::<CachedCall>().ok()?;
-        let status = if fallback {
-            CacheStatus::forward(self.forward).detail("stale-if-error")
-        } else {
-            CacheStatus::hit().detail("coalesced")
-        };
-        Some((call, status))
-    }
-
-    fn fresh(&mut self) -> Option<Self::Served> {
-        match lookup(self.cache, self.key, self.request) {
-            Held::Stored(entry, call) if entry.age(clock::now()) == Age::Fresh => {
-                self.cache.inner().counters().add(Counter::Hit);
-                Some((call, CacheStatus::hit().ttl(remaining_ttl(&entry))))
-            }
-            _ => None,
-        }
-    }
-
-    fn rejoin(&mut self) -> bool {
-        !matches!(
-            lookup(self.cache, self.key, self.request),
-            Held::Uncacheable
-        )
-    }
-}
-
-/// A stored call and the `Cache-Status` it is replayed with.
-type Replay = (Arc<CachedCall>, CacheStatus);
 
 /// How a call is answered after its look-up.
 enum Decision {
