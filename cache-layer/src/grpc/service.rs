@@ -11,7 +11,6 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::BodyExt;
 use tower::ServiceExt;
 use tower_service::Service;
 
@@ -25,8 +24,8 @@ use super::stored::{call_lifetime, grpc_status, CachedCall, CallBeingRecorded};
 use crate::clock;
 use crate::entry::{RefreshClaim, Value};
 use crate::http::for_grpc::{
-    admit, mark_uncacheable, take_tags, Admitted, CacheStatus, Config, Exchange, Forward,
-    ResponseDirectives,
+    admit, mark_uncacheable, refresh_outcome, take_tags, Admitted, CacheStatus, Config, Exchange,
+    Forward, ResponseDirectives,
 };
 use crate::pipeline::{self, Found, Joined, Leader, Load};
 use crate::stats::Counter;
@@ -203,13 +202,8 @@ impl Call {
                 let leader = Some(refresh.leader);
                 let refreshed =
                     self.forward(inner(), request, refresh.key, None, leader, Forward::Stale);
-                let Ok(response) = refreshed.await else {
-                    return trace::Outcome::Failed;
-                };
-                trace::status_code(&refresh.span, response.status());
-                // Reading the body to its end is what stores it.
-                let _ = response.into_body().collect().await;
-                trace::Outcome::Refreshed
+                // A call's failure is in its `grpc-status`, not its HTTP status.
+                refresh_outcome(&refresh.span, refreshed.await, |_| false).await
             },
         );
     }

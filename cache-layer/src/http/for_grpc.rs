@@ -7,6 +7,7 @@
 pub(crate) use super::body::RecordedStore;
 pub(crate) use super::config::Config;
 pub(crate) use super::flow::lookup::live_entry;
+pub(crate) use super::flow::refresh::refresh_outcome;
 pub(crate) use super::flow::store::mark_uncacheable;
 pub(crate) use super::rules::cache_control::ResponseDirectives;
 pub(crate) use super::rules::freshness::remaining_ttl;

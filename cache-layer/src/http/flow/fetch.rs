@@ -18,7 +18,7 @@ use super::lookup::{
 use super::plan::Plan;
 use super::refresh::refresh_in_background;
 use super::respond::serve;
-use crate::entry::Value;
+use crate::entry::{Entry, Value};
 use crate::http::body::CacheBody;
 use crate::http::config::Config;
 use crate::http::rules::freshness::remaining_ttl;
@@ -40,7 +40,22 @@ fn fresh_hit<B: Body>(
     let Found::Stored { entry, .. } = lookup(cache, primary, headers, now) else {
         return None;
     };
-    let response = response_of(&entry);
+    let request = (method, headers);
+    let served = usable_hit(&entry, response_of(&entry), config, request, now, None)?;
+    cache.inner().counters().add(Counter::Hit);
+    Some(served)
+}
+
+/// `response`, stored in `entry`, served as a hit (with `detail`) when it is usable at `now`
+/// without revalidation: fresh, or stale and the request accepts it.
+fn usable_hit<B: Body>(
+    entry: &Entry,
+    response: &CachedResponse,
+    config: &Config,
+    (method, headers): (&Method, &HeaderMap),
+    now: clock::Instant,
+    detail: Option<&'static str>,
+) -> Option<Response<CacheBody<B>>> {
     let age = response.age(now);
     let directives = request_directives(config, headers);
     if !matches!(
@@ -49,8 +64,10 @@ fn fresh_hit<B: Body>(
     ) {
         return None;
     }
-    cache.inner().counters().add(Counter::Hit);
-    let status = CacheStatus::hit().ttl(remaining_ttl(response.lifetime, age));
+    let mut status = CacheStatus::hit().ttl(remaining_ttl(response.lifetime, age));
+    if let Some(detail) = detail {
+        status = status.detail(detail);
+    }
     Some(serve(response, method, headers, status, age))
 }
 
@@ -194,19 +211,9 @@ async fn stored_elsewhere<B: Body>(
         return None;
     };
     let response = shared_response_of(&entry)?;
+    let request = (method, headers);
     let now = clock::now();
-    let age = response.age(now);
-    let directives = request_directives(config, headers);
-    if !matches!(
-        response.usability_in(entry.age(now), age, &directives),
-        Usability::Fresh | Usability::StaleAccepted
-    ) {
-        return None;
-    }
-    let status = CacheStatus::hit()
-        .ttl(remaining_ttl(response.lifetime, age))
-        .detail("coalesced");
-    let served = serve(&response, method, headers, status, age);
+    let served = usable_hit(&entry, &response, config, request, now, Some("coalesced"))?;
     Some((response, served))
 }
 

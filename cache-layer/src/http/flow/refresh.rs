@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
 use tower_service::Service;
@@ -46,18 +46,29 @@ pub(crate) fn refresh_in_background<S, ReqBody, ResBody>(
         |refresh| async move {
             let leader = Some(refresh.leader);
             let refreshed = forward(refresh.cache, config, inner, request, plan, leader);
-            let Ok(response) = refreshed.await else {
-                return trace::Outcome::Failed;
-            };
-            trace::status_code(&refresh.span, response.status());
-            let outcome = if response.status().is_server_error() {
-                trace::Outcome::Failed
-            } else {
-                trace::Outcome::Refreshed
-            };
-            // Reading a streamed body to its end is what stores it.
-            let _ = response.into_body().collect().await;
-            outcome
+            let failed = |status: StatusCode| status.is_server_error();
+            refresh_outcome(&refresh.span, refreshed.await, failed).await
         },
     );
+}
+
+/// How a background refresh that got `answer` went: its status recorded on the refresh's
+/// `span` and its body read to the end (which is what stores it); `Failed` for an error, or a
+/// status that `failed` says is one.
+pub(crate) async fn refresh_outcome<B: Body, E>(
+    span: &tracing::Span,
+    answer: Result<Response<B>, E>,
+    failed: impl Fn(StatusCode) -> bool,
+) -> trace::Outcome {
+    let Ok(response) = answer else {
+        return trace::Outcome::Failed;
+    };
+    trace::status_code(span, response.status());
+    let outcome = if failed(response.status()) {
+        trace::Outcome::Failed
+    } else {
+        trace::Outcome::Refreshed
+    };
+    let _ = response.into_body().collect().await;
+    outcome
 }
