@@ -2,9 +2,9 @@
 //! with a shared tier, a stored response and a URL's `Vary` record are written to Redis beside
 //! the memory copy, under the same keys and after the same storage gate, so that every
 //! instance finds them; an instance that misses in memory reads Redis before it asks the inner
-//! service (`flow/lookup.rs`). The bytes are a stable contract
-//! (crate docs, "Redis layout"): the codec's header (format, a format version in the
-//! fingerprint's place, wall-clock deadlines, tags), then a MessagePack array.
+//! service (`flow/lookup.rs`). The bytes are a stable contract (crate docs, "Redis layout"):
+//! the codec's header (format, a format version in the fingerprint's place, wall-clock
+//! deadlines, tags), then a MessagePack array.
 //!
 //! Bytes read back are hostile: anything that does not decode, is of another version, does not
 //! belong under its key or does not pass the storage gate again is a miss (counted, logged,
