@@ -8,7 +8,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderName};
 use sha2::{Digest as _, Sha256};
 
-use crate::http::rules::key::{authority_of, push_lowercase};
+use crate::http::for_grpc::{authority_of, push_lowercase};
 
 /// `grpc-accept-encoding`: the response encodings the client decodes.
 const GRPC_ACCEPT_ENCODING: &str = "grpc-accept-encoding";

@@ -6,6 +6,8 @@
 //! that they pass through.
 //!
 //! - `config`: [`GrpcMethods`], which methods are cached and what else is part of the key.
+//! - `lookup`: what the cache holds for a call, and waiting on a concurrent call of it.
+//! - `layer`: the builder methods of [`CacheLayer`](crate::CacheLayer) that opt methods in.
 //! - `descriptor`: reading `idempotency_level = NO_SIDE_EFFECTS` from a file descriptor set.
 //! - `frame`: the request's length-prefixed message, decompressed.
 //! - `key`: the cache key of a call.
@@ -25,6 +27,10 @@ mod descriptor;
 mod frame;
 #[cfg(feature = "grpc")]
 mod key;
+#[cfg(feature = "grpc")]
+mod layer;
+#[cfg(feature = "grpc")]
+mod lookup;
 #[cfg(feature = "grpc")]
 mod request_body;
 #[cfg(feature = "grpc")]

@@ -11,33 +11,26 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::BodyExt;
 use tower::ServiceExt;
 use tower_service::Service;
 
 use super::config::{GrpcConfig, GrpcMethods};
 use super::frame::{supported_encoding, unary_message, FrameError};
 use super::is_grpc;
-use super::key::{accepts_response, call_key};
+use super::key::call_key;
+use super::lookup::{lookup, remaining_ttl, CallWaiting, Held, Replay};
 use super::request_body::{GrpcRequestBody, ReadBody};
-use super::stored::{call_lifetime, grpc_status, CachedCall, PendingCall};
+use super::stored::{call_lifetime, grpc_status, CachedCall, CallBeingRecorded};
 use crate::clock;
-use crate::entry::{Age, Entry, RefreshClaim, Value};
-use crate::http::body::{CacheBody, Recording};
-use crate::http::config::Config;
-use crate::http::future::ResponseFuture;
-use crate::http::lookup::live_entry;
-use crate::http::record::mark_uncacheable;
-use crate::http::rules::cache_control::ResponseDirectives;
-use crate::http::rules::freshness;
-use crate::http::rules::gate::{admit, Admitted, Exchange};
-use crate::http::status::{CacheStatus, Forward};
-use crate::http::stored::Uncacheable;
-use crate::http::tags::take_tags;
-use crate::pipeline::{self, Found, Joined, Leader, Load, Waiting};
+use crate::entry::{RefreshClaim, Value};
+use crate::http::for_grpc::{
+    admit, mark_uncacheable, refresh_outcome, take_tags, Admitted, CacheStatus, Config, Exchange,
+    Forward, ResponseDirectives,
+};
+use crate::pipeline::{self, Found, Joined, Leader, Load};
 use crate::stats::Counter;
 use crate::trace::{self, Outcome, Tier};
-use crate::{Cache, CacheService};
+use crate::{Cache, CacheBody, CacheService, ResponseFuture};
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CacheService<S, GrpcMethods>
 where
@@ -104,40 +97,6 @@ struct Call {
     ttl: Duration,
 }
 
-/// What the cache holds under a call's key.
-enum Held {
-    Stored(Arc<Entry>, Arc<CachedCall>),
-    Uncacheable,
-    Nothing,
-}
-
-fn lookup(cache: &Cache, key: &str, request: &HeaderMap) -> Held {
-    let Some(entry) = live_entry(cache, key, clock::now()) else {
-        return Held::Nothing;
-    };
-    if let Ok(call) = Arc::clone(&entry.value).downcast::<CachedCall>() {
-        // Never a compressed response to a client that cannot decode it (the key includes the
-        // accepted encodings; this holds whatever keyed it).
-        if accepts_response(request, call.served.map()) {
-            return Held::Stored(entry, call);
-        }
-        return Held::Nothing;
-    }
-    if entry.value.is::<Uncacheable>() {
-        return Held::Uncacheable;
-    }
-    Held::Nothing
-}
-
-/// Seconds of freshness left (negative when stale), for `Cache-Status`.
-fn remaining_ttl(entry: &Entry) -> i64 {
-    let (now, until) = (clock::now(), entry.deadlines.fresh_until);
-    freshness::remaining_ttl(
-        until.saturating_duration_since(now),
-        now.saturating_duration_since(until),
-    )
-}
-
 /// Whether a response head says the service failed, so a stale call may stand in: HTTP 5xx,
 /// or a Trailers-Only error that is the server's (UNKNOWN, DEADLINE_EXCEEDED, INTERNAL,
 /// UNAVAILABLE, DATA_LOSS), not the caller's.
@@ -148,54 +107,6 @@ fn server_failed(status: StatusCode, headers: &HeaderMap) -> bool {
             Some(b"2" | b"4" | b"13" | b"14" | b"15")
         )
 }
-
-/// gRPC's side of the pipeline's single-flight: a call handed by a leader is replayed; after a
-/// leader that stored nothing, a fresh call stored meanwhile is served, and an uncacheable
-/// method is called alone.
-struct CallWaiting<'a> {
-    cache: &'a Cache,
-    key: &'a str,
-    request: &'a HeaderMap,
-    forward: Forward,
-}
-
-impl Waiting for CallWaiting<'_> {
-    type Served = Replay;
-
-    fn key(&self) -> &str {
-        self.key
-    }
-
-    fn accept(&mut self, value: Value, fallback: bool) -> Option<Self::Served> {
-        let call = value.downcast::<CachedCall>().ok()?;
-        let status = if fallback {
-            CacheStatus::forward(self.forward).detail("stale-if-error")
-        } else {
-            CacheStatus::hit().detail("coalesced")
-        };
-        Some((call, status))
-    }
-
-    fn fresh(&mut self) -> Option<Self::Served> {
-        match lookup(self.cache, self.key, self.request) {
-            Held::Stored(entry, call) if entry.age(clock::now()) == Age::Fresh => {
-                self.cache.inner().counters().add(Counter::Hit);
-                Some((call, CacheStatus::hit().ttl(remaining_ttl(&entry))))
-            }
-            _ => None,
-        }
-    }
-
-    fn rejoin(&mut self) -> bool {
-        !matches!(
-            lookup(self.cache, self.key, self.request),
-            Held::Uncacheable
-        )
-    }
-}
-
-/// A stored call and the `Cache-Status` it is replayed with.
-type Replay = (Arc<CachedCall>, CacheStatus);
 
 /// How a call is answered after its look-up.
 enum Decision {
@@ -291,13 +202,8 @@ impl Call {
                 let leader = Some(refresh.leader);
                 let refreshed =
                     self.forward(inner(), request, refresh.key, None, leader, Forward::Stale);
-                let Ok(response) = refreshed.await else {
-                    return trace::Outcome::Failed;
-                };
-                trace::status_code(&refresh.span, response.status());
-                // Reading the body to its end is what stores it.
-                let _ = response.into_body().collect().await;
-                trace::Outcome::Refreshed
+                // A call's failure is in its `grpc-status`, not its HTTP status.
+                refresh_outcome(&refresh.span, refreshed.await, |_| false).await
             },
         );
     }
@@ -406,19 +312,17 @@ impl Call {
         };
         status.append_to(&mut parts.headers);
         let since = loading.since();
-        let pending = self.pending((key, path), &parts, admitted, &cc, tags, (since, leader));
-        let recording = Recording::new(
-            pending.config.max_body,
-            pending.config.in_flight.start(),
-            Box::new(pending),
-        );
+        let config = Arc::clone(&self.config);
+        let recorded =
+            self.being_recorded((key, path), &parts, admitted, &cc, tags, (since, leader));
+        let recording = config.recording(Box::new(recorded));
         Ok(Response::from_parts(parts, CacheBody::tee(body, recording)))
     }
 
-    /// The store of an admitted call, finished once its trailers arrive: the lifetime the
+    /// The admitted call, to be stored once its trailers arrive: the lifetime the
     /// service states in `cache-control` metadata, else the method's TTL and the layer's
     /// windows.
-    fn pending(
+    fn being_recorded(
         self,
         (key, path): (String, String),
         parts: &http::response::Parts,
@@ -426,14 +330,14 @@ impl Call {
         cc: &ResponseDirectives,
         tags: Vec<String>,
         (since, leader): (u64, Option<Leader>),
-    ) -> PendingCall {
+    ) -> CallBeingRecorded {
         let stated = cc.s_maxage.or(cc.max_age);
         let windows = (
             cc.stale_while_revalidate
                 .unwrap_or(self.config.stale_while_revalidate),
             cc.stale_if_error.unwrap_or(self.config.stale_if_error),
         );
-        PendingCall {
+        CallBeingRecorded {
             lifetime: call_lifetime(stated.unwrap_or(self.ttl), windows, stated.is_some()),
             cache: self.cache,
             config: self.config,

@@ -1,6 +1,6 @@
 //! What is kept of a gRPC call: the response headers, the message bytes exactly as sent
-//! (frame header and compression included) and the trailers; [`PendingCall`], which stores it
-//! once the trailers say `grpc-status: 0`; and the replay.
+//! (frame header and compression included) and the trailers; [`CallBeingRecorded`], which
+//! stores it once the trailers say `grpc-status: 0`; and the replay.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,14 +13,11 @@ use super::frame::single_frame;
 use crate::clock;
 use crate::entry::{Lifetime, Value};
 use crate::flight::Leader;
-use crate::http::body::{CacheBody, RecordedStore};
-use crate::http::config::Config;
-use crate::http::record::mark_uncacheable;
-use crate::http::rules::gate::Admitted;
-use crate::http::status::{CacheStatus, ServedHeaders};
-use crate::http::tags::CacheTags;
+use crate::http::for_grpc::{
+    mark_uncacheable, Admitted, CacheStatus, Config, RecordedStore, ServedHeaders,
+};
 use crate::pipeline::{self, Stored};
-use crate::Cache;
+use crate::{Cache, CacheBody, CacheTags};
 
 /// A successful unary call as stored.
 pub(crate) struct CachedCall {
@@ -73,10 +70,11 @@ pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<&[u8]> {
     headers.get("grpc-status").map(|v| v.as_bytes())
 }
 
-/// A response head waiting for its message and trailers: stored (and handed to coalesced
-/// waiters) by [`PendingCall::complete`] when the trailers say `grpc-status: 0`; otherwise
-/// nothing is stored and the waiters call for themselves.
-pub(crate) struct PendingCall {
+/// A call's response head the storage gate admitted, whose message and trailers are being
+/// recorded: stored (and handed to coalesced waiters) by [`complete`](Self::complete) when the
+/// trailers say `grpc-status: 0`; otherwise nothing is stored and the waiters call for
+/// themselves.
+pub(crate) struct CallBeingRecorded {
     pub(crate) cache: Cache,
     pub(crate) config: Arc<Config>,
     pub(crate) key: String,
@@ -91,7 +89,7 @@ pub(crate) struct PendingCall {
     pub(crate) leader: Option<Leader>,
 }
 
-impl PendingCall {
+impl CallBeingRecorded {
     /// Stores the call with `message` when `trailers` say it succeeded and it answered with
     /// one message (a server stream that happened to be opted in is not stored).
     pub(crate) fn complete(self, message: Bytes, trailers: Option<&HeaderMap>) {
@@ -155,13 +153,13 @@ pub(crate) fn call_lifetime(
     }
 }
 
-impl RecordedStore for PendingCall {
+impl RecordedStore for CallBeingRecorded {
     fn finish(self: Box<Self>, body: Bytes, trailers: Option<&HeaderMap>) {
         self.complete(body, trailers);
     }
 
     fn abandon(self: Box<Self>, reason: &'static str) {
-        PendingCall::abandon(*self, reason);
+        CallBeingRecorded::abandon(*self, reason);
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use http::request::Parts;
 
-use super::in_flight::InFlight;
+use super::body::{BodyBudget, RecordedStore, Recording};
 use super::rules::targeted::TargetedFields;
 
 /// How the layer gives stored responses an `ETag` when the application sets none.
@@ -48,13 +48,21 @@ pub(crate) struct Config {
     pub(crate) uncacheable_for: Duration,
     /// Bodies being copied for the cache, and read ahead of their clients: a quarter of the
     /// cache's memory budget.
-    pub(crate) in_flight: Arc<InFlight>,
+    pub(crate) body_budget: Arc<BodyBudget>,
     /// Targeted cache-control fields (RFC 9213) obeyed before `Cache-Control`.
     pub(crate) targeted: TargetedFields,
     /// Whether clients receive (and so the cache stores) `Cache-Tag` and `Surrogate-Key`.
     pub(crate) forward_tags: bool,
     /// Request headers removed from GET and HEAD requests before anything reads them.
     pub(crate) strip_request: Vec<http::HeaderName>,
+}
+
+impl Config {
+    /// A copy of a body for the cache, of up to `max_body` bytes held in the layer's body
+    /// budget, finished into `store`.
+    pub(crate) fn recording(&self, store: Box<dyn RecordedStore>) -> Recording {
+        Recording::new(self.max_body, self.body_budget.start(), store)
+    }
 }
 
 /// The settings a layer last built services with (in `Layer::layer`), shared with the layer's
@@ -100,7 +108,7 @@ impl fmt::Debug for Config {
             .field("max_variants", &self.max_variants)
             .field("request_cache_control", &self.request_cache_control)
             .field("sort_query", &self.sort_query)
-            .field("in_flight_limit", &self.in_flight.limit())
+            .field("in_flight_limit", &self.body_budget.limit())
             .field("targeted", &self.targeted)
             .field("forward_tags", &self.forward_tags)
             .field("strip_request", &self.strip_request)

@@ -14,8 +14,8 @@ use tower_service::Service;
 
 use super::body::CacheBody;
 use super::config::Config;
+use super::flow::respond::passed_through;
 use super::status::CacheStatus;
-use super::tags::take_tags;
 
 /// A boxed miss, revalidation or write: they wait on single-flight and the cache, so they
 /// are `async` code rather than hand-written states.
@@ -113,15 +113,8 @@ where
                 status,
                 config,
             } => {
-                let (mut parts, body) = ready!(future.as_mut().poll(cx))?.into_parts();
-                take_tags(
-                    &mut parts.headers,
-                    &mut parts.extensions,
-                    config.forward_tags,
-                );
-                config.targeted.hide(&mut parts.headers);
-                status.append_to(&mut parts.headers);
-                Poll::Ready(Ok(Response::from_parts(parts, CacheBody::inner(body))))
+                let response = ready!(future.as_mut().poll(cx))?;
+                Poll::Ready(Ok(passed_through(response, config, *status)))
             }
             KindProj::Boxed { future } => future.as_mut().poll(cx),
         }

@@ -1,5 +1,6 @@
-//! [`CacheLayer`]: the builder of the configuration, and the [`Layer`] that wraps a service in
-//! a [`CacheService`].
+//! [`CacheLayer`]: the builder of the configuration (and of [`Purge`] services sharing it), and
+//! the [`Layer`] that wraps a service in a [`CacheService`]. The builder methods that opt gRPC
+//! methods in are `grpc/layer.rs`'s, compiled with the `grpc` feature.
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -7,10 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::request::Parts;
+use http::HeaderMap;
 use tower_layer::Layer;
 
+use super::body::BodyBudget;
 use super::config::{Applied, Config, EtagMode, HttpOnly};
-use super::in_flight::InFlight;
+use super::purge::{bearer_check, Purge};
 use super::rules::targeted::TargetedFields;
 use super::service::CacheService;
 use crate::Cache;
@@ -57,13 +60,13 @@ use crate::Cache;
 #[derive(Clone)]
 #[must_use]
 pub struct CacheLayer<M = HttpOnly> {
-    pub(crate) cache: Cache,
+    cache: Cache,
     // Shared with every service built, so that `layer` (which axum may call per route) is
     // two reference-count increments (and a look at `applied`).
-    pub(crate) config: Arc<Config>,
+    pub(in crate::http) config: Arc<Config>,
     /// The settings services were last built with, for the purge services taken from this
     /// layer (see [`CacheLayer::purge`]).
-    pub(crate) applied: Arc<Applied>,
+    applied: Arc<Applied>,
     /// What is cached besides HTTP: nothing, or opted-in gRPC methods.
     pub(crate) mode: M,
 }
@@ -91,7 +94,7 @@ impl CacheLayer {
                 request_cache_control: true,
                 sort_query: false,
                 uncacheable_for: Duration::from_secs(5),
-                in_flight: InFlight::new(share),
+                body_budget: BodyBudget::new(share),
                 targeted: TargetedFields::default(),
                 forward_tags: false,
                 strip_request: Vec::new(),
@@ -236,9 +239,7 @@ impl<M> CacheLayer<M> {
         Arc::make_mut(&mut self.config).request_cache_control = honour;
         self
     }
-}
 
-impl<M> CacheLayer<M> {
     /// A targeted cache-control field of the application's own (RFC 9213), obeyed before
     /// `CDN-Cache-Control` and `Cache-Control`: say `CacheLayer-Cache-Control: max-age=600`
     /// next to `Cache-Control: max-age=60` to keep a response here longer than browsers do,
@@ -316,6 +317,45 @@ impl<M> CacheLayer<M> {
     pub fn forward_tag_headers(mut self, forward: bool) -> Self {
         Arc::make_mut(&mut self.config).forward_tags = forward;
         self
+    }
+
+    /// A [`Purge`] service for what this layer stores, guarded by `authorize`: it sees each
+    /// purge request's headers and says whether the request may purge.
+    ///
+    /// It names URLs with the settings the layer last built a service with, so builder calls
+    /// made after this one (a [`key_fn`](Self::key_fn), say) apply to it too. Clones of a
+    /// layer share this: when clones keyed differently wrap different services, it follows
+    /// the one applied last. Build such layers with `CacheLayer::new` each, and take a purge
+    /// service from each.
+    pub fn purge<F>(&self, authorize: F) -> Purge
+    where
+        F: Fn(&HeaderMap) -> bool + Send + Sync + 'static,
+    {
+        let (config, applied) = (Arc::clone(&self.config), Arc::clone(&self.applied));
+        Purge::new(self.cache.clone(), config, applied, authorize)
+    }
+
+    /// [`purge`](Self::purge) for requests with `Authorization: Bearer <token>`, compared in
+    /// time independent of where they differ and of either one's length. An empty token
+    /// matches nothing.
+    ///
+    /// Only the token's SHA-256 digest is kept. Read it from a file or the environment rather
+    /// than the command line, where `ps` shows it to every local user.
+    pub fn purge_with_token(&self, token: impl Into<String>) -> Purge {
+        self.purge(bearer_check(token.into().as_bytes()))
+    }
+}
+
+impl<M> CacheLayer<M> {
+    /// This layer with its mode (what it caches besides HTTP) changed by `change`.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))] // gRPC's builder methods
+    pub(crate) fn map_mode<N>(self, change: impl FnOnce(M) -> N) -> CacheLayer<N> {
+        CacheLayer {
+            cache: self.cache,
+            config: self.config,
+            applied: self.applied,
+            mode: change(self.mode),
+        }
     }
 }
 

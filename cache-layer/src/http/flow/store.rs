@@ -1,7 +1,8 @@
 //! Writing responses into the cache: a stored response under its key (and, when it varies,
-//! the URL's variants record), in memory and, on a shared cache, in Redis; the "uncacheable"
-//! marker (memory only), and [`PendingStore`], which finishes a
-//! store once the body has been read and hands the result to coalesced waiters.
+//! the URL's variants record), in memory and, on a shared cache, in Redis; dropping one; the
+//! "uncacheable" marker (memory only); generated `ETag`s; and [`ResponseBeingRecorded`], a
+//! response head whose body is being recorded, stored once the body has been read and handed
+//! to coalesced waiters.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -10,18 +11,18 @@ use bytes::Bytes;
 use http::header::ETAG;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use super::body::RecordedStore;
-use super::config::{Config, EtagMode};
 use super::lookup::live_entry;
-use super::rules::cache_control::ResponseDirectives;
-use super::rules::etag::EntityTag;
-use super::rules::gate::Admitted;
-use super::rules::key::variant_key;
-use super::shared::{encode_response, encode_variants, forget};
-use super::stored::{CachedResponse, Uncacheable, Variants};
 use crate::clock;
 use crate::entry::{Deadlines, Value};
 use crate::flight::Leader;
+use crate::http::body::RecordedStore;
+use crate::http::config::{Config, EtagMode};
+use crate::http::rules::cache_control::ResponseDirectives;
+use crate::http::rules::etag::EntityTag;
+use crate::http::rules::gate::Admitted;
+use crate::http::rules::key::variant_key;
+use crate::http::stored::shared::{encode_response, encode_variants};
+use crate::http::stored::{CachedResponse, Uncacheable, Variants};
 use crate::pipeline;
 use crate::store::codec::WallDeadlines;
 use crate::store::SharedSince;
@@ -110,6 +111,24 @@ pub(crate) fn mark_uncacheable(cache: &Cache, config: &Config, primary: &str) {
     cache.store_in_memory(primary, entry, since);
 }
 
+/// Drops the response stored under `key` here and in the shared tier (the origin no longer
+/// lets it be kept, or a newer variant displaced it); the shared delete runs off the caller's
+/// path.
+pub(crate) fn forget(cache: &Cache, key: &str) {
+    cache.inner().memory().remove(key);
+    if cache.remote().is_none() {
+        return;
+    }
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let (cache, key) = (cache.clone(), key.to_owned());
+        runtime.spawn(async move {
+            if let Some(remote) = cache.remote() {
+                remote.store.delete(&key).await;
+            }
+        });
+    }
+}
+
 /// Gives a response without an `ETag` one made from its bytes, as configured.
 pub(crate) fn add_etag(headers: &mut HeaderMap, body: &[u8], mode: EtagMode) {
     if headers.contains_key(ETAG) {
@@ -130,10 +149,11 @@ fn generated_etag(body: &[u8], mode: EtagMode) -> Option<HeaderValue> {
     tag.to_header_value()
 }
 
-/// A response head waiting for its body: stored (and handed to coalesced waiters) by
-/// [`PendingStore::complete`]; dropped or [abandoned](PendingStore::abandon), it stores
-/// nothing and releases the waiters to load for themselves.
-pub(crate) struct PendingStore {
+/// A response head the storage gate admitted, whose body is being recorded: stored (and handed
+/// to coalesced waiters) by [`complete`](Self::complete); dropped or
+/// [abandoned](Self::abandon), it stores nothing and releases the waiters to load for
+/// themselves.
+pub(crate) struct ResponseBeingRecorded {
     pub(crate) cache: Cache,
     pub(crate) config: Arc<Config>,
     pub(crate) primary: String,
@@ -151,10 +171,10 @@ pub(crate) struct PendingStore {
     pub(crate) leader: Option<Leader>,
 }
 
-impl PendingStore {
+impl ResponseBeingRecorded {
     /// Stores the response with `body`; returns it and whether it was kept.
     pub(crate) fn complete(self, body: Bytes) -> (Arc<CachedResponse>, bool) {
-        let PendingStore {
+        let ResponseBeingRecorded {
             cache,
             config,
             primary,
@@ -218,7 +238,7 @@ impl PendingStore {
     }
 }
 
-impl RecordedStore for PendingStore {
+impl RecordedStore for ResponseBeingRecorded {
     fn finish(self: Box<Self>, body: Bytes, trailers: Option<&HeaderMap>) {
         // Trailers are not stored with HTTP responses: not replayable as is.
         if trailers.is_none() {
@@ -227,6 +247,6 @@ impl RecordedStore for PendingStore {
     }
 
     fn abandon(self: Box<Self>, reason: &'static str) {
-        PendingStore::abandon(*self, reason);
+        ResponseBeingRecorded::abandon(*self, reason);
     }
 }

@@ -1,17 +1,18 @@
-//! The bytes of response bodies being copied for the cache, before they are stored (and
-//! weighed by the memory store), and the bytes read ahead of a client that it has not taken
-//! yet. Each layer holds at most a quarter of its cache's memory budget this way, so
-//! concurrent misses on large bodies and clients that never read cannot hold memory outside
-//! the budget without bound: once the share is spent, bodies stop being read ahead of their
-//! clients (each is then read at its client's pace, as one passing through is), and a body that
-//! would pass the share streams on to its client unstored.
+//! [`BodyBudget`]: the bytes of response bodies being copied for the cache, before they are
+//! stored (and weighed by the memory store), and the bytes read ahead of a client that it has
+//! not taken yet. Each layer holds at most a quarter of its cache's memory budget this way
+//! (the layer's documentation calls it the in-flight share; a copy refused for want of it is
+//! logged `in-flight-full`), so concurrent misses on large bodies and clients that never read
+//! cannot hold memory outside the budget without bound: once the share is spent, bodies stop
+//! being read ahead of their clients (each is then read at its client's pace, as one passing
+//! through is), and a body that would pass the share streams on to its client unstored.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// The bytes held by bodies being copied, and how many may be.
 #[derive(Debug)]
-pub(crate) struct InFlight {
+pub(crate) struct BodyBudget {
     used: AtomicUsize,
     limit: usize,
 }
@@ -19,14 +20,14 @@ pub(crate) struct InFlight {
 /// Bytes held for one body; given back when dropped (stored, abandoned, or the task ended).
 #[derive(Debug)]
 pub(crate) struct Held {
-    budget: Arc<InFlight>,
+    budget: Arc<BodyBudget>,
     bytes: usize,
 }
 
-impl InFlight {
+impl BodyBudget {
     /// A share of `limit` bytes.
     pub(crate) fn new(limit: usize) -> Arc<Self> {
-        Arc::new(InFlight {
+        Arc::new(BodyBudget {
             used: AtomicUsize::new(0),
             limit,
         })
@@ -81,8 +82,8 @@ impl Held {
         }
     }
 
-    /// The share this hold is taken from.
-    pub(crate) fn share(&self) -> &Arc<InFlight> {
+    /// The budget this hold is taken from.
+    pub(crate) fn budget(&self) -> &Arc<BodyBudget> {
         &self.budget
     }
 
@@ -144,7 +145,7 @@ impl Queued {
     }
 
     /// The recording ended: from now on what is queued is held in `share`, until taken.
-    pub(crate) fn hold_in(&self, share: &Arc<InFlight>) {
+    pub(crate) fn hold_in(&self, share: &Arc<BodyBudget>) {
         let mut queued = self.lock();
         if queued.held.is_none() {
             let mut held = share.start();
@@ -166,7 +167,7 @@ mod tests {
 
     #[test]
     fn holds_up_to_the_share_and_gives_back_on_drop() {
-        let budget = InFlight::new(100);
+        let budget = BodyBudget::new(100);
         let mut a = budget.start();
         assert!(a.grow(60));
         let b = budget.hold(50);
@@ -183,7 +184,7 @@ mod tests {
 
     #[test]
     fn queued_bytes_are_held_from_the_recordings_end_until_taken() {
-        let share = InFlight::new(100);
+        let share = BodyBudget::new(100);
         let queued = Queued::default();
         queued.sent(30);
         assert!(
@@ -202,7 +203,7 @@ mod tests {
             "never gives back more than it held"
         );
         assert!(
-            !InFlight::new(0).spent(),
+            !BodyBudget::new(0).spent(),
             "an empty share lets one frame through"
         );
         queued.sent(usize::MAX);

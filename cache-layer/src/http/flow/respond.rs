@@ -1,6 +1,6 @@
-//! Building responses the cache answers itself: from a stored response (with `Age`, and 304 or
-//! 412 where the request's preconditions say so), and the precondition check applied to
-//! responses that were not served from the cache.
+//! Building responses: the ones the cache answers itself, from a stored response (with `Age`,
+//! and 304 or 412 where the request's preconditions say so); the precondition check applied to
+//! responses that were not served from the cache; and responses passed through.
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -9,17 +9,20 @@ use http::header::{
     AGE, CONTENT_LENGTH, CONTENT_RANGE, DATE, ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH,
     IF_UNMODIFIED_SINCE, LAST_MODIFIED, RANGE, SET_COOKIE,
 };
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body::Body;
 
-use super::body::CacheBody;
-use super::rules::conditional::{evaluate, not_modified_headers, Precondition, Representation};
-use super::rules::etag::EntityTag;
-use super::rules::freshness::header_date;
-use super::rules::range::{self, RangeAnswer, Validators};
-use super::status::CacheStatus;
-use super::stored::CachedResponse;
-use super::tags::CacheTags;
+use crate::http::body::CacheBody;
+use crate::http::config::Config;
+use crate::http::rules::conditional::{
+    evaluate, not_modified_headers, Precondition, Representation,
+};
+use crate::http::rules::etag::EntityTag;
+use crate::http::rules::freshness::header_date;
+use crate::http::rules::range::{self, RangeAnswer, Validators};
+use crate::http::status::{CacheStatus, CACHE_STATUS};
+use crate::http::stored::CachedResponse;
+use crate::http::tags::{take_tags, CacheTags};
 
 /// Answers `method` with `request` headers from a stored response of `age`: 304 or 412 where
 /// the request's preconditions say so, otherwise the response (no body for HEAD), with `Age`.
@@ -227,7 +230,7 @@ pub(crate) fn apply_preconditions<B: Body>(
         HeaderMap::new()
     };
     // Meant for this client whatever the status: a 304 must not lose a new cookie.
-    for name in [HeaderName::from_static("cache-status"), SET_COOKIE] {
+    for name in [CACHE_STATUS.clone(), SET_COOKIE] {
         for value in parts.headers.get_all(&name) {
             headers.append(name.clone(), value.clone());
         }
@@ -239,6 +242,25 @@ pub(crate) fn apply_preconditions<B: Body>(
     response
 }
 
+/// A response the layer passes through, not considered for storage: the tag fields and the
+/// targeted fields (unless forwarded) removed, `status` added.
+pub(crate) fn passed_through<B: Body>(
+    response: Response<B>,
+    config: &Config,
+    status: CacheStatus,
+) -> Response<CacheBody<B>> {
+    let (mut parts, body) = response.into_parts();
+    take_tags(
+        &mut parts.headers,
+        &mut parts.extensions,
+        config.forward_tags,
+    );
+    config.targeted.hide(&mut parts.headers);
+    status.append_to(&mut parts.headers);
+    Response::from_parts(parts, CacheBody::inner(body))
+}
+
+/// An answer of the layer's own, without a body: `code` with `status`.
 pub(crate) fn empty_response<B: Body>(
     code: StatusCode,
     status: CacheStatus,

@@ -1,17 +1,21 @@
-//! Finding what the cache holds for a request: the stored response (or its variant for the
-//! request's varied headers), a `Vary` miss, or the "uncacheable" marker; and the keys of
-//! URLs named by writes.
+//! Finding what the cache holds for a request, in memory and then, on a cache with a shared
+//! tier, in Redis: the stored response (or its variant for the request's varied headers), a
+//! `Vary` miss, or the "uncacheable" marker.
 
 use std::sync::Arc;
 
 use http::header::{CACHE_CONTROL, PRAGMA};
-use http::{HeaderMap, Request, Uri};
+use http::HeaderMap;
 
-use super::config::Config;
-use super::rules::cache_control::RequestDirectives;
-use super::rules::key::{authority_of, primary_key, secondary_key, variant_key};
-use super::stored::{CachedResponse, Uncacheable, Variants};
+use crate::cache::EntryKind;
 use crate::entry::{Age, Entry};
+use crate::http::config::Config;
+use crate::http::rules::cache_control::RequestDirectives;
+use crate::http::rules::key::{secondary_key, variant_key};
+use crate::http::stored::shared::decode;
+use crate::http::stored::{CachedResponse, Uncacheable, Variants};
+use crate::pipeline;
+use crate::stats::Counter;
 use crate::{clock, Cache};
 
 /// What the cache holds for a request.
@@ -42,7 +46,7 @@ pub(crate) fn shared_response_of(entry: &Entry) -> Option<Arc<CachedResponse>> {
 /// The entry under `key` in memory, unless its last window has closed (the store expires
 /// lazily). While this instance cannot hear other instances' invalidations, memory holds only
 /// what was stored under the outage bound (see `Inner::admit`); what Redis holds is read by
-/// `shared::lookup`.
+/// [`lookup_shared`].
 pub(crate) fn live_entry(cache: &Cache, key: &str, now: clock::Instant) -> Option<Arc<Entry>> {
     cache
         .inner()
@@ -88,6 +92,75 @@ pub(crate) fn lookup(
     Found::Nothing
 }
 
+/// The live entry the shared tier holds under `key` (for the URL `primary`), copied into
+/// memory when memory may be used (unless invalidated while it was read, the invalidation log
+/// then standing at `since`). Bytes that are not usable there are a miss, counted and logged.
+async fn read_shared(
+    cache: &Cache,
+    config: &Config,
+    (primary, key): (&str, &str),
+    since: u64,
+) -> Option<Arc<Entry>> {
+    let bytes = cache.remote()?.store.get(key).await?;
+    let entry = match decode(config, (primary, key), &bytes) {
+        Ok(entry) => entry,
+        Err(why) => {
+            let counters = cache.inner().counters();
+            counters.add(Counter::DecodeError);
+            tracing::warn!(
+                cache = counters.name(),
+                key,
+                why,
+                "unusable response in the shared store: treated as a miss"
+            );
+            return None;
+        }
+    };
+    if entry.age(clock::now()) == Age::Expired {
+        return None;
+    }
+    Some(pipeline::adopt_shared(
+        cache,
+        EntryKind::Response,
+        key,
+        entry,
+        since,
+    ))
+}
+
+/// What the shared tier holds for a request whose URL (`primary`) memory had nothing for, or
+/// whose variant (`variant`) memory lacked: the stored response, a `Vary` miss, or nothing.
+pub(crate) async fn lookup_shared(
+    cache: &Cache,
+    config: &Config,
+    primary: &str,
+    variant: Option<&str>,
+    request: &HeaderMap,
+) -> Found {
+    cache.listen_for_invalidations();
+    let since = cache.inner().log().current();
+    let key = match variant {
+        Some(key) => key.to_owned(),
+        None => {
+            let Some(entry) = read_shared(cache, config, (primary, primary), since).await else {
+                return Found::Nothing;
+            };
+            let Some(record) = entry.value.downcast_ref::<Variants>() else {
+                let variant = None;
+                return Found::Stored { variant, entry };
+            };
+            variant_key(primary, &secondary_key(&record.names, request))
+        }
+    };
+    match read_shared(cache, config, (primary, &key), since).await {
+        Some(entry) if entry.value.is::<CachedResponse>() => Found::Stored {
+            variant: Some(key),
+            entry,
+        },
+        _ => Found::VaryMiss(key),
+    }
+}
+
 pub(crate) fn request_directives(config: &Config, request: &HeaderMap) -> RequestDirectives {
     // Most requests carry neither header: one pass over the names settles it.
     if !request
@@ -103,28 +176,4 @@ pub(crate) fn request_directives(config: &Config, request: &HeaderMap) -> Reques
         directives.min_fresh = None;
     }
     directives
-}
-
-/// The keys a GET request for `uri` with `headers` may be stored under: with the default key,
-/// one per scheme (an HTTP/1.1 request line does not say whether TLS carried it; HTTP/2 does).
-pub(crate) fn url_keys(config: &Config, uri: &Uri, headers: &HeaderMap) -> Vec<String> {
-    match &config.key_fn {
-        None => {
-            let Some(authority) = authority_of(uri, headers) else {
-                return Vec::new();
-            };
-            let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
-            ["http", "https"]
-                .into_iter()
-                .filter_map(|scheme| format!("{scheme}://{authority}{path}").parse::<Uri>().ok())
-                .filter_map(|uri| primary_key(&uri, headers, config.sort_query))
-                .collect()
-        }
-        Some(key_fn) => {
-            let mut request = Request::new(());
-            *request.uri_mut() = uri.clone();
-            *request.headers_mut() = headers.clone();
-            key_fn(&request.into_parts().0).into_iter().collect()
-        }
-    }
 }

@@ -11,9 +11,9 @@ use http::header::{AUTHORIZATION, CACHE_CONTROL, COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 
-use super::rules::cache_control::ResponseDirectives;
-use super::rules::gate::{admit, Exchange};
-use super::stored::lifetime_of;
+use crate::http::rules::cache_control::ResponseDirectives;
+use crate::http::rules::gate::{admit, Exchange};
+use crate::http::stored::lifetime_of;
 
 /// Why the two implementations may disagree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,7 +255,7 @@ fn we_admit(request_headers: &HeaderMap, status: StatusCode, response_headers: &
         status,
         has_default_ttl: false,
         // The peer knows no targeted fields.
-        targeted: &super::rules::targeted::TargetedFields::none(),
+        targeted: &crate::http::rules::targeted::TargetedFields::none(),
         keep_tags: false,
     };
     admit(exchange, response_headers.clone(), &cc).is_ok()

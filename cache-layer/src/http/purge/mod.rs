@@ -6,6 +6,9 @@
 //!
 //! URLs are named for invalidation exactly as a successful write names them (`url_keys`):
 //! one place decides which keys a URL's responses live under.
+//!
+//! - `layer`: [`PurgeOr`], the purge as a layer in front of the cached service.
+//! - `token`: the check of a purge request's bearer token.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -17,19 +20,20 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{Either, Full};
-use sha2::{Digest as _, Sha256};
-use tower::util::Oneshot;
-use tower::ServiceExt;
-use tower_layer::Layer;
+use http_body_util::Full;
 use tower_service::Service;
 
 use super::config::{Applied, Config};
-use super::layer::CacheLayer;
-use super::lookup::live_entry;
-use super::lookup::url_keys;
+use super::flow::invalidate::url_keys;
+use super::flow::lookup::live_entry;
 use super::tags::{tag_names, TAG_FIELDS};
 use crate::{clock, Cache};
+
+mod layer;
+mod token;
+
+pub use layer::PurgeOr;
+pub(crate) use token::bearer_check;
 
 /// `Fastly-Soft-Purge: 1`: the purge is soft (see [`Purge`]).
 static SOFT_PURGE: HeaderName = HeaderName::from_static("fastly-soft-purge");
@@ -40,7 +44,8 @@ const MAX_TAGS: usize = 256;
 /// The application's check of a purge request's headers (a bearer token, say).
 type Authorize = dyn Fn(&HeaderMap) -> bool + Send + Sync;
 
-/// A [`tower_service::Service`] that purges stored responses; built by [`CacheLayer::purge`].
+/// A [`tower_service::Service`] that purges stored responses; built by
+/// [`CacheLayer::purge`](crate::CacheLayer::purge).
 ///
 /// Every request is first shown to the application's check; one it refuses is answered
 /// `403 Forbidden` and purges nothing. Then:
@@ -68,7 +73,7 @@ type Authorize = dyn Fn(&HeaderMap) -> bool + Send + Sync;
 /// served stale (`must-revalidate`, `s-maxage`, `no-cache`) is revalidated before it is
 /// served. Any other value of the header means a hard purge.
 ///
-/// Use it as a [`Layer`] in front of the cached service, so that `PURGE` on any URL reaches it
+/// Use it as a [`Layer`](tower_layer::Layer) in front of the cached service, so that `PURGE` on any URL reaches it
 /// (with axum: `router.layer(cache_layer).layer(purge.clone())`), and/or mount it at a path
 /// for tag purges (`router.route_service("/_purge", purge)`).
 ///
@@ -95,79 +100,25 @@ pub struct Purge {
     authorize: Arc<Authorize>,
 }
 
-impl<M> CacheLayer<M> {
-    /// A [`Purge`] service for what this layer stores, guarded by `authorize`: it sees each
-    /// purge request's headers and says whether the request may purge.
-    ///
-    /// It names URLs with the settings the layer last built a service with, so builder calls
-    /// made after this one (a [`key_fn`](Self::key_fn), say) apply to it too. Clones of a
-    /// layer share this: when clones keyed differently wrap different services, it follows
-    /// the one applied last. Build such layers with `CacheLayer::new` each, and take a purge
-    /// service from each.
-    pub fn purge<F>(&self, authorize: F) -> Purge
+impl Purge {
+    /// A purge of what `cache` stores, naming URLs with `config` until the layer builds a
+    /// service (then with the settings in `applied`), guarded by `authorize`.
+    pub(crate) fn new<F>(
+        cache: Cache,
+        config: Arc<Config>,
+        applied: Arc<Applied>,
+        authorize: F,
+    ) -> Self
     where
         F: Fn(&HeaderMap) -> bool + Send + Sync + 'static,
     {
         Purge {
-            cache: self.cache.clone(),
-            config: Arc::clone(&self.config),
-            applied: Arc::clone(&self.applied),
+            cache,
+            config,
+            applied,
             authorize: Arc::new(authorize),
         }
     }
-
-    /// [`purge`](Self::purge) for requests with `Authorization: Bearer <token>`, compared in
-    /// time independent of where they differ and of either one's length. An empty token
-    /// matches nothing.
-    ///
-    /// Only the token's SHA-256 digest is kept. Read it from a file or the environment rather
-    /// than the command line, where `ps` shows it to every local user.
-    pub fn purge_with_token(&self, token: impl Into<String>) -> Purge {
-        let token = BearerToken::new(token.into().as_bytes());
-        self.purge(move |headers| bearer_matches(headers, &token))
-    }
-}
-
-/// A bearer token, kept as its SHA-256 digest (`None` for the empty token, which matches
-/// nothing). Guesses are compared digest to digest: fixed-size values compared in constant
-/// time, so the time taken says neither where a guess differs nor how long the token is.
-struct BearerToken(Option<[u8; 32]>);
-
-impl BearerToken {
-    fn new(token: &[u8]) -> Self {
-        BearerToken((!token.is_empty()).then(|| Sha256::digest(token).into()))
-    }
-
-    /// Whether `given` is the token.
-    fn is(&self, given: &[u8]) -> bool {
-        let Some(expected) = &self.0 else {
-            return false;
-        };
-        let given: [u8; 32] = Sha256::digest(given).into();
-        let diff = given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |diff, (a, b)| diff | (a ^ b));
-        // Opaque to the optimiser: the loop above is not cut short at the first difference.
-        std::hint::black_box(diff) == 0
-    }
-}
-
-/// Whether `headers` carry exactly one `Authorization: Bearer <token>`.
-fn bearer_matches(headers: &HeaderMap, token: &BearerToken) -> bool {
-    let mut lines = headers.get_all(http::header::AUTHORIZATION).iter();
-    let (Some(line), None) = (lines.next(), lines.next()) else {
-        return false;
-    };
-    let value = line.as_bytes();
-    let Some(given) = value
-        .get(..7)
-        .filter(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
-        .and_then(|_| value.get(7..))
-    else {
-        return false;
-    };
-    token.is(given)
 }
 
 impl fmt::Debug for Purge {
@@ -298,128 +249,5 @@ impl<B> Service<Request<B>> for Purge {
         let (parts, _) = request.into_parts();
         let purge = self.clone();
         Box::pin(async move { Ok(purge.answer(parts.method, parts.uri, parts.headers).await) })
-    }
-}
-
-impl<S> Layer<S> for Purge {
-    type Service = PurgeOr<S>;
-
-    fn layer(&self, inner: S) -> PurgeOr<S> {
-        PurgeOr {
-            purge: self.clone(),
-            inner,
-        }
-    }
-}
-
-/// [`Purge`] as a [`Layer`]: `PURGE` requests are purges, every other request goes to `S`.
-#[derive(Clone, Debug)]
-pub struct PurgeOr<S> {
-    purge: Purge,
-    inner: S,
-}
-
-impl<S, B, ResBody> Service<Request<B>> for PurgeOr<S>
-where
-    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = Response<Either<PurgeBody, ResBody>>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Readied per request below, as `CacheService` does: a purge never waits for `S`.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        if request.method().as_str() == "PURGE" {
-            let mut purge = self.purge.clone();
-            return Box::pin(async move {
-                let Ok(response) = purge.call(request).await;
-                Ok(response.map(Either::Left))
-            });
-        }
-        let call: Oneshot<S, Request<B>> = self.inner.clone().oneshot(request);
-        Box::pin(async move { Ok(call.await?.map(Either::Right)) })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bearer_tokens_match_exactly() {
-        let with = |value: &str| {
-            let mut h = HeaderMap::new();
-            h.insert(
-                http::header::AUTHORIZATION,
-                HeaderValue::from_str(value).unwrap(),
-            );
-            bearer_matches(&h, &BearerToken::new(b"s3cret"))
-        };
-        assert!(with("Bearer s3cret"));
-        assert!(with("bearer s3cret"));
-        for wrong in [
-            "Bearer s3cre",
-            "Bearer s3cret ",
-            "Basic s3cret",
-            "Bearer",
-            "s3cret",
-            "",
-        ] {
-            assert!(!with(wrong), "{wrong:?}");
-        }
-        assert!(!bearer_matches(
-            &HeaderMap::new(),
-            &BearerToken::new(b"s3cret")
-        ));
-        let mut two = HeaderMap::new();
-        two.append(
-            http::header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer s3cret"),
-        );
-        two.append(
-            http::header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer s3cret"),
-        );
-        assert!(!bearer_matches(&two, &BearerToken::new(b"s3cret")));
-        let mut h = HeaderMap::new();
-        h.insert(
-            http::header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer "),
-        );
-        assert!(
-            !bearer_matches(&h, &BearerToken::new(b"")),
-            "an empty token never matches"
-        );
-    }
-
-    #[test]
-    fn tokens_are_compared_as_fixed_size_digests() {
-        let token = BearerToken::new(b"s3cret-token");
-        assert!(token.is(b"s3cret-token"));
-        for wrong in [
-            &b""[..],
-            b"s",
-            b"s3cret",
-            b"s3cret-toke",
-            b"s3cret-tokenX",
-            b"s3cret-token\0",
-            b"S3cret-token",
-            b"x3cret-token",
-            b"s3cret-tokeN",
-        ] {
-            assert!(!token.is(wrong), "{:?}", String::from_utf8_lossy(wrong));
-        }
-        // Whatever the lengths, only two 32-byte digests are ever compared.
-        assert_eq!(token.0.map(|d| d.len()), Some(32));
-        assert!(!BearerToken::new(b"").is(b""));
-        let long = vec![b'a'; 100_000];
-        assert!(BearerToken::new(&long).is(&long));
-        assert!(!BearerToken::new(&long).is(&long[..99_999]));
     }
 }
