@@ -146,10 +146,6 @@ mod key;
 mod memo;
 mod store;
 
-// Aliases for the engine's old paths (`crate::pipeline`, `crate::clock`, ...), kept only until
-// the import paths outside `cache/` and `engine/` are rewritten to `crate::engine::*`.
-pub(crate) use engine::{clock, entry, flight, pipeline, stats, trace};
-
 #[doc(hidden)]
 #[path = "memo/private.rs"]
 pub mod __private;

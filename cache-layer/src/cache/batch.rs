@@ -210,7 +210,7 @@ async fn answer_from_shared<'a, T: Cacheable>(
 
 /// The shared tier's entries for `keys`, in order, read with one pipeline.
 async fn read_shared<T: Cacheable>(cache: &Cache, keys: &[&str]) -> Vec<Option<Arc<Entry>>> {
-    let remote = cache.remote().filter(|_| !keys.is_empty());
+    let remote = cache.shared_tier().filter(|_| !keys.is_empty());
     let Some(remote) = remote else {
         return vec![None; keys.len()];
     };

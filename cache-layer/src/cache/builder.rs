@@ -11,7 +11,7 @@ use crate::engine::flight::Flights;
 use crate::engine::invalidation::InvalidationLog;
 use crate::engine::stats::Counters;
 use crate::error::BuildError;
-use crate::store::{MemoryStore, RedisConfig, RedisStore, Remote};
+use crate::store::{MemoryStore, RedisConfig, RedisStore, SharedTier};
 
 /// Configures a [`Cache`]. Builder methods take and return `self`.
 #[derive(Clone, Debug)]
@@ -138,8 +138,9 @@ impl CacheBuilder {
         let shared = self.shared.store(&counters)?;
         Ok(Cache {
             inner: Arc::new_cyclic(|inner| Inner {
-                shared: shared
-                    .map(|(store, tiered)| Remote::new(store, tiered, outage_ttl, inner.clone())),
+                shared: shared.map(|(store, tiered)| {
+                    SharedTier::new(store, tiered, outage_ttl, inner.clone())
+                }),
                 memory: MemoryStore::new(self.memory_budget, Arc::clone(&counters)),
                 counters,
                 flights: Flights::new(),

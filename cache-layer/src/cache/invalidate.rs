@@ -112,7 +112,7 @@ impl Cache {
     /// The shared tier's part of [`Cache::purge_names`], after this process's: on a task of
     /// its own, which the caller awaits but cannot cancel (in place outside a Tokio runtime).
     async fn purge_shared(&self, names: Vec<String>, soft: bool) {
-        if self.remote().is_none() {
+        if self.shared_tier().is_none() {
             return;
         }
         // The recovery task replays what could not reach Redis: a process that only writes

@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::engine::flight::Flights;
 use crate::engine::invalidation::InvalidationLog;
 use crate::engine::stats::{Counters, Stats};
-use crate::store::{MemoryStore, Remote};
+use crate::store::{MemoryStore, SharedTier};
 
 mod batch;
 mod builder;
@@ -57,7 +57,7 @@ pub(crate) struct Inner {
     /// How long a caller waits for a concurrent load of the same key before loading itself.
     max_wait: Duration,
     /// The shared tier, when configured.
-    shared: Option<Remote>,
+    shared: Option<SharedTier>,
     /// Caching off ([`CacheBuilder::disabled`]): every look-up misses, nothing is stored.
     disabled: bool,
     /// Keys recorded on spans ([`CacheBuilder::trace_keys`]).
@@ -106,7 +106,7 @@ impl Inner {
     /// The shared tier, when configured. Reading it starts nothing: see
     /// [`Cache::listen_for_invalidations`].
     #[inline]
-    pub(crate) fn remote(&self) -> Option<&Remote> {
+    pub(crate) fn shared_tier(&self) -> Option<&SharedTier> {
         self.shared.as_ref()
     }
 
@@ -194,8 +194,8 @@ impl Cache {
 
     /// The shared tier, when configured.
     #[inline]
-    pub(crate) fn remote(&self) -> Option<&Remote> {
-        self.inner.remote()
+    pub(crate) fn shared_tier(&self) -> Option<&SharedTier> {
+        self.inner.shared_tier()
     }
 
     /// Starts, once, the tasks that keep the memory tier usable next to a shared tier: the

@@ -21,7 +21,7 @@ use super::{Cache, Inner};
 use crate::engine::clock;
 use crate::engine::entry::Entry;
 use crate::engine::stats::Counter;
-use crate::store::{MemoryStore, Remote, SharedSince};
+use crate::store::{MemoryStore, SharedSince, SharedTier};
 
 /// What an entry in memory holds, for [`Inner::admit`]: a memoised value (memory is its L1 in
 /// the tiered set-up only), or a response (HTTP responses, gRPC calls and their records, which
@@ -64,7 +64,7 @@ impl Inner {
             EntryKind::Memoised => self.local()?,
             EntryKind::Response => &self.memory,
         };
-        match self.shared.as_ref().and_then(Remote::memory_bound) {
+        match self.shared.as_ref().and_then(SharedTier::memory_bound) {
             None => Some(memory),
             Some(bound) if bound.is_zero() => None,
             Some(bound) => {
@@ -200,7 +200,7 @@ impl Write<'_> {
         bytes: Vec<u8>,
         shared_since: SharedSince,
     ) -> Option<impl Future<Output = ()> + Send + 'static> {
-        self.cache.remote()?;
+        self.cache.shared_tier()?;
         self.shared = true;
         let (cache, key, entry) = (
             self.cache.clone(),

@@ -23,7 +23,7 @@ pub(crate) enum Locked<T> {
 
 /// Cross-instance single-flight: takes the distributed load lock of `key` for `ttl`. When
 /// another instance holds it, waits until the holder releases it (it publishes that, see
-/// `Remote::watch_load`; the lock is also checked now and then, in case the message is
+/// `SharedTier::watch_load`; the lock is also checked now and then, in case the message is
 /// lost) or Redis stops answering, then reads the value once with `read` (`None` when there is
 /// none for this caller: then load at once, the holder failed); or waits at most `ttl` (a
 /// crashed holder's lock expires by then).
@@ -32,7 +32,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let Some(shared) = cache.remote() else {
+    let Some(shared) = cache.shared_tier() else {
         return Locked::Unlocked;
     };
     let token = format!("{:016x}", fastrand::u64(..));
@@ -67,7 +67,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let shared = cache.remote()?;
+    let shared = cache.shared_tier()?;
     // Watched before the lock is checked: a release after the check is heard.
     let mut ended = shared.watch_load(key);
     let deadline = clock::after(clock::now(), lock);
@@ -113,7 +113,7 @@ impl HeldLock {
         let token = self.token.take()?;
         let (cache, key) = (self.cache.clone(), std::mem::take(&mut self.key));
         Some(async move {
-            if let Some(shared) = cache.remote() {
+            if let Some(shared) = cache.shared_tier() {
                 shared.store.unlock(&key, &token).await;
             }
         })

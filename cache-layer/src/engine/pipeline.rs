@@ -293,7 +293,7 @@ impl<'a> Load<'a> {
 /// trip to Redis, on a miss only): the load's Redis write is not made if any instance
 /// invalidates its key or a tag from here on.
 pub(crate) async fn read_shared_since(cache: &Cache) -> SharedSince {
-    match cache.remote() {
+    match cache.shared_tier() {
         Some(shared) => shared.store.shared_since().await,
         None => SharedSince::Unchecked,
     }

@@ -7,12 +7,13 @@ use http::HeaderMap;
 
 use super::key::accepts_response;
 use super::stored::CachedCall;
-use crate::entry::{Age, Entry, Value};
+use crate::engine::clock;
+use crate::engine::entry::{Age, Entry, Value};
+use crate::engine::pipeline::Waiting;
+use crate::engine::stats::Counter;
 use crate::http::for_grpc::remaining_ttl as ttl_left;
 use crate::http::for_grpc::{live_entry, CacheStatus, Forward, Uncacheable};
-use crate::pipeline::Waiting;
-use crate::stats::Counter;
-use crate::{clock, Cache};
+use crate::Cache;
 
 /// What the cache holds under a call's key.
 pub(super) enum Held {

@@ -21,15 +21,15 @@ use super::key::call_key;
 use super::lookup::{lookup, remaining_ttl, CallWaiting, Held, Replay};
 use super::request_body::{GrpcRequestBody, ReadBody};
 use super::stored::{call_lifetime, grpc_status, CachedCall, CallBeingRecorded};
-use crate::clock;
-use crate::entry::{RefreshClaim, Value};
+use crate::engine::clock;
+use crate::engine::entry::{RefreshClaim, Value};
+use crate::engine::pipeline::{self, Found, Joined, Leader, Load};
+use crate::engine::stats::Counter;
+use crate::engine::trace::{self, Outcome, Tier};
 use crate::http::for_grpc::{
     admit, mark_uncacheable, refresh_outcome, take_tags, Admitted, CacheStatus, Config, Exchange,
     Forward, ResponseDirectives,
 };
-use crate::pipeline::{self, Found, Joined, Leader, Load};
-use crate::stats::Counter;
-use crate::trace::{self, Outcome, Tier};
 use crate::{Cache, CacheBody, CacheService, ResponseFuture};
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CacheService<S, GrpcMethods>

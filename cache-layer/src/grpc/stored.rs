@@ -10,13 +10,13 @@ use http::{HeaderMap, Response, StatusCode};
 use http_body::Body;
 
 use super::frame::single_frame;
-use crate::clock;
-use crate::entry::{Lifetime, Value};
-use crate::flight::Leader;
+use crate::engine::clock;
+use crate::engine::entry::{Lifetime, Value};
+use crate::engine::flight::Leader;
+use crate::engine::pipeline::{self, Stored};
 use crate::http::for_grpc::{
     mark_uncacheable, Admitted, CacheStatus, Config, RecordedStore, ServedHeaders,
 };
-use crate::pipeline::{self, Stored};
 use crate::{Cache, CacheBody, CacheTags};
 
 /// A successful unary call as stored.

@@ -313,7 +313,7 @@ pub(crate) async fn store_value<V: Cacheable>(
         let now = clock::now();
         let deadlines = lifetime.deadlines(now, cache.inner().jitter());
         let encoded = cache
-            .remote()
+            .shared_tier()
             .and_then(|_| codec::encode(value, WallDeadlines::from_local(&deadlines, now), tags));
         let weight = weigh(key, tags, value);
         let entry = Entry::new(Arc::clone(&shared), deadlines, tags.into(), weight);

@@ -84,7 +84,7 @@ where
         }
         Err(fallback) => fallback,
     };
-    if cache.inner().remote().is_none() {
+    if cache.inner().shared_tier().is_none() {
         let found = lookup_shared(cache, site, key, None, fallback);
         traced(cache, &span, &found, Tier::Memory);
         return Ok(found);

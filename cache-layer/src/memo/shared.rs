@@ -15,7 +15,7 @@ use crate::store::ENTRY_OVERHEAD;
 /// The entry the shared tier holds for `key`, read and decoded by [`decode_shared`]; `None`
 /// without a shared tier, on a miss or a Redis failure.
 pub(super) async fn read_shared<V: Cacheable>(cache: &Cache, key: &str) -> Option<Arc<Entry>> {
-    let tier = cache.remote()?;
+    let tier = cache.shared_tier()?;
     cache.listen_for_invalidations();
     let since = cache.inner().log().current();
     let bytes = tier.store.get(key).await?;

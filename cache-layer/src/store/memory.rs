@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 
-use super::front::{self, FrontId};
+use super::thread_copies::{self, FrontId};
 use crate::engine::entry::Entry;
 use crate::engine::stats::{Counter, Counters};
 
@@ -74,7 +74,7 @@ impl MemoryStore {
     pub(crate) fn get(&self, key: &str) -> Option<Arc<Entry>> {
         let epoch = self.front.epoch();
         let hash = self.hasher.hash_one(key);
-        if let Some((entry, record)) = front::get(&self.front, epoch, hash, key) {
+        if let Some((entry, record)) = thread_copies::get(&self.front, epoch, hash, key) {
             if record {
                 // Lets moka's LRU order see that the key is still read.
                 drop(self.entries.get(key));
@@ -82,7 +82,7 @@ impl MemoryStore {
             return Some(entry);
         }
         let entry = self.entries.get(key)?;
-        front::keep(&self.front, epoch, hash, key, &entry);
+        thread_copies::keep(&self.front, epoch, hash, key, &entry);
         Some(entry)
     }
 
@@ -346,7 +346,7 @@ mod tests {
     #[test]
     fn large_entries_are_not_kept_alive_in_front_after_removal() {
         let store = store();
-        let big = entry(1, &[], front::MAX_WEIGHT + 1);
+        let big = entry(1, &[], thread_copies::MAX_WEIGHT + 1);
         let weak: Weak<Entry> = Arc::downgrade(&big);
         store.insert("big", big);
         assert_eq!(read(&store, "big"), Some(1));
@@ -412,15 +412,15 @@ mod tests {
     #[test]
     fn long_keys_are_not_kept_in_front() {
         let store = store();
-        let long = "k".repeat(front::MAX_KEY + 1);
+        let long = "k".repeat(thread_copies::MAX_KEY + 1);
         let epoch = store.front.epoch();
         let hash = store.hasher.hash_one(long.as_str());
         let kept = entry(1, &[], 8);
-        front::keep(&store.front, epoch, hash, &long, &kept);
-        assert!(front::get(&store.front, epoch, hash, &long).is_none());
-        front::keep(&store.front, epoch, hash, "short", &kept);
+        thread_copies::keep(&store.front, epoch, hash, &long, &kept);
+        assert!(thread_copies::get(&store.front, epoch, hash, &long).is_none());
+        thread_copies::keep(&store.front, epoch, hash, "short", &kept);
         let hash = store.hasher.hash_one("short");
-        front::keep(&store.front, epoch, hash, "short", &kept);
-        assert!(front::get(&store.front, epoch, hash, "short").is_some());
+        thread_copies::keep(&store.front, epoch, hash, "short", &kept);
+        assert!(thread_copies::get(&store.front, epoch, hash, "short").is_some());
     }
 }

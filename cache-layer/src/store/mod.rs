@@ -1,15 +1,15 @@
 //! Where entries live: [`MemoryStore`] in process, [`RedisStore`] shared between instances,
-//! and the tiered set-up of both ([`Remote`]).
+//! and the tiered set-up of both ([`SharedTier`]).
 
 mod breaker;
 pub(crate) mod codec;
-mod front;
 mod memory;
-mod pending;
+mod queued;
 mod redis;
-mod tiered;
+mod shared_tier;
+mod thread_copies;
 
 pub(crate) use self::redis::{RedisConfig, RedisStore, SharedSince};
 pub(crate) use memory::{MemoryStore, ENTRY_OVERHEAD};
-pub(crate) use pending::Queued;
-pub(crate) use tiered::Remote;
+pub(crate) use queued::Queued;
+pub(crate) use shared_tier::SharedTier;

@@ -13,7 +13,8 @@ use http_body_util::BodyExt;
 use super::plan::Exchanged;
 use super::respond::{apply_preconditions, serve};
 use super::store::{add_etag, mark_uncacheable, ResponseBeingRecorded};
-use crate::clock;
+use crate::engine::clock;
+use crate::engine::pipeline::Leader;
 use crate::http::body::{CacheBody, Held};
 use crate::http::config::{Config, EtagMode};
 use crate::http::rules::cache_control::{RequestDirectives, ResponseDirectives};
@@ -24,7 +25,6 @@ use crate::http::rules::vary::vary_names;
 use crate::http::status::CacheStatus;
 use crate::http::stored::lifetime_of;
 use crate::http::tags::take_tags;
-use crate::pipeline::Leader;
 
 /// The inner service's full answer: stored through the gate when it may be (read now when
 /// small, else spooled), and the client's response.

@@ -11,7 +11,10 @@ use http_body::Body;
 use super::lookup::{lookup, request_directives, response_of, shared_response_of, Found};
 use super::plan::Plan;
 use super::respond::{empty_response, serve};
-use crate::entry::{Entry, RefreshClaim};
+use crate::engine::clock;
+use crate::engine::entry::{Entry, RefreshClaim};
+use crate::engine::stats::Counter;
+use crate::engine::trace;
 use crate::http::body::CacheBody;
 use crate::http::config::Config;
 use crate::http::rules::cache_control::RequestDirectives;
@@ -19,9 +22,7 @@ use crate::http::rules::freshness::remaining_ttl;
 use crate::http::rules::key::write_primary_key;
 use crate::http::status::{CacheStatus, Forward};
 use crate::http::stored::Usability;
-use crate::stats::Counter;
-use crate::trace;
-use crate::{clock, Cache};
+use crate::Cache;
 
 /// How [`decide`] answers a GET or HEAD.
 pub(crate) enum Decision<B: Body> {
@@ -136,8 +137,8 @@ fn decide_for<B: Body>(
         Found::Nothing => {}
     }
     // Nothing usable in memory: the shared tier may hold the URL or its variant.
-    let shared =
-        cache.remote().is_some() && matches!(plan.forward, Forward::UriMiss | Forward::VaryMiss);
+    let shared = cache.shared_tier().is_some()
+        && matches!(plan.forward, Forward::UriMiss | Forward::VaryMiss);
     if directives.only_if_cached && !shared {
         return Decision::Respond(only_if_cached());
     }

@@ -18,16 +18,17 @@ use super::lookup::{
 use super::plan::Plan;
 use super::refresh::refresh_in_background;
 use super::respond::serve;
-use crate::entry::{Entry, Value};
+use crate::engine::clock;
+use crate::engine::entry::{Entry, Value};
+use crate::engine::pipeline::{self, Joined, Leader, Locked, Waiting};
+use crate::engine::stats::Counter;
+use crate::engine::trace;
 use crate::http::body::CacheBody;
 use crate::http::config::Config;
 use crate::http::rules::freshness::remaining_ttl;
 use crate::http::status::{CacheStatus, Forward};
 use crate::http::stored::{CachedResponse, Usability};
-use crate::pipeline::{self, Joined, Leader, Locked, Waiting};
-use crate::stats::Counter;
-use crate::trace;
-use crate::{clock, Cache};
+use crate::Cache;
 
 /// A response stored for `request` that is usable now, served as a hit.
 fn fresh_hit<B: Body>(
@@ -175,7 +176,7 @@ where
     ResBody::Error: Send + 'static,
 {
     let ttl = config.shared_lock;
-    if ttl.is_zero() || cache.remote().is_none() || !plan.coalesce {
+    if ttl.is_zero() || cache.shared_tier().is_none() || !plan.coalesce {
         return forward(cache, config, inner, request, plan, leader).await;
     }
     let key = plan.key().to_owned();

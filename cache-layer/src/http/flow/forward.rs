@@ -17,14 +17,15 @@ use super::answer::answer;
 use super::plan::{Exchanged, Plan};
 use super::respond::serve;
 use super::revalidate::not_modified;
-use crate::entry::Value;
+use crate::engine::clock;
+use crate::engine::entry::Value;
+use crate::engine::pipeline::{self, Leader, Load};
 use crate::http::body::CacheBody;
 use crate::http::config::Config;
 use crate::http::rules::etag::EntityTag;
 use crate::http::status::CacheStatus;
-use crate::pipeline::{self, Leader, Load};
 use crate::store::SharedSince;
-use crate::{clock, Cache};
+use crate::Cache;
 
 /// The request the inner service is asked: without the client's preconditions (the layer
 /// evaluates them itself, on the full response, so the inner service is asked for something it
@@ -88,7 +89,7 @@ where
     upstream_request(&mut parts, &plan);
     // Before the inner service is called: the Redis write is not made if any instance
     // invalidates the key or a tag from here on.
-    let shared_since = match cache.remote() {
+    let shared_since = match cache.shared_tier() {
         Some(_) => pipeline::read_shared_since(&cache).await,
         None => SharedSince::Unchecked,
     };

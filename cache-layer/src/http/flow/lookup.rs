@@ -8,15 +8,16 @@ use http::header::{CACHE_CONTROL, PRAGMA};
 use http::HeaderMap;
 
 use crate::cache::EntryKind;
-use crate::entry::{Age, Entry};
+use crate::engine::clock;
+use crate::engine::entry::{Age, Entry};
+use crate::engine::pipeline;
+use crate::engine::stats::Counter;
 use crate::http::config::Config;
 use crate::http::rules::cache_control::RequestDirectives;
 use crate::http::rules::key::{secondary_key, variant_key};
 use crate::http::stored::shared::decode;
 use crate::http::stored::{CachedResponse, Uncacheable, Variants};
-use crate::pipeline;
-use crate::stats::Counter;
-use crate::{clock, Cache};
+use crate::Cache;
 
 /// What the cache holds for a request.
 pub(crate) enum Found {
@@ -101,7 +102,7 @@ async fn read_shared(
     (primary, key): (&str, &str),
     since: u64,
 ) -> Option<Arc<Entry>> {
-    let bytes = cache.remote()?.store.get(key).await?;
+    let bytes = cache.shared_tier()?.store.get(key).await?;
     let entry = match decode(config, (primary, key), &bytes) {
         Ok(entry) => entry,
         Err(why) => {

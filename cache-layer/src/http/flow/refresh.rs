@@ -11,10 +11,10 @@ use tower_service::Service;
 
 use super::forward::forward;
 use super::plan::Plan;
-use crate::entry::RefreshClaim;
+use crate::engine::entry::RefreshClaim;
+use crate::engine::pipeline;
+use crate::engine::trace;
 use crate::http::config::Config;
-use crate::pipeline;
-use crate::trace;
 use crate::Cache;
 
 /// Refreshes the stale response `plan` names in the background, under `claim`, and stores what

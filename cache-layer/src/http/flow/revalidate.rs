@@ -12,8 +12,9 @@ use http_body::Body;
 use super::plan::Exchanged;
 use super::respond::{apply_preconditions, serve};
 use super::store::{forget, store_response};
-use crate::clock;
-use crate::entry::Value;
+use crate::engine::clock;
+use crate::engine::entry::Value;
+use crate::engine::pipeline::Leader;
 use crate::http::body::CacheBody;
 use crate::http::rules::freshness::current_age;
 use crate::http::rules::gate::{admit, strip_connection_fields, Admitted, Exchange};
@@ -21,7 +22,6 @@ use crate::http::rules::vary::vary_names;
 use crate::http::status::CacheStatus;
 use crate::http::stored::CachedResponse;
 use crate::http::tags::take_tags;
-use crate::pipeline::Leader;
 
 /// Applies a `304 Not Modified` to the stored response it revalidated (RFC 9111 §4.3.4): the
 /// update is stored only if it selects that response and passes the storage gate, and the

@@ -12,9 +12,10 @@ use http::header::ETAG;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::lookup::live_entry;
-use crate::clock;
-use crate::entry::{Deadlines, Value};
-use crate::flight::Leader;
+use crate::engine::clock;
+use crate::engine::entry::{Deadlines, Value};
+use crate::engine::flight::Leader;
+use crate::engine::pipeline;
 use crate::http::body::RecordedStore;
 use crate::http::config::{Config, EtagMode};
 use crate::http::rules::cache_control::ResponseDirectives;
@@ -23,7 +24,6 @@ use crate::http::rules::gate::Admitted;
 use crate::http::rules::key::variant_key;
 use crate::http::stored::shared::{encode_response, encode_variants};
 use crate::http::stored::{CachedResponse, Uncacheable, Variants};
-use crate::pipeline;
 use crate::store::codec::WallDeadlines;
 use crate::store::SharedSince;
 use crate::Cache;
@@ -46,7 +46,7 @@ pub(crate) fn store_response(
         // Each variant is tagged with the URL, so invalidating the URL drops all of them.
         tags.push(primary.into());
     }
-    let shared = (cache.remote().is_some() && response.body.len() <= config.max_shared_body)
+    let shared = (cache.shared_tier().is_some() && response.body.len() <= config.max_shared_body)
         .then(|| encode_response(response, WallDeadlines::from_local(&deadlines, now), &tags))
         .flatten()
         .map(|bytes| (bytes, shared_since));
@@ -63,7 +63,7 @@ pub(crate) fn store_response(
     let expires_at = record.1.max(deadlines.expires_at);
     let deadlines = Deadlines::until(expires_at);
     let shared = cache
-        .remote()
+        .shared_tier()
         .is_some()
         .then(|| encode_variants(&response.vary, WallDeadlines::from_local(&deadlines, now)))
         .flatten()
@@ -116,13 +116,13 @@ pub(crate) fn mark_uncacheable(cache: &Cache, config: &Config, primary: &str) {
 /// path.
 pub(crate) fn forget(cache: &Cache, key: &str) {
     cache.inner().memory().remove(key);
-    if cache.remote().is_none() {
+    if cache.shared_tier().is_none() {
         return;
     }
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         let (cache, key) = (cache.clone(), key.to_owned());
         runtime.spawn(async move {
-            if let Some(remote) = cache.remote() {
+            if let Some(remote) = cache.shared_tier() {
                 remote.store.delete(&key).await;
             }
         });

@@ -27,7 +27,8 @@ use super::config::{Applied, Config};
 use super::flow::invalidate::url_keys;
 use super::flow::lookup::live_entry;
 use super::tags::{tag_names, TAG_FIELDS};
-use crate::{clock, Cache};
+use crate::engine::clock;
+use crate::Cache;
 
 mod layer;
 mod token;
@@ -191,7 +192,7 @@ impl Purge {
         {
             return true;
         }
-        match self.cache.remote() {
+        match self.cache.shared_tier() {
             Some(remote) => remote.store.holds_any(keys).await.unwrap_or(false),
             None => false,
         }

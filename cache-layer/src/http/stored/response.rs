@@ -13,8 +13,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::compact::compact;
 use super::served::ServedHeaders;
-use crate::clock;
-use crate::entry::Age;
+use crate::engine::clock;
+use crate::engine::entry::Age;
 use crate::http::rules::cache_control::{RequestDirectives, ResponseDirectives};
 use crate::http::rules::conditional::not_modified_headers;
 use crate::http::rules::etag::EntityTag;

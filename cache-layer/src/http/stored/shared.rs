@@ -22,12 +22,12 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use super::response::CachedResponse;
 use super::variants::Variants;
-use crate::clock;
-use crate::entry::{Deadlines, Entry};
+use crate::engine::clock;
+use crate::engine::entry::{Deadlines, Entry};
+use crate::engine::pipeline;
 use crate::http::config::Config;
 use crate::http::rules::gate::{admit, Exchange};
 use crate::http::rules::key::variant_key;
-use crate::pipeline;
 use crate::store::codec::{self, unix_millis, WallDeadlines};
 
 /// The fingerprint slot of a shared response: its format's version. Another version (an older

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use http::HeaderName;
 
 use super::weight::{ALLOCATION, ARC};
-use crate::pipeline::Stored;
+use crate::engine::pipeline::Stored;
 
 /// Under a URL's primary key when its responses `Vary`: which headers, and which variants are
 /// stored (at most `max_variants`: the least recently used goes first, so that requests with

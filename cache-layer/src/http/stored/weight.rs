@@ -5,7 +5,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::response::CachedResponse;
-use crate::pipeline::Stored;
+use crate::engine::pipeline::Stored;
 
 /// What the allocator spends on each allocation besides the bytes asked for (glibc malloc: an
 /// 8-byte header, chunks rounded to 16 bytes).

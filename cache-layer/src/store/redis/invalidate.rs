@@ -10,7 +10,7 @@ use super::connection::Link;
 use super::keys::{bounded, MAX_INVALIDATED_NAMES, SOFT, SOFTENED};
 use super::scripts::{eval, soften, INVALIDATE, TAG_TAKE};
 use super::RedisStore;
-use crate::store::pending::Queued;
+use crate::store::queued::Queued;
 
 impl RedisStore {
     /// Deletes the entry stored under `key` only; a delete that does not reach Redis is

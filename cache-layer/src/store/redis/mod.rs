@@ -39,7 +39,7 @@ pub(crate) use self::keys::{bounded, EVERYTHING, LOAD_ENDED, SOFT};
 use crate::engine::stats::Counters;
 use crate::error::BuildError;
 use crate::store::breaker::Breaker;
-use crate::store::pending::Pending;
+use crate::store::queued::QueuedInvalidations;
 
 /// How a [`RedisStore`] connects and how long it waits.
 #[derive(Clone, Debug)]
@@ -61,7 +61,7 @@ pub(crate) struct RedisStore {
     keys: Keys,
     breaker: Breaker,
     /// Invalidations that did not reach Redis, replayed before anything else is sent.
-    pending: Pending,
+    pending: QueuedInvalidations,
     /// How many times the breaker opened, and up to which opening the memory tier has been
     /// emptied since (see [`RedisStore::suspect`]).
     opened: AtomicU64,
@@ -122,7 +122,7 @@ impl RedisStore {
             connection,
             keys: Keys::new(&config.prefix),
             breaker: Breaker::new(3, Duration::from_secs(1)),
-            pending: Pending::default(),
+            pending: QueuedInvalidations::default(),
             opened: AtomicU64::new(0),
             recovered: AtomicU64::new(0),
             on_open: None,

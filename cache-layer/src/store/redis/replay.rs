@@ -6,12 +6,12 @@ use redis::RedisResult;
 use super::connection::Link;
 use super::keys::EVERYTHING;
 use super::RedisStore;
-use crate::store::pending::{Part, Pending};
+use crate::store::queued::{Part, QueuedInvalidations};
 
 /// Keys still to delete: queued for the replay when dropped before they are all deleted (an
 /// error, or the operation's future dropped at its time budget).
 pub(super) struct Undeleted<'a> {
-    pub(super) pending: &'a Pending,
+    pub(super) pending: &'a QueuedInvalidations,
     pub(super) keys: &'a [String],
 }
 

@@ -234,7 +234,7 @@ fn huge_ages_lifetimes_and_windows_saturate() {
         let _ = crate::http::rules::freshness::remaining_ttl(r.lifetime, age);
     }
     let (fresh, swr, after) = r.retention(now);
-    let deadlines = crate::entry::Deadlines::from_windows(now, fresh, swr, after);
+    let deadlines = crate::engine::entry::Deadlines::from_windows(now, fresh, swr, after);
     assert!(deadlines.expires_at >= deadlines.fresh_until);
     assert!(r.age(clock::after(now, Duration::MAX)) >= r.age(now));
 }

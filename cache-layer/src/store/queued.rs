@@ -32,7 +32,7 @@ pub(crate) enum Part {
 /// What a replay has to send.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Replay {
-    /// Each part with the push it was snapshotted at (see [`Pending::replayed`]).
+    /// Each part with the push it was snapshotted at (see [`QueuedInvalidations::replayed`]).
     pub(crate) parts: Vec<(Part, u64)>,
     /// Tell every instance to empty its memory tier (with the push it was snapshotted at).
     pub(crate) everything: Option<u64>,
@@ -49,13 +49,13 @@ struct Queue {
 
 /// The queue of invalidations waiting for Redis.
 #[derive(Default)]
-pub(crate) struct Pending {
+pub(crate) struct QueuedInvalidations {
     queue: Mutex<Queue>,
     /// Mirrors "the queue is not empty", read on every Redis operation without the lock.
     any: AtomicBool,
 }
 
-impl Pending {
+impl QueuedInvalidations {
     /// Whether anything waits to be replayed.
     #[inline]
     pub(crate) fn any(&self) -> bool {
@@ -90,7 +90,7 @@ impl Pending {
         Queued::Kept
     }
 
-    /// What to replay now; the queue keeps it until [`Pending::replayed`] confirms each part.
+    /// What to replay now; the queue keeps it until [`QueuedInvalidations::replayed`] confirms each part.
     pub(crate) fn snapshot(&self) -> Replay {
         let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         Replay {
@@ -136,7 +136,7 @@ mod tests {
 
     #[test]
     fn names_wait_until_replayed_and_duplicates_are_kept_once() {
-        let pending = Pending::default();
+        let pending = QueuedInvalidations::default();
         assert!(!pending.any());
         assert_eq!(pending.push("user:1"), Queued::Kept);
         assert_eq!(pending.push("user:1"), Queued::Kept);
@@ -160,7 +160,7 @@ mod tests {
 
     #[test]
     fn a_name_pushed_again_during_its_replay_is_kept_for_the_next() {
-        let pending = Pending::default();
+        let pending = QueuedInvalidations::default();
         pending.push("user:1");
         pending.push_key("v:user:2");
         let replay = pending.snapshot();
@@ -179,7 +179,7 @@ mod tests {
 
     #[test]
     fn overflow_makes_everything_suspect_until_that_is_replayed() {
-        let pending = Pending::default();
+        let pending = QueuedInvalidations::default();
         for i in 0..MAX_PENDING {
             assert_eq!(pending.push(&format!("k:{i}")), Queued::Kept);
         }

@@ -51,7 +51,7 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_millis(500);
 pub(crate) const PROBE_EVERY: Duration = Duration::from_millis(250);
 
 /// The shared tier of a cache, and how long memory in front of it keeps what it stores.
-pub(crate) struct Remote {
+pub(crate) struct SharedTier {
     pub(crate) store: RedisStore,
     tiered: bool,
     subscribed: AtomicBool,
@@ -62,7 +62,7 @@ pub(crate) struct Remote {
     load_waiters: LoadWaiters,
 }
 
-impl Remote {
+impl SharedTier {
     /// The shared tier of the cache `inner` will point to: memory is emptied when its breaker
     /// opens (see the module docs).
     pub(crate) fn new(
@@ -76,7 +76,7 @@ impl Remote {
                 outage_began(&inner);
             }
         }));
-        Remote {
+        SharedTier {
             store,
             tiered,
             subscribed: AtomicBool::new(false),
@@ -136,7 +136,9 @@ async fn recover(weak: Weak<Inner>) {
     loop {
         tokio::time::sleep(PROBE_EVERY).await;
         let Some(inner) = weak.upgrade() else { return };
-        let Some(remote) = inner.remote() else { return };
+        let Some(remote) = inner.shared_tier() else {
+            return;
+        };
         let store = &remote.store;
         if store.needs_probe() && !store.probe().await {
             continue;
@@ -165,7 +167,7 @@ struct Target {
 impl Target {
     fn of(weak: &Weak<Inner>, attempt: usize) -> Option<Target> {
         let inner = weak.upgrade()?;
-        let store = &inner.remote()?.store;
+        let store = &inner.shared_tier()?.store;
         Some(Target {
             client: store.subscribe_client(attempt).clone(),
             channel: store.channel(),
@@ -252,7 +254,7 @@ async fn listen(weak: &Weak<Inner>, pubsub: PubSub, target: &Target) -> bool {
     outage_began(&inner);
     tracing::warn!(
         cache = inner.counters().name(),
-        outage_ttl = ?inner.remote().map(|remote| remote.outage_ttl),
+        outage_ttl = ?inner.shared_tier().map(|remote| remote.outage_ttl),
         "lost the invalidation subscription: memory keeps entries at most the outage bound \
          (outage_ttl) until resubscribed"
     );
@@ -265,7 +267,7 @@ async fn listen(weak: &Weak<Inner>, pubsub: PubSub, target: &Target) -> bool {
 /// opening is counted, so recovery may have ended that outage already, and whatever this
 /// call finds, memory may hold what was stored for its whole lifetime.
 fn outage_began(inner: &Inner) {
-    let Some(remote) = inner.remote() else {
+    let Some(remote) = inner.shared_tier() else {
         return;
     };
     inner.invalidate_everything_local();
@@ -296,14 +298,14 @@ impl Drop for SubscriberEnd {
         };
         set_subscribed(&inner, false);
         outage_began(&inner);
-        if let Some(remote) = inner.remote() {
+        if let Some(remote) = inner.shared_tier() {
             remote.tasks_started.store(false, Ordering::Release);
         }
     }
 }
 
 fn set_subscribed(inner: &Inner, subscribed: bool) {
-    if let Some(remote) = inner.remote() {
+    if let Some(remote) = inner.shared_tier() {
         remote.subscribed.store(subscribed, Ordering::Release);
     }
 }
@@ -340,7 +342,7 @@ impl LoadWaiters {
 }
 
 /// A caller's watch on one key's load under another instance's lock; see
-/// [`Remote::watch_load`].
+/// [`SharedTier::watch_load`].
 pub(crate) struct LoadEnd<'a> {
     waiters: &'a LoadWaiters,
     name: Box<str>,
@@ -399,7 +401,7 @@ fn deliver(inner: &Inner, payload: &[u8]) {
     if payload == EVERYTHING {
         inner.invalidate_everything_local();
     } else if let Some(name) = payload.strip_prefix(LOAD_ENDED) {
-        if let (Some(remote), Ok(name)) = (inner.remote(), std::str::from_utf8(name)) {
+        if let (Some(remote), Ok(name)) = (inner.shared_tier(), std::str::from_utf8(name)) {
             remote.load_waiters.ended(name);
         }
     } else if let Some(sent) = payload.strip_prefix(SOFT) {
@@ -407,7 +409,7 @@ fn deliver(inner: &Inner, payload: &[u8]) {
             return;
         };
         let own = inner
-            .remote()
+            .shared_tier()
             .is_some_and(|remote| remote.store.instance() == u64::from_be_bytes(*sender));
         if let (false, Ok(name)) = (own, std::str::from_utf8(name)) {
             inner.soft_invalidate_local(name);
@@ -511,7 +513,7 @@ mod tests {
     #[test]
     fn a_subscriber_dropped_before_it_ran_is_started_again() {
         let cache = cut_off(Duration::from_secs(1));
-        let remote = cache.inner().remote().unwrap();
+        let remote = cache.inner().shared_tier().unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -530,7 +532,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_load_ended_message_wakes_the_waiters_of_its_key() {
         let cache = cut_off(Duration::from_secs(1));
-        let remote = cache.inner().remote().unwrap();
+        let remote = cache.inner().shared_tier().unwrap();
         let mut slow = remote.watch_load("slow");
         let mut other = remote.watch_load("other");
         let hour = Duration::from_secs(3600);
