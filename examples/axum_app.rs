@@ -53,7 +53,7 @@ async fn user(State(app): State<App>, Path(id): Path<u64>) -> impl IntoResponse 
         .into_response();
     response
         .extensions_mut()
-        .insert(CacheTags(vec![format!("user:{id}"), "users".into()]));
+        .insert(CacheTags::new([format!("user:{id}"), "users".into()]));
     response
 }
 

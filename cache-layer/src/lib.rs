@@ -172,6 +172,7 @@ pub use cache_macros::invalidates;
 pub use cache_macros::KeyArg;
 pub use error::BuildError;
 pub use key::{Key, KeyArg, KeyBuf};
+pub use memo::Cacheable;
 pub use memo::LoadOptions;
 
 /// Support for testing code that caches: caching off is

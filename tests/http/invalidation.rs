@@ -62,9 +62,7 @@ async fn cache_tags_are_stripped_and_invalidate_responses() {
                 response
                     .headers_mut()
                     .insert("cache-control", HeaderValue::from_static("max-age=60"));
-                response
-                    .extensions_mut()
-                    .insert(CacheTags(vec!["users".into()]));
+                response.extensions_mut().insert(CacheTags::new(["users"]));
                 response
             }),
         );

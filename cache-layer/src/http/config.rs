@@ -12,6 +12,7 @@ use super::rules::targeted::TargetedFields;
 
 /// How the layer gives stored responses an `ETag` when the application sets none.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EtagMode {
     /// A strong tag hashed from the exact body bytes (the default).
     #[default]

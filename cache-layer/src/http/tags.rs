@@ -21,10 +21,34 @@ pub(crate) use super::rules::gate::TAG_FIELDS;
 /// let mut response = http::Response::new(());
 /// response
 ///     .extensions_mut()
-///     .insert(CacheTags(vec!["user:7".into(), "users".into()]));
+///     .insert(CacheTags::new(["user:7", "users"]));
+/// let tags = response.extensions().get::<CacheTags>().unwrap();
+/// assert_eq!(tags.as_slice(), ["user:7", "users"]);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CacheTags(pub Vec<String>);
+pub struct CacheTags(pub(crate) Vec<String>);
+
+impl CacheTags {
+    /// Tags with these names.
+    pub fn new<I, T>(names: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        CacheTags(names.into_iter().map(Into::into).collect())
+    }
+
+    /// The tag names, in the order given.
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl<T: Into<String>> FromIterator<T> for CacheTags {
+    fn from_iter<I: IntoIterator<Item = T>>(names: I) -> Self {
+        CacheTags::new(names)
+    }
+}
 
 /// The tag names in one `Cache-Tag` (or `Surrogate-Key`) line: separated by commas or spaces.
 pub(crate) fn tag_names(line: &str) -> impl Iterator<Item = &str> {
