@@ -15,6 +15,7 @@ const HEADER: usize = 35;
 
 /// The format bytes of values whose header holds the wall-clock deadlines at the offsets
 /// [`encode`] writes them (`fresh_until` at byte 9): what a soft purge in Redis lowers.
+#[cfg(feature = "redis")]
 pub(crate) const FORMATS_WITH_DEADLINES: &[u8] = &[FORMAT_MSGPACK_NAMED];
 
 /// The largest entry kept in a shared store: a bigger value is not written, and at most this
