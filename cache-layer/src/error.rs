@@ -93,6 +93,11 @@ mod tests {
             refused(Cache::builder().max_wait(std::time::Duration::ZERO)),
             BuildError::MaxWait
         );
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn a_cluster_without_nodes_has_its_own_kind() {
         let none: [&str; 0] = [];
         assert_eq!(
             refused(Cache::builder().redis_cluster(none)),
@@ -100,7 +105,7 @@ mod tests {
         );
     }
 
-    #[cfg(not(feature = "tls"))]
+    #[cfg(all(feature = "redis", not(feature = "tls")))]
     #[test]
     fn tls_settings_need_the_tls_feature() {
         let pem = b"-----BEGIN CERTIFICATE-----".to_vec();
@@ -118,6 +123,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "redis")]
     #[test]
     fn no_credential_reaches_the_message_or_debug() {
         let urls = [

@@ -125,7 +125,9 @@
 //! # Features
 //! | feature | default | adds |
 //! | --- | --- | --- |
-//! | `tls` | yes | `rediss://` URLs: TLS to Redis with rustls (ring), trusting the system's roots or a given CA |
+//! | (none) | yes | the in-memory engine, `#[cached]` / `#[invalidates]`, the imperative and batch API, [`CacheLayer`] for HTTP: no Redis, TLS or gRPC code |
+//! | `redis` | no | the shared tier: [`CacheBuilder::redis`], [`tiered`](CacheBuilder::tiered) and their cluster forms, pub/sub invalidation, the distributed load lock (`lock = "..."`), shared HTTP responses |
+//! | `tls` | no | `rediss://` URLs (implies `redis`): TLS to Redis with rustls (ring), trusting the system's roots or a given CA |
 //! | `grpc` | no | caching opted-in gRPC unary methods (gzip/deflate request decoding, descriptor sets); without it, gRPC calls pass through untouched |
 //! | `test-clock` | no | `testing::follow_tokio_time`: entry lifetimes on Tokio's pausable clock, for tests |
 //! | `uuid` | no | [`KeyArg`] for `uuid::Uuid`: ids as keys (`67e55044-10b1-426f-9247-bb680e5fe0c8`) |

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::clock::{self, Instant};
+use super::random;
 
 /// A stored value, type-erased. A memory hit clones the concrete value back out; it is never
 /// serialised.
@@ -44,7 +45,7 @@ pub(crate) fn jittered(ttl: Duration, jitter: f64) -> Duration {
     if jitter <= 0.0 || ttl.is_zero() {
         return ttl;
     }
-    let factor = 1.0 + jitter * (fastrand::f64() * 2.0 - 1.0);
+    let factor = 1.0 + jitter * (random::f64() * 2.0 - 1.0);
     // `mul_f64` panics when the product does not fit: clamp first, the clock clamps anyway.
     ttl.min(clock::HORIZON).mul_f64(factor.clamp(0.0, 2.0))
 }

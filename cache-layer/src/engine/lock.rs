@@ -7,6 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::clock;
+use super::random;
 use super::stats::Counter;
 use crate::cache::{detach, Cache};
 
@@ -35,7 +36,7 @@ where
     let Some(shared) = cache.shared_tier() else {
         return Locked::Unlocked;
     };
-    let token = format!("{:016x}", fastrand::u64(..));
+    let token = format!("{:016x}", random::u64());
     match shared.store.try_lock(key, &token, ttl).await {
         Some(true) => Locked::Held(HeldLock {
             cache: cache.clone(),

@@ -20,5 +20,6 @@ pub(crate) mod flight;
 pub(crate) mod invalidation;
 mod lock;
 pub(crate) mod pipeline;
+pub(crate) mod random;
 pub(crate) mod stats;
 pub(crate) mod trace;

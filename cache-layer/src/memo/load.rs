@@ -2,12 +2,12 @@
 //! loader, the store of what it returned, and stale-if-error when it fails.
 
 use std::future::Future;
-use std::io;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use tracing::{Instrument, Span};
 
+use super::heap::heap_bytes;
 use super::options::{Policy, Site};
 use super::returns::{Cacheable, Outcome, Shape};
 use super::shared::read_fresh_shared;
@@ -323,28 +323,16 @@ pub(crate) async fn store_value<V: Cacheable>(
 }
 
 /// Estimated bytes an entry holds: bookkeeping, key, tags, the value inline, and its heap
-/// data (measured as its MessagePack length, written to a counter, not a buffer).
+/// data (see [`heap_bytes`]).
 fn weigh<V: serde::Serialize>(key: &str, tags: &[Box<str>], value: &V) -> u32 {
-    struct Counted(usize);
-    impl io::Write for Counted {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut heap = Counted(0);
-    let _ = rmp_serde::encode::write(&mut heap, value);
-    let bytes = ENTRY_OVERHEAD
+    let bytes = (ENTRY_OVERHEAD
         + key.len()
         // Each tag: its text, its slot and its allocation.
         + tags.iter().map(|t| t.len() + 32).sum::<usize>()
         // The value's `Arc`: its counts and its allocation.
         + 32
-        + std::mem::size_of::<V>()
-        + heap.0;
+        + std::mem::size_of::<V>())
+    .saturating_add(heap_bytes(value));
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 

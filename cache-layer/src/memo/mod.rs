@@ -23,6 +23,7 @@
 //! `options.rs`; what generated code calls is `private.rs`, mounted as
 //! `cache_layer::__private`.
 
+mod heap;
 mod load;
 mod lookup;
 mod options;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::engine::clock;
 use crate::engine::entry::Lifetime;
+use crate::engine::random;
 
 /// The configuration of one `#[cached]` function, built by the macro as a `static` (or of a
 /// [`LoadOptions`] value).
@@ -84,7 +85,7 @@ impl<T> Policy<T> {
             let jitter = site.jitter.unwrap_or(default_jitter).clamp(0.0, 1.0);
             let shortened = ttl
                 .min(clock::HORIZON)
-                .mul_f64(1.0 - jitter * fastrand::f64());
+                .mul_f64(1.0 - jitter * random::f64());
             if shortened.is_zero() {
                 return None;
             }

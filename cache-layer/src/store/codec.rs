@@ -15,6 +15,7 @@ const HEADER: usize = 35;
 
 /// The format bytes of values whose header holds the wall-clock deadlines at the offsets
 /// [`encode`] writes them (`fresh_until` at byte 9): what a soft purge in Redis lowers.
+#[cfg(feature = "redis")]
 pub(crate) const FORMATS_WITH_DEADLINES: &[u8] = &[FORMAT_MSGPACK_NAMED];
 
 /// The largest entry kept in a shared store: a bigger value is not written, and at most this
@@ -135,7 +136,7 @@ pub(crate) fn encode_as<T: Serialize>(
     deadlines: WallDeadlines,
     tags: &[Box<str>],
 ) -> Option<Vec<u8>> {
-    let payload = rmp_serde::to_vec_named(value).ok()?;
+    let payload = to_payload(value)?;
     let tag_bytes: usize = tags
         .iter()
         .map(|t| t.len().min(u16::MAX as usize) + 2)
@@ -155,6 +156,30 @@ pub(crate) fn encode_as<T: Serialize>(
     }
     out.extend_from_slice(&payload);
     (out.len() <= MAX_ENCODED).then_some(out)
+}
+
+/// The payload: MessagePack with named fields.
+#[cfg(feature = "redis")]
+fn to_payload<T: Serialize>(value: &T) -> Option<Vec<u8>> {
+    rmp_serde::to_vec_named(value).ok()
+}
+
+/// Without the `redis` feature nothing is encoded: no shared tier exists to hold it.
+#[cfg(not(feature = "redis"))]
+fn to_payload<T: Serialize>(_value: &T) -> Option<Vec<u8>> {
+    None
+}
+
+/// A payload [`to_payload`] wrote.
+#[cfg(feature = "redis")]
+fn from_payload<T: DeserializeOwned>(payload: &[u8]) -> Option<T> {
+    rmp_serde::from_slice(payload).ok()
+}
+
+/// Without the `redis` feature nothing is decoded: no shared tier exists to read from.
+#[cfg(not(feature = "redis"))]
+fn from_payload<T: DeserializeOwned>(_payload: &[u8]) -> Option<T> {
+    None
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<Decoded<T>, DecodeError> {
@@ -200,7 +225,7 @@ pub(crate) fn decode_as<T: DeserializeOwned>(
         tags.push(tag.into());
         rest = &rest[2 + len..];
     }
-    let value = rmp_serde::from_slice(rest).map_err(|_| DecodeError::Payload)?;
+    let value = from_payload(rest).ok_or(DecodeError::Payload)?;
     Ok(Decoded {
         value,
         deadlines,
@@ -208,7 +233,8 @@ pub(crate) fn decode_as<T: DeserializeOwned>(
     })
 }
 
-#[cfg(test)]
+// The encoding is MessagePack only with the `redis` feature (the shared tier's).
+#[cfg(all(test, feature = "redis"))]
 mod tests {
     use super::*;
 

@@ -226,5 +226,6 @@ fn belongs(entry: &Entry, primary: &str, key: &str) -> bool {
     }
 }
 
-#[cfg(test)]
+// The encoding is MessagePack only with the `redis` feature (the shared tier's).
+#[cfg(all(test, feature = "redis"))]
 mod tests;

@@ -36,6 +36,7 @@ use redis::Client;
 use self::connection::Connection;
 use self::keys::Keys;
 pub(crate) use self::keys::{bounded, EVERYTHING, LOAD_ENDED, SOFT};
+use crate::engine::random;
 use crate::engine::stats::Counters;
 use crate::error::BuildError;
 use crate::store::breaker::Breaker;
@@ -127,7 +128,7 @@ impl RedisStore {
             recovered: AtomicU64::new(0),
             on_open: None,
             answering: AtomicBool::new(true),
-            instance: fastrand::u64(..),
+            instance: random::u64(),
             counters,
         })
     }
