@@ -8,7 +8,7 @@ use syn::punctuated::Punctuated;
 use syn::{bracketed, Expr, Ident, LitBool, LitFloat, LitInt, LitStr, Token};
 
 const CACHED_ARGS: &str =
-    "`ttl`, `key`, `invalidate_on`, `stale`, `stale_if_error`, `none_ttl`, `jitter`, `lock`, `cache`, `name`, `version`, `ttl_from`, `cache_if`, `ignore_self`";
+    "`ttl`, `key`, `invalidate_on`, `stale`, `stale_if_error`, `none_ttl`, `jitter`, `lock`, `cache`, `name`, `version`, `ttl_from`, `cache_if`, `ignore_self`, `local`";
 
 /// `#[cached(...)]`, parsed and checked.
 pub(crate) struct CachedArgs {
@@ -29,6 +29,8 @@ pub(crate) struct CachedArgs {
     pub(crate) cache_if: Option<syn::Path>,
     /// `ignore_self = true`: the receiver does not change the answer (a pool, a client).
     pub(crate) ignore_self: bool,
+    /// `local`: values stay in this process's memory (no serde needed, never in Redis).
+    pub(crate) local: bool,
 }
 
 impl Parse for CachedArgs {
@@ -50,7 +52,9 @@ impl Parse for CachedArgs {
             ttl_from: None,
             cache_if: None,
             ignore_self: false,
+            local: false,
         };
+        let mut local_span = None;
         let mut seen: Vec<String> = Vec::new();
         while !input.is_empty() {
             let ident: Ident = input.call(syn::ext::IdentExt::parse_any)?;
@@ -68,6 +72,16 @@ impl Parse for CachedArgs {
                 ));
             }
             seen.push(name.clone());
+            if name == "local" {
+                // A bare word: the site keeps its values in memory only.
+                args.local = true;
+                local_span = Some(ident.span());
+                if input.is_empty() {
+                    break;
+                }
+                input.parse::<Token![,]>()?;
+                continue;
+            }
             input.parse::<Token![=]>()?;
             match name.as_str() {
                 "ttl" => ttl = Some(duration(input)?),
@@ -105,6 +119,12 @@ impl Parse for CachedArgs {
                 "missing `ttl`: how long a value stays fresh, e.g. `#[cached(ttl = \"5m\")]`",
             )
         })?;
+        if let (Some(span), Some(_)) = (local_span, args.lock) {
+            return Err(syn::Error::new(
+                span,
+                "`local` values never leave this process, so `lock` (which makes other instances wait for a value in Redis) cannot apply: drop one of them",
+            ));
+        }
         Ok(args)
     }
 }

@@ -281,7 +281,10 @@ fn site(
         None => quote! { ::std::option::Option::None },
     };
     let cache = cache_binding(args.cache.as_ref(), params);
-    let shape = shape_of(&return_type(func));
+    let mut shape = shape_of(&return_type(func));
+    if args.local {
+        shape = quote! { ::cache_layer::__private::Local(#shape) };
+    }
     let key = match key {
         Some(template) => explicit_key(template, &version, &params.open, tags),
         None => default_key(params, &namespace, tags),

@@ -9,6 +9,7 @@ mod cluster;
 mod connection;
 mod entry_bytes;
 mod invalidation_history;
+mod local_values;
 mod lock;
 mod outage_bound;
 mod outages;

@@ -7,16 +7,16 @@ use std::sync::Arc;
 
 use tracing::{Instrument, Span};
 
-use super::heap::heap_bytes;
+use super::keep::{entry_kind, Storable};
 use super::options::{Policy, Site};
-use super::returns::{Cacheable, Outcome, Shape};
+use super::returns::{Outcome, Shape};
 use super::shared::read_fresh_shared;
 use crate::cache::{Cache, SharedWrite};
 use crate::engine::clock;
 use crate::engine::entry::{Age, Entry, Lifetime, Value};
 use crate::engine::pipeline::{self, read_shared_since, Joined, Leader, Load, Locked, Waiting};
 use crate::engine::trace;
-use crate::store::codec::{self, WallDeadlines};
+use crate::store::codec::{self, fingerprint, WallDeadlines};
 use crate::store::{SharedSince, ENTRY_OVERHEAD};
 
 /// A miss on a key: [`Miss::load`] runs the loader once per key across concurrent callers.
@@ -74,7 +74,7 @@ impl<'a, S> Miss<'a, S> {
     ) -> R
     where
         S: Shape<R>,
-        S::Value: Cacheable,
+        S::Value: Storable<S::Keep>,
         F: Future<Output = R>,
     {
         // Boxed: the miss path's state (the loader, waiting, the shared tier) would otherwise
@@ -96,7 +96,7 @@ impl<'a, S> Miss<'a, S> {
     ) -> R
     where
         S: Shape<R>,
-        S::Value: Cacheable,
+        S::Value: Storable<S::Keep>,
         F: Future<Output = R>,
     {
         if self.cache.inner().disabled() {
@@ -124,7 +124,7 @@ impl<'a, S> Miss<'a, S> {
     fn fresh<R>(&self) -> Option<R>
     where
         S: Shape<R>,
-        S::Value: Cacheable,
+        S::Value: Storable<S::Keep>,
     {
         let entry = self.cache.inner().memory().get(self.key)?;
         if entry.age(clock::now()) != Age::Fresh {
@@ -137,7 +137,7 @@ impl<'a, S> Miss<'a, S> {
     fn fallback<R>(&self) -> Option<(Value, R)>
     where
         S: Shape<R>,
-        S::Value: Cacheable,
+        S::Value: Storable<S::Keep>,
     {
         let entry = self.fallback.as_ref()?;
         if entry.age(clock::now()) == Age::Expired {
@@ -156,7 +156,7 @@ impl<'a, S> Miss<'a, S> {
     ) -> R
     where
         S: Shape<R>,
-        S::Value: Cacheable,
+        S::Value: Storable<S::Keep>,
         F: Future<Output = R>,
     {
         let held_lock = match self.lock::<R>().await {
@@ -202,14 +202,20 @@ impl<'a, S> Miss<'a, S> {
     async fn lock<R>(&self) -> Locked<Arc<Entry>>
     where
         S: Shape<R>,
-        S::Value: Cacheable,
+        S::Value: Storable<S::Keep>,
     {
-        let Some(ttl) = self.site.lock else {
+        // A `local` site's values are never in the shared tier to wait for (the macro refuses
+        // `lock` with `local`).
+        let Some(ttl) = self
+            .site
+            .lock
+            .filter(|_| <S::Value as Storable<S::Keep>>::SHARED)
+        else {
             return Locked::Unlocked;
         };
         let (cache, key) = (self.cache, self.key);
         pipeline::lock(cache, key, ttl, || {
-            read_fresh_shared::<S::Value>(cache, key)
+            read_fresh_shared::<S::Value, S::Keep>(cache, key)
         })
         .await
     }
@@ -225,7 +231,7 @@ struct MemoWaiting<'m, 'a, S, R> {
 impl<S, R> Waiting for MemoWaiting<'_, '_, S, R>
 where
     S: Shape<R>,
-    S::Value: Cacheable,
+    S::Value: Storable<S::Keep>,
 {
     type Served = R;
 
@@ -255,7 +261,7 @@ pub(super) async fn load_and_store<R, S, F>(
 ) -> (R, Option<Value>)
 where
     S: Shape<R>,
-    S::Value: Cacheable,
+    S::Value: Storable<S::Keep>,
     F: Future<Output = R>,
 {
     let inner = cache.inner();
@@ -284,7 +290,7 @@ where
             return (result, None);
         }
     };
-    let shared = store_value(
+    let shared = store_value::<S::Value, S::Keep>(
         cache,
         key,
         tags,
@@ -297,9 +303,10 @@ where
     (result, Some(shared))
 }
 
-/// Stores `value` under `key` for `lifetime` (`None`: not stored) through [`Cache::store`],
-/// unless `key` or a tag was invalidated after `since`; returns the value as waiters get it.
-pub(crate) async fn store_value<V: Cacheable>(
+/// Stores `value` under `key` for `lifetime` (`None`: not stored) through [`Cache::store`], in
+/// memory and, when `K` shares it, in the shared tier, unless `key` or a tag was invalidated
+/// after `since`; returns the value as waiters get it.
+pub(crate) async fn store_value<V: Storable<K>, K>(
     cache: &Cache,
     key: &str,
     tags: &[Box<str>],
@@ -312,19 +319,21 @@ pub(crate) async fn store_value<V: Cacheable>(
     if let Some(lifetime) = lifetime {
         let now = clock::now();
         let deadlines = lifetime.deadlines(now, cache.inner().jitter());
-        let encoded = cache
-            .shared_tier()
-            .and_then(|_| codec::encode(value, WallDeadlines::from_local(&deadlines, now), tags));
-        let weight = weigh(key, tags, value);
+        let encoded = cache.shared_tier().and_then(|_| {
+            let at = WallDeadlines::from_local(&deadlines, now);
+            codec::encode_payload(fingerprint::<V>(), &value.to_payload()?, at, tags)
+        });
+        let weight = weigh::<V>(key, tags, value.heap_bytes());
         let entry = Entry::new(Arc::clone(&shared), deadlines, tags.into(), weight);
-        cache.store(key, entry, since, encoded, write).await;
+        let kind = entry_kind::<V, K>();
+        cache.store(kind, key, entry, since, encoded, write).await;
     }
     shared
 }
 
 /// Estimated bytes an entry holds: bookkeeping, key, tags, the value inline, and its heap
-/// data (see [`heap_bytes`]).
-fn weigh<V: serde::Serialize>(key: &str, tags: &[Box<str>], value: &V) -> u32 {
+/// data (`heap`, see [`Storable::heap_bytes`]).
+fn weigh<V>(key: &str, tags: &[Box<str>], heap: usize) -> u32 {
     let bytes = (ENTRY_OVERHEAD
         + key.len()
         // Each tag: its text, its slot and its allocation.
@@ -332,7 +341,7 @@ fn weigh<V: serde::Serialize>(key: &str, tags: &[Box<str>], value: &V) -> u32 {
         // The value's `Arc`: its counts and its allocation.
         + 32
         + std::mem::size_of::<V>())
-    .saturating_add(heap_bytes(value));
+    .saturating_add(heap);
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
@@ -340,7 +349,7 @@ fn weigh<V: serde::Serialize>(key: &str, tags: &[Box<str>], value: &V) -> u32 {
 fn rebuild<R, S>(value: &Value) -> Option<R>
 where
     S: Shape<R>,
-    S::Value: Cacheable,
+    S::Value: Storable<S::Keep>,
 {
     let value = value.downcast_ref::<S::Value>()?;
     Some(S::rebuild(value.clone()))
