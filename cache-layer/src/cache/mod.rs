@@ -130,6 +130,7 @@ impl Inner {
 
     /// Whether `name`, heard on the channel, is this instance's own invalidation coming back
     /// (see [`Echoes`]).
+    #[cfg(feature = "redis")]
     pub(crate) fn own_echo(&self, name: &str) -> bool {
         self.echoes.heard(name)
     }

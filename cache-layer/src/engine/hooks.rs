@@ -171,6 +171,7 @@ impl Echoes {
     }
 
     /// Whether `name`, heard on the channel, is this instance's own invalidation coming back.
+    #[cfg(feature = "redis")]
     pub(crate) fn heard(&self, name: &str) -> bool {
         let mut names = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         match names.get_mut(name) {
