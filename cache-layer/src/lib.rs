@@ -186,6 +186,7 @@ pub mod testing {
     #[cfg(feature = "test-clock")]
     pub use crate::engine::clock::follow_tokio_time;
 }
+pub use engine::hooks::{Eviction, EvictionCause, Invalidated, Invalidation, LoadFailure, Origin};
 pub use engine::stats::Stats;
 
 /// The crate's README (what crates.io shows), compiled as doctests.

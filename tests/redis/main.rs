@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod clear;
 mod cluster;
 mod connection;
 mod entry_bytes;

@@ -11,12 +11,14 @@
 //! - `entry`: a stored entry, its deadlines and where it is in its life.
 //! - `invalidation`: the invalidation log a load checks before keeping its result.
 //! - `clock`: the monotonic clock entry lifetimes are measured on (Tokio's, for tests).
+//! - `hooks`: the callbacks set on the builder (evictions, invalidations, failed loads).
 //! - `stats`: the counters behind `Cache::stats` and the `metrics` export.
 //! - `trace`: the `tracing` spans of look-ups, loads and refreshes.
 
 pub(crate) mod clock;
 pub(crate) mod entry;
 pub(crate) mod flight;
+pub(crate) mod hooks;
 pub(crate) mod invalidation;
 mod lock;
 pub(crate) mod pipeline;

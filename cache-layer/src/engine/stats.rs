@@ -53,6 +53,12 @@ pub struct Stats {
     /// docs): the value stays in this instance's memory only (where that tier holds it), and
     /// no entry in Redis is deleted to make room.
     pub tag_sets_full: u64,
+    /// Calls to [`Cache::clear`](crate::Cache::clear) and
+    /// [`Cache::clear_prefix`](crate::Cache::clear_prefix).
+    pub clears: u64,
+    /// Hooks (see [`CacheBuilder::on_eviction`](crate::CacheBuilder::on_eviction) and the
+    /// others) that panicked: each panic was caught and logged, and the request went on.
+    pub hook_panics: u64,
 }
 
 /// The live counters behind [`Stats`], with their `metrics` handles registered once so that
@@ -98,10 +104,12 @@ pub(crate) enum Counter {
     SharedHit,
     SharedWriteRefused,
     TagSetFull,
+    Clear,
+    HookPanic,
 }
 
 impl Counter {
-    const COUNT: usize = 16;
+    const COUNT: usize = 18;
     const ALL: [Counter; Counter::COUNT] = [
         Counter::Hit,
         Counter::Miss,
@@ -119,6 +127,8 @@ impl Counter {
         Counter::SharedHit,
         Counter::SharedWriteRefused,
         Counter::TagSetFull,
+        Counter::Clear,
+        Counter::HookPanic,
     ];
 
     fn metric_name(self) -> &'static str {
@@ -139,6 +149,8 @@ impl Counter {
             Counter::SharedHit => "cache_shared_hits_total",
             Counter::SharedWriteRefused => "cache_shared_writes_refused_total",
             Counter::TagSetFull => "cache_tag_sets_full_total",
+            Counter::Clear => "cache_clears_total",
+            Counter::HookPanic => "cache_hook_panics_total",
         }
     }
 }
@@ -193,6 +205,8 @@ impl Counters {
             decode_errors: get(Counter::DecodeError),
             shared_writes_refused: get(Counter::SharedWriteRefused),
             tag_sets_full: get(Counter::TagSetFull),
+            clears: get(Counter::Clear),
+            hook_panics: get(Counter::HookPanic),
         }
     }
 }

@@ -280,7 +280,7 @@ where
         ),
         Outcome::Negative(value) => (value, site.negative_lifetime()),
         Outcome::Failure => {
-            loading.failed();
+            loading.failed(key, None);
             tracing::debug!(
                 cache = inner.counters().name(),
                 site = site.name,
