@@ -180,7 +180,7 @@ impl Parse for InvalidatesArgs {
 fn duration(input: ParseStream<'_>) -> syn::Result<Duration> {
     let lit: LitStr = input.parse()?;
     let text = lit.value();
-    let parsed = humantime::parse_duration(text.trim()).map_err(|e| {
+    let parsed = crate::duration::parse(&text).map_err(|e| {
         syn::Error::new(
             lit.span(),
             format!("invalid duration \"{text}\": {e}; write it like \"30s\", \"5m\" or \"1h30m\""),

@@ -34,7 +34,7 @@ fn cache_binding(cache: Option<&syn::Expr>, params: &Params) -> TokenStream {
     let owned_receiver = params
         .receiver
         .as_ref()
-        .is_some_and(|receiver| !matches!(&*receiver.ty, syn::Type::Reference(_)));
+        .is_some_and(|receiver| !crate::params::borrowed(receiver));
     match cache {
         Some(expr) if owned_receiver => quote! {
             let __cl_cache_handle: ::cache_layer::Cache = ::std::clone::Clone::clone(&(#expr));
@@ -190,6 +190,7 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
         vis,
         sig,
         block,
+        ..
     } = &func;
     let ret = return_type(&func);
     let mut tags: Vec<TokenStream> = tags
@@ -455,6 +456,7 @@ fn expand_invalidates(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStrea
         vis,
         sig,
         block,
+        ..
     } = &func;
     let ret = return_type(&func);
     let cache = cache_binding(args.cache.as_ref(), &params);
