@@ -64,54 +64,6 @@ mod hits_and_errors {
     }
 }
 
-mod expiry_and_jitter {
-    use super::*;
-
-    static CACHE: LazyLock<Cache> = LazyLock::new(new_cache);
-    static CALLS: AtomicUsize = AtomicUsize::new(0);
-
-    #[cached(ttl = "400ms", key = "<id>", jitter = 0.5, cache = CACHE)]
-    async fn value(id: u32) -> u32 {
-        CALLS.fetch_add(1, Ordering::SeqCst);
-        id
-    }
-
-    #[tokio::test]
-    async fn entries_expire_within_the_jitter_bounds_and_not_together() {
-        let keys = 200u32;
-        for id in 0..keys {
-            value(id).await;
-        }
-        assert_eq!(CALLS.load(Ordering::SeqCst), keys as usize);
-        // ttl 400 ms ± 50%: nothing expires before 200 ms, everything by 600 ms.
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        for id in 0..keys {
-            value(id).await;
-        }
-        assert_eq!(
-            CALLS.load(Ordering::SeqCst),
-            keys as usize,
-            "all fresh at 150 ms"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await; // ~400 ms
-        let before = CALLS.load(Ordering::SeqCst);
-        for id in 0..keys {
-            value(id).await;
-        }
-        let expired = CALLS.load(Ordering::SeqCst) - before;
-        assert!(
-            expired > 20 && expired < 180,
-            "jitter spreads expiry: {expired} of {keys} expired at the nominal TTL"
-        );
-        tokio::time::sleep(Duration::from_millis(900)).await; // > 1.3 s: all first-round entries gone
-        let before = CALLS.load(Ordering::SeqCst);
-        for id in 0..keys {
-            value(id).await;
-        }
-        assert_eq!(CALLS.load(Ordering::SeqCst) - before, keys as usize);
-    }
-}
-
 mod stale_while_revalidate {
     use super::*;
 

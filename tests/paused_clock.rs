@@ -202,3 +202,38 @@ async fn a_batch_refreshes_its_stale_keys_in_one_background_call() {
     let fresh = cache.get_or_load_many(&keys, &options, load).await;
     assert_eq!(fresh, Ok(vec![Some(2), Some(2)]));
 }
+
+static JITTER_CACHE: std::sync::LazyLock<Cache> = std::sync::LazyLock::new(clock_cache);
+static JITTER_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = "400ms", key = "<id>", jitter = 0.5, cache = JITTER_CACHE)]
+async fn jittered(id: u32) -> u32 {
+    JITTER_CALLS.fetch_add(1, Ordering::SeqCst);
+    id
+}
+
+/// Loads every key of `0..keys` through `jittered`; how many ran the body.
+async fn jittered_loads(keys: u32) -> usize {
+    let before = JITTER_CALLS.load(Ordering::SeqCst);
+    for id in 0..keys {
+        jittered(id).await;
+    }
+    JITTER_CALLS.load(Ordering::SeqCst) - before
+}
+
+#[tokio::test(start_paused = true)]
+async fn entries_expire_within_the_jitter_bounds_and_not_together() {
+    let keys = 200u32;
+    assert_eq!(jittered_loads(keys).await, keys as usize);
+    // ttl 400 ms ± 50%: nothing expires before 200 ms, everything by 600 ms.
+    tokio::time::advance(Duration::from_millis(199)).await;
+    assert_eq!(jittered_loads(keys).await, 0, "all fresh just before 200 ms");
+    tokio::time::advance(Duration::from_millis(201)).await; // 400 ms
+    let expired = jittered_loads(keys).await;
+    assert!(
+        expired > 20 && expired < 180,
+        "jitter spreads expiry: {expired} of {keys} expired at the nominal TTL"
+    );
+    tokio::time::advance(Duration::from_millis(601)).await; // > 1 s: every entry gone
+    assert_eq!(jittered_loads(keys).await, keys as usize);
+}
