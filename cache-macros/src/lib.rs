@@ -7,6 +7,7 @@ use proc_macro::TokenStream;
 mod args;
 mod derive_key;
 mod expand;
+mod handles;
 mod params;
 mod stale;
 mod template;
