@@ -120,12 +120,6 @@ fn check_cached(attr: TokenStream, func: &ItemFn) -> syn::Result<Checked> {
     let mut push = |e: syn::Error| errors.push(e);
     let args: Option<CachedArgs> = syn::parse2(attr).map_err(&mut push).ok();
     let params = params(func);
-    if func.sig.asyncness.is_none() {
-        push(syn::Error::new_spanned(
-            func.sig.fn_token,
-            "#[cached] can only be used on an `async fn`",
-        ));
-    }
     if let Some(args) = &args {
         for e in check_sync(func, args)
             .into_iter()
@@ -382,7 +376,7 @@ fn sync_fn(
                 ::cache_layer::__private::Lookup::Miss(__cl_miss) => __cl_miss,
             };
             let __cl_tags: ::std::vec::Vec<::std::string::String> = ::std::vec![#(#tags),*];
-            __cl_miss.load_blocking(__cl_tags, #policy, move || -> #ret { #load })
+            __cl_miss.load_blocking(__cl_tags, #policy, || -> #ret { #load })
         }
     }
 }
@@ -609,7 +603,7 @@ fn expand_invalidates(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStrea
         }
     } else {
         quote! {
-            let __cl_result: #ret = (move || -> #ret #block)();
+            let __cl_result: #ret = (|| -> #ret #block)();
             ::cache_layer::__private::invalidate_after_blocking(__cl_cache, #shape, &__cl_result, __cl_names);
         }
     };

@@ -132,7 +132,7 @@ impl Handles {
             quote! {
                 ::cache_layer::__private::refresh_blocking(
                     __cl_cache, &__CL_SITE, __cl_shape, __cl_key.as_str(), __cl_tags, #policy,
-                    move || -> #ret { #call },
+                    || -> #ret { #call },
                 )
             }
         } else {

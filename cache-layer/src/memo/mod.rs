@@ -23,6 +23,7 @@
 //! `options.rs`; what generated code calls is `private.rs`, mounted as
 //! `cache_layer::__private`.
 
+mod blocking;
 mod handles;
 mod heap;
 mod keep;
@@ -33,6 +34,9 @@ mod refresh;
 mod returns;
 mod shared;
 
+pub use self::blocking::{
+    invalidate_after_blocking, invalidate_blocking, lookup_blocking, refresh_blocking,
+};
 pub use self::handles::refresh;
 pub use self::keep::{Cacheable, KeepLocal, KeepShared, Shareable, Storable};
 pub(crate) use self::load::store_value;

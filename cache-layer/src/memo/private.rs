@@ -4,6 +4,9 @@ use std::future::Future;
 
 pub use crate::key::{KeyArg, KeyBuf};
 pub use crate::memo::{
+    invalidate_after_blocking, invalidate_blocking, lookup_blocking, refresh_blocking,
+};
+pub use crate::memo::{
     lookup, lookup_now, refresh, CacheIf, Lookup, Miss, Pending, Policy, Refresh, Site, TtlFrom,
 };
 pub use crate::memo::{
