@@ -227,7 +227,11 @@ async fn entries_expire_within_the_jitter_bounds_and_not_together() {
     assert_eq!(jittered_loads(keys).await, keys as usize);
     // ttl 400 ms ± 50%: nothing expires before 200 ms, everything by 600 ms.
     tokio::time::advance(Duration::from_millis(199)).await;
-    assert_eq!(jittered_loads(keys).await, 0, "all fresh just before 200 ms");
+    assert_eq!(
+        jittered_loads(keys).await,
+        0,
+        "all fresh just before 200 ms"
+    );
     tokio::time::advance(Duration::from_millis(201)).await; // 400 ms
     let expired = jittered_loads(keys).await;
     assert!(

@@ -8,7 +8,7 @@ use syn::punctuated::Punctuated;
 use syn::{bracketed, Expr, Ident, LitBool, LitFloat, LitInt, LitStr, Token};
 
 const CACHED_ARGS: &str =
-    "`ttl`, `key`, `invalidate_on`, `stale`, `stale_if_error`, `none_ttl`, `jitter`, `lock`, `cache`, `name`, `version`, `ttl_from`, `cache_if`, `ignore_self`, `local`";
+    "`ttl`, `key`, `invalidate_on`, `stale`, `stale_if_error`, `none_ttl`, `jitter`, `lock`, `cache`, `name`, `version`, `ttl_from`, `cache_if`, `ignore_self`, `local`, `handles`";
 
 /// `#[cached(...)]`, parsed and checked.
 pub(crate) struct CachedArgs {
@@ -22,6 +22,8 @@ pub(crate) struct CachedArgs {
     pub(crate) none_ttl: Option<Duration>,
     pub(crate) jitter: Option<f64>,
     pub(crate) lock: Option<Duration>,
+    /// Where `lock` is written, for errors about it.
+    pub(crate) lock_span: Option<Span>,
     pub(crate) cache: Option<Expr>,
     pub(crate) name: Option<LitStr>,
     pub(crate) version: Option<u32>,
@@ -31,6 +33,9 @@ pub(crate) struct CachedArgs {
     pub(crate) ignore_self: bool,
     /// `local`: values stay in this process's memory (no serde needed, never in Redis).
     pub(crate) local: bool,
+    /// `handles`: where it is written, when the fn's handles (`<fn>_key`, `<fn>_refresh`,
+    /// `<fn>_uncached`, `<fn>_invalidate`) are generated; errors about them point there.
+    pub(crate) handles: Option<Span>,
 }
 
 impl Parse for CachedArgs {
@@ -46,6 +51,7 @@ impl Parse for CachedArgs {
             none_ttl: None,
             jitter: None,
             lock: None,
+            lock_span: None,
             cache: None,
             name: None,
             version: None,
@@ -53,6 +59,7 @@ impl Parse for CachedArgs {
             cache_if: None,
             ignore_self: false,
             local: false,
+            handles: None,
         };
         let mut local_span = None;
         let mut seen: Vec<String> = Vec::new();
@@ -72,10 +79,14 @@ impl Parse for CachedArgs {
                 ));
             }
             seen.push(name.clone());
-            if name == "local" {
-                // A bare word: the site keeps its values in memory only.
-                args.local = true;
-                local_span = Some(ident.span());
+            if name == "local" || name == "handles" {
+                // Bare words: the site keeps its values in memory only; the fn's handles.
+                if name == "local" {
+                    args.local = true;
+                    local_span = Some(ident.span());
+                } else {
+                    args.handles = Some(ident.span());
+                }
                 if input.is_empty() {
                     break;
                 }
@@ -99,7 +110,10 @@ impl Parse for CachedArgs {
                 "stale_if_error" => args.stale_if_error = Some(duration(input)?),
                 "none_ttl" => args.none_ttl = Some(duration(input)?),
                 "jitter" => args.jitter = Some(jitter(input)?),
-                "lock" => args.lock = Some(duration(input)?),
+                "lock" => {
+                    args.lock = Some(duration(input)?);
+                    args.lock_span = Some(ident.span());
+                }
                 "cache" => args.cache = Some(input.parse()?),
                 "name" => args.name = Some(input.parse()?),
                 "version" => args.version = Some(version(input)?),

@@ -6,6 +6,7 @@ use quote::{quote, quote_spanned, ToTokens};
 use syn::{ItemFn, ReturnType};
 
 use crate::args::{CachedArgs, InvalidatesArgs};
+use crate::handles::{self, Handles};
 use crate::params::{params, Params};
 use crate::stale::{check_refreshable, stale_body, Refreshed, StaleExpansion};
 use crate::template::Template;
@@ -15,16 +16,6 @@ fn return_type(func: &ItemFn) -> TokenStream {
         ReturnType::Default => quote! { () },
         ReturnType::Type(_, ty) => ty.to_token_stream(),
     }
-}
-
-fn require_async(func: &ItemFn, macro_name: &str) -> syn::Result<()> {
-    if func.sig.asyncness.is_none() {
-        return Err(syn::Error::new_spanned(
-            func.sig.fn_token,
-            format!("#[{macro_name}] can only be used on an `async fn`"),
-        ));
-    }
-    Ok(())
 }
 
 /// `let __cl_cache: &Cache = ...;`. A cache taken from a receiver that the body consumes
@@ -127,11 +118,16 @@ struct Checked {
 fn check_cached(attr: TokenStream, func: &ItemFn) -> syn::Result<Checked> {
     let mut errors = Errors::default();
     let mut push = |e: syn::Error| errors.push(e);
-    if let Err(e) = require_async(func, "cached") {
-        push(e);
-    }
     let args: Option<CachedArgs> = syn::parse2(attr).map_err(&mut push).ok();
     let params = params(func);
+    if let Some(args) = &args {
+        for e in check_sync(func, args)
+            .into_iter()
+            .chain(check_handles(args, &params))
+        {
+            push(e);
+        }
+    }
     let has_self = params.receiver.is_some();
     let mut parse = |lit: &syn::LitStr| {
         Template::parse(lit, &params.names, has_self)
@@ -178,6 +174,47 @@ fn check_cached(attr: TokenStream, func: &ItemFn) -> syn::Result<Checked> {
     })
 }
 
+/// A sync fn's site is a `local` one that blocks: what needs a runtime is refused, saying why.
+fn check_sync(func: &ItemFn, args: &CachedArgs) -> Vec<syn::Error> {
+    if func.sig.asyncness.is_some() {
+        return Vec::new();
+    }
+    let mut errors = Vec::new();
+    if args.stale.is_some() {
+        errors.push(syn::Error::new(
+            args.stale_span,
+            "`stale` refreshes in the background on the Tokio runtime, which a sync fn does not need; \
+             drop `stale` (a soft purge still makes the next caller reload), or make the fn `async`",
+        ));
+    }
+    if let Some(span) = args.lock_span {
+        errors.push(syn::Error::new(
+            span,
+            "a sync fn keeps its values in this process's memory (it never touches Redis), so \
+             `lock` (which makes other instances wait for a value in Redis) cannot apply: drop it, \
+             or make the fn `async`",
+        ));
+    }
+    errors
+}
+
+/// `handles` passes the arguments on to `<fn>_uncached` by name.
+fn check_handles(args: &CachedArgs, params: &Params) -> Vec<syn::Error> {
+    if args.handles.is_none() {
+        return Vec::new();
+    }
+    params
+        .patterns
+        .iter()
+        .map(|span| {
+            syn::Error::new(
+                *span,
+                "`handles` passes each argument on to `<fn>_uncached` by its name; bind this argument to a name",
+            )
+        })
+        .collect()
+}
+
 fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
     let Checked {
         args,
@@ -185,13 +222,6 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
         key,
         tags,
     } = check_cached(attr, &func)?;
-    let ItemFn {
-        attrs,
-        vis,
-        sig,
-        block,
-        ..
-    } = &func;
     let ret = return_type(&func);
     let mut tags: Vec<TokenStream> = tags
         .iter()
@@ -200,8 +230,54 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
             quote! { #render.into_string() }
         })
         .collect();
-    let site = site(&args, &func, &params, key.as_ref(), &mut tags);
+    let rendered = render_key(&args, &func, &params, key.as_ref(), &mut tags);
+    let cache = cache_binding(args.cache.as_ref(), &params);
+    let site = site(&args, &func, &cache, &rendered);
     let policy = policy(&args, &ret);
+    let handles = args.handles.map(|span| Handles::new(&func, &params, span));
+    let siblings = handles.as_ref().map(|handles| {
+        let parts = handles::Parts {
+            site: &site,
+            cache: &cache,
+            key: &rendered,
+            tags: &tags,
+            policy: &policy,
+            ret: &ret,
+        };
+        handles.items(&func, &params, parts)
+    });
+    let cached = if func.sig.asyncness.is_none() {
+        sync_fn(&func, &params, handles.as_ref(), &site, &tags, &policy)
+    } else {
+        async_fn(
+            &args,
+            &func,
+            &params,
+            handles.as_ref(),
+            &site,
+            &tags,
+            &policy,
+        )
+    };
+    Ok(quote! { #cached #siblings })
+}
+
+/// The cached fn of an `async fn`: the site, the look-up, and the load of a miss (or a
+/// refresh of a stale entry).
+fn async_fn(
+    args: &CachedArgs,
+    func: &ItemFn,
+    params: &Params,
+    handles: Option<&Handles>,
+    site: &TokenStream,
+    tags: &[TokenStream],
+    policy: &TokenStream,
+) -> TokenStream {
+    let ItemFn {
+        attrs, vis, block, ..
+    } = func;
+    let ret = return_type(func);
+    let policy = policy.clone();
     // A memory hit is answered without building (and moving) the shared tier's future.
     let lookup = quote! {
         match ::cache_layer::__private::lookup_now(__cl_cache, &__CL_SITE, __cl_shape, __cl_key.as_str()) {
@@ -212,24 +288,32 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
     if args.stale.is_some() {
         let parts = Refreshed {
             ret: &ret,
-            tags: &tags,
+            tags,
             policy,
             lookup,
         };
-        let StaleExpansion { sig, body, sibling } = stale_body(&func, &params, &args, parts);
-        return Ok(quote! {
+        let StaleExpansion { sig, body, sibling } = stale_body(func, params, args, handles, parts);
+        return quote! {
             #(#attrs)*
             #vis #sig {
                 #site
                 #body
             }
             #sibling
-        });
+        };
     }
+    let (sig, load) = match handles {
+        Some(handles) => {
+            let mut sig = func.sig.clone();
+            handles::without_binding_mut(&mut sig);
+            (sig, handles.call_body(func, params))
+        }
+        None => (func.sig.clone(), quote! { async move #block }),
+    };
     // Without `stale`, an entry is stale only after a soft purge: the body cannot run after the
     // caller returns, so the caller that claims the refresh reloads in place (the others are
     // served the stale value meanwhile).
-    Ok(quote! {
+    quote! {
         #(#attrs)*
         #vis #sig {
             #site
@@ -247,16 +331,59 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
             };
             let __cl_tags: ::std::vec::Vec<::std::string::String> = ::std::vec![#(#tags),*];
             __cl_miss
-                .load(__cl_tags, #policy, ::cache_layer::__private::typed::<#ret, _>(async move #block))
+                .load(__cl_tags, #policy, ::cache_layer::__private::typed::<#ret, _>(#load))
                 .await
         }
-    })
+    }
 }
 
-/// The start of every `#[cached]` body: the site's `static` configuration, the cache, the
-/// shape of the return type and the rendered key (a versioned explicit key, and a key with
-/// arguments whose type the signature leaves open, add the key as written to `tags`).
-fn site(
+/// The cached fn of a sync fn: a `local` site whose miss blocks on the key's flight (see
+/// `Miss::load_blocking`); a stale entry (after a soft purge) is reloaded in place.
+fn sync_fn(
+    func: &ItemFn,
+    params: &Params,
+    handles: Option<&Handles>,
+    site: &TokenStream,
+    tags: &[TokenStream],
+    policy: &TokenStream,
+) -> TokenStream {
+    let ItemFn {
+        attrs, vis, block, ..
+    } = func;
+    let ret = return_type(func);
+    let (sig, load) = match handles {
+        Some(handles) => {
+            let mut sig = func.sig.clone();
+            handles::without_binding_mut(&mut sig);
+            (sig, handles.call_body(func, params))
+        }
+        None => (func.sig.clone(), quote! { #block }),
+    };
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            #site
+            let __cl_refresh;
+            let __cl_miss = match ::cache_layer::__private::lookup_blocking(__cl_cache, &__CL_SITE, __cl_shape, __cl_key.as_str()) {
+                ::cache_layer::__private::Lookup::Hit(__cl_value)
+                | ::cache_layer::__private::Lookup::Stale(__cl_value, ::std::option::Option::None) => {
+                    return __cl_value;
+                }
+                ::cache_layer::__private::Lookup::Stale(_, ::std::option::Option::Some(__cl_claimed)) => {
+                    __cl_refresh = __cl_claimed;
+                    __cl_refresh.in_place()
+                }
+                ::cache_layer::__private::Lookup::Miss(__cl_miss) => __cl_miss,
+            };
+            let __cl_tags: ::std::vec::Vec<::std::string::String> = ::std::vec![#(#tags),*];
+            __cl_miss.load_blocking(__cl_tags, #policy, || -> #ret { #load })
+        }
+    }
+}
+
+/// The rendered key (a `KeyBuf` expression) of a call; a versioned explicit key, and a key
+/// with arguments whose type the signature leaves open, add the key as written to `tags`.
+fn render_key(
     args: &CachedArgs,
     func: &ItemFn,
     params: &Params,
@@ -268,6 +395,17 @@ fn site(
     // functions never read each other's entries through a shared display name.
     let version = args.version.map(|v| format!("@v{v}")).unwrap_or_default();
     let namespace = quote! { ::core::concat!(::core::module_path!(), "::", #fn_name, #version) };
+    match key {
+        Some(template) => explicit_key(template, &version, &params.open, tags),
+        None => default_key(params, &namespace, tags),
+    }
+}
+
+/// The start of every `#[cached]` body (and of its `<fn>_refresh`): the site's `static`
+/// configuration, the cache (`cache`, its binding), the shape of the return type (kept in
+/// memory only for a `local` site and a sync fn) and the rendered key (`key`).
+fn site(args: &CachedArgs, func: &ItemFn, cache: &TokenStream, key: &TokenStream) -> TokenStream {
+    let fn_name = func.sig.ident.to_string();
     let site_name = match &args.name {
         Some(name) => name.to_token_stream(),
         None => quote! { ::core::concat!(::core::module_path!(), "::", #fn_name) },
@@ -281,15 +419,10 @@ fn site(
         Some(j) => quote! { ::std::option::Option::Some(#j) },
         None => quote! { ::std::option::Option::None },
     };
-    let cache = cache_binding(args.cache.as_ref(), params);
     let mut shape = shape_of(&return_type(func));
-    if args.local {
+    if args.local || func.sig.asyncness.is_none() {
         shape = quote! { ::cache_layer::__private::Local(#shape) };
     }
-    let key = match key {
-        Some(template) => explicit_key(template, &version, &params.open, tags),
-        None => default_key(params, &namespace, tags),
-    };
     quote! {
         static __CL_SITE: ::cache_layer::__private::Site = ::cache_layer::__private::Site {
             name: #site_name,
@@ -435,9 +568,6 @@ pub(crate) fn invalidates(attr: TokenStream, item: TokenStream) -> TokenStream {
 fn expand_invalidates(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
     let mut errors = Errors::default();
     let mut push = |e: syn::Error| errors.push(e);
-    if let Err(e) = require_async(&func, "invalidates") {
-        push(e);
-    }
     let args: Option<InvalidatesArgs> = syn::parse2(attr).map_err(&mut push).ok();
     let params = params(&func);
     let names: Vec<Template> = args
@@ -465,14 +595,26 @@ fn expand_invalidates(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStrea
         let render = t.render(&[]);
         quote! { #render.into_string() }
     });
+    // A sync writer invalidates this process at once (and Redis, with the other instances,
+    // from the runtime it may run on: see `invalidate_after_blocking`).
+    let run = if sig.asyncness.is_some() {
+        quote! {
+            let __cl_result: #ret = ::cache_layer::__private::typed::<#ret, _>(async move #block).await;
+            ::cache_layer::__private::invalidate_after(__cl_cache, #shape, &__cl_result, __cl_names).await;
+        }
+    } else {
+        quote! {
+            let __cl_result: #ret = (|| -> #ret #block)();
+            ::cache_layer::__private::invalidate_after_blocking(__cl_cache, #shape, &__cl_result, __cl_names);
+        }
+    };
     Ok(quote! {
         #(#attrs)*
         #vis #sig {
             #cache
             // Rendered before the body runs: the body may consume the arguments.
             let __cl_names: ::std::vec::Vec<::std::string::String> = ::std::vec![#(#names),*];
-            let __cl_result: #ret = ::cache_layer::__private::typed::<#ret, _>(async move #block).await;
-            ::cache_layer::__private::invalidate_after(__cl_cache, #shape, &__cl_result, __cl_names).await;
+            #run
             __cl_result
         }
     })

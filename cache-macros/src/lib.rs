@@ -8,6 +8,7 @@ mod args;
 mod derive_key;
 mod duration;
 mod expand;
+mod handles;
 mod params;
 mod stale;
 mod template;

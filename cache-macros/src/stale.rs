@@ -3,9 +3,10 @@
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
-use syn::{FnArg, ItemFn, Pat, Type};
+use syn::{ItemFn, Type};
 
 use crate::args::CachedArgs;
+use crate::handles::{turbofish, without_binding_mut, Handles, SIBLING_ATTRIBUTES};
 use crate::params::Params;
 
 /// With `stale`, the body also runs in a background task after the caller has returned, so
@@ -64,6 +65,7 @@ pub(crate) fn stale_body(
     func: &ItemFn,
     params: &Params,
     args: &CachedArgs,
+    handles: Option<&Handles>,
     parts: Refreshed<'_>,
 ) -> StaleExpansion {
     let Refreshed {
@@ -73,9 +75,11 @@ pub(crate) fn stale_body(
         lookup,
     } = parts;
     let copies = argument_copies(params);
-    let (callee, sibling) = match &params.receiver {
-        Some(receiver) => method_callee(func, params, args, receiver),
-        None => (closure_callee(params, ret, &func.block), None),
+    let (callee, sibling) = match (handles, &params.receiver) {
+        // The body is `<fn>_uncached` already.
+        (Some(handles), _) => (sibling_callee(params, handles.body_path(func)), None),
+        (None, Some(_)) => method_callee(func, params, args),
+        (None, None) => (closure_callee(params, ret, &func.block), None),
     };
     let Callee {
         setup,
@@ -114,28 +118,12 @@ pub(crate) fn stale_body(
             }
         }
     };
-    let sig = match sibling {
-        Some(_) => without_binding_mut(&func.sig),
-        None => func.sig.clone(),
-    };
-    StaleExpansion { sig, body, sibling }
-}
-
-/// The signature of a method whose body moved to its sibling, as callers see it, without
-/// `mut` on its bindings: the sibling keeps them; here they would be unused.
-fn without_binding_mut(sig: &syn::Signature) -> syn::Signature {
-    let mut sig = sig.clone();
-    for input in &mut sig.inputs {
-        match input {
-            FnArg::Receiver(receiver) => receiver.mutability = None,
-            FnArg::Typed(typed) => {
-                if let Pat::Ident(pat) = &mut *typed.pat {
-                    pat.mutability = None;
-                }
-            }
-        }
+    // A body moved to a sibling keeps the `mut` of its bindings; here they would be unused.
+    let mut sig = func.sig.clone();
+    if sibling.is_some() || handles.is_some() {
+        without_binding_mut(&mut sig);
     }
-    sig
+    StaleExpansion { sig, body, sibling }
 }
 
 /// How a `stale` fn reaches its body: `setup` before the miss/refresh split, the call for
@@ -234,11 +222,6 @@ fn closure_callee(params: &Params, ret: &TokenStream, block: &syn::Block) -> Cal
     }
 }
 
-/// Attributes the hidden sibling of a method keeps: lints and conditional compilation.
-const SIBLING_ATTRIBUTES: [&str; 7] = [
-    "cfg", "cfg_attr", "allow", "warn", "deny", "forbid", "expect",
-];
-
 /// A method: the body goes into a hidden sibling with the same signature (named at `stale`,
 /// so that where an extra method is not allowed, in a trait impl, the error points there).
 /// The refresh calls it on a clone of a borrowed receiver; `Self` must be
@@ -253,50 +236,18 @@ fn method_callee(
     func: &ItemFn,
     params: &Params,
     args: &CachedArgs,
-    receiver: &syn::Receiver,
 ) -> (Callee, Option<TokenStream>) {
-    let sig = &func.sig;
-    let sibling = format_ident!("__cl_body_{}", sig.ident, span = at(args.stale_span));
-    let generics: Vec<&Ident> = sig
-        .generics
-        .params
-        .iter()
-        .filter_map(|param| match param {
-            syn::GenericParam::Type(param) => Some(&param.ident),
-            syn::GenericParam::Const(param) => Some(&param.ident),
-            syn::GenericParam::Lifetime(_) => None,
-        })
-        .collect();
-    let turbofish = if generics.is_empty() {
-        quote! {}
-    } else {
-        quote! { ::<#(#generics),*> }
-    };
-    let names = params.typed.iter().map(|(ident, _, _)| ident);
-    let owned = owned_arguments(params);
-    // A borrowed receiver is cloned on the refresh path only: a miss borrows `self`.
-    let (refresh_setup, own_self) = if crate::params::borrowed(receiver) {
-        let setup = quote_spanned! {at(syn::spanned::Spanned::span(receiver))=>
-            let __cl_own_self = ::cache_layer::__private::owned_receiver(self);
-        };
-        (setup, quote! { &__cl_own_self })
-    } else {
-        (quote! {}, quote! { self })
-    };
-    let mut sibling_sig = sig.clone();
-    sibling_sig.ident = sibling.clone();
+    let sibling = format_ident!("__cl_body_{}", func.sig.ident, span = at(args.stale_span));
+    let turbofish = turbofish(func);
+    let callee = sibling_callee(params, quote! { Self::#sibling #turbofish });
+    let mut sibling_sig = func.sig.clone();
+    sibling_sig.ident = sibling;
     let attrs = func.attrs.iter().filter(|attr| {
         SIBLING_ATTRIBUTES
             .iter()
             .any(|name| attr.path().is_ident(name))
     });
     let block = &func.block;
-    let callee = Callee {
-        setup: quote! {},
-        foreground: quote! { Self::#sibling #turbofish(self, #(#names),*) },
-        refresh_setup,
-        background: quote! { Self::#sibling #turbofish(#own_self, #(#owned),*) },
-    };
     let sibling = quote! {
         #[allow(dead_code)]
         #(#attrs)*
@@ -304,4 +255,30 @@ fn method_callee(
         #sibling_sig #block
     };
     (callee, Some(sibling))
+}
+
+/// The body in a sibling fn at `path` with the same signature (the hidden one of a method, or
+/// `<fn>_uncached` with `handles`), called with the fn's arguments; the refresh calls it with
+/// owned copies, on a clone of a borrowed receiver.
+fn sibling_callee(params: &Params, path: TokenStream) -> Callee {
+    let names = params.typed.iter().map(|(ident, _, _)| ident);
+    let owned = owned_arguments(params);
+    // A borrowed receiver is cloned on the refresh path only: a miss borrows `self`.
+    let (refresh_setup, own_self) = match &params.receiver {
+        Some(receiver) if crate::params::borrowed(receiver) => {
+            let setup = quote_spanned! {at(syn::spanned::Spanned::span(receiver))=>
+                let __cl_own_self = ::cache_layer::__private::owned_receiver(self);
+            };
+            (setup, quote! { &__cl_own_self, })
+        }
+        Some(_) => (quote! {}, quote! { self, }),
+        None => (quote! {}, quote! {}),
+    };
+    let receiver = params.receiver.as_ref().map(|_| quote! { self, });
+    Callee {
+        setup: quote! {},
+        foreground: quote! { #path(#receiver #(#names),*) },
+        refresh_setup,
+        background: quote! { #path(#own_self #(#owned),*) },
+    }
 }

@@ -110,6 +110,29 @@ impl Cache {
         self.purge_names(vec![name.to_owned()], true).await;
     }
 
+    /// [`Cache::invalidate`] of each of `names` for a caller that cannot await (a sync
+    /// `#[invalidates]` fn, a sync fn's `<fn>_invalidate`): made in this process before it
+    /// returns (on this thread); on a cache with a shared tier, Redis and the other instances
+    /// are told from a task spawned on the Tokio runtime this thread runs in (a runtime's
+    /// thread or its `spawn_blocking` pool). Outside one they cannot be reached without
+    /// blocking on Redis: that part is skipped, with a warning.
+    pub(crate) fn invalidate_names_blocking(&self, names: Vec<String>) {
+        self.inner.purge_local(&names, false);
+        if self.shared_tier().is_none() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let cache = self.clone();
+                runtime.spawn(async move { cache.purge_shared(names, false).await });
+            }
+            Err(_) => tracing::warn!(
+                cache = self.inner.counters.name(),
+                "a sync invalidation outside a Tokio runtime reached this process only, not Redis nor the other instances"
+            ),
+        }
+    }
+
     /// The shared tier's part of [`Cache::purge_names`], after this process's: on a task of
     /// its own, which the caller awaits but cannot cancel (in place outside a Tokio runtime).
     async fn purge_shared(&self, names: Vec<String>, soft: bool) {

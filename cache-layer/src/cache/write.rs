@@ -169,6 +169,21 @@ impl Cache {
         write.finish()
     }
 
+    /// [`Cache::store`] of an entry that stays in memory (a sync `#[cached]` fn's: `local`),
+    /// for a caller that cannot await.
+    pub(crate) fn store_blocking(
+        &self,
+        kind: EntryKind,
+        key: &str,
+        entry: Entry,
+        since: u64,
+    ) -> bool {
+        match self.begin_store(kind, key, entry, since) {
+            Some(write) => write.finish(),
+            None => false,
+        }
+    }
+
     /// Stores a response's `entry` (HTTP responses, their records, gRPC calls) under `key`: in
     /// memory as [`Inner::admit`] decides, and, with `shared` (its encoded bytes, and where
     /// Redis's invalidation history stood when the load began), in the shared tier off the

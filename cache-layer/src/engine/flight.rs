@@ -233,6 +233,57 @@ impl Waiter {
             Err(_elapsed) => Waited::TimedOut,
         }
     }
+
+    /// [`Waiter::wait`] for a caller that cannot await (a sync `#[cached]` fn): blocks this
+    /// thread until the leader hands its value or leaves, at most `bound`. Needs no runtime.
+    pub(crate) fn wait_blocking(mut self, bound: Duration) -> Waited {
+        let deadline = std::time::Instant::now().checked_add(bound);
+        match block_on_until(self.result.wait_for(Option::is_some), deadline) {
+            Some(Ok(handed)) => match handed.as_ref() {
+                Some((value, false)) => Waited::Done(value.clone()),
+                Some((value, true)) => Waited::Fallback(value.clone()),
+                None => Waited::Retry,
+            },
+            Some(Err(_leader_gone)) => Waited::Retry,
+            None => Waited::TimedOut,
+        }
+    }
+}
+
+/// Wakes the thread parked in [`block_on_until`].
+struct Unpark(std::thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Polls `future` on this thread, parking it between wake-ups, until it completes or
+/// `deadline` passes (`None`: never); `None` then. For futures that need no runtime (a
+/// `watch` receiver's): what wakes them is another thread's send or drop.
+fn block_on_until<F: std::future::Future>(
+    future: F,
+    deadline: Option<std::time::Instant>,
+) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = std::task::Context::from_waker(&waker);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return Some(output);
+        }
+        match deadline {
+            None => std::thread::park(),
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return None;
+                }
+                std::thread::park_timeout(left);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -254,6 +305,39 @@ mod tests {
         };
         assert_eq!(value.downcast_ref::<u32>(), Some(&7));
         assert_eq!(flights.len(), 0);
+    }
+
+    #[test]
+    fn a_blocked_waiter_gets_the_leaders_value_or_retries_without_a_runtime() {
+        let flights = Flights::new();
+        let Join::Lead(leader) = flights.join("k", &[]) else {
+            panic!("first caller leads")
+        };
+        let Join::Wait(waiter) = flights.join("k", &[]) else {
+            panic!("second caller waits")
+        };
+        let waiting = std::thread::spawn(move || waiter.wait_blocking(Duration::from_secs(600)));
+        leader.complete(Arc::new(7u32));
+        let Waited::Done(value) = waiting.join().unwrap() else {
+            panic!("waiter gets the value")
+        };
+        assert_eq!(value.downcast_ref::<u32>(), Some(&7));
+
+        let leader = flights.join("k", &[]);
+        let Join::Wait(waiter) = flights.join("k", &[]) else {
+            panic!("second caller waits")
+        };
+        let waiting = std::thread::spawn(move || waiter.wait_blocking(Duration::from_secs(600)));
+        drop(leader);
+        assert!(matches!(waiting.join().unwrap(), Waited::Retry));
+        let _leader = flights.join("k", &[]);
+        let Join::Wait(waiter) = flights.join("k", &[]) else {
+            panic!("second caller waits")
+        };
+        assert!(matches!(
+            waiter.wait_blocking(Duration::ZERO),
+            Waited::TimedOut
+        ));
     }
 
     #[tokio::test]

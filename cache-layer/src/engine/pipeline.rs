@@ -34,7 +34,7 @@ use tower_service::Service;
 
 use super::clock;
 use super::entry::{Age, Deadlines, Entry, RefreshClaim, Value};
-use super::flight::{Join, Waited};
+use super::flight::{Join, Waited, Waiter};
 use super::stats::Counter;
 use super::trace;
 use crate::cache::{Cache, EntryKind};
@@ -131,39 +131,82 @@ pub(crate) async fn join<W: Waiting>(
     tags: &[Box<str>],
     front: &mut W,
 ) -> Joined<W::Served> {
-    let inner = cache.inner();
     loop {
-        let waiter = match inner.flights().join(front.key(), tags) {
-            // A load that finished between the caller's look-up and now stored what it needs.
-            Join::Lead(leader) => {
-                return match front.fresh() {
-                    Some(served) => Joined::Served(served),
-                    None => Joined::Lead(leader),
-                }
-            }
-            Join::Wait(waiter) => waiter,
+        let waiter = match lead_or_wait(cache, tags, front) {
+            Ok(joined) => return joined,
+            Err(waiter) => waiter,
         };
-        inner.counters().add(Counter::Coalesced);
-        let handed = match waiter.wait(inner.max_wait()).await {
-            Waited::Done(value) => front.accept(value, false),
-            Waited::Fallback(value) => front.accept(value, true),
-            Waited::Retry => None,
-            Waited::TimedOut => {
-                tracing::warn!(
-                    cache = inner.counters().name(),
-                    key = front.key(),
-                    "waited too long for a concurrent load; loading independently"
-                );
-                return Joined::Alone;
-            }
-        };
-        if let Some(served) = handed.or_else(|| front.fresh()) {
-            return Joined::Served(served);
-        }
-        if !front.rejoin() {
-            return Joined::Alone;
+        let waited = waiter.wait(cache.inner().max_wait()).await;
+        if let Some(joined) = after_waiting(cache, front, waited) {
+            return joined;
         }
     }
+}
+
+/// [`join`] for a caller that cannot await (a sync `#[cached]` fn): it blocks its thread
+/// while it waits. Needs no runtime.
+pub(crate) fn join_blocking<W: Waiting>(
+    cache: &Cache,
+    tags: &[Box<str>],
+    front: &mut W,
+) -> Joined<W::Served> {
+    loop {
+        let waiter = match lead_or_wait(cache, tags, front) {
+            Ok(joined) => return joined,
+            Err(waiter) => waiter,
+        };
+        let waited = waiter.wait_blocking(cache.inner().max_wait());
+        if let Some(joined) = after_waiting(cache, front, waited) {
+            return joined;
+        }
+    }
+}
+
+/// One round of [`join`]: leads the flight (or serves what a load that finished meanwhile
+/// stored), or `Err` with the waiter for the flight in progress.
+fn lead_or_wait<W: Waiting>(
+    cache: &Cache,
+    tags: &[Box<str>],
+    front: &mut W,
+) -> Result<Joined<W::Served>, Waiter> {
+    let inner = cache.inner();
+    match inner.flights().join(front.key(), tags) {
+        // A load that finished between the caller's look-up and now stored what it needs.
+        Join::Lead(leader) => Ok(match front.fresh() {
+            Some(served) => Joined::Served(served),
+            None => Joined::Lead(leader),
+        }),
+        Join::Wait(waiter) => {
+            inner.counters().add(Counter::Coalesced);
+            Err(waiter)
+        }
+    }
+}
+
+/// What a round of [`join`] ends in once its wait did; `None`: join again.
+fn after_waiting<W: Waiting>(
+    cache: &Cache,
+    front: &mut W,
+    waited: Waited,
+) -> Option<Joined<W::Served>> {
+    let inner = cache.inner();
+    let handed = match waited {
+        Waited::Done(value) => front.accept(value, false),
+        Waited::Fallback(value) => front.accept(value, true),
+        Waited::Retry => None,
+        Waited::TimedOut => {
+            tracing::warn!(
+                cache = inner.counters().name(),
+                key = front.key(),
+                "waited too long for a concurrent load; loading independently"
+            );
+            return Some(Joined::Alone);
+        }
+    };
+    if let Some(served) = handed.or_else(|| front.fresh()) {
+        return Some(Joined::Served(served));
+    }
+    (!front.rejoin()).then_some(Joined::Alone)
 }
 
 /// What a background refresh runs with: it leads the flight of `key`, inside `span`.
@@ -254,6 +297,14 @@ impl<'a> Load<'a> {
     /// The invalidation-log position the load began at, for [`Cache::store`].
     pub(crate) fn since(&self) -> u64 {
         self.since
+    }
+
+    /// Calls `source` on this thread, timed as the load's latency (a sync `#[cached]` fn).
+    pub(crate) fn run_blocking<T>(&self, source: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let output = source();
+        self.cache.inner().counters().record_load(started.elapsed());
+        output
     }
 
     /// Awaits `source`, timed as the load's latency.

@@ -83,6 +83,12 @@ impl Key {
         self
     }
 
+    /// A key rendered by a `#[cached]` fn's template (its `<fn>_key` handle).
+    #[inline]
+    pub(crate) fn rendered(buf: KeyBuf) -> Self {
+        Key { buf }
+    }
+
     /// The rendered key (what [`Cache::invalidate`](crate::Cache::invalidate) takes).
     #[inline]
     pub fn as_str(&self) -> &str {

@@ -21,9 +21,9 @@ use crate::store::{SharedSince, ENTRY_OVERHEAD};
 
 /// A miss on a key: [`Miss::load`] runs the loader once per key across concurrent callers.
 pub struct Miss<'a, S> {
-    cache: &'a Cache,
-    site: &'a Site,
-    key: &'a str,
+    pub(super) cache: &'a Cache,
+    pub(super) site: &'a Site,
+    pub(super) key: &'a str,
     /// An entry in its stale-if-error window, served if the load fails.
     fallback: Option<Arc<Entry>>,
     /// Where Redis's invalidation history stood, when read for a whole batch; otherwise it
@@ -105,10 +105,7 @@ impl<'a, S> Miss<'a, S> {
             return Load::begin(self.cache).run(load).await;
         }
         let tags = boxed(tags);
-        let mut waiting = MemoWaiting {
-            miss: &self,
-            result: PhantomData,
-        };
+        let mut waiting = MemoWaiting::new(&self);
         let leader = match pipeline::join(self.cache, &tags, &mut waiting).await {
             Joined::Served(value) => {
                 trace::outcome(span, trace::Outcome::Coalesced, None);
@@ -180,6 +177,22 @@ impl<'a, S> Miss<'a, S> {
         if let Some(lock) = held_lock {
             lock.release().await;
         }
+        self.settle(result, stored, leader, span)
+    }
+
+    /// The end of a miss's load: a stored value goes to the waiters; a failed load serves the
+    /// stale-if-error value, if any, to the caller and the waiters.
+    pub(super) fn settle<R>(
+        &self,
+        result: R,
+        stored: Option<Value>,
+        leader: Option<Leader>,
+        span: &Span,
+    ) -> R
+    where
+        S: Shape<R>,
+        S::Value: Storable<S::Keep>,
+    {
         if let Some(value) = stored {
             if let Some(leader) = leader {
                 leader.complete(value);
@@ -223,9 +236,18 @@ impl<'a, S> Miss<'a, S> {
 
 /// Memo's side of the pipeline's single-flight: a value handed by a leader is served when it
 /// has this function's type.
-struct MemoWaiting<'m, 'a, S, R> {
+pub(super) struct MemoWaiting<'m, 'a, S, R> {
     miss: &'m Miss<'a, S>,
     result: PhantomData<fn() -> R>,
+}
+
+impl<'m, 'a, S, R> MemoWaiting<'m, 'a, S, R> {
+    pub(super) fn new(miss: &'m Miss<'a, S>) -> Self {
+        MemoWaiting {
+            miss,
+            result: PhantomData,
+        }
+    }
 }
 
 impl<S, R> Waiting for MemoWaiting<'_, '_, S, R>
@@ -264,7 +286,6 @@ where
     S::Value: Storable<S::Keep>,
     F: Future<Output = R>,
 {
-    let inner = cache.inner();
     // Before the source is read: the write is not made if any instance invalidates the key or
     // a tag from here on.
     let shared_since = match shared_since {
@@ -273,22 +294,9 @@ where
     };
     let loading = Load::begin(cache);
     let result = loading.run(load).await;
-    let (value, lifetime) = match S::classify(&result) {
-        Outcome::Value(value) => (
-            value,
-            policy.lifetime(site, S::success(value), inner.jitter()),
-        ),
-        Outcome::Negative(value) => (value, site.negative_lifetime()),
-        Outcome::Failure => {
-            loading.failed(key, None);
-            tracing::debug!(
-                cache = inner.counters().name(),
-                site = site.name,
-                key,
-                "loader failed"
-            );
-            return (result, None);
-        }
+    let Some((value, lifetime)) = to_store::<R, S>(cache, site, key, policy, &loading, &result)
+    else {
+        return (result, None);
     };
     let shared = store_value::<S::Value, S::Keep>(
         cache,
@@ -303,6 +311,39 @@ where
     (result, Some(shared))
 }
 
+/// What a load's `result` stores: the value and its lifetime (`None`: not stored, by
+/// `cache_if`), or `None` when the load failed (counted, logged, told to the hook).
+pub(super) fn to_store<'r, R, S>(
+    cache: &Cache,
+    site: &Site,
+    key: &str,
+    policy: &Policy<<S as Shape<R>>::Success>,
+    loading: &Load<'_>,
+    result: &'r R,
+) -> Option<(&'r S::Value, Option<Lifetime>)>
+where
+    S: Shape<R>,
+{
+    let inner = cache.inner();
+    match S::classify(result) {
+        Outcome::Value(value) => Some((
+            value,
+            policy.lifetime(site, S::success(value), inner.jitter()),
+        )),
+        Outcome::Negative(value) => Some((value, site.negative_lifetime())),
+        Outcome::Failure => {
+            loading.failed(key, None);
+            tracing::debug!(
+                cache = inner.counters().name(),
+                site = site.name,
+                key,
+                "loader failed"
+            );
+            None
+        }
+    }
+}
+
 /// Stores `value` under `key` for `lifetime` (`None`: not stored) through [`Cache::store`], in
 /// memory and, when `K` shares it, in the shared tier, unless `key` or a tag was invalidated
 /// after `since`; returns the value as waiters get it.
@@ -315,20 +356,39 @@ pub(crate) async fn store_value<V: Storable<K>, K>(
     since: u64,
     write: SharedWrite,
 ) -> Value {
-    let shared: Value = Arc::new(value.clone());
-    if let Some(lifetime) = lifetime {
-        let now = clock::now();
-        let deadlines = lifetime.deadlines(now, cache.inner().jitter());
-        let encoded = cache.shared_tier().and_then(|_| {
-            let at = WallDeadlines::from_local(&deadlines, now);
-            codec::encode_payload(fingerprint::<V>(), &value.to_payload()?, at, tags)
-        });
-        let weight = weigh::<V>(key, tags, value.heap_bytes());
-        let entry = Entry::new(Arc::clone(&shared), deadlines, tags.into(), weight);
+    let (shared, entry) = entry_of::<V, K>(cache, key, tags, value, lifetime);
+    if let Some((entry, encoded)) = entry {
         let kind = entry_kind::<V, K>();
         cache.store(kind, key, entry, since, encoded, write).await;
     }
     shared
+}
+
+/// An entry to store, and its bytes for the shared tier (if they go there).
+pub(super) type Encoded = (Entry, Option<Vec<u8>>);
+
+/// The value as waiters get it, and, with a `lifetime`, the entry that stores it under `key`
+/// with its bytes for the shared tier (when `K` shares it and there is one).
+pub(super) fn entry_of<V: Storable<K>, K>(
+    cache: &Cache,
+    key: &str,
+    tags: &[Box<str>],
+    value: &V,
+    lifetime: Option<Lifetime>,
+) -> (Value, Option<Encoded>) {
+    let shared: Value = Arc::new(value.clone());
+    let Some(lifetime) = lifetime else {
+        return (shared, None);
+    };
+    let now = clock::now();
+    let deadlines = lifetime.deadlines(now, cache.inner().jitter());
+    let encoded = cache.shared_tier().and_then(|_| {
+        let at = WallDeadlines::from_local(&deadlines, now);
+        codec::encode_payload(fingerprint::<V>(), &value.to_payload()?, at, tags)
+    });
+    let weight = weigh::<V>(key, tags, value.heap_bytes());
+    let entry = Entry::new(Arc::clone(&shared), deadlines, tags.into(), weight);
+    (shared, Some((entry, encoded)))
 }
 
 /// Estimated bytes an entry holds: bookkeeping, key, tags, the value inline, and its heap
@@ -346,7 +406,7 @@ fn weigh<V>(key: &str, tags: &[Box<str>], heap: usize) -> u32 {
 }
 
 /// A stored value as the function returns it; `None` when it holds another type.
-fn rebuild<R, S>(value: &Value) -> Option<R>
+pub(super) fn rebuild<R, S>(value: &Value) -> Option<R>
 where
     S: Shape<R>,
     S::Value: Storable<S::Keep>,

@@ -23,6 +23,8 @@
 //! `options.rs`; what generated code calls is `private.rs`, mounted as
 //! `cache_layer::__private`.
 
+mod blocking;
+mod handles;
 mod heap;
 mod keep;
 mod load;
@@ -32,6 +34,10 @@ mod refresh;
 mod returns;
 mod shared;
 
+pub use self::blocking::{
+    invalidate_after_blocking, invalidate_blocking, lookup_blocking, refresh_blocking,
+};
+pub use self::handles::refresh;
 pub use self::keep::{Cacheable, KeepLocal, KeepShared, Shareable, Storable};
 pub(crate) use self::load::store_value;
 pub use self::load::Miss;

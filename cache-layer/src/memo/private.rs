@@ -4,7 +4,10 @@ use std::future::Future;
 
 pub use crate::key::{KeyArg, KeyBuf};
 pub use crate::memo::{
-    lookup, lookup_now, CacheIf, Lookup, Miss, Pending, Policy, Refresh, Site, TtlFrom,
+    invalidate_after_blocking, invalidate_blocking, lookup_blocking, refresh_blocking,
+};
+pub use crate::memo::{
+    lookup, lookup_now, refresh, CacheIf, Lookup, Miss, Pending, Policy, Refresh, Site, TtlFrom,
 };
 pub use crate::memo::{
     Cacheable, KeepLocal, KeepShared, Local, OptionShape, Outcome, PlainShape, Probe,
@@ -62,6 +65,12 @@ impl<T: Clone + Send + Sync + 'static> OwnedReceiver for T {
 #[inline]
 pub fn owned_receiver<T: OwnedReceiver>(receiver: &T) -> T {
     receiver.to_owned_receiver()
+}
+
+/// The key a `<fn>_key` handle rendered, as the imperative API takes it.
+#[inline]
+pub fn key(rendered: KeyBuf) -> crate::Key {
+    crate::Key::rendered(rendered)
 }
 
 /// Appends a key part to a key being rendered.
