@@ -157,3 +157,53 @@ impl Drop for Sending<'_> {
         self.coalesced.hand_on(self.pending);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::pending;
+
+    use futures_util::FutureExt as _;
+
+    use super::*;
+    use crate::store::queued::Part;
+
+    fn queued_names(queue: &QueuedInvalidations) -> Vec<Part> {
+        let mut parts: Vec<Part> = queue.snapshot().parts.into_iter().map(|(p, _)| p).collect();
+        parts.sort();
+        parts
+    }
+
+    /// Names asked for while one is in flight go out together in the next batch; a sender
+    /// dropped half-way (its runtime shut down) queues its name for the replay and hands the
+    /// turn on, so the waiting ones are still sent.
+    #[tokio::test]
+    async fn waiting_names_go_out_together_and_a_dropped_sender_loses_none() {
+        let coalesced = Coalesced::default();
+        let queue = QueuedInvalidations::default();
+        let stuck = coalesced.invalidate(&queue, "first", |_| pending());
+        let mut stuck = Box::pin(stuck);
+        assert!((&mut stuck).now_or_never().is_none(), "in flight");
+        let sent = Mutex::new(Vec::new());
+        let send = |names: Vec<Box<str>>| {
+            sent.lock().unwrap().push(names.clone());
+            async move { names.iter().map(|_| None).collect() }
+        };
+        let second = coalesced.invalidate(&queue, "second", send);
+        let third = coalesced.invalidate(&queue, "third", |_| async { vec![None] });
+        let waiting = async {
+            let (second, third) = tokio::join!(second, third);
+            (second, third)
+        };
+        let mut waiting = Box::pin(waiting);
+        assert!((&mut waiting).now_or_never().is_none(), "waiting");
+        drop(stuck);
+        assert_eq!(waiting.await, (None, None));
+        assert_eq!(
+            *sent.lock().unwrap(),
+            [vec![Box::from("second"), Box::from("third")]],
+            "one batch"
+        );
+        assert_eq!(queued_names(&queue), [Part::Name("first".into())]);
+        assert!(!coalesced.state.lock().unwrap().sending, "the turn ended");
+    }
+}
