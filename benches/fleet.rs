@@ -8,7 +8,8 @@
 //!   `FLEET_SECS` seconds (default 3): the invalidations per second one instance issues, the
 //!   delay from each `invalidate()` returning until the last of the other N - 1 instances
 //!   dropped the name (p50 / p99 / max), Redis's CPU per 1,000 invalidations, `PUBLISH`es per
-//!   invalidation, and the largest subscriber output buffer seen;
+//!   invalidation, the largest client output buffer seen, and this process's CPU per
+//!   invalidation (the issuer and every subscriber applying it);
 //! - **one at a time**: 500 invalidations, each after the previous one was heard everywhere:
 //!   the same delay when nothing queues.
 //!
@@ -153,6 +154,7 @@ async fn run(server: &redis_server::RedisServer, n: usize, secs: Duration, calle
         issuer.invalidate(&format!("warm:{seq}")).await;
     }
     let before = redis_counts(&mut raw).await;
+    let cpu_before = process_cpu();
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = tokio::spawn(largest_output_buffer(
         server.raw().await,
@@ -186,19 +188,23 @@ async fn run(server: &redis_server::RedisServer, n: usize, secs: Duration, calle
     sampling.store(false, Ordering::Release);
     let largest_buffer = sampler.await.expect("sampler");
     let after = redis_counts(&mut raw).await;
+    let cpu = process_cpu() - cpu_before;
     let (delays, missing) = arrivals.delays(0..sent);
     let rate = sent as f64 / took.as_secs_f64();
     println!(
         "fleet N={n:>2} flood: {rate:>8.0} invalidations/s ({sent} in {took:.2?}, {callers} \
          callers); heard everywhere after return p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs \
          ({missing} not heard{}); Redis CPU {:.1} ms per 1,000, {:.3} PUBLISH per \
-         invalidation, largest output buffer {largest_buffer} B",
+         invalidation, largest output buffer {largest_buffer} B; this process's CPU {:.1} µs per \
+         invalidation ({:.1} per instance)",
         quantile(&delays, 0.5),
         quantile(&delays, 0.99),
         quantile(&delays, 1.0),
         if waited { "" } else { " within 10 s" },
         (after.cpu - before.cpu) * 1e6 / sent as f64,
         (after.publishes - before.publishes) as f64 / sent as f64,
+        cpu * 1e6 / sent as f64,
+        cpu * 1e6 / sent as f64 / n as f64,
     );
     let first = sent;
     for seq in first..first + ONE_AT_A_TIME {
@@ -254,6 +260,22 @@ async fn wait_heard(arrivals: &Arrivals, seqs: std::ops::Range<usize>) -> bool {
         }
     }
     true
+}
+
+/// Seconds of CPU this process has used, user and system (`/proc/self/stat`, at 100 ticks a
+/// second); 0 where that cannot be read.
+fn process_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are the 14th and 15th fields, the 12th and 13th after the name.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 struct RedisCounts {

@@ -200,6 +200,11 @@ impl Keys {
         format!("{}cleared", self.prefix)
     }
 
+    /// The set of clears, on a cluster (`P` `cleared-at`, see `scripts/cluster_clear.lua`).
+    pub(super) fn cluster_cleared_key(&self) -> String {
+        format!("{}cleared-at", self.prefix)
+    }
+
     /// What every value key starts with: `P` `v`.
     pub(super) fn value_prefix(&self) -> String {
         format!("{}v", self.prefix)
