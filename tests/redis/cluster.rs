@@ -110,6 +110,12 @@ async fn on_a_cluster_keys_and_tags_across_slots_still_invalidate() {
 /// the user and invalidates `name`; only then does a's loader return. Redis must not keep the
 /// value loaded before the invalidation.
 async fn a_cluster_load_across_another_instances_invalidation_of(name: &str) {
+    a_cluster_load_across(name, async |b: &Cache| b.invalidate(name).await).await;
+}
+
+/// [`a_cluster_load_across_another_instances_invalidation_of`], b making `what` with
+/// `invalidate`.
+async fn a_cluster_load_across(what: &str, invalidate: impl AsyncFnOnce(&Cache)) {
     let cluster = RedisCluster::start();
     let urls = cluster.urls();
     let first_port = urls[0].trim_end_matches('/').rsplit(':').next();
@@ -146,7 +152,7 @@ async fn a_cluster_load_across_another_instances_invalidation_of(name: &str) {
     .await;
     relay.hold_subscribers();
     db.names.lock().unwrap().insert(1, "Ada".to_owned());
-    b.cache.invalidate(name).await;
+    invalidate(&b.cache).await;
     a.gate.notify_one();
     assert_eq!(load.await.unwrap().unwrap().name, "user1");
     // The write has been made and checked (a heard nothing: its subscription is held).
@@ -158,7 +164,7 @@ async fn a_cluster_load_across_another_instances_invalidation_of(name: &str) {
     assert_eq!(
         cluster_cli(&urls[0], &["EXISTS", "lost:v:user:1"]),
         "0",
-        "the value loaded before the invalidation of {name:?} was not kept"
+        "the value loaded before {what} was not kept"
     );
     assert_eq!(b.user(1).await.unwrap().name, "Ada");
 }
@@ -173,6 +179,14 @@ async fn on_a_cluster_a_load_that_began_before_another_instances_invalidation_of
 async fn on_a_cluster_a_load_that_began_before_another_instances_invalidation_of_its_tag_is_not_kept(
 ) {
     a_cluster_load_across_another_instances_invalidation_of("users").await;
+}
+
+/// The clear is recorded on the node that holds the cluster's set of clears, which a's write
+/// reads after it is made: a's value, written after the clear's scan, is deleted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_load_that_began_before_another_instances_clear_of_its_prefix_is_not_kept() {
+    let clear = async |b: &Cache| b.clear_prefix("user:").await;
+    a_cluster_load_across("the clear of user:", clear).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use cache_layer::Cache;
+use cache_layer::{Cache, Key, LoadOptions};
 
-use crate::support::redis_server::{tiered, RedisServer};
+use crate::support::redis_server::{subscribers, tiered, RedisServer};
 use crate::support::relay::Relay;
 use crate::support::wait::eventually;
 use crate::{shared, until_served_from_memory, Db, Instance};
@@ -158,4 +158,79 @@ async fn a_read_racing_an_invalidation_leaves_no_stale_copy_in_memory() {
         "Ada",
         "the old value was not kept in memory"
     );
+}
+
+/// Invalidations asked for while one is in flight are published together (one script call,
+/// one `PUBLISH` for many names), and each still is in Redis's history when its call returns
+/// and reaches every instance's memory.
+#[tokio::test]
+async fn concurrent_invalidations_are_published_together_and_each_reaches_every_instance() {
+    const NAMES: usize = 200;
+    let server = RedisServer::start();
+    let a = tiered(&server, "batch:");
+    let b = tiered(&server, "batch:");
+    let options = |i: usize| LoadOptions::new(Duration::from_secs(3600)).tag(format!("item:{i}"));
+    let key = |i: usize| Key::new("item").part(i as u64);
+    for i in 0..NAMES {
+        let (key, options) = (key(i), options(i));
+        let load = || async move { Ok::<_, std::io::Error>(i as u64) };
+        b.get_or_load(&key, &options, load).await.unwrap();
+    }
+    a.get::<u64>(&key(0)).await;
+    eventually("both instances listen", async || {
+        subscribers(&server.url(), "batch:invalidate").await == 2
+    })
+    .await;
+    let mut raw = server.raw().await;
+    let published = publishes(&mut raw).await;
+
+    let invalidations = (0..NAMES).map(|i| {
+        let a = a.clone();
+        tokio::spawn(async move { a.invalidate(&format!("item:{i}")).await })
+    });
+    for invalidation in invalidations.collect::<Vec<_>>() {
+        invalidation.await.unwrap();
+    }
+
+    let in_history: Vec<Option<f64>> = {
+        let mut pipe = redis::pipe();
+        for i in 0..NAMES {
+            pipe.cmd("ZSCORE")
+                .arg("batch:invalidated")
+                .arg(format!("item:{i}"));
+        }
+        pipe.query_async(&mut raw).await.unwrap()
+    };
+    assert!(
+        in_history.iter().all(Option::is_some),
+        "every name is in the history once its call returned"
+    );
+    let sent = publishes(&mut raw).await - published;
+    assert!(
+        sent < NAMES as u64 / 2,
+        "{sent} PUBLISH for {NAMES} concurrent invalidations: coalesced"
+    );
+    eventually("b dropped every entry from its memory", async || {
+        for i in 0..NAMES {
+            // Gone from Redis already: only b's memory could still answer.
+            if b.get::<u64>(&key(i)).await.is_some() {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+}
+
+/// How many times Redis ran `PUBLISH` (scripts' calls included).
+async fn publishes(raw: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(raw)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_publish:calls="))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
 }

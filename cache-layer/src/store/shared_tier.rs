@@ -40,7 +40,9 @@ use futures_util::StreamExt;
 use redis::aio::PubSub;
 use tokio::sync::watch;
 
-use super::redis::{bounded, RedisStore, CLEAR, EVERYTHING, LOAD_ENDED, SOFT};
+use super::redis::{
+    bounded, RedisStore, BATCH, BATCH_SEPARATOR, CLEAR, EVERYTHING, LOAD_ENDED, SOFT,
+};
 use crate::cache::Inner;
 use crate::engine::hooks::{Invalidated, Origin};
 
@@ -389,9 +391,12 @@ async fn deliver_off_executor(inner: Arc<Inner>, payload: &[u8]) {
     let name = payload
         .strip_prefix(SOFT)
         .map_or(payload, |sent| sent.get(8..).unwrap_or(&[]));
-    let large = match payload.strip_prefix(CLEAR) {
-        Some(sent) => sent.len() > 8 && inner.large_clear(),
-        None => std::str::from_utf8(name).is_ok_and(|name| inner.large_purge(&[name])),
+    let large = if let Some(sent) = payload.strip_prefix(CLEAR) {
+        sent.len() > 8 && inner.large_clear()
+    } else if let Some(names) = payload.strip_prefix(BATCH) {
+        inner.large_purge(&batch_names(names).collect::<Vec<_>>())
+    } else {
+        std::str::from_utf8(name).is_ok_and(|name| inner.large_purge(&[name]))
     };
     if !large {
         return deliver(&inner, payload);
@@ -400,7 +405,7 @@ async fn deliver_off_executor(inner: Arc<Inner>, payload: &[u8]) {
     let _ = tokio::task::spawn_blocking(move || deliver(&inner, &payload)).await;
 }
 
-/// Applies one published invalidation or soft purge, or wakes the waiters of a load that ended.
+/// Applies one published invalidation (or a batch of them) or soft purge, or wakes the waiters of a load that ended.
 fn deliver(inner: &Inner, payload: &[u8]) {
     if payload == EVERYTHING {
         inner.invalidate_everything_local();
@@ -417,12 +422,27 @@ fn deliver(inner: &Inner, payload: &[u8]) {
         if let Some(prefix) = from_another(inner, sent) {
             inner.clear_local(prefix, Origin::Remote);
         }
+    } else if let Some(names) = payload.strip_prefix(BATCH) {
+        batch_names(names).for_each(|name| invalidated(inner, name));
     } else if let Ok(name) = std::str::from_utf8(payload) {
-        inner.invalidate_local(name);
-        if inner.hooks().invalidation.is_some() && !inner.own_echo(name) {
-            inner.invalidated(Invalidated::Name(name), Origin::Remote);
-        }
+        invalidated(inner, name);
     }
+}
+
+/// Applies one published invalidation of `name` (alone or in a batch).
+fn invalidated(inner: &Inner, name: &str) {
+    inner.invalidate_local(name);
+    if inner.hooks().invalidation.is_some() && !inner.own_echo(name) {
+        inner.invalidated(Invalidated::Name(name), Origin::Remote);
+    }
+}
+
+/// The names a [`BATCH`] message carries (after its first byte); a part that is not UTF-8
+/// (a sender that is not this crate) is skipped.
+fn batch_names(names: &[u8]) -> impl Iterator<Item = &str> {
+    names
+        .split(|byte| *byte == BATCH_SEPARATOR)
+        .filter_map(|name| std::str::from_utf8(name).ok())
 }
 
 /// The name or prefix in `sent` (a sender's id, then the text), unless this instance sent it:

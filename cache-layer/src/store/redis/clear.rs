@@ -5,7 +5,9 @@
 //!
 //! 1. recorded (`scripts/clear.lua`): the history's epoch moves on and the prefix is kept in
 //!    the set of clears, so that a write of a load that began before (by any instance) is
-//!    refused (`scripts/write.lua`);
+//!    refused (`scripts/write.lua`); on a cluster the prefix is kept with the time of the node
+//!    that holds the cluster's set of clears (`scripts/cluster_clear.lua`), which a load's
+//!    write reads after it is made (`cluster`), as it reads invalidation markers;
 //! 2. the entries deleted: `SCAN MATCH` over the value keys in batches of [`SCAN_BATCH`], each
 //!    batch's keys `UNLINK`ed (freed off Redis's main thread); `SCAN` returns every key that
 //!    exists for the whole scan, so no entry written before step 1 survives it;
@@ -21,15 +23,22 @@
 //! A clear that does not complete (Redis down, an error, a batch out of time) is queued and
 //! replayed whole, like an invalidation. On a Redis Cluster, whose keys span nodes, step 2
 //! runs on each primary node in turn.
+//!
+//! Why a cluster's write that raced the clear cannot survive it: the write reads the set of
+//! clears after its `SET`, and the set lives on one node, so the record and that read are
+//! ordered. If the record comes first, the read sees it and the write deletes its value;
+//! otherwise the `SET` came before the record, so before step 2 began, and the scan (which
+//! returns every key that exists for its whole run) finds and deletes the value.
 
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::RedisResult;
 
+use super::cluster::MARKED_FOR;
 use super::connection::Link;
 use super::keys::{
     cleared_prefix, scan_patterns, CLEAR, MAX_CLEARED_PREFIXES, MAX_INVALIDATED_NAMES, SCAN_BATCH,
 };
-use super::scripts::{eval, CLEAR as CLEAR_SCRIPT};
+use super::scripts::{eval, CLEAR as CLEAR_SCRIPT, CLUSTER_CLEAR};
 use super::RedisStore;
 
 impl RedisStore {
@@ -82,11 +91,16 @@ impl RedisStore {
         self.publish_clear(c, prefix).await
     }
 
-    /// Step 1: the clear recorded, so that loads that began before are not written. On a
-    /// cluster, where one script cannot reach the history, nothing (see the module docs).
+    /// Step 1: the clear recorded, so that loads that began before are not written (one
+    /// Redis) or not kept (a cluster, where one script cannot reach the history: the set of
+    /// clears a load's write is checked against after it is made, see `cluster`).
     async fn record_clear(&self, c: &mut Link, prefix: &str) -> RedisResult<()> {
         if let Link::Cluster(_) = c {
-            return Ok(());
+            let mut record = eval(CLUSTER_CLEAR, &[&self.keys.cluster_cleared_key()]);
+            record.arg(cleared_prefix(prefix));
+            record.arg(MARKED_FOR.as_millis().to_string());
+            record.arg(MAX_CLEARED_PREFIXES);
+            return record.query_async(c).await;
         }
         let keys = [self.keys.history_key(), self.keys.cleared_key()];
         let mut record = eval(CLEAR_SCRIPT, &[&keys[0], &keys[1]]);

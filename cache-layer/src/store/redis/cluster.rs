@@ -1,21 +1,23 @@
 //! The write on a Redis Cluster, where one script cannot reach keys in other slots: each tag's
 //! set is updated by a script of its own key, then the value written, and a load's write is
 //! checked after it is made, against the invalidation and soft purge markers that
-//! invalidations set first (`scripts/mark.lua`).
+//! invalidations set first (`scripts/mark.lua`) and the clears recorded first
+//! (`scripts/cluster_clear.lua`).
 
 use std::time::{Duration, Instant};
 
-use redis::RedisResult;
+use redis::{Cmd, RedisResult};
 
 use super::connection::Link;
-use super::keys::{Keys, MAX_TAG_MEMBERS};
+use super::keys::{cleared_prefix, Keys, MAX_TAG_MEMBERS};
 use super::replay::Undeleted;
-use super::scripts::{eval, soften, MARK, MARK_AGE, TAG_ADD};
+use super::scripts::{eval, soften, CLEARED_AGE, MARK, MARK_AGE, TAG_ADD};
 use super::{RedisStore, Written};
 
-/// How long an invalidation marker lives on a cluster (see `scripts/mark.lua`): the longest a
-/// load may take, from its start to its write's check, and still be written to Redis.
-const MARKED_FOR: Duration = Duration::from_secs(10 * 60);
+/// How long an invalidation marker (and a clear's record) lives on a cluster (see
+/// `scripts/mark.lua`, `scripts/cluster_clear.lua`): the longest a load may take, from its
+/// start to its write's check, and still be written to Redis.
+pub(super) const MARKED_FOR: Duration = Duration::from_secs(10 * 60);
 
 /// What a name's marker set since a load began asks of its write (see
 /// [`RedisStore::set_on_cluster`]); ordered by strength: the strongest marker found wins.
@@ -36,18 +38,24 @@ pub(super) async fn mark(c: &mut Link, marker: &str) -> RedisResult<()> {
     mark.query_async(c).await
 }
 
-/// The markers a load's write of `key`, tagged `tags`, is checked against: each name's two,
-/// with what the write must do when one was set since the load began.
-pub(super) fn markers_of(keys: &Keys, key: &str, tags: &[Box<str>]) -> Vec<(String, Marked)> {
+/// What a load's write of `key`, tagged `tags`, is checked against, each a script that
+/// returns how long ago it was set (see `scripts/mark_age.lua`), with what the write must do
+/// when it was set since the load began: each name's two markers, and the newest clear
+/// covering `key` (`scripts/cleared_age.lua`).
+pub(super) fn markers_of(keys: &Keys, key: &str, tags: &[Box<str>]) -> Vec<(Cmd, Marked)> {
     let tags = tags.iter().map(|t| &**t).filter(|t| *t != key);
     let names = std::iter::once(key).chain(tags);
+    let age = |marker: String| eval(MARK_AGE, &[&marker]);
+    let mut cleared = eval(CLEARED_AGE, &[&keys.cluster_cleared_key()]);
+    cleared.arg(cleared_prefix(key));
     names
         .flat_map(|name| {
             [
-                (keys.marker_key(name), Marked::Invalidated),
-                (keys.soft_marker_key(name), Marked::Softened),
+                (age(keys.marker_key(name)), Marked::Invalidated),
+                (age(keys.soft_marker_key(name)), Marked::Softened),
             ]
         })
+        .chain(std::iter::once((cleared, Marked::Invalidated)))
         .collect()
 }
 
@@ -69,8 +77,9 @@ impl RedisStore {
     /// [`RedisStore::set`] on a cluster: each tag's set updated by a script of its own key,
     /// then the value written, unless a tag's set is full (then the key's older value is
     /// deleted, as on one Redis). For a load (`check`: when it began, and the invalidation and
-    /// soft purge markers of its key and tags), the value is then deleted again if an
-    /// invalidation marker was set since the load began (see [`marked_since`]), or
+    /// soft purge markers of its key and tags, the clears covering its key), the value is then
+    /// deleted again if an invalidation marker was set (or a clear covering it recorded) since
+    /// the load began (see [`marked_since`]), or
     /// made stale if only a soft purge marker was.
     ///
     /// Why that suffices: an invalidation (a soft purge) on a cluster sets its name's marker
@@ -86,7 +95,7 @@ impl RedisStore {
         c: &mut Link,
         (value_key, bytes, millis): (&str, Vec<u8>, u64),
         tag_keys: &[String],
-        check: Option<(Instant, Vec<(String, Marked)>)>,
+        check: Option<(Instant, Vec<(Cmd, Marked)>)>,
     ) -> RedisResult<Written> {
         if check.as_ref().is_some_and(|(began, _)| too_long(began)) {
             return Ok(Written::Refused);
@@ -134,11 +143,9 @@ impl RedisStore {
 async fn marked_since(
     c: &mut Link,
     began: Instant,
-    markers: &[(String, Marked)],
+    markers: &[(Cmd, Marked)],
 ) -> RedisResult<Marked> {
-    let ages = markers
-        .iter()
-        .map(|(marker, _)| eval(MARK_AGE, &[marker.as_str()]));
+    let ages = markers.iter().map(|(age, _)| age.clone());
     let ages = c.each::<Option<i64>>(ages).await?;
     if too_long(&began) {
         return Ok(Marked::Invalidated);

@@ -7,7 +7,7 @@ use redis::RedisResult;
 
 use super::cluster::mark;
 use super::connection::Link;
-use super::keys::{bounded, MAX_INVALIDATED_NAMES, SOFT, SOFTENED};
+use super::keys::{bounded, invalidated_message, MAX_INVALIDATED_NAMES, SOFT, SOFTENED};
 use super::scripts::{eval, soften, INVALIDATE, TAG_TAKE};
 use super::RedisStore;
 use crate::store::queued::Queued;
@@ -35,14 +35,31 @@ impl RedisStore {
 
     /// Deletes `name`'s entry and every entry tagged `name`, then tells every instance.
     /// Returns `None` when that reached Redis; otherwise the invalidation is kept for a replay
-    /// (see `store::pending`), and what the queue did with it is returned.
+    /// (see `store::pending`), and what the queue did with it is returned. On one Redis,
+    /// invalidations asked for while one is in flight are sent together next (`coalesce`).
     pub(crate) async fn invalidate(&self, name: &str) -> Option<Queued> {
-        let sent = self
-            .run("INVALIDATE", |mut c| async move {
-                self.send_invalidation(&mut c, name).await
-            })
-            .await;
-        self.sent_or_kept(sent, name, "invalidation kept until Redis answers again")
+        if self.connection.is_cluster() {
+            let sent = self
+                .run("INVALIDATE", |mut c| async move {
+                    self.send_invalidation(&mut c, name).await
+                })
+                .await;
+            return self.sent_or_kept(sent, name, "invalidation kept until Redis answers again");
+        }
+        let send = |names: Vec<Box<str>>| async move {
+            let sent = self
+                .run("INVALIDATE", |mut c| {
+                    let names = &names;
+                    async move { self.send_invalidations(&mut c, names).await }
+                })
+                .await;
+            let kept = "invalidation kept until Redis answers again";
+            names
+                .iter()
+                .map(|name| self.sent_or_kept(sent, name, kept))
+                .collect()
+        };
+        self.coalesced.invalidate(&self.pending, name, send).await
     }
 
     /// Soft-purges `name`'s entry and every entry tagged `name` (see
@@ -74,15 +91,11 @@ impl RedisStore {
     /// deleted are queued by key, since the set no longer names them), then the entry, then
     /// the broadcast.
     pub(super) async fn send_invalidation(&self, c: &mut Link, name: &str) -> RedisResult<()> {
+        if let Link::Single(_) = c {
+            return self.send_invalidations(c, &[name]).await;
+        }
         let value_key = self.keys.value_key(name);
         let tag_key = self.keys.tag_key(name);
-        if let Link::Single(_) = c {
-            let history_key = self.keys.history_key();
-            let mut invalidate = eval(INVALIDATE, &[&value_key, &tag_key, &history_key]);
-            invalidate.arg(self.keys.channel()).arg(name);
-            invalidate.arg(MAX_INVALIDATED_NAMES).arg(&*bounded(name));
-            return invalidate.query_async(c).await;
-        }
         mark(c, &self.keys.marker_key(name)).await?;
         let tagged: Vec<String> = eval(TAG_TAKE, &[&tag_key]).query_async(c).await?;
         self.delete_or_queue(c, &tagged).await?;
@@ -91,6 +104,30 @@ impl RedisStore {
         let mut publish = redis::cmd("PUBLISH");
         publish.arg(self.keys.channel()).arg(name);
         c.exec(vec![del, publish]).await
+    }
+
+    /// On one Redis, the invalidations of `names` in one script (`scripts/invalidate.lua`),
+    /// published in one message (see `keys::invalidated_message`).
+    async fn send_invalidations<S: AsRef<str>>(
+        &self,
+        c: &mut Link,
+        names: &[S],
+    ) -> RedisResult<()> {
+        let mut keys = vec![self.keys.history_key()];
+        for name in names {
+            keys.push(self.keys.value_key(name.as_ref()));
+            keys.push(self.keys.tag_key(name.as_ref()));
+        }
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut invalidate = eval(INVALIDATE, &keys);
+        invalidate
+            .arg(self.keys.channel())
+            .arg(invalidated_message(names));
+        invalidate.arg(MAX_INVALIDATED_NAMES);
+        for name in names {
+            invalidate.arg(&*bounded(name.as_ref()));
+        }
+        invalidate.query_async(c).await
     }
 
     /// One soft purge: on one Redis in one script (which also records it in the invalidation

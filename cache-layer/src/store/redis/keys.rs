@@ -26,6 +26,34 @@ pub(crate) const SOFT: &[u8] = b"\xfe";
 /// own memory already.
 pub(crate) const CLEAR: &[u8] = b"\xfb";
 
+/// The first byte of the pub/sub payload that carries several invalidated names at once (an
+/// invalidation batch, see `coalesce`): each name follows, the names separated by
+/// [`BATCH_SEPARATOR`]. Neither byte occurs in UTF-8, so no name starts with the first or
+/// contains the second, and an instance that does not know the message ignores it. A batch of
+/// one name is published as the bare name, as before batches existed.
+pub(crate) const BATCH: &[u8] = b"\xfa";
+
+/// What separates the names of a [`BATCH`] message.
+pub(crate) const BATCH_SEPARATOR: u8 = 0xff;
+
+/// The message that publishes the invalidation of `names`: the one name itself, or several as
+/// a [`BATCH`].
+pub(super) fn invalidated_message<S: AsRef<str>>(names: &[S]) -> Vec<u8> {
+    if let [name] = names {
+        return name.as_ref().as_bytes().to_vec();
+    }
+    let length: usize = names.iter().map(|name| name.as_ref().len() + 1).sum();
+    let mut message = Vec::with_capacity(BATCH.len() + length);
+    message.extend_from_slice(BATCH);
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            message.push(BATCH_SEPARATOR);
+        }
+        message.extend_from_slice(name.as_ref().as_bytes());
+    }
+    message
+}
+
 /// The most prefixes the set of clears keeps (see `scripts/clear.lua`).
 pub(super) const MAX_CLEARED_PREFIXES: usize = 64;
 
@@ -170,6 +198,11 @@ impl Keys {
     /// The set of clears, on one Redis (see `scripts/clear.lua`).
     pub(super) fn cleared_key(&self) -> String {
         format!("{}cleared", self.prefix)
+    }
+
+    /// The set of clears, on a cluster (`P` `cleared-at`, see `scripts/cluster_clear.lua`).
+    pub(super) fn cluster_cleared_key(&self) -> String {
+        format!("{}cleared-at", self.prefix)
     }
 
     /// What every value key starts with: `P` `v`.

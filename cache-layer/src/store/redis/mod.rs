@@ -13,12 +13,14 @@
 //! - `outage`: the breaker and the time budget every operation runs under.
 //! - `read`: reads, and where the invalidation history stands before a load.
 //! - `write`: writes, and the write on one Redis; `cluster`: the write on a cluster.
-//! - `invalidate`: deletes, invalidations and soft purges; `replay`: the queue's replay.
+//! - `invalidate`: deletes, invalidations and soft purges; `coalesce`: invalidations asked
+//!   for while one is in flight, sent together next; `replay`: the queue's replay.
 //! - `clear`: clears of every key or a key prefix.
 //! - `lock`: the distributed load lock.
 
 mod clear;
 mod cluster;
+mod coalesce;
 mod connection;
 mod invalidate;
 mod keys;
@@ -35,9 +37,10 @@ use std::time::{Duration, Instant};
 
 use redis::Client;
 
+use self::coalesce::Coalesced;
 use self::connection::Connection;
 use self::keys::Keys;
-pub(crate) use self::keys::{bounded, CLEAR, EVERYTHING, LOAD_ENDED, SOFT};
+pub(crate) use self::keys::{bounded, BATCH, BATCH_SEPARATOR, CLEAR, EVERYTHING, LOAD_ENDED, SOFT};
 use crate::engine::random;
 use crate::engine::stats::Counters;
 use crate::error::BuildError;
@@ -67,6 +70,8 @@ pub(crate) struct RedisStore {
     breaker: Breaker,
     /// Invalidations that did not reach Redis, replayed before anything else is sent.
     pending: QueuedInvalidations,
+    /// Invalidations waiting for the one in flight, sent next as one batch.
+    coalesced: Coalesced,
     /// How many times the breaker opened, and up to which opening the memory tier has been
     /// emptied since (see [`RedisStore::suspect`]).
     opened: AtomicU64,
@@ -130,6 +135,7 @@ impl RedisStore {
             keys: Keys::new(&config.prefix),
             breaker: Breaker::new(3, Duration::from_secs(1)),
             pending: QueuedInvalidations::default(),
+            coalesced: Coalesced::default(),
             opened: AtomicU64::new(0),
             recovered: AtomicU64::new(0),
             on_open: None,

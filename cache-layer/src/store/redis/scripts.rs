@@ -43,6 +43,13 @@ pub(super) const CLEAR: &str = concat!(
     include_str!("scripts/clear.lua"),
 );
 
+/// On a cluster, a clear's record in the cluster's set of clears (`cluster_clear.lua`).
+pub(super) const CLUSTER_CLEAR: &str = include_str!("scripts/cluster_clear.lua");
+
+/// On a cluster: how long ago the newest clear covering a key was recorded
+/// (`cleared_age.lua`).
+pub(super) const CLEARED_AGE: &str = include_str!("scripts/cleared_age.lua");
+
 /// On a cluster: sets a name's invalidation or soft purge marker to the node's time
 /// (`mark.lua`).
 pub(super) const MARK: &str = include_str!("scripts/mark.lua");

@@ -6,7 +6,7 @@
 -- KEYS[1]: the history; KEYS[2]: the set of clears.
 -- ARGV[1]: the prefix (at most 200 bytes); ARGV[2]: the most names the history keeps;
 -- ARGV[3]: the most prefixes the set of clears keeps.
-record(KEYS[1], "\251", ARGV[2])
+record(KEYS[1], {"\251"}, ARGV[2])
 local epoch = redis.call("ZSCORE", KEYS[1], "\255")
 redis.call("ZADD", KEYS[2], epoch, ARGV[1])
 local over = redis.call("ZCARD", KEYS[2]) - tonumber(ARGV[3])

@@ -13,6 +13,6 @@ soften(KEYS[1], now, ARGV[2])
 if #KEYS > 1 then
   for _, member in ipairs(redis.call("SMEMBERS", KEYS[2])) do soften(member, now, ARGV[2]) end
 end
-if #KEYS > 2 then record(KEYS[3], ARGV[6], ARGV[5]) end
+if #KEYS > 2 then record(KEYS[3], {ARGV[6]}, ARGV[5]) end
 if ARGV[3] then redis.call("PUBLISH", ARGV[3], ARGV[4]) end
 return 0
