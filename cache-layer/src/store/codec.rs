@@ -269,10 +269,30 @@ pub(crate) fn decode_with<T>(
     })
 }
 
-/// A payload compressed by `compress.rs`, decompressed and read by `read`.
+/// A payload compressed by `compress.rs`, expanded and read by `read`.
 #[cfg(feature = "redis")]
 fn read_compressed<T>(stored: &[u8], read: impl FnOnce(&[u8]) -> Option<T>) -> Option<T> {
-    read(&super::compress::decompressed(stored)?)
+    read(&super::compress::expanded(stored, MAX_ENCODED)?)
+}
+
+/// `bytes`, an entry this module encoded, with its payload compressed (format `2`) when that
+/// payload is longer than `above` bytes and compressing makes it shorter; otherwise as it was.
+#[cfg(feature = "redis")]
+pub(crate) fn compressed(bytes: Vec<u8>, above: usize) -> Vec<u8> {
+    let Some(at) = payload_at(&bytes) else {
+        return bytes;
+    };
+    if bytes[0] != FORMAT_MSGPACK_NAMED || bytes.len() - at <= above {
+        return bytes;
+    }
+    let Some(block) = super::compress::shrunk(&bytes[at..]) else {
+        return bytes;
+    };
+    let mut out = Vec::with_capacity(at + block.len());
+    out.extend_from_slice(&bytes[..at]);
+    out[0] = FORMAT_MSGPACK_NAMED_LZ4;
+    out.extend_from_slice(&block);
+    out
 }
 
 /// Without the `redis` feature nothing is compressed (`decode_with` refuses the format).
@@ -284,7 +304,7 @@ fn read_compressed<T>(_stored: &[u8], _read: impl FnOnce(&[u8]) -> Option<T>) ->
 /// Where the payload of the entry in `bytes` begins (after its header and tags), if the
 /// bytes are that long.
 #[cfg(feature = "redis")]
-pub(crate) fn payload_at(bytes: &[u8]) -> Option<usize> {
+fn payload_at(bytes: &[u8]) -> Option<usize> {
     let header = bytes.get(..HEADER)?;
     let count = u16::from_be_bytes([header[33], header[34]]);
     let mut at = HEADER;
@@ -388,6 +408,69 @@ mod tests {
         assert_eq!(
             decode::<u64>(&other_format).err(),
             Some(DecodeError::Format(9))
+        );
+    }
+
+    fn json_like(n: usize) -> String {
+        (0..n)
+            .map(|i| format!("{{\"id\":{i},\"name\":\"user {i}\",\"active\":true}},"))
+            .collect()
+    }
+
+    #[test]
+    fn large_payloads_are_compressed_behind_the_same_header_and_tags() {
+        let value = json_like(2_000);
+        let plain = encode(&value, D, &["users".into(), "org:1".into()]).unwrap();
+        let small = compressed(plain.clone(), 1024);
+        assert_eq!(small[0], FORMAT_MSGPACK_NAMED_LZ4);
+        assert!(
+            small.len() * 3 < plain.len(),
+            "{} vs {}",
+            small.len(),
+            plain.len()
+        );
+        assert_eq!(
+            small[1..35],
+            plain[1..35],
+            "the header (deadlines) stays in place"
+        );
+        let decoded = decode::<String>(&small).unwrap();
+        assert_eq!(decoded.value, value);
+        let tags: Vec<Box<str>> = vec!["users".into(), "org:1".into()];
+        assert_eq!(decoded.tags, tags);
+    }
+
+    #[test]
+    fn small_or_incompressible_payloads_stay_as_they_are() {
+        let plain = encode(&json_like(10), D, &[]).unwrap();
+        assert_eq!(compressed(plain.clone(), 1 << 20), plain);
+        let noise: Vec<u64> = (0..4096u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17))
+            .collect();
+        let plain = encode(&noise, D, &[]).unwrap();
+        assert_eq!(compressed(plain.clone(), 16), plain);
+        assert_eq!(
+            compressed(vec![1, 2, 3], 0),
+            [1, 2, 3],
+            "not an entry: left alone"
+        );
+    }
+
+    #[test]
+    fn damaged_compressed_entries_are_misses() {
+        let small = compressed(encode(&json_like(500), D, &[]).unwrap(), 0);
+        for cut in [36, 40, small.len() / 2, small.len() - 1] {
+            assert!(decode::<String>(&small[..cut]).is_err(), "cut at {cut}");
+        }
+        let at = payload_at(&small).unwrap();
+        let mut lying = small.clone();
+        lying[at..at + 4].copy_from_slice(&7u32.to_le_bytes());
+        assert_eq!(decode::<String>(&lying).err(), Some(DecodeError::Payload));
+        let mut too_long = small;
+        too_long[at..at + 4].copy_from_slice(&(MAX_ENCODED as u32 + 1).to_le_bytes());
+        assert_eq!(
+            decode::<String>(&too_long).err(),
+            Some(DecodeError::Payload)
         );
     }
 }

@@ -11,8 +11,7 @@ use super::keys::{bounded, cleared_prefix, MAX_TAG_MEMBERS};
 use super::scripts::{eval, WRITE};
 use super::{px, RedisStore, SharedSince, Written};
 use crate::engine::stats::Counter;
-use crate::store::codec::{now_millis, FORMATS_WITH_DEADLINES};
-use crate::store::compress::compressed;
+use crate::store::codec::{compressed, now_millis, FORMATS_WITH_DEADLINES};
 
 impl RedisStore {
     /// Adds `key` to each tag's set, then stores `bytes` under it for `ttl`: a failure on the
