@@ -325,12 +325,13 @@ async fn metrics_show_cache_counters_and_latency_histograms() {
     assert_eq!(metrics.header("cache-control"), "no-store");
     let text = metrics.text();
     for series in [
-        "cache_hits_total{cache=\"catalog\"}",
-        "cache_misses_total{cache=\"catalog\"}",
-        "cache_stale_total{cache=\"catalog\"}",
+        "cache_hits_total{cache=\"catalog\",site=\"/courses/featured\"} 1",
+        "cache_misses_total{cache=\"catalog\",site=\"/users/{id}\"} 1",
+        "cache_stale_total{cache=\"catalog\",site=",
         "cache_coalesced_total{cache=\"catalog\"}",
-        "cache_load_errors_total{cache=\"catalog\"}",
-        "cache_load_seconds_bucket{cache=\"catalog\"",
+        "cache_load_errors_total{cache=\"catalog\",site=",
+        "cache_load_seconds_bucket{cache=\"catalog\",site=",
+        "cache_memory_entries{cache=\"catalog\"}",
         "http_request_duration_seconds_bucket{",
         "route=\"/courses/featured\"",
         "catalog_db_queries_total{query=\"featured_courses\"}",

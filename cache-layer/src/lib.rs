@@ -187,7 +187,7 @@ pub mod testing {
     pub use crate::engine::clock::follow_tokio_time;
 }
 pub use engine::hooks::{Eviction, EvictionCause, Invalidated, Invalidation, LoadFailure, Origin};
-pub use engine::stats::Stats;
+pub use engine::stats::{SiteStats, Stats};
 
 /// The crate's README (what crates.io shows), compiled as doctests.
 #[cfg(doctest)]

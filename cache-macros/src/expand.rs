@@ -298,6 +298,7 @@ fn site(
             none_ttl: #none_ttl,
             jitter: #jitter,
             lock: #lock,
+            counters: ::cache_layer::__private::SiteSlot::new(),
         };
         #cache
         let __cl_shape = #shape;

@@ -116,7 +116,7 @@ pub(crate) struct App {
 /// Seeds a fresh database and builds the router: every route is behind one `CacheLayer`;
 /// each handler states its own policy in `Cache-Control`.
 pub(crate) async fn build(options: &Options) -> Result<App, String> {
-    // The recorder first: a cache registers its counters with it when it is built.
+    // The recorder (a cache built before it would reach it too, from its next export).
     let metrics = telemetry::install();
     let cache = build_cache(options.redis.as_deref(), options.no_cache)?;
     // A few more connections than cores: requests are short and some wait on the WAL.

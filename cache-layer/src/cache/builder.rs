@@ -222,7 +222,7 @@ impl CacheBuilder {
         }
         let counters = Arc::new(Counters::new(&self.name));
         let shared = self.shared.pending(&counters)?;
-        Ok(Cache {
+        let cache = Cache {
             inner: Arc::new_cyclic(|inner| Inner {
                 shared: shared.map(|pending| pending.start(inner.clone())),
                 memory: MemoryStore::new(
@@ -240,6 +240,8 @@ impl CacheBuilder {
                 hooks: self.hooks,
                 echoes: Echoes::default(),
             }),
-        })
+        };
+        super::metrics::export_periodically(&cache);
+        Ok(cache)
     }
 }

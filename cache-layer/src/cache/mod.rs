@@ -7,6 +7,7 @@
 //! - `clear`: clearing everything or a key prefix, here, in Redis and in the other instances.
 //! - `imperative`: get, insert, load and remove by hand.
 //! - `batch`: [`Cache::get_or_load_many`], one loader call for the missing keys of a batch.
+//! - `metrics`: per-site counters, the `metrics` export and the thread that runs it each second.
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -23,6 +24,7 @@ mod builder;
 mod clear;
 mod imperative;
 mod invalidate;
+mod metrics;
 mod write;
 
 pub use builder::CacheBuilder;

@@ -1,15 +1,19 @@
 //! Counters every cache keeps: read by [`Cache::stats`](crate::Cache::stats) and exported
-//! through the `metrics` facade, labelled by cache name.
+//! through the `metrics` facade (`export`), labelled by cache name; those of each site are in
+//! `sites`.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use super::export::{Exported, LazyHistogram};
+use super::sites::Sites;
+
 /// A snapshot of a cache's counters since it was built.
 ///
 /// Every counter is also exported through the [`metrics`] facade as
-/// `cache_<counter>_total{cache="<name>"}` (and the load latency as the histogram
-/// `cache_load_seconds`), to whatever recorder the application installed *before* the cache
-/// was built.
+/// `cache_<counter>_total{cache="<name>"}`; hits, misses, stale, loads and load errors per
+/// site, with a `site` label as well (see [`Cache::site_stats`](crate::Cache::site_stats)).
+/// The crate docs' chapter on metrics lists every series.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -61,24 +65,27 @@ pub struct Stats {
     pub hook_panics: u64,
 }
 
-/// The live counters behind [`Stats`], with their `metrics` handles registered once so that
-/// counting on the hit path is an atomic add, not a registry lookup. Counts are striped over
-/// cache lines by thread, so that concurrent hits do not contend on one counter.
+/// The live counters behind [`Stats`]: counting on the hit path is an atomic add, never a
+/// call into `metrics` (see `export`). Counts are striped over cache lines by thread, so that
+/// concurrent hits do not contend on one counter.
 pub(crate) struct Counters {
     name: String,
+    /// Tells this cache apart from every other built in the process (site slots keep it).
+    id: u64,
     stripes: Box<[Stripe; STRIPES]>,
-    handles: [metrics::Counter; Counter::COUNT],
-    load_seconds: metrics::Histogram,
+    sites: Sites,
+    exported: Exported,
+    redis_seconds: LazyHistogram,
 }
 
-const STRIPES: usize = 8;
+pub(crate) const STRIPES: usize = 8;
 
 #[repr(align(128))]
 #[derive(Default)]
 struct Stripe([AtomicU64; Counter::COUNT]);
 
 /// This thread's stripe, assigned round-robin on first use.
-fn stripe_index() -> usize {
+pub(crate) fn stripe_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
@@ -110,14 +117,11 @@ pub(crate) enum Counter {
 
 impl Counter {
     const COUNT: usize = 18;
-    const ALL: [Counter; Counter::COUNT] = [
-        Counter::Hit,
-        Counter::Miss,
-        Counter::Stale,
+
+    /// The counters exported without a `site` label: the others are exported per site.
+    pub(crate) const EXPORTED: [Counter; 13] = [
         Counter::StaleIfError,
         Counter::Coalesced,
-        Counter::Load,
-        Counter::LoadError,
         Counter::Insert,
         Counter::Invalidation,
         Counter::SoftInvalidation,
@@ -131,7 +135,31 @@ impl Counter {
         Counter::HookPanic,
     ];
 
-    fn metric_name(self) -> &'static str {
+    /// Its value in `stats`.
+    pub(crate) fn of(self, stats: &Stats) -> u64 {
+        match self {
+            Counter::Hit => stats.hits,
+            Counter::Miss => stats.misses,
+            Counter::Stale => stats.stale,
+            Counter::StaleIfError => stats.stale_if_error,
+            Counter::Coalesced => stats.coalesced,
+            Counter::Load => stats.loads,
+            Counter::LoadError => stats.load_errors,
+            Counter::Insert => stats.inserts,
+            Counter::Invalidation => stats.invalidations,
+            Counter::SoftInvalidation => stats.soft_invalidations,
+            Counter::Eviction => stats.evictions,
+            Counter::StoreError => stats.store_errors,
+            Counter::DecodeError => stats.decode_errors,
+            Counter::SharedHit => stats.shared_hits,
+            Counter::SharedWriteRefused => stats.shared_writes_refused,
+            Counter::TagSetFull => stats.tag_sets_full,
+            Counter::Clear => stats.clears,
+            Counter::HookPanic => stats.hook_panics,
+        }
+    }
+
+    pub(crate) fn metric_name(self) -> &'static str {
         match self {
             Counter::Hit => "cache_hits_total",
             Counter::Miss => "cache_misses_total",
@@ -157,13 +185,14 @@ impl Counter {
 
 impl Counters {
     pub(crate) fn new(name: &str) -> Self {
-        let label = name.to_owned();
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Counters {
-            name: label.clone(),
+            name: name.to_owned(),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             stripes: Box::default(),
-            handles: Counter::ALL
-                .map(|c| metrics::counter!(c.metric_name(), "cache" => label.clone())),
-            load_seconds: metrics::histogram!("cache_load_seconds", "cache" => label),
+            sites: Sites::new(),
+            exported: Exported::default(),
+            redis_seconds: LazyHistogram::default(),
         }
     }
 
@@ -171,14 +200,34 @@ impl Counters {
         &self.name
     }
 
+    /// This cache's identity among the caches of the process.
+    #[inline]
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The counters of each site.
+    #[inline]
+    pub(crate) fn sites(&self) -> &Sites {
+        &self.sites
+    }
+
+    pub(super) fn exported(&self) -> &Exported {
+        &self.exported
+    }
+
     #[inline]
     pub(crate) fn add(&self, counter: Counter) {
         self.stripes[stripe_index()].0[counter as usize].fetch_add(1, Ordering::Relaxed);
-        self.handles[counter as usize].increment(1);
     }
 
-    pub(crate) fn record_load(&self, took: Duration) {
-        self.load_seconds.record(took.as_secs_f64());
+    /// Records one Redis round trip (an attempt, answered or not) in `cache_redis_seconds`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn record_redis(&self, took: Duration) {
+        self.redis_seconds.record(
+            took.as_secs_f64(),
+            || metrics::histogram!("cache_redis_seconds", "cache" => self.name.clone()),
+        );
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
@@ -208,5 +257,35 @@ impl Counters {
             clears: get(Counter::Clear),
             hook_panics: get(Counter::HookPanic),
         }
+    }
+}
+
+/// A snapshot of one site's counters: a `#[cached]` function (by its name: module path and
+/// function name, or its `name = "..."`), an HTTP route (axum's route pattern, with the `axum`
+/// feature; else `unrouted`), a gRPC method (`/package.Service/Method`), or `other`, where a
+/// cache counts every site past its first thousand. See [`Cache::site_stats`](crate::Cache::site_stats).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SiteStats {
+    /// The site's name, its `site` label in the metrics.
+    pub name: String,
+    /// Lookups answered with a fresh value.
+    pub hits: u64,
+    /// Lookups that found nothing usable.
+    pub misses: u64,
+    /// Lookups answered with a stale value while a background refresh runs.
+    pub stale: u64,
+    /// Loader runs (or calls of the inner service).
+    pub loads: u64,
+    /// Loads that failed.
+    pub load_errors: u64,
+}
+
+impl SiteStats {
+    /// Hits (fresh or stale) over lookups, from 0 to 1; `None` before the first lookup.
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let served = self.hits.saturating_add(self.stale);
+        let lookups = served.saturating_add(self.misses);
+        (lookups > 0).then(|| served as f64 / lookups as f64)
     }
 }

@@ -75,6 +75,7 @@ pub(crate) mod for_grpc;
 mod future;
 mod layer;
 mod purge;
+mod route;
 mod rules;
 mod service;
 mod status;

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 
+pub use crate::engine::sites::SiteSlot;
 pub use crate::key::{KeyArg, KeyBuf};
 pub use crate::memo::{
     lookup, lookup_now, CacheIf, Lookup, Miss, Pending, Policy, Refresh, Site, TtlFrom,
