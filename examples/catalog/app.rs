@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use axum::serve::ListenerExt;
 use axum::Router;
-use cache_layer::{cached, invalidates, Cache, CacheLayer};
+use cache_layer::{cached, invalidates, Admin, Cache, CacheLayer};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -139,6 +139,10 @@ pub(crate) async fn build(options: &Options) -> Result<App, String> {
     );
     // After the layers: health checks skip the cache and the histogram.
     let router = router.merge(routes::health());
+    // The cache's admin service (stats, a key's entry, clears; a page at /admin/), outside the
+    // cache layer. Its token comes from the environment; without one it lets nothing through.
+    let token = std::env::var("CATALOG_ADMIN_TOKEN").unwrap_or_default();
+    let router = router.nest_service("/admin", Admin::with_token(catalog.cache.clone(), token));
     Ok(App { catalog, router })
 }
 

@@ -67,6 +67,7 @@
 //! keeps each response it stores at most the outage bound (`CacheBuilder::outage_ttl`) until
 //! it can again.
 
+mod admin;
 mod body;
 mod config;
 mod flow;
@@ -84,6 +85,7 @@ mod tags;
 #[cfg(any(fuzzing, test))]
 mod tests;
 
+pub use admin::{Admin, AdminBody};
 pub use body::CacheBody;
 pub use config::{EtagMode, HttpOnly};
 pub use future::ResponseFuture;
