@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Cache, Inner};
+use crate::engine::counters::Counters;
 use crate::engine::flight::Flights;
 use crate::engine::hooks::{Echoes, Eviction, Hooks, Invalidation, LoadFailure};
 #[cfg(doc)]
 use crate::engine::hooks::{EvictionCause, Invalidated, Origin};
 use crate::engine::invalidation::InvalidationLog;
-use crate::engine::stats::Counters;
 use crate::error::BuildError;
 use crate::store::MemoryStore;
 #[cfg(not(feature = "redis"))]

@@ -14,10 +14,11 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::engine::counters::Counters;
 use crate::engine::flight::Flights;
 use crate::engine::hooks::{Echoes, Hooks, Invalidated, Origin};
 use crate::engine::invalidation::InvalidationLog;
-use crate::engine::stats::{Counters, Stats};
+use crate::engine::stats::Stats;
 use crate::store::{MemoryStore, SharedTier};
 
 mod batch;

@@ -11,8 +11,7 @@ use std::sync::{Mutex, PoisonError};
 
 use metrics::{Counter, Gauge, Histogram, Recorder};
 
-use super::sites::SiteCounter;
-use super::stats::{Counter as CacheCounter, Counters};
+use super::stats::{Counter as CacheCounter, SiteCounter, Stats};
 
 /// Which recorder is current (on this thread): its address and size. The no-op recorder
 /// `metrics` falls back to has size zero, so it is told apart from any recorder holding state.
@@ -108,24 +107,26 @@ impl Handles {
 #[derive(Default)]
 pub(crate) struct Exported(Mutex<Option<Handles>>);
 
-impl Counters {
-    /// Writes every counter (as its total) and `gauges` to the current recorder.
-    pub(crate) fn export(&self, gauges: Gauges) {
+impl Exported {
+    /// Writes `stats`, `gauges` and each site's counts to the current recorder, as the cache
+    /// `name`'s.
+    pub(crate) fn write<'a>(
+        &self,
+        name: &str,
+        stats: &Stats,
+        gauges: Gauges,
+        sites: impl Iterator<Item = (&'a str, [u64; SiteCounter::COUNT])>,
+    ) {
         let id = RecorderId::current();
-        let mut slot = self
-            .exported()
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.as_ref().is_none_or(|handles| handles.id != id) {
-            *slot = Some(Handles::new(id, self.name()));
+            *slot = Some(Handles::new(id, name));
         }
         let Some(handles) = slot.as_mut() else {
             return;
         };
-        let stats = self.snapshot();
         for (counter, handle) in CacheCounter::EXPORTED.iter().zip(&handles.counters) {
-            handle.absolute(counter.of(&stats));
+            handle.absolute(counter.of(stats));
         }
         let [entries, bytes, budget, breaker, shared] = &handles.gauges;
         entries.set(gauges.entries as f64);
@@ -133,10 +134,9 @@ impl Counters {
         budget.set(gauges.budget as f64);
         breaker.set(f64::from(u8::from(gauges.breaker_open)));
         shared.set(f64::from(u8::from(gauges.shared)));
-        for site in self.sites().all() {
-            let counters = handles.site(self.name(), site.name());
-            for (counter, handle) in SiteCounter::ALL.iter().zip(counters) {
-                handle.absolute(site.get(*counter));
+        for (site, counts) in sites {
+            for (count, handle) in counts.iter().zip(handles.site(name, site)) {
+                handle.absolute(*count);
             }
         }
     }

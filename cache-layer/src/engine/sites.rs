@@ -12,56 +12,13 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use super::export::LazyHistogram;
-use super::stats::{stripe_index, Counter, Counters, SiteStats, STRIPES};
+use super::stats::{stripe_index, SiteCounter, SiteStats, STRIPES};
 
 /// The most sites a cache counts by name; the rest count under [`OTHER`].
 pub(crate) const MAX_SITES: usize = 1000;
 
 /// The site every site past [`MAX_SITES`] counts under.
 pub(crate) const OTHER: &str = "other";
-
-/// What a site counts.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum SiteCounter {
-    Hit,
-    Miss,
-    Stale,
-    Load,
-    LoadError,
-}
-
-impl SiteCounter {
-    pub(crate) const COUNT: usize = 5;
-    pub(crate) const ALL: [SiteCounter; SiteCounter::COUNT] = [
-        SiteCounter::Hit,
-        SiteCounter::Miss,
-        SiteCounter::Stale,
-        SiteCounter::Load,
-        SiteCounter::LoadError,
-    ];
-
-    /// The cache-wide counter it adds to as well.
-    pub(crate) fn cache_counter(self) -> Counter {
-        match self {
-            SiteCounter::Hit => Counter::Hit,
-            SiteCounter::Miss => Counter::Miss,
-            SiteCounter::Stale => Counter::Stale,
-            SiteCounter::Load => Counter::Load,
-            SiteCounter::LoadError => Counter::LoadError,
-        }
-    }
-
-    /// Its Prometheus name (labels `cache` and `site`).
-    pub(crate) fn metric_name(self) -> &'static str {
-        match self {
-            SiteCounter::Hit => "cache_hits_total",
-            SiteCounter::Miss => "cache_misses_total",
-            SiteCounter::Stale => "cache_stale_total",
-            SiteCounter::Load => "cache_loads_total",
-            SiteCounter::LoadError => "cache_load_errors_total",
-        }
-    }
-}
 
 #[repr(align(128))]
 #[derive(Default)]
@@ -124,25 +81,6 @@ impl SiteCounters {
     }
 }
 
-impl Counters {
-    /// Counts `counter` for `site` and for the whole cache.
-    #[inline]
-    pub(crate) fn count(&self, site: &SiteCounters, counter: SiteCounter) {
-        self.add(counter.cache_counter());
-        site.add(counter);
-    }
-
-    /// Counts `counter` for the site named `site` (found by name) and for the whole cache.
-    #[inline]
-    pub(crate) fn count_named(&self, site: &str, counter: SiteCounter) {
-        self.add(counter.cache_counter());
-        if let Some(found) = self.sites().read().get(site) {
-            return found.add(counter);
-        }
-        self.sites().get(site).add(counter);
-    }
-}
-
 /// A cache's sites by name, at most [`MAX_SITES`] of them, then [`OTHER`].
 pub(crate) struct Sites {
     by_name: RwLock<HashMap<Box<str>, Arc<SiteCounters>, foldhash::fast::RandomState>>,
@@ -182,6 +120,15 @@ impl Sites {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(name.into(), Arc::clone(&site));
         site
+    }
+
+    /// Counts `counter` for the site `name` (found by name, added if new).
+    #[inline]
+    pub(crate) fn add(&self, name: &str, counter: SiteCounter) {
+        if let Some(found) = self.read().get(name) {
+            return found.add(counter);
+        }
+        self.get(name).add(counter);
     }
 
     fn read(

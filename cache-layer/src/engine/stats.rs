@@ -2,11 +2,7 @@
 //! through the `metrics` facade (`export`), labelled by cache name; those of each site are in
 //! `sites`.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
-
-use super::export::{Exported, LazyHistogram};
-use super::sites::Sites;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A snapshot of a cache's counters since it was built.
 ///
@@ -65,24 +61,7 @@ pub struct Stats {
     pub hook_panics: u64,
 }
 
-/// The live counters behind [`Stats`]: counting on the hit path is an atomic add, never a
-/// call into `metrics` (see `export`). Counts are striped over cache lines by thread, so that
-/// concurrent hits do not contend on one counter.
-pub(crate) struct Counters {
-    name: String,
-    /// Tells this cache apart from every other built in the process (site slots keep it).
-    id: u64,
-    stripes: Box<[Stripe; STRIPES]>,
-    sites: Sites,
-    exported: Exported,
-    redis_seconds: LazyHistogram,
-}
-
 pub(crate) const STRIPES: usize = 8;
-
-#[repr(align(128))]
-#[derive(Default)]
-struct Stripe([AtomicU64; Counter::COUNT]);
 
 /// This thread's stripe, assigned round-robin on first use.
 pub(crate) fn stripe_index() -> usize {
@@ -116,7 +95,7 @@ pub(crate) enum Counter {
 }
 
 impl Counter {
-    const COUNT: usize = 18;
+    pub(crate) const COUNT: usize = 18;
 
     /// The counters exported without a `site` label: the others are exported per site.
     pub(crate) const EXPORTED: [Counter; 13] = [
@@ -183,83 +162,6 @@ impl Counter {
     }
 }
 
-impl Counters {
-    pub(crate) fn new(name: &str) -> Self {
-        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        Counters {
-            name: name.to_owned(),
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            stripes: Box::default(),
-            sites: Sites::new(),
-            exported: Exported::default(),
-            redis_seconds: LazyHistogram::default(),
-        }
-    }
-
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// This cache's identity among the caches of the process.
-    #[inline]
-    pub(crate) fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// The counters of each site.
-    #[inline]
-    pub(crate) fn sites(&self) -> &Sites {
-        &self.sites
-    }
-
-    pub(super) fn exported(&self) -> &Exported {
-        &self.exported
-    }
-
-    #[inline]
-    pub(crate) fn add(&self, counter: Counter) {
-        self.stripes[stripe_index()].0[counter as usize].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Records one Redis round trip (an attempt, answered or not) in `cache_redis_seconds`.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn record_redis(&self, took: Duration) {
-        self.redis_seconds.record(
-            took.as_secs_f64(),
-            || metrics::histogram!("cache_redis_seconds", "cache" => self.name.clone()),
-        );
-    }
-
-    pub(crate) fn snapshot(&self) -> Stats {
-        let get = |c: Counter| {
-            self.stripes
-                .iter()
-                .map(|s| s.0[c as usize].load(Ordering::Relaxed))
-                .sum()
-        };
-        Stats {
-            hits: get(Counter::Hit),
-            shared_hits: get(Counter::SharedHit),
-            misses: get(Counter::Miss),
-            stale: get(Counter::Stale),
-            stale_if_error: get(Counter::StaleIfError),
-            coalesced: get(Counter::Coalesced),
-            loads: get(Counter::Load),
-            load_errors: get(Counter::LoadError),
-            inserts: get(Counter::Insert),
-            invalidations: get(Counter::Invalidation),
-            soft_invalidations: get(Counter::SoftInvalidation),
-            evictions: get(Counter::Eviction),
-            store_errors: get(Counter::StoreError),
-            decode_errors: get(Counter::DecodeError),
-            shared_writes_refused: get(Counter::SharedWriteRefused),
-            tag_sets_full: get(Counter::TagSetFull),
-            clears: get(Counter::Clear),
-            hook_panics: get(Counter::HookPanic),
-        }
-    }
-}
-
 /// A snapshot of one site's counters: a `#[cached]` function (by its name: module path and
 /// function name, or its `name = "..."`), an HTTP route (axum's route pattern, with the `axum`
 /// feature; else `unrouted`), a gRPC method (`/package.Service/Method`), or `other`, where a
@@ -287,5 +189,48 @@ impl SiteStats {
         let served = self.hits.saturating_add(self.stale);
         let lookups = served.saturating_add(self.misses);
         (lookups > 0).then(|| served as f64 / lookups as f64)
+    }
+}
+
+/// What a site counts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum SiteCounter {
+    Hit,
+    Miss,
+    Stale,
+    Load,
+    LoadError,
+}
+
+impl SiteCounter {
+    pub(crate) const COUNT: usize = 5;
+    pub(crate) const ALL: [SiteCounter; SiteCounter::COUNT] = [
+        SiteCounter::Hit,
+        SiteCounter::Miss,
+        SiteCounter::Stale,
+        SiteCounter::Load,
+        SiteCounter::LoadError,
+    ];
+
+    /// The cache-wide counter it adds to as well.
+    pub(crate) fn cache_counter(self) -> Counter {
+        match self {
+            SiteCounter::Hit => Counter::Hit,
+            SiteCounter::Miss => Counter::Miss,
+            SiteCounter::Stale => Counter::Stale,
+            SiteCounter::Load => Counter::Load,
+            SiteCounter::LoadError => Counter::LoadError,
+        }
+    }
+
+    /// Its Prometheus name (labels `cache` and `site`).
+    pub(crate) fn metric_name(self) -> &'static str {
+        match self {
+            SiteCounter::Hit => "cache_hits_total",
+            SiteCounter::Miss => "cache_misses_total",
+            SiteCounter::Stale => "cache_stale_total",
+            SiteCounter::Load => "cache_loads_total",
+            SiteCounter::LoadError => "cache_load_errors_total",
+        }
     }
 }

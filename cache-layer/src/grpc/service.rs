@@ -24,7 +24,8 @@ use super::stored::{call_lifetime, grpc_status, CachedCall, CallBeingRecorded};
 use crate::engine::clock;
 use crate::engine::entry::{RefreshClaim, Value};
 use crate::engine::pipeline::{self, Found, Joined, Leader, Load};
-use crate::engine::sites::{SiteCounter, SiteCounters};
+use crate::engine::sites::SiteCounters;
+use crate::engine::stats::SiteCounter;
 use crate::engine::trace::{self, Outcome, Tier};
 use crate::http::for_grpc::{
     admit, mark_uncacheable, refresh_outcome, take_tags, Admitted, CacheStatus, Config, Exchange,

@@ -16,8 +16,8 @@ use crate::cache::Cache;
 use crate::engine::clock;
 use crate::engine::entry::Entry;
 use crate::engine::pipeline::{self, Found};
-use crate::engine::sites::SiteCounter;
 use crate::engine::stats::Counter;
+use crate::engine::stats::SiteCounter;
 use crate::engine::trace::{self, Tier};
 
 /// The answer of [`lookup`].

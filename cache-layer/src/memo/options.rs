@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use crate::engine::clock;
+use crate::engine::counters::Counters;
 use crate::engine::entry::Lifetime;
 use crate::engine::random;
 use crate::engine::sites::{SiteRef, SiteSlot};
-use crate::engine::stats::Counters;
 
 /// The configuration of one `#[cached]` function, built by the macro as a `static` (or of a
 /// [`LoadOptions`] value).

@@ -1,17 +1,5 @@
-//! [`Admin`]: a cache's admin service, for operators. Mount it under a path of its own (with
-//! axum: `router.nest_service("/admin", admin)`); every request needs the token (see
-//! [`Admin::with_token`]). What it answers, by the last segment of the path:
-//!
-//! - `GET .../` (the page): the figures below as HTML, with a bar chart of each site's hit
-//!   ratio (server-rendered, no script; reload to refresh);
-//! - `GET .../stats`: JSON: per site hits, misses, stale, ratio, loads and load errors; the
-//!   whole cache's counters; entries and bytes in memory against the budget; the shared tier;
-//! - `GET .../entry?key=<key>`: JSON: whether memory holds the key, its age, fresh time left,
-//!   stale windows, size and tags (never the value);
-//! - `POST .../clear` (`?prefix=<prefix>`: a namespace; `&scope=local`: this instance only):
-//!   [`Cache::clear_prefix`], across the fleet by default;
-//! - `POST .../invalidate?key=<key>` or `?tag=<tag>` (`&soft=1`: a soft purge):
-//!   [`Cache::invalidate`] or [`Cache::soft_invalidate`].
+//! [`Admin`]: a cache's admin service, for operators: stats, one key's entry, clears and
+//! invalidations, as JSON and as an HTML page, behind a token.
 //!
 //! - `json`: the JSON bodies; `page`: the HTML page; `query`: the query string's parameters.
 
@@ -41,23 +29,45 @@ pub type AdminBody = Full<Bytes>;
 type Authorize = dyn Fn(&HeaderMap) -> bool + Send + Sync;
 
 /// A cache's admin service: stats as JSON and as an HTML page, one key's entry, clears,
-/// invalidations and soft purges (see the [module docs](self) for its paths). A
-/// [`tower_service::Service`], mountable in axum like [`Purge`](crate::Purge):
+/// invalidations and soft purges. A [`tower_service::Service`], mountable in axum like
+/// [`Purge`](crate::Purge), under a path of its own:
+/// `router.nest_service("/admin", Admin::with_token(cache, token))`.
 ///
-/// ```
-/// use axum::Router;
-/// use cache_layer::{Admin, Cache};
+/// What it answers, by the last segment of the path:
 ///
-/// let cache = Cache::builder().build().unwrap();
-/// // Open http://<host>/admin/ in a browser: any user name, the token as the password.
-/// let app: Router = Router::new().nest_service("/admin", Admin::with_token(cache, "secret"));
-/// # let _ = app;
-/// ```
+/// - `GET .../` (the page): the figures below as HTML, with a bar chart of each site's hit
+///   ratio (server-rendered, no script; reload to refresh);
+/// - `GET .../stats`: JSON: per site hits, misses, stale, ratio, loads and load errors; the
+///   whole cache's counters; entries and bytes in memory against the budget; the shared tier;
+/// - `GET .../entry?key=<key>`: JSON: whether memory holds the key, its age, fresh time left,
+///   stale windows, size and tags (never the value; see [`Cache::entry_info`]);
+/// - `POST .../clear` (`?prefix=<prefix>`: a namespace; `&scope=local`: this instance only):
+///   [`Cache::clear_prefix`], across the fleet by default;
+/// - `POST .../invalidate?key=<key>` or `?tag=<tag>` (`&soft=1`: a soft purge):
+///   [`Cache::invalidate`] or [`Cache::soft_invalidate`].
 ///
 /// Every request must carry the token: `Authorization: Bearer <token>`, or Basic
 /// authentication with the token as the password (what a browser sends after the `401`'s
-/// prompt); the token's digest is compared in constant time, as the purge service's is. A
-/// request without it is answered `401 Unauthorized` and does nothing.
+/// prompt: open `http://<host>/admin/`, any user name). The token's digest is compared in
+/// constant time, as the purge service's is. A request without it is answered
+/// `401 Unauthorized` and does nothing.
+///
+/// ```
+/// use cache_layer::{Admin, Cache};
+/// use tower::ServiceExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = Cache::builder().build().unwrap();
+/// let admin = Admin::with_token(cache, "secret");
+/// let request = http::Request::get("/admin/stats")
+///     .header("authorization", "Bearer secret")
+///     .body(())
+///     .unwrap();
+/// let response = admin.oneshot(request).await.unwrap();
+/// assert_eq!(response.status(), 200);
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Admin {
     cache: Cache,

@@ -13,7 +13,7 @@ use super::plan::Plan;
 use super::respond::{empty_response, serve};
 use crate::engine::clock;
 use crate::engine::entry::{Entry, RefreshClaim};
-use crate::engine::sites::SiteCounter;
+use crate::engine::stats::SiteCounter;
 use crate::engine::trace;
 use crate::http::body::CacheBody;
 use crate::http::config::Config;
