@@ -102,8 +102,11 @@ impl Counters {
     /// Counts `counter` for `site` and for the whole cache.
     #[inline]
     pub(crate) fn count(&self, site: &SiteCounters, counter: SiteCounter) {
-        self.add(counter.cache_counter());
-        site.add(counter);
+        // One stripe for both: this thread's, looked up once.
+        let stripe = stripe_index();
+        let whole = counter.cache_counter() as usize;
+        self.stripes[stripe].0[whole].fetch_add(1, Ordering::Relaxed);
+        site.add_in(stripe, counter);
     }
 
     /// Counts `counter` for the site named `site` (found by name) and for the whole cache.

@@ -47,7 +47,13 @@ impl SiteCounters {
     /// Counts `counter` here only (see [`Counters::count`] for here and in the cache).
     #[inline]
     pub(crate) fn add(&self, counter: SiteCounter) {
-        self.stripes[stripe_index()].0[counter as usize].fetch_add(1, Ordering::Relaxed);
+        self.add_in(stripe_index(), counter);
+    }
+
+    /// [`SiteCounters::add`] in the stripe `stripe` (this thread's).
+    #[inline]
+    pub(crate) fn add_in(&self, stripe: usize, counter: SiteCounter) {
+        self.stripes[stripe].0[counter as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn get(&self, counter: SiteCounter) -> u64 {
