@@ -171,12 +171,17 @@ impl SiteSlot {
     /// The counters of `name` in the cache `id` whose sites are `sites`.
     #[inline]
     pub(crate) fn counters(&self, id: u64, sites: &Sites, name: &str) -> SiteRef<'_> {
-        if let Some((slot_id, counters)) = self.0.get() {
-            if *slot_id == id {
-                return SiteRef::Slot(counters);
-            }
-            return SiteRef::Owned(sites.get(name));
+        match self.0.get() {
+            Some((slot_id, counters)) if *slot_id == id => SiteRef::Slot(counters),
+            _ => self.fill(id, sites, name),
         }
+    }
+
+    /// The first call's path (and another cache's): the counters found by name, kept in the
+    /// slot if it is empty.
+    #[cold]
+    #[inline(never)]
+    fn fill(&self, id: u64, sites: &Sites, name: &str) -> SiteRef<'_> {
         let counters = sites.get(name);
         let _ = self.0.set((id, Arc::clone(&counters)));
         SiteRef::Owned(counters)
