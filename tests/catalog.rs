@@ -325,12 +325,13 @@ async fn metrics_show_cache_counters_and_latency_histograms() {
     assert_eq!(metrics.header("cache-control"), "no-store");
     let text = metrics.text();
     for series in [
-        "cache_hits_total{cache=\"catalog\"}",
-        "cache_misses_total{cache=\"catalog\"}",
-        "cache_stale_total{cache=\"catalog\"}",
+        "cache_hits_total{cache=\"catalog\",site=\"/courses/featured\"} 1",
+        "cache_misses_total{cache=\"catalog\",site=\"/users/{id}\"} 1",
+        "cache_stale_total{cache=\"catalog\",site=",
         "cache_coalesced_total{cache=\"catalog\"}",
-        "cache_load_errors_total{cache=\"catalog\"}",
-        "cache_load_seconds_bucket{cache=\"catalog\"",
+        "cache_load_errors_total{cache=\"catalog\",site=",
+        "cache_load_seconds_bucket{cache=\"catalog\",site=",
+        "cache_memory_entries{cache=\"catalog\"}",
         "http_request_duration_seconds_bucket{",
         "route=\"/courses/featured\"",
         "catalog_db_queries_total{query=\"featured_courses\"}",
@@ -426,4 +427,62 @@ async fn the_demo_runs_both_phases_and_draws_the_table_and_chart() {
     let svg = chart::latency_cdf(&phases);
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert_eq!(svg.matches("<polyline").count(), 2);
+}
+
+/// Every metric name the Grafana dashboard (docs/grafana/cache-layer.json) queries: the
+/// `cache_*` names in its panels' and variables' queries (a histogram's `_bucket` series
+/// included).
+fn dashboard_metric_names() -> Vec<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/grafana/cache-layer.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut queries: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|panel| panel["targets"].as_array().unwrap().iter())
+        .map(|target| target["expr"].as_str().unwrap().to_owned())
+        .collect();
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        if let Some(query) = variable["definition"].as_str() {
+            queries.push(query.to_owned());
+        }
+    }
+    let mut names: Vec<String> = queries
+        .iter()
+        .flat_map(|q| q.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')))
+        .filter(|token| token.starts_with("cache_"))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[tokio::test]
+async fn every_metric_the_grafana_dashboard_queries_is_in_the_metrics_output() {
+    let names = dashboard_metric_names();
+    assert!(names.len() >= 15, "{names:?}");
+    let service = Service::cached().await;
+    for path in [
+        "/courses/featured",
+        "/courses/featured",
+        "/users/1",
+        "/users/1",
+        "/products/2",
+    ] {
+        assert_eq!(service.get(path).await.status, StatusCode::OK);
+    }
+    let text = service.get("/metrics").await.text();
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|name| {
+            !text.lines().any(|line| {
+                line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+            })
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "queried by the dashboard, not exported: {missing:?}\n{text}"
+    );
 }

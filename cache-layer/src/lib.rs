@@ -160,8 +160,8 @@ pub use self::grpc::{DescriptorError, GrpcConfigError, GrpcMethods, GrpcRequestB
 #[doc(hidden)]
 pub use self::http::__fuzz;
 pub use self::http::{
-    CacheBody, CacheLayer, CacheService, CacheTags, EtagMode, HttpOnly, Purge, PurgeBody, PurgeOr,
-    ResponseFuture,
+    Admin, AdminBody, CacheBody, CacheLayer, CacheService, CacheTags, EtagMode, HttpOnly, Purge,
+    PurgeBody, PurgeOr, ResponseFuture,
 };
 pub use cache::{Cache, CacheBuilder};
 #[doc = include_str!("docs/cached.md")]
@@ -186,8 +186,9 @@ pub mod testing {
     #[cfg(feature = "test-clock")]
     pub use crate::engine::clock::follow_tokio_time;
 }
+pub use cache::EntryInfo;
 pub use engine::hooks::{Eviction, EvictionCause, Invalidated, Invalidation, LoadFailure, Origin};
-pub use engine::stats::Stats;
+pub use engine::stats::{SiteStats, Stats};
 
 /// The crate's README (what crates.io shows), compiled as doctests.
 #[cfg(doctest)]

@@ -432,6 +432,7 @@ fn site(args: &CachedArgs, func: &ItemFn, cache: &TokenStream, key: &TokenStream
             none_ttl: #none_ttl,
             jitter: #jitter,
             lock: #lock,
+            counters: ::cache_layer::__private::SiteSlot::new(),
         };
         #cache
         let __cl_shape = #shape;

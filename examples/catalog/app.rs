@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use axum::serve::ListenerExt;
 use axum::Router;
-use cache_layer::{cached, invalidates, Cache, CacheLayer};
+use cache_layer::{cached, invalidates, Admin, Cache, CacheLayer};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -116,7 +116,7 @@ pub(crate) struct App {
 /// Seeds a fresh database and builds the router: every route is behind one `CacheLayer`;
 /// each handler states its own policy in `Cache-Control`.
 pub(crate) async fn build(options: &Options) -> Result<App, String> {
-    // The recorder first: a cache registers its counters with it when it is built.
+    // The recorder (a cache built before it would reach it too, from its next export).
     let metrics = telemetry::install();
     let cache = build_cache(options.redis.as_deref(), options.no_cache)?;
     // A few more connections than cores: requests are short and some wait on the WAL.
@@ -139,6 +139,10 @@ pub(crate) async fn build(options: &Options) -> Result<App, String> {
     );
     // After the layers: health checks skip the cache and the histogram.
     let router = router.merge(routes::health());
+    // The cache's admin service (stats, a key's entry, clears; a page at /admin/), outside the
+    // cache layer. Its token comes from the environment; without one it lets nothing through.
+    let token = std::env::var("CATALOG_ADMIN_TOKEN").unwrap_or_default();
+    let router = router.nest_service("/admin", Admin::with_token(catalog.cache.clone(), token));
     Ok(App { catalog, router })
 }
 

@@ -14,7 +14,8 @@
 //! | `GET /products/{id}` | negative caching (`none_ttl`) of unknown ids |
 //! | `GET /tenants/{tenant}/settings` | `key = "tenant:<tenant>:settings"`, never shared across tenants |
 //! | `GET /me` | per user (`Authorization: Bearer user-<id>`), `Cache-Control: private` |
-//! | `GET /metrics` | Prometheus text: cache counters, latency histograms |
+//! | `GET /metrics` | Prometheus text: cache counters per site, memory gauges, latency histograms |
+//! | `GET /admin/` | the cache's admin page (and `/admin/stats`, `/admin/entry?key=...`, `POST /admin/clear`, `POST /admin/invalidate?tag=...`): with `CATALOG_ADMIN_TOKEN` set, any user name and the token as the password, or `Authorization: Bearer <token>` |
 //!
 //! Files: `app.rs` (read/write paths, router), `routes.rs` (handlers and their policies),
 //! `db.rs` (SQLite), `telemetry.rs` (metrics), `demo.rs` and `chart.rs` (`--demo`).
@@ -156,6 +157,12 @@ async fn serve(listen: &str, options: &app::Options) -> Result<(), String> {
     };
     println!("catalog listening on http://{} ({mode})", running.addr);
     println!("try: curl -i http://{}/courses/featured", running.addr);
+    if std::env::var_os("CATALOG_ADMIN_TOKEN").is_some() {
+        println!(
+            "admin: http://{}/admin/ (the token as the password)",
+            running.addr
+        );
+    }
     tokio::select! {
         served = running.wait() => served.map_err(|e| e.to_string()),
         // Returning drops the service, and with it the temporary database files.

@@ -19,6 +19,7 @@ const CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
 
 /// The routes, before any layer.
 pub(super) fn router(catalog: Arc<Catalog>, metrics: PrometheusHandle) -> Router {
+    let cache = catalog.cache.clone();
     Router::new()
         .route("/courses/featured", get(featured))
         .route("/users/{id}", get(user).put(rename_user))
@@ -29,6 +30,9 @@ pub(super) fn router(catalog: Arc<Catalog>, metrics: PrometheusHandle) -> Router
         .route(
             "/metrics",
             get(move || async move {
+                // The cache's counters as they are now (an export thread also writes them
+                // each second).
+                cache.export_metrics();
                 (
                     [
                         (header::CACHE_CONTROL, "no-store"),

@@ -1,8 +1,9 @@
 //! Metrics: the Prometheus recorder behind `GET /metrics`, and the request-latency histogram.
 //!
 //! The caches export `cache_hits_total`, `cache_misses_total`, `cache_stale_total`,
-//! `cache_coalesced_total`, `cache_load_errors_total`, ... and the `cache_load_seconds`
-//! histogram, labelled `cache="catalog"`; this module adds `http_request_duration_seconds`
+//! `cache_loads_total`, `cache_load_errors_total` and the `cache_load_seconds` histogram per
+//! site (`cache="catalog"`, `site` the route or the `#[cached]` function), the cache-wide
+//! counters (`cache_coalesced_total`, ...) and the memory gauges; this module adds `http_request_duration_seconds`
 //! per route, and `db.rs` the `catalog_db_*` series.
 
 use std::cell::RefCell;
@@ -27,8 +28,8 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 /// Installs the process-wide Prometheus recorder once and returns its handle.
 ///
-/// Call it before building any `Cache`: a cache registers its counters when it is built, and
-/// counters registered before a recorder exists go nowhere.
+/// A cache exports its metrics to whatever recorder is installed when it exports them (each
+/// second, and on `Cache::export_metrics`), so the order does not matter.
 pub(crate) fn install() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE

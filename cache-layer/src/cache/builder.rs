@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Cache, Inner};
+use crate::engine::counters::Counters;
 use crate::engine::flight::Flights;
 use crate::engine::hooks::{Echoes, Eviction, Hooks, Invalidation, LoadFailure};
 #[cfg(doc)]
 use crate::engine::hooks::{EvictionCause, Invalidated, Origin};
 use crate::engine::invalidation::InvalidationLog;
-use crate::engine::stats::Counters;
 use crate::error::BuildError;
 use crate::store::MemoryStore;
 #[cfg(not(feature = "redis"))]
@@ -222,7 +222,7 @@ impl CacheBuilder {
         }
         let counters = Arc::new(Counters::new(&self.name));
         let shared = self.shared.pending(&counters)?;
-        Ok(Cache {
+        let cache = Cache {
             inner: Arc::new_cyclic(|inner| Inner {
                 shared: shared.map(|pending| pending.start(inner.clone())),
                 memory: MemoryStore::new(
@@ -240,6 +240,8 @@ impl CacheBuilder {
                 hooks: self.hooks,
                 echoes: Echoes::default(),
             }),
-        })
+        };
+        super::metrics::export_periodically(&cache);
+        Ok(cache)
     }
 }

@@ -81,6 +81,13 @@ impl Cache {
         self.clear_shared(prefix).await;
     }
 
+    /// A clear of the keys starting with `prefix` in this instance only (its memory and
+    /// loads in flight), for the admin service's `scope=local`.
+    pub(crate) fn clear_here(&self, prefix: &str) {
+        self.inner.counters.add(Counter::Clear);
+        self.inner.clear_local(prefix, Origin::Local);
+    }
+
     /// The shared tier's part of a clear, on a task of its own, which the caller awaits but
     /// cannot cancel (in place outside a Tokio runtime).
     async fn clear_shared(&self, prefix: &str) {

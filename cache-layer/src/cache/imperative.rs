@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use crate::cache::{Cache, SharedWrite};
+use crate::engine::sites::SiteSlot;
 use crate::key::Key;
 use crate::memo::{
     self, KeepShared, LoadOptions, Lookup, PlainShape, Policy, ResultOptionShape, ResultShape,
@@ -19,6 +20,7 @@ static GET: Site = Site {
     none_ttl: None,
     jitter: None,
     lock: None,
+    counters: SiteSlot::new(),
 };
 
 impl Cache {

@@ -7,25 +7,31 @@
 //! - `clear`: clearing everything or a key prefix, here, in Redis and in the other instances.
 //! - `imperative`: get, insert, load and remove by hand.
 //! - `batch`: [`Cache::get_or_load_many`], one loader call for the missing keys of a batch.
+//! - `inspect`: [`Cache::entry_info`], what memory holds under one key.
+//! - `metrics`: per-site counters, the `metrics` export and the thread that runs it each second.
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::engine::counters::Counters;
 use crate::engine::flight::Flights;
 use crate::engine::hooks::{Echoes, Hooks, Invalidated, Origin};
 use crate::engine::invalidation::InvalidationLog;
-use crate::engine::stats::{Counters, Stats};
+use crate::engine::stats::Stats;
 use crate::store::{MemoryStore, SharedTier};
 
 mod batch;
 mod builder;
 mod clear;
 mod imperative;
+mod inspect;
 mod invalidate;
+mod metrics;
 mod write;
 
 pub use builder::CacheBuilder;
+pub use inspect::EntryInfo;
 pub(crate) use write::{detach, EntryKind, SharedWrite};
 
 /// A cache: stores, single-flight, invalidation and counters behind one cheap-to-clone handle.

@@ -116,6 +116,8 @@ pub(crate) struct Entry {
     pub(crate) tags: Box<[Box<str>]>,
     /// Estimated bytes held, for the memory budget.
     pub(crate) weight: u32,
+    /// When this instance made the entry (stored it, or copied it from Redis): its age.
+    pub(crate) made_at: Instant,
     /// Unique per inserted entry, so the tag index can tell a replaced entry from its successor.
     pub(crate) id: u64,
     /// Set while a background refresh of this entry runs: one refresh per key.
@@ -140,6 +142,7 @@ impl Entry {
             deadlines,
             tags,
             weight,
+            made_at: super::clock::now(),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             refreshing: AtomicBool::new(false),
             removed: AtomicBool::new(false),
@@ -164,6 +167,11 @@ impl Entry {
     /// stale at least once, even with a zero stale window.
     pub(crate) fn mark_stale(&self) {
         self.purged.store(true, Ordering::Release);
+    }
+
+    /// Whether a soft purge made the entry stale.
+    pub(crate) fn is_soft_purged(&self) -> bool {
+        self.purged.load(Ordering::Acquire)
     }
 
     pub(crate) fn age(&self, now: Instant) -> Age {

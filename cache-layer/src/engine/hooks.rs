@@ -14,7 +14,8 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::stats::{Counter, Counters};
+use super::counters::Counters;
+use super::stats::Counter;
 
 /// Why an entry left the in-memory store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,16 +12,21 @@
 //! - `invalidation`: the invalidation log a load checks before keeping its result.
 //! - `clock`: the monotonic clock entry lifetimes are measured on (Tokio's, for tests).
 //! - `hooks`: the callbacks set on the builder (evictions, invalidations, failed loads).
-//! - `stats`: the counters behind `Cache::stats` and the `metrics` export.
+//! - `counters`: what a cache counts (`stats`: the counters and their snapshots; `sites`: those
+//!   of each site, a `#[cached]` function, an HTTP route, a gRPC method), and `export`: their
+//!   writing to the `metrics` recorder.
 //! - `trace`: the `tracing` spans of look-ups, loads and refreshes.
 
 pub(crate) mod clock;
+pub(crate) mod counters;
 pub(crate) mod entry;
+pub(crate) mod export;
 pub(crate) mod flight;
 pub(crate) mod hooks;
 pub(crate) mod invalidation;
 mod lock;
 pub(crate) mod pipeline;
 pub(crate) mod random;
+pub(crate) mod sites;
 pub(crate) mod stats;
 pub(crate) mod trace;

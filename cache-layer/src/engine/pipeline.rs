@@ -35,7 +35,9 @@ use tower_service::Service;
 use super::clock;
 use super::entry::{Age, Deadlines, Entry, RefreshClaim, Value};
 use super::flight::{Join, Waited, Waiter};
+use super::sites::SiteCounters;
 use super::stats::Counter;
+use super::stats::SiteCounter;
 use super::trace;
 use crate::cache::{Cache, EntryKind};
 use crate::store::{SharedSince, ENTRY_OVERHEAD};
@@ -280,16 +282,18 @@ pub(crate) fn stale_if_error(cache: &Cache, key: &str, stale: Value, leader: Opt
 /// key nor a tag was invalidated since ([`Load::since`]).
 pub(crate) struct Load<'a> {
     cache: &'a Cache,
+    site: Arc<SiteCounters>,
     since: u64,
 }
 
 impl<'a> Load<'a> {
-    /// Begins a load (counted).
-    pub(crate) fn begin(cache: &'a Cache) -> Self {
+    /// Begins a load for `site` (counted).
+    pub(crate) fn begin(cache: &'a Cache, site: Arc<SiteCounters>) -> Self {
         let inner = cache.inner();
-        inner.counters().add(Counter::Load);
+        inner.counters().count(&site, SiteCounter::Load);
         Load {
             cache,
+            site,
             since: inner.log().current(),
         }
     }
@@ -303,7 +307,8 @@ impl<'a> Load<'a> {
     pub(crate) fn run_blocking<T>(&self, source: impl FnOnce() -> T) -> T {
         let started = Instant::now();
         let output = source();
-        self.cache.inner().counters().record_load(started.elapsed());
+        let cache = self.cache.inner().counters().name();
+        self.site.record_load(cache, started.elapsed());
         output
     }
 
@@ -311,7 +316,8 @@ impl<'a> Load<'a> {
     pub(crate) async fn run<F: Future>(&self, source: F) -> F::Output {
         let started = Instant::now();
         let output = source.await;
-        self.cache.inner().counters().record_load(started.elapsed());
+        let cache = self.cache.inner().counters().name();
+        self.site.record_load(cache, started.elapsed());
         output
     }
 
@@ -338,7 +344,7 @@ impl<'a> Load<'a> {
     /// load error hook, if set.
     pub(crate) fn failed(&self, key: &str, status: Option<u16>) {
         let inner = self.cache.inner();
-        inner.counters().add(Counter::LoadError);
+        inner.counters().count(&self.site, SiteCounter::LoadError);
         inner.hooks().load_failed(inner.counters(), key, status);
     }
 }

@@ -1,15 +1,15 @@
 //! Counters every cache keeps: read by [`Cache::stats`](crate::Cache::stats) and exported
-//! through the `metrics` facade, labelled by cache name.
+//! through the `metrics` facade (`export`), labelled by cache name; those of each site are in
+//! `sites`.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A snapshot of a cache's counters since it was built.
 ///
 /// Every counter is also exported through the [`metrics`] facade as
-/// `cache_<counter>_total{cache="<name>"}` (and the load latency as the histogram
-/// `cache_load_seconds`), to whatever recorder the application installed *before* the cache
-/// was built.
+/// `cache_<counter>_total{cache="<name>"}`; hits, misses, stale, loads and load errors per
+/// site, with a `site` label as well (see [`Cache::site_stats`](crate::Cache::site_stats)).
+/// The crate docs' chapter on metrics lists every series.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -61,24 +61,10 @@ pub struct Stats {
     pub hook_panics: u64,
 }
 
-/// The live counters behind [`Stats`], with their `metrics` handles registered once so that
-/// counting on the hit path is an atomic add, not a registry lookup. Counts are striped over
-/// cache lines by thread, so that concurrent hits do not contend on one counter.
-pub(crate) struct Counters {
-    name: String,
-    stripes: Box<[Stripe; STRIPES]>,
-    handles: [metrics::Counter; Counter::COUNT],
-    load_seconds: metrics::Histogram,
-}
-
-const STRIPES: usize = 8;
-
-#[repr(align(128))]
-#[derive(Default)]
-struct Stripe([AtomicU64; Counter::COUNT]);
+pub(crate) const STRIPES: usize = 8;
 
 /// This thread's stripe, assigned round-robin on first use.
-fn stripe_index() -> usize {
+pub(crate) fn stripe_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
@@ -109,15 +95,12 @@ pub(crate) enum Counter {
 }
 
 impl Counter {
-    const COUNT: usize = 18;
-    const ALL: [Counter; Counter::COUNT] = [
-        Counter::Hit,
-        Counter::Miss,
-        Counter::Stale,
+    pub(crate) const COUNT: usize = 18;
+
+    /// The counters exported without a `site` label: the others are exported per site.
+    pub(crate) const EXPORTED: [Counter; 13] = [
         Counter::StaleIfError,
         Counter::Coalesced,
-        Counter::Load,
-        Counter::LoadError,
         Counter::Insert,
         Counter::Invalidation,
         Counter::SoftInvalidation,
@@ -131,7 +114,31 @@ impl Counter {
         Counter::HookPanic,
     ];
 
-    fn metric_name(self) -> &'static str {
+    /// Its value in `stats`.
+    pub(crate) fn of(self, stats: &Stats) -> u64 {
+        match self {
+            Counter::Hit => stats.hits,
+            Counter::Miss => stats.misses,
+            Counter::Stale => stats.stale,
+            Counter::StaleIfError => stats.stale_if_error,
+            Counter::Coalesced => stats.coalesced,
+            Counter::Load => stats.loads,
+            Counter::LoadError => stats.load_errors,
+            Counter::Insert => stats.inserts,
+            Counter::Invalidation => stats.invalidations,
+            Counter::SoftInvalidation => stats.soft_invalidations,
+            Counter::Eviction => stats.evictions,
+            Counter::StoreError => stats.store_errors,
+            Counter::DecodeError => stats.decode_errors,
+            Counter::SharedHit => stats.shared_hits,
+            Counter::SharedWriteRefused => stats.shared_writes_refused,
+            Counter::TagSetFull => stats.tag_sets_full,
+            Counter::Clear => stats.clears,
+            Counter::HookPanic => stats.hook_panics,
+        }
+    }
+
+    pub(crate) fn metric_name(self) -> &'static str {
         match self {
             Counter::Hit => "cache_hits_total",
             Counter::Miss => "cache_misses_total",
@@ -155,58 +162,75 @@ impl Counter {
     }
 }
 
-impl Counters {
-    pub(crate) fn new(name: &str) -> Self {
-        let label = name.to_owned();
-        Counters {
-            name: label.clone(),
-            stripes: Box::default(),
-            handles: Counter::ALL
-                .map(|c| metrics::counter!(c.metric_name(), "cache" => label.clone())),
-            load_seconds: metrics::histogram!("cache_load_seconds", "cache" => label),
+/// A snapshot of one site's counters: a `#[cached]` function (by its name: module path and
+/// function name, or its `name = "..."`), an HTTP route (axum's route pattern, with the `axum`
+/// feature; else `unrouted`), a gRPC method (`/package.Service/Method`), or `other`, where a
+/// cache counts every site past its first thousand. See [`Cache::site_stats`](crate::Cache::site_stats).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SiteStats {
+    /// The site's name, its `site` label in the metrics.
+    pub name: String,
+    /// Lookups answered with a fresh value.
+    pub hits: u64,
+    /// Lookups that found nothing usable.
+    pub misses: u64,
+    /// Lookups answered with a stale value while a background refresh runs.
+    pub stale: u64,
+    /// Loader runs (or calls of the inner service).
+    pub loads: u64,
+    /// Loads that failed.
+    pub load_errors: u64,
+}
+
+impl SiteStats {
+    /// Hits (fresh or stale) over lookups, from 0 to 1; `None` before the first lookup.
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let served = self.hits.saturating_add(self.stale);
+        let lookups = served.saturating_add(self.misses);
+        (lookups > 0).then(|| served as f64 / lookups as f64)
+    }
+}
+
+/// What a site counts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum SiteCounter {
+    Hit,
+    Miss,
+    Stale,
+    Load,
+    LoadError,
+}
+
+impl SiteCounter {
+    pub(crate) const COUNT: usize = 5;
+    pub(crate) const ALL: [SiteCounter; SiteCounter::COUNT] = [
+        SiteCounter::Hit,
+        SiteCounter::Miss,
+        SiteCounter::Stale,
+        SiteCounter::Load,
+        SiteCounter::LoadError,
+    ];
+
+    /// The cache-wide counter it adds to as well.
+    pub(crate) fn cache_counter(self) -> Counter {
+        match self {
+            SiteCounter::Hit => Counter::Hit,
+            SiteCounter::Miss => Counter::Miss,
+            SiteCounter::Stale => Counter::Stale,
+            SiteCounter::Load => Counter::Load,
+            SiteCounter::LoadError => Counter::LoadError,
         }
     }
 
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
-    #[inline]
-    pub(crate) fn add(&self, counter: Counter) {
-        self.stripes[stripe_index()].0[counter as usize].fetch_add(1, Ordering::Relaxed);
-        self.handles[counter as usize].increment(1);
-    }
-
-    pub(crate) fn record_load(&self, took: Duration) {
-        self.load_seconds.record(took.as_secs_f64());
-    }
-
-    pub(crate) fn snapshot(&self) -> Stats {
-        let get = |c: Counter| {
-            self.stripes
-                .iter()
-                .map(|s| s.0[c as usize].load(Ordering::Relaxed))
-                .sum()
-        };
-        Stats {
-            hits: get(Counter::Hit),
-            shared_hits: get(Counter::SharedHit),
-            misses: get(Counter::Miss),
-            stale: get(Counter::Stale),
-            stale_if_error: get(Counter::StaleIfError),
-            coalesced: get(Counter::Coalesced),
-            loads: get(Counter::Load),
-            load_errors: get(Counter::LoadError),
-            inserts: get(Counter::Insert),
-            invalidations: get(Counter::Invalidation),
-            soft_invalidations: get(Counter::SoftInvalidation),
-            evictions: get(Counter::Eviction),
-            store_errors: get(Counter::StoreError),
-            decode_errors: get(Counter::DecodeError),
-            shared_writes_refused: get(Counter::SharedWriteRefused),
-            tag_sets_full: get(Counter::TagSetFull),
-            clears: get(Counter::Clear),
-            hook_panics: get(Counter::HookPanic),
+    /// Its Prometheus name (labels `cache` and `site`).
+    pub(crate) fn metric_name(self) -> &'static str {
+        match self {
+            SiteCounter::Hit => "cache_hits_total",
+            SiteCounter::Miss => "cache_misses_total",
+            SiteCounter::Stale => "cache_stale_total",
+            SiteCounter::Load => "cache_loads_total",
+            SiteCounter::LoadError => "cache_load_errors_total",
         }
     }
 }

@@ -10,7 +10,8 @@ use super::stored::CachedCall;
 use crate::engine::clock;
 use crate::engine::entry::{Age, Entry, Value};
 use crate::engine::pipeline::Waiting;
-use crate::engine::stats::Counter;
+use crate::engine::sites::SiteCounters;
+use crate::engine::stats::SiteCounter;
 use crate::http::for_grpc::remaining_ttl as ttl_left;
 use crate::http::for_grpc::{live_entry, CacheStatus, Forward, Uncacheable};
 use crate::Cache;
@@ -56,6 +57,7 @@ pub(super) fn remaining_ttl(entry: &Entry) -> i64 {
 pub(super) struct CallWaiting<'a> {
     pub(super) cache: &'a Cache,
     pub(super) key: &'a str,
+    pub(super) site: &'a SiteCounters,
     pub(super) request: &'a HeaderMap,
     pub(super) forward: Forward,
 }
@@ -80,7 +82,10 @@ impl Waiting for CallWaiting<'_> {
     fn fresh(&mut self) -> Option<Self::Served> {
         match lookup(self.cache, self.key, self.request) {
             Held::Stored(entry, call) if entry.age(clock::now()) == Age::Fresh => {
-                self.cache.inner().counters().add(Counter::Hit);
+                self.cache
+                    .inner()
+                    .counters()
+                    .count(self.site, SiteCounter::Hit);
                 Some((call, CacheStatus::hit().ttl(remaining_ttl(&entry))))
             }
             _ => None,

@@ -24,7 +24,8 @@ use super::stored::{call_lifetime, grpc_status, CachedCall, CallBeingRecorded};
 use crate::engine::clock;
 use crate::engine::entry::{RefreshClaim, Value};
 use crate::engine::pipeline::{self, Found, Joined, Leader, Load};
-use crate::engine::stats::Counter;
+use crate::engine::sites::SiteCounters;
+use crate::engine::stats::SiteCounter;
 use crate::engine::trace::{self, Outcome, Tier};
 use crate::http::for_grpc::{
     admit, mark_uncacheable, refresh_outcome, take_tags, Admitted, CacheStatus, Config, Exchange,
@@ -75,7 +76,14 @@ where
         if detail.is_some() {
             return self.pass_grpc(request.map(GrpcRequestBody::inner), detail);
         }
+        let site = self
+            .cache()
+            .inner()
+            .counters()
+            .sites()
+            .get(request.uri().path());
         let call = Call {
+            site,
             cache: self.cache().clone(),
             config: Arc::clone(self.config()),
             grpc,
@@ -91,6 +99,9 @@ where
 /// One call of an opted-in method.
 struct Call {
     cache: Cache,
+    /// The method's site (its path, `/package.Service/Method`): the methods are opted in, so
+    /// they are few.
+    site: Arc<SiteCounters>,
     config: Arc<Config>,
     grpc: Arc<GrpcConfig>,
     /// The method's TTL, for responses whose `cache-control` gives none.
@@ -153,12 +164,16 @@ impl Call {
             }
             Decision::Forward(forward, stale) => (forward, stale),
         };
-        self.cache.inner().counters().add(Counter::Miss);
+        self.cache
+            .inner()
+            .counters()
+            .count(&self.site, SiteCounter::Miss);
         let mut leader = None;
         if forward != Forward::Miss {
             let mut waiting = CallWaiting {
                 cache: &self.cache,
                 key: &key,
+                site: &self.site,
                 request: &parts.headers,
                 forward,
             };
@@ -241,12 +256,12 @@ impl Call {
         };
         match pipeline::found::<CachedCall>(&entry, clock::now()) {
             Found::Fresh(_) => {
-                counters.add(Counter::Hit);
+                counters.count(&self.site, SiteCounter::Hit);
                 let status = CacheStatus::hit().ttl(remaining_ttl(&entry));
                 (Decision::Serve((call, status)), Outcome::Hit)
             }
             Found::Stale(_, claim) => {
-                counters.add(Counter::Stale);
+                counters.count(&self.site, SiteCounter::Stale);
                 // Stale, if only by a soft purge: no freshness left to report.
                 let status = CacheStatus::hit()
                     .ttl(remaining_ttl(&entry).min(0))
@@ -279,7 +294,7 @@ impl Call {
         ResBody: Body<Data = Bytes>,
     {
         let path = request.uri().path().to_owned();
-        let loading = Load::begin(&self.cache);
+        let loading = Load::begin(&self.cache, Arc::clone(&self.site));
         let (result, _) = loading.call(inner, request).await;
         let failed = match &result {
             Ok(response) => server_failed(response.status(), response.headers()),

@@ -67,6 +67,7 @@
 //! keeps each response it stores at most the outage bound (`CacheBuilder::outage_ttl`) until
 //! it can again.
 
+mod admin;
 mod body;
 mod config;
 mod flow;
@@ -75,6 +76,7 @@ pub(crate) mod for_grpc;
 mod future;
 mod layer;
 mod purge;
+mod route;
 mod rules;
 mod service;
 mod status;
@@ -83,6 +85,7 @@ mod tags;
 #[cfg(any(fuzzing, test))]
 mod tests;
 
+pub use admin::{Admin, AdminBody};
 pub use body::CacheBody;
 pub use config::{EtagMode, HttpOnly};
 pub use future::ResponseFuture;

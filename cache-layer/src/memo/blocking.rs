@@ -5,6 +5,7 @@
 //! and its value is stored through the write path's memory part (`Cache::store_blocking`).
 //! Invalidations reach its entries as they reach any entry in memory, from every instance.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::Span;
@@ -63,7 +64,8 @@ impl<S> Miss<'_, S> {
         let _entered = span.enter();
         if self.cache.inner().disabled() {
             trace::outcome(&span, trace::Outcome::Bypass, None);
-            return Load::begin(self.cache).run_blocking(load);
+            let site = Arc::clone(&self.site.counters(self.cache.inner().counters()));
+            return Load::begin(self.cache, site).run_blocking(load);
         }
         let tags = boxed(tags);
         let mut waiting = MemoWaiting::new(&self);
@@ -99,7 +101,7 @@ where
     S::Value: Storable<S::Keep>,
 {
     let started = Instant::now();
-    let loading = Load::begin(cache);
+    let loading = Load::begin(cache, Arc::clone(&site.counters(cache.inner().counters())));
     let result = loading.run_blocking(load);
     trace::load_time(span, started.elapsed());
     let Some((value, lifetime)) = to_store::<R, S>(cache, site, key, policy, &loading, &result)

@@ -102,7 +102,8 @@ impl<'a, S> Miss<'a, S> {
         if self.cache.inner().disabled() {
             // Caching off (`CacheBuilder::disabled`): every call runs its loader.
             trace::outcome(span, trace::Outcome::Bypass, None);
-            return Load::begin(self.cache).run(load).await;
+            let site = Arc::clone(&self.site.counters(self.cache.inner().counters()));
+            return Load::begin(self.cache, site).run(load).await;
         }
         let tags = boxed(tags);
         let mut waiting = MemoWaiting::new(&self);
@@ -292,7 +293,7 @@ where
         Some(shared_since) => shared_since,
         None => read_shared_since(cache).await,
     };
-    let loading = Load::begin(cache);
+    let loading = Load::begin(cache, Arc::clone(&site.counters(cache.inner().counters())));
     let result = loading.run(load).await;
     let Some((value, lifetime)) = to_store::<R, S>(cache, site, key, policy, &loading, &result)
     else {

@@ -17,6 +17,7 @@ use crate::engine::clock;
 use crate::engine::entry::Entry;
 use crate::engine::pipeline::{self, Found};
 use crate::engine::stats::Counter;
+use crate::engine::stats::SiteCounter;
 use crate::engine::trace::{self, Tier};
 
 /// The answer of [`lookup`].
@@ -201,7 +202,9 @@ where
             Answer::Miss { .. } => {}
         }
     }
-    inner.counters().add(Counter::Miss);
+    inner
+        .counters()
+        .count(&site.counters(inner.counters()), SiteCounter::Miss);
     tracing::debug!(
         cache = inner.counters().name(),
         site = site.name,
@@ -236,11 +239,11 @@ where
     let counters = cache.inner().counters();
     match pipeline::found::<S::Value>(&entry, now) {
         Found::Fresh(value) => {
-            counters.add(Counter::Hit);
+            counters.count(&site.counters(counters), SiteCounter::Hit);
             Answer::Lookup(Lookup::Hit(S::rebuild(value.clone())))
         }
         Found::Stale(value, claim) => {
-            counters.add(Counter::Stale);
+            counters.count(&site.counters(counters), SiteCounter::Stale);
             let refresh = claim.map(|claim| Refresh::new(cache, site, key, claim));
             Answer::Lookup(Lookup::Stale(S::rebuild(value.clone()), refresh))
         }

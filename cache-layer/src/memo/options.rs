@@ -5,12 +5,14 @@
 use std::time::Duration;
 
 use crate::engine::clock;
+use crate::engine::counters::Counters;
 use crate::engine::entry::Lifetime;
 use crate::engine::random;
+use crate::engine::sites::{SiteRef, SiteSlot};
 
 /// The configuration of one `#[cached]` function, built by the macro as a `static` (or of a
 /// [`LoadOptions`] value).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Site {
     /// Name for events (default: module path and fn name).
     pub name: &'static str,
@@ -26,9 +28,18 @@ pub struct Site {
     pub jitter: Option<f64>,
     /// Distributed lock duration (used by shared stores; single-flight covers one process).
     pub lock: Option<Duration>,
+    /// Where this site's counters are found again after its first call
+    /// ([`SiteSlot::new()`]).
+    pub counters: SiteSlot,
 }
 
 impl Site {
+    /// This site's counters in the cache counting with `cache`.
+    #[inline]
+    pub(crate) fn counters<'a>(&'a self, cache: &Counters) -> SiteRef<'a> {
+        self.counters.counters(cache.id(), cache.sites(), self.name)
+    }
+
     pub(crate) fn lifetime(&self) -> Lifetime {
         Lifetime {
             ttl: self.ttl,
@@ -151,6 +162,7 @@ impl LoadOptions {
                 none_ttl: None,
                 jitter: None,
                 lock: None,
+                counters: SiteSlot::new(),
             },
             tags: Vec::new(),
         }

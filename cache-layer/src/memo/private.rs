@@ -2,6 +2,7 @@
 
 use std::future::Future;
 
+pub use crate::engine::sites::SiteSlot;
 pub use crate::key::{KeyArg, KeyBuf};
 pub use crate::memo::{
     invalidate_after_blocking, invalidate_blocking, lookup_blocking, refresh_blocking,

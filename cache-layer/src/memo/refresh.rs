@@ -41,7 +41,7 @@ impl<S> Refresh<S> {
             claimed: Box::new(Claimed {
                 shared_since: None,
                 cache: cache.clone(),
-                site: *site,
+                site: site.clone(),
                 key: key.to_owned(),
                 claim,
             }),

@@ -10,9 +10,10 @@ use moka::policy::EvictionPolicy;
 
 use super::thread_copies::{self, FrontId};
 use crate::engine::clock;
+use crate::engine::counters::Counters;
 use crate::engine::entry::Entry;
 use crate::engine::hooks::{self, Eviction, EvictionCause, EvictionHook};
-use crate::engine::stats::{Counter, Counters};
+use crate::engine::stats::Counter;
 
 /// tag → (key → id of the entry that registered it).
 type TagIndex = Mutex<HashMap<Box<str>, HashMap<Box<str>, u64>>>;

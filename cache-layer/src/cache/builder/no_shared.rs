@@ -4,7 +4,7 @@
 use std::sync::{Arc, Weak};
 
 use crate::cache::Inner;
-use crate::engine::stats::Counters;
+use crate::engine::counters::Counters;
 use crate::error::BuildError;
 use crate::store::SharedTier;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::CacheBuilder;
 use crate::cache::Inner;
-use crate::engine::stats::Counters;
+use crate::engine::counters::Counters;
 use crate::error::BuildError;
 use crate::store::{RedisConfig, RedisStore, SharedTier};
 

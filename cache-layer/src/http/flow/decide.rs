@@ -13,10 +13,11 @@ use super::plan::Plan;
 use super::respond::{empty_response, serve};
 use crate::engine::clock;
 use crate::engine::entry::{Entry, RefreshClaim};
-use crate::engine::stats::Counter;
+use crate::engine::stats::SiteCounter;
 use crate::engine::trace;
 use crate::http::body::CacheBody;
 use crate::http::config::Config;
+use crate::http::route::route_of;
 use crate::http::rules::cache_control::RequestDirectives;
 use crate::http::rules::freshness::remaining_ttl;
 use crate::http::rules::key::write_primary_key;
@@ -81,8 +82,10 @@ fn decide_untraced<B: Body, ReqBody>(
     match &config.key_fn {
         Some(key_fn) => {
             let (parts, body) = request.into_parts();
+            let route = route_of(&parts.extensions);
+            let request = (&parts.method, &parts.headers, route);
             let decision = match key_fn(&parts) {
-                Some(key) => decide_for(cache, config, &key, &parts.method, &parts.headers),
+                Some(key) => decide_for(cache, config, &key, request),
                 None => Decision::Bypass,
             };
             (decision, Request::from_parts(parts, body))
@@ -95,7 +98,9 @@ fn decide_untraced<B: Body, ReqBody>(
                 key.clear();
                 // An invalid authority is never keyed: the request passes through.
                 if write_primary_key(key, request.uri(), request.headers(), sort_query) {
-                    decide_for(cache, config, key, request.method(), request.headers())
+                    let route = route_of(request.extensions());
+                    let on = (request.method(), request.headers(), route);
+                    decide_for(cache, config, key, on)
                 } else {
                     Decision::Bypass
                 }
@@ -105,13 +110,13 @@ fn decide_untraced<B: Body, ReqBody>(
     }
 }
 
-/// How a GET or HEAD request keyed `primary` is answered, from what memory holds for it.
+/// How a GET or HEAD request keyed `primary` (with its method, headers and route) is
+/// answered, from what memory holds for it.
 fn decide_for<B: Body>(
     cache: &Cache,
     config: &Config,
     primary: &str,
-    method: &Method,
-    headers: &HeaderMap,
+    (method, headers, route): (&Method, &HeaderMap, &str),
 ) -> Decision<B> {
     let directives = request_directives(config, headers);
     // Its primary key is filled only when the plan leaves this function.
@@ -122,7 +127,8 @@ fn decide_for<B: Body>(
     match lookup(cache, primary, headers, now) {
         Found::Stored { variant, entry } => {
             plan.variant = variant;
-            if let Some(decision) = decide_stored(cache, &entry, primary, request, &mut plan) {
+            let stored = (&entry, primary, route);
+            if let Some(decision) = decide_stored(cache, stored, request, &mut plan) {
                 return decision;
             }
         }
@@ -147,21 +153,25 @@ fn decide_for<B: Body>(
         plan.coalesce = false;
     }
     plan.primary = primary.to_owned();
+    let counters = cache.inner().counters();
+    let site = counters.sites().get(route);
     if shared {
+        plan.site = Some(site);
         return Decision::Shared(plan, tracing::Span::none());
     }
-    cache.inner().counters().add(Counter::Miss);
+    counters.count(&site, SiteCounter::Miss);
+    plan.site = Some(site);
     Decision::Fetch(plan)
 }
 
-/// How a stored response answers the request: served (fresh, or stale while it is refreshed
-/// in the background), or `None` with `plan` set to revalidate it.
+/// How a stored response (its entry, primary key and the request's route) answers the
+/// request: served (fresh, or stale while it is refreshed in the background), or `None` with
+/// `plan` set to revalidate it.
 // Inlined: the hit path's one call.
 #[inline(always)]
 pub(crate) fn decide_stored<B: Body>(
     cache: &Cache,
-    entry: &Arc<Entry>,
-    primary: &str,
+    (entry, primary, route): (&Arc<Entry>, &str, &str),
     request: (&Method, &HeaderMap, &RequestDirectives, clock::Instant),
     plan: &mut Plan,
 ) -> Option<Decision<B>> {
@@ -172,14 +182,14 @@ pub(crate) fn decide_stored<B: Body>(
     let entry_age = entry.age(now);
     match response.usability_in(entry_age, age, directives) {
         Usability::Fresh | Usability::StaleAccepted => {
-            counters.add(Counter::Hit);
+            counters.count_named(route, SiteCounter::Hit);
             let status = CacheStatus::hit().ttl(remaining_ttl(response.lifetime, age));
             Some(Decision::Respond(serve(
                 response, method, headers, status, age,
             )))
         }
         Usability::StaleWhileRevalidate => {
-            counters.add(Counter::Stale);
+            counters.count_named(route, SiteCounter::Stale);
             // Stale, if only by its entry (a soft purge): no freshness left to report.
             let status = CacheStatus::hit()
                 .ttl(remaining_ttl(response.lifetime, age).min(0))
@@ -193,6 +203,7 @@ pub(crate) fn decide_stored<B: Body>(
                 return Some(Decision::Respond(served));
             };
             plan.primary = primary.to_owned();
+            plan.site = Some(counters.sites().get(route));
             plan.stale = shared_response_of(entry).map(|r| (r, false));
             plan.forward = Forward::Stale;
             Some(Decision::Refresh {

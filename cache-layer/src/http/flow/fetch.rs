@@ -22,6 +22,7 @@ use crate::engine::clock;
 use crate::engine::entry::{Entry, Value};
 use crate::engine::pipeline::{self, Joined, Leader, Locked, Waiting};
 use crate::engine::stats::Counter;
+use crate::engine::stats::SiteCounter;
 use crate::engine::trace;
 use crate::http::body::CacheBody;
 use crate::http::config::Config;
@@ -34,16 +35,18 @@ use crate::Cache;
 fn fresh_hit<B: Body>(
     cache: &Cache,
     config: &Config,
-    primary: &str,
+    plan: &Plan,
     (method, headers): (&Method, &HeaderMap),
 ) -> Option<Response<CacheBody<B>>> {
+    let primary = &plan.primary;
     let now = clock::now();
     let Found::Stored { entry, .. } = lookup(cache, primary, headers, now) else {
         return None;
     };
     let request = (method, headers);
     let served = usable_hit(&entry, response_of(&entry), config, request, now, None)?;
-    cache.inner().counters().add(Counter::Hit);
+    let counters = cache.inner().counters();
+    counters.count(&plan.site(cache), SiteCounter::Hit);
     Some(served)
 }
 
@@ -112,7 +115,7 @@ impl<B: Body> Waiting for HttpWaiting<'_, B> {
     }
 
     fn fresh(&mut self) -> Option<Self::Served> {
-        fresh_hit(self.cache, self.config, &self.plan.primary, self.request)
+        fresh_hit(self.cache, self.config, self.plan, self.request)
     }
 
     fn rejoin(&mut self) -> bool {
@@ -254,8 +257,9 @@ where
         Found::Stored { variant, entry } => {
             plan.variant = variant;
             let primary = plan.primary.clone();
+            let site = plan.site(&cache);
             let request = (method, headers, &directives, clock::now());
-            decide_stored(&cache, &entry, &primary, request, &mut plan)
+            decide_stored(&cache, (&entry, &primary, site.name()), request, &mut plan)
         }
         Found::VaryMiss(key) => {
             plan.variant = Some(key);
@@ -284,6 +288,6 @@ where
     if directives.only_if_cached {
         return Ok(only_if_cached());
     }
-    counters.add(Counter::Miss);
+    counters.count(&plan.site(&cache), SiteCounter::Miss);
     fetch(cache, config, inner, request, plan).await
 }

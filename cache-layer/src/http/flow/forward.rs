@@ -93,7 +93,7 @@ where
         Some(_) => pipeline::read_shared_since(&cache).await,
         None => SharedSince::Unchecked,
     };
-    let loading = Load::begin(&cache);
+    let loading = Load::begin(&cache, plan.site(&cache));
     let (result, request_time) = loading.call(inner, Request::from_parts(parts, body)).await;
     let response_time = SystemTime::now();
     if let Some(failed_status) = failure(&result) {

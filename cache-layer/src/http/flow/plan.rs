@@ -6,7 +6,9 @@ use std::time::SystemTime;
 
 use http::{HeaderMap, Method};
 
+use crate::engine::sites::SiteCounters;
 use crate::http::config::Config;
+use crate::http::route::UNROUTED;
 use crate::http::status::Forward;
 use crate::http::stored::CachedResponse;
 use crate::store::SharedSince;
@@ -21,6 +23,8 @@ pub(crate) struct Plan {
     pub(crate) stale: Option<(Arc<CachedResponse>, bool)>,
     pub(crate) forward: Forward,
     pub(crate) coalesce: bool,
+    /// The request's site (its route): filled, like `primary`, when the plan leaves `decide`.
+    pub(crate) site: Option<Arc<SiteCounters>>,
 }
 
 impl Plan {
@@ -32,6 +36,15 @@ impl Plan {
             stale: None,
             forward: Forward::UriMiss,
             coalesce: true,
+            site: None,
+        }
+    }
+
+    /// The request's site; the cache's [`UNROUTED`] one if none was set.
+    pub(crate) fn site(&self, cache: &Cache) -> Arc<SiteCounters> {
+        match &self.site {
+            Some(site) => Arc::clone(site),
+            None => cache.inner().counters().sites().get(UNROUTED),
         }
     }
 

@@ -34,7 +34,7 @@ mod layer;
 mod token;
 
 pub use layer::PurgeOr;
-pub(crate) use token::bearer_check;
+pub(crate) use token::{bearer_check, bearer_or_basic_check};
 
 /// `Fastly-Soft-Purge: 1`: the purge is soft (see [`Purge`]).
 static SOFT_PURGE: HeaderName = HeaderName::from_static("fastly-soft-purge");

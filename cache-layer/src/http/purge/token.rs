@@ -11,6 +11,75 @@ pub(crate) fn bearer_check(token: &[u8]) -> impl Fn(&HeaderMap) -> bool + Send +
     move |headers| bearer_matches(headers, &token)
 }
 
+/// A check that lets through `Authorization: Bearer <token>`, and also `Authorization: Basic`
+/// with `<token>` as the password (any user name), which is what a browser sends for a page
+/// (the admin service's).
+pub(crate) fn bearer_or_basic_check(
+    token: &[u8],
+) -> impl Fn(&HeaderMap) -> bool + Send + Sync + 'static {
+    let token = BearerToken::new(token);
+    move |headers| bearer_matches(headers, &token) || basic_matches(headers, &token)
+}
+
+/// Whether `headers` carry exactly one `Authorization: Basic` whose password is the token.
+fn basic_matches(headers: &HeaderMap, token: &BearerToken) -> bool {
+    let mut lines = headers.get_all(http::header::AUTHORIZATION).iter();
+    let (Some(line), None) = (lines.next(), lines.next()) else {
+        return false;
+    };
+    let value = line.as_bytes();
+    let Some(encoded) = value
+        .get(..6)
+        .filter(|scheme| scheme.eq_ignore_ascii_case(b"basic "))
+        .and_then(|_| value.get(6..))
+    else {
+        return false;
+    };
+    let Some(decoded) = base64_decode(encoded.trim_ascii()) else {
+        return false;
+    };
+    match decoded.iter().position(|&b| b == b':') {
+        Some(colon) => token.is(&decoded[colon + 1..]),
+        None => false,
+    }
+}
+
+/// Standard base64 (padding optional); `None` on any other byte, or past 1 KiB.
+fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
+    if text.len() > 1024 {
+        return None;
+    }
+    let digit = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let text = text
+        .strip_suffix(b"==")
+        .or_else(|| text.strip_suffix(b"="))
+        .unwrap_or(text);
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    for chunk in text.chunks(4) {
+        let mut bits = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            bits |= digit(c)? << (18 - 6 * i);
+        }
+        let bytes = bits.to_be_bytes();
+        match chunk.len() {
+            4 => out.extend_from_slice(&bytes[1..4]),
+            3 => out.extend_from_slice(&bytes[1..3]),
+            2 => out.push(bytes[1]),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
 /// A bearer token, kept as its SHA-256 digest (`None` for the empty token, which matches
 /// nothing). Guesses are compared digest to digest: fixed-size values compared in constant
 /// time, so the time taken says neither where a guess differs nor how long the token is.
@@ -57,6 +126,31 @@ fn bearer_matches(headers: &HeaderMap, token: &BearerToken) -> bool {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn basic_passwords_match_the_token() {
+        let with = |value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                http::header::AUTHORIZATION,
+                HeaderValue::from_str(value).unwrap(),
+            );
+            basic_matches(&h, &BearerToken::new(b"s3cret"))
+        };
+        // base64("admin:s3cret"), base64(":s3cret")
+        assert!(with("Basic YWRtaW46czNjcmV0"));
+        assert!(with("basic OnMzY3JldA=="));
+        // base64("admin:s3cre"), base64("s3cret"), garbage
+        for wrong in [
+            "Basic YWRtaW46czNjcmU=",
+            "Basic czNjcmV0",
+            "Basic !!!!",
+            "Basic",
+            "",
+        ] {
+            assert!(!with(wrong), "{wrong}");
+        }
+    }
 
     #[test]
     fn bearer_tokens_match_exactly() {

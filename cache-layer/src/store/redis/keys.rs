@@ -223,7 +223,7 @@ mod tests {
 
     use super::super::{RedisConfig, RedisStore};
     use super::*;
-    use crate::engine::stats::Counters;
+    use crate::engine::counters::Counters;
 
     #[test]
     fn long_names_are_bounded_and_stay_distinct() {

@@ -31,6 +31,11 @@ impl RedisStore {
             || self.opened.load(Ordering::Acquire) != self.recovered.load(Ordering::Acquire)
     }
 
+    /// Whether the circuit breaker is open: calls skip Redis for now.
+    pub(crate) fn breaker_open(&self) -> bool {
+        self.breaker.is_open()
+    }
+
     /// Whether [`RedisStore::suspect`] holds for a reason a [`RedisStore::probe`] can end.
     pub(crate) fn needs_probe(&self) -> bool {
         self.breaker.is_open() || self.pending.any()
@@ -92,7 +97,10 @@ impl RedisStore {
             }
             op(connection).await
         });
-        let error = match tokio::time::timeout(budget, attempt).await {
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(budget, attempt).await;
+        self.counters.record_redis(started.elapsed());
+        let error = match answer {
             Ok(Ok(value)) => {
                 self.breaker.success();
                 self.answering.store(true, Ordering::Release);
