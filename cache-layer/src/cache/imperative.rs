@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use crate::cache::{Cache, SharedWrite};
+use crate::engine::timeout::{CarriesTimeout, TimeoutError};
 use crate::key::Key;
 use crate::memo::{
     self, Cacheable, LoadOptions, Lookup, PlainShape, Policy, ResultOptionShape, ResultShape,
@@ -19,6 +20,7 @@ static GET: Site = Site {
     none_ttl: None,
     jitter: None,
     lock: None,
+    timeouts: crate::engine::pipeline::Timeouts::NONE,
 };
 
 impl Cache {
@@ -104,9 +106,17 @@ impl Cache {
     /// One caller runs its loader; the others wait for its value, as for `#[cached]`. If
     /// the leader is cancelled, panics or fails, a waiter loads with its own loader.
     ///
+    /// # Timeouts
+    /// With [`soft_timeout`](LoadOptions::soft_timeout) or
+    /// [`hard_timeout`](LoadOptions::hard_timeout), a slow load answers its caller (and the
+    /// callers waiting on it) with the stale value, or past the hard timeout with
+    /// `Err(E::from(TimeoutError))`, while it finishes and stores in the background: hence
+    /// `E: From<TimeoutError>` (a loader that cannot fail names
+    /// [`TimeoutError`] itself as its error; `std::io::Error` converts too).
+    ///
     /// # Errors
     /// The loader's `Err` (unless a value in its [`stale_if_error`](LoadOptions::stale_if_error)
-    /// window is served instead). Store failures never fail the call.
+    /// window is served instead), or the hard timeout's. Store failures never fail the call.
     ///
     /// ```
     /// use std::time::Duration;
@@ -135,7 +145,7 @@ impl Cache {
     ) -> Result<T, E>
     where
         T: Cacheable,
-        E: Send + 'static,
+        E: From<TimeoutError> + Send + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
@@ -149,7 +159,7 @@ impl Cache {
     /// [`get`](Self::get) reads them as `Option<T>`.
     ///
     /// # Errors
-    /// The loader's `Err`, as for [`get_or_load`](Self::get_or_load).
+    /// The loader's `Err` or the hard timeout's, as for [`get_or_load`](Self::get_or_load).
     ///
     /// ```
     /// use std::time::Duration;
@@ -178,7 +188,7 @@ impl Cache {
     ) -> Result<Option<T>, E>
     where
         T: Cacheable,
-        E: Send + 'static,
+        E: From<TimeoutError> + Send + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<T>, E>> + Send + 'static,
     {
@@ -210,7 +220,7 @@ impl Cache {
         S: Shape<R>,
         S::Value: Cacheable,
         S::Success: 'static,
-        R: Send + 'static,
+        R: CarriesTimeout + Send + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = R> + Send + 'static,
     {
@@ -228,7 +238,9 @@ impl Cache {
                 value
             }
             Lookup::Miss(miss) => {
-                miss.load(options.tags.clone(), Policy::default(), load())
+                let timed_out = Some(R::timed_out as fn(TimeoutError) -> R);
+                let tags = options.tags.clone();
+                miss.load_within(tags, Policy::default(), load(), timed_out)
                     .await
             }
         }

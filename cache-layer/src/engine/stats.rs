@@ -53,6 +53,12 @@ pub struct Stats {
     /// docs): the value stays in this instance's memory only (where that tier holds it), and
     /// no entry in Redis is deleted to make room.
     pub tag_sets_full: u64,
+    /// Loads past their soft timeout: the caller (and the load's waiters) served a stale
+    /// value while the load went on.
+    pub soft_timeouts: u64,
+    /// Loads past their hard timeout: the caller got a timeout (a
+    /// [`TimeoutError`](crate::TimeoutError), HTTP's `504`) or a stale value.
+    pub hard_timeouts: u64,
 }
 
 /// The live counters behind [`Stats`], with their `metrics` handles registered once so that
@@ -98,10 +104,12 @@ pub(crate) enum Counter {
     SharedHit,
     SharedWriteRefused,
     TagSetFull,
+    SoftTimeout,
+    HardTimeout,
 }
 
 impl Counter {
-    const COUNT: usize = 16;
+    const COUNT: usize = 18;
     const ALL: [Counter; Counter::COUNT] = [
         Counter::Hit,
         Counter::Miss,
@@ -119,6 +127,8 @@ impl Counter {
         Counter::SharedHit,
         Counter::SharedWriteRefused,
         Counter::TagSetFull,
+        Counter::SoftTimeout,
+        Counter::HardTimeout,
     ];
 
     fn metric_name(self) -> &'static str {
@@ -139,6 +149,8 @@ impl Counter {
             Counter::SharedHit => "cache_shared_hits_total",
             Counter::SharedWriteRefused => "cache_shared_writes_refused_total",
             Counter::TagSetFull => "cache_tag_sets_full_total",
+            Counter::SoftTimeout => "cache_soft_timeouts_total",
+            Counter::HardTimeout => "cache_hard_timeouts_total",
         }
     }
 }
@@ -193,6 +205,8 @@ impl Counters {
             decode_errors: get(Counter::DecodeError),
             shared_writes_refused: get(Counter::SharedWriteRefused),
             tag_sets_full: get(Counter::TagSetFull),
+            soft_timeouts: get(Counter::SoftTimeout),
+            hard_timeouts: get(Counter::HardTimeout),
         }
     }
 }

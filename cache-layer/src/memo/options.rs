@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::engine::clock;
+use crate::engine::pipeline::Timeouts;
 use crate::engine::entry::Lifetime;
 use crate::engine::random;
 
@@ -26,6 +27,8 @@ pub struct Site {
     pub jitter: Option<f64>,
     /// Distributed lock duration (used by shared stores; single-flight covers one process).
     pub lock: Option<Duration>,
+    /// How long a caller waits for a load before a stale value or a timeout answers it.
+    pub timeouts: Timeouts,
 }
 
 impl Site {
@@ -151,6 +154,7 @@ impl LoadOptions {
                 none_ttl: None,
                 jitter: None,
                 lock: None,
+                timeouts: Timeouts::NONE,
             },
             tags: Vec::new(),
         }
@@ -194,6 +198,35 @@ impl LoadOptions {
     /// With Redis, a distributed load lock held at most `hold` (`#[cached(lock = ...)]`).
     pub fn lock(mut self, hold: Duration) -> Self {
         self.site.lock = Some(hold);
+        self
+    }
+
+    /// Soft timeout: a miss whose load takes longer than `after` is answered with the stale
+    /// value it has (an entry in its [`stale_if_error`](Self::stale_if_error) window, or a
+    /// soft-purged one), and so are the callers waiting on the same load; the load goes on in
+    /// the background and stores its value (`#[cached(soft_timeout = ...)]`). Without a stale
+    /// value the caller keeps waiting (up to the hard timeout, if any). See the
+    /// [timeouts chapter](crate::docs::lifetimes#timeouts).
+    pub fn soft_timeout(mut self, after: Duration) -> Self {
+        self.site.timeouts.soft = Some(after);
+        self
+    }
+
+    /// Hard timeout: a load that takes longer than `after` answers its caller, and the callers
+    /// waiting on it, with the stale value it has, else with `Err(E::from(TimeoutError))`; the
+    /// load goes on and stores, unless [`finish_on_hard_timeout`](Self::finish_on_hard_timeout)
+    /// says otherwise (`#[cached(hard_timeout = ...)]`).
+    pub fn hard_timeout(mut self, after: Duration) -> Self {
+        self.site.timeouts.hard = Some(after);
+        self
+    }
+
+    /// Whether a load past its hard timeout goes on and stores its value (default `true`: the
+    /// source is doing the work anyway, and the next caller gets a hit instead of asking the
+    /// slow source again), or is cancelled (`false`: for a load that holds something scarce,
+    /// such as a pooled connection, better given back at once).
+    pub fn finish_on_hard_timeout(mut self, finish: bool) -> Self {
+        self.site.timeouts.finish_on_hard = finish;
         self
     }
 

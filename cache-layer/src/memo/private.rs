@@ -10,6 +10,7 @@ pub use crate::memo::{
     Cacheable, OptionShape, Outcome, PlainShape, Probe, ResultOptionShape, ResultShape, Shape,
     ViaOption, ViaPlain, ViaResult, ViaResultOption,
 };
+pub use crate::engine::timeout::{CarriesTimeout, Timeouts};
 pub use std::time::Duration;
 
 use crate::Cache;
@@ -86,6 +87,13 @@ pub fn policy<R, S: Shape<R>>(
     cache_if: Option<CacheIf<S::Success>>,
 ) -> Policy<S::Success> {
     Policy { ttl_from, cache_if }
+}
+
+/// The return value of a `#[cached(hard_timeout = ...)]` fn past its hard timeout: checks
+/// at compile time that `R` carries a [`TimeoutError`](crate::TimeoutError).
+#[inline]
+pub fn timed_out<R: CarriesTimeout>() -> Option<fn(crate::TimeoutError) -> R> {
+    Some(R::timed_out)
 }
 
 /// What `ttl_from` may return: a TTL, or `None` for the site's `ttl`.

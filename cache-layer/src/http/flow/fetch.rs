@@ -18,10 +18,12 @@ use super::lookup::{
 use super::plan::Plan;
 use super::refresh::refresh_in_background;
 use super::respond::serve;
+use super::timeout::{load_within, servable_stale, timed_out_answer};
 use crate::engine::clock;
 use crate::engine::entry::{Entry, Value};
 use crate::engine::pipeline::{self, Joined, Leader, Locked, Waiting};
 use crate::engine::stats::Counter;
+use crate::engine::timeout::TimeoutError;
 use crate::engine::trace;
 use crate::http::body::CacheBody;
 use crate::http::config::Config;
@@ -115,6 +117,12 @@ impl<B: Body> Waiting for HttpWaiting<'_, B> {
         fresh_hit(self.cache, self.config, &self.plan.primary, self.request)
     }
 
+    fn timed_out(&mut self, _: TimeoutError) -> Option<Self::Served> {
+        let (method, headers) = self.request;
+        let stale = servable_stale(self.plan);
+        Some(timed_out_answer(stale, self.plan.forward, method, headers))
+    }
+
     fn rejoin(&mut self) -> bool {
         let headers = self.request.1;
         match lookup(self.cache, &self.plan.primary, headers, clock::now()) {
@@ -136,7 +144,10 @@ pub(crate) async fn fetch<S, ReqBody, ResBody>(
     mut plan: Plan,
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Send + 'static,
 {
@@ -155,6 +166,9 @@ where
             Joined::Alone => {}
         }
     }
+    if config.timeouts.is_set() {
+        return load_within(cache, config, inner, request, plan, leader).await;
+    }
     load_once(cache, config, inner, request, plan, leader).await
 }
 
@@ -162,7 +176,7 @@ where
 /// one that takes the key's distributed lock (`CacheLayer::shared_lock`) forwards; the others
 /// wait for the response it stores. Without a shared tier, or when Redis does not answer,
 /// forwards at once.
-async fn load_once<S, ReqBody, ResBody>(
+pub(super) async fn load_once<S, ReqBody, ResBody>(
     cache: Cache,
     config: Arc<Config>,
     inner: S,
