@@ -8,7 +8,7 @@ use syn::punctuated::Punctuated;
 use syn::{bracketed, Expr, Ident, LitBool, LitFloat, LitInt, LitStr, Token};
 
 const CACHED_ARGS: &str =
-    "`ttl`, `key`, `invalidate_on`, `stale`, `stale_if_error`, `none_ttl`, `jitter`, `lock`, `cache`, `name`, `version`, `ttl_from`, `cache_if`, `ignore_self`";
+    "`ttl`, `key`, `invalidate_on`, `stale`, `stale_if_error`, `none_ttl`, `jitter`, `lock`, `cache`, `name`, `version`, `ttl_from`, `cache_if`, `ignore_self`, `soft_timeout`, `hard_timeout`, `finish_on_hard_timeout`";
 
 /// `#[cached(...)]`, parsed and checked.
 pub(crate) struct CachedArgs {
@@ -29,6 +29,19 @@ pub(crate) struct CachedArgs {
     pub(crate) cache_if: Option<syn::Path>,
     /// `ignore_self = true`: the receiver does not change the answer (a pool, a client).
     pub(crate) ignore_self: bool,
+    pub(crate) soft_timeout: Option<Duration>,
+    pub(crate) hard_timeout: Option<Duration>,
+    /// Where `hard_timeout` is written: a return type that cannot carry it is reported there.
+    pub(crate) hard_timeout_span: Span,
+    pub(crate) finish_on_hard_timeout: bool,
+}
+
+impl CachedArgs {
+    /// Whether a timeout is set: the body then runs on a task of its own, from owned copies
+    /// of the arguments, as a `stale` refresh does.
+    pub(crate) fn timed(&self) -> bool {
+        self.soft_timeout.is_some() || self.hard_timeout.is_some()
+    }
 }
 
 impl Parse for CachedArgs {
@@ -50,6 +63,10 @@ impl Parse for CachedArgs {
             ttl_from: None,
             cache_if: None,
             ignore_self: false,
+            soft_timeout: None,
+            hard_timeout: None,
+            hard_timeout_span: Span::call_site(),
+            finish_on_hard_timeout: true,
         };
         let mut seen: Vec<String> = Vec::new();
         while !input.is_empty() {
@@ -92,6 +109,14 @@ impl Parse for CachedArgs {
                 "ttl_from" => args.ttl_from = Some(function_path(input, "ttl_from")?),
                 "cache_if" => args.cache_if = Some(function_path(input, "cache_if")?),
                 "ignore_self" => args.ignore_self = input.parse::<LitBool>()?.value,
+                "soft_timeout" => args.soft_timeout = Some(duration(input)?),
+                "hard_timeout" => {
+                    args.hard_timeout = Some(duration(input)?);
+                    args.hard_timeout_span = ident.span();
+                }
+                "finish_on_hard_timeout" => {
+                    args.finish_on_hard_timeout = input.parse::<LitBool>()?.value;
+                }
                 _ => unreachable!("checked against CACHED_ARGS"),
             }
             if input.is_empty() {

@@ -162,8 +162,8 @@ fn check_cached(attr: TokenStream, func: &ItemFn) -> syn::Result<Checked> {
                 push(e);
             }
         }
-        if args.stale.is_some() {
-            if let Err(e) = check_refreshable(&params) {
+        if args.stale.is_some() || args.timed() {
+            if let Err(e) = check_refreshable(&params, args.stale.is_some()) {
                 push(e);
             }
         }
@@ -208,12 +208,13 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
             ::std::result::Result::Err(__cl_pending) => __cl_pending.finish().await,
         }
     };
-    if args.stale.is_some() {
+    if args.stale.is_some() || args.timed() {
         let parts = Refreshed {
             ret: &ret,
             tags: &tags,
             policy,
             lookup,
+            timed: args.timed().then(|| timed_out(&args, &ret)),
         };
         let StaleExpansion { sig, body, sibling } = stale_body(&func, &params, &args, parts);
         return Ok(quote! {
@@ -252,6 +253,17 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
     })
 }
 
+/// The return value past the hard timeout: `timed_out::<R>()`, which needs `R` to carry a
+/// `TimeoutError` (reported at `hard_timeout`); `None` without a hard timeout.
+fn timed_out(args: &CachedArgs, ret: &TokenStream) -> TokenStream {
+    if args.hard_timeout.is_none() {
+        return quote! { ::std::option::Option::None };
+    }
+    quote_spanned! {args.hard_timeout_span.resolved_at(proc_macro2::Span::call_site())=>
+        ::cache_layer::__private::timed_out::<#ret>()
+    }
+}
+
 /// The start of every `#[cached]` body: the site's `static` configuration, the cache, the
 /// shape of the return type and the rendered key (a versioned explicit key, and a key with
 /// arguments whose type the signature leaves open, add the key as written to `tags`).
@@ -276,6 +288,9 @@ fn site(
     let stale_if_error = duration(args.stale_if_error.unwrap_or_default());
     let none_ttl = optional_duration(args.none_ttl);
     let lock = optional_duration(args.lock);
+    let soft_timeout = optional_duration(args.soft_timeout);
+    let hard_timeout = optional_duration(args.hard_timeout);
+    let finish_on_hard = args.finish_on_hard_timeout;
     let jitter = match args.jitter {
         Some(j) => quote! { ::std::option::Option::Some(#j) },
         None => quote! { ::std::option::Option::None },
@@ -295,6 +310,11 @@ fn site(
             none_ttl: #none_ttl,
             jitter: #jitter,
             lock: #lock,
+            timeouts: ::cache_layer::__private::Timeouts {
+                soft: #soft_timeout,
+                hard: #hard_timeout,
+                finish_on_hard: #finish_on_hard,
+            },
         };
         #cache
         let __cl_shape = #shape;
