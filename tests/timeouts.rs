@@ -61,7 +61,9 @@ async fn settle() {
 /// Stores "old" under `key`, then lets it age past its TTL into its stale-if-error window.
 async fn old_value(cache: &Cache, key: &Key, options: &LoadOptions) {
     let old = cache
-        .get_or_load(key, options, || async { Ok::<_, TimeoutError>("old".to_owned()) })
+        .get_or_load(key, options, || async {
+            Ok::<_, TimeoutError>("old".to_owned())
+        })
         .await;
     assert_eq!(old.as_deref(), Ok("old"));
     tokio::time::advance(2 * SECOND).await;
@@ -80,13 +82,21 @@ async fn a_soft_timeout_serves_the_stale_value_and_the_load_then_stores() {
     let slow = Slow::new();
     let load = slow.load("new");
     let served = cache.get_or_load(&key, &options, || load).await;
-    assert_eq!(served.as_deref(), Ok("old"), "the stale value, past the soft timeout");
+    assert_eq!(
+        served.as_deref(),
+        Ok("old"),
+        "the stale value, past the soft timeout"
+    );
     assert_eq!(cache.stats().soft_timeouts, 1);
     assert_eq!(cache.stats().hard_timeouts, 0);
 
     slow.open();
     settle().await;
-    assert_eq!(cache.get::<String>(&key).await.as_deref(), Some("new"), "stored meanwhile");
+    assert_eq!(
+        cache.get::<String>(&key).await.as_deref(),
+        Some("new"),
+        "stored meanwhile"
+    );
     assert_eq!(slow.loads(), 1);
 }
 
@@ -100,10 +110,15 @@ async fn a_load_faster_than_its_timeouts_answers_as_usual() {
         .hard_timeout(2 * SECOND);
     old_value(&cache, &key, &options).await;
     let served = cache
-        .get_or_load(&key, &options, || async { Ok::<_, TimeoutError>("new".to_owned()) })
+        .get_or_load(&key, &options, || async {
+            Ok::<_, TimeoutError>("new".to_owned())
+        })
         .await;
     assert_eq!(served.as_deref(), Ok("new"));
-    assert_eq!((cache.stats().soft_timeouts, cache.stats().hard_timeouts), (0, 0));
+    assert_eq!(
+        (cache.stats().soft_timeouts, cache.stats().hard_timeouts),
+        (0, 0)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -123,7 +138,11 @@ async fn a_hard_timeout_returns_the_typed_error_and_the_load_still_stores() {
 
     slow.open();
     settle().await;
-    assert_eq!(cache.get::<String>(&key).await.as_deref(), Some("late"), "finished and stored");
+    assert_eq!(
+        cache.get::<String>(&key).await.as_deref(),
+        Some("late"),
+        "finished and stored"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -138,14 +157,33 @@ async fn without_finish_on_hard_timeout_the_load_is_cancelled() {
     assert!(cache.get_or_load(&key, &options, || load).await.is_err());
     slow.open();
     settle().await;
-    assert_eq!(cache.get::<String>(&key).await, None, "the load was dropped");
-    assert_eq!(slow.gate.available_permits(), 1, "nobody went through the gate");
+    assert_eq!(
+        cache.get::<String>(&key).await,
+        None,
+        "the load was dropped"
+    );
+    assert_eq!(
+        slow.gate.available_permits(),
+        1,
+        "nobody went through the gate"
+    );
 }
 
 /// `count` callers of one key at once: the first leads, the others wait on its load.
-async fn together(cache: &Cache, key: &Key, options: &LoadOptions, slow: &Slow, count: usize) -> Vec<Result<String, TimeoutError>> {
+async fn together(
+    cache: &Cache,
+    key: &Key,
+    options: &LoadOptions,
+    slow: &Slow,
+    count: usize,
+) -> Vec<Result<String, TimeoutError>> {
     let calls = (0..count).map(|_| {
-        let (cache, key, options, load) = (cache.clone(), key.clone(), options.clone(), slow.load("new"));
+        let (cache, key, options, load) = (
+            cache.clone(),
+            key.clone(),
+            options.clone(),
+            slow.load("new"),
+        );
         tokio::spawn(async move { cache.get_or_load(&key, &options, || load).await })
     });
     let handles: Vec<_> = calls.collect();
@@ -166,7 +204,10 @@ async fn waiters_follow_the_leaders_soft_timeout() {
     old_value(&cache, &key, &options).await;
     let slow = Slow::new();
     let answers = together(&cache, &key, &options, &slow, 4).await;
-    assert!(answers.iter().all(|a| a.as_deref() == Ok("old")), "{answers:?}");
+    assert!(
+        answers.iter().all(|a| a.as_deref() == Ok("old")),
+        "{answers:?}"
+    );
     assert_eq!(slow.loads(), 1, "one load for all of them");
     assert_eq!(cache.stats().coalesced, 3);
     slow.open();
@@ -183,7 +224,11 @@ async fn waiters_follow_the_leaders_hard_timeout() {
     let answers = together(&cache, &key, &options, &slow, 4).await;
     assert!(answers.iter().all(Result::is_err), "{answers:?}");
     assert_eq!(slow.loads(), 1, "one load for all of them");
-    assert_eq!(cache.stats().hard_timeouts, 1, "counted once, by the leader");
+    assert_eq!(
+        cache.stats().hard_timeouts,
+        1,
+        "counted once, by the leader"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -196,7 +241,10 @@ async fn a_hard_timeout_serves_a_stale_if_error_value_when_there_is_one() {
     old_value(&cache, &key, &options).await;
     let slow = Slow::new();
     let load = slow.load("new");
-    assert_eq!(cache.get_or_load(&key, &options, || load).await.as_deref(), Ok("old"));
+    assert_eq!(
+        cache.get_or_load(&key, &options, || load).await.as_deref(),
+        Ok("old")
+    );
     assert_eq!(cache.stats().hard_timeouts, 1);
 }
 
@@ -215,13 +263,23 @@ async fn cached_fns_take_both_timeouts() {
     SLOW.open();
     assert_eq!(report("a").await.unwrap(), "a v1", "a miss loads");
     tokio::time::advance(2 * SECOND).await;
-    assert_eq!(report("a").await.unwrap(), "a v1", "soft timeout: the stale value");
+    assert_eq!(
+        report("a").await.unwrap(),
+        "a v1",
+        "soft timeout: the stale value"
+    );
     assert_eq!(REPORTS.stats().soft_timeouts, 1);
     SLOW.open();
     settle().await;
-    assert_eq!(report("a").await.unwrap(), "a v2", "stored in the background");
+    assert_eq!(
+        report("a").await.unwrap(),
+        "a v2",
+        "stored in the background"
+    );
 
-    let error = report("b").await.expect_err("no stale value: the hard timeout");
+    let error = report("b")
+        .await
+        .expect_err("no stale value: the hard timeout");
     assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
     assert_eq!(REPORTS.stats().hard_timeouts, 1);
 }

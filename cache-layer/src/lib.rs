@@ -185,7 +185,7 @@ pub mod testing {
     pub use crate::engine::clock::follow_tokio_time;
 }
 pub use engine::stats::Stats;
-pub use engine::timeout::TimeoutError;
+pub use engine::timed_out::TimeoutError;
 
 /// The crate's README (what crates.io shows), compiled as doctests.
 #[cfg(doctest)]

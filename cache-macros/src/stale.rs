@@ -37,7 +37,9 @@ pub(crate) fn check_refreshable(params: &Params, stale: bool) -> syn::Result<()>
             if reference.mutability.is_some() {
                 return Err(syn::Error::new_spanned(
                     ident,
-                    format!("{runs} with copies of the arguments; a `&mut` argument cannot be copied"),
+                    format!(
+                        "{runs} with copies of the arguments; a `&mut` argument cannot be copied"
+                    ),
                 ));
             }
         }

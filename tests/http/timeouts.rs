@@ -65,14 +65,23 @@ async fn a_soft_timeout_serves_the_stale_response_and_stores_the_late_one() {
 
     let replies = together(&server, 3).await;
     for reply in &replies {
-        assert_eq!((reply.status, reply.text()), (StatusCode::OK, "body-1".to_owned()));
+        assert_eq!(
+            (reply.status, reply.text()),
+            (StatusCode::OK, "body-1".to_owned())
+        );
     }
     assert!(
-        replies.iter().any(|r| r.cache_status().contains("detail=timeout")),
+        replies
+            .iter()
+            .any(|r| r.cache_status().contains("detail=timeout")),
         "{:?}",
         replies.iter().map(Reply::cache_status).collect::<Vec<_>>()
     );
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "one call for the three requests");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "one call for the three requests"
+    );
     assert_eq!(server.cache().stats().soft_timeouts, 1);
 
     gate.add_permits(1);
@@ -91,9 +100,18 @@ async fn a_hard_timeout_answers_504_and_stores_the_late_response() {
 
     let replies = together(&server, 3).await;
     for reply in &replies {
-        assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT, "{}", reply.cache_status());
+        assert_eq!(
+            reply.status,
+            StatusCode::GATEWAY_TIMEOUT,
+            "{}",
+            reply.cache_status()
+        );
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "one call for the three requests");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "one call for the three requests"
+    );
     assert_eq!(server.cache().stats().hard_timeouts, 1);
 
     gate.add_permits(1);
@@ -117,7 +135,10 @@ async fn a_hard_timeout_serves_a_stale_if_error_response() {
     assert_eq!(server.get("/r", &[]).await.text(), "body-1");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let reply = server.get("/r", &[]).await;
-    assert_eq!((reply.status, reply.text()), (StatusCode::OK, "body-1".to_owned()));
+    assert_eq!(
+        (reply.status, reply.text()),
+        (StatusCode::OK, "body-1".to_owned())
+    );
     assert_eq!(server.cache().stats().hard_timeouts, 1);
     gate.add_permits(1);
 }

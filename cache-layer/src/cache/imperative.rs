@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use crate::cache::{Cache, SharedWrite};
-use crate::engine::timeout::{CarriesTimeout, TimeoutError};
+use crate::engine::timed_out::{CarriesTimeout, TimeoutError};
 use crate::key::Key;
 use crate::memo::{
     self, Cacheable, LoadOptions, Lookup, PlainShape, Policy, ResultOptionShape, ResultShape,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::entry::Value;
-use super::timeout::TimeoutError;
+use super::timed_out::TimeoutError;
 
 /// The flights, shared with each [`Leader`] so that a leader can outlive a borrow of the
 /// cache (the HTTP layer hands it to a response body that finishes the load).

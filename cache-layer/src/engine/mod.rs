@@ -11,7 +11,8 @@
 //! - `entry`: a stored entry, its deadlines and where it is in its life.
 //! - `invalidation`: the invalidation log a load checks before keeping its result.
 //! - `clock`: the monotonic clock entry lifetimes are measured on (Tokio's, for tests).
-//! - `timeout`: loader timeouts (soft: serve stale; hard: give up), raced once for all.
+//! - `timeout`: loader timeouts (soft: serve stale; hard: give up), raced once for all;
+//!   `timed_out`: what a hard timeout answers (`TimeoutError`).
 //! - `stats`: the counters behind `Cache::stats` and the `metrics` export.
 //! - `trace`: the `tracing` spans of look-ups, loads and refreshes.
 
@@ -23,5 +24,6 @@ mod lock;
 pub(crate) mod pipeline;
 pub(crate) mod random;
 pub(crate) mod stats;
+pub(crate) mod timed_out;
 pub(crate) mod timeout;
 pub(crate) mod trace;

@@ -38,7 +38,7 @@ use super::clock;
 use super::entry::{Age, Deadlines, Entry, RefreshClaim, Value};
 use super::flight::{Join, Waited};
 use super::stats::Counter;
-use super::timeout::TimeoutError;
+use super::timed_out::TimeoutError;
 use super::trace;
 use crate::cache::{Cache, EntryKind};
 use crate::store::{SharedSince, ENTRY_OVERHEAD};

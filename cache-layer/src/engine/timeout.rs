@@ -1,13 +1,12 @@
 //! Loader timeouts, once for every front-end: a load raced against a soft timeout (past it,
 //! a caller holding a stale value serves that value) and a hard one (past it, the caller gets
-//! [`TimeoutError`], or its stale value when it holds one). Either way the load itself runs on
+//! [`TimeoutError`](crate::TimeoutError), or its stale value when it holds one). Either way the load itself runs on
 //! a task of its own, so that it can finish and store after its caller has been answered.
 //!
 //! The leader of a single-flight tells its waiters at the timeout what it answered (the stale
 //! value it served, or that it timed out; `flight.rs`'s [`Herald`]), so they follow it instead
 //! of waiting on. Both timeouts are counted (`soft_timeouts`, `hard_timeouts`).
 
-use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
@@ -16,8 +15,8 @@ use tokio::task::JoinHandle;
 
 use super::entry::Value;
 use super::flight::Herald;
-use super::stats::Counter;
-use crate::cache::Cache;
+use super::stats::{Counter, Counters};
+pub(crate) use super::timed_out::TimeoutError;
 
 /// A site's timeouts (what `#[cached(soft_timeout = ..., hard_timeout = ...)]`,
 /// [`LoadOptions`](crate::LoadOptions) and [`CacheLayer`](crate::http::CacheLayer) set).
@@ -52,57 +51,6 @@ impl Default for Timeouts {
     }
 }
 
-/// A load took longer than its hard timeout, and no stale value could stand in.
-///
-/// What a `#[cached(hard_timeout = ...)]` function (whose error type converts from it) and
-/// [`Cache::get_or_load`](crate::Cache::get_or_load) and its siblings return then; the
-/// [`CacheLayer`](crate::http::CacheLayer) answers `504 Gateway Timeout` instead. Converts into
-/// [`std::io::Error`] (kind [`TimedOut`](std::io::ErrorKind::TimedOut)).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TimeoutError {
-    after: Duration,
-}
-
-impl TimeoutError {
-    /// The hard timeout that passed.
-    pub fn after(&self) -> Duration {
-        self.after
-    }
-}
-
-impl fmt::Display for TimeoutError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the load took longer than its hard timeout ({:?})", self.after)
-    }
-}
-
-impl std::error::Error for TimeoutError {}
-
-impl From<TimeoutError> for std::io::Error {
-    fn from(error: TimeoutError) -> Self {
-        std::io::Error::new(std::io::ErrorKind::TimedOut, error)
-    }
-}
-
-/// A return type that can carry a [`TimeoutError`]: `Result<T, E>` with
-/// `E: From<TimeoutError>`. What `hard_timeout` needs of a `#[cached]` function.
-#[diagnostic::on_unimplemented(
-    message = "`hard_timeout` needs a function returning `Result<T, E>` with `E: From<cache_layer::TimeoutError>`; `{Self}` cannot carry the timeout",
-    label = "a hard timeout returns `Err(TimeoutError.into())` here",
-    note = "return a `Result` whose error implements `From<cache_layer::TimeoutError>` (`std::io::Error` does), or use only `soft_timeout`"
-)]
-pub trait CarriesTimeout: Sized {
-    /// The return value for a load past its hard timeout.
-    fn timed_out(error: TimeoutError) -> Self;
-}
-
-impl<T, E: From<TimeoutError>> CarriesTimeout for Result<T, E> {
-    #[inline]
-    fn timed_out(error: TimeoutError) -> Self {
-        Err(error.into())
-    }
-}
-
 /// How a load raced against its timeouts ended for its caller.
 pub(crate) enum Within<T> {
     /// The load answered in time (also: there was nothing to race, outside a Tokio runtime).
@@ -122,7 +70,7 @@ pub(crate) enum Within<T> {
 /// runs in the caller's task; a caller dropped meanwhile leaves the load running (cancelled,
 /// without `finish_on_hard`).
 pub(crate) async fn within<T, W, O, OF>(
-    cache: &Cache,
+    counters: &Counters,
     timeouts: Timeouts,
     stale: Option<Value>,
     herald: Option<Herald>,
@@ -156,9 +104,9 @@ where
             if let Ok(output) = tokio::time::timeout_at(soft_at, &mut answered).await {
                 return Within::Done(guard.settle(output).await);
             }
-            cache.inner().counters().add(Counter::SoftTimeout);
+            counters.add(Counter::SoftTimeout);
             guard.cancel = false;
-            return timed_out(cache, "soft", stale, herald, None);
+            return timed_out(counters, "soft", stale, herald, None);
         }
     }
     let Some(hard_at) = hard_at else {
@@ -167,23 +115,33 @@ where
     if let Ok(output) = tokio::time::timeout_at(hard_at, &mut answered).await {
         return Within::Done(guard.settle(output).await);
     }
-    cache.inner().counters().add(Counter::HardTimeout);
+    counters.add(Counter::HardTimeout);
     let after = timeouts.hard.unwrap_or_default();
-    timed_out(cache, "hard", stale, herald, Some(TimeoutError { after }))
+    timed_out(
+        counters,
+        "hard",
+        stale,
+        herald,
+        Some(TimeoutError::new(after)),
+    )
 }
 
 /// A timeout passed: the caller's answer, told to the flight's waiters.
 fn timed_out<T>(
-    cache: &Cache,
+    counters: &Counters,
     which: &'static str,
     stale: Option<Value>,
     herald: Option<Herald>,
     error: Option<TimeoutError>,
 ) -> Within<T> {
-    let name = cache.inner().counters().name();
+    let name = counters.name();
     match (stale, error) {
         (Some(stale), _) => {
-            tracing::warn!(cache = name, which, "load past its timeout; serving the stale value");
+            tracing::warn!(
+                cache = name,
+                which,
+                "load past its timeout; serving the stale value"
+            );
             if let Some(herald) = herald {
                 herald.fall_back(stale);
             }

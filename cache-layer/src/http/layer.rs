@@ -12,11 +12,11 @@ use http::HeaderMap;
 use tower_layer::Layer;
 
 use super::body::BodyBudget;
-use crate::engine::pipeline::Timeouts;
 use super::config::{Applied, Config, EtagMode, HttpOnly};
 use super::purge::{bearer_check, Purge};
 use super::rules::targeted::TargetedFields;
 use super::service::CacheService;
+use crate::engine::pipeline::Timeouts;
 use crate::Cache;
 
 /// A [`tower_layer::Layer`] that caches HTTP responses in a [`Cache`] like an RFC 9111 shared

@@ -17,7 +17,7 @@ use crate::engine::entry::{Age, Entry, Lifetime, Value};
 use crate::engine::pipeline::{
     self, read_shared_since, Joined, Leader, Load, Locked, Waiting, Within,
 };
-use crate::engine::timeout::TimeoutError;
+use crate::engine::timed_out::TimeoutError;
 use crate::engine::trace;
 use crate::store::codec::{self, WallDeadlines};
 use crate::store::{SharedSince, ENTRY_OVERHEAD};
@@ -205,12 +205,15 @@ impl<'a, S> Miss<'a, S> {
             let miss = Miss::<S>::new(&cache, &site, &key, fallback, since);
             miss.run(load, &tags, &policy, leader, &load_span).await
         };
-        let ended = pipeline::within(self.cache, timeouts, stale, herald, work, |_| async {});
+        let counters = self.cache.inner().counters();
+        let ended = pipeline::within(counters, timeouts, stale, herald, work, |_| async {});
         match ended.await {
             Within::Done(value) => value,
             Within::Stale => {
                 trace::outcome(span, trace::Outcome::Timeout, None);
-                served.take().expect("a stale value is served only when there is one")
+                served
+                    .take()
+                    .expect("a stale value is served only when there is one")
             }
             Within::TimedOut(error) => {
                 trace::outcome(span, trace::Outcome::Timeout, None);

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use crate::engine::clock;
-use crate::engine::pipeline::Timeouts;
 use crate::engine::entry::Lifetime;
+use crate::engine::pipeline::Timeouts;
 use crate::engine::random;
 
 /// The configuration of one `#[cached]` function, built by the macro as a `static` (or of a

@@ -2,6 +2,8 @@
 
 use std::future::Future;
 
+pub use crate::engine::timed_out::CarriesTimeout;
+pub use crate::engine::timeout::Timeouts;
 pub use crate::key::{KeyArg, KeyBuf};
 pub use crate::memo::{
     lookup, lookup_now, CacheIf, Lookup, Miss, Pending, Policy, Refresh, Site, TtlFrom,
@@ -10,7 +12,6 @@ pub use crate::memo::{
     Cacheable, OptionShape, Outcome, PlainShape, Probe, ResultOptionShape, ResultShape, Shape,
     ViaOption, ViaPlain, ViaResult, ViaResultOption,
 };
-pub use crate::engine::timeout::{CarriesTimeout, Timeouts};
 pub use std::time::Duration;
 
 use crate::Cache;

@@ -18,7 +18,7 @@ use super::lookup::{
 use super::plan::Plan;
 use super::refresh::refresh_in_background;
 use super::respond::serve;
-use super::timeout::{load_within, servable_stale, timed_out_answer};
+use super::timeout::{servable_stale, timed_out_answer, Timed};
 use crate::engine::clock;
 use crate::engine::entry::{Entry, Value};
 use crate::engine::pipeline::{self, Joined, Leader, Locked, Waiting};
@@ -167,7 +167,11 @@ where
         }
     }
     if config.timeouts.is_set() {
-        return load_within(cache, config, inner, request, plan, leader).await;
+        let (method, headers) = (request.method(), request.headers());
+        let timed = Timed::new(&plan, leader.as_ref(), method, headers);
+        let timeouts = config.timeouts;
+        let load = load_once(cache.clone(), config, inner, request, plan, leader);
+        return timed.race(&cache, timeouts, load).await;
     }
     load_once(cache, config, inner, request, plan, leader).await
 }
@@ -176,7 +180,7 @@ where
 /// one that takes the key's distributed lock (`CacheLayer::shared_lock`) forwards; the others
 /// wait for the response it stores. Without a shared tier, or when Redis does not answer,
 /// forwards at once.
-pub(super) async fn load_once<S, ReqBody, ResBody>(
+async fn load_once<S, ReqBody, ResBody>(
     cache: Cache,
     config: Arc<Config>,
     inner: S,

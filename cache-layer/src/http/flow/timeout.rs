@@ -4,61 +4,82 @@
 //! else (hard timeout) with `504 Gateway Timeout`; the inner service's response is still
 //! read to its end in the background, which stores it.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
-use tower_service::Service;
 
-use super::fetch::load_once;
 use super::plan::Plan;
 use super::respond::{empty_response, serve};
 use crate::engine::clock;
 use crate::engine::entry::Value;
-use crate::engine::pipeline::{self, Leader, Within};
+use crate::engine::flight::Herald;
+use crate::engine::pipeline::{self, Leader, Timeouts, Within};
 use crate::http::body::CacheBody;
-use crate::http::config::Config;
 use crate::http::status::{CacheStatus, Forward};
 use crate::http::stored::CachedResponse;
 use crate::Cache;
 
-/// Forwards a miss (`fetch.rs`'s `load_once`) on a task of its own, raced against the
-/// layer's timeouts.
-pub(crate) async fn load_within<S, ReqBody, ResBody>(
-    cache: Cache,
-    config: Arc<Config>,
-    inner: S,
-    request: Request<ReqBody>,
-    plan: Plan,
-    leader: Option<Leader>,
-) -> Result<Response<CacheBody<ResBody>>, S::Error>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    ReqBody: Send + 'static,
-    ResBody: Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Send + 'static,
-{
-    let (method, client) = (request.method().clone(), request.headers().clone());
-    let servable = servable_stale(&plan);
-    let forward = plan.forward;
-    let stale = servable.clone().map(|stale| stale as Value);
-    let herald = leader.as_ref().map(Leader::herald);
-    let timeouts = config.timeouts;
-    let work = load_once(cache.clone(), config, inner, request, plan, leader);
-    // Reading the body to its end is what stores it (and frees its share of the body budget).
-    let orphan = |answered: Result<Response<CacheBody<ResBody>>, S::Error>| async move {
-        if let Ok(response) = answered {
-            let _ = response.into_body().collect().await;
+/// What a miss answers if its load is past a timeout, taken before the load (which owns the
+/// plan and the flight's leader) begins.
+pub(crate) struct Timed {
+    stale: Option<Arc<CachedResponse>>,
+    forward: Forward,
+    herald: Option<Herald>,
+    method: Method,
+    client: HeaderMap,
+}
+
+impl Timed {
+    /// For a miss of `plan`, asked with `method` and `client`'s headers, led by `leader`.
+    pub(crate) fn new(
+        plan: &Plan,
+        leader: Option<&Leader>,
+        method: &Method,
+        client: &HeaderMap,
+    ) -> Self {
+        Timed {
+            stale: servable_stale(plan),
+            forward: plan.forward,
+            herald: leader.map(Leader::herald),
+            method: method.clone(),
+            client: client.clone(),
         }
-    };
-    match pipeline::within(&cache, timeouts, stale, herald, work, orphan).await {
-        Within::Done(answered) => answered,
-        Within::Stale | Within::TimedOut(_) => {
-            Ok(timed_out_answer(servable, forward, &method, &client))
+    }
+
+    /// Runs `load` (the miss's forwarding, `fetch.rs`'s `load_once`) on a task of its own,
+    /// raced against `timeouts`; a late response is read to its end there, which stores it.
+    pub(crate) async fn race<W, B, E>(
+        self,
+        cache: &Cache,
+        timeouts: Timeouts,
+        load: W,
+    ) -> Result<Response<CacheBody<B>>, E>
+    where
+        W: Future<Output = Result<Response<CacheBody<B>>, E>> + Send + 'static,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Send + 'static,
+        E: Send + 'static,
+    {
+        let stale = self.stale.clone().map(|stale| stale as Value);
+        // Reading the body to its end is what stores it (and frees its share of the body budget).
+        let orphan = |answered: Result<Response<CacheBody<B>>, E>| async move {
+            if let Ok(response) = answered {
+                let _ = response.into_body().collect().await;
+            }
+        };
+        let counters = cache.inner().counters();
+        match pipeline::within(counters, timeouts, stale, self.herald, load, orphan).await {
+            Within::Done(answered) => answered,
+            Within::Stale | Within::TimedOut(_) => Ok(timed_out_answer(
+                self.stale,
+                self.forward,
+                &self.method,
+                &self.client,
+            )),
         }
     }
 }
