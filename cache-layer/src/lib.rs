@@ -34,8 +34,10 @@
 //! # What is cached
 //! `Result<T, E>` caches `Ok(T)` and never `Err`; `Option<T>` caches `Some(T)`, and `None` only
 //! with `none_ttl` (negative caching); other return types are cached as they are. Cached values
-//! are `Clone + Send + Sync + Serialize + DeserializeOwned + 'static`: the same code runs on an
-//! in-memory or a shared store. A memory hit clones the value; it never serialises it, and a
+//! are `Clone + Send + Sync + Serialize + DeserializeOwned + 'static` ([`Shareable`]): the same
+//! code runs on an in-memory or a shared store. A function marked
+//! [`local`](macro@cached#local-values-without-serde) keeps its values in this process's memory
+//! and needs no serde ([`Cacheable`]). A memory hit clones the value; it never serialises it, and a
 //! repeated hit on a thread is answered from that thread's copy of the entry (see
 //! [`CacheBuilder::memory_budget`]). An entry is fresh for `ttl`, then stale for `stale`
 //! (served while one background task refreshes it), then served only when the loader fails for
@@ -174,8 +176,8 @@ pub use cache_macros::invalidates;
 pub use cache_macros::KeyArg;
 pub use error::BuildError;
 pub use key::{Key, KeyArg, KeyBuf};
-pub use memo::Cacheable;
 pub use memo::LoadOptions;
+pub use memo::{Cacheable, Shareable};
 
 /// Support for testing code that caches: caching off is
 /// [`CacheBuilder::disabled`]; entry lifetimes on Tokio's paused clock are
@@ -184,6 +186,7 @@ pub mod testing {
     #[cfg(feature = "test-clock")]
     pub use crate::engine::clock::follow_tokio_time;
 }
+pub use engine::hooks::{Eviction, EvictionCause, Invalidated, Invalidation, LoadFailure, Origin};
 pub use engine::stats::Stats;
 pub use engine::timed_out::TimeoutError;
 

@@ -8,7 +8,7 @@ use syn::punctuated::Punctuated;
 use syn::{bracketed, Expr, Ident, LitBool, LitFloat, LitInt, LitStr, Token};
 
 const CACHED_ARGS: &str =
-    "`ttl`, `key`, `invalidate_on`, `stale`, `stale_if_error`, `none_ttl`, `jitter`, `lock`, `cache`, `name`, `version`, `ttl_from`, `cache_if`, `ignore_self`, `soft_timeout`, `hard_timeout`, `finish_on_hard_timeout`";
+    "`ttl`, `key`, `invalidate_on`, `stale`, `stale_if_error`, `none_ttl`, `jitter`, `lock`, `cache`, `name`, `version`, `ttl_from`, `cache_if`, `ignore_self`, `local`, `soft_timeout`, `hard_timeout`, `finish_on_hard_timeout`";
 
 /// `#[cached(...)]`, parsed and checked.
 pub(crate) struct CachedArgs {
@@ -34,6 +34,8 @@ pub(crate) struct CachedArgs {
     /// Where `hard_timeout` is written: a return type that cannot carry it is reported there.
     pub(crate) hard_timeout_span: Span,
     pub(crate) finish_on_hard_timeout: bool,
+    /// `local`: values stay in this process's memory (no serde needed, never in Redis).
+    pub(crate) local: bool,
 }
 
 impl CachedArgs {
@@ -67,7 +69,9 @@ impl Parse for CachedArgs {
             hard_timeout: None,
             hard_timeout_span: Span::call_site(),
             finish_on_hard_timeout: true,
+            local: false,
         };
+        let mut local_span = None;
         let mut seen: Vec<String> = Vec::new();
         while !input.is_empty() {
             let ident: Ident = input.call(syn::ext::IdentExt::parse_any)?;
@@ -85,6 +89,16 @@ impl Parse for CachedArgs {
                 ));
             }
             seen.push(name.clone());
+            if name == "local" {
+                // A bare word: the site keeps its values in memory only.
+                args.local = true;
+                local_span = Some(ident.span());
+                if input.is_empty() {
+                    break;
+                }
+                input.parse::<Token![,]>()?;
+                continue;
+            }
             input.parse::<Token![=]>()?;
             match name.as_str() {
                 "ttl" => ttl = Some(duration(input)?),
@@ -130,6 +144,12 @@ impl Parse for CachedArgs {
                 "missing `ttl`: how long a value stays fresh, e.g. `#[cached(ttl = \"5m\")]`",
             )
         })?;
+        if let (Some(span), Some(_)) = (local_span, args.lock) {
+            return Err(syn::Error::new(
+                span,
+                "`local` values never leave this process, so `lock` (which makes other instances wait for a value in Redis) cannot apply: drop one of them",
+            ));
+        }
         Ok(args)
     }
 }
@@ -185,7 +205,7 @@ impl Parse for InvalidatesArgs {
 fn duration(input: ParseStream<'_>) -> syn::Result<Duration> {
     let lit: LitStr = input.parse()?;
     let text = lit.value();
-    let parsed = humantime::parse_duration(text.trim()).map_err(|e| {
+    let parsed = crate::duration::parse(&text).map_err(|e| {
         syn::Error::new(
             lit.span(),
             format!("invalid duration \"{text}\": {e}; write it like \"30s\", \"5m\" or \"1h30m\""),

@@ -34,7 +34,7 @@ fn cache_binding(cache: Option<&syn::Expr>, params: &Params) -> TokenStream {
     let owned_receiver = params
         .receiver
         .as_ref()
-        .is_some_and(|receiver| !matches!(&*receiver.ty, syn::Type::Reference(_)));
+        .is_some_and(|receiver| !crate::params::borrowed(receiver));
     match cache {
         Some(expr) if owned_receiver => quote! {
             let __cl_cache_handle: ::cache_layer::Cache = ::std::clone::Clone::clone(&(#expr));
@@ -190,6 +190,7 @@ fn expand_cached(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
         vis,
         sig,
         block,
+        ..
     } = &func;
     let ret = return_type(&func);
     let mut tags: Vec<TokenStream> = tags
@@ -296,7 +297,10 @@ fn site(
         None => quote! { ::std::option::Option::None },
     };
     let cache = cache_binding(args.cache.as_ref(), params);
-    let shape = shape_of(&return_type(func));
+    let mut shape = shape_of(&return_type(func));
+    if args.local {
+        shape = quote! { ::cache_layer::__private::Local(#shape) };
+    }
     let key = match key {
         Some(template) => explicit_key(template, &version, &params.open, tags),
         None => default_key(params, &namespace, tags),
@@ -472,6 +476,7 @@ fn expand_invalidates(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStrea
         vis,
         sig,
         block,
+        ..
     } = &func;
     let ret = return_type(&func);
     let cache = cache_binding(args.cache.as_ref(), &params);

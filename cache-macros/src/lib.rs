@@ -6,6 +6,7 @@ use proc_macro::TokenStream;
 
 mod args;
 mod derive_key;
+mod duration;
 mod expand;
 mod params;
 mod stale;

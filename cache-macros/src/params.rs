@@ -99,8 +99,28 @@ fn path_is_open(path: &TypePath, generics: &[&Ident]) -> bool {
                 _ => false,
             }),
             PathArguments::Parenthesized(args) => {
-                args.inputs.iter().any(|ty| is_open(ty, generics))
+                args.inputs.iter().any(|arg| is_open(&arg.ty, generics))
                     || matches!(&args.output, ReturnType::Type(_, ty) if is_open(ty, generics))
             }
         })
+}
+
+/// Whether a method borrows its receiver (`&self`, `&mut self`, `self: &Self`).
+pub(crate) fn borrowed(receiver: &syn::Receiver) -> bool {
+    match &receiver.kind {
+        syn::ReceiverKind::Reference(..) => true,
+        syn::ReceiverKind::Typed(_, ty) => matches!(&**ty, Type::Reference(_)),
+        _ => false,
+    }
+}
+
+/// Whether a method borrows its receiver mutably (`&mut self`, `self: &mut Self`).
+pub(crate) fn borrowed_mut(receiver: &syn::Receiver) -> bool {
+    match &receiver.kind {
+        syn::ReceiverKind::Reference(_, _, mutability) => mutability.is_some(),
+        syn::ReceiverKind::Typed(_, ty) => {
+            matches!(&**ty, Type::Reference(r) if r.mutability.is_some())
+        }
+        _ => false,
+    }
 }

@@ -25,7 +25,7 @@ pub(crate) fn check_refreshable(params: &Params, stale: bool) -> syn::Result<()>
         )
     };
     if let Some(receiver) = &params.receiver {
-        if matches!(&*receiver.ty, Type::Reference(r) if r.mutability.is_some()) {
+        if crate::params::borrowed_mut(receiver) {
             return Err(syn::Error::new_spanned(
                 receiver,
                 format!("{runs} with a clone of `self`; `&mut self` cannot be shared"),
@@ -308,7 +308,7 @@ fn method_callee(
     let names = params.typed.iter().map(|(ident, _, _)| ident);
     let owned = owned_arguments(params);
     // A borrowed receiver is cloned on the refresh path only: a miss borrows `self`.
-    let (refresh_setup, own_self) = if matches!(&*receiver.ty, Type::Reference(_)) {
+    let (refresh_setup, own_self) = if crate::params::borrowed(receiver) {
         let setup = quote_spanned! {at(syn::spanned::Spanned::span(receiver))=>
             let __cl_own_self = ::cache_layer::__private::owned_receiver(self);
         };

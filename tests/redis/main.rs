@@ -5,10 +5,12 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod clear;
 mod cluster;
 mod connection;
 mod entry_bytes;
 mod invalidation_history;
+mod local_values;
 mod lock;
 mod outage_bound;
 mod outages;

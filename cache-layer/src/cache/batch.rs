@@ -19,7 +19,7 @@ use crate::engine::entry::Entry;
 use crate::engine::pipeline;
 use crate::key::Key;
 use crate::memo::{
-    self, Cacheable, LoadOptions, Lookup, Miss, Pending, Policy, Refresh, ResultShape,
+    self, KeepShared, LoadOptions, Lookup, Miss, Pending, Policy, Refresh, ResultShape, Shareable,
 };
 
 /// Why one key of a batch has no value: a load result that is never stored.
@@ -97,7 +97,7 @@ impl Cache {
         load: F,
     ) -> Result<Vec<Option<T>>, E>
     where
-        T: Cacheable,
+        T: Shareable,
         E: Send + 'static,
         F: Fn(Vec<Key>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<HashMap<Key, T>, E>> + Send + 'static,
@@ -177,7 +177,7 @@ fn dedupe<'a, T>(
 
 /// Answers the keys memory did not, from the shared tier read in one pipeline: fills
 /// `values` and `stale`, and returns the misses.
-async fn answer_from_shared<'a, T: Cacheable>(
+async fn answer_from_shared<'a, T: Shareable>(
     cache: &Cache,
     keys: &[Key],
     rest: Vec<(usize, Unanswered<'a, T>)>,
@@ -209,7 +209,7 @@ async fn answer_from_shared<'a, T: Cacheable>(
 }
 
 /// The shared tier's entries for `keys`, in order, read with one pipeline.
-async fn read_shared<T: Cacheable>(cache: &Cache, keys: &[&str]) -> Vec<Option<Arc<Entry>>> {
+async fn read_shared<T: Shareable>(cache: &Cache, keys: &[&str]) -> Vec<Option<Arc<Entry>>> {
     let remote = cache.shared_tier().filter(|_| !keys.is_empty());
     let Some(remote) = remote else {
         return vec![None; keys.len()];
@@ -219,7 +219,7 @@ async fn read_shared<T: Cacheable>(cache: &Cache, keys: &[&str]) -> Vec<Option<A
     let read = remote.store.get_many(keys).await;
     keys.iter()
         .zip(read)
-        .map(|(key, bytes)| memo::decode_shared::<T>(cache, key, &bytes?, since))
+        .map(|(key, bytes)| memo::decode_shared::<T, KeepShared>(cache, key, &bytes?, since))
         .collect()
 }
 
@@ -235,7 +235,7 @@ async fn load_misses<T, E, F, Fut>(
     keys: &[Key],
 ) -> Option<E>
 where
-    T: Cacheable,
+    T: Shareable,
     F: Fn(Vec<Key>) -> Fut,
     Fut: Future<Output = Result<HashMap<Key, T>, E>>,
 {
@@ -327,7 +327,7 @@ fn refresh_in_background<T, E, F, Fut>(
     stale: Vec<(Key, Refresh<ResultShape>)>,
     options: &LoadOptions,
 ) where
-    T: Cacheable,
+    T: Shareable,
     E: Send + 'static,
     F: Fn(Vec<Key>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<HashMap<Key, T>, E>> + Send + 'static,

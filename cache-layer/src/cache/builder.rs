@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use super::{Cache, Inner};
 use crate::engine::flight::Flights;
+use crate::engine::hooks::{Echoes, Eviction, Hooks, Invalidation, LoadFailure};
+#[cfg(doc)]
+use crate::engine::hooks::{EvictionCause, Invalidated, Origin};
 use crate::engine::invalidation::InvalidationLog;
 use crate::engine::stats::Counters;
 use crate::error::BuildError;
@@ -32,6 +35,7 @@ pub struct CacheBuilder {
     max_wait: Duration,
     disabled: bool,
     trace_keys: bool,
+    hooks: Hooks,
     shared: SharedOptions,
 }
 
@@ -44,6 +48,7 @@ impl Default for CacheBuilder {
             max_wait: Duration::from_secs(10),
             disabled: false,
             trace_keys: false,
+            hooks: Hooks::default(),
             shared: SharedOptions::default(),
         }
     }
@@ -128,6 +133,79 @@ impl CacheBuilder {
         self
     }
 
+    /// Calls `hook` for each entry that leaves the in-memory store, with the cause: evicted for
+    /// the budget ([`EvictionCause::Size`]), past its last window ([`Expired`], when a read
+    /// finds it so), replaced by a newer entry ([`Replaced`]) or removed by an invalidation
+    /// or a clear ([`Invalidated`]). Entries removed by a clear of everything are told of as
+    /// the store drops them, which may be after the clear returns.
+    ///
+    /// The hook runs on the thread that removed the entry (a caller's, or the store's
+    /// maintenance), so it should be quick: hand slow work (a CDN purge) to a task or a
+    /// channel. A hook that panics is caught and counted ([`Stats::hook_panics`]); the call
+    /// that removed the entry goes on. Nothing is called, or paid, on a hit.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use cache_layer::{Cache, EvictionCause, Key, LoadOptions};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let removed = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = Arc::clone(&removed);
+    /// let cache = Cache::builder()
+    ///     .on_eviction(move |eviction| {
+    ///         seen.lock().unwrap().push((eviction.key.to_owned(), eviction.cause));
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// let key = Key::new("user").part(7);
+    /// let options = LoadOptions::new(std::time::Duration::from_secs(60));
+    /// cache.insert(&key, "Ada".to_owned(), &options).await;
+    /// cache.invalidate("user:7").await;
+    /// assert_eq!(removed.lock().unwrap()[..], [("user:7".to_owned(), EvictionCause::Invalidated)]);
+    /// # }
+    /// ```
+    ///
+    /// [`Expired`]: EvictionCause::Expired
+    /// [`Replaced`]: EvictionCause::Replaced
+    /// [`Invalidated`]: EvictionCause::Invalidated
+    /// [`Stats::hook_panics`]: crate::Stats::hook_panics
+    pub fn on_eviction(mut self, hook: impl Fn(&Eviction<'_>) + Send + Sync + 'static) -> Self {
+        self.hooks.eviction = Some(Arc::new(hook));
+        self
+    }
+
+    /// Calls `hook` for each invalidation applied on this instance, with what it named
+    /// ([`Invalidated`]: a name, that is a key or a tag; a soft purge; a prefix clear; a
+    /// clear of everything) and its [`Origin`]: made here, or heard from another instance over
+    /// the shared tier. For an audit log, or to fan a purge out to a CDN (from `Local` events
+    /// only, so that each purge is sent once by the fleet).
+    ///
+    /// Not called for memory emptied because this instance may have missed invalidations (a
+    /// Redis outage; see the crate docs). Runs on the invalidating caller's thread or the
+    /// subscriber's task; a hook that panics is caught and counted
+    /// ([`Stats::hook_panics`](crate::Stats::hook_panics)).
+    pub fn on_invalidation(
+        mut self,
+        hook: impl Fn(&Invalidation<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.invalidation = Some(Arc::new(hook));
+        self
+    }
+
+    /// Calls `hook` for each load that fails: a `#[cached]` function or loader that returned
+    /// an error (or `None`/`Err` as its shape says), an inner HTTP service that failed or
+    /// answered `5xx`, a gRPC method that failed. Called before stale-if-error serves an old
+    /// value, if any; on the loading caller's task. A hook that panics is caught and counted
+    /// ([`Stats::hook_panics`](crate::Stats::hook_panics)); the caller still gets its answer.
+    pub fn on_load_error(
+        mut self,
+        hook: impl Fn(&LoadFailure<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.load_error = Some(Arc::new(hook));
+        self
+    }
+
     /// Builds the cache.
     ///
     /// # Errors
@@ -147,7 +225,11 @@ impl CacheBuilder {
         Ok(Cache {
             inner: Arc::new_cyclic(|inner| Inner {
                 shared: shared.map(|pending| pending.start(inner.clone())),
-                memory: MemoryStore::new(self.memory_budget, Arc::clone(&counters)),
+                memory: MemoryStore::new(
+                    self.memory_budget,
+                    Arc::clone(&counters),
+                    self.hooks.eviction.clone(),
+                ),
                 counters,
                 flights: Flights::new(),
                 log: InvalidationLog::new(),
@@ -155,6 +237,8 @@ impl CacheBuilder {
                 max_wait: self.max_wait,
                 disabled: self.disabled,
                 trace_keys: self.trace_keys,
+                hooks: self.hooks,
+                echoes: Echoes::default(),
             }),
         })
     }

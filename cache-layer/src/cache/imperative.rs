@@ -7,8 +7,8 @@ use crate::cache::{Cache, SharedWrite};
 use crate::engine::timed_out::{CarriesTimeout, TimeoutError};
 use crate::key::Key;
 use crate::memo::{
-    self, Cacheable, LoadOptions, Lookup, PlainShape, Policy, ResultOptionShape, ResultShape,
-    Shape, Site,
+    self, KeepShared, LoadOptions, Lookup, PlainShape, Policy, ResultOptionShape, ResultShape,
+    Shape, Shareable, Site, Storable,
 };
 
 /// The site [`Cache::get`] looks up with: it never loads, so its windows are unused.
@@ -43,7 +43,7 @@ impl Cache {
     /// assert_eq!(cache.get::<u64>(&key).await, None); // another type: a miss
     /// # }
     /// ```
-    pub async fn get<T: Cacheable>(&self, key: &Key) -> Option<T> {
+    pub async fn get<T: Shareable>(&self, key: &Key) -> Option<T> {
         match memo::lookup::<T, PlainShape>(self, &GET, PlainShape, key.as_str()).await {
             Lookup::Hit(value) | Lookup::Stale(value, _) => Some(value),
             Lookup::Miss(_) => None,
@@ -55,13 +55,22 @@ impl Cache {
     /// every instance reads it next; a load's write is made in the background instead). A
     /// failed Redis write is counted and logged, never returned. Unless `key` or
     /// one of the tags is invalidated while it is being stored, the next look-up finds it.
-    pub async fn insert<T: Cacheable>(&self, key: &Key, value: T, options: &LoadOptions) {
+    pub async fn insert<T: Shareable>(&self, key: &Key, value: T, options: &LoadOptions) {
         let since = self.inner().log().current();
         let tags: Box<[Box<str>]> = options.tags.iter().map(|t| t.as_str().into()).collect();
         let lifetime = Some(options.site.lifetime());
         // Awaited: after `insert` returns, every instance reads the value (not only this one).
         let write = SharedWrite::Awaited;
-        memo::store_value(self, key.as_str(), &tags, &value, lifetime, since, write).await;
+        memo::store_value::<T, KeepShared>(
+            self,
+            key.as_str(),
+            &tags,
+            &value,
+            lifetime,
+            since,
+            write,
+        )
+        .await;
     }
 
     /// Warms the cache: [`insert`](Self::insert)s each of `entries` with `options` (at
@@ -86,7 +95,7 @@ impl Cache {
     /// ```
     pub async fn prime<T, I>(&self, entries: I, options: &LoadOptions)
     where
-        T: Cacheable,
+        T: Shareable,
         I: IntoIterator<Item = (Key, T)>,
     {
         for (key, value) in entries {
@@ -144,7 +153,7 @@ impl Cache {
         load: F,
     ) -> Result<T, E>
     where
-        T: Cacheable,
+        T: Shareable,
         E: From<TimeoutError> + Send + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
@@ -187,7 +196,7 @@ impl Cache {
         load: F,
     ) -> Result<Option<T>, E>
     where
-        T: Cacheable,
+        T: Shareable,
         E: From<TimeoutError> + Send + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<T>, E>> + Send + 'static,
@@ -218,7 +227,7 @@ impl Cache {
     ) -> R
     where
         S: Shape<R>,
-        S::Value: Cacheable,
+        S::Value: Storable<S::Keep>,
         S::Success: 'static,
         R: CarriesTimeout + Send + 'static,
         F: FnOnce() -> Fut,

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::{Cache, Inner};
+use crate::engine::hooks::{Invalidated, Origin};
 use crate::engine::stats::Counter;
 use crate::store::Queued;
 
@@ -124,6 +125,10 @@ impl Cache {
                 return;
             };
             for name in &names {
+                if !soft && cache.inner.hooks.invalidation.is_some() {
+                    // Its message will come back: not another instance's invalidation.
+                    cache.inner.echoes.sending(name);
+                }
                 let sent = if soft {
                     shared.store.soft_invalidate(name).await
                 } else {
@@ -168,10 +173,12 @@ impl Inner {
                 self.counters.add(Counter::SoftInvalidation);
                 tracing::debug!(cache = self.counters.name(), name, "soft purge");
                 self.soft_invalidate_local(name);
+                self.invalidated(Invalidated::SoftPurge(name), Origin::Local);
             } else {
                 self.counters.add(Counter::Invalidation);
                 tracing::debug!(cache = self.counters.name(), name, "invalidate");
                 self.invalidate_local(name);
+                self.invalidated(Invalidated::Name(name), Origin::Local);
             }
         }
     }

@@ -4,6 +4,7 @@
 //! - `builder`: [`CacheBuilder`], the settings a cache is built from.
 //! - `write`: the one write path every entry takes into memory and the shared tier.
 //! - `invalidate`: invalidation and soft purge, here, in Redis and in the other instances.
+//! - `clear`: clearing everything or a key prefix, here, in Redis and in the other instances.
 //! - `imperative`: get, insert, load and remove by hand.
 //! - `batch`: [`Cache::get_or_load_many`], one loader call for the missing keys of a batch.
 
@@ -12,12 +13,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::engine::flight::Flights;
+use crate::engine::hooks::{Echoes, Hooks, Invalidated, Origin};
 use crate::engine::invalidation::InvalidationLog;
 use crate::engine::stats::{Counters, Stats};
 use crate::store::{MemoryStore, SharedTier};
 
 mod batch;
 mod builder;
+mod clear;
 mod imperative;
 mod invalidate;
 mod write;
@@ -62,6 +65,10 @@ pub(crate) struct Inner {
     disabled: bool,
     /// Keys recorded on spans ([`CacheBuilder::trace_keys`]).
     trace_keys: bool,
+    /// The callbacks set on the builder ([`CacheBuilder::on_eviction`] and the others).
+    hooks: Hooks,
+    /// This instance's invalidations not heard back yet, while an invalidation hook is set.
+    echoes: Echoes,
 }
 
 impl Inner {
@@ -108,6 +115,24 @@ impl Inner {
     #[inline]
     pub(crate) fn shared_tier(&self) -> Option<&SharedTier> {
         self.shared.as_ref()
+    }
+
+    /// The callbacks set on the builder.
+    #[inline]
+    pub(crate) fn hooks(&self) -> &Hooks {
+        &self.hooks
+    }
+
+    /// Tells the invalidation hook, if set, of `what` (made at `origin`).
+    pub(crate) fn invalidated(&self, what: Invalidated<'_>, origin: Origin) {
+        self.hooks.invalidated(&self.counters, what, origin);
+    }
+
+    /// Whether `name`, heard on the channel, is this instance's own invalidation coming back
+    /// (see [`Echoes`]).
+    #[cfg(feature = "redis")]
+    pub(crate) fn own_echo(&self, name: &str) -> bool {
+        self.echoes.heard(name)
     }
 
     /// Whether spans record keys ([`CacheBuilder::trace_keys`]).

@@ -24,11 +24,12 @@ use crate::engine::stats::Counter;
 use crate::store::{MemoryStore, SharedSince, SharedTier};
 
 /// What an entry in memory holds, for [`Inner::admit`]: a memoised value (memory is its L1 in
-/// the tiered set-up only), or a response (HTTP responses, gRPC calls and their records, which
-/// every set-up keeps in memory).
+/// the tiered set-up only), a `local` site's value or a response (HTTP responses, gRPC calls
+/// and their records), which every set-up keeps in memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum EntryKind {
     Memoised,
+    Local,
     Response,
 }
 
@@ -53,6 +54,15 @@ impl SharedWrite {
 }
 
 impl Inner {
+    /// The store that holds entries of `kind`: `None` for memoised values with Redis alone.
+    #[inline]
+    pub(crate) fn memory_for(&self, kind: EntryKind) -> Option<&MemoryStore> {
+        match kind {
+            EntryKind::Memoised => self.local(),
+            EntryKind::Local | EntryKind::Response => Some(&self.memory),
+        }
+    }
+
     /// The one gate into memory, for every store and update of an entry (a load's result, an
     /// HTTP 304's update, a background refresh, a copy of what the shared tier holds): the
     /// store `entry` goes into now, or `None` when memory is not for it (memoised values with
@@ -60,10 +70,7 @@ impl Inner {
     /// instances' invalidations, every window of `entry` is cut to close within the outage
     /// bound from now ([`CacheBuilder::outage_ttl`](super::CacheBuilder::outage_ttl)).
     fn admit(&self, kind: EntryKind, entry: &mut Entry) -> Option<&MemoryStore> {
-        let memory = match kind {
-            EntryKind::Memoised => self.local()?,
-            EntryKind::Response => &self.memory,
-        };
+        let memory = self.memory_for(kind)?;
         match self.shared.as_ref().and_then(SharedTier::memory_bound) {
             None => Some(memory),
             Some(bound) if bound.is_zero() => None,
@@ -137,18 +144,20 @@ impl Cache {
         Some(self.write(kind, key, entry, since))
     }
 
-    /// Stores a memoised value's `entry` under `key` (in memory, and `encoded` in the shared
-    /// tier, before returning or off the caller's path as `how` says) unless `key` or one of
-    /// its tags was invalidated after the load began (`since`); returns whether it was kept.
+    /// Stores a memoised value's `entry` (of `kind`: `Memoised` or `Local`) under `key` (in
+    /// memory, and `encoded` in the shared tier, before returning or off the caller's path as
+    /// `how` says) unless `key` or one of its tags was invalidated after the load began
+    /// (`since`); returns whether it was kept.
     pub(crate) async fn store(
         &self,
+        kind: EntryKind,
         key: &str,
         entry: Entry,
         since: u64,
         encoded: Option<Vec<u8>>,
         how: SharedWrite,
     ) -> bool {
-        let Some(mut write) = self.begin_store(EntryKind::Memoised, key, entry, since) else {
+        let Some(mut write) = self.begin_store(kind, key, entry, since) else {
             return false;
         };
         if let Some(task) = encoded.and_then(|bytes| write.shared(bytes, how.since())) {
@@ -337,9 +346,9 @@ mod tests {
     /// Stores `entry()` under `key` as its front-end does, for a load begun at `since`.
     async fn store(cache: &Cache, kind: EntryKind, key: &str, since: u64) -> bool {
         match kind {
-            EntryKind::Memoised => {
+            EntryKind::Memoised | EntryKind::Local => {
                 let how = SharedWrite::Detached(SharedSince::Unchecked);
-                cache.store(key, entry(), since, None, how).await
+                cache.store(kind, key, entry(), since, None, how).await
             }
             EntryKind::Response => cache.store_response(key, entry(), since, None),
         }
@@ -353,7 +362,7 @@ mod tests {
 
     #[tokio::test]
     async fn memoised_values_and_responses_take_the_same_rules() {
-        for kind in [EntryKind::Memoised, EntryKind::Response] {
+        for kind in [EntryKind::Memoised, EntryKind::Local, EntryKind::Response] {
             let cache = Cache::builder().build().unwrap();
             let since = cache.inner().log().current();
             assert!(store(&cache, kind, "kept", since).await, "{kind:?}");

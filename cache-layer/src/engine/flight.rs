@@ -167,6 +167,21 @@ impl Flights {
         }
     }
 
+    /// Detaches every flight whose key starts with `prefix` (every flight, when it is empty):
+    /// callers arriving after a clear start a new load.
+    pub(crate) fn forget_prefix(&self, prefix: &str) {
+        let mut table = lock(&self.table);
+        let keys: Vec<Box<str>> = table
+            .slots
+            .keys()
+            .filter(|key| key.starts_with(prefix))
+            .cloned()
+            .collect();
+        for key in keys {
+            table.remove(&key, None);
+        }
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.keys().len()

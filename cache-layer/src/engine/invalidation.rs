@@ -22,6 +22,11 @@
 //! Soft purges are remembered apart (their own entries, their own floor): a load that began
 //! before one is still stored, but as already stale (see [`InvalidationLog::soft_since`]).
 //! Emptying the memory tier ("everything") is one number of its own.
+//!
+//! Clears (`Cache::clear`, `Cache::clear_prefix`) are remembered by their key prefix, the last
+//! [`MAX_PREFIXES`] of them; an older one is forgotten into the clear floor, at which every key
+//! counts as cleared (as after a clear of everything). A load checks the list only when a
+//! prefix was cleared since it began.
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,12 +36,21 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 const BUCKETS: usize = 4096;
 /// How many names a bucket remembers: past that, the oldest is forgotten into its floor.
 const SLOTS: usize = 64;
+/// How many prefix clears are remembered: past that, the oldest is forgotten into the floor.
+const MAX_PREFIXES: usize = 64;
 
 pub(crate) struct InvalidationLog {
     /// The number of the last invalidation.
     seq: AtomicU64,
     /// The number of the last emptying of the memory tier.
     everything: AtomicU64,
+    /// Every key counts as cleared at this number: a clear of everything, or the newest
+    /// prefix clear forgotten.
+    cleared: AtomicU64,
+    /// The number of the last prefix clear, so that a load that began after it skips the list.
+    last_prefix: AtomicU64,
+    /// The last [`MAX_PREFIXES`] prefix clears, oldest first.
+    prefixes: Mutex<Vec<(Box<str>, u64)>>,
     /// The buckets, allocated at the first invalidation by name.
     buckets: OnceLock<Box<[Mutex<Bucket>]>>,
     /// Keyed per cache: which bucket a name falls in cannot be predicted from outside.
@@ -102,6 +116,9 @@ impl InvalidationLog {
         InvalidationLog {
             seq: AtomicU64::new(0),
             everything: AtomicU64::new(0),
+            cleared: AtomicU64::new(0),
+            last_prefix: AtomicU64::new(0),
+            prefixes: Mutex::default(),
             buckets: OnceLock::new(),
             hasher: RandomState::new(),
         }
@@ -131,6 +148,38 @@ impl InvalidationLog {
         self.everything.fetch_max(at, Ordering::SeqCst);
     }
 
+    /// Records a clear of every key starting with `prefix` (every key, when it is empty): no
+    /// load or read of such a key that began before is kept, in memory or in the shared tier.
+    /// Must run before the entries are removed.
+    pub(crate) fn record_clear(&self, prefix: &str) {
+        let at = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        if prefix.is_empty() {
+            self.cleared.fetch_max(at, Ordering::SeqCst);
+            return;
+        }
+        let mut prefixes = self.prefixes.lock().unwrap_or_else(PoisonError::into_inner);
+        if prefixes.len() >= MAX_PREFIXES {
+            let (_, forgotten) = prefixes.remove(0);
+            self.cleared.fetch_max(forgotten, Ordering::SeqCst);
+        }
+        prefixes.push((prefix.into(), at));
+        self.last_prefix.fetch_max(at, Ordering::SeqCst);
+    }
+
+    /// Whether a clear made after `since` covers `key`.
+    fn cleared_since(&self, since: u64, key: &str) -> bool {
+        if self.cleared.load(Ordering::SeqCst) > since {
+            return true;
+        }
+        if self.last_prefix.load(Ordering::SeqCst) <= since {
+            return false;
+        }
+        let prefixes = self.prefixes.lock().unwrap_or_else(PoisonError::into_inner);
+        prefixes
+            .iter()
+            .any(|(prefix, at)| *at > since && key.starts_with(&**prefix))
+    }
+
     fn push(&self, name: &str, kind: Kind) {
         let at = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
         let buckets = self.buckets.get_or_init(|| {
@@ -150,14 +199,14 @@ impl InvalidationLog {
         (hash as usize & (BUCKETS - 1), mark)
     }
 
-    /// Whether `key` or any of `tags` was invalidated after `since`, by name or by emptying
-    /// the memory tier. Must run *after* the entry was inserted.
+    /// Whether `key` or any of `tags` was invalidated after `since`, by name, by a clear, or by
+    /// emptying the memory tier. Must run *after* the entry was inserted.
     pub(crate) fn touched_since(&self, since: u64, key: &str, tags: &[Box<str>]) -> bool {
         self.touched(since, key, tags, true, Kind::Gone)
     }
 
-    /// Whether `key` or any of `tags` was invalidated by name after `since` (what makes a
-    /// loaded value outdated everywhere, not only in memory).
+    /// Whether `key` or any of `tags` was invalidated by name, or `key` cleared, after `since`
+    /// (what makes a loaded value outdated everywhere, not only in memory).
     pub(crate) fn named_since(&self, since: u64, key: &str, tags: &[Box<str>]) -> bool {
         self.touched(since, key, tags, false, Kind::Gone)
     }
@@ -183,6 +232,9 @@ impl InvalidationLog {
             return false;
         }
         if everything && self.everything.load(Ordering::SeqCst) > since {
+            return true;
+        }
+        if kind == Kind::Gone && self.cleared_since(since, key) {
             return true;
         }
         let Some(buckets) = self.buckets.get() else {
@@ -242,6 +294,42 @@ mod tests {
         log.record("user:2");
         assert!(!log.soft_since(start, "user:2", &[]));
         assert!(log.named_since(start, "user:2", &[]));
+    }
+
+    #[test]
+    fn clears_touch_the_keys_they_cover_everywhere() {
+        let log = InvalidationLog::new();
+        let start = log.current();
+        log.record_clear("user:");
+        assert!(log.touched_since(start, "user:1", &[]));
+        assert!(
+            log.named_since(start, "user:1", &[]),
+            "not written to Redis either"
+        );
+        assert!(
+            !log.touched_since(start, "org:1", &["user:1".into()]),
+            "keys only"
+        );
+        assert!(!log.soft_since(start, "user:1", &[]));
+        assert!(!log.touched_since(log.current(), "user:1", &[]));
+        let before_all = log.current();
+        log.record_clear("");
+        assert!(log.named_since(before_all, "org:1", &[]));
+        assert!(!log.named_since(log.current(), "org:1", &[]));
+    }
+
+    #[test]
+    fn forgotten_prefix_clears_count_for_every_key() {
+        let log = InvalidationLog::new();
+        let start = log.current();
+        for i in 0..MAX_PREFIXES {
+            log.record_clear(&format!("p{i}:"));
+        }
+        assert!(!log.touched_since(start, "other", &[]));
+        log.record_clear("last:");
+        assert!(log.touched_since(start, "other", &[]), "p0: was forgotten");
+        assert!(!log.touched_since(start + 1, "other", &[]));
+        assert!(log.touched_since(start + 1, "p1:x", &[]));
     }
 
     /// Names that fall in `name`'s bucket, in the order tried.

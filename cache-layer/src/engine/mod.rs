@@ -13,12 +13,14 @@
 //! - `clock`: the monotonic clock entry lifetimes are measured on (Tokio's, for tests).
 //! - `timeout`: loader timeouts (soft: serve stale; hard: give up), raced once for all;
 //!   `timed_out`: what a hard timeout answers (`TimeoutError`).
+//! - `hooks`: the callbacks set on the builder (evictions, invalidations, failed loads).
 //! - `stats`: the counters behind `Cache::stats` and the `metrics` export.
 //! - `trace`: the `tracing` spans of look-ups, loads and refreshes.
 
 pub(crate) mod clock;
 pub(crate) mod entry;
 pub(crate) mod flight;
+pub(crate) mod hooks;
 pub(crate) mod invalidation;
 mod lock;
 pub(crate) mod pipeline;

@@ -301,9 +301,12 @@ impl<'a> Load<'a> {
         (self.run(ready.call(request)).await, request_time)
     }
 
-    /// Counts the load as failed.
-    pub(crate) fn failed(&self) {
-        self.cache.inner().counters().add(Counter::LoadError);
+    /// Counts the load of `key` as failed (with `status`, a failed response's), and tells the
+    /// load error hook, if set.
+    pub(crate) fn failed(&self, key: &str, status: Option<u16>) {
+        let inner = self.cache.inner();
+        inner.counters().add(Counter::LoadError);
+        inner.hooks().load_failed(inner.counters(), key, status);
     }
 }
 

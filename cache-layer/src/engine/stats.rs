@@ -59,6 +59,12 @@ pub struct Stats {
     /// Loads past their hard timeout: the caller got a timeout (a
     /// [`TimeoutError`](crate::TimeoutError), HTTP's `504`) or a stale value.
     pub hard_timeouts: u64,
+    /// Calls to [`Cache::clear`](crate::Cache::clear) and
+    /// [`Cache::clear_prefix`](crate::Cache::clear_prefix).
+    pub clears: u64,
+    /// Hooks (see [`CacheBuilder::on_eviction`](crate::CacheBuilder::on_eviction) and the
+    /// others) that panicked: each panic was caught and logged, and the request went on.
+    pub hook_panics: u64,
 }
 
 /// The live counters behind [`Stats`], with their `metrics` handles registered once so that
@@ -106,10 +112,12 @@ pub(crate) enum Counter {
     TagSetFull,
     SoftTimeout,
     HardTimeout,
+    Clear,
+    HookPanic,
 }
 
 impl Counter {
-    const COUNT: usize = 18;
+    const COUNT: usize = 20;
     const ALL: [Counter; Counter::COUNT] = [
         Counter::Hit,
         Counter::Miss,
@@ -129,6 +137,8 @@ impl Counter {
         Counter::TagSetFull,
         Counter::SoftTimeout,
         Counter::HardTimeout,
+        Counter::Clear,
+        Counter::HookPanic,
     ];
 
     fn metric_name(self) -> &'static str {
@@ -151,6 +161,8 @@ impl Counter {
             Counter::TagSetFull => "cache_tag_sets_full_total",
             Counter::SoftTimeout => "cache_soft_timeouts_total",
             Counter::HardTimeout => "cache_hard_timeouts_total",
+            Counter::Clear => "cache_clears_total",
+            Counter::HookPanic => "cache_hook_panics_total",
         }
     }
 }
@@ -207,6 +219,8 @@ impl Counters {
             tag_sets_full: get(Counter::TagSetFull),
             soft_timeouts: get(Counter::SoftTimeout),
             hard_timeouts: get(Counter::HardTimeout),
+            clears: get(Counter::Clear),
+            hook_panics: get(Counter::HookPanic),
         }
     }
 }

@@ -286,7 +286,11 @@ impl Call {
             Err(_) => true,
         };
         if failed {
-            loading.failed();
+            let status = result
+                .as_ref()
+                .ok()
+                .map(|response| response.status().as_u16());
+            loading.failed(&key, status);
             if let Some(stale) = stale {
                 pipeline::stale_if_error(&self.cache, &key, Arc::clone(&stale) as Value, leader);
                 let status = CacheStatus::forward(forward).detail("stale-if-error");

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use tracing::{Instrument, Span};
 
-use super::heap::heap_bytes;
+use super::keep::{entry_kind, Storable};
 use super::options::{Policy, Site};
-use super::returns::{Cacheable, Outcome, Shape};
+use super::returns::{Outcome, Shape};
 use super::shared::read_fresh_shared;
 use crate::cache::{Cache, SharedWrite};
 use crate::engine::clock;
@@ -19,7 +19,7 @@ use crate::engine::pipeline::{
 };
 use crate::engine::timed_out::TimeoutError;
 use crate::engine::trace;
-use crate::store::codec::{self, WallDeadlines};
+use crate::store::codec::{self, fingerprint, WallDeadlines};
 use crate::store::{SharedSince, ENTRY_OVERHEAD};
 
 /// A miss on a key: [`Miss::load`] runs the loader once per key across concurrent callers.
@@ -77,7 +77,7 @@ impl<'a, S> Miss<'a, S> {
     ) -> R
     where
         S: Shape<R>,
-        S::Value: Cacheable,
+        S::Value: Storable<S::Keep>,
         F: Future<Output = R>,
     {
         // Boxed: the miss path's state (the loader, waiting, the shared tier) would otherwise
@@ -102,7 +102,7 @@ impl<'a, S> Miss<'a, S> {
     ) -> R
     where
         S: Shape<R>,
-        S::Value: Cacheable,
+        S::Value: Storable<S::Keep>,
         S::Success: 'static,
         R: Send + 'static,
         F: Future<Output = R> + Send + 'static,
@@ -135,7 +135,7 @@ impl<'a, S> Miss<'a, S> {
     ) -> R
     where
         S: Shape<R>,
-        S::Value: Cacheable,
+        S::Value: Storable<S::Keep>,
         F: Future<Output = R>,
     {
         if self.cache.inner().disabled() {
@@ -158,7 +158,7 @@ impl<'a, S> Miss<'a, S> {
     ) -> Result<Option<Leader>, R>
     where
         S: Shape<R>,
-        S::Value: Cacheable,
+        S::Value: Storable<S::Keep>,
     {
         let mut waiting = MemoWaiting {
             miss: self,
@@ -188,7 +188,7 @@ impl<'a, S> Miss<'a, S> {
     ) -> R
     where
         S: Shape<R>,
-        S::Value: Cacheable,
+        S::Value: Storable<S::Keep>,
         S::Success: 'static,
         R: Send + 'static,
         F: Future<Output = R> + Send + 'static,
@@ -227,7 +227,7 @@ impl<'a, S> Miss<'a, S> {
     fn fresh<R>(&self) -> Option<R>
     where
         S: Shape<R>,
-        S::Value: Cacheable,
+        S::Value: Storable<S::Keep>,
     {
         let entry = self.cache.inner().memory().get(self.key)?;
         if entry.age(clock::now()) != Age::Fresh {
@@ -240,7 +240,7 @@ impl<'a, S> Miss<'a, S> {
     fn fallback<R>(&self) -> Option<(Value, R)>
     where
         S: Shape<R>,
-        S::Value: Cacheable,
+        S::Value: Storable<S::Keep>,
     {
         let entry = self.fallback.as_ref()?;
         if entry.age(clock::now()) == Age::Expired {
@@ -259,7 +259,7 @@ impl<'a, S> Miss<'a, S> {
     ) -> R
     where
         S: Shape<R>,
-        S::Value: Cacheable,
+        S::Value: Storable<S::Keep>,
         F: Future<Output = R>,
     {
         let held_lock = match self.lock::<R>().await {
@@ -305,14 +305,20 @@ impl<'a, S> Miss<'a, S> {
     async fn lock<R>(&self) -> Locked<Arc<Entry>>
     where
         S: Shape<R>,
-        S::Value: Cacheable,
+        S::Value: Storable<S::Keep>,
     {
-        let Some(ttl) = self.site.lock else {
+        // A `local` site's values are never in the shared tier to wait for (the macro refuses
+        // `lock` with `local`).
+        let Some(ttl) = self
+            .site
+            .lock
+            .filter(|_| <S::Value as Storable<S::Keep>>::SHARED)
+        else {
             return Locked::Unlocked;
         };
         let (cache, key) = (self.cache, self.key);
         pipeline::lock(cache, key, ttl, || {
-            read_fresh_shared::<S::Value>(cache, key)
+            read_fresh_shared::<S::Value, S::Keep>(cache, key)
         })
         .await
     }
@@ -329,7 +335,7 @@ struct MemoWaiting<'m, 'a, S, R> {
 impl<S, R> Waiting for MemoWaiting<'_, '_, S, R>
 where
     S: Shape<R>,
-    S::Value: Cacheable,
+    S::Value: Storable<S::Keep>,
 {
     type Served = R;
 
@@ -366,7 +372,7 @@ pub(super) async fn load_and_store<R, S, F>(
 ) -> (R, Option<Value>)
 where
     S: Shape<R>,
-    S::Value: Cacheable,
+    S::Value: Storable<S::Keep>,
     F: Future<Output = R>,
 {
     let inner = cache.inner();
@@ -385,7 +391,7 @@ where
         ),
         Outcome::Negative(value) => (value, site.negative_lifetime()),
         Outcome::Failure => {
-            loading.failed();
+            loading.failed(key, None);
             tracing::debug!(
                 cache = inner.counters().name(),
                 site = site.name,
@@ -395,7 +401,7 @@ where
             return (result, None);
         }
     };
-    let shared = store_value(
+    let shared = store_value::<S::Value, S::Keep>(
         cache,
         key,
         tags,
@@ -408,9 +414,10 @@ where
     (result, Some(shared))
 }
 
-/// Stores `value` under `key` for `lifetime` (`None`: not stored) through [`Cache::store`],
-/// unless `key` or a tag was invalidated after `since`; returns the value as waiters get it.
-pub(crate) async fn store_value<V: Cacheable>(
+/// Stores `value` under `key` for `lifetime` (`None`: not stored) through [`Cache::store`], in
+/// memory and, when `K` shares it, in the shared tier, unless `key` or a tag was invalidated
+/// after `since`; returns the value as waiters get it.
+pub(crate) async fn store_value<V: Storable<K>, K>(
     cache: &Cache,
     key: &str,
     tags: &[Box<str>],
@@ -423,19 +430,21 @@ pub(crate) async fn store_value<V: Cacheable>(
     if let Some(lifetime) = lifetime {
         let now = clock::now();
         let deadlines = lifetime.deadlines(now, cache.inner().jitter());
-        let encoded = cache
-            .shared_tier()
-            .and_then(|_| codec::encode(value, WallDeadlines::from_local(&deadlines, now), tags));
-        let weight = weigh(key, tags, value);
+        let encoded = cache.shared_tier().and_then(|_| {
+            let at = WallDeadlines::from_local(&deadlines, now);
+            codec::encode_payload(fingerprint::<V>(), &value.to_payload()?, at, tags)
+        });
+        let weight = weigh::<V>(key, tags, value.heap_bytes());
         let entry = Entry::new(Arc::clone(&shared), deadlines, tags.into(), weight);
-        cache.store(key, entry, since, encoded, write).await;
+        let kind = entry_kind::<V, K>();
+        cache.store(kind, key, entry, since, encoded, write).await;
     }
     shared
 }
 
 /// Estimated bytes an entry holds: bookkeeping, key, tags, the value inline, and its heap
-/// data (see [`heap_bytes`]).
-fn weigh<V: serde::Serialize>(key: &str, tags: &[Box<str>], value: &V) -> u32 {
+/// data (`heap`, see [`Storable::heap_bytes`]).
+fn weigh<V>(key: &str, tags: &[Box<str>], heap: usize) -> u32 {
     let bytes = (ENTRY_OVERHEAD
         + key.len()
         // Each tag: its text, its slot and its allocation.
@@ -443,7 +452,7 @@ fn weigh<V: serde::Serialize>(key: &str, tags: &[Box<str>], value: &V) -> u32 {
         // The value's `Arc`: its counts and its allocation.
         + 32
         + std::mem::size_of::<V>())
-    .saturating_add(heap_bytes(value));
+    .saturating_add(heap);
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
@@ -451,7 +460,7 @@ fn weigh<V: serde::Serialize>(key: &str, tags: &[Box<str>], value: &V) -> u32 {
 fn rebuild<R, S>(value: &Value) -> Option<R>
 where
     S: Shape<R>,
-    S::Value: Cacheable,
+    S::Value: Storable<S::Keep>,
 {
     let value = value.downcast_ref::<S::Value>()?;
     Some(S::rebuild(value.clone()))

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use tracing::Span;
 
+use super::keep::{entry_kind, Storable};
 use super::load::Miss;
 use super::options::Site;
 use super::refresh::Refresh;
-use super::returns::{Cacheable, Shape};
+use super::returns::Shape;
 use super::shared::read_shared;
 use crate::cache::Cache;
 use crate::engine::clock;
@@ -38,7 +39,7 @@ pub async fn lookup<'a, R, S>(
 ) -> Lookup<'a, R, S>
 where
     S: Shape<R>,
-    S::Value: Cacheable,
+    S::Value: Storable<S::Keep>,
 {
     match lookup_now(cache, site, shape, key) {
         Ok(found) => found,
@@ -58,7 +59,7 @@ pub fn lookup_now<'a, R, S>(
 ) -> Result<Lookup<'a, R, S>, Pending<'a, R, S>>
 where
     S: Shape<R>,
-    S::Value: Cacheable,
+    S::Value: Storable<S::Keep>,
 {
     lookup_now_at(cache, site, key, None)
 }
@@ -74,7 +75,7 @@ pub(crate) fn lookup_now_at<'a, R, S>(
 ) -> Result<Lookup<'a, R, S>, Pending<'a, R, S>>
 where
     S: Shape<R>,
-    S::Value: Cacheable,
+    S::Value: Storable<S::Keep>,
 {
     let span = trace::memo_lookup(cache, site.name, key);
     let fallback = match lookup_memory::<R, S>(cache, site, key, now) {
@@ -84,7 +85,7 @@ where
         }
         Err(fallback) => fallback,
     };
-    if cache.inner().shared_tier().is_none() {
+    if !<S::Value as Storable<S::Keep>>::SHARED || cache.inner().shared_tier().is_none() {
         let found = lookup_shared(cache, site, key, None, fallback);
         traced(cache, &span, &found, Tier::Memory);
         return Ok(found);
@@ -112,12 +113,12 @@ pub struct Pending<'a, R, S> {
 impl<'a, R, S> Pending<'a, R, S>
 where
     S: Shape<R>,
-    S::Value: Cacheable,
+    S::Value: Storable<S::Keep>,
 {
     /// Reads the shared tier and answers the look-up.
     pub async fn finish(self) -> Lookup<'a, R, S> {
         // Boxed for the same reason as the miss path: a Redis read's state is large.
-        let shared = Box::pin(read_shared::<S::Value>(self.cache, self.key)).await;
+        let shared = Box::pin(read_shared::<S::Value, S::Keep>(self.cache, self.key)).await;
         self.answer(shared)
     }
 
@@ -154,13 +155,13 @@ fn lookup_memory<'a, R, S>(
 ) -> Result<Lookup<'a, R, S>, Option<Arc<Entry>>>
 where
     S: Shape<R>,
-    S::Value: Cacheable,
+    S::Value: Storable<S::Keep>,
 {
     let inner = cache.inner();
     if inner.disabled() {
         return Ok(miss(cache, site, key, None));
     }
-    if let Some(memory) = inner.local() {
+    if let Some(memory) = inner.memory_for(entry_kind::<S::Value, S::Keep>()) {
         if let Some(entry) = memory.get(key) {
             let now = now.unwrap_or_else(clock::now);
             match answer::<R, S>(cache, site, key, entry, now) {
@@ -185,7 +186,7 @@ fn lookup_shared<'a, R, S>(
 ) -> Lookup<'a, R, S>
 where
     S: Shape<R>,
-    S::Value: Cacheable,
+    S::Value: Storable<S::Keep>,
 {
     let inner = cache.inner();
     if let Some(entry) = shared {
@@ -230,7 +231,7 @@ fn answer<'a, R, S>(
 ) -> Answer<'a, R, S>
 where
     S: Shape<R>,
-    S::Value: Cacheable,
+    S::Value: Storable<S::Keep>,
 {
     let counters = cache.inner().counters();
     match pipeline::found::<S::Value>(&entry, now) {

@@ -24,6 +24,7 @@
 //! `cache_layer::__private`.
 
 mod heap;
+mod keep;
 mod load;
 mod lookup;
 mod options;
@@ -31,6 +32,7 @@ mod refresh;
 mod returns;
 mod shared;
 
+pub use self::keep::{Cacheable, KeepLocal, KeepShared, Shareable, Storable};
 pub(crate) use self::load::store_value;
 pub use self::load::Miss;
 pub(crate) use self::lookup::lookup_now_at;
@@ -38,7 +40,7 @@ pub use self::lookup::{lookup, lookup_now, Lookup, Pending};
 pub use self::options::{CacheIf, LoadOptions, Policy, Site, TtlFrom};
 pub use self::refresh::Refresh;
 pub use self::returns::{
-    Cacheable, OptionShape, Outcome, PlainShape, Probe, ResultOptionShape, ResultShape, Shape,
+    Local, OptionShape, Outcome, PlainShape, Probe, ResultOptionShape, ResultShape, Shape,
     ViaOption, ViaPlain, ViaResult, ViaResultOption,
 };
 pub(crate) use self::shared::decode_shared;

@@ -9,8 +9,9 @@ pub use crate::memo::{
     lookup, lookup_now, CacheIf, Lookup, Miss, Pending, Policy, Refresh, Site, TtlFrom,
 };
 pub use crate::memo::{
-    Cacheable, OptionShape, Outcome, PlainShape, Probe, ResultOptionShape, ResultShape, Shape,
-    ViaOption, ViaPlain, ViaResult, ViaResultOption,
+    Cacheable, KeepLocal, KeepShared, Local, OptionShape, Outcome, PlainShape, Probe,
+    ResultOptionShape, ResultShape, Shape, Storable, ViaOption, ViaPlain, ViaResult,
+    ViaResultOption,
 };
 pub use std::time::Duration;
 

@@ -6,9 +6,10 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use super::keep::Storable;
 use super::load::{boxed, load_and_store, Miss};
 use super::options::{Policy, Site};
-use super::returns::{Cacheable, Shape};
+use super::returns::Shape;
 use crate::cache::Cache;
 use crate::engine::entry::RefreshClaim;
 use crate::engine::pipeline::{self, Refreshing};
@@ -78,7 +79,7 @@ impl<S> Refresh<S> {
     where
         S: Shape<R>,
         S::Success: 'static,
-        S::Value: Cacheable,
+        S::Value: Storable<S::Keep>,
         R: Send + 'static,
         F: Future<Output = R> + Send + 'static,
     {

@@ -9,8 +9,7 @@
 
 use std::marker::PhantomData;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use super::keep::{KeepLocal, KeepShared};
 
 /// What a return value means for the cache.
 pub enum Outcome<'r, V> {
@@ -22,20 +21,13 @@ pub enum Outcome<'r, V> {
     Failure,
 }
 
-/// A value that can be cached: cloned out of memory on a hit, serialised for a shared store.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be cached",
-    label = "the cached value of this function",
-    note = "a cached value must be `Clone + Send + Sync + Serialize + DeserializeOwned + 'static`"
-)]
-pub trait Cacheable: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {}
-
-impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> Cacheable for T {}
-
 /// How a return type `R` maps to the value that is stored.
 pub trait Shape<R>: Copy + Send + Sync + 'static {
     /// What is stored for a successful return.
     type Value;
+    /// Where its values are kept: [`KeepShared`] (memory and the shared tier), or
+    /// [`KeepLocal`] for a `local` site (see [`Storable`](super::Storable)).
+    type Keep;
     /// What a successful return holds, as the function's policies (`ttl_from`, `cache_if`)
     /// see it: `T` of `Result<T, E>`, `Option<T>` and `Result<Option<T>, E>`.
     type Success;
@@ -67,6 +59,7 @@ pub struct PlainShape;
 
 impl<T, E> Shape<Result<T, E>> for ResultShape {
     type Value = T;
+    type Keep = KeepShared;
     type Success = T;
     fn success(value: &T) -> Option<&T> {
         Some(value)
@@ -84,6 +77,7 @@ impl<T, E> Shape<Result<T, E>> for ResultShape {
 
 impl<T, E> Shape<Result<Option<T>, E>> for ResultOptionShape {
     type Value = Option<T>;
+    type Keep = KeepShared;
     type Success = T;
     fn success(value: &Option<T>) -> Option<&T> {
         value.as_ref()
@@ -102,6 +96,7 @@ impl<T, E> Shape<Result<Option<T>, E>> for ResultOptionShape {
 
 impl<T> Shape<Option<T>> for OptionShape {
     type Value = Option<T>;
+    type Keep = KeepShared;
     type Success = T;
     fn success(value: &Option<T>) -> Option<&T> {
         value.as_ref()
@@ -122,6 +117,7 @@ impl<T> Shape<Option<T>> for OptionShape {
 
 impl<T> Shape<T> for PlainShape {
     type Value = T;
+    type Keep = KeepShared;
     type Success = T;
     fn success(value: &T) -> Option<&T> {
         Some(value)
@@ -131,6 +127,32 @@ impl<T> Shape<T> for PlainShape {
     }
     fn rebuild(value: T) -> T {
         value
+    }
+}
+
+/// The shape `S` of a `local` site: the same values and rules, kept in memory only.
+#[derive(Clone, Copy, Debug)]
+pub struct Local<S>(pub S);
+
+impl<R, S: Shape<R>> Shape<R> for Local<S> {
+    type Value = S::Value;
+    type Success = S::Success;
+    type Keep = KeepLocal;
+    #[inline]
+    fn success(value: &S::Value) -> Option<&S::Success> {
+        S::success(value)
+    }
+    #[inline]
+    fn classify(r: &R) -> Outcome<'_, S::Value> {
+        S::classify(r)
+    }
+    #[inline]
+    fn rebuild(value: S::Value) -> R {
+        S::rebuild(value)
+    }
+    #[inline]
+    fn succeeded(r: &R) -> bool {
+        S::succeeded(r)
     }
 }
 

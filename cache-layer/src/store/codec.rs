@@ -120,6 +120,9 @@ pub(crate) const fn fingerprint_of(name: &str) -> u64 {
     hash
 }
 
+/// A value under its type's fingerprint (memoised values are encoded as their site keeps them,
+/// through [`encode_payload`]; this is the same layout, for tests).
+#[cfg(all(test, feature = "redis"))]
 pub(crate) fn encode<T: Serialize>(
     value: &T,
     deadlines: WallDeadlines,
@@ -128,7 +131,7 @@ pub(crate) fn encode<T: Serialize>(
     encode_as(fingerprint::<T>(), value, deadlines, tags)
 }
 
-/// [`encode`] with the fingerprint given: a format version that does not depend on a type's
+/// A value encoded under `fingerprint`: a format version that does not depend on a type's
 /// name (HTTP entries).
 pub(crate) fn encode_as<T: Serialize>(
     fingerprint: u64,
@@ -136,7 +139,17 @@ pub(crate) fn encode_as<T: Serialize>(
     deadlines: WallDeadlines,
     tags: &[Box<str>],
 ) -> Option<Vec<u8>> {
-    let payload = to_payload(value)?;
+    encode_payload(fingerprint, &to_payload(value)?, deadlines, tags)
+}
+
+/// [`encode_as`] of a payload already encoded (a memoised value's, by its site's
+/// [`Storable`](crate::memo::Storable)).
+pub(crate) fn encode_payload(
+    fingerprint: u64,
+    payload: &[u8],
+    deadlines: WallDeadlines,
+    tags: &[Box<str>],
+) -> Option<Vec<u8>> {
     let tag_bytes: usize = tags
         .iter()
         .map(|t| t.len().min(u16::MAX as usize) + 2)
@@ -154,34 +167,36 @@ pub(crate) fn encode_as<T: Serialize>(
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(tag.as_bytes());
     }
-    out.extend_from_slice(&payload);
+    out.extend_from_slice(payload);
     (out.len() <= MAX_ENCODED).then_some(out)
 }
 
 /// The payload: MessagePack with named fields.
 #[cfg(feature = "redis")]
-fn to_payload<T: Serialize>(value: &T) -> Option<Vec<u8>> {
+pub(crate) fn to_payload<T: Serialize>(value: &T) -> Option<Vec<u8>> {
     rmp_serde::to_vec_named(value).ok()
 }
 
 /// Without the `redis` feature nothing is encoded: no shared tier exists to hold it.
 #[cfg(not(feature = "redis"))]
-fn to_payload<T: Serialize>(_value: &T) -> Option<Vec<u8>> {
+pub(crate) fn to_payload<T: Serialize>(_value: &T) -> Option<Vec<u8>> {
     None
 }
 
 /// A payload [`to_payload`] wrote.
 #[cfg(feature = "redis")]
-fn from_payload<T: DeserializeOwned>(payload: &[u8]) -> Option<T> {
+pub(crate) fn from_payload<T: DeserializeOwned>(payload: &[u8]) -> Option<T> {
     rmp_serde::from_slice(payload).ok()
 }
 
 /// Without the `redis` feature nothing is decoded: no shared tier exists to read from.
 #[cfg(not(feature = "redis"))]
-fn from_payload<T: DeserializeOwned>(_payload: &[u8]) -> Option<T> {
+pub(crate) fn from_payload<T: DeserializeOwned>(_payload: &[u8]) -> Option<T> {
     None
 }
 
+/// A value [`encode`] wrote.
+#[cfg(all(test, feature = "redis"))]
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<Decoded<T>, DecodeError> {
     decode_as(fingerprint::<T>(), bytes)
 }
@@ -190,6 +205,15 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<Decoded<T>, De
 pub(crate) fn decode_as<T: DeserializeOwned>(
     fingerprint: u64,
     bytes: &[u8],
+) -> Result<Decoded<T>, DecodeError> {
+    decode_with(fingerprint, bytes, from_payload)
+}
+
+/// [`decode_as`] with the payload read by `read`.
+pub(crate) fn decode_with<T>(
+    fingerprint: u64,
+    bytes: &[u8],
+    read: impl FnOnce(&[u8]) -> Option<T>,
 ) -> Result<Decoded<T>, DecodeError> {
     if bytes.len() > MAX_ENCODED {
         return Err(DecodeError::TooLarge);
@@ -225,7 +249,7 @@ pub(crate) fn decode_as<T: DeserializeOwned>(
         tags.push(tag.into());
         rest = &rest[2 + len..];
     }
-    let value = from_payload(rest).ok_or(DecodeError::Payload)?;
+    let value = read(rest).ok_or(DecodeError::Payload)?;
     Ok(Decoded {
         value,
         deadlines,

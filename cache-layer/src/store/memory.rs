@@ -9,7 +9,9 @@ use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 
 use super::thread_copies::{self, FrontId};
+use crate::engine::clock;
 use crate::engine::entry::Entry;
+use crate::engine::hooks::{self, Eviction, EvictionCause, EvictionHook};
 use crate::engine::stats::{Counter, Counters};
 
 /// tag → (key → id of the entry that registered it).
@@ -42,7 +44,13 @@ impl MemoryStore {
     /// Entries carry their own deadlines, checked on every read; moka's per-entry expiry is not
     /// used because it costs a timer-wheel update on every hit. An entry past its last window is
     /// removed when it is next read, and otherwise ages out of the LRU order within the budget.
-    pub(crate) fn new(budget: u64, counters: Arc<Counters>) -> Self {
+    ///
+    /// `on_eviction`, when set, is told of every entry that leaves, with the cause.
+    pub(crate) fn new(
+        budget: u64,
+        counters: Arc<Counters>,
+        on_eviction: Option<EvictionHook>,
+    ) -> Self {
         let tags: Arc<TagIndex> = Arc::default();
         let index = Arc::clone(&tags);
         let entries = moka::sync::Cache::builder()
@@ -57,6 +65,13 @@ impl MemoryStore {
                     counters.add(Counter::Eviction);
                 }
                 unregister_tags(&index, &key, &entry);
+                if let Some(hook) = &on_eviction {
+                    let event = Eviction {
+                        key: &key,
+                        cause: cause_of(cause, &entry),
+                    };
+                    hooks::guarded(&counters, "on_eviction", || hook(&event));
+                }
             })
             // Keys are rendered from trusted templates, and foldhash is several times faster than
             // SipHash on short keys while still seeded per process.
@@ -159,6 +174,23 @@ impl MemoryStore {
             .clear();
     }
 
+    /// Drops every entry whose key starts with `prefix` (every entry, when it is empty): one
+    /// pass over the store, so `O(entries)`.
+    pub(crate) fn remove_prefix(&self, prefix: &str) {
+        if prefix.is_empty() {
+            return self.invalidate_all();
+        }
+        let keys: Vec<Arc<Box<str>>> = self
+            .entries
+            .iter()
+            .map(|(key, _)| key)
+            .filter(|key| key.starts_with(prefix))
+            .collect();
+        for key in keys {
+            self.remove(&key);
+        }
+    }
+
     /// Drops only the entry stored under `key`.
     pub(crate) fn remove(&self, key: &str) {
         if let Some(entry) = self.entries.remove(key) {
@@ -183,6 +215,20 @@ impl MemoryStore {
 
     pub(crate) fn weighted_size(&self) -> u64 {
         self.entries.weighted_size()
+    }
+}
+
+/// Why `entry` left, as the eviction hook is told: moka's explicit removals are expiries when
+/// the entry was past its last window (a read removes such an entry), else invalidations.
+fn cause_of(cause: RemovalCause, entry: &Entry) -> EvictionCause {
+    match cause {
+        RemovalCause::Size => EvictionCause::Size,
+        RemovalCause::Replaced => EvictionCause::Replaced,
+        RemovalCause::Expired => EvictionCause::Expired,
+        RemovalCause::Explicit if entry.deadlines.expires_at <= clock::now() => {
+            EvictionCause::Expired
+        }
+        RemovalCause::Explicit => EvictionCause::Invalidated,
     }
 }
 
@@ -225,11 +271,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::engine::clock;
     use crate::engine::entry::Deadlines;
 
     fn store() -> MemoryStore {
-        MemoryStore::new(1 << 20, Arc::new(Counters::new("front-test")))
+        MemoryStore::new(1 << 20, Arc::new(Counters::new("front-test")), None)
     }
 
     fn entry(value: u32, tags: &[&str], weight: u32) -> Arc<Entry> {
@@ -376,7 +421,7 @@ mod tests {
 
     #[test]
     fn evicted_entries_leave_the_tag_index() {
-        let store = MemoryStore::new(64 * 1024, Arc::new(Counters::new("tags-test")));
+        let store = MemoryStore::new(64 * 1024, Arc::new(Counters::new("tags-test")), None);
         for i in 0..20_000 {
             let own = format!("item:{i}");
             store.insert(&format!("k{i}"), entry(1, &[own.as_str(), "items"], 100));

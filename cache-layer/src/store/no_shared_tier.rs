@@ -100,6 +100,10 @@ impl RedisStore {
         match *self {}
     }
 
+    pub(crate) async fn clear(&self, _prefix: &str) {
+        match *self {}
+    }
+
     pub(crate) async fn try_lock(&self, _key: &str, _token: &str, _ttl: Duration) -> Option<bool> {
         match *self {}
     }

@@ -1,7 +1,8 @@
 //! Invalidations that could not reach Redis (breaker open, error, timeout): kept, bounded, and
 //! replayed before Redis is trusted again. When more names are pending than the queue holds,
 //! it stops remembering names and marks *everything* suspect instead: the replay then tells
-//! every instance to empty its memory tier.
+//! every instance to empty its memory tier. Clears are never forgotten so: past
+//! [`MAX_PENDING`] prefixes, they become one clear of everything.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +28,9 @@ pub(crate) enum Part {
     /// A Redis value key to delete (a member taken from a tag's set, or one evicted from it,
     /// whose delete failed).
     Key(Box<str>),
+    /// A clear of the keys starting with this prefix (empty: every key): recorded, their
+    /// entries deleted, and the broadcast.
+    Prefix(Box<str>),
 }
 
 /// What a replay has to send.
@@ -72,6 +76,23 @@ impl QueuedInvalidations {
         self.push_part(Part::Key(key.into()))
     }
 
+    /// Keeps the clear of the keys starting with `prefix` for the next replay. Past
+    /// [`MAX_PENDING`] prefixes, the queued clears become one clear of everything.
+    pub(crate) fn push_prefix(&self, prefix: &str) {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        self.any.store(true, Ordering::Release);
+        queue.pushes += 1;
+        let push = queue.pushes;
+        let part = Part::Prefix(prefix.into());
+        let prefixes = queue.parts.keys().filter(|p| is_prefix(p)).count();
+        if !queue.parts.contains_key(&part) && prefixes >= MAX_PENDING {
+            queue.parts.retain(|part, _| !is_prefix(part));
+            queue.parts.insert(Part::Prefix("".into()), push);
+        } else {
+            queue.parts.insert(part, push);
+        }
+    }
+
     fn push_part(&self, part: Part) -> Queued {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         self.any.store(true, Ordering::Release);
@@ -79,10 +100,10 @@ impl QueuedInvalidations {
         // does not cover this one.
         queue.pushes += 1;
         let push = queue.pushes;
-        if queue.everything.is_some()
-            || (!queue.parts.contains_key(&part) && queue.parts.len() >= MAX_PENDING)
+        let names = queue.parts.keys().filter(|p| !is_prefix(p)).count();
+        if queue.everything.is_some() || (!queue.parts.contains_key(&part) && names >= MAX_PENDING)
         {
-            queue.parts.clear();
+            queue.parts.retain(|part, _| is_prefix(part));
             queue.everything = Some(push);
             return Queued::Overflowed;
         }
@@ -130,6 +151,10 @@ impl QueuedInvalidations {
     }
 }
 
+fn is_prefix(part: &Part) -> bool {
+    matches!(part, Part::Prefix(_))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +200,32 @@ mod tests {
         assert_eq!(again.parts[0].0, Part::Name("user:1".into()));
         pending.replayed(&again.parts[0].0, again.parts[0].1);
         assert!(!pending.any());
+    }
+
+    #[test]
+    fn clears_are_never_forgotten_only_widened() {
+        let pending = QueuedInvalidations::default();
+        pending.push_prefix("user:");
+        for i in 0..=MAX_PENDING {
+            pending.push(&format!("k:{i}"));
+        }
+        let replay = pending.snapshot();
+        assert_eq!(
+            replay.parts.len(),
+            1,
+            "the names overflowed, the clear stays"
+        );
+        assert_eq!(replay.parts[0].0, Part::Prefix("user:".into()));
+        for i in 0..MAX_PENDING {
+            pending.push_prefix(&format!("p{i}:"));
+        }
+        let replay = pending.snapshot();
+        assert_eq!(replay.parts.len(), 1);
+        assert_eq!(
+            replay.parts[0].0,
+            Part::Prefix("".into()),
+            "one clear of everything"
+        );
     }
 
     #[test]

@@ -40,8 +40,9 @@ use futures_util::StreamExt;
 use redis::aio::PubSub;
 use tokio::sync::watch;
 
-use super::redis::{bounded, RedisStore, EVERYTHING, LOAD_ENDED, SOFT};
+use super::redis::{bounded, RedisStore, CLEAR, EVERYTHING, LOAD_ENDED, SOFT};
 use crate::cache::Inner;
+use crate::engine::hooks::{Invalidated, Origin};
 
 /// How often the subscriber checks that its connection still answers (a PING on it).
 pub(crate) const HEARTBEAT: Duration = Duration::from_millis(500);
@@ -388,7 +389,10 @@ async fn deliver_off_executor(inner: Arc<Inner>, payload: &[u8]) {
     let name = payload
         .strip_prefix(SOFT)
         .map_or(payload, |sent| sent.get(8..).unwrap_or(&[]));
-    let large = std::str::from_utf8(name).is_ok_and(|name| inner.large_purge(&[name]));
+    let large = match payload.strip_prefix(CLEAR) {
+        Some(sent) => sent.len() > 8 && inner.large_clear(),
+        None => std::str::from_utf8(name).is_ok_and(|name| inner.large_purge(&[name])),
+    };
     if !large {
         return deliver(&inner, payload);
     }
@@ -405,18 +409,30 @@ fn deliver(inner: &Inner, payload: &[u8]) {
             remote.load_waiters.ended(name);
         }
     } else if let Some(sent) = payload.strip_prefix(SOFT) {
-        let Some((sender, name)) = sent.split_first_chunk::<8>() else {
-            return;
-        };
-        let own = inner
-            .shared_tier()
-            .is_some_and(|remote| remote.store.instance() == u64::from_be_bytes(*sender));
-        if let (false, Ok(name)) = (own, std::str::from_utf8(name)) {
+        if let Some(name) = from_another(inner, sent) {
             inner.soft_invalidate_local(name);
+            inner.invalidated(Invalidated::SoftPurge(name), Origin::Remote);
+        }
+    } else if let Some(sent) = payload.strip_prefix(CLEAR) {
+        if let Some(prefix) = from_another(inner, sent) {
+            inner.clear_local(prefix, Origin::Remote);
         }
     } else if let Ok(name) = std::str::from_utf8(payload) {
         inner.invalidate_local(name);
+        if inner.hooks().invalidation.is_some() && !inner.own_echo(name) {
+            inner.invalidated(Invalidated::Name(name), Origin::Remote);
+        }
     }
+}
+
+/// The name or prefix in `sent` (a sender's id, then the text), unless this instance sent it:
+/// it applied its own already.
+fn from_another<'a>(inner: &Inner, sent: &'a [u8]) -> Option<&'a str> {
+    let (sender, text) = sent.split_first_chunk::<8>()?;
+    let own = inner
+        .shared_tier()
+        .is_some_and(|remote| remote.store.instance() == u64::from_be_bytes(*sender));
+    (!own).then(|| std::str::from_utf8(text).ok()).flatten()
 }
 
 #[cfg(test)]

@@ -97,7 +97,10 @@ where
     let (result, request_time) = loading.call(inner, Request::from_parts(parts, body)).await;
     let response_time = SystemTime::now();
     if let Some(failed_status) = failure(&result) {
-        loading.failed();
+        loading.failed(
+            plan.key(),
+            Some(failed_status.as_u16()).filter(|_| result.is_ok()),
+        );
         if let Some((stale, true)) = &plan.stale {
             pipeline::stale_if_error(&cache, plan.key(), Arc::clone(stale) as Value, leader);
             let mut status = CacheStatus::forward(plan.forward).detail("stale-if-error");

@@ -20,6 +20,19 @@ pub(crate) const LOAD_ENDED: &[u8] = b"\xfc";
 /// its purge again would make a refresh begun in between store its value stale.
 pub(crate) const SOFT: &[u8] = b"\xfe";
 
+/// The first byte of a clear's pub/sub payload, followed by the sending instance's id (8
+/// bytes) and the cleared key prefix (empty: everything): not UTF-8, so no name starts with
+/// it, and an instance that does not know it ignores the message. The sender has cleared its
+/// own memory already.
+pub(crate) const CLEAR: &[u8] = b"\xfb";
+
+/// The most prefixes the set of clears keeps (see `scripts/clear.lua`).
+pub(super) const MAX_CLEARED_PREFIXES: usize = 64;
+
+/// How many entries one `SCAN` of a clear asks Redis to look at (each batch is one round trip
+/// and one `UNLINK`).
+pub(super) const SCAN_BATCH: usize = 1000;
+
 /// The invalidation history's member that scores its epoch (see `scripts/record.lua`).
 pub(super) const EPOCH: &[u8] = b"\xff";
 
@@ -45,6 +58,45 @@ pub(super) const MAX_TAG_MEMBERS: usize = 10_000;
 
 /// Keys and tags longer than this are stored under a digest (see [`bounded`]).
 const MAX_NAME: usize = 200;
+
+/// `key` (or a cleared prefix) as the set of clears compares it: its first [`MAX_NAME`] bytes
+/// at most, cut at a character boundary. A prefix cut so clears a few more keys than asked
+/// in Redis (never fewer).
+pub(crate) fn cleared_prefix(key: &str) -> &str {
+    let mut cut = key.len().min(MAX_NAME);
+    while !key.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &key[..cut]
+}
+
+/// The `SCAN MATCH` patterns that find every value key of a key starting with `prefix`: the
+/// short keys' (`P` `v:` prefix `*`), and the long keys' (`P` `v#`, their first 60 bytes at
+/// most: a long key's stored form begins with at least 61 of its bytes, see [`bounded`]),
+/// which may find a few more long keys than asked.
+pub(super) fn scan_patterns(value_prefix: &str, prefix: &str) -> [String; 2] {
+    let mut long = prefix.len().min(60);
+    while !prefix.is_char_boundary(long) {
+        long -= 1;
+    }
+    let short = cleared_prefix(prefix);
+    [
+        format!("{value_prefix}:{}*", glob_escaped(short)),
+        format!("{value_prefix}#{}*", glob_escaped(&prefix[..long])),
+    ]
+}
+
+/// `text` with the glob's special characters escaped, matching itself only.
+fn glob_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^' | '-') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
 
 /// `name` itself, or when longer than [`MAX_NAME`] bytes, its first 64 bytes (for humans
 /// reading `redis-cli`), `#`, and the hex SHA-256 of the whole name (for uniqueness).
@@ -115,6 +167,16 @@ impl Keys {
         format!("{}invalidated", self.prefix)
     }
 
+    /// The set of clears, on one Redis (see `scripts/clear.lua`).
+    pub(super) fn cleared_key(&self) -> String {
+        format!("{}cleared", self.prefix)
+    }
+
+    /// What every value key starts with: `P` `v`.
+    pub(super) fn value_prefix(&self) -> String {
+        format!("{}v", self.prefix)
+    }
+
     /// The pub/sub channel every instance listens on for invalidations.
     pub(super) fn channel(&self) -> String {
         format!("{}invalidate", self.prefix)
@@ -140,6 +202,20 @@ mod tests {
         assert!(bounded(&a).starts_with("search:xxx"));
         let multibyte = "é".repeat(150);
         assert!(bounded(&multibyte).len() <= 129);
+    }
+
+    #[test]
+    fn scan_patterns_find_short_and_long_keys_and_nothing_else() {
+        let [short, long] = scan_patterns("p:v", "user:*[1]");
+        assert_eq!(short, "p:v:user:\\*\\[1\\]*");
+        assert_eq!(long, "p:v#user:\\*\\[1\\]*");
+        let prefix = "é".repeat(40);
+        let [short, long] = scan_patterns("p:v", &prefix);
+        assert_eq!(short, format!("p:v:{prefix}*"));
+        assert_eq!(long, format!("p:v#{}*", "é".repeat(30)));
+        let key = format!("{prefix}{}", "x".repeat(300));
+        assert!(bounded(&key).starts_with(&"é".repeat(30)));
+        assert_eq!(cleared_prefix(&"é".repeat(150)).len(), 200);
     }
 
     #[test]

@@ -14,8 +14,10 @@
 //! - `read`: reads, and where the invalidation history stands before a load.
 //! - `write`: writes, and the write on one Redis; `cluster`: the write on a cluster.
 //! - `invalidate`: deletes, invalidations and soft purges; `replay`: the queue's replay.
+//! - `clear`: clears of every key or a key prefix.
 //! - `lock`: the distributed load lock.
 
+mod clear;
 mod cluster;
 mod connection;
 mod invalidate;
@@ -35,7 +37,7 @@ use redis::Client;
 
 use self::connection::Connection;
 use self::keys::Keys;
-pub(crate) use self::keys::{bounded, EVERYTHING, LOAD_ENDED, SOFT};
+pub(crate) use self::keys::{bounded, CLEAR, EVERYTHING, LOAD_ENDED, SOFT};
 use crate::engine::random;
 use crate::engine::stats::Counters;
 use crate::error::BuildError;

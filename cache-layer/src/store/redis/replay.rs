@@ -46,6 +46,7 @@ impl RedisStore {
             match part {
                 Part::Name(name) => self.send_invalidation(c, name).await?,
                 Part::Key(key) => redis::cmd("DEL").arg(&**key).query_async::<()>(c).await?,
+                Part::Prefix(prefix) => self.send_clear(c, prefix).await?,
             }
             self.pending.replayed(part, *push);
         }

@@ -37,6 +37,12 @@ pub(super) const WRITE: &str = concat!(
     include_str!("scripts/write.lua"),
 );
 
+/// On one Redis, a clear's record, before its entries are deleted (`clear.lua`, `record.lua`).
+pub(super) const CLEAR: &str = concat!(
+    include_str!("scripts/record.lua"),
+    include_str!("scripts/clear.lua"),
+);
+
 /// On a cluster: sets a name's invalidation or soft purge marker to the node's time
 /// (`mark.lua`).
 pub(super) const MARK: &str = include_str!("scripts/mark.lua");

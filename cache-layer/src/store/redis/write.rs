@@ -7,7 +7,7 @@ use redis::Cmd;
 
 use super::cluster::markers_of;
 use super::connection::Link;
-use super::keys::{bounded, MAX_TAG_MEMBERS};
+use super::keys::{bounded, cleared_prefix, MAX_TAG_MEMBERS};
 use super::scripts::{eval, WRITE};
 use super::{px, RedisStore, SharedSince, Written};
 use crate::engine::stats::Counter;
@@ -65,11 +65,13 @@ impl RedisStore {
         since: String,
     ) -> Cmd {
         let history_key = self.keys.history_key();
-        let mut keys = vec![value_key, history_key.as_str()];
+        let cleared_key = self.keys.cleared_key();
+        let mut keys = vec![value_key, history_key.as_str(), cleared_key.as_str()];
         keys.extend(tag_keys.iter().map(String::as_str));
         let mut write = eval(WRITE, &keys);
         write.arg(bytes).arg(millis).arg(MAX_TAG_MEMBERS).arg(since);
         write.arg(now_millis()).arg(FORMATS_WITH_DEADLINES);
+        write.arg(cleared_prefix(key));
         write.arg(&*bounded(key));
         for tag in tags {
             write.arg(&*bounded(tag));

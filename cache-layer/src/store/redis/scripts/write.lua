@@ -8,11 +8,14 @@
 -- value written (returns 0), so that a failure never leaves a value its tags do not name. When
 -- the key or a tag was soft-purged (and not invalidated) since the load began, the value is
 -- written stale: its fresh-until time lowered to now.
--- KEYS[1]: the value key; KEYS[2]: the invalidation history (record.lua); KEYS[3..]: the
--- tags' sets.
+-- A load's write is also refused when a clear (clear.lua) since the load began covers the key:
+-- its prefix starts the key's first 200 bytes.
+-- KEYS[1]: the value key; KEYS[2]: the invalidation history (record.lua); KEYS[3]: the set
+-- of clears (clear.lua); KEYS[4..]: the tags' sets.
 -- ARGV[1]: the value; ARGV[2]: its TTL (ms); ARGV[3]: the most members a set holds; ARGV[4]:
 -- the history's epoch when the load began ("": not checked); ARGV[5]: now (ms); ARGV[6]: the
--- formats soften() acts on; ARGV[7..]: the bounded names of the key and its tags.
+-- formats soften() acts on; ARGV[7]: the key's first 200 bytes; ARGV[8..]: the bounded names
+-- of the key and its tags.
 local function prune(set, own, most)
   for _, member in ipairs(redis.call("SRANDMEMBER", set, most)) do
     if member ~= own and redis.call("EXISTS", member) == 0 then redis.call("SREM", set, member) end
@@ -28,7 +31,10 @@ if ARGV[4] ~= "" then
   if epoch then
     local floor = redis.call("ZSCORE", KEYS[2], "\254")
     if not floor or since < tonumber(floor) or since > tonumber(epoch) then return 1 end
-    for i = 7, #ARGV do
+    for _, prefix in ipairs(redis.call("ZRANGEBYSCORE", KEYS[3], "(" .. ARGV[4], "+inf")) do
+      if string.sub(ARGV[7], 1, #prefix) == prefix then return 1 end
+    end
+    for i = 8, #ARGV do
       local at = redis.call("ZSCORE", KEYS[2], ARGV[i])
       if at and tonumber(at) > since then return 1 end
       local soft = redis.call("ZSCORE", KEYS[2], "\253" .. ARGV[i])
@@ -40,7 +46,7 @@ if ARGV[4] ~= "" then
 end
 local ttl = tonumber(ARGV[2])
 local most = tonumber(ARGV[3])
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   if full(KEYS[i], KEYS[1], most) then
     prune(KEYS[i], KEYS[1], 32)
     if full(KEYS[i], KEYS[1], most) then
@@ -49,7 +55,7 @@ for i = 3, #KEYS do
     end
   end
 end
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   redis.call("SADD", KEYS[i], KEYS[1])
   if redis.call("PTTL", KEYS[i]) < ttl then redis.call("PEXPIRE", KEYS[i], ttl) end
   prune(KEYS[i], KEYS[1], 3)
