@@ -3,7 +3,10 @@
 //! - a Redis-backed `#[cached]` hit against a raw `GET` (+ MessagePack decode) of the same
 //!   payload on a `ConnectionManager` to the same server;
 //! - a tiered L1 hit against a memory-only cache hit;
-//! - the `cached` crate's `AsyncRedisCache` get of the same value, as the peer.
+//! - the `cached` crate's `AsyncRedisCache` get of the same value, as the peer;
+//! - a hit on a 100 KiB JSON text and on a 2 KiB one (a catalog page's size) through Redis
+//!   alone, written plain and written compressed (`compress_above`), with the bytes Redis holds
+//!   for each.
 //!
 //! `cargo bench --bench redis` prints criterion's report, then the median ratios.
 
@@ -28,6 +31,27 @@ async fn get_user(cache: &Cache, id: u64) -> User {
 }
 
 const ID: u64 = 42;
+
+#[cached(ttl = "5m", key = "json:<rows>", cache = cache)]
+async fn get_json(cache: &Cache, rows: usize) -> String {
+    let _ = cache;
+    json_rows(rows)
+}
+
+/// `rows` rows of JSON, about 50 bytes each.
+fn json_rows(rows: usize) -> String {
+    (0..rows)
+        .map(|i| {
+            format!(
+                "{{\"course\":{i},\"title\":\"Course {i}\",\"seats\":{}}},",
+                i % 40
+            )
+        })
+        .collect()
+}
+
+/// The two sizes measured: a catalog page's, and 100 KiB.
+const JSON_ROWS: [usize; 2] = [40, 2_000];
 
 fn redis_benches(c: &mut Criterion) {
     let server = redis_server::RedisServer::start();
@@ -110,6 +134,62 @@ fn redis_benches(c: &mut Criterion) {
     group.bench_function("tiered", |b| b.to_async(&rt).iter(|| get_user(&tiered, ID)));
     group.finish();
     let _ = &mut raw;
+    compression_benches(c, &rt, &server);
+}
+
+/// Redis-alone hits on JSON texts written plain and compressed, and the bytes each takes.
+fn compression_benches(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    server: &redis_server::RedisServer,
+) {
+    let plain = redis_only(server, "plain:", None);
+    let compressed = redis_only(server, "lz4:", Some(1024));
+    let mut group = c.benchmark_group("redis_hit_json");
+    for rows in JSON_ROWS {
+        for (name, cache, prefix) in [
+            ("plain", &plain, "plain:"),
+            ("compressed", &compressed, "lz4:"),
+        ] {
+            let bytes = rt.block_on(stored_bytes(server, (cache, prefix), rows));
+            println!("json {rows} rows, {name}: {bytes} bytes in Redis");
+            group.bench_function(format!("{name}_{rows}"), |b| {
+                b.to_async(rt).iter(|| get_json(cache, rows))
+            });
+        }
+    }
+    group.finish();
+}
+
+fn redis_only(server: &redis_server::RedisServer, prefix: &str, above: Option<usize>) -> Cache {
+    let mut builder = Cache::builder().redis(server.url()).key_prefix(prefix);
+    if let Some(above) = above {
+        builder = builder.compress_above(above);
+    }
+    builder.build().expect("cache")
+}
+
+/// Stores `get_json(rows)` through `cache` (keys under `prefix`), then reads how many bytes
+/// Redis holds for it once its write (off the caller's path) has landed.
+async fn stored_bytes(
+    server: &redis_server::RedisServer,
+    (cache, prefix): (&Cache, &str),
+    rows: usize,
+) -> u64 {
+    get_json(cache, rows).await;
+    let mut raw = server.raw().await;
+    for _ in 0..100 {
+        let len: u64 = redis::cmd("STRLEN")
+            .arg(format!("{prefix}v:json:{rows}"))
+            .query_async(&mut raw)
+            .await
+            .expect("strlen");
+        if len > 0 {
+            return len;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    0
 }
 
 /// Length of the MessagePack payload of `user(ID)` at the end of an entry.
@@ -133,6 +213,8 @@ fn main() {
         ("redis_hit", "cache_layer", "raw_get_and_decode"),
         ("redis_hit", "cached_crate_redis", "raw_get_and_decode"),
         ("l1_hit", "tiered", "memory_only"),
+        ("redis_hit_json", "compressed_40", "plain_40"),
+        ("redis_hit_json", "compressed_2000", "plain_2000"),
     ];
     for (group, ours, base) in pairs {
         if let (Some(a), Some(b)) = (median(group, ours), median(group, base)) {

@@ -7,6 +7,7 @@ mod support;
 
 mod clear;
 mod cluster;
+mod compression;
 mod connection;
 mod entry_bytes;
 mod invalidation_history;

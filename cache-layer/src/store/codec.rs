@@ -10,13 +10,17 @@ use serde::Serialize;
 use crate::engine::clock::{self, Instant};
 use crate::engine::entry::Deadlines;
 
-const FORMAT_MSGPACK_NAMED: u8 = 1;
+/// An entry's first byte: MessagePack with named fields after the header and tags.
+pub(crate) const FORMAT_MSGPACK_NAMED: u8 = 1;
+/// The same with the payload compressed (`compress.rs`).
+#[cfg(feature = "redis")]
+pub(crate) const FORMAT_MSGPACK_NAMED_LZ4: u8 = 2;
 const HEADER: usize = 35;
 
 /// The format bytes of values whose header holds the wall-clock deadlines at the offsets
 /// [`encode`] writes them (`fresh_until` at byte 9): what a soft purge in Redis lowers.
 #[cfg(feature = "redis")]
-pub(crate) const FORMATS_WITH_DEADLINES: &[u8] = &[FORMAT_MSGPACK_NAMED];
+pub(crate) const FORMATS_WITH_DEADLINES: &[u8] = &[FORMAT_MSGPACK_NAMED, FORMAT_MSGPACK_NAMED_LZ4];
 
 /// The largest entry kept in a shared store: a bigger value is not written, and at most this
 /// many bytes (plus one, to tell) are read back, so a huge value under one key cannot stall a
@@ -219,9 +223,12 @@ pub(crate) fn decode_with<T>(
         return Err(DecodeError::TooLarge);
     }
     let header = bytes.get(..HEADER).ok_or(DecodeError::Truncated)?;
-    if header[0] != FORMAT_MSGPACK_NAMED {
-        return Err(DecodeError::Format(header[0]));
-    }
+    let compressed = match header[0] {
+        FORMAT_MSGPACK_NAMED => false,
+        #[cfg(feature = "redis")]
+        FORMAT_MSGPACK_NAMED_LZ4 => true,
+        other => return Err(DecodeError::Format(other)),
+    };
     let word = |at: usize| {
         let mut buf = [0u8; 8];
         buf.copy_from_slice(&header[at..at + 8]);
@@ -249,12 +256,43 @@ pub(crate) fn decode_with<T>(
         tags.push(tag.into());
         rest = &rest[2 + len..];
     }
-    let value = read(rest).ok_or(DecodeError::Payload)?;
+    let value = if compressed {
+        read_compressed(rest, read)
+    } else {
+        read(rest)
+    };
+    let value = value.ok_or(DecodeError::Payload)?;
     Ok(Decoded {
         value,
         deadlines,
         tags,
     })
+}
+
+/// A payload compressed by `compress.rs`, decompressed and read by `read`.
+#[cfg(feature = "redis")]
+fn read_compressed<T>(stored: &[u8], read: impl FnOnce(&[u8]) -> Option<T>) -> Option<T> {
+    read(&super::compress::decompressed(stored)?)
+}
+
+/// Without the `redis` feature nothing is compressed (`decode_with` refuses the format).
+#[cfg(not(feature = "redis"))]
+fn read_compressed<T>(_stored: &[u8], _read: impl FnOnce(&[u8]) -> Option<T>) -> Option<T> {
+    None
+}
+
+/// Where the payload of the entry in `bytes` begins (after its header and tags), if the
+/// bytes are that long.
+#[cfg(feature = "redis")]
+pub(crate) fn payload_at(bytes: &[u8]) -> Option<usize> {
+    let header = bytes.get(..HEADER)?;
+    let count = u16::from_be_bytes([header[33], header[34]]);
+    let mut at = HEADER;
+    for _ in 0..count {
+        let len = bytes.get(at..at + 2)?;
+        at += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
+    }
+    (at <= bytes.len()).then_some(at)
 }
 
 // The encoding is MessagePack only with the `redis` feature (the shared tier's).

@@ -5,6 +5,8 @@
 #[cfg(feature = "redis")]
 mod breaker;
 pub(crate) mod codec;
+#[cfg(feature = "redis")]
+mod compress;
 mod memory;
 #[cfg(not(feature = "redis"))]
 mod no_shared_tier;

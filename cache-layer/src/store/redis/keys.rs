@@ -227,6 +227,7 @@ mod tests {
             connect_timeout: Duration::from_millis(1),
             op_timeout: Duration::from_millis(1),
             root_certificate: None,
+            compress_above: None,
         };
         let store = RedisStore::new(&config, Arc::new(Counters::new("t"))).unwrap();
         let keys = &store.keys;

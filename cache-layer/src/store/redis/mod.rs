@@ -55,6 +55,8 @@ pub(crate) struct RedisConfig {
     pub(crate) op_timeout: Duration,
     /// A PEM CA certificate to trust for `rediss://` instead of the system's roots.
     pub(crate) root_certificate: Option<Vec<u8>>,
+    /// Payloads longer than this are written compressed (`store/compress.rs`).
+    pub(crate) compress_above: Option<usize>,
 }
 
 /// The shared store of one cache: its connection, its key names, and what an outage leaves
@@ -77,6 +79,8 @@ pub(crate) struct RedisStore {
     /// Random, per store: names this instance in its soft purges' messages, so that it does
     /// not apply its own again (see [`SOFT`]).
     instance: u64,
+    /// See [`RedisConfig::compress_above`].
+    compress_above: Option<usize>,
     counters: Arc<Counters>,
 }
 
@@ -131,6 +135,7 @@ impl RedisStore {
             on_open: None,
             answering: AtomicBool::new(true),
             instance: random::u64(),
+            compress_above: config.compress_above,
             counters,
         })
     }

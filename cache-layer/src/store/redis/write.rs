@@ -12,6 +12,7 @@ use super::scripts::{eval, WRITE};
 use super::{px, RedisStore, SharedSince, Written};
 use crate::engine::stats::Counter;
 use crate::store::codec::{now_millis, FORMATS_WITH_DEADLINES};
+use crate::store::compress::compressed;
 
 impl RedisStore {
     /// Adds `key` to each tag's set, then stores `bytes` under it for `ttl`: a failure on the
@@ -33,6 +34,10 @@ impl RedisStore {
             SharedSince::Began(began) => (String::new(), Some(began)),
             SharedSince::Unchecked => (String::new(), None),
             SharedSince::Unknown => return,
+        };
+        let bytes = match self.compress_above {
+            Some(above) => compressed(bytes, above),
+            None => bytes,
         };
         let value_key = self.keys.value_key(key);
         let tag_keys: Vec<String> = tags.iter().map(|t| self.keys.tag_key(t)).collect();
