@@ -63,12 +63,12 @@ static OPTIONS: LazyLock<LoadOptions> =
 async fn by_hand(id: u64) -> User {
     let loaded = CACHE
         .get_or_load(&Key::new("user").part(id), &OPTIONS, move || async move {
-            Ok::<_, cache_layer::TimeoutError>(user(id))
+            Ok::<_, Infallible>(user(id))
         })
         .await;
     match loaded {
         Ok(user) => user,
-        Err(timeout) => unreachable!("no timeout is set: {timeout}"),
+        Err(never) => match never {},
     }
 }
 
@@ -78,12 +78,12 @@ static PREBUILT: LazyLock<Key> = LazyLock::new(|| Key::new("user").part(ID));
 async fn by_hand_prebuilt_key(id: u64) -> User {
     let loaded = CACHE
         .get_or_load(&PREBUILT, &OPTIONS, move || async move {
-            Ok::<_, cache_layer::TimeoutError>(user(id))
+            Ok::<_, Infallible>(user(id))
         })
         .await;
     match loaded {
         Ok(user) => user,
-        Err(timeout) => unreachable!("no timeout is set: {timeout}"),
+        Err(never) => match never {},
     }
 }
 
@@ -180,7 +180,7 @@ async fn singles(keys: &[Key]) {
         let loaded = BATCH_CACHE
             .get_or_load(key, &OPTIONS, move || async move {
                 tokio::time::sleep(ROUND_TRIP).await;
-                Ok::<_, cache_layer::TimeoutError>(user(i as u64))
+                Ok::<_, Infallible>(user(i as u64))
             })
             .await;
         values.push(loaded.ok());

@@ -78,7 +78,7 @@ async fn loads(cache: &Cache) -> u64 {
                 let loaded = cache
                     .get_or_load(&key, &options, || async move {
                         tokio::time::sleep(LOAD_TIME).await;
-                        Ok::<_, cache_layer::TimeoutError>(n)
+                        Ok::<_, std::convert::Infallible>(n)
                     })
                     .await;
                 loaded.is_ok() && cache.get::<u64>(&key).await == Some(n)

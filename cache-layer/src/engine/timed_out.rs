@@ -7,7 +7,8 @@ use std::time::Duration;
 /// A load took longer than its hard timeout, and no stale value could stand in.
 ///
 /// What a `#[cached(hard_timeout = ...)]` function (whose error type converts from it) and
-/// [`Cache::get_or_load`](crate::Cache::get_or_load) and its siblings return then; the
+/// [`Cache::get_or_load_within`](crate::Cache::get_or_load_within) and
+/// [`get_or_load_optional_within`](crate::Cache::get_or_load_optional_within) return then; the
 /// [`CacheLayer`](crate::http::CacheLayer) answers `504 Gateway Timeout` instead. Converts into
 /// [`std::io::Error`] (kind [`TimedOut`](std::io::ErrorKind::TimedOut)) and into `String` (its
 /// message).

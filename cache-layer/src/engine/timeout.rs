@@ -19,7 +19,8 @@ use super::stats::{Counter, Counters};
 pub(crate) use super::timed_out::TimeoutError;
 
 /// A site's timeouts (what `#[cached(soft_timeout = ..., hard_timeout = ...)]`,
-/// [`LoadOptions`](crate::LoadOptions) and [`CacheLayer`](crate::http::CacheLayer) set).
+/// [`LoadOptions::soft_timeout`](crate::LoadOptions::soft_timeout) with a
+/// [`HardTimeout`](crate::HardTimeout), and [`CacheLayer`](crate::http::CacheLayer) set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
     /// Past this, a caller holding a stale value serves it; the load goes on and stores.

@@ -113,7 +113,7 @@ impl<'a, S> Miss<'a, S> {
         let span = trace::memo_load(self.cache, self.site.name, self.key);
         let timed = async {
             if self.cache.inner().disabled() {
-                return bypass(self.cache, load, &span).await;
+                return self.bypass_within(load, &span, timed_out).await;
             }
             let tags = boxed(tags);
             let leader = match self.lead(&tags, &span, timed_out).await {
@@ -220,6 +220,35 @@ impl<'a, S> Miss<'a, S> {
                 let timed_out = timed_out.expect("a hard timeout is raced only with `timed_out`");
                 timed_out(error)
             }
+        }
+    }
+
+    /// With caching off, the load runs as [`bypass`] does, still within the hard timeout (there
+    /// is no stale value to serve): a caller that asked for one gets it either way.
+    async fn bypass_within<R, F>(
+        &self,
+        load: F,
+        span: &Span,
+        timed_out: Option<fn(TimeoutError) -> R>,
+    ) -> R
+    where
+        R: Send + 'static,
+        F: Future<Output = R> + Send + 'static,
+    {
+        let (Some(timed_out), Some(_)) = (timed_out, self.site.timeouts.hard) else {
+            return bypass(self.cache, load, span).await;
+        };
+        let (cache, load_span) = (self.cache.clone(), span.clone());
+        let work = async move { bypass(&cache, load, &load_span).await };
+        let counters = self.cache.inner().counters();
+        let timeouts = self.site.timeouts;
+        match pipeline::within(counters, timeouts, None, None, work, |_| async {}).await {
+            Within::Done(value) => value,
+            Within::TimedOut(error) => {
+                trace::outcome(span, trace::Outcome::Timeout, None);
+                timed_out(error)
+            }
+            Within::Stale => unreachable!("a soft timeout is raced only with a stale value"),
         }
     }
 

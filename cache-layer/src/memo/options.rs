@@ -1,6 +1,7 @@
 //! A call site's settings: [`Site`] (a `#[cached(...)]` function's arguments: lifetimes,
 //! negative caching, jitter, lock), [`Policy`] (what it decides from a loaded value:
-//! `ttl_from`, `cache_if`) and [`LoadOptions`], the same arguments for the imperative API.
+//! `ttl_from`, `cache_if`) and [`LoadOptions`], the same arguments for the imperative API, with
+//! [`HardTimeout`], the one a loader gets only where its error can carry it.
 
 use std::time::Duration;
 
@@ -138,6 +139,61 @@ pub struct LoadOptions {
     pub(crate) tags: Vec<String>,
 }
 
+/// A hard timeout for [`Cache::get_or_load_within`](crate::Cache::get_or_load_within) and
+/// [`get_or_load_optional_within`](crate::Cache::get_or_load_optional_within): a load that
+/// takes longer than [`after`](Self::after) answers its caller, and the callers waiting on it,
+/// with the stale value it has, else with `Err(E::from(`[`TimeoutError`](crate::TimeoutError)`))`
+/// (`#[cached(hard_timeout = ...)]`). It is an argument of those methods, not a
+/// [`LoadOptions`] setting, because only a loader whose error converts from `TimeoutError` can
+/// be given one: a hard timeout cannot be asked for where it could not be returned.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_layer::HardTimeout;
+///
+/// let within = HardTimeout::after(Duration::from_secs(2)).finish_on_hard_timeout(false);
+/// assert_eq!(within.duration(), Duration::from_secs(2));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct HardTimeout {
+    pub(crate) after: Duration,
+    pub(crate) finish: bool,
+}
+
+impl HardTimeout {
+    /// A load slower than `after` gives up; it still finishes and stores in the background.
+    pub fn after(after: Duration) -> Self {
+        HardTimeout {
+            after,
+            finish: true,
+        }
+    }
+
+    /// Whether a load past the hard timeout goes on and stores its value (default `true`: the
+    /// source is doing the work anyway, and the next caller gets a hit instead of asking the
+    /// slow source again), or is cancelled (`false`: for a load that holds something scarce,
+    /// such as a pooled connection, better given back at once). As
+    /// `#[cached(finish_on_hard_timeout = false)]`.
+    pub fn finish_on_hard_timeout(mut self, finish: bool) -> Self {
+        self.finish = finish;
+        self
+    }
+
+    /// How long a load may take.
+    pub fn duration(&self) -> Duration {
+        self.after
+    }
+
+    /// `site` with this hard timeout.
+    pub(crate) fn on(self, site: &Site) -> Site {
+        let mut site = *site;
+        site.timeouts.hard = Some(self.after);
+        site.timeouts.finish_on_hard = self.finish;
+        site
+    }
+}
+
 /// The largest jitter fraction: just under 1, so a jittered TTL stays above zero.
 const MAX_JITTER: f64 = 0.99;
 
@@ -205,28 +261,15 @@ impl LoadOptions {
     /// value it has (an entry in its [`stale_if_error`](Self::stale_if_error) window, or a
     /// soft-purged one), and so are the callers waiting on the same load; the load goes on in
     /// the background and stores its value (`#[cached(soft_timeout = ...)]`). Without a stale
-    /// value the caller keeps waiting (up to the hard timeout, if any). See the
-    /// [timeouts chapter](crate::docs::lifetimes#timeouts).
+    /// value the caller keeps waiting. It needs nothing of the loader's error type, so every
+    /// load with these options takes it: [`get_or_load`](crate::Cache::get_or_load),
+    /// [`get_or_load_optional`](crate::Cache::get_or_load_optional) and their `_within`
+    /// siblings, but not [`get_or_load_many`](crate::Cache::get_or_load_many) (see there why).
+    /// A hard timeout, which returns an error, is an argument of
+    /// [`get_or_load_within`](crate::Cache::get_or_load_within) instead. See the
+    /// [timeouts section](crate::docs::lifetimes#timeouts).
     pub fn soft_timeout(mut self, after: Duration) -> Self {
         self.site.timeouts.soft = Some(after);
-        self
-    }
-
-    /// Hard timeout: a load that takes longer than `after` answers its caller, and the callers
-    /// waiting on it, with the stale value it has, else with `Err(E::from(TimeoutError))`; the
-    /// load goes on and stores, unless [`finish_on_hard_timeout`](Self::finish_on_hard_timeout)
-    /// says otherwise (`#[cached(hard_timeout = ...)]`).
-    pub fn hard_timeout(mut self, after: Duration) -> Self {
-        self.site.timeouts.hard = Some(after);
-        self
-    }
-
-    /// Whether a load past its hard timeout goes on and stores its value (default `true`: the
-    /// source is doing the work anyway, and the next caller gets a hit instead of asking the
-    /// slow source again), or is cancelled (`false`: for a load that holds something scarce,
-    /// such as a pooled connection, better given back at once).
-    pub fn finish_on_hard_timeout(mut self, finish: bool) -> Self {
-        self.site.timeouts.finish_on_hard = finish;
         self
     }
 
