@@ -385,3 +385,35 @@ async fn cached_fns_take_both_timeouts() {
     assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
     assert_eq!(REPORTS.stats().hard_timeouts, 1);
 }
+
+/// A value without serde: only a `local` site can keep it.
+#[derive(Clone, Debug, PartialEq)]
+struct Compiled(Arc<str>);
+
+static GATE: std::sync::LazyLock<Slow> = std::sync::LazyLock::new(Slow::new);
+
+#[cached(ttl = "1s", stale_if_error = "1h", soft_timeout = "100ms", key = "compiled:<name>", cache = *COMPILED, local)]
+async fn compiled(name: &str) -> Result<Compiled, Infallible> {
+    let text = GATE.load::<Infallible>(&format!("{name} v{}", GATE.loads() + 1));
+    let text = text.await?;
+    Ok(Compiled(text.into()))
+}
+
+static COMPILED: std::sync::LazyLock<&'static Cache> =
+    std::sync::LazyLock::new(|| Box::leak(Box::new(cache())));
+
+#[tokio::test(start_paused = true)]
+async fn local_sites_take_a_soft_timeout() {
+    GATE.open();
+    assert_eq!(compiled("a").await, Ok(Compiled("a v1".into())));
+    tokio::time::advance(2 * SECOND).await;
+    assert_eq!(
+        compiled("a").await,
+        Ok(Compiled("a v1".into())),
+        "the stale value, past the soft timeout"
+    );
+    assert_eq!(COMPILED.stats().soft_timeouts, 1);
+    GATE.open();
+    settle().await;
+    assert_eq!(compiled("a").await, Ok(Compiled("a v2".into())));
+}
