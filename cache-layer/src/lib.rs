@@ -176,8 +176,8 @@ pub use cache_macros::invalidates;
 pub use cache_macros::KeyArg;
 pub use error::BuildError;
 pub use key::{Key, KeyArg, KeyBuf};
-pub use memo::LoadOptions;
 pub use memo::{Cacheable, Shareable};
+pub use memo::{HardTimeout, LoadOptions};
 
 /// Support for testing code that caches: caching off is
 /// [`CacheBuilder::disabled`]; entry lifetimes on Tokio's paused clock are
@@ -189,6 +189,7 @@ pub mod testing {
 pub use cache::EntryInfo;
 pub use engine::hooks::{Eviction, EvictionCause, Invalidated, Invalidation, LoadFailure, Origin};
 pub use engine::stats::{SiteStats, Stats};
+pub use engine::timed_out::TimeoutError;
 
 /// The crate's README (what crates.io shows), compiled as doctests.
 #[cfg(doctest)]

@@ -8,7 +8,7 @@ use syn::punctuated::Punctuated;
 use syn::{bracketed, Expr, Ident, LitBool, LitFloat, LitInt, LitStr, Token};
 
 const CACHED_ARGS: &str =
-    "`ttl`, `key`, `invalidate_on`, `stale`, `stale_if_error`, `none_ttl`, `jitter`, `lock`, `cache`, `name`, `version`, `ttl_from`, `cache_if`, `ignore_self`, `local`, `handles`";
+    "`ttl`, `key`, `invalidate_on`, `stale`, `stale_if_error`, `none_ttl`, `jitter`, `lock`, `cache`, `name`, `version`, `ttl_from`, `cache_if`, `ignore_self`, `local`, `handles`, `soft_timeout`, `hard_timeout`, `finish_on_hard_timeout`";
 
 /// `#[cached(...)]`, parsed and checked.
 pub(crate) struct CachedArgs {
@@ -31,11 +31,26 @@ pub(crate) struct CachedArgs {
     pub(crate) cache_if: Option<syn::Path>,
     /// `ignore_self = true`: the receiver does not change the answer (a pool, a client).
     pub(crate) ignore_self: bool,
+    pub(crate) soft_timeout: Option<Duration>,
+    pub(crate) hard_timeout: Option<Duration>,
+    /// Where `hard_timeout` is written: a return type that cannot carry it is reported there.
+    pub(crate) hard_timeout_span: Span,
+    /// Where the first timeout is written (a sync fn refuses it there).
+    pub(crate) timeout_span: Option<Span>,
+    pub(crate) finish_on_hard_timeout: bool,
     /// `local`: values stay in this process's memory (no serde needed, never in Redis).
     pub(crate) local: bool,
     /// `handles`: where it is written, when the fn's handles (`<fn>_key`, `<fn>_refresh`,
     /// `<fn>_uncached`, `<fn>_invalidate`) are generated; errors about them point there.
     pub(crate) handles: Option<Span>,
+}
+
+impl CachedArgs {
+    /// Whether a timeout is set: the body then runs on a task of its own, from owned copies
+    /// of the arguments, as a `stale` refresh does.
+    pub(crate) fn timed(&self) -> bool {
+        self.soft_timeout.is_some() || self.hard_timeout.is_some()
+    }
 }
 
 impl Parse for CachedArgs {
@@ -58,6 +73,11 @@ impl Parse for CachedArgs {
             ttl_from: None,
             cache_if: None,
             ignore_self: false,
+            soft_timeout: None,
+            hard_timeout: None,
+            hard_timeout_span: Span::call_site(),
+            timeout_span: None,
+            finish_on_hard_timeout: true,
             local: false,
             handles: None,
         };
@@ -120,6 +140,18 @@ impl Parse for CachedArgs {
                 "ttl_from" => args.ttl_from = Some(function_path(input, "ttl_from")?),
                 "cache_if" => args.cache_if = Some(function_path(input, "cache_if")?),
                 "ignore_self" => args.ignore_self = input.parse::<LitBool>()?.value,
+                "soft_timeout" => {
+                    args.soft_timeout = Some(duration(input)?);
+                    args.timeout_span.get_or_insert(ident.span());
+                }
+                "hard_timeout" => {
+                    args.hard_timeout = Some(duration(input)?);
+                    args.hard_timeout_span = ident.span();
+                    args.timeout_span.get_or_insert(ident.span());
+                }
+                "finish_on_hard_timeout" => {
+                    args.finish_on_hard_timeout = input.parse::<LitBool>()?.value;
+                }
                 _ => unreachable!("checked against CACHED_ARGS"),
             }
             if input.is_empty() {

@@ -158,8 +158,8 @@ fn check_cached(attr: TokenStream, func: &ItemFn) -> syn::Result<Checked> {
                 push(e);
             }
         }
-        if args.stale.is_some() {
-            if let Err(e) = check_refreshable(&params) {
+        if args.stale.is_some() || args.timed() {
+            if let Err(e) = check_refreshable(&params, args.stale.is_some()) {
                 push(e);
             }
         }
@@ -193,6 +193,14 @@ fn check_sync(func: &ItemFn, args: &CachedArgs) -> Vec<syn::Error> {
             "a sync fn keeps its values in this process's memory (it never touches Redis), so \
              `lock` (which makes other instances wait for a value in Redis) cannot apply: drop it, \
              or make the fn `async`",
+        ));
+    }
+    if let Some(span) = args.timeout_span {
+        errors.push(syn::Error::new(
+            span,
+            "`soft_timeout` and `hard_timeout` answer the caller while the load goes on in a task \
+             of its own on the Tokio runtime, which a sync fn cannot leave behind: drop them, or \
+             make the fn `async`",
         ));
     }
     errors
@@ -285,12 +293,13 @@ fn async_fn(
             ::std::result::Result::Err(__cl_pending) => __cl_pending.finish().await,
         }
     };
-    if args.stale.is_some() {
+    if args.stale.is_some() || args.timed() {
         let parts = Refreshed {
             ret: &ret,
             tags,
             policy,
             lookup,
+            timed: args.timed().then(|| timed_out(args, &ret)),
         };
         let StaleExpansion { sig, body, sibling } = stale_body(func, params, args, handles, parts);
         return quote! {
@@ -381,6 +390,17 @@ fn sync_fn(
     }
 }
 
+/// The return value past the hard timeout: `timed_out::<R>()`, which needs `R` to carry a
+/// `TimeoutError` (reported at `hard_timeout`); `None` without a hard timeout.
+fn timed_out(args: &CachedArgs, ret: &TokenStream) -> TokenStream {
+    if args.hard_timeout.is_none() {
+        return quote! { ::std::option::Option::None };
+    }
+    quote_spanned! {args.hard_timeout_span.resolved_at(proc_macro2::Span::call_site())=>
+        ::cache_layer::__private::timed_out::<#ret>()
+    }
+}
+
 /// The rendered key (a `KeyBuf` expression) of a call; a versioned explicit key, and a key
 /// with arguments whose type the signature leaves open, add the key as written to `tags`.
 fn render_key(
@@ -415,6 +435,9 @@ fn site(args: &CachedArgs, func: &ItemFn, cache: &TokenStream, key: &TokenStream
     let stale_if_error = duration(args.stale_if_error.unwrap_or_default());
     let none_ttl = optional_duration(args.none_ttl);
     let lock = optional_duration(args.lock);
+    let soft_timeout = optional_duration(args.soft_timeout);
+    let hard_timeout = optional_duration(args.hard_timeout);
+    let finish_on_hard = args.finish_on_hard_timeout;
     let jitter = match args.jitter {
         Some(j) => quote! { ::std::option::Option::Some(#j) },
         None => quote! { ::std::option::Option::None },
@@ -433,6 +456,11 @@ fn site(args: &CachedArgs, func: &ItemFn, cache: &TokenStream, key: &TokenStream
             jitter: #jitter,
             lock: #lock,
             counters: ::cache_layer::__private::SiteSlot::new(),
+            timeouts: ::cache_layer::__private::Timeouts {
+                soft: #soft_timeout,
+                hard: #hard_timeout,
+                finish_on_hard: #finish_on_hard,
+            },
         };
         #cache
         let __cl_shape = #shape;

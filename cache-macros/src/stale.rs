@@ -11,12 +11,25 @@ use crate::params::Params;
 
 /// With `stale`, the body also runs in a background task after the caller has returned, so
 /// the refresh needs owned copies of a borrowed receiver and of reference arguments.
-pub(crate) fn check_refreshable(params: &Params) -> syn::Result<()> {
+/// Likewise with a timeout, whose load finishes in the background after its caller was
+/// answered. `stale`: whether the errors name `stale` (else the timeouts).
+pub(crate) fn check_refreshable(params: &Params, stale: bool) -> syn::Result<()> {
+    let (runs, names) = if stale {
+        (
+            "`stale` refreshes in the background",
+            "`stale` needs plain argument names (it passes them to the background refresh)",
+        )
+    } else {
+        (
+            "with `soft_timeout` or `hard_timeout`, the load runs on a task of its own",
+            "`soft_timeout` and `hard_timeout` need plain argument names (they pass them to the load's task)",
+        )
+    };
     if let Some(receiver) = &params.receiver {
         if crate::params::borrowed_mut(receiver) {
             return Err(syn::Error::new_spanned(
                 receiver,
-                "`stale` refreshes in the background with a clone of `self`; `&mut self` cannot be shared",
+                format!("{runs} with a clone of `self`; `&mut self` cannot be shared"),
             ));
         }
     }
@@ -25,16 +38,15 @@ pub(crate) fn check_refreshable(params: &Params) -> syn::Result<()> {
             if reference.mutability.is_some() {
                 return Err(syn::Error::new_spanned(
                     ident,
-                    "`stale` refreshes in the background with copies of the arguments; a `&mut` argument cannot be copied",
+                    format!(
+                        "{runs} with copies of the arguments; a `&mut` argument cannot be copied"
+                    ),
                 ));
             }
         }
     }
     if let Some(span) = params.patterns.first() {
-        return Err(syn::Error::new(
-            *span,
-            "`stale` needs plain argument names (it passes them to the background refresh)",
-        ));
+        return Err(syn::Error::new(*span, names));
     }
     Ok(())
 }
@@ -45,6 +57,9 @@ pub(crate) struct Refreshed<'a> {
     pub(crate) tags: &'a [TokenStream],
     pub(crate) policy: TokenStream,
     pub(crate) lookup: TokenStream,
+    /// With a timeout: the return value past the hard timeout (`Option<fn(TimeoutError) -> R>`);
+    /// a miss then runs the body from owned copies, on a task of its own.
+    pub(crate) timed: Option<TokenStream>,
 }
 
 /// The expansion of a `stale` fn: its body after the site and key, and for a method the
@@ -73,6 +88,7 @@ pub(crate) fn stale_body(
         tags,
         policy,
         lookup,
+        timed,
     } = parts;
     let copies = argument_copies(params);
     let (callee, sibling) = match (handles, &params.receiver) {
@@ -87,6 +103,25 @@ pub(crate) fn stale_body(
         refresh_setup,
         background,
     } = callee;
+    let miss = match timed {
+        Some(timed_out) => quote! {
+            #(#copies)*
+            #refresh_setup
+            __cl_miss
+                .load_within(
+                    __cl_tags,
+                    __cl_policy,
+                    ::cache_layer::__private::typed::<#ret, _>(async move { #background.await }),
+                    #timed_out,
+                )
+                .await
+        },
+        None => quote! {
+            __cl_miss
+                .load(__cl_tags, __cl_policy, ::cache_layer::__private::typed::<#ret, _>(#foreground))
+                .await
+        },
+    };
     let spawn = quote_spanned! {at(args.stale_span)=>
         __cl_refresh.spawn(__cl_tags, __cl_policy, async move { #background.await });
     };
@@ -106,9 +141,7 @@ pub(crate) fn stale_body(
         #setup
         match __cl_next {
             ::std::result::Result::Ok(__cl_miss) => {
-                __cl_miss
-                    .load(__cl_tags, __cl_policy, ::cache_layer::__private::typed::<#ret, _>(#foreground))
-                    .await
+                #miss
             }
             ::std::result::Result::Err((__cl_value, __cl_refresh)) => {
                 #(#copies)*

@@ -12,6 +12,7 @@ mod privacy;
 mod request_cache_control;
 mod stale;
 mod storing;
+mod timeouts;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -60,6 +60,17 @@ impl Cache {
     /// Values loaded are written as every load's are, in the background. Redis failures are
     /// misses (the keys are loaded), never errors.
     ///
+    /// # Timeouts
+    /// None: a [`soft_timeout`](LoadOptions::soft_timeout) in `options` is not applied here,
+    /// and there is no batch hard timeout. A timed load must outlive the caller it answered
+    /// early (so that it stores), hence runs on a task of its own; a batch's keys instead
+    /// reach the loader in one call that the caller's task makes once every key this batch
+    /// leads has asked. Moving each key's load to a task would split that call as the tasks
+    /// happen to be scheduled; moving the whole batch to one task needs the batch to take the
+    /// lead of its keys before spawning, which the per-key single-flight does not offer yet.
+    /// To bound a batch, wrap the call in `tokio::time::timeout` (a load cut short stores
+    /// nothing), or load keys singly with [`get_or_load`](Self::get_or_load).
+    ///
     /// # Errors
     /// The loader's `Err`, when a key it should have loaded has no value to serve (a value in
     /// its [`stale_if_error`](LoadOptions::stale_if_error) window is served instead).

@@ -5,10 +5,11 @@ use std::future::Future;
 
 use crate::cache::{Cache, SharedWrite};
 use crate::engine::sites::SiteSlot;
+use crate::engine::timed_out::{CarriesTimeout, TimeoutError};
 use crate::key::Key;
 use crate::memo::{
-    self, KeepShared, LoadOptions, Lookup, PlainShape, Policy, ResultOptionShape, ResultShape,
-    Shape, Shareable, Site, Storable,
+    self, HardTimeout, KeepShared, LoadOptions, Lookup, PlainShape, Policy, ResultOptionShape,
+    ResultShape, Shape, Shareable, Site, Storable,
 };
 
 /// The site [`Cache::get`] looks up with: it never loads, so its windows are unused.
@@ -21,6 +22,7 @@ static GET: Site = Site {
     jitter: None,
     lock: None,
     counters: SiteSlot::new(),
+    timeouts: crate::engine::pipeline::Timeouts::NONE,
 };
 
 impl Cache {
@@ -115,6 +117,12 @@ impl Cache {
     /// One caller runs its loader; the others wait for its value, as for `#[cached]`. If
     /// the leader is cancelled, panics or fails, a waiter loads with its own loader.
     ///
+    /// # Timeouts
+    /// With a [`soft_timeout`](LoadOptions::soft_timeout), a load slower than it answers its
+    /// caller (and the callers waiting on it) with the stale value it has, while it finishes
+    /// and stores in the background; without a stale value the caller keeps waiting. For a
+    /// hard timeout, which returns an error, see [`get_or_load_within`](Self::get_or_load_within).
+    ///
     /// # Errors
     /// The loader's `Err` (unless a value in its [`stale_if_error`](LoadOptions::stale_if_error)
     /// window is served instead). Store failures never fail the call.
@@ -150,7 +158,8 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
-        self.load_shaped(key, options, ResultShape, load).await
+        self.load_shaped(key, &options.site, &options.tags, ResultShape, None, load)
+            .await
     }
 
     /// [`get_or_load`](Self::get_or_load) for a loader that may find nothing: `Ok(Some)` is
@@ -193,7 +202,93 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<T>, E>> + Send + 'static,
     {
-        self.load_shaped(key, options, ResultOptionShape, load)
+        let shape = ResultOptionShape;
+        self.load_shaped(key, &options.site, &options.tags, shape, None, load)
+            .await
+    }
+
+    /// [`get_or_load`](Self::get_or_load) with a hard timeout: a load slower than `within`
+    /// answers its caller, and the callers waiting on it, with the stale value it has (an entry
+    /// in its [`stale_if_error`](LoadOptions::stale_if_error) window, or a soft-purged one),
+    /// else with `Err(E::from(TimeoutError))`; the load goes on and stores in the background,
+    /// unless [`finish_on_hard_timeout(false)`](HardTimeout::finish_on_hard_timeout) cancels it.
+    /// `options`' [`soft_timeout`](LoadOptions::soft_timeout), if shorter, applies first. What
+    /// `#[cached(hard_timeout = ...)]` does; the loader's error must convert from
+    /// [`TimeoutError`] (`std::io::Error` and `String` do; for an error enum of your own, a
+    /// variant holding it).
+    ///
+    /// # Errors
+    /// The loader's `Err`, or the hard timeout's [`TimeoutError`], converted.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_layer::{Cache, HardTimeout, Key, LoadOptions, TimeoutError};
+    ///
+    /// #[derive(Debug)]
+    /// enum DbError {
+    ///     Timeout(TimeoutError),
+    /// }
+    ///
+    /// impl From<TimeoutError> for DbError {
+    ///     fn from(error: TimeoutError) -> Self {
+    ///         DbError::Timeout(error)
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = Cache::builder().build().unwrap();
+    /// let options = LoadOptions::new(Duration::from_secs(60));
+    /// let (key, within) = (Key::new("report"), HardTimeout::after(Duration::from_millis(10)));
+    /// let slow = cache.get_or_load_within(&key, &options, within, || async {
+    ///     tokio::time::sleep(Duration::from_secs(5)).await;
+    ///     Ok::<_, DbError>("done".to_owned())
+    /// });
+    /// assert!(matches!(slow.await, Err(DbError::Timeout(_))));
+    /// assert_eq!(cache.stats().hard_timeouts, 1);
+    /// # }
+    /// ```
+    pub async fn get_or_load_within<T, E, F, Fut>(
+        &self,
+        key: &Key,
+        options: &LoadOptions,
+        within: HardTimeout,
+        load: F,
+    ) -> Result<T, E>
+    where
+        T: Shareable,
+        E: From<TimeoutError> + Send + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let site = within.on(&options.site);
+        let timed_out = Some(<Result<T, E>>::timed_out as fn(TimeoutError) -> Result<T, E>);
+        self.load_shaped(key, &site, &options.tags, ResultShape, timed_out, load)
+            .await
+    }
+
+    /// [`get_or_load_optional`](Self::get_or_load_optional) with a hard timeout, as
+    /// [`get_or_load_within`](Self::get_or_load_within) has.
+    ///
+    /// # Errors
+    /// The loader's `Err`, or the hard timeout's [`TimeoutError`], converted.
+    pub async fn get_or_load_optional_within<T, E, F, Fut>(
+        &self,
+        key: &Key,
+        options: &LoadOptions,
+        within: HardTimeout,
+        load: F,
+    ) -> Result<Option<T>, E>
+    where
+        T: Shareable,
+        E: From<TimeoutError> + Send + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<T>, E>> + Send + 'static,
+    {
+        let site = within.on(&options.site);
+        let timed_out = Some(<Result<Option<T>, E>>::timed_out as fn(TimeoutError) -> _);
+        let shape = ResultOptionShape;
+        self.load_shaped(key, &site, &options.tags, shape, timed_out, load)
             .await
     }
 
@@ -206,15 +301,19 @@ impl Cache {
 }
 
 impl Cache {
-    /// What [`Cache::get_or_load`] and [`Cache::get_or_load_optional`] share: the look-up,
-    /// then a background refresh of a stale value or a load under single-flight, for a
-    /// result of shape `S`.
+    /// What [`Cache::get_or_load`], [`Cache::get_or_load_optional`] and their `_within`
+    /// siblings share: the look-up, then a background refresh of a stale value or a load under
+    /// single-flight, for a result of shape `S`, within `site`'s timeouts. `timed_out`: the
+    /// answer past the hard timeout, which only a return type that carries a
+    /// [`TimeoutError`] has (without it, no hard timeout is raced).
     #[inline]
     async fn load_shaped<R, S, F, Fut>(
         &self,
         key: &Key,
-        options: &LoadOptions,
+        site: &Site,
+        tags: &[String],
         shape: S,
+        timed_out: Option<fn(TimeoutError) -> R>,
         load: F,
     ) -> R
     where
@@ -226,7 +325,7 @@ impl Cache {
         Fut: Future<Output = R> + Send + 'static,
     {
         // A hit is answered without building the shared tier's future.
-        let found = match memo::lookup_now(self, &options.site, shape, key.as_str()) {
+        let found = match memo::lookup_now(self, site, shape, key.as_str()) {
             Ok(found) => found,
             Err(pending) => pending.finish().await,
         };
@@ -234,12 +333,12 @@ impl Cache {
             Lookup::Hit(value) => value,
             Lookup::Stale(value, refresh) => {
                 if let Some(refresh) = refresh {
-                    refresh.spawn(options.tags.clone(), Policy::default(), load());
+                    refresh.spawn(tags.to_vec(), Policy::default(), load());
                 }
                 value
             }
             Lookup::Miss(miss) => {
-                miss.load(options.tags.clone(), Policy::default(), load())
+                miss.load_within(tags.to_vec(), Policy::default(), load(), timed_out)
                     .await
             }
         }

@@ -94,6 +94,8 @@ impl Counters {
             tag_sets_full: get(Counter::TagSetFull),
             clears: get(Counter::Clear),
             hook_panics: get(Counter::HookPanic),
+            soft_timeouts: get(Counter::SoftTimeout),
+            hard_timeouts: get(Counter::HardTimeout),
         }
     }
 }

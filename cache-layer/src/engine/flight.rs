@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::entry::Value;
+use super::timed_out::TimeoutError;
 
 /// The flights, shared with each [`Leader`] so that a leader can outlive a borrow of the
 /// cache (the HTTP layer hands it to a response body that finishes the load).
@@ -67,9 +68,18 @@ impl Table {
     }
 }
 
-/// What a leader hands its waiters: the value, and whether it is a stale fallback (the load
-/// failed and stale-if-error stood in).
-type Handed = Option<(Value, bool)>;
+/// What a leader hands its waiters.
+#[derive(Clone)]
+enum Handed {
+    /// Nothing yet: the load runs.
+    Pending,
+    /// The loaded value.
+    Value(Value),
+    /// The stale value the leader served instead (its load failed, or took too long).
+    Fallback(Value),
+    /// The leader's load passed its hard timeout, with no stale value to serve.
+    TimedOut(TimeoutError),
+}
 
 struct Slot {
     id: u64,
@@ -100,6 +110,8 @@ pub(crate) enum Waited {
     Done(Value),
     /// The stale value the leader fell back to when its load failed (stale-if-error).
     Fallback(Value),
+    /// The leader's load passed its hard timeout, with no stale value to serve.
+    HardTimeout(TimeoutError),
     /// The leader went away without a value: look again, and perhaps lead.
     Retry,
     /// The leader took longer than the wait bound.
@@ -127,7 +139,7 @@ impl Flights {
             });
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = watch::channel(None);
+        let (tx, rx) = watch::channel(Handed::Pending);
         table.insert(
             key,
             Slot {
@@ -204,13 +216,46 @@ impl Leader {
     pub(crate) fn complete(self, value: Value) {
         // `send_replace` stores the value even when no waiter is subscribed yet: a caller that
         // joins between now and the drop below still receives it.
-        self.result.send_replace(Some((value, false)));
+        self.result.send_replace(Handed::Value(value));
     }
 
     /// Hands the stale `value` the leader fell back to (its load failed) to every waiter, so
     /// that they serve it too instead of each calling the failing source again.
     pub(crate) fn fall_back(self, value: Value) {
-        self.result.send_replace(Some((value, true)));
+        self.result.send_replace(Handed::Fallback(value));
+    }
+
+    /// A handle that tells the waiters what the leader answered while its load goes on (a
+    /// timeout passed: `timeout.rs`).
+    pub(crate) fn herald(&self) -> Herald {
+        Herald(self.result.clone())
+    }
+}
+
+/// Tells a flight's waiters what its leader answered at a timeout, while the load goes on
+/// (its [`Leader`] completes the flight when it ends). Tells nothing once the leader has
+/// handed anything: a value loaded meanwhile is not overwritten.
+pub(crate) struct Herald(watch::Sender<Handed>);
+
+impl Herald {
+    /// The leader served the stale `value`.
+    pub(crate) fn fall_back(self, value: Value) {
+        self.hand(Handed::Fallback(value));
+    }
+
+    /// The leader gave up at the hard timeout.
+    pub(crate) fn timed_out(self, error: TimeoutError) {
+        self.hand(Handed::TimedOut(error));
+    }
+
+    fn hand(self, handed: Handed) {
+        self.0.send_if_modified(|current| {
+            let pending = matches!(current, Handed::Pending);
+            if pending {
+                *current = handed;
+            }
+            pending
+        });
     }
 }
 
@@ -222,13 +267,9 @@ impl Drop for Leader {
 
 impl Waiter {
     pub(crate) async fn wait(mut self, bound: Duration) -> Waited {
-        let outcome = tokio::time::timeout(bound, self.result.wait_for(Option::is_some)).await;
+        let outcome = tokio::time::timeout(bound, self.result.wait_for(Handed::is_handed)).await;
         match outcome {
-            Ok(Ok(handed)) => match handed.as_ref() {
-                Some((value, false)) => Waited::Done(value.clone()),
-                Some((value, true)) => Waited::Fallback(value.clone()),
-                None => Waited::Retry,
-            },
+            Ok(Ok(handed)) => handed.waited(),
             Ok(Err(_leader_gone)) => Waited::Retry,
             Err(_elapsed) => Waited::TimedOut,
         }
@@ -238,14 +279,27 @@ impl Waiter {
     /// thread until the leader hands its value or leaves, at most `bound`. Needs no runtime.
     pub(crate) fn wait_blocking(mut self, bound: Duration) -> Waited {
         let deadline = std::time::Instant::now().checked_add(bound);
-        match block_on_until(self.result.wait_for(Option::is_some), deadline) {
-            Some(Ok(handed)) => match handed.as_ref() {
-                Some((value, false)) => Waited::Done(value.clone()),
-                Some((value, true)) => Waited::Fallback(value.clone()),
-                None => Waited::Retry,
-            },
+        match block_on_until(self.result.wait_for(Handed::is_handed), deadline) {
+            Some(Ok(handed)) => handed.waited(),
             Some(Err(_leader_gone)) => Waited::Retry,
             None => Waited::TimedOut,
+        }
+    }
+}
+
+impl Handed {
+    /// Whether the leader has handed something (a value, a fallback, a timeout).
+    fn is_handed(&self) -> bool {
+        !matches!(self, Handed::Pending)
+    }
+
+    /// What a waiter makes of it.
+    fn waited(&self) -> Waited {
+        match self {
+            Handed::Value(value) => Waited::Done(value.clone()),
+            Handed::Fallback(value) => Waited::Fallback(value.clone()),
+            Handed::TimedOut(error) => Waited::HardTimeout(*error),
+            Handed::Pending => Waited::Retry,
         }
     }
 }

@@ -11,6 +11,8 @@
 //! - `entry`: a stored entry, its deadlines and where it is in its life.
 //! - `invalidation`: the invalidation log a load checks before keeping its result.
 //! - `clock`: the monotonic clock entry lifetimes are measured on (Tokio's, for tests).
+//! - `timeout`: loader timeouts (soft: serve stale; hard: give up), raced once for all;
+//!   `timed_out`: what a hard timeout answers (`TimeoutError`).
 //! - `hooks`: the callbacks set on the builder (evictions, invalidations, failed loads).
 //! - `counters`: what a cache counts (`stats`: the counters and their snapshots; `sites`: those
 //!   of each site, a `#[cached]` function, an HTTP route, a gRPC method), and `export`: their
@@ -29,4 +31,6 @@ pub(crate) mod pipeline;
 pub(crate) mod random;
 pub(crate) mod sites;
 pub(crate) mod stats;
+pub(crate) mod timed_out;
+pub(crate) mod timeout;
 pub(crate) mod trace;

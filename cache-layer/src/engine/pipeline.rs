@@ -21,6 +21,8 @@
 //! - [`Stored`] and [`found`]: what a stored value is to the pipeline: an entry holding it is
 //!   weighed by what it holds ([`entry`]), and is fresh, stale (with the claim to refresh it), a
 //!   stale-if-error fallback, expired, or of another type.
+//! - [`within`] (from `timeout.rs`): a load raced against its soft and hard timeouts, on a
+//!   task of its own so that it finishes and stores after its caller was answered.
 //! - Around the shared tier: [`read_shared_since`] before a load, [`adopt_shared`] for what
 //!   it holds, and [`lock`] (from `lock.rs`), single-flight across instances.
 
@@ -38,6 +40,7 @@ use super::flight::{Join, Waited, Waiter};
 use super::sites::SiteCounters;
 use super::stats::Counter;
 use super::stats::SiteCounter;
+use super::timed_out::TimeoutError;
 use super::trace;
 use crate::cache::{Cache, EntryKind};
 use crate::store::{SharedSince, ENTRY_OVERHEAD};
@@ -45,6 +48,7 @@ use tracing::{Instrument, Span};
 
 pub(crate) use super::flight::Leader;
 pub(crate) use super::lock::{lock, Locked};
+pub(crate) use super::timeout::{within, Timeouts, Within};
 
 /// A value a front-end stores whole (a response, a gRPC call, the records beside them);
 /// memoised values are weighed by their encoded size instead (`memo/load.rs`, `weigh`).
@@ -109,6 +113,14 @@ pub(crate) trait Waiting {
 
     /// A fresh value stored since this caller looked, by a load that finished meanwhile.
     fn fresh(&mut self) -> Option<Self::Served>;
+
+    /// The answer when the leader's load passed its hard timeout with no stale value to serve
+    /// (`error`): the front-end's timeout answer (memo: the `TimeoutError`, where the return
+    /// type carries one; HTTP: `504` or a stale response). `None`: this caller loads alone.
+    fn timed_out(&mut self, error: TimeoutError) -> Option<Self::Served> {
+        let _ = error;
+        None
+    }
 
     /// Looks again after a leader left without a usable value: `false` when this caller should
     /// load alone instead of joining again (the key turned out not to be cacheable).
@@ -195,6 +207,14 @@ fn after_waiting<W: Waiting>(
     let handed = match waited {
         Waited::Done(value) => front.accept(value, false),
         Waited::Fallback(value) => front.accept(value, true),
+        Waited::HardTimeout(error) => {
+            // A flight that timed out answers every joiner so until its load ends: joining
+            // it again would answer so again.
+            return Some(match front.timed_out(error) {
+                Some(served) => Joined::Served(served),
+                None => Joined::Alone,
+            });
+        }
         Waited::Retry => None,
         Waited::TimedOut => {
             tracing::warn!(

@@ -53,6 +53,12 @@ pub struct Stats {
     /// docs): the value stays in this instance's memory only (where that tier holds it), and
     /// no entry in Redis is deleted to make room.
     pub tag_sets_full: u64,
+    /// Loads past their soft timeout: the caller (and the load's waiters) served a stale
+    /// value while the load went on.
+    pub soft_timeouts: u64,
+    /// Loads past their hard timeout: the caller (and the load's waiters) got a
+    /// [`TimeoutError`](crate::TimeoutError), a stale-if-error value, or an HTTP 504.
+    pub hard_timeouts: u64,
     /// Calls to [`Cache::clear`](crate::Cache::clear) and
     /// [`Cache::clear_prefix`](crate::Cache::clear_prefix).
     pub clears: u64,
@@ -92,13 +98,15 @@ pub(crate) enum Counter {
     TagSetFull,
     Clear,
     HookPanic,
+    SoftTimeout,
+    HardTimeout,
 }
 
 impl Counter {
-    pub(crate) const COUNT: usize = 18;
+    pub(crate) const COUNT: usize = 20;
 
     /// The counters exported without a `site` label: the others are exported per site.
-    pub(crate) const EXPORTED: [Counter; 13] = [
+    pub(crate) const EXPORTED: [Counter; 15] = [
         Counter::StaleIfError,
         Counter::Coalesced,
         Counter::Insert,
@@ -112,6 +120,8 @@ impl Counter {
         Counter::TagSetFull,
         Counter::Clear,
         Counter::HookPanic,
+        Counter::SoftTimeout,
+        Counter::HardTimeout,
     ];
 
     /// Its value in `stats`.
@@ -135,6 +145,8 @@ impl Counter {
             Counter::TagSetFull => stats.tag_sets_full,
             Counter::Clear => stats.clears,
             Counter::HookPanic => stats.hook_panics,
+            Counter::SoftTimeout => stats.soft_timeouts,
+            Counter::HardTimeout => stats.hard_timeouts,
         }
     }
 
@@ -158,6 +170,8 @@ impl Counter {
             Counter::TagSetFull => "cache_tag_sets_full_total",
             Counter::Clear => "cache_clears_total",
             Counter::HookPanic => "cache_hook_panics_total",
+            Counter::SoftTimeout => "cache_soft_timeouts_total",
+            Counter::HardTimeout => "cache_hard_timeouts_total",
         }
     }
 }

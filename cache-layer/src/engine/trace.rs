@@ -36,6 +36,8 @@ pub(crate) enum Outcome {
     Bypass,
     Refreshed,
     Failed,
+    /// A timeout passed: a stale value or the timeout answered the caller.
+    Timeout,
 }
 
 impl Outcome {
@@ -49,6 +51,7 @@ impl Outcome {
             Outcome::Bypass => "bypass",
             Outcome::Refreshed => "refreshed",
             Outcome::Failed => "failed",
+            Outcome::Timeout => "timeout",
         }
     }
 }

@@ -9,6 +9,7 @@ use http::request::Parts;
 
 use super::body::{BodyBudget, RecordedStore, Recording};
 use super::rules::targeted::TargetedFields;
+use crate::engine::pipeline::Timeouts;
 
 /// How the layer gives stored responses an `ETag` when the application sets none.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -56,6 +57,8 @@ pub(crate) struct Config {
     pub(crate) forward_tags: bool,
     /// Request headers removed from GET and HEAD requests before anything reads them.
     pub(crate) strip_request: Vec<http::HeaderName>,
+    /// How long a miss waits for the inner service before a stale response or a `504`.
+    pub(crate) timeouts: Timeouts,
 }
 
 impl Config {
@@ -113,6 +116,7 @@ impl fmt::Debug for Config {
             .field("targeted", &self.targeted)
             .field("forward_tags", &self.forward_tags)
             .field("strip_request", &self.strip_request)
+            .field("timeouts", &self.timeouts)
             .finish()
     }
 }

@@ -16,6 +16,7 @@ use super::config::{Applied, Config, EtagMode, HttpOnly};
 use super::purge::{bearer_check, Purge};
 use super::rules::targeted::TargetedFields;
 use super::service::CacheService;
+use crate::engine::pipeline::Timeouts;
 use crate::Cache;
 
 /// A [`tower_layer::Layer`] that caches HTTP responses in a [`Cache`] like an RFC 9111 shared
@@ -98,6 +99,7 @@ impl CacheLayer {
                 targeted: TargetedFields::default(),
                 forward_tags: false,
                 strip_request: Vec::new(),
+                timeouts: Timeouts::NONE,
             }),
         }
     }
@@ -210,6 +212,37 @@ impl<M> CacheLayer<M> {
     /// that must be revalidated (`s-maxage`, `must-revalidate`, `proxy-revalidate`, `no-cache`).
     pub fn stale_if_error(mut self, window: Duration) -> Self {
         Arc::make_mut(&mut self.config).stale_if_error = window;
+        self
+    }
+
+    /// Soft timeout (default none): a miss whose inner service answers slower than `after`
+    /// is answered with the stale response it has, when one may be served stale
+    /// ([`stale_if_error`](Self::stale_if_error) or the response's own `stale-if-error`;
+    /// `Cache-Status: ...; detail=timeout`), and so are the requests waiting on the same
+    /// miss; the inner service's response is still read and stored, in the background. Without
+    /// a stale response the request keeps waiting (up to the hard timeout, if any). See the
+    /// [timeouts section](crate::docs::http#timeouts).
+    pub fn soft_timeout(mut self, after: Duration) -> Self {
+        Arc::make_mut(&mut self.config).timeouts.soft = Some(after);
+        self
+    }
+
+    /// Hard timeout (default none): a miss whose inner service answers slower than `after` is
+    /// answered with the stale response it has, when one may be served stale (`detail=timeout`),
+    /// else with `504 Gateway Timeout` (`Cache-Status: ...; detail=hard-timeout`), and so are the
+    /// requests waiting on the same miss. The inner service's response is still read and
+    /// stored in the background, unless [`finish_on_hard_timeout`](Self::finish_on_hard_timeout)
+    /// is `false`.
+    pub fn hard_timeout(mut self, after: Duration) -> Self {
+        Arc::make_mut(&mut self.config).timeouts.hard = Some(after);
+        self
+    }
+
+    /// Whether the inner service's call goes on past the hard timeout, and its response is
+    /// stored (default `true`: the origin does the work anyway, and the next request is a
+    /// hit), or is dropped (`false`: the call's future is cancelled).
+    pub fn finish_on_hard_timeout(mut self, finish: bool) -> Self {
+        Arc::make_mut(&mut self.config).timeouts.finish_on_hard = finish;
         self
     }
 

@@ -14,7 +14,10 @@ use super::shared::read_fresh_shared;
 use crate::cache::{Cache, SharedWrite};
 use crate::engine::clock;
 use crate::engine::entry::{Age, Entry, Lifetime, Value};
-use crate::engine::pipeline::{self, read_shared_since, Joined, Leader, Load, Locked, Waiting};
+use crate::engine::pipeline::{
+    self, read_shared_since, Joined, Leader, Load, Locked, Waiting, Within,
+};
+use crate::engine::timed_out::TimeoutError;
 use crate::engine::trace;
 use crate::store::codec::{self, fingerprint, WallDeadlines};
 use crate::store::{SharedSince, ENTRY_OVERHEAD};
@@ -87,6 +90,42 @@ impl<'a, S> Miss<'a, S> {
         .await
     }
 
+    /// [`load`](Self::load) within the site's timeouts (`soft_timeout`, `hard_timeout`): the
+    /// load runs on a task of its own, so it must be `Send + 'static`. `timed_out` makes the
+    /// return value past the hard timeout (without it, no hard timeout is raced).
+    pub async fn load_within<R, F>(
+        self,
+        tags: Vec<String>,
+        policy: Policy<<S as Shape<R>>::Success>,
+        load: F,
+        timed_out: Option<fn(TimeoutError) -> R>,
+    ) -> R
+    where
+        S: Shape<R>,
+        S::Value: Storable<S::Keep>,
+        S::Success: 'static,
+        R: Send + 'static,
+        F: Future<Output = R> + Send + 'static,
+    {
+        if !self.site.timeouts.is_set() {
+            return self.load(tags, policy, load).await;
+        }
+        let span = trace::memo_load(self.cache, self.site.name, self.key);
+        let timed = async {
+            if self.cache.inner().disabled() {
+                return self.bypass_within(load, &span, timed_out).await;
+            }
+            let tags = boxed(tags);
+            let leader = match self.lead(&tags, &span, timed_out).await {
+                Ok(leader) => leader,
+                Err(served) => return served,
+            };
+            self.run_within(load, tags, policy, leader, &span, timed_out)
+                .await
+        };
+        Box::pin(timed.instrument(span.clone())).await
+    }
+
     async fn load_unboxed<R, F>(
         self,
         tags: Vec<String>,
@@ -100,22 +139,117 @@ impl<'a, S> Miss<'a, S> {
         F: Future<Output = R>,
     {
         if self.cache.inner().disabled() {
-            // Caching off (`CacheBuilder::disabled`): every call runs its loader.
-            trace::outcome(span, trace::Outcome::Bypass, None);
-            let site = Arc::clone(&self.site.counters(self.cache.inner().counters()));
-            return Load::begin(self.cache, site).run(load).await;
+            return bypass(self.cache, self.site, load, span).await;
         }
         let tags = boxed(tags);
-        let mut waiting = MemoWaiting::new(&self);
-        let leader = match pipeline::join(self.cache, &tags, &mut waiting).await {
+        match self.lead(&tags, span, None).await {
+            Ok(leader) => self.run(load, &tags, &policy, leader, span).await,
+            Err(served) => served,
+        }
+    }
+
+    /// Joins the key's flight: `Err` with what a leader handed, else the [`Leader`] to load
+    /// as (`None`: load alone).
+    async fn lead<R>(
+        &self,
+        tags: &[Box<str>],
+        span: &Span,
+        timed_out: Option<fn(TimeoutError) -> R>,
+    ) -> Result<Option<Leader>, R>
+    where
+        S: Shape<R>,
+        S::Value: Storable<S::Keep>,
+    {
+        let mut waiting = MemoWaiting {
+            miss: self,
+            timed_out,
+        };
+        match pipeline::join(self.cache, tags, &mut waiting).await {
             Joined::Served(value) => {
                 trace::outcome(span, trace::Outcome::Coalesced, None);
-                return value;
+                Err(value)
             }
-            Joined::Lead(leader) => Some(leader),
-            Joined::Alone => None,
+            Joined::Lead(leader) => Ok(Some(leader)),
+            Joined::Alone => Ok(None),
+        }
+    }
+
+    /// [`run`](Self::run) on a task of its own, raced against the site's timeouts
+    /// ([`pipeline::within`]): past one, the caller serves the stale-if-error value, or the
+    /// hard timeout's `timed_out` answer.
+    async fn run_within<R, F>(
+        &self,
+        load: F,
+        tags: Box<[Box<str>]>,
+        policy: Policy<<S as Shape<R>>::Success>,
+        leader: Option<Leader>,
+        span: &Span,
+        timed_out: Option<fn(TimeoutError) -> R>,
+    ) -> R
+    where
+        S: Shape<R>,
+        S::Value: Storable<S::Keep>,
+        S::Success: 'static,
+        R: Send + 'static,
+        F: Future<Output = R> + Send + 'static,
+    {
+        let mut timeouts = self.site.timeouts;
+        if timed_out.is_none() {
+            timeouts.hard = None;
+        }
+        let (stale, mut served) = self.fallback::<R>().unzip();
+        let herald = leader.as_ref().map(Leader::herald);
+        let (cache, site, key) = (self.cache.clone(), self.site.clone(), self.key.to_owned());
+        let (fallback, since, load_span) = (self.fallback.clone(), self.shared_since, span.clone());
+        let work = async move {
+            let miss = Miss::<S>::new(&cache, &site, &key, fallback, since);
+            miss.run(load, &tags, &policy, leader, &load_span).await
         };
-        self.run(load, &tags, &policy, leader, span).await
+        let counters = self.cache.inner().counters();
+        let ended = pipeline::within(counters, timeouts, stale, herald, work, |_| async {});
+        match ended.await {
+            Within::Done(value) => value,
+            Within::Stale => {
+                trace::outcome(span, trace::Outcome::Timeout, None);
+                served
+                    .take()
+                    .expect("a stale value is served only when there is one")
+            }
+            Within::TimedOut(error) => {
+                trace::outcome(span, trace::Outcome::Timeout, None);
+                let timed_out = timed_out.expect("a hard timeout is raced only with `timed_out`");
+                timed_out(error)
+            }
+        }
+    }
+
+    /// With caching off, the load runs as [`bypass`] does, still within the hard timeout (there
+    /// is no stale value to serve): a caller that asked for one gets it either way.
+    async fn bypass_within<R, F>(
+        &self,
+        load: F,
+        span: &Span,
+        timed_out: Option<fn(TimeoutError) -> R>,
+    ) -> R
+    where
+        R: Send + 'static,
+        F: Future<Output = R> + Send + 'static,
+    {
+        let (Some(timed_out), Some(_)) = (timed_out, self.site.timeouts.hard) else {
+            return bypass(self.cache, self.site, load, span).await;
+        };
+        let (cache, site, load_span) = (self.cache.clone(), self.site.clone(), span.clone());
+        let work = async move { bypass(&cache, &site, load, &load_span).await };
+        let counters = self.cache.inner().counters();
+        let timeouts = self.site.timeouts;
+        match pipeline::within(counters, timeouts, None, None, work, |_| async {}).await {
+            Within::Done(value) => value,
+            Within::TimedOut(error) => {
+                trace::outcome(span, trace::Outcome::Timeout, None);
+                timed_out(error)
+            }
+            Within::Stale => unreachable!("a soft timeout is raced only with a stale value"),
+        }
     }
 
     /// A fresh value stored by a leader that finished between our look-up and our wait.
@@ -239,14 +373,15 @@ impl<'a, S> Miss<'a, S> {
 /// has this function's type.
 pub(super) struct MemoWaiting<'m, 'a, S, R> {
     miss: &'m Miss<'a, S>,
-    result: PhantomData<fn() -> R>,
+    /// The return value past a hard timeout, where the return type carries one.
+    timed_out: Option<fn(TimeoutError) -> R>,
 }
 
 impl<'m, 'a, S, R> MemoWaiting<'m, 'a, S, R> {
     pub(super) fn new(miss: &'m Miss<'a, S>) -> Self {
         MemoWaiting {
             miss,
-            result: PhantomData,
+            timed_out: None,
         }
     }
 }
@@ -268,6 +403,13 @@ where
 
     fn fresh(&mut self) -> Option<R> {
         self.miss.fresh::<R>()
+    }
+
+    fn timed_out(&mut self, error: TimeoutError) -> Option<R> {
+        match self.miss.fallback::<R>() {
+            Some((_, stale)) => Some(stale),
+            None => self.timed_out.map(|timed_out| timed_out(error)),
+        }
     }
 }
 
@@ -414,6 +556,14 @@ where
 {
     let value = value.downcast_ref::<S::Value>()?;
     Some(S::rebuild(value.clone()))
+}
+
+/// With caching off (`CacheBuilder::disabled`), every call runs its loader (counted for
+/// `site`).
+async fn bypass<F: Future>(cache: &Cache, site: &Site, load: F, span: &Span) -> F::Output {
+    trace::outcome(span, trace::Outcome::Bypass, None);
+    let counters = Arc::clone(&site.counters(cache.inner().counters()));
+    Load::begin(cache, counters).run(load).await
 }
 
 /// Tags as entries hold them.

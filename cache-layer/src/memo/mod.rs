@@ -19,7 +19,7 @@
 //!    ([`Refresh::in_place`] in the caller's task, for a function without `stale`).
 //!
 //! What is stored for a return type (`Ok` of a `Result`, `Some` of an `Option`, negative
-//! entries) is `returns.rs`; a site's settings ([`Site`], [`Policy`], [`LoadOptions`]) are
+//! entries) is `returns.rs`; a site's settings ([`Site`], [`Policy`], [`LoadOptions`], [`HardTimeout`]) are
 //! `options.rs`; what generated code calls is `private.rs`, mounted as
 //! `cache_layer::__private`.
 
@@ -43,7 +43,7 @@ pub(crate) use self::load::store_value;
 pub use self::load::Miss;
 pub(crate) use self::lookup::lookup_now_at;
 pub use self::lookup::{lookup, lookup_now, Lookup, Pending};
-pub use self::options::{CacheIf, LoadOptions, Policy, Site, TtlFrom};
+pub use self::options::{CacheIf, HardTimeout, LoadOptions, Policy, Site, TtlFrom};
 pub use self::refresh::Refresh;
 pub use self::returns::{
     Local, OptionShape, Outcome, PlainShape, Probe, ResultOptionShape, ResultShape, Shape,

@@ -1,12 +1,14 @@
 //! A call site's settings: [`Site`] (a `#[cached(...)]` function's arguments: lifetimes,
 //! negative caching, jitter, lock), [`Policy`] (what it decides from a loaded value:
-//! `ttl_from`, `cache_if`) and [`LoadOptions`], the same arguments for the imperative API.
+//! `ttl_from`, `cache_if`) and [`LoadOptions`], the same arguments for the imperative API, with
+//! [`HardTimeout`], the one a loader gets only where its error can carry it.
 
 use std::time::Duration;
 
 use crate::engine::clock;
 use crate::engine::counters::Counters;
 use crate::engine::entry::Lifetime;
+use crate::engine::pipeline::Timeouts;
 use crate::engine::random;
 use crate::engine::sites::{SiteRef, SiteSlot};
 
@@ -31,6 +33,8 @@ pub struct Site {
     /// Where this site's counters are found again after its first call
     /// ([`SiteSlot::new()`]).
     pub counters: SiteSlot,
+    /// How long a caller waits for a load before a stale value or a timeout answers it.
+    pub timeouts: Timeouts,
 }
 
 impl Site {
@@ -146,6 +150,61 @@ pub struct LoadOptions {
     pub(crate) tags: Vec<String>,
 }
 
+/// A hard timeout for [`Cache::get_or_load_within`](crate::Cache::get_or_load_within) and
+/// [`get_or_load_optional_within`](crate::Cache::get_or_load_optional_within): a load that
+/// takes longer than [`after`](Self::after) answers its caller, and the callers waiting on it,
+/// with the stale value it has, else with `Err(E::from(`[`TimeoutError`](crate::TimeoutError)`))`
+/// (`#[cached(hard_timeout = ...)]`). It is an argument of those methods, not a
+/// [`LoadOptions`] setting, because only a loader whose error converts from `TimeoutError` can
+/// be given one: a hard timeout cannot be asked for where it could not be returned.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_layer::HardTimeout;
+///
+/// let within = HardTimeout::after(Duration::from_secs(2)).finish_on_hard_timeout(false);
+/// assert_eq!(within.duration(), Duration::from_secs(2));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct HardTimeout {
+    pub(crate) after: Duration,
+    pub(crate) finish: bool,
+}
+
+impl HardTimeout {
+    /// A load slower than `after` gives up; it still finishes and stores in the background.
+    pub fn after(after: Duration) -> Self {
+        HardTimeout {
+            after,
+            finish: true,
+        }
+    }
+
+    /// Whether a load past the hard timeout goes on and stores its value (default `true`: the
+    /// source is doing the work anyway, and the next caller gets a hit instead of asking the
+    /// slow source again), or is cancelled (`false`: for a load that holds something scarce,
+    /// such as a pooled connection, better given back at once). As
+    /// `#[cached(finish_on_hard_timeout = false)]`.
+    pub fn finish_on_hard_timeout(mut self, finish: bool) -> Self {
+        self.finish = finish;
+        self
+    }
+
+    /// How long a load may take.
+    pub fn duration(&self) -> Duration {
+        self.after
+    }
+
+    /// `site` with this hard timeout.
+    pub(crate) fn on(self, site: &Site) -> Site {
+        let mut site = site.clone();
+        site.timeouts.hard = Some(self.after);
+        site.timeouts.finish_on_hard = self.finish;
+        site
+    }
+}
+
 /// The largest jitter fraction: just under 1, so a jittered TTL stays above zero.
 const MAX_JITTER: f64 = 0.99;
 
@@ -163,6 +222,7 @@ impl LoadOptions {
                 jitter: None,
                 lock: None,
                 counters: SiteSlot::new(),
+                timeouts: Timeouts::NONE,
             },
             tags: Vec::new(),
         }
@@ -206,6 +266,22 @@ impl LoadOptions {
     /// With Redis, a distributed load lock held at most `hold` (`#[cached(lock = ...)]`).
     pub fn lock(mut self, hold: Duration) -> Self {
         self.site.lock = Some(hold);
+        self
+    }
+
+    /// Soft timeout: a miss whose load takes longer than `after` is answered with the stale
+    /// value it has (an entry in its [`stale_if_error`](Self::stale_if_error) window, or a
+    /// soft-purged one), and so are the callers waiting on the same load; the load goes on in
+    /// the background and stores its value (`#[cached(soft_timeout = ...)]`). Without a stale
+    /// value the caller keeps waiting. It needs nothing of the loader's error type, so every
+    /// load with these options takes it: [`get_or_load`](crate::Cache::get_or_load),
+    /// [`get_or_load_optional`](crate::Cache::get_or_load_optional) and their `_within`
+    /// siblings, but not [`get_or_load_many`](crate::Cache::get_or_load_many) (see there why).
+    /// A hard timeout, which returns an error, is an argument of
+    /// [`get_or_load_within`](crate::Cache::get_or_load_within) instead. See the
+    /// [timeouts section](crate::docs::lifetimes#timeouts).
+    pub fn soft_timeout(mut self, after: Duration) -> Self {
+        self.site.timeouts.soft = Some(after);
         self
     }
 

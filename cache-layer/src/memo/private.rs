@@ -3,6 +3,8 @@
 use std::future::Future;
 
 pub use crate::engine::sites::SiteSlot;
+pub use crate::engine::timed_out::CarriesTimeout;
+pub use crate::engine::timeout::Timeouts;
 pub use crate::key::{KeyArg, KeyBuf};
 pub use crate::memo::{
     invalidate_after_blocking, invalidate_blocking, lookup_blocking, refresh_blocking,
@@ -97,6 +99,13 @@ pub fn policy<R, S: Shape<R>>(
     cache_if: Option<CacheIf<S::Success>>,
 ) -> Policy<S::Success> {
     Policy { ttl_from, cache_if }
+}
+
+/// The return value of a `#[cached(hard_timeout = ...)]` fn past its hard timeout: checks
+/// at compile time that `R` carries a [`TimeoutError`](crate::TimeoutError).
+#[inline]
+pub fn timed_out<R: CarriesTimeout>() -> Option<fn(crate::TimeoutError) -> R> {
+    Some(R::timed_out)
 }
 
 /// What `ttl_from` may return: a TTL, or `None` for the site's `ttl`.

@@ -18,11 +18,13 @@ use super::lookup::{
 use super::plan::Plan;
 use super::refresh::refresh_in_background;
 use super::respond::serve;
+use super::timeout::{servable_stale, timed_out_answer, Timed};
 use crate::engine::clock;
 use crate::engine::entry::{Entry, Value};
 use crate::engine::pipeline::{self, Joined, Leader, Locked, Waiting};
 use crate::engine::stats::Counter;
 use crate::engine::stats::SiteCounter;
+use crate::engine::timeout::TimeoutError;
 use crate::engine::trace;
 use crate::http::body::CacheBody;
 use crate::http::config::Config;
@@ -118,6 +120,12 @@ impl<B: Body> Waiting for HttpWaiting<'_, B> {
         fresh_hit(self.cache, self.config, self.plan, self.request)
     }
 
+    fn timed_out(&mut self, _: TimeoutError) -> Option<Self::Served> {
+        let (method, headers) = self.request;
+        let stale = servable_stale(self.plan);
+        Some(timed_out_answer(stale, self.plan.forward, method, headers))
+    }
+
     fn rejoin(&mut self) -> bool {
         let headers = self.request.1;
         match lookup(self.cache, &self.plan.primary, headers, clock::now()) {
@@ -139,7 +147,10 @@ pub(crate) async fn fetch<S, ReqBody, ResBody>(
     mut plan: Plan,
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Send + 'static,
 {
@@ -157,6 +168,13 @@ where
             Joined::Lead(lead) => leader = Some(lead),
             Joined::Alone => {}
         }
+    }
+    if config.timeouts.is_set() {
+        let (method, headers) = (request.method(), request.headers());
+        let timed = Timed::new(&plan, leader.as_ref(), method, headers);
+        let timeouts = config.timeouts;
+        let load = load_once(cache.clone(), config, inner, request, plan, leader);
+        return timed.race(&cache, timeouts, load).await;
     }
     load_once(cache, config, inner, request, plan, leader).await
 }

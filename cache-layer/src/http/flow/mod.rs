@@ -5,7 +5,7 @@
 //! from the stored response (`respond`), stale while one background request refreshes it
 //! (`refresh`), or as a miss. A miss looks in the shared tier when there is one, then waits
 //! on a concurrent load of its key or leads one (`fetch`), and asks the inner service
-//! (`forward`, with the miss's `plan`): a `304` updates the stored response (`revalidate`), a
+//! (`forward`, with the miss's `plan`; within the layer's timeouts, `timeout`): a `304` updates the stored response (`revalidate`), a
 //! full answer is stored through the storage gate and answered (`answer`, writing with
 //! `store`). An unsafe request is forwarded and then invalidates what it names (`invalidate`).
 
@@ -20,3 +20,4 @@ pub(crate) mod refresh;
 pub(crate) mod respond;
 pub(crate) mod revalidate;
 pub(crate) mod store;
+pub(crate) mod timeout;
