@@ -178,6 +178,14 @@ pub use error::BuildError;
 pub use key::{Key, KeyArg, KeyBuf};
 pub use memo::LoadOptions;
 pub use memo::{Cacheable, Shareable};
+/// The `redis` crate this one is built with, for [`RedisSource`]'s clients: its version is
+/// the one the cache accepts.
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[doc(no_inline)]
+pub use redis;
+#[cfg(feature = "redis")]
+pub use store::RedisSource;
 
 /// Support for testing code that caches: caching off is
 /// [`CacheBuilder::disabled`]; entry lifetimes on Tokio's paused clock are
