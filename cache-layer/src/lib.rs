@@ -128,7 +128,7 @@
 //! | feature | default | adds |
 //! | --- | --- | --- |
 //! | (none) | yes | the in-memory engine, `#[cached]` / `#[invalidates]`, the imperative and batch API, [`CacheLayer`] for HTTP: no Redis, TLS or gRPC code |
-//! | `redis` | no | the shared tier: [`CacheBuilder::redis`], [`tiered`](CacheBuilder::tiered) and their cluster forms, pub/sub invalidation, the distributed load lock (`lock = "..."`), shared HTTP responses |
+//! | `redis` | no | the shared tier: [`CacheBuilder::redis`], [`tiered`](CacheBuilder::tiered) and their cluster and Sentinel forms, or on the application's own client ([`RedisSource`]), pub/sub invalidation, the distributed load lock (`lock = "..."`), shared HTTP responses |
 //! | `tls` | no | `rediss://` URLs (implies `redis`): TLS to Redis with rustls (ring), trusting the system's roots or a given CA |
 //! | `grpc` | no | caching opted-in gRPC unary methods (gzip/deflate request decoding, descriptor sets); without it, gRPC calls pass through untouched |
 //! | `test-clock` | no | `testing::follow_tokio_time`: entry lifetimes on Tokio's pausable clock, for tests |

@@ -1,6 +1,7 @@
 //! A real `redis-server` per test, on a free loopback port, that a test can kill, pause
 //! (`SIGSTOP`) and restart. Never skipped: without `redis-server` the test fails and says how
-//! to install it (`scripts/test` does it for you).
+//! to install it (`scripts/test` does it for you). Also a cluster ([`RedisCluster`]) and a
+//! Sentinel deployment ([`RedisSentinel`], the Sentinel being `redis-server --sentinel`).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
