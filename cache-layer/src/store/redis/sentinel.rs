@@ -95,8 +95,9 @@ impl SentinelMaster {
         if let Some(link) = self.current() {
             return Ok(link);
         }
+        // The lock is held until the connection is current, so that callers waiting for it
+        // use this one instead of opening their own.
         let master = client.async_get_client().await?;
-        drop(client);
         let connection = master
             .get_multiplexed_async_connection_with_config(&self.config)
             .await?;
@@ -107,6 +108,7 @@ impl SentinelMaster {
             master: Arc::clone(self),
         };
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(link.clone());
+        drop(client);
         Ok(link)
     }
 
