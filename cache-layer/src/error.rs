@@ -30,6 +30,11 @@ pub enum BuildError {
     /// ([`CacheBuilder::redis_cluster`](crate::CacheBuilder::redis_cluster),
     /// [`CacheBuilder::tiered_cluster`](crate::CacheBuilder::tiered_cluster)) with no node URL.
     NoClusterNodes,
+    /// Redis Sentinel
+    /// ([`CacheBuilder::redis_sentinel`](crate::CacheBuilder::redis_sentinel),
+    /// [`CacheBuilder::tiered_sentinel`](crate::CacheBuilder::tiered_sentinel),
+    /// [`RedisSource::sentinel`](crate::RedisSource::sentinel)) with no Sentinel URL.
+    NoSentinels,
     /// Cluster node URLs that the cluster client refuses together (different passwords,
     /// TLS modes or databases among the nodes).
     ClusterConfig {
@@ -54,6 +59,9 @@ impl fmt::Display for BuildError {
             }
             BuildError::NoClusterNodes => {
                 f.write_str("a Redis cluster needs at least one node URL")
+            }
+            BuildError::NoSentinels => {
+                f.write_str("Redis Sentinel needs at least one Sentinel URL")
             }
             BuildError::ClusterConfig { reason } => {
                 write!(f, "invalid Redis cluster configuration: {reason}")
@@ -97,12 +105,20 @@ mod tests {
 
     #[cfg(feature = "redis")]
     #[test]
-    fn a_cluster_without_nodes_has_its_own_kind() {
+    fn a_cluster_or_sentinel_without_nodes_has_its_own_kind() {
         let none: [&str; 0] = [];
         assert_eq!(
             refused(Cache::builder().redis_cluster(none)),
             BuildError::NoClusterNodes
         );
+        assert_eq!(
+            refused(Cache::builder().tiered_sentinel(none, "main")),
+            BuildError::NoSentinels
+        );
+        assert!(matches!(
+            refused(Cache::builder().redis_sentinel(["redis://:bad port/"], "main")),
+            BuildError::RedisUrl { position: 0, .. }
+        ));
     }
 
     #[cfg(all(feature = "redis", not(feature = "tls")))]

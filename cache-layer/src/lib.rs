@@ -128,7 +128,7 @@
 //! | feature | default | adds |
 //! | --- | --- | --- |
 //! | (none) | yes | the in-memory engine, `#[cached]` / `#[invalidates]`, the imperative and batch API, [`CacheLayer`] for HTTP: no Redis, TLS or gRPC code |
-//! | `redis` | no | the shared tier: [`CacheBuilder::redis`], [`tiered`](CacheBuilder::tiered) and their cluster forms, pub/sub invalidation, the distributed load lock (`lock = "..."`), shared HTTP responses |
+//! | `redis` | no | the shared tier: [`CacheBuilder::redis`], [`tiered`](CacheBuilder::tiered) and their cluster and Sentinel forms, or on the application's own client ([`RedisSource`]), pub/sub invalidation, the distributed load lock (`lock = "..."`), shared HTTP responses |
 //! | `tls` | no | `rediss://` URLs (implies `redis`): TLS to Redis with rustls (ring), trusting the system's roots or a given CA |
 //! | `grpc` | no | caching opted-in gRPC unary methods (gzip/deflate request decoding, descriptor sets); without it, gRPC calls pass through untouched |
 //! | `test-clock` | no | `testing::follow_tokio_time`: entry lifetimes on Tokio's pausable clock, for tests |
@@ -178,6 +178,14 @@ pub use error::BuildError;
 pub use key::{Key, KeyArg, KeyBuf};
 pub use memo::{Cacheable, Shareable};
 pub use memo::{HardTimeout, LoadOptions};
+/// The `redis` crate this one is built with, for [`RedisSource`]'s clients: its version is
+/// the one the cache accepts.
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[doc(no_inline)]
+pub use redis;
+#[cfg(feature = "redis")]
+pub use store::RedisSource;
 
 /// Support for testing code that caches: caching off is
 /// [`CacheBuilder::disabled`]; entry lifetimes on Tokio's paused clock are

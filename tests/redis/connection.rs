@@ -3,6 +3,7 @@
 use cache_layer::Cache;
 
 use crate::support::redis_server::RedisServer;
+use crate::support::wait::eventually;
 use crate::{Db, Instance};
 
 #[tokio::test]
@@ -138,16 +139,20 @@ async fn tls_with_a_private_ca() {
         db: db.clone(),
     };
     instance.user(1).await.unwrap();
+    // The load's write is off the caller's path: wait until it reached Redis over TLS.
+    let raw = server.raw().await;
+    eventually("the entry written over TLS", async || {
+        let stored: Option<Vec<u8>> = redis::cmd("GET")
+            .arg("tls:v:user:1")
+            .query_async(&mut raw.clone())
+            .await
+            .unwrap();
+        stored.is_some()
+    })
+    .await;
     instance.user(1).await.unwrap();
     assert_eq!(db.queries(), 1);
-    assert_eq!(instance.cache.stats().shared_hits, 1, "served over TLS");
-    let mut raw = server.raw().await;
-    let stored: Option<Vec<u8>> = redis::cmd("GET")
-        .arg("tls:v:user:1")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    assert!(stored.is_some());
+    assert_eq!(instance.cache.stats().shared_hits, 1, "read back over TLS");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -15,6 +15,7 @@ mod local_values;
 mod lock;
 mod outage_bound;
 mod outages;
+mod sentinel;
 mod sharing;
 mod tag_sets;
 

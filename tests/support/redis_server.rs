@@ -1,6 +1,7 @@
 //! A real `redis-server` per test, on a free loopback port, that a test can kill, pause
 //! (`SIGSTOP`) and restart. Never skipped: without `redis-server` the test fails and says how
-//! to install it (`scripts/test` does it for you).
+//! to install it (`scripts/test` does it for you). Also a cluster ([`RedisCluster`]) and a
+//! Sentinel deployment ([`RedisSentinel`], the Sentinel being `redis-server --sentinel`).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -312,6 +313,163 @@ impl RedisCluster {
 impl Drop for RedisCluster {
     fn drop(&mut self) {
         self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Redis Sentinel deployment on free loopback ports: a master, a replica of it and one
+/// Sentinel (`redis-server --sentinel`, quorum 1) watching them under [`RedisSentinel::NAME`],
+/// its configuration file in a temporary directory (Sentinel rewrites it).
+pub struct RedisSentinel {
+    /// The master first; after a failover, the new master first again.
+    servers: Vec<RedisServer>,
+    sentinel: RedisServer,
+    dir: std::path::PathBuf,
+}
+
+impl RedisSentinel {
+    /// The name the Sentinel knows the master by.
+    pub const NAME: &'static str = "main";
+
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "cache-layer-sentinel-{}-{}",
+            std::process::id(),
+            fastrand_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        // The replica writes the master's snapshot to its directory when it syncs.
+        let dir_arg = dir.to_str().expect("utf-8 temp dir");
+        let master = RedisServer::start_with(&["--dir", dir_arg]);
+        let master_port = master.port.to_string();
+        let replica =
+            RedisServer::start_with(&["--dir", dir_arg, "--replicaof", "127.0.0.1", &master_port]);
+        // The Sentinel finds replicas in the master's INFO: let it list this one first.
+        wait_for("the replica is in sync", || {
+            cli(replica.port, &["info", "replication"]).contains("master_link_status:up")
+                && cli(master.port, &["info", "replication"]).contains("connected_slaves:1")
+        });
+        let port = free_port();
+        let config = dir.join("sentinel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {}\n\
+                 sentinel monitor {name} 127.0.0.1 {master} 1\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 10000\n",
+                dir.display(),
+                name = Self::NAME,
+                master = master.port,
+            ),
+        )
+        .expect("sentinel.conf");
+        let child = Command::new("redis-server")
+            .arg(&config)
+            .args(["--sentinel", "--loglevel", "warning"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server --sentinel");
+        let mut sentinel = RedisServer {
+            child: Some(child),
+            port,
+            paused: false,
+            extra: Vec::new(),
+        };
+        assert!(sentinel.wait_ready(), "the Sentinel starts on port {port}");
+        let deployment = RedisSentinel {
+            servers: vec![master, replica],
+            sentinel,
+            dir,
+        };
+        deployment.wait_replica_known();
+        deployment
+    }
+
+    /// Waits until the Sentinel lists the replica as one it could promote.
+    fn wait_replica_known(&self) {
+        let replica = self.servers[1].port.to_string();
+        wait_for("the Sentinel knows the replica", || {
+            let replicas = cli(self.sentinel.port, &["sentinel", "replicas", Self::NAME]);
+            let mut lines = replicas.lines();
+            lines.any(|line| line == replica)
+                && !replicas.contains("s_down")
+                && !replicas.contains("disconnected")
+        });
+    }
+
+    /// The Sentinel's URL.
+    pub fn url(&self) -> String {
+        self.sentinel.url()
+    }
+
+    /// The server that is master now.
+    pub fn master(&self) -> &RedisServer {
+        &self.servers[0]
+    }
+
+    /// The port the Sentinel names for the master.
+    pub fn named_master_port(&self) -> Option<u16> {
+        let named = cli(
+            self.sentinel.port,
+            &["sentinel", "get-master-addr-by-name", Self::NAME],
+        );
+        named.lines().nth(1)?.trim().parse().ok()
+    }
+
+    /// Has the Sentinel fail the master over to the replica (`SENTINEL FAILOVER`), and waits
+    /// until the Sentinel names the replica and it answers as a master.
+    pub fn failover(&mut self) {
+        let reply = cli(self.sentinel.port, &["sentinel", "failover", Self::NAME]);
+        assert!(reply.starts_with("OK"), "SENTINEL FAILOVER: {reply}");
+        self.wait_switched();
+    }
+
+    /// Kills the master (the Sentinel fails it over once it has been down for a second) and
+    /// waits until the Sentinel names the replica and it answers as a master.
+    pub fn kill_master(&mut self) {
+        self.servers[0].kill();
+        self.wait_switched();
+    }
+
+    fn wait_switched(&mut self) {
+        let replica = self.servers[1].port;
+        wait_for("the Sentinel names the replica as master", || {
+            self.named_master_port() == Some(replica)
+                && cli(replica, &["role"]).starts_with("master")
+        });
+        self.servers.swap(0, 1);
+    }
+}
+
+/// `redis-cli -p port args...`'s output (empty when it fails).
+fn cli(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Polls `ready` until it holds; panics naming `what` after 30 s (setting servers up, not an
+/// assertion on speed).
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("not reached within 30 s: {what}");
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        self.sentinel.kill();
+        self.servers.clear();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

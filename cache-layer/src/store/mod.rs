@@ -24,6 +24,8 @@ pub(crate) use no_shared_tier::{Queued, SharedSince, SharedTier};
 #[cfg(feature = "redis")]
 pub(crate) use queued::Queued;
 #[cfg(feature = "redis")]
+pub use redis::RedisSource;
+#[cfg(feature = "redis")]
 pub(crate) use redis::{RedisConfig, RedisStore, SharedSince};
 #[cfg(feature = "redis")]
 pub(crate) use shared_tier::SharedTier;

@@ -37,11 +37,11 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::PubSub;
+use redis::aio::{PubSub, PubSubSink};
 use tokio::sync::watch;
 
 use super::redis::{
-    bounded, RedisStore, BATCH, BATCH_SEPARATOR, CLEAR, EVERYTHING, LOAD_ENDED, SOFT,
+    bounded, RedisStore, Subscriber, BATCH, BATCH_SEPARATOR, CLEAR, EVERYTHING, LOAD_ENDED, SOFT,
 };
 use crate::cache::Inner;
 use crate::engine::hooks::{Invalidated, Origin};
@@ -161,7 +161,7 @@ async fn recover(weak: Weak<Inner>) {
 
 /// Where the subscriber connects, and how long it waits.
 struct Target {
-    client: redis::Client,
+    subscriber: Subscriber,
     channel: String,
     connect_timeout: Duration,
     ping_timeout: Duration,
@@ -172,18 +172,20 @@ impl Target {
         let inner = weak.upgrade()?;
         let store = &inner.shared_tier()?.store;
         Some(Target {
-            client: store.subscribe_client(attempt).clone(),
+            subscriber: store.subscriber(attempt),
             channel: store.channel(),
             connect_timeout: store.connect_timeout(),
             ping_timeout: store.connect_timeout() + store.op_timeout(),
         })
     }
 
-    async fn connect(&self) -> Option<PubSub> {
+    /// A subscription, and the client it was made with.
+    async fn connect(&self) -> Option<(PubSub, redis::Client)> {
         let subscribed = async {
-            let mut pubsub = self.client.get_async_pubsub().await?;
+            let client = self.subscriber.client().await?;
+            let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&self.channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
+            Ok::<_, redis::RedisError>((pubsub, client))
         };
         tokio::time::timeout(self.connect_timeout, subscribed)
             .await
@@ -202,9 +204,9 @@ async fn subscribe(task: SubscriberEnd) {
         let Some(target) = Target::of(weak, attempt) else {
             return;
         };
-        if let Some(pubsub) = target.connect().await {
+        if let Some((pubsub, client)) = target.connect().await {
             backoff = Duration::from_millis(50);
-            if !listen(weak, pubsub, &target).await {
+            if !listen(weak, pubsub, &client, &target).await {
                 return;
             }
         }
@@ -213,9 +215,14 @@ async fn subscribe(task: SubscriberEnd) {
     }
 }
 
-/// Serves one subscription until it ends or stops answering the heartbeat; `false` when the
-/// cache is gone.
-async fn listen(weak: &Weak<Inner>, pubsub: PubSub, target: &Target) -> bool {
+/// Serves one subscription (made with `client`) until it ends, stops answering the heartbeat
+/// or, on Sentinel, no longer reaches the master; `false` when the cache is gone.
+async fn listen(
+    weak: &Weak<Inner>,
+    pubsub: PubSub,
+    client: &redis::Client,
+    target: &Target,
+) -> bool {
     let Some(inner) = weak.upgrade() else {
         return false;
     };
@@ -242,8 +249,7 @@ async fn listen(weak: &Weak<Inner>, pubsub: PubSub, target: &Target) -> bool {
                 if weak.strong_count() == 0 {
                     return false;
                 }
-                let pong = tokio::time::timeout(target.ping_timeout, sink.ping::<redis::Value>());
-                if !matches!(pong.await, Ok(Ok(_))) {
+                if !heartbeat(&mut sink, client, target).await {
                     break;
                 }
                 next_ping = tokio::time::Instant::now() + HEARTBEAT;
@@ -262,6 +268,20 @@ async fn listen(weak: &Weak<Inner>, pubsub: PubSub, target: &Target) -> bool {
          (outage_ttl) until resubscribed"
     );
     true
+}
+
+/// Whether the subscription (made with `client`) still answers a PING and, on Sentinel,
+/// still reaches the master the Sentinels name.
+async fn heartbeat(sink: &mut PubSubSink, client: &redis::Client, target: &Target) -> bool {
+    let pong = tokio::time::timeout(target.ping_timeout, sink.ping::<redis::Value>());
+    if !matches!(pong.await, Ok(Ok(_))) {
+        return false;
+    }
+    let follows = target.subscriber.follows(client);
+    // No answer from a Sentinel in time is no news, not a failover.
+    tokio::time::timeout(target.ping_timeout, follows)
+        .await
+        .unwrap_or(true)
 }
 
 /// This instance stopped hearing invalidations, and the state that says so (not subscribed,

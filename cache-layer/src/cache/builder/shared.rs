@@ -1,7 +1,6 @@
 //! The shared tier's settings (feature `redis`): the [`CacheBuilder`] methods that point a
 //! cache at Redis, and [`SharedOptions`], the one field they set.
 
-use std::fmt;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use super::CacheBuilder;
 use crate::cache::Inner;
 use crate::engine::counters::Counters;
 use crate::error::BuildError;
-use crate::store::{RedisConfig, RedisStore, SharedTier};
+use crate::store::{RedisConfig, RedisSource, RedisStore, SharedTier};
 
 /// The shared tier's settings.
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -22,7 +21,7 @@ impl CacheBuilder {
     /// (fail open); a circuit breaker then skips Redis for a second at a time until it
     /// answers again.
     pub fn redis(self, url: impl Into<String>) -> Self {
-        self.redis_target(vec![url.into()], false, false)
+        self.redis_target(RedisSource::urls(vec![url.into()], false), false)
     }
 
     /// Like [`redis`](Self::redis), on a Redis Cluster (or Valkey cluster) given some of its
@@ -32,7 +31,8 @@ impl CacheBuilder {
         I: IntoIterator<Item = U>,
         U: Into<String>,
     {
-        self.redis_target(nodes.into_iter().map(Into::into).collect(), true, false)
+        let urls = nodes.into_iter().map(Into::into).collect();
+        self.redis_target(RedisSource::urls(urls, true), false)
     }
 
     /// Like [`tiered`](Self::tiered), with a Redis Cluster as L2.
@@ -41,7 +41,8 @@ impl CacheBuilder {
         I: IntoIterator<Item = U>,
         U: Into<String>,
     {
-        self.redis_target(nodes.into_iter().map(Into::into).collect(), true, true)
+        let urls = nodes.into_iter().map(Into::into).collect();
+        self.redis_target(RedisSource::urls(urls, true), true)
     }
 
     /// Memory in front of Redis: hits are served from memory (L1); misses read Redis (L2)
@@ -49,15 +50,67 @@ impl CacheBuilder {
     /// an instance cannot hear them (Redis down or unreachable), it keeps using its L1, but
     /// keeps each value stored meanwhile at most the [outage bound](Self::outage_ttl).
     pub fn tiered(self, url: impl Into<String>) -> Self {
-        self.redis_target(vec![url.into()], false, true)
+        self.redis_target(RedisSource::urls(vec![url.into()], false), true)
     }
 
-    fn redis_target(mut self, urls: Vec<String>, cluster: bool, tiered: bool) -> Self {
-        self.shared.target = Some(RedisTarget {
-            urls,
-            cluster,
-            tiered,
-        });
+    /// Like [`redis`](Self::redis), on the master that the Redis Sentinels at `sentinels`
+    /// (URLs such as `redis://10.0.0.5:26379`) know as `master`. After a failover, calls and
+    /// invalidations follow the new master: see [`RedisSource::sentinel`].
+    pub fn redis_sentinel<I, U>(self, sentinels: I, master: impl Into<String>) -> Self
+    where
+        I: IntoIterator<Item = U>,
+        U: Into<String>,
+    {
+        self.redis_with(RedisSource::sentinel(sentinels, master))
+    }
+
+    /// Like [`tiered`](Self::tiered), with the master the Redis Sentinels name as L2: see
+    /// [`redis_sentinel`](Self::redis_sentinel).
+    ///
+    /// ```
+    /// # use cache_layer::Cache;
+    /// let cache = Cache::builder()
+    ///     .tiered_sentinel(["redis://10.0.0.5:26379", "redis://10.0.0.6:26379"], "main")
+    ///     .build()
+    ///     .expect("valid configuration");
+    /// # drop(cache);
+    /// ```
+    pub fn tiered_sentinel<I, U>(self, sentinels: I, master: impl Into<String>) -> Self
+    where
+        I: IntoIterator<Item = U>,
+        U: Into<String>,
+    {
+        self.tiered_with(RedisSource::sentinel(sentinels, master))
+    }
+
+    /// Like [`redis`](Self::redis), reaching Redis through `source`: a client or connection
+    /// manager the application already has, or Sentinel.
+    pub fn redis_with(self, source: RedisSource) -> Self {
+        self.redis_target(source, false)
+    }
+
+    /// Like [`tiered`](Self::tiered), reaching Redis through `source`: a client or connection
+    /// manager the application already has, or Sentinel.
+    ///
+    /// ```
+    /// use cache_layer::{redis, Cache, RedisSource};
+    ///
+    /// # async fn run() -> redis::RedisResult<()> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
+    /// let manager = client.get_connection_manager().await?;
+    /// let cache = Cache::builder()
+    ///     .tiered_with(RedisSource::connection_manager(manager.clone(), client))
+    ///     .build()
+    ///     .expect("valid configuration");
+    /// // `manager` serves the application's own commands on the same connection.
+    /// # Ok(()) }
+    /// ```
+    pub fn tiered_with(self, source: RedisSource) -> Self {
+        self.redis_target(source, true)
+    }
+
+    fn redis_target(mut self, source: RedisSource, tiered: bool) -> Self {
+        self.shared.target = Some(RedisTarget { source, tiered });
         self
     }
 
@@ -188,8 +241,7 @@ impl SharedOptions {
             return Ok(None);
         };
         let config = RedisConfig {
-            urls: target.urls,
-            cluster: target.cluster,
+            source: target.source,
             prefix: self.key_prefix,
             connect_timeout: self.connect_timeout,
             op_timeout: self.op_timeout,
@@ -220,63 +272,11 @@ impl PendingTier {
     }
 }
 
-/// Which Redis a [`CacheBuilder`] was pointed at.
-#[derive(Clone)]
+/// Which Redis a [`CacheBuilder`] was pointed at (shown without credentials: see
+/// [`RedisSource`]'s `Debug`).
+#[derive(Clone, Debug)]
 struct RedisTarget {
-    urls: Vec<String>,
-    cluster: bool,
+    source: RedisSource,
     /// Memory (L1) in front of Redis for memoised values.
     tiered: bool,
-}
-
-/// Shows the URLs without what may be a credential: user and password, and the query (which
-/// may carry them too).
-impl fmt::Debug for RedisTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let urls: Vec<String> = self.urls.iter().map(|url| redacted(url)).collect();
-        f.debug_struct("RedisTarget")
-            .field("urls", &urls)
-            .field("cluster", &self.cluster)
-            .field("tiered", &self.tiered)
-            .finish()
-    }
-}
-
-/// `url` with its user information and query replaced by `***`.
-fn redacted(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let (rest, query) = match rest.split_once('?') {
-        Some((rest, _)) => (rest, "?***"),
-        None => (rest, ""),
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let rest = match rest[..authority_end].rfind('@') {
-        Some(at) => format!("***{}", &rest[at..]),
-        None => rest.to_owned(),
-    };
-    format!("{scheme}://{rest}{query}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::Cache;
-
-    #[test]
-    fn debug_output_shows_no_credential() {
-        let builders = [
-            Cache::builder().tiered("redis://user:secret@127.0.0.1:6379/0"),
-            Cache::builder().redis("rediss://:secret@cache.internal/"),
-            Cache::builder().redis("unix:///run/redis.sock?user=u&pass=secret"),
-            Cache::builder().tiered_cluster(["redis://a:secret@n1/", "redis://a:secret@n2:7001"]),
-            Cache::builder().redis("redis://user:p%40ss%2Fword@host/"),
-        ];
-        for builder in builders {
-            let shown = format!("{builder:?}");
-            assert!(!shown.contains("secret"), "{shown}");
-            assert!(!shown.contains("word"), "{shown}");
-        }
-        assert_eq!(redacted("redis://u:p@host:1/2"), "redis://***@host:1/2");
-        assert_eq!(redacted("redis://host:1/2"), "redis://host:1/2");
-    }
 }

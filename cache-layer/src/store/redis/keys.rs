@@ -221,7 +221,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use super::super::{RedisConfig, RedisStore};
+    use super::super::{RedisConfig, RedisSource, RedisStore};
     use super::*;
     use crate::engine::counters::Counters;
 
@@ -254,8 +254,7 @@ mod tests {
     #[test]
     fn no_short_name_reaches_the_hashed_form_of_a_long_one() {
         let config = RedisConfig {
-            urls: vec!["redis://127.0.0.1:1/".into()],
-            cluster: false,
+            source: RedisSource::urls(vec!["redis://127.0.0.1:1/".into()], false),
             prefix: "p:".into(),
             connect_timeout: Duration::from_millis(1),
             op_timeout: Duration::from_millis(1),

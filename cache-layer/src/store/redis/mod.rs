@@ -7,7 +7,10 @@
 //! proceeds as on a miss. Invalidations that did not reach Redis are queued and replayed
 //! before anything else is sent.
 //!
-//! - `connection`: the clients, the one shared connection (one Redis or a cluster), TLS.
+//! - `source`: [`RedisSource`], where Redis is as a builder was told.
+//! - `connection`: the clients, the one shared connection (one Redis, a cluster, or the
+//!   master on Sentinel), TLS; `sentinel`: the master the Sentinels name, asked for again
+//!   after a failover.
 //! - `keys`: the names of what the store keeps, the channel's message bytes, the bounds.
 //! - `scripts`: the Lua scripts, kept in `scripts/*.lua`.
 //! - `outage`: the breaker and the time budget every operation runs under.
@@ -29,18 +32,20 @@ mod outage;
 mod read;
 mod replay;
 mod scripts;
+mod sentinel;
+mod source;
 mod write;
 
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::Client;
-
 use self::coalesce::Coalesced;
 use self::connection::Connection;
+pub(crate) use self::connection::Subscriber;
 use self::keys::Keys;
 pub(crate) use self::keys::{bounded, BATCH, BATCH_SEPARATOR, CLEAR, EVERYTHING, LOAD_ENDED, SOFT};
+pub use self::source::RedisSource;
 use crate::engine::counters::Counters;
 use crate::engine::random;
 use crate::error::BuildError;
@@ -50,9 +55,8 @@ use crate::store::queued::QueuedInvalidations;
 /// How a [`RedisStore`] connects and how long it waits.
 #[derive(Clone, Debug)]
 pub(crate) struct RedisConfig {
-    /// One URL, or a cluster's seed nodes.
-    pub(crate) urls: Vec<String>,
-    pub(crate) cluster: bool,
+    /// Where Redis is.
+    pub(crate) source: RedisSource,
     pub(crate) prefix: String,
     pub(crate) connect_timeout: Duration,
     pub(crate) op_timeout: Duration,
@@ -124,8 +128,7 @@ impl RedisStore {
     /// never blocks and a Redis that is down at start-up does not stop the application.
     pub(crate) fn new(config: &RedisConfig, counters: Arc<Counters>) -> Result<Self, BuildError> {
         let connection = Connection::new(
-            &config.urls,
-            config.cluster,
+            &config.source,
             config.root_certificate.as_deref(),
             config.connect_timeout,
             config.op_timeout,
@@ -159,10 +162,11 @@ impl RedisStore {
         self.connection.op_timeout
     }
 
-    /// A client for the subscriber's `attempt`-th connection: a cluster's nodes in turn (a
-    /// classic PUBLISH reaches subscribers on every node).
-    pub(crate) fn subscribe_client(&self, attempt: usize) -> &Client {
-        self.connection.subscribe_client(attempt)
+    /// Where the subscriber's `attempt`-th connection goes: a cluster's nodes in turn (a
+    /// classic PUBLISH reaches subscribers on every node); on Sentinel, the master named when
+    /// it connects.
+    pub(crate) fn subscriber(&self, attempt: usize) -> Subscriber {
+        self.connection.subscriber(attempt)
     }
 
     /// The pub/sub channel every instance listens on for invalidations.
