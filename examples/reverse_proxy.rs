@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release --example reverse_proxy -- --listen 127.0.0.1:PORT --upstream http://HOST:PORT \
-//!     [--memory-budget BYTES] [--purge-token-file PATH] [--redis redis://HOST:PORT]
+//!     [--memory-budget BYTES] [--purge-token-file PATH] [--redis redis://HOST:PORT] \
+//!     [--stats-path PATH]
 //! ```
 //!
 //! `--memory-budget` sets the cache's budget (default 64 MiB, the builder's default);
@@ -18,6 +19,10 @@
 //! `X-Rewrite-URL`, `X-HTTP-Method-Override`...): none of them is part of the cache key, so an
 //! upstream that read a client's copy (a redirect built from `X-Forwarded-Host`) would have
 //! its answer stored for everyone. See `set_forwarding_headers`.
+//!
+//! `--stats-path PATH` (say `/__cache-stats`) answers GETs for that path itself, before the
+//! cache, with the cache's entry count and weighted size (the bytes its memory budget counts)
+//! as `entries=N weighted_size=BYTES`: benches/stored_size.sh reads it.
 //!
 //! `--redis URL` shares responses across instances: the cache is tiered (memory in front of
 //! that Redis), so a response one instance stored is a hit on every other, a miss reaches the
@@ -47,6 +52,7 @@ use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::uri::Authority;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
 use cache_layer::{Cache, CacheLayer};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -246,6 +252,15 @@ pub(crate) fn purge_token(
     Ok(Some(token.to_owned()))
 }
 
+/// The cache's entry count and the bytes its memory budget counts, after pending maintenance.
+async fn stats(cache: Cache) -> String {
+    format!(
+        "entries={} weighted_size={}\n",
+        cache.entry_count(),
+        cache.weighted_size()
+    )
+}
+
 fn argument(name: &str) -> Option<String> {
     std::env::args().skip_while(|a| a != name).nth(1)
 }
@@ -263,7 +278,8 @@ fn token_from_env() -> Result<Option<String>, String> {
 fn fail(message: &str) -> ! {
     eprintln!(
         "{message}\nusage: reverse_proxy --listen 127.0.0.1:PORT --upstream http://HOST:PORT \
-         [--memory-budget BYTES] [--purge-token-file PATH] [--redis redis://HOST:PORT]\n\
+         [--memory-budget BYTES] [--purge-token-file PATH] [--redis redis://HOST:PORT] \
+         [--stats-path PATH]\n\
          (the purge token may also come from PURGE_TOKEN, or --purge-token TOKEN, which ps shows)"
     );
     std::process::exit(2);
@@ -299,7 +315,17 @@ async fn main() -> std::io::Result<()> {
             )
         })
         .unwrap_or_else(|error| fail(&error));
-    let app = app(cache, upstream_uri, token);
+    let stats_cache = cache.clone();
+    let mut app = app(cache, upstream_uri, token);
+    if let Some(path) = argument("--stats-path") {
+        // Braces and `*` would be a route pattern's captures.
+        if !path.starts_with('/') || path.contains(['{', '}', '*']) {
+            fail(&format!("bad --stats-path {path}: a plain path starting with /"));
+        }
+        app = Router::new()
+            .route(&path, get(move || stats(stats_cache.clone())))
+            .fallback_service(app);
+    }
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("proxying http://{} -> {upstream}", listener.local_addr()?);
     axum::serve(
