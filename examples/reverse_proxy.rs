@@ -320,7 +320,9 @@ async fn main() -> std::io::Result<()> {
     if let Some(path) = argument("--stats-path") {
         // Braces and `*` would be a route pattern's captures.
         if !path.starts_with('/') || path.contains(['{', '}', '*']) {
-            fail(&format!("bad --stats-path {path}: a plain path starting with /"));
+            fail(&format!(
+                "bad --stats-path {path}: a plain path starting with /"
+            ));
         }
         app = Router::new()
             .route(&path, get(move || stats(stats_cache.clone())))

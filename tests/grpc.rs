@@ -654,3 +654,22 @@ async fn calls_with_a_session_cookie_are_not_shared() {
     assert_eq!(server.gets(), 2, "bob was served ada's call");
     assert_eq!(server.cache.entry_count(), 0);
 }
+
+#[tokio::test]
+async fn each_cached_method_is_counted_as_its_own_site() {
+    let mut server = start(Seen::default(), cached_get).await;
+    for id in [7, 7, 7, 8] {
+        get(&mut server.client, id).await.unwrap();
+    }
+    let sites = server.cache.site_stats();
+    let method = sites
+        .iter()
+        .find(|site| site.name == GET_COURSE)
+        .unwrap_or_else(|| panic!("no site {GET_COURSE} in {sites:?}"));
+    assert_eq!(
+        (method.hits, method.misses, method.loads),
+        (2, 2, 2),
+        "{method:?}"
+    );
+    assert_eq!(method.hit_ratio(), Some(0.5));
+}
