@@ -209,13 +209,20 @@ async fn until_served_from_memory(instance: &Instance, id: u64) {
 
 /// How many Lua scripts (`EVAL`) the server has run.
 async fn scripts_run(raw: &mut redis::aio::MultiplexedConnection) -> u64 {
+    command_calls(raw, "eval").await
+}
+
+/// How many times the server ran `command` (lowercase; calls from scripts included), from
+/// `INFO commandstats`.
+async fn command_calls(raw: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(raw)
         .await
         .unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
     info.lines()
-        .find_map(|line| line.strip_prefix("cmdstat_eval:calls="))
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
         .and_then(|rest| rest.split(',').next()?.parse().ok())
         .unwrap_or(0)
 }

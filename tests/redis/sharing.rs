@@ -224,13 +224,5 @@ async fn concurrent_invalidations_are_published_together_and_each_reaches_every_
 
 /// How many times Redis ran `PUBLISH` (scripts' calls included).
 async fn publishes(raw: &mut redis::aio::MultiplexedConnection) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(raw)
-        .await
-        .unwrap();
-    info.lines()
-        .find_map(|line| line.strip_prefix("cmdstat_publish:calls="))
-        .and_then(|rest| rest.split(',').next()?.parse().ok())
-        .unwrap_or(0)
+    crate::command_calls(raw, "publish").await
 }
