@@ -5,13 +5,13 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned, ToTokens};
 use syn::{ItemFn, ReturnType};
 
-use crate::args::{CachedArgs, InvalidatesArgs};
+use crate::args::CachedArgs;
 use crate::handles::{self, Handles};
 use crate::params::{params, Params};
 use crate::stale::{check_refreshable, stale_body, Refreshed, StaleExpansion};
 use crate::template::Template;
 
-fn return_type(func: &ItemFn) -> TokenStream {
+pub(crate) fn return_type(func: &ItemFn) -> TokenStream {
     match &func.sig.output {
         ReturnType::Default => quote! { () },
         ReturnType::Type(_, ty) => ty.to_token_stream(),
@@ -21,7 +21,7 @@ fn return_type(func: &ItemFn) -> TokenStream {
 /// `let __cl_cache: &Cache = ...;`. A cache taken from a receiver that the body consumes
 /// (`self: Arc<Self>` with `cache = self.cache`) is a clone of the handle: the body owns the
 /// receiver while the cache is in use.
-fn cache_binding(cache: Option<&syn::Expr>, params: &Params) -> TokenStream {
+pub(crate) fn cache_binding(cache: Option<&syn::Expr>, params: &Params) -> TokenStream {
     let owned_receiver = params
         .receiver
         .as_ref()
@@ -38,7 +38,7 @@ fn cache_binding(cache: Option<&syn::Expr>, params: &Params) -> TokenStream {
     }
 }
 
-fn shape_of(ret: &TokenStream) -> TokenStream {
+pub(crate) fn shape_of(ret: &TokenStream) -> TokenStream {
     quote! {{
         #[allow(unused_imports)]
         use ::cache_layer::__private::{
@@ -70,7 +70,7 @@ fn with_original(error: syn::Error, item: TokenStream) -> TokenStream {
 }
 
 /// Parses the function and runs `expand` on it; any error is emitted with the original item.
-fn expand_with(
+pub(crate) fn expand_with(
     attr: TokenStream,
     item: TokenStream,
     expand: fn(TokenStream, ItemFn) -> syn::Result<TokenStream>,
@@ -87,17 +87,17 @@ fn expand_with(
 
 /// Collects every error so that one compile shows them all.
 #[derive(Default)]
-struct Errors(Option<syn::Error>);
+pub(crate) struct Errors(Option<syn::Error>);
 
 impl Errors {
-    fn push(&mut self, error: syn::Error) {
+    pub(crate) fn push(&mut self, error: syn::Error) {
         match &mut self.0 {
             Some(all) => all.combine(error),
             None => self.0 = Some(error),
         }
     }
 
-    fn finish(self) -> syn::Result<()> {
+    pub(crate) fn finish(self) -> syn::Result<()> {
         self.0.map_or(Ok(()), Err)
     }
 }
@@ -588,63 +588,4 @@ fn check_receiver_keyed(
              or write `ignore_self = true` if the receiver does not change the answer (a pool, a client)"
         ),
     ))
-}
-
-pub(crate) fn invalidates(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand_with(attr, item, expand_invalidates)
-}
-
-fn expand_invalidates(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
-    let mut errors = Errors::default();
-    let mut push = |e: syn::Error| errors.push(e);
-    let args: Option<InvalidatesArgs> = syn::parse2(attr).map_err(&mut push).ok();
-    let params = params(&func);
-    let names: Vec<Template> = args
-        .iter()
-        .flat_map(|a| &a.names)
-        .filter_map(|lit| {
-            Template::parse(lit, &params.names, params.receiver.is_some())
-                .map_err(&mut push)
-                .ok()
-        })
-        .collect();
-    errors.finish()?;
-    let args = args.expect("no errors means the arguments parsed");
-    let ItemFn {
-        attrs,
-        vis,
-        sig,
-        block,
-        ..
-    } = &func;
-    let ret = return_type(&func);
-    let cache = cache_binding(args.cache.as_ref(), &params);
-    let shape = shape_of(&ret);
-    let names = names.iter().map(|t| {
-        let render = t.render(&[]);
-        quote! { #render.into_string() }
-    });
-    // A sync writer invalidates this process at once (and Redis, with the other instances,
-    // from the runtime it may run on: see `invalidate_after_blocking`).
-    let run = if sig.asyncness.is_some() {
-        quote! {
-            let __cl_result: #ret = ::cache_layer::__private::typed::<#ret, _>(async move #block).await;
-            ::cache_layer::__private::invalidate_after(__cl_cache, #shape, &__cl_result, __cl_names).await;
-        }
-    } else {
-        quote! {
-            let __cl_result: #ret = (|| -> #ret #block)();
-            ::cache_layer::__private::invalidate_after_blocking(__cl_cache, #shape, &__cl_result, __cl_names);
-        }
-    };
-    Ok(quote! {
-        #(#attrs)*
-        #vis #sig {
-            #cache
-            // Rendered before the body runs: the body may consume the arguments.
-            let __cl_names: ::std::vec::Vec<::std::string::String> = ::std::vec![#(#names),*];
-            #run
-            __cl_result
-        }
-    })
 }

@@ -9,6 +9,7 @@ mod derive_key;
 mod duration;
 mod expand;
 mod handles;
+mod invalidates;
 mod params;
 mod stale;
 mod template;
@@ -24,7 +25,7 @@ pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// the reference of its arguments, with examples.
 #[proc_macro_attribute]
 pub fn invalidates(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand::invalidates(attr.into(), item.into()).into()
+    invalidates::invalidates(attr.into(), item.into()).into()
 }
 
 /// Defined in `cache-macros`; use it as `cache_layer::KeyArg` (`#[derive(KeyArg)]` with
